@@ -1,0 +1,106 @@
+/*
+ * config.h - the resolved training configuration and the one table of keys
+ * that drives INI parsing, --set overrides, validation, --help-config and
+ * docs/CONFIG.md (DESIGN decision 5). Unknown sections and keys are errors.
+ */
+#ifndef MT_CONFIG_H
+#define MT_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/error.h"
+
+#define MT_CFG_STR_LEN  256
+#define MT_CFG_LIST_MAX 16
+
+typedef struct {
+    int n;
+    int64_t v[MT_CFG_LIST_MAX];
+} mt_cfg_intlist;
+
+typedef enum { MT_MODEL_MLP = 0 } mt_model_kind;
+typedef enum { MT_ACT_RELU = 0, MT_ACT_GELU = 1 } mt_activation;
+typedef enum { MT_OPTIM_ADAMW = 0, MT_OPTIM_SGD = 1 } mt_optim_kind;
+typedef enum { MT_SCHED_CONSTANT = 0, MT_SCHED_COSINE = 1 } mt_sched_kind;
+
+typedef struct {
+    struct {
+        char name[MT_CFG_STR_LEN]; /* run name: the folder under dir */
+        char dir[MT_CFG_STR_LEN];  /* where run folders are made */
+        int64_t seed;
+        int64_t log_every; /* steps between progress lines */
+        int64_t threads;   /* compute threads per rank; 0 = auto */
+    } run;
+    struct {
+        char path[MT_CFG_STR_LEN];
+        char train_images[MT_CFG_STR_LEN];
+        char train_labels[MT_CFG_STR_LEN];
+        char test_images[MT_CFG_STR_LEN];
+        char test_labels[MT_CFG_STR_LEN];
+    } data;
+    struct {
+        int kind;              /* mt_model_kind */
+        mt_cfg_intlist layers; /* MLP widths: input, hidden..., classes */
+        int activation;        /* mt_activation */
+    } model;
+    struct {
+        int kind; /* mt_optim_kind */
+        double lr;
+        double momentum;
+        double beta1, beta2, eps;
+        double weight_decay;
+        double grad_clip; /* max global L2 norm; 0 = off */
+        int schedule;     /* mt_sched_kind */
+        int64_t warmup_steps;
+        double min_lr;
+    } optim;
+    struct {
+        int64_t steps;
+        int64_t global_batch;
+        int64_t eval_every; /* 0 = only at the end */
+        int shuffle;
+    } train;
+} mt_config;
+
+typedef enum {
+    MT_CFG_INT,
+    MT_CFG_FLOAT,
+    MT_CFG_BOOL,
+    MT_CFG_STR,
+    MT_CFG_ENUM,
+    MT_CFG_INTLIST,
+} mt_cfg_type;
+
+typedef struct {
+    const char *section;
+    const char *key;
+    mt_cfg_type type;
+    const char *def;     /* default, as text; parsed like user input */
+    double min, max;     /* INT, FLOAT, INTLIST elements */
+    int min_exclusive;   /* value must be > min rather than >= min */
+    int max_exclusive;   /* value must be < max rather than <= max */
+    const char *choices; /* ENUM: "a|b|c", index = stored value */
+    size_t offset;       /* field offset in mt_config */
+    const char *help;
+} mt_cfg_key;
+
+/* The table (core/config_keys.c), terminated by a zeroed entry. */
+extern const mt_cfg_key mt_cfg_keys[];
+
+void mt_config_defaults(mt_config *c);
+/* Parses INI text; origin names it in errors (the file path). */
+int mt_config_parse(mt_config *c, const char *text, const char *origin, mt_err *e);
+/* Applies one "section.key=value" override (from --set). */
+int mt_config_set(mt_config *c, const char *assignment, mt_err *e);
+/* Checks rules that span keys (e.g. min_lr <= lr). */
+int mt_config_validate(const mt_config *c, mt_err *e);
+/* Writes the resolved configuration as INI text; returns the length needed. */
+size_t mt_config_format(const mt_config *c, char *buf, size_t n);
+/* Prints every key with type, default, range and meaning (markdown table or text). */
+void mt_config_help(FILE *f, int markdown);
+/* The name of an enum value of key section.key, e.g. "adamw". */
+const char *mt_config_enum_name(const char *section, const char *key, int value);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * config_keys.c - the one table of configuration keys (DESIGN decision 5).
+ * Every key mpitrain reads is here: section, key, type, default, range,
+ * and the help text that --help-config and docs/CONFIG.md show.
+ */
+#include <stddef.h>
+
+#include "config.h"
+
+#define NOMAX  1e300
+#define OFF(f) offsetof(mt_config, f)
+
+/* clang-format off */
+const mt_cfg_key mt_cfg_keys[] = {
+    /* section, key, type, default, min, max, min_excl, max_excl, choices, offset, help */
+    {"run", "name", MT_CFG_STR, "mnist_mlp", 0, 0, 0, 0, NULL, OFF(run.name),
+     "run name; the run's files go to <run.dir>/<run.name>/<NNNN>/ (letters, digits, _ - .)"},
+    {"run", "dir", MT_CFG_STR, "runs", 0, 0, 0, 0, NULL, OFF(run.dir),
+     "folder under which run folders are made"},
+    {"run", "seed", MT_CFG_INT, "1234", 0, 9.2e18, 0, 0, NULL, OFF(run.seed),
+     "seed of every random number (init, sample order)"},
+    {"run", "log_every", MT_CFG_INT, "50", 1, NOMAX, 0, 0, NULL, OFF(run.log_every),
+     "steps between progress lines and metrics records"},
+    {"run", "threads", MT_CFG_INT, "0", 0, 1024, 0, 0, NULL, OFF(run.threads),
+     "compute threads per rank; 0 = OMP_NUM_THREADS if set, else the node's cores / ranks on the node"},
+
+    {"data", "path", MT_CFG_STR, "data/mnist.h5", 0, 0, 0, 0, NULL, OFF(data.path),
+     "HDF5 file holding the dataset"},
+    {"data", "train_images", MT_CFG_STR, "/train/images", 0, 0, 0, 0, NULL, OFF(data.train_images),
+     "dataset of training inputs, float32 [N, inputs]"},
+    {"data", "train_labels", MT_CFG_STR, "/train/labels", 0, 0, 0, 0, NULL, OFF(data.train_labels),
+     "dataset of training labels, uint8 [N], each < classes"},
+    {"data", "test_images", MT_CFG_STR, "/test/images", 0, 0, 0, 0, NULL, OFF(data.test_images),
+     "dataset of held-out inputs, float32 [M, inputs]"},
+    {"data", "test_labels", MT_CFG_STR, "/test/labels", 0, 0, 0, 0, NULL, OFF(data.test_labels),
+     "dataset of held-out labels, uint8 [M]"},
+
+    {"model", "kind", MT_CFG_ENUM, "mlp", 0, 0, 0, 0, "mlp", OFF(model.kind),
+     "model architecture"},
+    {"model", "layers", MT_CFG_INTLIST, "784,256,128,10", 1, 1048576, 0, 0, NULL, OFF(model.layers),
+     "MLP widths: inputs, hidden layers..., classes"},
+    {"model", "activation", MT_CFG_ENUM, "relu", 0, 0, 0, 0, "relu|gelu", OFF(model.activation),
+     "activation after each hidden layer (gelu: tanh approximation)"},
+
+    {"optim", "kind", MT_CFG_ENUM, "adamw", 0, 0, 0, 0, "adamw|sgd", OFF(optim.kind),
+     "optimizer: AdamW (decoupled weight decay) or SGD with momentum"},
+    {"optim", "lr", MT_CFG_FLOAT, "0.001", 0, 1000, 1, 0, NULL, OFF(optim.lr),
+     "peak learning rate"},
+    {"optim", "momentum", MT_CFG_FLOAT, "0.9", 0, 1, 0, 1, NULL, OFF(optim.momentum),
+     "SGD momentum (0 = plain SGD)"},
+    {"optim", "beta1", MT_CFG_FLOAT, "0.9", 0, 1, 0, 1, NULL, OFF(optim.beta1),
+     "AdamW first-moment decay"},
+    {"optim", "beta2", MT_CFG_FLOAT, "0.999", 0, 1, 0, 1, NULL, OFF(optim.beta2),
+     "AdamW second-moment decay"},
+    {"optim", "eps", MT_CFG_FLOAT, "1e-08", 0, 1, 1, 0, NULL, OFF(optim.eps),
+     "AdamW denominator epsilon"},
+    {"optim", "weight_decay", MT_CFG_FLOAT, "0", 0, NOMAX, 0, 0, NULL, OFF(optim.weight_decay),
+     "weight decay of weight matrices (not biases); decoupled for AdamW, L2 for SGD"},
+    {"optim", "grad_clip", MT_CFG_FLOAT, "0", 0, NOMAX, 0, 0, NULL, OFF(optim.grad_clip),
+     "clip the global L2 norm of the gradient to this; 0 = off"},
+    {"optim", "schedule", MT_CFG_ENUM, "constant", 0, 0, 0, 0, "constant|cosine",
+     OFF(optim.schedule),
+     "learning-rate schedule after warmup: constant, or cosine decay to min_lr at the last step"},
+    {"optim", "warmup_steps", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(optim.warmup_steps),
+     "steps of linear warmup from lr/warmup_steps to lr"},
+    {"optim", "min_lr", MT_CFG_FLOAT, "0", 0, NOMAX, 0, 0, NULL, OFF(optim.min_lr),
+     "final learning rate of the cosine schedule"},
+
+    {"train", "steps", MT_CFG_INT, "1000", 1, NOMAX, 0, 0, NULL, OFF(train.steps),
+     "optimizer steps to train for (one step = one global batch)"},
+    {"train", "global_batch", MT_CFG_INT, "64", 1, NOMAX, 0, 0, NULL, OFF(train.global_batch),
+     "samples per step over all ranks; must be divisible by the number of ranks"},
+    {"train", "eval_every", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(train.eval_every),
+     "steps between evaluations on the held-out split; 0 = only at the end"},
+    {"train", "shuffle", MT_CFG_BOOL, "true", 0, 0, 0, 0, NULL, OFF(train.shuffle),
+     "visit training samples in a new seeded order each epoch (false: file order)"},
+
+    {NULL, NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL},
+};
+/* clang-format on */

@@ -1,0 +1,37 @@
+/*
+ * optim.h - optimizers over the flat parameter buffers: AdamW (decoupled
+ * weight decay, PyTorch's formulation) and SGD with momentum (L2 weight
+ * decay added to the gradient, as PyTorch's SGD). Weight decay applies to
+ * tensors marked decay (weight matrices), never to biases. State buffers
+ * have the layout of the parameters, so they shard and checkpoint alike.
+ */
+#ifndef MT_OPTIM_H
+#define MT_OPTIM_H
+
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/params.h"
+#include "kernels/backend.h"
+
+typedef struct {
+    int kind; /* mt_optim_kind */
+    float beta1, beta2, eps, momentum, weight_decay;
+    int64_t t; /* optimizer steps taken */
+    float *m;  /* (numel) AdamW first moment, or SGD momentum buffer */
+    float *v;  /* (numel) AdamW second moment; NULL for SGD */
+} mt_optim;
+
+int mt_optim_init(mt_optim *o, const mt_config *cfg, const mt_params *p, const mt_backend *be,
+                  mt_err *e);
+/* Global L2 norm of p->grad; if max_norm > 0 and the norm exceeds it, the
+ * gradient is scaled down to max_norm. Returns the norm before clipping. */
+double mt_optim_clip(const mt_params *p, const mt_backend *be, double max_norm);
+/* One update of every parameter with learning rate lr. */
+void mt_optim_step(mt_optim *o, mt_params *p, const mt_backend *be, float lr);
+void mt_optim_free(mt_optim *o, const mt_backend *be);
+
+/* Learning rate at 0-based step (warmup, then constant or cosine to min_lr). */
+double mt_lr_at(const mt_config *cfg, int64_t step);
+
+#endif

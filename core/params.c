@@ -1,0 +1,109 @@
+/* params.c - flat parameter buffers with named views (see params.h). */
+#include "params.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+void mt_params_init(mt_params *p) {
+    memset(p, 0, sizeof *p);
+}
+
+int mt_params_add(mt_params *p, const char *name, int ndim, const int64_t *shape, int decay,
+                  mt_init_kind init, float init_scale) {
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 16;
+        mt_param *nv = realloc(p->v, (size_t)p->cap * sizeof *nv);
+        if (!nv) abort();
+        p->v = nv;
+    }
+    mt_param *t = &p->v[p->n];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    size_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+        numel *= (size_t)shape[i];
+    }
+    t->shard_dim = -1;
+    t->shard_offset = 0;
+    t->shard_len = shape[0];
+    /* Align every tensor to 16 floats so kernels may use aligned vectors. */
+    t->offset = (p->numel + 15) & ~(size_t)15;
+    t->numel = numel;
+    t->decay = decay;
+    t->init = init;
+    t->init_scale = init_scale;
+    p->numel = t->offset + numel;
+    return p->n++;
+}
+
+float *mt_alloc_floats(size_t n) {
+    size_t bytes = ((n * sizeof(float)) + 63) & ~(size_t)63;
+    if (bytes == 0) bytes = 64;
+    float *x = aligned_alloc(64, bytes);
+    if (x) memset(x, 0, bytes);
+    return x;
+}
+
+int mt_params_alloc(mt_params *p, mt_err *e) {
+    p->numel = (p->numel + 15) & ~(size_t)15;
+    p->data = mt_alloc_floats(p->numel);
+    p->grad = mt_alloc_floats(p->numel);
+    if (!p->data || !p->grad)
+        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory allocating %zu parameters", p->numel);
+    return MT_OK;
+}
+
+/* Global row-major index of local element j of a (possibly sharded) tensor. */
+static uint64_t global_index(const mt_param *t, size_t j) {
+    if (t->shard_dim < 0) return j;
+    uint64_t inner = 1;
+    for (int d = t->shard_dim + 1; d < t->ndim; d++) inner *= (uint64_t)t->shape[d];
+    uint64_t len = (uint64_t)t->shard_len;
+    uint64_t outer = j / (len * inner), s = (j / inner) % len, i = j % inner;
+    return (outer * (uint64_t)t->shape[t->shard_dim] + (uint64_t)t->shard_offset + s) * inner + i;
+}
+
+void mt_params_init_values(mt_params *p, uint64_t seed) {
+    for (int i = 0; i < p->n; i++) {
+        mt_param *t = &p->v[i];
+        float *x = p->data + t->offset;
+        char purpose[MT_PARAM_NAME_LEN + 8];
+        snprintf(purpose, sizeof purpose, "init/%s", t->name);
+        uint64_t stream = mt_rng_stream(purpose);
+        for (size_t j = 0; j < t->numel; j++) {
+            uint64_t g = global_index(t, j);
+            switch (t->init) {
+            case MT_INIT_ZERO:
+                x[j] = 0.0f;
+                break;
+            case MT_INIT_ONE:
+                x[j] = 1.0f;
+                break;
+            case MT_INIT_UNIFORM:
+                x[j] = (2.0f * mt_rng_uniform(seed, stream, g) - 1.0f) * t->init_scale;
+                break;
+            case MT_INIT_NORMAL:
+                x[j] = mt_rng_normal(seed, stream, g) * t->init_scale;
+                break;
+            }
+        }
+    }
+}
+
+const mt_param *mt_params_find(const mt_params *p, const char *name) {
+    for (int i = 0; i < p->n; i++)
+        if (strcmp(p->v[i].name, name) == 0) return &p->v[i];
+    return NULL;
+}
+
+void mt_params_free(mt_params *p) {
+    free(p->v);
+    free(p->data);
+    free(p->grad);
+    memset(p, 0, sizeof *p);
+}

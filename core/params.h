@@ -1,0 +1,64 @@
+/*
+ * params.h - parameters as views into one contiguous buffer (DESIGN decision 1).
+ *
+ * A model registers its tensors (name, global shape); mt_params_alloc then
+ * lays them out back to back in one float buffer per rank, with gradients
+ * and optimizer state in buffers of the same layout. A view records the
+ * slice of the global tensor this rank owns (shard_dim, shard_offset,
+ * shard_len along that dimension); under pure data parallelism every rank
+ * owns the whole tensor (shard_dim = -1). Flat buffers make the gradient
+ * all-reduce one call and let checkpoints write global-view tensors.
+ */
+#ifndef MT_PARAMS_H
+#define MT_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define MT_PARAM_NAME_LEN 64
+#define MT_PARAM_MAX_DIMS 4
+
+typedef enum {
+    MT_INIT_ZERO = 0,
+    MT_INIT_UNIFORM, /* U(-scale, scale) */
+    MT_INIT_NORMAL,  /* N(0, scale^2) */
+    MT_INIT_ONE,
+} mt_init_kind;
+
+typedef struct {
+    char name[MT_PARAM_NAME_LEN];     /* e.g. "fc1.weight" */
+    int ndim;                         /* 1..4 */
+    int64_t shape[MT_PARAM_MAX_DIMS]; /* global (logical) shape */
+    int shard_dim;                    /* -1: this rank owns it whole */
+    int64_t shard_offset, shard_len;  /* owned slice along shard_dim */
+    size_t offset;                    /* first element in the flat buffers */
+    size_t numel;                     /* elements this rank holds */
+    int decay;                        /* weight decay applies (matrices, not biases) */
+    mt_init_kind init;
+    float init_scale;
+} mt_param;
+
+typedef struct {
+    mt_param *v; /* (nparams) */
+    int n, cap;
+    size_t numel; /* total elements in each flat buffer */
+    float *data;  /* (numel) parameters */
+    float *grad;  /* (numel) gradients, same layout */
+} mt_params;
+
+void mt_params_init(mt_params *p);
+/* Registers a tensor owned whole by this rank; returns its index. */
+int mt_params_add(mt_params *p, const char *name, int ndim, const int64_t *shape, int decay,
+                  mt_init_kind init, float init_scale);
+/* Allocates data and grad (64-byte aligned, zeroed). */
+int mt_params_alloc(mt_params *p, mt_err *e);
+/* Fills data from (seed, param name, global element index) only. */
+void mt_params_init_values(mt_params *p, uint64_t seed);
+const mt_param *mt_params_find(const mt_params *p, const char *name);
+void mt_params_free(mt_params *p);
+/* Allocates a zeroed 64-byte-aligned float buffer of n elements, or NULL. */
+float *mt_alloc_floats(size_t n);
+
+#endif

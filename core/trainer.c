@@ -1,0 +1,452 @@
+/*
+ * trainer.c - the training loop with data parallelism.
+ *
+ * Every global batch of train.global_batch samples is split evenly: rank r
+ * takes positions [r*B/P, (r+1)*B/P) of it. The sample order of epoch e is a
+ * permutation drawn from (seed, e) alone, so it is the same on every rank
+ * and at every world size. Each rank's gradient is scaled by 1/B (the global
+ * batch) and the gradients are summed with one all-reduce, so every rank
+ * holds the mean gradient of the global batch and takes the same step.
+ * Errors are agreed on at phase boundaries and, during the loop, through a
+ * flag carried by the per-step reduction, so no rank is left waiting.
+ */
+#include "trainer.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/mlp.h"
+#include "core/optim.h"
+#include "core/params.h"
+#include "core/rng.h"
+#include "core/version.h"
+#include "io/dataset.h"
+#include "io/metrics.h"
+#include "io/modelfile.h"
+#include "io/rundir.h"
+#include "io/sha256.h"
+#include "kernels/backend.h"
+#include "parallel/threads.h"
+
+#define EVAL_CHUNK  256
+#define TIMING_SKIP 5 /* first steps excluded from ms/step (warm-up) */
+
+typedef struct {
+    const mt_comm *comm;
+    mt_config cfg;
+    char *config_text; /* resolved INI */
+    const mt_backend *be;
+    int threads;
+    mt_dataset train, test;
+    mt_params params;
+    mt_mlp mlp;
+    mt_optim opt;
+    int64_t local_batch, steps_per_epoch;
+    float *xb;      /* (local_batch, D) this step's inputs */
+    int32_t *yb;    /* (local_batch) this step's labels */
+    int64_t *order; /* (train.n) sample order of the current epoch */
+    int64_t order_epoch;
+    char run_dir[1024], run_id[37], data_sha[65];
+    mt_metrics metrics;
+} trainer;
+
+/* ---- set-up ---- */
+
+static char *read_file(const char *path, mt_err *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        mt_err_set(e, MT_ERR_USAGE, "cannot read config file %s: %m", path);
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) free(buf);
+            buf = nb;
+        }
+    }
+    fclose(f);
+    if (!buf) {
+        mt_err_set(e, MT_ERR_INTERNAL, "out of memory reading %s", path);
+        return NULL;
+    }
+    buf[len] = '\0';
+    if (strlen(buf) != len) {
+        free(buf);
+        mt_err_set(e, MT_ERR_USAGE, "config file %s contains a NUL byte (not a text file?)", path);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Rank 0 reads the file and shares its text, so every rank parses the same
+ * bytes and reaches the same verdict. */
+static int load_config(trainer *t, const mt_train_args *a, mt_err *e) {
+    const mt_comm *c = t->comm;
+    char *text = NULL;
+    if (c->rank == 0) text = read_file(a->config_path, e);
+    if (mt_comm_agree(c, e)) return e->code;
+    mt_comm_bcast_text(c->world, 0, &text);
+    mt_config_defaults(&t->cfg);
+    int rc = mt_config_parse(&t->cfg, text, a->config_path, e);
+    free(text);
+    for (int i = 0; !rc && i < a->n_overrides; i++) rc = mt_config_set(&t->cfg, a->overrides[i], e);
+    if (!rc) rc = mt_config_validate(&t->cfg, e);
+    if (!rc && t->cfg.train.global_batch % c->dp_size != 0) {
+        mt_err_set(e, MT_ERR_USAGE,
+                   "train.global_batch = %lld is not divisible by the %d data-parallel ranks",
+                   (long long)t->cfg.train.global_batch, c->dp_size);
+        mt_err_hint(e, "choose a global batch that is a multiple of the rank count");
+    }
+    if (mt_comm_agree(c, e)) return e->code;
+    size_t need = mt_config_format(&t->cfg, NULL, 0) + 1;
+    t->config_text = malloc(need);
+    mt_config_format(&t->cfg, t->config_text, need);
+    return MT_OK;
+}
+
+static int load_data(trainer *t, mt_err *e) {
+    const mt_config *cfg = &t->cfg;
+    const mt_cfg_intlist *l = &cfg->model.layers;
+    int64_t dim = l->v[0], classes = l->v[l->n - 1];
+    if (!mt_dataset_load(&t->train, cfg->data.path, cfg->data.train_images, cfg->data.train_labels,
+                         dim, classes, e))
+        mt_dataset_load(&t->test, cfg->data.path, cfg->data.test_images, cfg->data.test_labels, dim,
+                        classes, e);
+    if (!e->code && t->train.n < cfg->train.global_batch)
+        mt_err_set(e, MT_ERR_USAGE,
+                   "train.global_batch = %lld is larger than the %lld training samples in %s",
+                   (long long)cfg->train.global_batch, (long long)t->train.n, cfg->data.path);
+    return mt_comm_agree(t->comm, e);
+}
+
+static int build(trainer *t, mt_err *e) {
+    t->local_batch = t->cfg.train.global_batch / t->comm->dp_size;
+    t->steps_per_epoch = t->train.n / t->cfg.train.global_batch;
+    mt_params_init(&t->params);
+    int64_t max_rows = t->local_batch > EVAL_CHUNK ? t->local_batch : EVAL_CHUNK;
+    if (!mt_mlp_build(&t->mlp, &t->cfg, &t->params, e) && !mt_params_alloc(&t->params, e) &&
+        !mt_mlp_alloc(&t->mlp, t->be, (int)max_rows, e) &&
+        !mt_optim_init(&t->opt, &t->cfg, &t->params, t->be, e)) {
+        mt_params_init_values(&t->params, (uint64_t)t->cfg.run.seed);
+        t->xb = malloc((size_t)t->local_batch * (size_t)t->train.dim * sizeof(float));
+        t->yb = malloc((size_t)t->local_batch * sizeof(int32_t));
+        t->order = malloc((size_t)t->train.n * sizeof(int64_t));
+        t->order_epoch = -1;
+        if (!t->xb || !t->yb || !t->order)
+            mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the batch buffers");
+    }
+    return mt_comm_agree(t->comm, e);
+}
+
+static cJSON *run_record(const trainer *t) {
+    mt_version_info v;
+    mt_version_get(&v);
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "run_id", t->run_id);
+    cJSON_AddStringToObject(r, "run_dir", t->run_dir);
+    cJSON *code = cJSON_AddObjectToObject(r, "code");
+    cJSON_AddStringToObject(code, "mpitrain_version", v.version);
+    cJSON_AddStringToObject(code, "commit", v.commit);
+    cJSON_AddStringToObject(code, "branch", v.branch);
+    cJSON_AddBoolToObject(code, "dirty", v.dirty);
+    cJSON *lib = cJSON_AddObjectToObject(r, "libraries");
+    cJSON_AddStringToObject(lib, "mpi", v.mpi);
+    cJSON_AddStringToObject(lib, "hdf5", v.hdf5);
+    cJSON_AddStringToObject(lib, "blas", v.blas);
+    cJSON_AddStringToObject(lib, "compiler", v.compiler);
+    cJSON *data = cJSON_AddObjectToObject(r, "data");
+    cJSON_AddStringToObject(data, "path", t->cfg.data.path);
+    cJSON_AddStringToObject(data, "sha256", t->data_sha);
+    cJSON_AddNumberToObject(data, "train_samples", (double)t->train.n);
+    cJSON_AddNumberToObject(data, "test_samples", (double)t->test.n);
+    cJSON *lay = cJSON_AddObjectToObject(r, "layout");
+    cJSON_AddNumberToObject(lay, "world", t->comm->size);
+    cJSON_AddNumberToObject(lay, "dp", t->comm->dp_size);
+    cJSON_AddNumberToObject(lay, "tp", 1);
+    cJSON_AddNumberToObject(lay, "pp", 1);
+    cJSON_AddNumberToObject(lay, "threads_per_rank", t->threads);
+    cJSON_AddStringToObject(r, "host", host);
+    cJSON_AddNumberToObject(r, "parameters", (double)t->params.numel);
+    return r;
+}
+
+/* Rank 0 claims the run folder and writes the resolved config and run record. */
+static int open_run(trainer *t, mt_err *e) {
+    const mt_comm *c = t->comm;
+    if (c->rank == 0) mt_uuid4(t->run_id);
+    MPI_Bcast(t->run_id, sizeof t->run_id, MPI_CHAR, 0, c->world);
+    if (c->rank == 0) {
+        char path[1100];
+        if (!mt_sha256_file(t->cfg.data.path, t->data_sha, e) &&
+            !mt_rundir_create(t->cfg.run.dir, t->cfg.run.name, t->run_dir, sizeof t->run_dir, e)) {
+            snprintf(path, sizeof path, "%s/config.ini", t->run_dir);
+            if (!mt_write_file_atomic(path, t->config_text, strlen(t->config_text), e)) {
+                cJSON *r = run_record(t);
+                char *s = cJSON_Print(r);
+                snprintf(path, sizeof path, "%s/run.json", t->run_dir);
+                mt_write_file_atomic(path, s, strlen(s), e);
+                free(s);
+                cJSON_Delete(r);
+            }
+            snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
+            if (!e->code) mt_metrics_open(&t->metrics, path, e);
+        }
+    }
+    MPI_Bcast(t->run_dir, sizeof t->run_dir, MPI_CHAR, 0, c->world);
+    return mt_comm_agree(c, e);
+}
+
+static void print_header(const trainer *t) {
+    mt_version_info v;
+    mt_version_get(&v);
+    const mt_config *cfg = &t->cfg;
+    printf("mpitrain %s (%.12s%s) | %s | HDF5 %s\n", v.version, v.commit, v.dirty ? "-dirty" : "",
+           v.mpi, v.hdf5);
+    printf("resolved config:\n%s\n", t->config_text);
+    printf("layout: world %d = dp %d x tp 1 x pp 1 | %d thread(s) per rank | backend %s\n",
+           t->comm->size, t->comm->dp_size, t->threads, t->be->name);
+    printf("data: %s: %lld train, %lld test samples of %lld inputs (sha256 %.16s...)\n",
+           cfg->data.path, (long long)t->train.n, (long long)t->test.n, (long long)t->train.dim,
+           t->data_sha);
+    printf("model: mlp ");
+    for (int i = 0; i < cfg->model.layers.n; i++)
+        printf("%s%lld", i ? "-" : "", (long long)cfg->model.layers.v[i]);
+    printf(" %s | %zu parameters | optimizer %s\n",
+           mt_config_enum_name("model", "activation", cfg->model.activation), t->params.numel,
+           mt_config_enum_name("optim", "kind", cfg->optim.kind));
+    printf("training: %lld steps of %lld samples (%lld per rank), %lld steps per epoch\n",
+           (long long)cfg->train.steps, (long long)cfg->train.global_batch,
+           (long long)t->local_batch, (long long)t->steps_per_epoch);
+    printf("run folder: %s (run id %s)\n", t->run_dir, t->run_id);
+    fflush(stdout);
+}
+
+/* ---- the loop ---- */
+
+static void gather_batch(trainer *t, int64_t step) {
+    int64_t epoch = step / t->steps_per_epoch, b = step % t->steps_per_epoch;
+    if (epoch != t->order_epoch) {
+        if (t->cfg.train.shuffle)
+            mt_rng_permutation((uint64_t)t->cfg.run.seed,
+                               mt_rng_substream(mt_rng_stream("order/epoch"), (uint64_t)epoch),
+                               t->order, t->train.n);
+        else
+            for (int64_t i = 0; i < t->train.n; i++) t->order[i] = i;
+        t->order_epoch = epoch;
+    }
+    int64_t first = b * t->cfg.train.global_batch + t->comm->dp_rank * t->local_batch;
+    size_t D = (size_t)t->train.dim;
+    for (int64_t j = 0; j < t->local_batch; j++) {
+        int64_t s = t->order[first + j];
+        memcpy(t->xb + (size_t)j * D, t->train.x + (size_t)s * D, D * sizeof(float));
+        t->yb[j] = t->train.y[s];
+    }
+}
+
+typedef struct {
+    double loss;
+    double accuracy;
+    int64_t correct, total;
+} eval_result;
+
+/* Each rank evaluates its contiguous share of the split; sums are reduced. */
+static eval_result evaluate(trainer *t, const mt_dataset *d) {
+    const mt_comm *c = t->comm;
+    int64_t lo = d->n * c->dp_rank / c->dp_size, hi = d->n * (c->dp_rank + 1) / c->dp_size;
+    double sums[2] = {0.0, 0.0}; /* loss, correct */
+    int C = t->mlp.sizes[t->mlp.nlayers];
+    for (int64_t i = lo; i < hi; i += EVAL_CHUNK) {
+        int n = (int)(hi - i < EVAL_CHUNK ? hi - i : EVAL_CHUNK);
+        const float *x = d->x + (size_t)i * (size_t)d->dim;
+        const int32_t *y = d->y + i;
+        sums[0] += mt_mlp_forward(&t->mlp, t->be, &t->params, x, y, n);
+        sums[1] += (double)t->be->count_correct(t->mlp.z[t->mlp.nlayers - 1], y, n, C);
+    }
+    mt_comm_sum_doubles(c->dp, sums, 2);
+    eval_result r = {sums[0] / (double)d->n, sums[1] / (double)d->n, (int64_t)sums[1], d->n};
+    return r;
+}
+
+static void fmt_duration(double s, char *buf, size_t n) {
+    if (s < 60)
+        snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else
+        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
+}
+
+static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, mt_err *e) {
+    const mt_config *cfg = &t->cfg;
+    const mt_comm *c = t->comm;
+    const mt_backend *be = t->be;
+    int64_t steps = cfg->train.steps, B = cfg->train.global_batch;
+    float scale = 1.0f / (float)B;
+    double t_start = MPI_Wtime(), t_timed = 0.0, t_log = t_start, eval_time = 0.0;
+    int64_t log_from = 0;
+    int C = t->mlp.sizes[t->mlp.nlayers];
+    for (int64_t step = 0; step < steps; step++) {
+        if (step == TIMING_SKIP) t_timed = MPI_Wtime(), eval_time = 0.0;
+        gather_batch(t, step);
+        double loss_sum =
+            mt_mlp_forward(&t->mlp, be, &t->params, t->xb, t->yb, (int)t->local_batch);
+        int64_t correct =
+            be->count_correct(t->mlp.z[t->mlp.nlayers - 1], t->yb, (int)t->local_batch, C);
+        mt_mlp_backward(&t->mlp, be, &t->params, t->xb, t->yb, (int)t->local_batch, scale, 0);
+        mt_comm_sum_floats(c->dp, t->params.grad, t->params.numel);
+        /* loss, correct, and a flag for an error any rank met last step */
+        double red[3] = {loss_sum, (double)correct, e->code ? 1.0 : 0.0};
+        mt_comm_sum_doubles(c->world, red, 3);
+        if (red[2] > 0) return mt_comm_agree(c, e);
+        double loss = red[0] / (double)B;
+        double norm = mt_optim_clip(&t->params, be, cfg->optim.grad_clip);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            mt_err_set(e, MT_ERR_NUMERIC, "%s is %s at step %lld",
+                       isfinite(loss) ? "gradient norm" : "loss",
+                       isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite",
+                       (long long)step + 1);
+            mt_err_hint(e, "lower optim.lr, or set optim.grad_clip (e.g. 1.0)");
+            return e->code; /* every rank saw the same reduced values */
+        }
+        double lr = mt_lr_at(cfg, step);
+        mt_optim_step(&t->opt, &t->params, be, (float)lr);
+
+        int64_t done = step + 1;
+        int last = done == steps;
+        int do_eval = last || (cfg->train.eval_every > 0 && done % cfg->train.eval_every == 0);
+        int do_log = last || done % cfg->run.log_every == 0 || done == 1;
+        eval_result ev = {0};
+        if (do_eval) {
+            double t0 = MPI_Wtime();
+            ev = evaluate(t, &t->test);
+            eval_time += MPI_Wtime() - t0;
+            if (last) *final_eval = ev;
+        }
+        if (c->rank == 0 && (do_log || do_eval)) {
+            double now = MPI_Wtime();
+            double rate = (double)(done - log_from) * (double)B / (now - t_log);
+            double per_step = (now - t_start) / (double)done;
+            char eta[32];
+            fmt_duration(per_step * (double)(steps - done), eta, sizeof eta);
+            int64_t epoch = step / t->steps_per_epoch;
+            if (do_log)
+                printf("step %*lld/%lld | epoch %lld | loss %.4f | acc %5.1f%% | lr %.2e | "
+                       "%.0f samples/s | eta %s\n",
+                       (int)snprintf(NULL, 0, "%lld", (long long)steps), (long long)done,
+                       (long long)steps, (long long)epoch, loss, 100.0 * red[1] / (double)B, lr,
+                       rate, eta);
+            if (do_eval)
+                printf("eval  step %lld: test loss %.4f | test accuracy %.2f%% (%lld/%lld)\n",
+                       (long long)done, ev.loss, 100.0 * ev.accuracy, (long long)ev.correct,
+                       (long long)ev.total);
+            fflush(stdout);
+            cJSON *m = cJSON_CreateObject();
+            cJSON_AddStringToObject(m, "run_id", t->run_id);
+            cJSON_AddNumberToObject(m, "step", (double)done);
+            cJSON_AddNumberToObject(m, "epoch", (double)epoch);
+            cJSON_AddNumberToObject(m, "samples", (double)(done * B));
+            cJSON_AddNumberToObject(m, "loss", loss);
+            cJSON_AddNumberToObject(m, "train_acc", red[1] / (double)B);
+            cJSON_AddNumberToObject(m, "lr", lr);
+            cJSON_AddNumberToObject(m, "grad_norm", norm);
+            cJSON_AddNumberToObject(m, "samples_per_s", rate);
+            cJSON_AddNumberToObject(m, "time_s", now - t_start);
+            if (do_eval) {
+                cJSON_AddNumberToObject(m, "test_loss", ev.loss);
+                cJSON_AddNumberToObject(m, "test_acc", ev.accuracy);
+            }
+            mt_metrics_write(&t->metrics, m, e); /* a failure stops all ranks next step */
+            cJSON_Delete(m);
+            t_log = MPI_Wtime();
+            log_from = done;
+        }
+    }
+    double end = MPI_Wtime();
+    int64_t timed = steps - TIMING_SKIP;
+    *ms_per_step = timed > 0 ? 1e3 * (end - t_timed - eval_time) / (double)timed
+                             : 1e3 * (end - t_start - eval_time) / (double)steps;
+    return mt_comm_agree(c, e);
+}
+
+static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_err *e) {
+    const mt_comm *c = t->comm;
+    char model_path[1100];
+    snprintf(model_path, sizeof model_path, "%s/model.h5", t->run_dir);
+    if (c->rank == 0) {
+        mt_modelfile_meta meta = {t->config_text, t->run_id, "mlp", (long long)t->cfg.train.steps};
+        if (!mt_modelfile_write(model_path, &t->params, &meta, e)) {
+            cJSON *r = run_record(t);
+            cJSON *res = cJSON_AddObjectToObject(r, "result");
+            cJSON_AddNumberToObject(res, "steps", (double)t->cfg.train.steps);
+            cJSON_AddNumberToObject(res, "test_loss", ev->loss);
+            cJSON_AddNumberToObject(res, "test_accuracy", ev->accuracy);
+            cJSON_AddNumberToObject(res, "ms_per_step", ms_per_step);
+            cJSON_AddStringToObject(res, "model", model_path);
+            char *s = cJSON_Print(r);
+            char path[1100];
+            snprintf(path, sizeof path, "%s/run.json", t->run_dir);
+            mt_write_file_atomic(path, s, strlen(s), e);
+            free(s);
+            cJSON_Delete(r);
+        }
+        mt_metrics_close(&t->metrics, e);
+    }
+    if (mt_comm_agree(c, e)) return e->code;
+    if (c->rank == 0) {
+        printf("time: %.3f ms/step (%lld steps, first %d excluded), %.0f samples/s\n", ms_per_step,
+               (long long)t->cfg.train.steps, TIMING_SKIP,
+               1e3 * (double)t->cfg.train.global_batch / ms_per_step);
+        printf("final test accuracy: %.2f%% (%lld/%lld), test loss %.4f\n", 100.0 * ev->accuracy,
+               (long long)ev->correct, (long long)ev->total, ev->loss);
+        printf("run files: %s (config.ini, run.json, metrics.jsonl, model.h5)\n", t->run_dir);
+        fflush(stdout);
+    }
+    return MT_OK;
+}
+
+static void release(trainer *t) {
+    if (t->metrics.f) fclose(t->metrics.f);
+    free(t->xb);
+    free(t->yb);
+    free(t->order);
+    if (t->be) {
+        if (t->mlp.nlayers) mt_mlp_free(&t->mlp, t->be);
+        if (t->opt.m) mt_optim_free(&t->opt, t->be);
+    }
+    mt_params_free(&t->params);
+    mt_dataset_free(&t->train);
+    mt_dataset_free(&t->test);
+    free(t->config_text);
+}
+
+int mt_train(const mt_comm *comm, const mt_train_args *args, mt_err *e) {
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.comm = comm;
+    t.be = mt_backend_cpu();
+    double ms = 0.0;
+    eval_result ev = {0};
+    if (!load_config(&t, args, e)) {
+        char why[128];
+        t.threads = mt_threads_choose((int)t.cfg.run.threads, comm->local_size, why, sizeof why);
+        mt_threads_apply(t.threads);
+        if (!load_data(&t, e) && !build(&t, e) && !open_run(&t, e)) {
+            if (comm->rank == 0) print_header(&t);
+            if (!train_loop(&t, &ms, &ev, e)) finish_run(&t, ms, &ev, e);
+        }
+    }
+    release(&t);
+    return e->code;
+}

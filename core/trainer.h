@@ -1,0 +1,20 @@
+/*
+ * trainer.h - `mpitrain train`: configuration, data, model, the data-parallel
+ * training loop, evaluation and the run's files. Called on every rank after
+ * MPI is up; returns the exit status every rank agreed on.
+ */
+#ifndef MT_TRAINER_H
+#define MT_TRAINER_H
+
+#include "core/error.h"
+#include "parallel/comm.h"
+
+typedef struct {
+    const char *config_path;
+    const char **overrides; /* "section.key=value" from --set */
+    int n_overrides;
+} mt_train_args;
+
+int mt_train(const mt_comm *comm, const mt_train_args *args, mt_err *e);
+
+#endif

@@ -1,0 +1,26 @@
+/*
+ * version.h - what this binary is: mpitrain version, the git commit it was
+ * built from, and the versions of the libraries it runs with (MPI, HDF5,
+ * BLAS, compiler). Shown by --version, stored with every run.
+ */
+#ifndef MT_VERSION_H
+#define MT_VERSION_H
+
+#include <stdio.h>
+
+typedef struct {
+    const char *version; /* mpitrain, e.g. "0.1.0" */
+    const char *commit;  /* git commit at build time, or "unknown" */
+    const char *branch;
+    int dirty; /* built from a tree with uncommitted changes */
+    const char *compiler;
+    char mpi[256]; /* MPI_Get_library_version, first line */
+    char hdf5[32];
+    char blas[128]; /* openblas_get_config */
+} mt_version_info;
+
+/* Fills info; safe before MPI_Init. */
+void mt_version_get(mt_version_info *info);
+void mt_version_print(FILE *f);
+
+#endif

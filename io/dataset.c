@@ -1,0 +1,168 @@
+/* dataset.c - read and validate (inputs, labels) from HDF5 (see dataset.h). */
+#include "dataset.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/h5util.h"
+
+/* True if every component of the absolute or relative path exists. */
+static int path_exists(hid_t file, const char *path) {
+    char buf[512];
+    if (strlen(path) >= sizeof buf || path[0] == '\0') return 0;
+    strcpy(buf, path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (strcmp(buf, "/") != 0 && H5Lexists(file, buf, H5P_DEFAULT) <= 0) return 0;
+            *p = c;
+            if (c == '\0') break;
+        }
+    }
+    return H5Oexists_by_name(file, path, H5P_DEFAULT) > 0;
+}
+
+static int open_dataset(hid_t file, const char *fname, const char *name, const char *key, hid_t *ds,
+                        mt_err *e) {
+    if (!path_exists(file, name)) {
+        mt_err_set(e, MT_ERR_DATA, "dataset '%s' not found in %s (data.%s)", name, fname, key);
+        mt_err_hint(e, "list the file's datasets with: h5ls -r %s", fname);
+        return e->code;
+    }
+    *ds = H5Dopen2(file, name, H5P_DEFAULT);
+    if (*ds < 0)
+        return mt_err_set(e, MT_ERR_DATA, "'%s' in %s is not a dataset (data.%s)", name, fname,
+                          key);
+    return MT_OK;
+}
+
+int mt_dataset_load(mt_dataset *d, const char *path, const char *images, const char *labels,
+                    int64_t dim, int64_t classes, mt_err *e) {
+    memset(d, 0, sizeof *d);
+    mt_h5_quiet();
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        mt_err_set(e, MT_ERR_DATA, "data file %s: %s (data.path)", path, strerror(errno));
+        mt_err_hint(e, "fetch MNIST with scripts/fetch_mnist.sh, or set data.path");
+        return e->code;
+    }
+    if (H5Fis_hdf5(path) <= 0)
+        return mt_err_set(e, MT_ERR_DATA, "data file %s is not an HDF5 file (data.path)", path);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) return mt_err_set(e, MT_ERR_DATA, "cannot open data file %s", path);
+
+    hid_t dx = -1, dy = -1, sx = -1, sy = -1;
+    int rc = MT_OK;
+    hsize_t xd[2] = {0, 0}, yd[1] = {0};
+    if (open_dataset(file, path, images, "train_images/test_images", &dx, e) ||
+        open_dataset(file, path, labels, "train_labels/test_labels", &dy, e)) {
+        rc = e->code;
+        goto done;
+    }
+    sx = H5Dget_space(dx);
+    sy = H5Dget_space(dy);
+    hid_t tx = H5Dget_type(dx), ty = H5Dget_type(dy);
+    H5T_class_t cx = H5Tget_class(tx), cy = H5Tget_class(ty);
+    H5Tclose(tx);
+    H5Tclose(ty);
+    if (cx != H5T_FLOAT) {
+        rc = mt_err_set(e, MT_ERR_DATA, "dataset %s in %s must hold floating-point inputs", images,
+                        path);
+        goto done;
+    }
+    if (cy != H5T_INTEGER) {
+        rc = mt_err_set(e, MT_ERR_DATA, "dataset %s in %s must hold integer labels", labels, path);
+        goto done;
+    }
+    if (H5Sget_simple_extent_ndims(sx) != 2) {
+        rc = mt_err_set(e, MT_ERR_DATA, "dataset %s in %s has rank %d, expected 2 (N, %lld)",
+                        images, path, H5Sget_simple_extent_ndims(sx), (long long)dim);
+        goto done;
+    }
+    if (H5Sget_simple_extent_ndims(sy) != 1) {
+        rc = mt_err_set(e, MT_ERR_DATA, "dataset %s in %s has rank %d, expected 1 (N)", labels,
+                        path, H5Sget_simple_extent_ndims(sy));
+        goto done;
+    }
+    H5Sget_simple_extent_dims(sx, xd, NULL);
+    H5Sget_simple_extent_dims(sy, yd, NULL);
+    if ((int64_t)xd[1] != dim) {
+        rc = mt_err_set(e, MT_ERR_DATA,
+                        "dataset %s in %s has %llu inputs per sample but the model's first layer "
+                        "takes %lld (model.layers)",
+                        images, path, (unsigned long long)xd[1], (long long)dim);
+        goto done;
+    }
+    if (xd[0] != yd[0]) {
+        rc = mt_err_set(e, MT_ERR_DATA, "%s has %llu samples but %s has %llu labels (%s)", images,
+                        (unsigned long long)xd[0], labels, (unsigned long long)yd[0], path);
+        goto done;
+    }
+    if (xd[0] == 0) {
+        rc = mt_err_set(e, MT_ERR_DATA, "dataset %s in %s is empty", images, path);
+        goto done;
+    }
+    d->n = (int64_t)xd[0];
+    d->dim = dim;
+    d->x = malloc((size_t)d->n * (size_t)dim * sizeof(float));
+    d->y = malloc((size_t)d->n * sizeof(int32_t));
+    if (!d->x || !d->y) {
+        rc = mt_err_set(e, MT_ERR_DATA, "out of memory reading %lld samples from %s",
+                        (long long)d->n, path);
+        goto done;
+    }
+    /* HDF5 converts any float/integer type to ours; out-of-range integers
+     * would clip, so labels are read as 64-bit and checked. */
+    int64_t *y64 = malloc((size_t)d->n * sizeof(int64_t));
+    if (!y64) {
+        rc = mt_err_set(e, MT_ERR_DATA, "out of memory");
+        goto done;
+    }
+    if (H5Dread(dx, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, d->x) < 0 ||
+        H5Dread(dy, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, y64) < 0) {
+        free(y64);
+        rc = mt_err_set(e, MT_ERR_DATA, "cannot read %s or %s from %s (corrupt file?)", images,
+                        labels, path);
+        goto done;
+    }
+    for (int64_t i = 0; i < d->n; i++) {
+        if (y64[i] < 0 || y64[i] >= classes) {
+            rc = mt_err_set(e, MT_ERR_DATA,
+                            "label %lld of sample %lld in %s (%s) is out of range [0, %lld) "
+                            "(classes from model.layers)",
+                            (long long)y64[i], (long long)i, labels, path, (long long)classes);
+            free(y64);
+            goto done;
+        }
+        d->y[i] = (int32_t)y64[i];
+    }
+    free(y64);
+    size_t total = (size_t)d->n * (size_t)dim;
+    for (size_t i = 0; i < total; i++) {
+        if (!isfinite(d->x[i])) {
+            rc = mt_err_set(e, MT_ERR_DATA, "%s at sample %zu, input %zu of %s (%s)",
+                            isnan(d->x[i]) ? "NaN" : "Inf", i / (size_t)dim, i % (size_t)dim,
+                            images, path);
+            goto done;
+        }
+    }
+done:
+    if (sx >= 0) H5Sclose(sx);
+    if (sy >= 0) H5Sclose(sy);
+    if (dx >= 0) H5Dclose(dx);
+    if (dy >= 0) H5Dclose(dy);
+    H5Fclose(file);
+    if (rc != MT_OK) mt_dataset_free(d);
+    return rc;
+}
+
+void mt_dataset_free(mt_dataset *d) {
+    free(d->x);
+    free(d->y);
+    memset(d, 0, sizeof *d);
+}

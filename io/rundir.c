@@ -1,0 +1,95 @@
+/* rundir.c - run folders and atomic small files (see rundir.h). */
+#include "rundir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int mt_mkdirs(const char *dir, mt_err *e) {
+    char buf[1024];
+    if (strlen(dir) >= sizeof buf) return mt_err_set(e, MT_ERR_USAGE, "path too long: %s", dir);
+    strcpy(buf, dir);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return mt_err_set(e, MT_ERR_USAGE, "cannot create folder %s: %s", buf,
+                                  strerror(errno));
+            *p = c;
+            if (c == '\0') break;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return mt_err_set(e, MT_ERR_USAGE, "%s is not a folder", dir);
+    return MT_OK;
+}
+
+int mt_rundir_create(const char *dir, const char *name, char *out, size_t out_len, mt_err *e) {
+    char parent[1024];
+    snprintf(parent, sizeof parent, "%s/%s", dir, name);
+    if (mt_mkdirs(parent, e)) return e->code;
+    for (int i = 1; i < 100000; i++) {
+        snprintf(out, out_len, "%s/%04d", parent, i);
+        if (mkdir(out, 0777) == 0) return MT_OK;
+        if (errno != EEXIST)
+            return mt_err_set(e, MT_ERR_USAGE, "cannot create run folder %s: %s", out,
+                              strerror(errno));
+    }
+    return mt_err_set(e, MT_ERR_USAGE, "no free run folder number under %s", parent);
+}
+
+int mt_write_file_atomic(const char *path, const char *text, size_t len, mt_err *e) {
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", tmp, strerror(errno));
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = write(fd, text + done, len - done);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        done += (size_t)w;
+    }
+    int bad = done < len || fsync(fd) != 0;
+    int err = errno;
+    bad |= close(fd) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        if (!bad) err = errno;
+        unlink(tmp);
+        return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", path, strerror(err));
+    }
+    char dirbuf[1100];
+    snprintf(dirbuf, sizeof dirbuf, "%s", path);
+    int dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return MT_OK;
+}
+
+void mt_uuid4(char out[37]) {
+    unsigned char b[16];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        /* Entropy unavailable: fall back to time and pid, still unique enough to name a run. */
+        unsigned long long t =
+            (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
+        for (int i = 0; i < 16; i++) b[i] = (unsigned char)(t >> ((i % 8) * 8)) ^ (unsigned char)i;
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}

@@ -1,0 +1,215 @@
+/*
+ * backend_cpu.c - the CPU backend: matmuls through OpenBLAS sgemm, the rest
+ * plain C loops, split across OpenMP threads only where the work is large
+ * enough to pay for waking them (MT_OMP_MIN elements). Reductions use fixed
+ * blocks summed in order, so results do not depend on the thread count.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+
+#define MT_OMP_MIN  (1 << 15)
+#define SUMSQ_BLOCK 4096
+#define GELU_K      0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_C      0.044715f
+
+static float *cpu_alloc(size_t n) {
+    size_t bytes = ((n * sizeof(float)) + 63) & ~(size_t)63;
+    float *x = aligned_alloc(64, bytes ? bytes : 64);
+    if (x) memset(x, 0, bytes ? bytes : 64);
+    return x;
+}
+
+static void cpu_free(void *p) {
+    free(p);
+}
+
+static void cpu_copy(float *dst, const float *src, size_t n) {
+    if (dst != src) memcpy(dst, src, n * sizeof(float));
+}
+
+static void cpu_synchronize(void) {}
+
+static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                       int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static void cpu_bias_add(float *y, const float *b, int rows, int cols) {
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols >= MT_OMP_MIN)
+    for (int r = 0; r < rows; r++) {
+        float *yr = y + (size_t)r * cols;
+        for (int c = 0; c < cols; c++) yr[c] += b[c];
+    }
+}
+
+static void cpu_bias_grad(float *db, const float *dy, int rows, int cols, float beta) {
+    /* Columns are independent; each sums its rows in order. */
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols >= MT_OMP_MIN && cols >= 64)
+    for (int c0 = 0; c0 < cols; c0 += 64) {
+        int c1 = c0 + 64 < cols ? c0 + 64 : cols;
+        float acc[64];
+        for (int c = c0; c < c1; c++) acc[c - c0] = beta == 0.0f ? 0.0f : beta * db[c];
+        for (int r = 0; r < rows; r++) {
+            const float *dr = dy + (size_t)r * cols;
+            for (int c = c0; c < c1; c++) acc[c - c0] += dr[c];
+        }
+        for (int c = c0; c < c1; c++) db[c] = acc[c - c0];
+    }
+}
+
+static void cpu_relu_forward(float *y, const float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN)
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void cpu_relu_backward(float *dx, const float *dy, const float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN)
+    for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+static void cpu_gelu_forward(float *y, const float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN / 4)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float u = GELU_K * (v + GELU_C * v * v * v);
+        y[i] = 0.5f * v * (1.0f + tanhf(u));
+    }
+}
+
+static void cpu_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN / 4)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float u = GELU_K * (v + GELU_C * v * v * v);
+        float t = tanhf(u);
+        float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
+        float d = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du;
+        dx[i] = dy[i] * d;
+    }
+}
+
+static double cpu_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels,
+                                       int B, int C) {
+    double total = 0.0;
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (size_t)b * C;
+        float *p = probs + (size_t)b * C;
+        float mx = z[0];
+        for (int c = 1; c < C; c++) mx = z[c] > mx ? z[c] : mx;
+        double sum = 0.0;
+        for (int c = 0; c < C; c++) {
+            p[c] = expf(z[c] - mx);
+            sum += p[c];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int c = 0; c < C; c++) p[c] *= inv;
+        /* loss = logsumexp(z) - z[y], computed without log(0) */
+        total += log(sum) + (double)mx - (double)z[labels[b]];
+    }
+    return total;
+}
+
+static void cpu_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels,
+                                      int B, int C, float scale) {
+    for (int b = 0; b < B; b++) {
+        const float *p = probs + (size_t)b * C;
+        float *d = dlogits + (size_t)b * C;
+        for (int c = 0; c < C; c++) d[c] = p[c] * scale;
+        d[labels[b]] -= scale;
+    }
+}
+
+static int64_t cpu_count_correct(const float *logits, const int32_t *labels, int B, int C) {
+    int64_t n = 0;
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (size_t)b * C;
+        int best = 0;
+        for (int c = 1; c < C; c++)
+            if (z[c] > z[best]) best = c;
+        n += best == labels[b];
+    }
+    return n;
+}
+
+static double cpu_sumsq(const float *x, size_t n) {
+    size_t nb = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
+    double stack[64];
+    double *part = nb <= 64 ? stack : malloc(nb * sizeof(double));
+    if (!part) abort();
+#pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN)
+    for (size_t blk = 0; blk < nb; blk++) {
+        size_t i0 = blk * SUMSQ_BLOCK, i1 = i0 + SUMSQ_BLOCK < n ? i0 + SUMSQ_BLOCK : n;
+        double s = 0.0;
+        for (size_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
+        part[blk] = s;
+    }
+    double total = 0.0;
+    for (size_t blk = 0; blk < nb; blk++) total += part[blk];
+    if (part != stack) free(part);
+    return total;
+}
+
+static void cpu_scale(float *x, float s, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN)
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+static void cpu_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                             float beta1, float beta2, float eps, float wd, float bc1, float bc2) {
+    float step = lr / bc1;
+    float inv_sqrt_bc2 = 1.0f / sqrtf(bc2);
+    float decay = 1.0f - lr * wd;
+#pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float denom = sqrtf(vi) * inv_sqrt_bc2 + eps;
+        p[i] = p[i] * decay - step * (mi / denom);
+    }
+}
+
+static void cpu_sgd_update(float *p, const float *g, float *buf, size_t n, float lr, float momentum,
+                           float wd) {
+#pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + wd * p[i];
+        float b = momentum * buf[i] + gi;
+        buf[i] = b;
+        p[i] -= lr * b;
+    }
+}
+
+static const mt_backend cpu_backend = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .to_device = cpu_copy,
+    .to_host = cpu_copy,
+    .synchronize = cpu_synchronize,
+    .matmul = cpu_matmul,
+    .bias_add = cpu_bias_add,
+    .bias_grad = cpu_bias_grad,
+    .relu_forward = cpu_relu_forward,
+    .relu_backward = cpu_relu_backward,
+    .gelu_forward = cpu_gelu_forward,
+    .gelu_backward = cpu_gelu_backward,
+    .softmax_xent_forward = cpu_softmax_xent_forward,
+    .softmax_xent_backward = cpu_softmax_xent_backward,
+    .count_correct = cpu_count_correct,
+    .sumsq = cpu_sumsq,
+    .scale = cpu_scale,
+    .adamw_update = cpu_adamw_update,
+    .sgd_update = cpu_sgd_update,
+};
+
+const mt_backend *mt_backend_cpu(void) {
+    return &cpu_backend;
+}

@@ -1,0 +1,76 @@
+/* comm.c - MPI process grid, error agreement and host collectives. */
+#include "comm.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK (1 << 28) /* elements per MPI call, well under INT_MAX */
+
+int mt_comm_init(mt_comm *c, int *argc, char ***argv, mt_err *e) {
+    memset(c, 0, sizeof *c);
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return mt_err_set(e, MT_ERR_COMM, "MPI_Init_thread failed");
+    c->world = MPI_COMM_WORLD;
+    MPI_Comm_rank(c->world, &c->rank);
+    MPI_Comm_size(c->world, &c->size);
+    MPI_Comm_split_type(c->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &c->node);
+    MPI_Comm_rank(c->node, &c->local_rank);
+    MPI_Comm_size(c->node, &c->local_size);
+    MPI_Comm_dup(c->world, &c->dp);
+    c->dp_rank = c->rank;
+    c->dp_size = c->size;
+    if (provided < MPI_THREAD_FUNNELED)
+        return mt_err_set(e, MT_ERR_COMM, "the MPI library does not support MPI_THREAD_FUNNELED");
+    return MT_OK;
+}
+
+void mt_comm_finalize(mt_comm *c) {
+    if (c->node != MPI_COMM_NULL && c->node != 0) MPI_Comm_free(&c->node);
+    if (c->dp != MPI_COMM_NULL && c->dp != 0) MPI_Comm_free(&c->dp);
+    MPI_Finalize();
+}
+
+int mt_comm_agree(const mt_comm *c, mt_err *e) {
+    int mine = e->code != MT_OK ? c->rank : INT_MAX, first = INT_MAX;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->world);
+    if (first == INT_MAX) return MT_OK;
+    if (c->rank == first && first != 0) {
+        size_t len = strlen(e->msg);
+        snprintf(e->msg + len, sizeof e->msg - len, " [rank %d]", first);
+    }
+    MPI_Bcast(e, (int)sizeof *e, MPI_BYTE, first, c->world);
+    return e->code;
+}
+
+void mt_comm_sum_floats(MPI_Comm comm, float *buf, size_t n) {
+    for (size_t i = 0; i < n; i += CHUNK) {
+        int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
+        MPI_Allreduce(MPI_IN_PLACE, buf + i, cnt, MPI_FLOAT, MPI_SUM, comm);
+    }
+}
+
+void mt_comm_sum_doubles(MPI_Comm comm, double *buf, size_t n) {
+    for (size_t i = 0; i < n; i += CHUNK) {
+        int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
+        MPI_Allreduce(MPI_IN_PLACE, buf + i, cnt, MPI_DOUBLE, MPI_SUM, comm);
+    }
+}
+
+void mt_comm_bcast_text(MPI_Comm comm, int root, char **text) {
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    long long len = rank == root && *text ? (long long)strlen(*text) : 0;
+    MPI_Bcast(&len, 1, MPI_LONG_LONG, root, comm);
+    if (rank != root) {
+        *text = malloc((size_t)len + 1);
+        if (!*text) abort();
+        (*text)[len] = '\0';
+    }
+    for (long long off = 0; off < len; off += CHUNK) {
+        int cnt = (int)(len - off < CHUNK ? len - off : CHUNK);
+        MPI_Bcast(*text + off, cnt, MPI_CHAR, root, comm);
+    }
+}

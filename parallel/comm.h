@@ -1,0 +1,44 @@
+/*
+ * comm.h - the process grid and host-buffer communication over MPI.
+ *
+ * Today the grid is pure data parallelism (dp = world). The node
+ * communicator (MPI_COMM_TYPE_SHARED) gives the local rank and the number
+ * of ranks on this node, used for thread counts (and GPU choice, later).
+ * mt_comm_agree is how ranks agree on an error at a phase boundary
+ * (DESIGN decision 6): every rank ends up with the same code and message.
+ */
+#ifndef MT_COMM_H
+#define MT_COMM_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "core/error.h"
+
+typedef struct {
+    MPI_Comm world;
+    int rank, size;
+    MPI_Comm node; /* ranks sharing this node's memory */
+    int local_rank, local_size;
+    MPI_Comm dp; /* data-parallel group (the world, for now) */
+    int dp_rank, dp_size;
+} mt_comm;
+
+/* MPI_Init_thread (FUNNELED) and the communicators. */
+int mt_comm_init(mt_comm *c, int *argc, char ***argv, mt_err *e);
+void mt_comm_finalize(mt_comm *c);
+
+/* Collective over the world: if any rank has e set, every rank's e becomes
+ * the error of the lowest such rank (naming that rank when it is not 0) and
+ * the code is returned on all ranks; otherwise returns MT_OK. */
+int mt_comm_agree(const mt_comm *c, mt_err *e);
+
+/* In-place sums over comm, in chunks that fit MPI's int counts. */
+void mt_comm_sum_floats(MPI_Comm comm, float *buf, size_t n);
+void mt_comm_sum_doubles(MPI_Comm comm, double *buf, size_t n);
+
+/* Rank root's text (malloc'd, NUL-terminated) is given to every rank in
+ * *text (malloc'd on the others). */
+void mt_comm_bcast_text(MPI_Comm comm, int root, char **text);
+
+#endif
