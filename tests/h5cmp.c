@@ -1,0 +1,102 @@
+/*
+ * h5cmp.c - test helper: compares the parameter tensors (/model/<name>) of
+ * two mpitrain model files.
+ *
+ *   h5cmp A.h5 B.h5 --bitwise      every tensor identical, bit for bit
+ *   h5cmp A.h5 B.h5 --rtol 1e-5    per tensor: max|a-b| / max|b| <= rtol
+ *
+ * Prints each tensor's error and exits 0 on agreement, 1 otherwise.
+ */
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    hid_t a, b;
+    int bitwise;
+    double rtol;
+    int failures, count;
+} ctx;
+
+static float *read_all(hid_t f, const char *path, hsize_t *n) {
+    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
+    if (ds < 0) return NULL;
+    hid_t sp = H5Dget_space(ds);
+    *n = (hsize_t)H5Sget_simple_extent_npoints(sp);
+    float *x = malloc(*n * sizeof(float) + 1);
+    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0) {
+        free(x);
+        x = NULL;
+    }
+    H5Sclose(sp);
+    H5Dclose(ds);
+    return x;
+}
+
+static herr_t visit(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+    (void)g;
+    (void)info;
+    ctx *c = data;
+    char path[512];
+    snprintf(path, sizeof path, "/model/%s", name);
+    hsize_t na = 0, nb = 0;
+    float *x = read_all(c->a, path, &na), *y = read_all(c->b, path, &nb);
+    c->count++;
+    if (!x || !y || na != nb) {
+        printf("%-16s MISSING or different size (%llu vs %llu)\n", name, (unsigned long long)na,
+               (unsigned long long)nb);
+        c->failures++;
+    } else if (c->bitwise) {
+        int same = memcmp(x, y, na * sizeof(float)) == 0;
+        printf("%-16s %s\n", name, same ? "identical" : "DIFFERENT");
+        c->failures += !same;
+    } else {
+        double maxdiff = 0.0, maxref = 0.0;
+        for (hsize_t i = 0; i < na; i++) {
+            double d = fabs((double)x[i] - (double)y[i]);
+            if (!(d <= maxdiff)) maxdiff = d; /* NaN counts as a difference */
+            if (fabs((double)y[i]) > maxref) maxref = fabs((double)y[i]);
+        }
+        double rel = maxref > 0 ? maxdiff / maxref : maxdiff;
+        int ok = rel <= c->rtol;
+        printf("%-16s max|a-b| %.3e  max|b| %.3e  relative %.3e  %s (tolerance %.1e)\n", name,
+               maxdiff, maxref, rel, ok ? "ok" : "TOO LARGE", c->rtol);
+        c->failures += !ok;
+    }
+    free(x);
+    free(y);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: h5cmp A.h5 B.h5 (--bitwise | --rtol X)\n");
+        return 2;
+    }
+    ctx c = {0};
+    c.bitwise = strcmp(argv[3], "--bitwise") == 0;
+    c.rtol = argc == 5 ? atof(argv[4]) : 0.0;
+    c.a = H5Fopen(argv[1], H5F_ACC_RDONLY, H5P_DEFAULT);
+    c.b = H5Fopen(argv[2], H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (c.a < 0 || c.b < 0) {
+        fprintf(stderr, "h5cmp: cannot open %s or %s\n", argv[1], argv[2]);
+        return 2;
+    }
+    hid_t g = H5Gopen2(c.b, "/model", H5P_DEFAULT);
+    if (g < 0) {
+        fprintf(stderr, "h5cmp: %s has no /model group\n", argv[2]);
+        return 2;
+    }
+    H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, visit, &c);
+    H5Gclose(g);
+    H5Fclose(c.a);
+    H5Fclose(c.b);
+    if (c.count == 0) {
+        printf("h5cmp: no tensors compared\n");
+        return 1;
+    }
+    printf("h5cmp: %d tensor(s), %d failing\n", c.count, c.failures);
+    return c.failures ? 1 : 0;
+}

@@ -1,0 +1,136 @@
+/*
+ * test_config.c - the configuration table, INI parser and --set overrides:
+ * every error names the key and line, values round-trip through the
+ * resolved INI text, and the table itself is consistent.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "test_util.h"
+
+/* Parses text; expects an error whose message contains every needle. */
+static void expect_error(const char *text, const char *n1, const char *n2) {
+    mt_config c;
+    mt_config_defaults(&c);
+    mt_err e = {0};
+    int rc = mt_config_parse(&c, text, "t.ini", &e);
+    CHECK(rc == MT_ERR_USAGE, "parse of [%s] returned %d, want %d (usage)", text, rc, MT_ERR_USAGE);
+    CHECK(strstr(e.msg, n1) != NULL, "message '%s' lacks '%s'", e.msg, n1);
+    if (n2) CHECK(strstr(e.msg, n2) != NULL, "message '%s' lacks '%s'", e.msg, n2);
+    printf("error as expected: %s\n", e.msg);
+}
+
+static void expect_set_error(const char *assign, const char *needle) {
+    mt_config c;
+    mt_config_defaults(&c);
+    mt_err e = {0};
+    int rc = mt_config_set(&c, assign, &e);
+    CHECK(rc == MT_ERR_USAGE, "--set %s returned %d", assign, rc);
+    CHECK(strstr(e.msg, needle) != NULL, "message '%s' lacks '%s'", e.msg, needle);
+    printf("error as expected: %s\n", e.msg);
+}
+
+int main(void) {
+    mt_config c, d;
+    mt_err e = {0};
+
+    /* Defaults come from the table and validate. */
+    mt_config_defaults(&c);
+    CHECK(mt_config_validate(&c, &e) == MT_OK, "defaults do not validate: %s", e.msg);
+    CHECK(c.optim.lr == 1e-3 && c.train.global_batch == 64 && c.model.layers.n == 4,
+          "unexpected defaults lr=%g batch=%lld layers=%d", c.optim.lr,
+          (long long)c.train.global_batch, c.model.layers.n);
+
+    /* A valid file with comments, spacing and every type. */
+    const char *ok = "; comment\n# comment\n[run]\nname = exp-1.a\nseed=42\n\n"
+                     "[model]\nlayers = 784, 64 ,10\nactivation = gelu\n"
+                     "[optim]\nkind = sgd ; inline\nlr = 0.05 # also inline\n"
+                     "[train]\nshuffle = off\nsteps = 7\n";
+    mt_config_defaults(&c);
+    mt_err_clear(&e);
+    CHECK(mt_config_parse(&c, ok, "ok.ini", &e) == MT_OK, "valid file rejected: %s", e.msg);
+    CHECK(strcmp(c.run.name, "exp-1.a") == 0, "name = '%s'", c.run.name);
+    CHECK(c.run.seed == 42 && c.train.steps == 7 && c.train.shuffle == 0, "int/bool values");
+    CHECK(c.model.layers.n == 3 && c.model.layers.v[1] == 64, "list value");
+    CHECK(c.model.activation == MT_ACT_GELU && c.optim.kind == MT_OPTIM_SGD, "enum values");
+    CHECK(c.optim.lr == 0.05, "lr = %g", c.optim.lr);
+
+    /* Resolved INI text parses back to the same configuration. */
+    size_t need = mt_config_format(&c, NULL, 0) + 1;
+    char *text = malloc(need);
+    mt_config_format(&c, text, need);
+    mt_config_defaults(&d);
+    mt_err_clear(&e);
+    CHECK(mt_config_parse(&d, text, "resolved", &e) == MT_OK, "resolved text rejected: %s", e.msg);
+    CHECK(memcmp(&c, &d, sizeof c) == 0, "round trip through the resolved text changed values");
+    free(text);
+
+    /* Errors name the key and the line. */
+    expect_error("[optim]\nlrr = 0.1\n", "unknown key 'lrr'", "t.ini line 2");
+    expect_error("[run]\nseed = 1\n[bogus]\nx = 1\n", "unknown section [bogus]", "line 3");
+    expect_error("[bogus]\n", "unknown section [bogus]", "line 1");
+    expect_error("[optim]\n\nlr = abc\n", "optim.lr", "line 3");
+    expect_error("[optim]\nlr = -0.1\n", "optim.lr", "out of range");
+    expect_error("[optim]\nlr = 0\n", "optim.lr", "out of range");
+    expect_error("[optim]\nlr = nan\n", "optim.lr", "not a finite number");
+    expect_error("[optim]\nlr = 1e999\n", "optim.lr", "not a finite number");
+    expect_error("[train]\nsteps = 0\n", "train.steps", "out of range");
+    expect_error("[train]\nsteps = 1.5\n", "train.steps", "not an integer");
+    expect_error("[train]\nsteps = 99999999999999999999999\n", "train.steps", "not an integer");
+    expect_error("[train]\nshuffle = maybe\n", "train.shuffle", "boolean");
+    expect_error("[optim]\nkind = adam\n", "optim.kind", "adamw|sgd");
+    expect_error("[model]\nlayers = 784,x,10\n", "model.layers", "'x'");
+    expect_error("[model]\nlayers = 784,0,10\n", "model.layers", "out of range");
+    expect_error("[train]\nsteps = 5\nsteps = 6\n", "given twice", "line 3");
+    expect_error("seed = 1\n", "before any [section]", "line 1");
+    expect_error("[run]\nthis line is broken\n", "malformed line", "line 2");
+    expect_error("[run\nseed = 1\n", "malformed line", "line 1");
+    char longline[400];
+    snprintf(longline, sizeof longline, "[run]\nname = %0300d\n", 1);
+    expect_error(longline, "longer than", "line 2");
+
+    /* A typo gets a suggestion. */
+    mt_config_defaults(&c);
+    mt_err_clear(&e);
+    mt_config_parse(&c, "[optim]\nweight_decy = 0.1\n", "t.ini", &e);
+    CHECK(strstr(e.hint, "optim.weight_decay") != NULL, "hint '%s' lacks the suggestion", e.hint);
+
+    /* --set overrides. */
+    mt_config_defaults(&c);
+    mt_err_clear(&e);
+    CHECK(mt_config_set(&c, "optim.lr=0.5", &e) == MT_OK && c.optim.lr == 0.5, "--set lr");
+    CHECK(mt_config_set(&c, "data.path=/x=y.h5", &e) == MT_OK &&
+              strcmp(c.data.path, "/x=y.h5") == 0,
+          "--set with '=' in the value: '%s'", c.data.path);
+    expect_set_error("optim.lr", "section.key=value");
+    expect_set_error("lr=0.1", "section.key=value");
+    expect_set_error("optim.nope=1", "unknown key 'nope'");
+    expect_set_error("nope.lr=1", "unknown section [nope]");
+    expect_set_error("train.global_batch=-4", "out of range");
+    expect_set_error("optim.lr=1e-3x", "--set optim.lr=1e-3x");
+
+    /* Cross-key rules. */
+    mt_config_defaults(&c);
+    mt_err_clear(&e);
+    c.optim.min_lr = 1.0;
+    CHECK(mt_config_validate(&c, &e) == MT_ERR_USAGE && strstr(e.msg, "min_lr"),
+          "min_lr > lr accepted (%s)", e.msg);
+    mt_config_defaults(&c);
+    mt_err_clear(&e);
+    strcpy(c.run.name, "../escape");
+    CHECK(mt_config_validate(&c, &e) == MT_ERR_USAGE, "run.name with '/' accepted");
+    mt_config_defaults(&c);
+    mt_err_clear(&e);
+    c.model.layers.n = 1;
+    CHECK(mt_config_validate(&c, &e) == MT_ERR_USAGE, "one-entry layers accepted");
+
+    /* The table: unique keys, help text for each. */
+    for (const mt_cfg_key *k = mt_cfg_keys; k->section; k++) {
+        CHECK(k->help && strlen(k->help) > 8, "%s.%s has no help", k->section, k->key);
+        for (const mt_cfg_key *j = k + 1; j->section; j++)
+            CHECK(strcmp(k->section, j->section) || strcmp(k->key, j->key), "%s.%s twice",
+                  k->section, k->key);
+    }
+    return mt_test_finish("config");
+}

@@ -1,0 +1,190 @@
+/*
+ * test_core.c - counter-based RNG, parameter init, LR schedules and the
+ * optimizers against straightforward double-precision references.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/optim.h"
+#include "core/params.h"
+#include "core/rng.h"
+#include "kernels/backend.h"
+#include "test_util.h"
+
+static void test_rng(void) {
+    uint64_t s = mt_rng_stream("test");
+    CHECK(mt_rng_u64(1, s, 5) == mt_rng_u64(1, s, 5), "same counter, different value");
+    CHECK(mt_rng_u64(1, s, 5) != mt_rng_u64(2, s, 5), "seed ignored");
+    CHECK(mt_rng_u64(1, s, 5) != mt_rng_u64(1, s, 6), "index ignored");
+    CHECK(mt_rng_stream("a") != mt_rng_stream("b"), "stream names collide");
+    /* uniform: mean 0.5, var 1/12, all in [0,1) */
+    enum { N = 200000 };
+    double m = 0, v = 0, nm = 0, nv = 0;
+    int out = 0;
+    for (int i = 0; i < N; i++) {
+        double u = mt_rng_uniform(3, s, (uint64_t)i);
+        out += u < 0 || u >= 1;
+        m += u;
+        v += (u - 0.5) * (u - 0.5);
+        double z = mt_rng_normal(3, s, (uint64_t)i);
+        nm += z;
+        nv += z * z;
+    }
+    m /= N, v /= N, nm /= N, nv /= N;
+    printf("uniform mean %.4f var %.5f; normal mean %.4f var %.4f\n", m, v, nm, nv);
+    CHECK(out == 0, "%d uniforms outside [0,1)", out);
+    CHECK(fabs(m - 0.5) < 0.005 && fabs(v - 1.0 / 12) < 0.002, "uniform moments off");
+    CHECK(fabs(nm) < 0.01 && fabs(nv - 1.0) < 0.02, "normal moments off");
+    /* permutation: valid, seeded, different per epoch */
+    int64_t p[1000], q[1000];
+    mt_rng_permutation(9, mt_rng_substream(s, 0), p, 1000);
+    mt_rng_permutation(9, mt_rng_substream(s, 0), q, 1000);
+    CHECK(memcmp(p, q, sizeof p) == 0, "permutation not reproducible");
+    int seen[1000] = {0}, fixed = 0;
+    for (int i = 0; i < 1000; i++) {
+        if (p[i] >= 0 && p[i] < 1000) seen[p[i]]++;
+        fixed += p[i] == i;
+    }
+    int dup = 0;
+    for (int i = 0; i < 1000; i++) dup += seen[i] != 1;
+    CHECK(dup == 0, "permutation is not a permutation (%d bad entries)", dup);
+    CHECK(fixed < 10, "permutation leaves %d of 1000 in place", fixed);
+    mt_rng_permutation(9, mt_rng_substream(s, 1), q, 1000);
+    CHECK(memcmp(p, q, sizeof p) != 0, "epochs 0 and 1 share an order");
+    /* below(): in range and roughly uniform over 3 values */
+    int cnt[3] = {0};
+    for (int i = 0; i < 30000; i++) cnt[mt_rng_below(1, s, (uint64_t)i, 3)]++;
+    CHECK(abs(cnt[0] - 10000) < 400 && abs(cnt[1] - 10000) < 400, "below(3) counts %d %d %d",
+          cnt[0], cnt[1], cnt[2]);
+}
+
+/* A shard of a tensor inits exactly as the slice of the whole tensor. */
+static void test_init_layout_independent(void) {
+    int64_t shape[2] = {6, 5};
+    mt_params whole, shard;
+    mt_err e = {0};
+    mt_params_init(&whole);
+    mt_params_add(&whole, "w", 2, shape, 1, MT_INIT_NORMAL, 0.02f);
+    mt_params_alloc(&whole, &e);
+    mt_params_init_values(&whole, 11);
+    /* rows 2..3 along dim 0, and columns 1..3 along dim 1 */
+    for (int dim = 0; dim < 2; dim++) {
+        mt_params_init(&shard);
+        mt_params_add(&shard, "w", 2, shape, 1, MT_INIT_NORMAL, 0.02f);
+        mt_param *t = &shard.v[0];
+        t->shard_dim = dim;
+        t->shard_offset = dim == 0 ? 2 : 1;
+        t->shard_len = dim == 0 ? 2 : 3;
+        t->numel = dim == 0 ? 2 * 5 : 6 * 3;
+        shard.numel = t->numel;
+        mt_params_alloc(&shard, &e);
+        mt_params_init_values(&shard, 11);
+        int bad = 0;
+        for (size_t j = 0; j < t->numel; j++) {
+            size_t r = dim == 0 ? 2 + j / 5 : j / 3, c = dim == 0 ? j % 5 : 1 + j % 3;
+            bad += shard.data[j] != whole.data[r * 5 + c];
+        }
+        CHECK(bad == 0, "shard along dim %d differs from the slice in %d elements", dim, bad);
+        mt_params_free(&shard);
+    }
+    /* Different seeds or names give different values; same give same. */
+    mt_params other;
+    mt_params_init(&other);
+    mt_params_add(&other, "w2", 2, shape, 1, MT_INIT_NORMAL, 0.02f);
+    mt_params_alloc(&other, &e);
+    mt_params_init_values(&other, 11);
+    CHECK(memcmp(other.data, whole.data, 30 * sizeof(float)) != 0, "names share init values");
+    mt_params_free(&other);
+    mt_params_free(&whole);
+}
+
+static void test_lr(void) {
+    mt_config c;
+    mt_config_defaults(&c);
+    c.optim.lr = 1.0;
+    c.optim.min_lr = 0.1;
+    c.train.steps = 11;
+    c.optim.warmup_steps = 0;
+    c.optim.schedule = MT_SCHED_COSINE;
+    CHECK(fabs(mt_lr_at(&c, 0) - 1.0) < 1e-12, "cosine starts at %g", mt_lr_at(&c, 0));
+    CHECK(fabs(mt_lr_at(&c, 5) - 0.55) < 1e-12, "cosine midpoint %g (want 0.55)", mt_lr_at(&c, 5));
+    CHECK(fabs(mt_lr_at(&c, 10) - 0.1) < 1e-12, "cosine ends at %g", mt_lr_at(&c, 10));
+    c.optim.warmup_steps = 4;
+    CHECK(fabs(mt_lr_at(&c, 0) - 0.25) < 1e-12, "warmup step 0: %g", mt_lr_at(&c, 0));
+    CHECK(fabs(mt_lr_at(&c, 3) - 1.0) < 1e-12, "warmup step 3: %g", mt_lr_at(&c, 3));
+    CHECK(fabs(mt_lr_at(&c, 4) - 1.0) < 1e-12, "first step after warmup: %g", mt_lr_at(&c, 4));
+    CHECK(fabs(mt_lr_at(&c, 10) - 0.1) < 1e-12, "cosine after warmup ends at %g", mt_lr_at(&c, 10));
+    c.optim.schedule = MT_SCHED_CONSTANT;
+    CHECK(mt_lr_at(&c, 1) == 0.5 && mt_lr_at(&c, 9) == 1.0, "constant with warmup");
+}
+
+/* Optimizer steps against a double-precision reference of PyTorch's formulas. */
+static void test_optim(int kind) {
+    const mt_backend *be = mt_backend_cpu();
+    mt_config c;
+    mt_config_defaults(&c);
+    c.optim.kind = kind;
+    c.optim.weight_decay = 0.1;
+    c.optim.lr = 0.01;
+    mt_params p;
+    mt_err e = {0};
+    mt_params_init(&p);
+    int64_t ws[2] = {3, 4}, bs[1] = {3};
+    mt_params_add(&p, "w", 2, ws, 1, MT_INIT_UNIFORM, 1.0f);
+    mt_params_add(&p, "b", 1, bs, 0, MT_INIT_UNIFORM, 1.0f);
+    mt_params_alloc(&p, &e);
+    mt_params_init_values(&p, 5);
+    mt_optim o;
+    mt_optim_init(&o, &c, &p, be, &e);
+    size_t n = p.numel;
+    double *x = calloc(n, 8), *m = calloc(n, 8), *v = calloc(n, 8);
+    for (size_t i = 0; i < n; i++) x[i] = p.data[i];
+    for (int t = 1; t <= 5; t++) {
+        for (size_t i = 0; i < n; i++) p.grad[i] = mt_rng_uniform(6, (uint64_t)t, i) - 0.5f;
+        mt_optim_step(&o, &p, be, 0.01f);
+        for (int k = 0; k < p.n; k++) {
+            const mt_param *pt = &p.v[k];
+            double wd = pt->decay ? 0.1 : 0.0;
+            for (size_t j = pt->offset; j < pt->offset + pt->numel; j++) {
+                double g = p.grad[j];
+                if (kind == MT_OPTIM_ADAMW) {
+                    x[j] *= 1 - 0.01 * wd;
+                    m[j] = 0.9 * m[j] + 0.1 * g;
+                    v[j] = 0.999 * v[j] + 0.001 * g * g;
+                    double mh = m[j] / (1 - pow(0.9, t)), vh = v[j] / (1 - pow(0.999, t));
+                    x[j] -= 0.01 * mh / (sqrt(vh) + 1e-8);
+                } else {
+                    g += wd * x[j];
+                    m[j] = 0.9 * m[j] + g;
+                    x[j] -= 0.01 * m[j];
+                }
+            }
+        }
+    }
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(x[i] - p.data[i]));
+    printf("%s: 5 steps, max |float - double reference| = %.2e\n",
+           kind == MT_OPTIM_ADAMW ? "adamw" : "sgd", worst);
+    CHECK(worst < 1e-6, "optimizer differs from the reference by %.3e", worst);
+    /* clipping scales the gradient to the max norm */
+    memset(p.grad, 0, n * sizeof(float)); /* padding between tensors stays zero */
+    for (int k = 0; k < p.n; k++)
+        for (size_t j = 0; j < p.v[k].numel; j++) p.grad[p.v[k].offset + j] = 1.0f;
+    double norm = mt_optim_clip(&p, be, 1.0);
+    double after = sqrt(be->sumsq(p.grad, n));
+    CHECK(fabs(norm - sqrt(15.0)) < 1e-6 && fabs(after - 1.0) < 1e-6,
+          "clip: norm %.6f (want %.6f), after %.6f (want 1)", norm, sqrt(15.0), after);
+    free(x), free(m), free(v);
+    mt_optim_free(&o, be);
+    mt_params_free(&p);
+}
+
+int main(void) {
+    test_rng();
+    test_init_layout_independent();
+    test_lr();
+    test_optim(MT_OPTIM_ADAMW);
+    test_optim(MT_OPTIM_SGD);
+    return mt_test_finish("core");
+}
