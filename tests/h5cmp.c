@@ -4,6 +4,8 @@
  *
  *   h5cmp A.h5 B.h5 --bitwise      every tensor identical, bit for bit
  *   h5cmp A.h5 B.h5 --rtol 1e-5    per tensor: max|a-b| / max|b| <= rtol
+ *   h5cmp A.h5 B.h5 --nrtol 1e-5   per tensor: ||a-b||_2 / ||b||_2 <= rtol
+ *                                  (normalized error; see tests/test_dp.sh)
  *
  * Prints each tensor's error and exits 0 on agreement, 1 otherwise.
  */
@@ -15,7 +17,7 @@
 
 typedef struct {
     hid_t a, b;
-    int bitwise;
+    int bitwise, norm;
     double rtol;
     int failures, count;
 } ctx;
@@ -53,16 +55,20 @@ static herr_t visit(hid_t g, const char *name, const H5L_info_t *info, void *dat
         printf("%-16s %s\n", name, same ? "identical" : "DIFFERENT");
         c->failures += !same;
     } else {
-        double maxdiff = 0.0, maxref = 0.0;
+        double maxdiff = 0.0, maxref = 0.0, d2 = 0.0, r2 = 0.0;
         for (hsize_t i = 0; i < na; i++) {
             double d = fabs((double)x[i] - (double)y[i]);
             if (!(d <= maxdiff)) maxdiff = d; /* NaN counts as a difference */
             if (fabs((double)y[i]) > maxref) maxref = fabs((double)y[i]);
+            d2 += d * d;
+            r2 += (double)y[i] * y[i];
         }
-        double rel = maxref > 0 ? maxdiff / maxref : maxdiff;
-        int ok = rel <= c->rtol;
-        printf("%-16s max|a-b| %.3e  max|b| %.3e  relative %.3e  %s (tolerance %.1e)\n", name,
-               maxdiff, maxref, rel, ok ? "ok" : "TOO LARGE", c->rtol);
+        double rel_max = maxref > 0 ? maxdiff / maxref : maxdiff;
+        double rel_norm = r2 > 0 ? sqrt(d2 / r2) : sqrt(d2);
+        double rel = c->norm ? rel_norm : rel_max;
+        int ok = rel <= c->rtol; /* false for NaN */
+        printf("%-16s max|a-b|/max|b| %.3e  ||a-b||/||b|| %.3e  %s (%s tolerance %.1e)\n", name,
+               rel_max, rel_norm, ok ? "ok" : "TOO LARGE", c->norm ? "normalized" : "max", c->rtol);
         c->failures += !ok;
     }
     free(x);
@@ -72,11 +78,16 @@ static herr_t visit(hid_t g, const char *name, const H5L_info_t *info, void *dat
 
 int main(int argc, char **argv) {
     if (argc != 4 && argc != 5) {
-        fprintf(stderr, "usage: h5cmp A.h5 B.h5 (--bitwise | --rtol X)\n");
+        fprintf(stderr, "usage: h5cmp A.h5 B.h5 (--bitwise | --rtol X | --nrtol X)\n");
         return 2;
     }
     ctx c = {0};
     c.bitwise = strcmp(argv[3], "--bitwise") == 0;
+    c.norm = strcmp(argv[3], "--nrtol") == 0;
+    if (!c.bitwise && strcmp(argv[3], "--rtol") != 0 && !c.norm) {
+        fprintf(stderr, "h5cmp: unknown mode %s\n", argv[3]);
+        return 2;
+    }
     c.rtol = argc == 5 ? atof(argv[4]) : 0.0;
     c.a = H5Fopen(argv[1], H5F_ACC_RDONLY, H5P_DEFAULT);
     c.b = H5Fopen(argv[2], H5F_ACC_RDONLY, H5P_DEFAULT);

