@@ -82,11 +82,13 @@ static void range_text(const mt_cfg_key *k, char *buf, size_t n) {
         snprintf(buf, n, "%s %.15g", k->min_exclusive ? ">" : ">=", k->min);
 }
 
+/* 1 = parsed; 0 = not an integer; -1 = an integer too large for 64 bits. */
 static int parse_int(const char *s, int64_t *out) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (end == s || *end != '\0' || errno == ERANGE) return 0;
+    if (end == s || *end != '\0') return 0;
+    if (errno == ERANGE) return -1;
     *out = v;
     return 1;
 }
@@ -99,10 +101,11 @@ static int set_value(mt_config *c, const mt_cfg_key *k, const char *value, const
     switch (k->type) {
     case MT_CFG_INT: {
         int64_t v;
-        if (!parse_int(value, &v))
+        int ok = parse_int(value, &v);
+        if (ok == 0)
             return mt_err_set(e, MT_ERR_USAGE, "%s.%s = '%s' is not an integer (%s)", k->section,
                               k->key, value, where);
-        if (!in_range(k, (double)v))
+        if (ok < 0 || !in_range(k, (double)v))
             return mt_err_set(e, MT_ERR_USAGE, "%s.%s = %s is out of range (must be %s) (%s)",
                               k->section, k->key, value, range, where);
         *(int64_t *)field(c, k) = v;
@@ -160,8 +163,8 @@ static int set_value(mt_config *c, const mt_cfg_key *k, const char *value, const
             while (isspace((unsigned char)*tok)) tok++;
             char *end = tok + strlen(tok);
             while (end > tok && isspace((unsigned char)end[-1])) *--end = '\0';
-            int64_t v;
-            if (!parse_int(tok, &v))
+            int64_t v = INT64_MAX;
+            if (parse_int(tok, &v) == 0)
                 return mt_err_set(e, MT_ERR_USAGE,
                                   "%s.%s = '%s': '%s' is not an integer (a comma-separated "
                                   "list of integers is expected) (%s)",

@@ -95,6 +95,12 @@ void mt_params_init_values(mt_params *p, uint64_t seed) {
     }
 }
 
+size_t mt_params_count(const mt_params *p) {
+    size_t n = 0;
+    for (int i = 0; i < p->n; i++) n += p->v[i].numel;
+    return n;
+}
+
 const mt_param *mt_params_find(const mt_params *p, const char *name) {
     for (int i = 0; i < p->n; i++)
         if (strcmp(p->v[i].name, name) == 0) return &p->v[i];

@@ -56,6 +56,8 @@ int mt_params_add(mt_params *p, const char *name, int ndim, const int64_t *shape
 int mt_params_alloc(mt_params *p, mt_err *e);
 /* Fills data from (seed, param name, global element index) only. */
 void mt_params_init_values(mt_params *p, uint64_t seed);
+/* Elements of all tensors, without the alignment padding between them. */
+size_t mt_params_count(const mt_params *p);
 const mt_param *mt_params_find(const mt_params *p, const char *name);
 void mt_params_free(mt_params *p);
 /* Allocates a zeroed 64-byte-aligned float buffer of n elements, or NULL. */

@@ -13,6 +13,7 @@
 #include "trainer.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +75,15 @@ static char *read_file(const char *path, mt_err *e) {
             buf = nb;
         }
     }
+    int bad = ferror(f); /* e.g. EISDIR: fopen succeeds on a folder */
+    int err = errno;
     fclose(f);
+    if (bad) {
+        free(buf);
+        errno = err;
+        mt_err_set(e, MT_ERR_USAGE, "cannot read config file %s: %m", path);
+        return NULL;
+    }
     if (!buf) {
         mt_err_set(e, MT_ERR_INTERNAL, "out of memory reading %s", path);
         return NULL;
@@ -178,7 +187,7 @@ static cJSON *run_record(const trainer *t) {
     cJSON_AddNumberToObject(lay, "pp", 1);
     cJSON_AddNumberToObject(lay, "threads_per_rank", t->threads);
     cJSON_AddStringToObject(r, "host", host);
-    cJSON_AddNumberToObject(r, "parameters", (double)t->params.numel);
+    cJSON_AddNumberToObject(r, "parameters", (double)mt_params_count(&t->params));
     return r;
 }
 
@@ -224,8 +233,8 @@ static void print_header(const trainer *t) {
     for (int i = 0; i < cfg->model.layers.n; i++)
         printf("%s%lld", i ? "-" : "", (long long)cfg->model.layers.v[i]);
     printf(" %s | %zu parameters | optimizer %s\n",
-           mt_config_enum_name("model", "activation", cfg->model.activation), t->params.numel,
-           mt_config_enum_name("optim", "kind", cfg->optim.kind));
+           mt_config_enum_name("model", "activation", cfg->model.activation),
+           mt_params_count(&t->params), mt_config_enum_name("optim", "kind", cfg->optim.kind));
     printf("training: %lld steps of %lld samples (%lld per rank), %lld steps per epoch\n",
            (long long)cfg->train.steps, (long long)cfg->train.global_batch,
            (long long)t->local_batch, (long long)t->steps_per_epoch);

@@ -77,7 +77,7 @@ int main(void) {
     expect_error("[optim]\nlr = 1e999\n", "optim.lr", "not a finite number");
     expect_error("[train]\nsteps = 0\n", "train.steps", "out of range");
     expect_error("[train]\nsteps = 1.5\n", "train.steps", "not an integer");
-    expect_error("[train]\nsteps = 99999999999999999999999\n", "train.steps", "not an integer");
+    expect_error("[train]\nsteps = 99999999999999999999999\n", "train.steps", "out of range");
     expect_error("[train]\nshuffle = maybe\n", "train.shuffle", "boolean");
     expect_error("[optim]\nkind = adam\n", "optim.kind", "adamw|sgd");
     expect_error("[model]\nlayers = 784,x,10\n", "model.layers", "'x'");
