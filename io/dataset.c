@@ -54,7 +54,11 @@ int mt_dataset_load(mt_dataset *d, const char *path, const char *images, const c
     if (H5Fis_hdf5(path) <= 0)
         return mt_err_set(e, MT_ERR_DATA, "data file %s is not an HDF5 file (data.path)", path);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return mt_err_set(e, MT_ERR_DATA, "cannot open data file %s", path);
+    if (file < 0) {
+        mt_err_set(e, MT_ERR_DATA, "cannot open data file %s (data.path)", path);
+        mt_err_hint(e, "on file systems without locking, set HDF5_USE_FILE_LOCKING=FALSE");
+        return e->code;
+    }
 
     hid_t dx = -1, dy = -1, sx = -1, sy = -1;
     int rc = MT_OK;
