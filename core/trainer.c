@@ -398,6 +398,7 @@ static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_
         if (!mt_modelfile_write(model_path, &t->params, &meta, e)) {
             cJSON *r = run_record(t);
             cJSON *res = cJSON_AddObjectToObject(r, "result");
+            cJSON_AddStringToObject(res, "status", "completed");
             cJSON_AddNumberToObject(res, "steps", (double)t->cfg.train.steps);
             cJSON_AddNumberToObject(res, "test_loss", ev->loss);
             cJSON_AddNumberToObject(res, "test_accuracy", ev->accuracy);
@@ -423,6 +424,23 @@ static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_
         fflush(stdout);
     }
     return MT_OK;
+}
+
+/* After the run folder exists, a failure is recorded in run.json too. */
+static void record_failure(trainer *t, const mt_err *e) {
+    if (t->comm->rank != 0 || !t->run_dir[0]) return;
+    cJSON *r = run_record(t);
+    cJSON *res = cJSON_AddObjectToObject(r, "result");
+    cJSON_AddStringToObject(res, "status", "failed");
+    cJSON_AddNumberToObject(res, "exit_code", e->code);
+    cJSON_AddStringToObject(res, "error", e->msg);
+    char *s = cJSON_Print(r);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/run.json", t->run_dir);
+    mt_err ignored = {0}; /* the original error is the one to report */
+    mt_write_file_atomic(path, s, strlen(s), &ignored);
+    free(s);
+    cJSON_Delete(r);
 }
 
 static void release(trainer *t) {
@@ -454,6 +472,7 @@ int mt_train(const mt_comm *comm, const mt_train_args *args, mt_err *e) {
         if (!load_data(&t, e) && !build(&t, e) && !open_run(&t, e)) {
             if (comm->rank == 0) print_header(&t);
             if (!train_loop(&t, &ms, &ev, e)) finish_run(&t, ms, &ev, e);
+            if (e->code) record_failure(&t, e);
         }
     }
     release(&t);

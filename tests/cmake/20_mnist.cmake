@@ -21,3 +21,9 @@ foreach(mode smoke demo)
   set_tests_properties(mnist_${mode} PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 600
                        ENVIRONMENT "${MT_MPI_ENV}")
 endforeach()
+
+add_test(NAME runtime_errors
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_runtime_errors.sh $<TARGET_FILE:mpitrain>
+                 ${CMAKE_SOURCE_DIR} ${MT_MNIST})
+set_tests_properties(runtime_errors PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 300
+                     ENVIRONMENT "${MT_MPI_ENV}")
