@@ -239,6 +239,9 @@ static void print_header(const trainer *t) {
            (long long)cfg->train.steps, (long long)cfg->train.global_batch,
            (long long)t->local_batch, (long long)t->steps_per_epoch);
     printf("run folder: %s (run id %s)\n", t->run_dir, t->run_id);
+    if (!mt_threads_blas_openmp())
+        printf("warning: the OpenBLAS loaded is not its OpenMP build; with more than one thread "
+               "per rank its threads and mpitrain's compete for the cores\n");
     fflush(stdout);
 }
 

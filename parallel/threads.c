@@ -9,6 +9,7 @@
 
 /* From OpenBLAS (cblas.h declares it, but not in every vendor's header). */
 void openblas_set_num_threads(int num_threads);
+int openblas_get_parallel(void); /* 0 sequential, 1 pthreads, 2 OpenMP */
 
 int mt_threads_choose(int requested, int local_ranks, char *why, size_t why_len) {
     if (requested > 0) {
@@ -33,4 +34,8 @@ int mt_threads_choose(int requested, int local_ranks, char *why, size_t why_len)
 void mt_threads_apply(int n) {
     openblas_set_num_threads(n);
     omp_set_num_threads(n);
+}
+
+int mt_threads_blas_openmp(void) {
+    return openblas_get_parallel() == 2;
 }

@@ -1,6 +1,7 @@
 /*
- * threads.h - compute threads per rank. One owner of the cores: the count
- * chosen here is given to both OpenBLAS and OpenMP. Default: the CPUs this
+ * threads.h - compute threads per rank. One owner of the cores: OpenMP.
+ * mpitrain links the OpenMP build of OpenBLAS, so sgemm and our own loops
+ * run on the same team of threads and never compete. Default: the CPUs this
  * rank may run on (its affinity mask) and at most the node's online CPUs
  * divided by the ranks on the node, so `mpirun -np 2` on 2 cores runs one
  * thread per rank instead of oversubscribing.
@@ -15,5 +16,7 @@
 int mt_threads_choose(int requested, int local_ranks, char *why, size_t why_len);
 /* Applies n to OpenBLAS and OpenMP. */
 void mt_threads_apply(int n);
+/* 1 if the OpenBLAS loaded at run time is its OpenMP build. */
+int mt_threads_blas_openmp(void);
 
 #endif

