@@ -16,7 +16,7 @@ for what in "^mpitrain [0-9]+\.[0-9]+\.[0-9]+" "^commit: " "^MPI: +Open MPI" "^H
 done
 if head=$(git -C "$REPO" rev-parse HEAD 2>/dev/null); then
     echo "$out" | grep -q "commit: *$head" && ok "--version commit is the checkout's HEAD" \
-        || bad "--version commit is not $head"
+        || bad "--version commit is not $head (a binary built before the last commit? rebuild)"
 fi
 
 "$BIN" --help | grep -q "train --config FILE" && ok "--help shows usage" || bad "--help"
