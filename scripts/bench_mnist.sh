@@ -5,9 +5,9 @@
 # Runs mpitrain and scripts/bench_mnist_torch.py alternately (mpitrain, torch,
 # mpitrain, torch, ...) --runs times each and prints the median ms/step of each,
 # every run's ms/step, the final test accuracy and the ratio mpitrain/torch.
-# Then one extra pair: mpitrain under `mpirun -np 2` (1 thread per rank) and
-# torch with 2 threads. Both tools time the same scope per step (batch gather
-# from memory, forward, loss, backward, gradient all-reduce for mpitrain,
+# Then extra single runs on 2 cores: mpitrain under `mpirun -np 2` (1 thread
+# per rank), mpitrain as 1 rank with 2 threads, and torch with 2 threads.
+# Both tools time the same scope per step (batch gather from memory, forward, loss, backward, gradient all-reduce for mpitrain,
 # optimizer step), skip the first 5 steps and exclude evaluation.
 # Builds and fetches nothing; see docs/BENCHMARKS.md for results.
 set -euo pipefail
@@ -200,6 +200,9 @@ if [[ "$EXTRA" -eq 1 ]]; then
     run_mpitrain 1 2 "$TMP/mt_np2.log"
     X_MT_MS=$(ms_of mpitrain "$TMP/mt_np2.log")
     X_MT_ACC=$(acc_of mpitrain "$TMP/mt_np2.log")
+    run_mpitrain 2 1 "$TMP/mt_t2.log"
+    X_MT2_MS=$(ms_of mpitrain "$TMP/mt_t2.log")
+    X_MT2_ACC=$(acc_of mpitrain "$TMP/mt_t2.log")
     run_torch 2 "$TMP/to_t2.log"
     X_TO_MS=$(ms_of torch "$TMP/to_t2.log")
     X_TO_ACC=$(acc_of torch "$TMP/to_t2.log")
@@ -213,18 +216,21 @@ row "mpitrain, 1 rank x $THREADS thread(s)" "$MT_MED" "${MT_MS[*]}" "$MT_ACC"
 row "torch, $THREADS thread(s)" "$TO_MED" "${TO_MS[*]}" "$TO_ACC"
 if [[ "$EXTRA" -eq 1 ]]; then
     row "mpitrain, mpirun -np 2 x 1 thread" "$X_MT_MS" "$X_MT_MS (1 run)" "$X_MT_ACC"
+    row "mpitrain, 1 rank x 2 threads" "$X_MT2_MS" "$X_MT2_MS (1 run)" "$X_MT2_ACC"
     row "torch, 2 threads" "$X_TO_MS" "$X_TO_MS (1 run)" "$X_TO_ACC"
 fi
 echo
 echo "ratio mpitrain/torch at $THREADS thread(s): $(ratio "$MT_MED" "$TO_MED") (medians; goal <= 1.0)"
 [[ "$EXTRA" -eq 1 ]] &&
-    echo "ratio mpitrain (-np 2 x 1 thread) / torch (2 threads): $(ratio "$X_MT_MS" "$X_TO_MS") (single runs)"
+    echo "ratio mpitrain (-np 2 x 1 thread) / torch (2 threads): $(ratio "$X_MT_MS" "$X_TO_MS") (single runs)" &&
+    echo "ratio mpitrain (1 rank x 2 threads) / torch (2 threads): $(ratio "$X_MT2_MS" "$X_TO_MS") (single runs)"
 echo
 echo "environment:"
 echo "  mpitrain, $THREADS thread(s): $(env_for "$THREADS"), --set run.threads=$THREADS"
 echo "  torch, $THREADS thread(s):    $(env_for "$THREADS"), torch.set_num_threads($THREADS) + openblas_set_num_threads($THREADS)"
 if [[ "$EXTRA" -eq 1 ]]; then
     echo "  mpitrain -np 2:       $(env_for 1) $MPI_ENV (exported to ranks with -x), --set run.threads=1; mpirun's default binding"
+    echo "  mpitrain, 2 threads:  $(env_for 2), --set run.threads=2"
     echo "  torch, 2 threads:     $(env_for 2), torch.set_num_threads(2) + openblas_set_num_threads(2)"
 fi
 echo "  OPENBLAS_CORETYPE: ${OPENBLAS_CORETYPE:-unset (auto-detected)}"
