@@ -187,6 +187,15 @@ static cJSON *run_record(const trainer *t) {
     cJSON_AddNumberToObject(lay, "pp", 1);
     cJSON_AddNumberToObject(lay, "threads_per_rank", t->threads);
     cJSON_AddStringToObject(r, "host", host);
+    /* The scheduler's view, when there is one (Slurm today). */
+    cJSON *sched = cJSON_AddObjectToObject(r, "scheduler");
+    static const char *slurm_vars[] = {"SLURM_JOB_ID",       "SLURM_RESTART_COUNT",
+                                       "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID",
+                                       "SLURM_JOB_NAME",     "SLURM_JOB_PARTITION"};
+    for (size_t i = 0; i < sizeof slurm_vars / sizeof slurm_vars[0]; i++) {
+        const char *val = getenv(slurm_vars[i]);
+        if (val) cJSON_AddStringToObject(sched, slurm_vars[i], val);
+    }
     cJSON_AddNumberToObject(r, "parameters", (double)mt_params_count(&t->params));
     return r;
 }

@@ -2,7 +2,7 @@
 # install_deps.sh - installs the Debian packages mpitrain needs.
 #
 #   scripts/install_deps.sh            build + run (compiler, MPI, HDF5, BLAS, ...)
-#   scripts/install_deps.sh --tests    + what the test suite uses (h5py, numpy)
+#   scripts/install_deps.sh --tests    + what the test suite uses (h5py, numpy, Slurm)
 #   scripts/install_deps.sh --torch    + PyTorch, for benchmarks and references
 #
 # Idempotent: packages already present are not reinstalled, and apt is not
@@ -22,7 +22,7 @@ PKGS=(
 )
 for arg in "$@"; do
   case $arg in
-    --tests) PKGS+=(python3-h5py python3-numpy) ;;
+    --tests) PKGS+=(python3-h5py python3-numpy slurmctld slurmd slurm-client) ;;
     --torch) PKGS+=(python3-torch python3-h5py python3-numpy) ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "install_deps: unknown option $arg" >&2; exit 2 ;;

@@ -27,3 +27,8 @@ add_test(NAME runtime_errors
                  ${CMAKE_SOURCE_DIR} ${MT_MNIST})
 set_tests_properties(runtime_errors PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 300
                      ENVIRONMENT "${MT_MPI_ENV}")
+
+add_test(NAME slurm_srun
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_slurm.sh $<TARGET_FILE:mpitrain>
+                 ${CMAKE_SOURCE_DIR} ${MT_MNIST})
+set_tests_properties(slurm_srun PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 400 RUN_SERIAL TRUE)
