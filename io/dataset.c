@@ -62,7 +62,8 @@ int mt_dataset_load(mt_dataset *d, const char *path, const char *images, const c
 
     hid_t dx = -1, dy = -1, sx = -1, sy = -1;
     int rc = MT_OK;
-    hsize_t xd[2] = {0, 0}, yd[1] = {0};
+    hsize_t xd[H5S_MAX_RANK] = {0}, yd[1] = {0};
+    unsigned long long per_sample = 1; /* inputs per sample: product of dims 1.. */
     if (open_dataset(file, path, images, "train_images/test_images", &dx, e) ||
         open_dataset(file, path, labels, "train_labels/test_labels", &dy, e)) {
         rc = e->code;
@@ -83,9 +84,11 @@ int mt_dataset_load(mt_dataset *d, const char *path, const char *images, const c
         rc = mt_err_set(e, MT_ERR_DATA, "dataset %s in %s must hold integer labels", labels, path);
         goto done;
     }
-    if (H5Sget_simple_extent_ndims(sx) != 2) {
-        rc = mt_err_set(e, MT_ERR_DATA, "dataset %s in %s has rank %d, expected 2 (N, %lld)",
-                        images, path, H5Sget_simple_extent_ndims(sx), (long long)dim);
+    int xrank = H5Sget_simple_extent_ndims(sx);
+    if (xrank < 2) {
+        rc = mt_err_set(e, MT_ERR_DATA,
+                        "dataset %s in %s has rank %d, expected (N, %lld) or (N, d1, d2, ...)",
+                        images, path, xrank, (long long)dim);
         goto done;
     }
     if (H5Sget_simple_extent_ndims(sy) != 1) {
@@ -95,11 +98,13 @@ int mt_dataset_load(mt_dataset *d, const char *path, const char *images, const c
     }
     H5Sget_simple_extent_dims(sx, xd, NULL);
     H5Sget_simple_extent_dims(sy, yd, NULL);
-    if ((int64_t)xd[1] != dim) {
+    /* (N, 28, 28) images feed a 784-input model: trailing dims are flattened. */
+    for (int i = 1; i < xrank; i++) per_sample *= (unsigned long long)xd[i];
+    if (per_sample != (unsigned long long)dim) {
         rc = mt_err_set(e, MT_ERR_DATA,
                         "dataset %s in %s has %llu inputs per sample but the model's first layer "
                         "takes %lld (model.layers)",
-                        images, path, (unsigned long long)xd[1], (long long)dim);
+                        images, path, per_sample, (long long)dim);
         goto done;
     }
     if (xd[0] != yd[0]) {

@@ -64,5 +64,16 @@ check "config.ini is the resolved config and parses again" \
     "'$MPITRAIN' train --help-config >/dev/null && grep -q '^global_batch = 64' '$run/config.ini'"
 check "model.h5 holds the 6 tensors at full shape" \
     "h5ls -r '$run/model.h5' | grep -q 'fc1.weight *Dataset {256, 784}' && [ \$(h5ls -r '$run/model.h5' | grep -c Dataset) = 6 ]"
+if [ "$MODE" = smoke ]; then
+    # Images stored (N, 28, 28) feed the 784-input model: trailing dims flatten.
+    $PY -c 'import h5py, sys
+f = h5py.File(sys.argv[1]); g = h5py.File(sys.argv[2], "w")
+for s in ("train", "test"):
+    g[s + "/images"] = f[s + "/images"][...].reshape(-1, 28, 28); g[s + "/labels"] = f[s + "/labels"][...]' \
+        "$DATA" "$TMP/mnist3d.h5"
+    check "(N, 28, 28) images train a 784-input model" \
+        "'$MPITRAIN' train --config '$REPO/configs/mnist_mlp.ini' --set data.path='$TMP/mnist3d.h5' \
+         --set run.dir='$TMP/runs3d' --set train.steps=20 >/dev/null 2>&1"
+fi
 [ $fail = 0 ] && echo "learning ($MODE): all checks passed" || echo "learning ($MODE): FAILED"
 exit $fail
