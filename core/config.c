@@ -306,6 +306,14 @@ int mt_config_parse(mt_config *c, const char *text, const char *origin, mt_err *
     return MT_OK;
 }
 
+/* Strips leading and trailing white space in place. */
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    char *end = s + strlen(s);
+    while (end > s && isspace((unsigned char)end[-1])) *--end = '\0';
+    return s;
+}
+
 int mt_config_set(mt_config *c, const char *assignment, mt_err *e) {
     char buf[MT_CFG_STR_LEN * 2];
     char where[MT_CFG_STR_LEN * 2 + 16];
@@ -322,7 +330,7 @@ int mt_config_set(mt_config *c, const char *assignment, mt_err *e) {
     }
     *eq = '\0';
     *dot = '\0';
-    const char *section = buf, *key = dot + 1, *value = eq + 1;
+    char *section = trim(buf), *key = trim(dot + 1), *value = trim(eq + 1);
     if (!section_exists(section)) {
         mt_err_set(e, MT_ERR_USAGE, "unknown section [%s] (%s)", section, where);
         mt_err_hint(e, "'mpitrain train --help-config' lists every section and key");

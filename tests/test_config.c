@@ -103,6 +103,15 @@ int main(void) {
     CHECK(mt_config_set(&c, "data.path=/x=y.h5", &e) == MT_OK &&
               strcmp(c.data.path, "/x=y.h5") == 0,
           "--set with '=' in the value: '%s'", c.data.path);
+    CHECK(mt_config_set(&c, " train.steps = 12 ", &e) == MT_OK && c.train.steps == 12,
+          "--set with spaces around key and value: %s", e.msg);
+    /* Windows line endings and a UTF-8 byte-order mark are accepted. */
+    mt_config_defaults(&d);
+    mt_err_clear(&e);
+    CHECK(mt_config_parse(&d, "\xef\xbb\xbf[train]\r\nsteps = 9\r\nshuffle = no\r\n", "crlf.ini",
+                          &e) == MT_OK &&
+              d.train.steps == 9 && d.train.shuffle == 0,
+          "CRLF/BOM file rejected or misread: %s", e.msg);
     expect_set_error("optim.lr", "section.key=value");
     expect_set_error("lr=0.1", "section.key=value");
     expect_set_error("optim.nope=1", "unknown key 'nope'");
