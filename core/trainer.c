@@ -26,6 +26,7 @@
 #include "core/rng.h"
 #include "core/version.h"
 #include "io/dataset.h"
+#include "io/files.h"
 #include "io/metrics.h"
 #include "io/modelfile.h"
 #include "io/rundir.h"
@@ -57,38 +58,10 @@ typedef struct {
 
 /* ---- set-up ---- */
 
-static char *read_file(const char *path, mt_err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        mt_err_set(e, MT_ERR_USAGE, "cannot read config file %s: %m", path);
-        return NULL;
-    }
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    size_t n;
-    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (len + 1 == cap) {
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) free(buf);
-            buf = nb;
-        }
-    }
-    int bad = ferror(f); /* e.g. EISDIR: fopen succeeds on a folder */
-    int err = errno;
-    fclose(f);
-    if (bad) {
-        free(buf);
-        errno = err;
-        mt_err_set(e, MT_ERR_USAGE, "cannot read config file %s: %m", path);
-        return NULL;
-    }
-    if (!buf) {
-        mt_err_set(e, MT_ERR_INTERNAL, "out of memory reading %s", path);
-        return NULL;
-    }
-    buf[len] = '\0';
+static char *read_config(const char *path, mt_err *e) {
+    char *buf;
+    size_t len;
+    if (mt_file_read(path, "config file", MT_ERR_USAGE, &buf, &len, e)) return NULL;
     if (strlen(buf) != len) {
         free(buf);
         mt_err_set(e, MT_ERR_USAGE, "config file %s contains a NUL byte (not a text file?)", path);
@@ -102,7 +75,7 @@ static char *read_file(const char *path, mt_err *e) {
 static int load_config(trainer *t, const mt_train_args *a, mt_err *e) {
     const mt_comm *c = t->comm;
     char *text = NULL;
-    if (c->rank == 0) text = read_file(a->config_path, e);
+    if (c->rank == 0) text = read_config(a->config_path, e);
     if (mt_comm_agree(c, e)) return e->code;
     mt_comm_bcast_text(c->world, 0, &text);
     mt_config_defaults(&t->cfg);
@@ -210,11 +183,11 @@ static int open_run(trainer *t, mt_err *e) {
         if (!mt_sha256_file(t->cfg.data.path, t->data_sha, e) &&
             !mt_rundir_create(t->cfg.run.dir, t->cfg.run.name, t->run_dir, sizeof t->run_dir, e)) {
             snprintf(path, sizeof path, "%s/config.ini", t->run_dir);
-            if (!mt_write_file_atomic(path, t->config_text, strlen(t->config_text), e)) {
+            if (!mt_file_write_atomic(path, t->config_text, strlen(t->config_text), e)) {
                 cJSON *r = run_record(t);
                 char *s = cJSON_Print(r);
                 snprintf(path, sizeof path, "%s/run.json", t->run_dir);
-                mt_write_file_atomic(path, s, strlen(s), e);
+                mt_file_write_atomic(path, s, strlen(s), e);
                 free(s);
                 cJSON_Delete(r);
             }
@@ -419,7 +392,7 @@ static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_
             char *s = cJSON_Print(r);
             char path[1100];
             snprintf(path, sizeof path, "%s/run.json", t->run_dir);
-            mt_write_file_atomic(path, s, strlen(s), e);
+            mt_file_write_atomic(path, s, strlen(s), e);
             free(s);
             cJSON_Delete(r);
         }
@@ -450,7 +423,7 @@ static void record_failure(trainer *t, const mt_err *e) {
     char path[1100];
     snprintf(path, sizeof path, "%s/run.json", t->run_dir);
     mt_err ignored = {0}; /* the original error is the one to report */
-    mt_write_file_atomic(path, s, strlen(s), &ignored);
+    mt_file_write_atomic(path, s, strlen(s), &ignored);
     free(s);
     cJSON_Delete(r);
 }

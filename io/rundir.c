@@ -1,9 +1,7 @@
-/* rundir.c - run folders and atomic small files (see rundir.h). */
+/* rundir.c - run folders and run ids (see rundir.h). */
 #include "rundir.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,26 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int mt_mkdirs(const char *dir, mt_err *e) {
-    char buf[1024];
-    if (strlen(dir) >= sizeof buf) return mt_err_set(e, MT_ERR_USAGE, "path too long: %s", dir);
-    strcpy(buf, dir);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return mt_err_set(e, MT_ERR_USAGE, "cannot create folder %s: %s", buf,
-                                  strerror(errno));
-            *p = c;
-            if (c == '\0') break;
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return mt_err_set(e, MT_ERR_USAGE, "%s is not a folder", dir);
-    return MT_OK;
-}
+#include "io/files.h"
 
 int mt_rundir_create(const char *dir, const char *name, char *out, size_t out_len, mt_err *e) {
     char parent[1024];
@@ -45,38 +24,6 @@ int mt_rundir_create(const char *dir, const char *name, char *out, size_t out_le
                               strerror(errno));
     }
     return mt_err_set(e, MT_ERR_USAGE, "no free run folder number under %s", parent);
-}
-
-int mt_write_file_atomic(const char *path, const char *text, size_t len, mt_err *e) {
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", tmp, strerror(errno));
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, text + done, len - done);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            break;
-        }
-        done += (size_t)w;
-    }
-    int bad = done < len || fsync(fd) != 0;
-    int err = errno;
-    bad |= close(fd) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        if (!bad) err = errno;
-        unlink(tmp);
-        return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", path, strerror(err));
-    }
-    char dirbuf[1100];
-    snprintf(dirbuf, sizeof dirbuf, "%s", path);
-    int dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return MT_OK;
 }
 
 void mt_uuid4(char out[37]) {

@@ -1,5 +1,5 @@
 /*
- * rundir.h - the run's folder and the small files in it.
+ * rundir.h - the run's folder and its id.
  *
  * Every run gets a new folder <run.dir>/<run.name>/<NNNN> (0001, 0002, ...),
  * claimed with mkdir(2), which is atomic, so concurrent jobs sharing a run
@@ -14,11 +14,6 @@
 
 /* Creates the parents and claims the next free numbered folder; out gets its path. */
 int mt_rundir_create(const char *dir, const char *name, char *out, size_t out_len, mt_err *e);
-/* Writes text to path atomically: a temporary file in the same folder,
- * fsync, rename, fsync of the folder. */
-int mt_write_file_atomic(const char *path, const char *text, size_t len, mt_err *e);
-/* Makes dir and its parents (mkdir -p). */
-int mt_mkdirs(const char *dir, mt_err *e);
 /* A random UUID (version 4) as 36 characters and a NUL. */
 void mt_uuid4(char out[37]);
 

@@ -1,0 +1,119 @@
+/* files.c - whole-file reads and atomic, durable writes (see files.h). */
+#include "files.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void mt_file_tmp_name(const char *path, char *tmp, size_t n) {
+    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+}
+
+static void sync_parent_dir(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    int fd = open(dirname(buf), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd); /* best effort: makes the rename durable where supported */
+        close(fd);
+    }
+}
+
+int mt_file_commit(const char *tmp, const char *path, mt_err *e) {
+    int fd = open(tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) {
+        int err = errno;
+        if (fd >= 0) close(fd);
+        unlink(tmp);
+        return mt_err_set(e, MT_ERR_USAGE, "cannot sync %s: %s", tmp, strerror(err));
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        int err = errno;
+        unlink(tmp);
+        return mt_err_set(e, MT_ERR_USAGE, "cannot rename %s to %s: %s", tmp, path, strerror(err));
+    }
+    sync_parent_dir(path);
+    return MT_OK;
+}
+
+int mt_file_write_atomic(const char *path, const char *text, size_t len, mt_err *e) {
+    char tmp[4200];
+    mt_file_tmp_name(path, tmp, sizeof tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", tmp, strerror(errno));
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = write(fd, text + done, len - done);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        done += (size_t)w;
+    }
+    int err = errno;
+    if (close(fd) != 0 && done == len) done = 0, err = errno;
+    if (done < len) {
+        unlink(tmp);
+        return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", path, strerror(err));
+    }
+    return mt_file_commit(tmp, path, e);
+}
+
+int mt_file_read(const char *path, const char *what, int code, char **buf, size_t *len, mt_err *e) {
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return mt_err_set(e, code, "cannot read %s %s: %s", what, path, strerror(errno));
+    struct stat st = {0};
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return mt_err_set(e, code, "cannot read %s %s: %s", what, path,
+                          S_ISDIR(st.st_mode) ? "Is a directory" : "not a regular file");
+    }
+    size_t size = (size_t)st.st_size;
+    char *b = malloc(size + 1);
+    if (!b) {
+        fclose(f);
+        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory reading %zu bytes of %s", size, path);
+    }
+    size_t got = fread(b, 1, size, f);
+    int bad = ferror(f) || got != size;
+    int err = errno;
+    fclose(f);
+    if (bad) {
+        free(b);
+        return mt_err_set(e, code, "cannot read %s %s: %s", what, path,
+                          got != size ? "file changed while reading" : strerror(err));
+    }
+    b[size] = '\0';
+    *buf = b;
+    *len = size;
+    return MT_OK;
+}
+
+int mt_mkdirs(const char *dir, mt_err *e) {
+    char buf[1024];
+    if (strlen(dir) >= sizeof buf) return mt_err_set(e, MT_ERR_USAGE, "path too long: %s", dir);
+    strcpy(buf, dir);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return mt_err_set(e, MT_ERR_USAGE, "cannot create folder %s: %s", buf,
+                                  strerror(errno));
+            *p = c;
+            if (c == '\0') break;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return mt_err_set(e, MT_ERR_USAGE, "%s is not a folder", dir);
+    return MT_OK;
+}

@@ -1,0 +1,29 @@
+/*
+ * files.h - the file helpers every reader and writer in io/ shares: whole
+ * regular files read into memory, and the one way mpitrain makes a file
+ * durable and atomic (write a temporary name in the same folder, fsync it,
+ * rename it over the final name, fsync the folder), so a crash at any
+ * moment leaves either the old file or the complete new one.
+ */
+#ifndef MT_FILES_H
+#define MT_FILES_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+
+/* The temporary name a writer of path uses: "<path>.tmp.<pid>". */
+void mt_file_tmp_name(const char *path, char *tmp, size_t n);
+/* Makes the finished temporary file tmp durable and renames it to path.
+ * On failure tmp is removed. Errors are MT_ERR_USAGE (the output is bad). */
+int mt_file_commit(const char *tmp, const char *path, mt_err *e);
+/* Writes len bytes of text to path atomically (temporary name + commit). */
+int mt_file_write_atomic(const char *path, const char *text, size_t len, mt_err *e);
+/* Reads the regular file path whole into *buf (NUL-terminated, malloc'd;
+ * *len excludes the NUL). what names the file in errors ("config file");
+ * code is the error code to report (MT_ERR_USAGE, MT_ERR_DATA, ...). */
+int mt_file_read(const char *path, const char *what, int code, char **buf, size_t *len, mt_err *e);
+/* Makes dir and its parents (mkdir -p). */
+int mt_mkdirs(const char *dir, mt_err *e);
+
+#endif
