@@ -360,6 +360,9 @@ int mt_config_validate(const mt_config *c, mt_err *e) {
                               "run.name = '%s' may only contain letters, digits, '_', '-', '.'", n);
     if (!c->run.dir[0]) return mt_err_set(e, MT_ERR_USAGE, "run.dir is empty");
     if (!c->data.path[0]) return mt_err_set(e, MT_ERR_USAGE, "data.path is empty");
+    if (!c->checkpoint.resume[0])
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "checkpoint.resume is empty (none, auto, or a checkpoint file)");
     return MT_OK;
 }
 
@@ -371,7 +374,7 @@ static void format_double(double v, char *buf, size_t n) {
     }
 }
 
-static size_t format_value(const mt_config *c, const mt_cfg_key *k, char *buf, size_t n) {
+size_t mt_config_value(const mt_config *c, const mt_cfg_key *k, char *buf, size_t n) {
     const void *f = (const char *)c + k->offset;
     switch (k->type) {
     case MT_CFG_INT:
@@ -408,7 +411,7 @@ size_t mt_config_format(const mt_config *c, char *buf, size_t n) {
             len += (size_t)snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, "%s[%s]\n",
                                     len ? "\n" : "", section);
         }
-        format_value(c, k, v, sizeof v);
+        mt_config_value(c, k, v, sizeof v);
         len += (size_t)snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, "%s = %s\n",
                                 k->key, v);
     }

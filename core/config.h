@@ -61,7 +61,17 @@ typedef struct {
         int64_t global_batch;
         int64_t eval_every; /* 0 = only at the end */
         int shuffle;
+        int64_t exit_after_steps; /* stop (with a checkpoint) after this many steps; 0 = off */
     } train;
+    struct {
+        char dir[MT_CFG_STR_LEN]; /* "" = <run folder>/checkpoints */
+        int64_t every_steps;      /* 0 = off */
+        double every_seconds;     /* wall clock since the last checkpoint; 0 = off */
+        int64_t keep_last;        /* newest N kept; 0 = keep all */
+        int64_t keep_every; /* checkpoints at multiples of this step never deleted; 0 = none */
+        int save_final;
+        char resume[MT_CFG_STR_LEN]; /* none | auto | PATH */
+    } checkpoint;
 } mt_config;
 
 typedef enum {
@@ -98,6 +108,8 @@ int mt_config_set(mt_config *c, const char *assignment, mt_err *e);
 int mt_config_validate(const mt_config *c, mt_err *e);
 /* Writes the resolved configuration as INI text; returns the length needed. */
 size_t mt_config_format(const mt_config *c, char *buf, size_t n);
+/* Writes the value of key k in c as config text ("0.001", "784,256,10"). */
+size_t mt_config_value(const mt_config *c, const mt_cfg_key *k, char *buf, size_t n);
 /* Prints every key with type, default, range and meaning (markdown table or text). */
 void mt_config_help(FILE *f, int markdown);
 /* The name of an enum value of key section.key, e.g. "adamw". */

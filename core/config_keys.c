@@ -74,6 +74,27 @@ const mt_cfg_key mt_cfg_keys[] = {
      "steps between evaluations on the held-out split; 0 = only at the end"},
     {"train", "shuffle", MT_CFG_BOOL, "true", 0, 0, 0, 0, NULL, OFF(train.shuffle),
      "visit training samples in a new seeded order each epoch (false: file order)"},
+    {"train", "exit_after_steps", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(train.exit_after_steps),
+     "stop after this many steps in this invocation, writing a checkpoint first (for time-sliced "
+     "jobs; resume with checkpoint.resume=auto); 0 = off"},
+
+    {"checkpoint", "dir", MT_CFG_STR, "", 0, 0, 0, 0, NULL, OFF(checkpoint.dir),
+     "folder of checkpoint files step_NNNNNNNN.h5; empty = <run folder>/checkpoints"},
+    {"checkpoint", "every_steps", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(checkpoint.every_steps),
+     "write a checkpoint every N steps; 0 = off"},
+    {"checkpoint", "every_seconds", MT_CFG_FLOAT, "0", 0, NOMAX, 0, 0, NULL,
+     OFF(checkpoint.every_seconds),
+     "write a checkpoint when this much wall-clock time has passed since the last one (rank 0 "
+     "decides); 0 = off"},
+    {"checkpoint", "keep_last", MT_CFG_INT, "3", 0, NOMAX, 0, 0, NULL, OFF(checkpoint.keep_last),
+     "keep the N newest checkpoints in checkpoint.dir, delete older ones; 0 = keep all"},
+    {"checkpoint", "keep_every", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(checkpoint.keep_every),
+     "never delete checkpoints whose step is a multiple of this; 0 = none"},
+    {"checkpoint", "save_final", MT_CFG_BOOL, "true", 0, 0, 0, 0, NULL, OFF(checkpoint.save_final),
+     "write a checkpoint after the last step"},
+    {"checkpoint", "resume", MT_CFG_STR, "none", 0, 0, 0, 0, NULL, OFF(checkpoint.resume),
+     "none: start from step 0; auto: continue from the newest valid checkpoint of this run name "
+     "(or of checkpoint.dir), if any; or the path of a checkpoint file to continue from"},
 
     {NULL, NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL},
 };

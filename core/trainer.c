@@ -17,14 +17,18 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/config.h"
 #include "core/mlp.h"
 #include "core/optim.h"
 #include "core/params.h"
+#include "core/resume.h"
 #include "core/rng.h"
 #include "core/version.h"
+#include "io/checkpoint.h"
 #include "io/dataset.h"
 #include "io/files.h"
 #include "io/metrics.h"
@@ -54,6 +58,16 @@ typedef struct {
     int64_t order_epoch;
     char run_dir[1024], run_id[37], data_sha[65];
     mt_metrics metrics;
+    /* checkpoints */
+    int64_t start_step;                /* 0, or the step of the checkpoint resumed */
+    char resume_path[MT_CKPT_PATH];    /* "" for a fresh start */
+    mt_ckpt_meta resumed;              /* what that checkpoint recorded */
+    char ckpt_dir[MT_CKPT_PATH];       /* "" when this run writes none */
+    char ckpt_last[MT_CKPT_PATH + 64]; /* newest checkpoint this run wrote */
+    double ckpt_time;                  /* seconds spent writing checkpoints */
+    struct {
+        double loss, train_acc, grad_norm, lr, test_loss, test_acc;
+    } last; /* newest metrics, NaN until measured */
 } trainer;
 
 /* ---- set-up ---- */
@@ -130,6 +144,142 @@ static int build(trainer *t, mt_err *e) {
     return mt_comm_agree(t->comm, e);
 }
 
+/* ---- checkpoints ---- */
+
+static int writes_checkpoints(const mt_config *cfg) {
+    return cfg->checkpoint.every_steps > 0 || cfg->checkpoint.every_seconds > 0 ||
+           cfg->checkpoint.save_final || cfg->train.exit_after_steps > 0;
+}
+
+/* Rank 0 picks and checks the checkpoint; then every rank reads its part. */
+static int resume(trainer *t, mt_err *e) {
+    const mt_comm *c = t->comm;
+    mt_ckpt_info info = {0};
+    if (c->rank == 0) {
+        if (!mt_resume_find(&t->cfg, t->resume_path, sizeof t->resume_path, &info, stdout, e) &&
+            t->resume_path[0])
+            mt_resume_check(&t->cfg, &t->params, t->resume_path, &info, stdout, e);
+        t->resumed = info.meta;
+        mt_ckpt_info_free(&info);
+        fflush(stdout);
+    }
+    if (mt_comm_agree(c, e)) return e->code;
+    MPI_Bcast(t->resume_path, sizeof t->resume_path, MPI_CHAR, 0, c->world);
+    if (!t->resume_path[0]) return MT_OK;
+    MPI_Bcast(&t->resumed, sizeof t->resumed, MPI_BYTE, 0, c->world);
+    if (mt_ckpt_load(c, t->resume_path, &t->params, &t->opt, e)) return e->code;
+    t->start_step = t->resumed.step;
+    if (t->start_step > t->cfg.train.steps) {
+        mt_err_set(e, MT_ERR_USAGE, "checkpoint %s is at step %lld, beyond train.steps = %lld",
+                   t->resume_path, (long long)t->start_step, (long long)t->cfg.train.steps);
+        mt_err_hint(e, "raise train.steps to train further");
+    }
+    t->last.loss = t->resumed.loss;
+    t->last.train_acc = t->resumed.train_acc;
+    t->last.grad_norm = t->resumed.grad_norm;
+    t->last.lr = t->resumed.lr_last;
+    t->last.test_loss = t->resumed.test_loss;
+    t->last.test_acc = t->resumed.test_acc;
+    return mt_comm_agree(c, e);
+}
+
+/* Same file, by device and inode (paths may differ in spelling). */
+static int same_dir(const char *a, const char *b) {
+    struct stat x, y;
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+/* A named checkpoint.dir is shared between runs: a run may only write into
+ * one that holds checkpoints when it continues from one of them. */
+static int check_ckpt_dir(trainer *t, mt_err *e) {
+    const char *dir = t->cfg.checkpoint.dir;
+    if (t->comm->rank == 0 && dir[0] && writes_checkpoints(&t->cfg)) {
+        int64_t *steps;
+        int n;
+        char from[MT_CKPT_PATH];
+        snprintf(from, sizeof from, "%s", t->resume_path);
+        char *slash = strrchr(from, '/');
+        if (slash)
+            *slash = '\0';
+        else
+            snprintf(from, sizeof from, ".");
+        if (!mt_ckpt_list(dir, &steps, &n, e) && n > 0 &&
+            !(t->resume_path[0] && same_dir(from, dir))) {
+            mt_err_set(e, MT_ERR_USAGE,
+                       "checkpoint.dir %s already holds %d checkpoint(s) of another run (newest "
+                       "step %lld); this run would mix with them",
+                       dir, n, (long long)steps[n - 1]);
+            mt_err_hint(e, "set checkpoint.resume = auto to continue them, or choose another "
+                           "checkpoint.dir");
+        }
+        free(steps);
+        if (!e->code) mt_mkdirs(dir, e);
+    }
+    return mt_comm_agree(t->comm, e);
+}
+
+/* Writes the checkpoint of step done, points `latest` at it, applies retention. */
+static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
+    const mt_comm *c = t->comm;
+    const mt_config *cfg = &t->cfg;
+    double t0 = MPI_Wtime();
+    mt_ckpt_meta m;
+    memset(&m, 0, sizeof m);
+    mt_version_info v;
+    mt_version_get(&v);
+    m.step = done;
+    m.epoch = done / t->steps_per_epoch;
+    m.step_in_epoch = done % t->steps_per_epoch;
+    m.samples_seen = done * cfg->train.global_batch;
+    m.seed = cfg->run.seed;
+    m.optim_steps = t->opt.t;
+    m.lr_last = t->last.lr;
+    m.lr_next = mt_lr_at(cfg, done);
+    m.loss = t->last.loss;
+    m.train_acc = t->last.train_acc;
+    m.grad_norm = t->last.grad_norm;
+    m.test_loss = t->last.test_loss;
+    m.test_acc = t->last.test_acc;
+    m.world = c->size;
+    m.dp = c->dp_size;
+    m.tp = m.pp = 1;
+    m.code_dirty = v.dirty;
+    snprintf(m.optim_kind, sizeof m.optim_kind, "%s",
+             mt_config_enum_name("optim", "kind", cfg->optim.kind));
+    snprintf(m.model_kind, sizeof m.model_kind, "%s",
+             mt_config_enum_name("model", "kind", cfg->model.kind));
+    snprintf(m.run_id, sizeof m.run_id, "%s", t->run_id);
+    snprintf(m.run_name, sizeof m.run_name, "%s", cfg->run.name);
+    time_t now = time(NULL);
+    strftime(m.created_utc, sizeof m.created_utc, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    snprintf(m.mpitrain_version, sizeof m.mpitrain_version, "%s", v.version);
+    snprintf(m.code_commit, sizeof m.code_commit, "%s", v.commit);
+    snprintf(m.data_sha256, sizeof m.data_sha256, "%s", t->data_sha);
+    snprintf(m.resumed_from, sizeof m.resumed_from, "%s", t->resume_path);
+
+    char name[64], path[MT_CKPT_PATH + 64], sha[72] = "";
+    mt_ckpt_name(done, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", t->ckpt_dir, name);
+    double write_s = 0.0;
+    if (mt_ckpt_write(c, path, &m, t->config_text, &t->params, &t->opt, &write_s, sha, e))
+        return e->code;
+    if (c->rank == 0) {
+        double hash_s = MPI_Wtime() - t0 - write_s;
+        struct stat st = {0};
+        stat(path, &st);
+        double mb = (double)st.st_size / 1e6;
+        printf("checkpoint: step %lld -> %s (%.1f MB in %.3f s = %.1f MB/s; sha256 %.3f s)\n",
+               (long long)done, path, mb, write_s, mb / write_s, hash_s);
+        if (!mt_ckpt_set_latest(t->ckpt_dir, name, e))
+            mt_ckpt_retain(t->ckpt_dir, cfg->checkpoint.keep_last, cfg->checkpoint.keep_every,
+                           stdout, e);
+        fflush(stdout);
+        snprintf(t->ckpt_last, sizeof t->ckpt_last, "%s", path);
+    }
+    t->ckpt_time += MPI_Wtime() - t0;
+    return mt_comm_agree(c, e);
+}
+
 static cJSON *run_record(const trainer *t) {
     mt_version_info v;
     mt_version_get(&v);
@@ -170,6 +320,13 @@ static cJSON *run_record(const trainer *t) {
         if (val) cJSON_AddStringToObject(sched, slurm_vars[i], val);
     }
     cJSON_AddNumberToObject(r, "parameters", (double)mt_params_count(&t->params));
+    if (t->resume_path[0]) {
+        cJSON *par = cJSON_AddObjectToObject(r, "parent");
+        cJSON_AddStringToObject(par, "checkpoint", t->resume_path);
+        cJSON_AddStringToObject(par, "run_id", t->resumed.run_id);
+        cJSON_AddNumberToObject(par, "step", (double)t->resumed.step);
+    }
+    if (t->ckpt_dir[0]) cJSON_AddStringToObject(r, "checkpoint_dir", t->ckpt_dir);
     return r;
 }
 
@@ -193,9 +350,14 @@ static int open_run(trainer *t, mt_err *e) {
             }
             snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
             if (!e->code) mt_metrics_open(&t->metrics, path, e);
+            if (!e->code && writes_checkpoints(&t->cfg)) {
+                mt_resume_ckpt_dir(&t->cfg, t->run_dir, t->ckpt_dir, sizeof t->ckpt_dir);
+                mt_mkdirs(t->ckpt_dir, e);
+            }
         }
     }
     MPI_Bcast(t->run_dir, sizeof t->run_dir, MPI_CHAR, 0, c->world);
+    MPI_Bcast(t->ckpt_dir, sizeof t->ckpt_dir, MPI_CHAR, 0, c->world);
     return mt_comm_agree(c, e);
 }
 
@@ -221,6 +383,23 @@ static void print_header(const trainer *t) {
            (long long)cfg->train.steps, (long long)cfg->train.global_batch,
            (long long)t->local_batch, (long long)t->steps_per_epoch);
     printf("run folder: %s (run id %s)\n", t->run_dir, t->run_id);
+    if (t->ckpt_dir[0])
+        printf("checkpoints: %s (every %lld steps, every %g s, keep last %lld, keep every %lld, "
+               "final %s)\n",
+               t->ckpt_dir, (long long)cfg->checkpoint.every_steps, cfg->checkpoint.every_seconds,
+               (long long)cfg->checkpoint.keep_last, (long long)cfg->checkpoint.keep_every,
+               cfg->checkpoint.save_final ? "yes" : "no");
+    if (t->resume_path[0]) {
+        printf("resume: from %s (step %lld of run %s, epoch %lld, %lld samples seen, next lr "
+               "%.3e)\n",
+               t->resume_path, (long long)t->resumed.step, t->resumed.run_id,
+               (long long)t->resumed.epoch, (long long)t->resumed.samples_seen,
+               mt_lr_at(cfg, t->resumed.step));
+        if (strcmp(t->resumed.data_sha256, t->data_sha) != 0)
+            printf("warning: the data file differs from the one the checkpoint was trained on "
+                   "(sha256 %.16s... then, %.16s... now)\n",
+                   t->resumed.data_sha256, t->data_sha);
+    }
     if (!mt_threads_blas_openmp())
         printf("warning: the OpenBLAS loaded is not its OpenMP build; with more than one thread "
                "per rank its threads and mpitrain's compete for the cores\n");
@@ -282,17 +461,26 @@ static void fmt_duration(double s, char *buf, size_t n) {
         snprintf(buf, n, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
 }
 
-static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, mt_err *e) {
+/* Trains from t->start_step; *stopped is set when train.exit_after_steps ends it early. */
+static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, int *stopped,
+                      mt_err *e) {
     const mt_config *cfg = &t->cfg;
     const mt_comm *c = t->comm;
     const mt_backend *be = t->be;
-    int64_t steps = cfg->train.steps, B = cfg->train.global_batch;
+    int64_t steps = cfg->train.steps, B = cfg->train.global_batch, start = t->start_step;
     float scale = 1.0f / (float)B;
     double t_start = MPI_Wtime(), t_timed = 0.0, t_log = t_start, eval_time = 0.0;
-    int64_t log_from = 0;
+    double t_ckpt = t_start, ckpt_time0 = t->ckpt_time; /* last checkpoint; time spent before */
+    int64_t log_from = start, end_step = steps;
     int C = t->mlp.sizes[t->mlp.nlayers];
-    for (int64_t step = 0; step < steps; step++) {
-        if (step == TIMING_SKIP) t_timed = MPI_Wtime(), eval_time = 0.0;
+    *ms_per_step = 0.0;
+    if (start == steps) { /* resumed at the end: only the final evaluation is left */
+        *final_eval = evaluate(t, &t->test);
+        return mt_comm_agree(c, e);
+    }
+    for (int64_t step = start; step < steps; step++) {
+        if (step - start == TIMING_SKIP)
+            t_timed = MPI_Wtime(), eval_time = 0.0, ckpt_time0 = t->ckpt_time;
         gather_batch(t, step);
         double loss_sum =
             mt_mlp_forward(&t->mlp, be, &t->params, t->xb, t->yb, (int)t->local_batch);
@@ -300,9 +488,12 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
             be->count_correct(t->mlp.z[t->mlp.nlayers - 1], t->yb, (int)t->local_batch, C);
         mt_mlp_backward(&t->mlp, be, &t->params, t->xb, t->yb, (int)t->local_batch, scale, 0);
         mt_comm_sum_floats(c->dp, t->params.grad, t->params.numel);
-        /* loss, correct, and a flag for an error any rank met last step */
-        double red[3] = {loss_sum, (double)correct, e->code ? 1.0 : 0.0};
-        mt_comm_sum_doubles(c->world, red, 3);
+        /* loss, correct, a flag for an error any rank met last step, and rank 0's
+         * verdict on the wall-clock checkpoint interval */
+        double every_s = cfg->checkpoint.every_seconds;
+        int time_due = c->rank == 0 && every_s > 0 && MPI_Wtime() - t_ckpt >= every_s;
+        double red[4] = {loss_sum, (double)correct, e->code ? 1.0 : 0.0, time_due ? 1.0 : 0.0};
+        mt_comm_sum_doubles(c->world, red, 4);
         if (red[2] > 0) return mt_comm_agree(c, e);
         double loss = red[0] / (double)B;
         double norm = mt_optim_clip(&t->params, be, cfg->optim.grad_clip);
@@ -316,6 +507,10 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
         }
         double lr = mt_lr_at(cfg, step);
         mt_optim_step(&t->opt, &t->params, be, (float)lr);
+        t->last.loss = loss;
+        t->last.train_acc = red[1] / (double)B;
+        t->last.grad_norm = norm;
+        t->last.lr = lr;
 
         int64_t done = step + 1;
         int last = done == steps;
@@ -327,6 +522,8 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
             ev = evaluate(t, &t->test);
             eval_time += MPI_Wtime() - t0;
             if (last) *final_eval = ev;
+            t->last.test_loss = ev.loss;
+            t->last.test_acc = ev.accuracy;
         }
         if (c->rank == 0 && (do_log || do_eval)) {
             double now = MPI_Wtime();
@@ -366,12 +563,58 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
             t_log = MPI_Wtime();
             log_from = done;
         }
+        int stop =
+            cfg->train.exit_after_steps > 0 && done - start == cfg->train.exit_after_steps && !last;
+        const int64_t every = cfg->checkpoint.every_steps;
+        if ((every > 0 && done % every == 0) || red[3] > 0 ||
+            (last && cfg->checkpoint.save_final) || stop) {
+            if (save_checkpoint(t, done, e)) return e->code;
+            t_ckpt = MPI_Wtime();
+        }
+        if (stop) {
+            *stopped = 1;
+            end_step = done;
+            break;
+        }
     }
-    double end = MPI_Wtime();
-    int64_t timed = steps - TIMING_SKIP;
-    *ms_per_step = timed > 0 ? 1e3 * (end - t_timed - eval_time) / (double)timed
-                             : 1e3 * (end - t_start - eval_time) / (double)steps;
+    double end = MPI_Wtime(), other = eval_time + (t->ckpt_time - ckpt_time0);
+    int64_t ran = end_step - start, timed = ran - TIMING_SKIP;
+    *ms_per_step = timed > 0 ? 1e3 * (end - t_timed - other) / (double)timed
+                             : 1e3 * (end - t_start - other) / (double)ran;
     return mt_comm_agree(c, e);
+}
+
+/* A run ended early by train.exit_after_steps: its checkpoint is the result. */
+static int finish_stopped(trainer *t, double ms_per_step, mt_err *e) {
+    const mt_comm *c = t->comm;
+    if (c->rank == 0) {
+        cJSON *r = run_record(t);
+        cJSON *res = cJSON_AddObjectToObject(r, "result");
+        cJSON_AddStringToObject(res, "status", "stopped");
+        cJSON_AddNumberToObject(res, "steps",
+                                (double)(t->start_step + t->cfg.train.exit_after_steps));
+        cJSON_AddStringToObject(res, "checkpoint", t->ckpt_last);
+        cJSON_AddNumberToObject(res, "ms_per_step", ms_per_step);
+        char *s = cJSON_Print(r);
+        char path[1100];
+        snprintf(path, sizeof path, "%s/run.json", t->run_dir);
+        mt_file_write_atomic(path, s, strlen(s), e);
+        free(s);
+        cJSON_Delete(r);
+        mt_metrics_close(&t->metrics, e);
+    }
+    if (mt_comm_agree(c, e)) return e->code;
+    if (c->rank == 0) {
+        printf("time: %.3f ms/step\n", ms_per_step);
+        printf("stopped at step %lld of %lld after %lld steps (train.exit_after_steps); "
+               "checkpoint %s\n",
+               (long long)(t->start_step + t->cfg.train.exit_after_steps),
+               (long long)t->cfg.train.steps, (long long)t->cfg.train.exit_after_steps,
+               t->ckpt_last);
+        printf("continue with: --set checkpoint.resume=auto\n");
+        fflush(stdout);
+    }
+    return MT_OK;
 }
 
 static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_err *e) {
@@ -405,7 +648,11 @@ static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_
                1e3 * (double)t->cfg.train.global_batch / ms_per_step);
         printf("final test accuracy: %.2f%% (%lld/%lld), test loss %.4f\n", 100.0 * ev->accuracy,
                (long long)ev->correct, (long long)ev->total, ev->loss);
-        printf("run files: %s (config.ini, run.json, metrics.jsonl, model.h5)\n", t->run_dir);
+        printf("run files: %s (config.ini, run.json, metrics.jsonl, model.h5%s)\n", t->run_dir,
+               t->ckpt_dir[0] && strncmp(t->ckpt_dir, t->run_dir, strlen(t->run_dir)) == 0
+                   ? ", checkpoints/"
+                   : "");
+        if (t->ckpt_last[0]) printf("last checkpoint: %s\n", t->ckpt_last);
         fflush(stdout);
     }
     return MT_OK;
@@ -450,13 +697,22 @@ int mt_train(const mt_comm *comm, const mt_train_args *args, mt_err *e) {
     t.be = mt_backend_cpu();
     double ms = 0.0;
     eval_result ev = {0};
+    t.last.loss = t.last.train_acc = t.last.grad_norm = t.last.lr = NAN;
+    t.last.test_loss = t.last.test_acc = NAN;
     if (!load_config(&t, args, e)) {
         char why[128];
         t.threads = mt_threads_choose((int)t.cfg.run.threads, comm->local_size, why, sizeof why);
         mt_threads_apply(t.threads);
-        if (!load_data(&t, e) && !build(&t, e) && !open_run(&t, e)) {
+        if (!load_data(&t, e) && !build(&t, e) && !resume(&t, e) && !check_ckpt_dir(&t, e) &&
+            !open_run(&t, e)) {
             if (comm->rank == 0) print_header(&t);
-            if (!train_loop(&t, &ms, &ev, e)) finish_run(&t, ms, &ev, e);
+            int stopped = 0;
+            if (!train_loop(&t, &ms, &ev, &stopped, e)) {
+                if (stopped)
+                    finish_stopped(&t, ms, e);
+                else
+                    finish_run(&t, ms, &ev, e);
+            }
             if (e->code) record_failure(&t, e);
         }
     }

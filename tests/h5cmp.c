@@ -1,6 +1,7 @@
 /*
- * h5cmp.c - test helper: compares the parameter tensors (/model/<name>) of
- * two mpitrain model files.
+ * h5cmp.c - test helper: compares the float32 tensors of two mpitrain HDF5
+ * files (model files, checkpoints: weights and optimizer state), found by
+ * walking every group.
  *
  *   h5cmp A.h5 B.h5 --bitwise      every tensor identical, bit for bit
  *   h5cmp A.h5 B.h5 --rtol 1e-5    per tensor: max|a-b| / max|b| <= rtol
@@ -37,22 +38,39 @@ static float *read_all(hid_t f, const char *path, hsize_t *n) {
     return x;
 }
 
+/* True if path in f is a float32 dataset. */
+static int is_tensor(hid_t f, const char *path) {
+    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
+    if (ds < 0) return 0;
+    hid_t t = H5Dget_type(ds);
+    int yes = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
+    H5Tclose(t);
+    H5Dclose(ds);
+    return yes;
+}
+
+static herr_t count_tensors(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+    (void)info;
+    *(int *)data += is_tensor(g, name);
+    return 0;
+}
+
 static herr_t visit(hid_t g, const char *name, const H5L_info_t *info, void *data) {
-    (void)g;
     (void)info;
     ctx *c = data;
+    if (!is_tensor(g, name)) return 0;
     char path[512];
-    snprintf(path, sizeof path, "/model/%s", name);
+    snprintf(path, sizeof path, "/%s", name);
     hsize_t na = 0, nb = 0;
     float *x = read_all(c->a, path, &na), *y = read_all(c->b, path, &nb);
     c->count++;
     if (!x || !y || na != nb) {
-        printf("%-16s MISSING or different size (%llu vs %llu)\n", name, (unsigned long long)na,
+        printf("%-22s MISSING or different size (%llu vs %llu)\n", name, (unsigned long long)na,
                (unsigned long long)nb);
         c->failures++;
     } else if (c->bitwise) {
         int same = memcmp(x, y, na * sizeof(float)) == 0;
-        printf("%-16s %s\n", name, same ? "identical" : "DIFFERENT");
+        printf("%-22s %s\n", name, same ? "identical" : "DIFFERENT");
         c->failures += !same;
     } else {
         double maxdiff = 0.0, maxref = 0.0, d2 = 0.0, r2 = 0.0;
@@ -67,7 +85,7 @@ static herr_t visit(hid_t g, const char *name, const H5L_info_t *info, void *dat
         double rel_norm = r2 > 0 ? sqrt(d2 / r2) : sqrt(d2);
         double rel = c->norm ? rel_norm : rel_max;
         int ok = rel <= c->rtol; /* false for NaN */
-        printf("%-16s max|a-b|/max|b| %.3e  ||a-b||/||b|| %.3e  %s (%s tolerance %.1e)\n", name,
+        printf("%-22s max|a-b|/max|b| %.3e  ||a-b||/||b|| %.3e  %s (%s tolerance %.1e)\n", name,
                rel_max, rel_norm, ok ? "ok" : "TOO LARGE", c->norm ? "normalized" : "max", c->rtol);
         c->failures += !ok;
     }
@@ -95,13 +113,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "h5cmp: cannot open %s or %s\n", argv[1], argv[2]);
         return 2;
     }
-    hid_t g = H5Gopen2(c.b, "/model", H5P_DEFAULT);
-    if (g < 0) {
-        fprintf(stderr, "h5cmp: %s has no /model group\n", argv[2]);
-        return 2;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    int in_a = 0;
+    H5Lvisit(c.a, H5_INDEX_NAME, H5_ITER_INC, count_tensors, &in_a);
+    H5Lvisit(c.b, H5_INDEX_NAME, H5_ITER_INC, visit, &c);
+    if (in_a != c.count) {
+        printf("h5cmp: %s has %d tensors, %s has %d\n", argv[1], in_a, argv[2], c.count);
+        c.failures++;
     }
-    H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, visit, &c);
-    H5Gclose(g);
     H5Fclose(c.a);
     H5Fclose(c.b);
     if (c.count == 0) {

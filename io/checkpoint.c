@@ -1,0 +1,821 @@
+/* checkpoint.c - parallel HDF5 checkpoint files (see checkpoint.h). */
+#include "checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/files.h"
+#include "io/h5util.h"
+#include "io/sha256.h"
+
+#define CHUNK_BYTES ((hsize_t)4 << 20) /* target chunk size of a tensor */
+#define NAME_DIGITS 8
+
+/* ---- names ---- */
+
+void mt_ckpt_name(int64_t step, char *buf, size_t n) {
+    snprintf(buf, n, "step_%0*lld.h5", NAME_DIGITS, (long long)step);
+}
+
+/* Length of the "step_NNNNNNNN.h5" prefix of name, with its step, or 0. */
+static size_t scheme_prefix(const char *name, int64_t *step) {
+    if (strncmp(name, "step_", 5) != 0) return 0;
+    const char *p = name + 5;
+    int64_t v = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+        if (v > (INT64_MAX - 9) / 10) return 0;
+        v = v * 10 + (*p - '0');
+    }
+    if (digits < NAME_DIGITS || strncmp(p, ".h5", 3) != 0) return 0;
+    *step = v;
+    return (size_t)(p + 3 - name);
+}
+
+int64_t mt_ckpt_parse_name(const char *name) {
+    int64_t step;
+    size_t n = scheme_prefix(name, &step);
+    return n && name[n] == '\0' ? step : -1;
+}
+
+/* ---- the attributes, one table for writing, reading and inspecting ---- */
+
+typedef enum { A_I64, A_INT, A_F64, A_STR } attr_type;
+
+typedef struct {
+    const char *group;
+    const char *name;
+    attr_type type;
+    size_t off, len;
+} attr_def;
+
+#define M(f) offsetof(mt_ckpt_meta, f)
+#define S(f) M(f), sizeof(((mt_ckpt_meta *)0)->f)
+static const attr_def meta_attrs[] = {
+    {"/", "step", A_I64, M(step), 0},
+    {"/", "epoch", A_I64, M(epoch), 0},
+    {"/", "samples_seen", A_I64, M(samples_seen), 0},
+    {"/", "seed", A_I64, M(seed), 0},
+    {"/", "run_id", A_STR, S(run_id)},
+    {"/", "model_name", A_STR, S(run_name)},
+    {"/", "model_kind", A_STR, S(model_kind)},
+    {"/", "created_utc", A_STR, S(created_utc)},
+    {"/", "mpitrain_version", A_STR, S(mpitrain_version)},
+    {"/", "code_commit", A_STR, S(code_commit)},
+    {"/", "code_dirty", A_INT, M(code_dirty), 0},
+    {"/", "data_sha256", A_STR, S(data_sha256)},
+    {"/", "resumed_from", A_STR, S(resumed_from)},
+    {"/", "world_size", A_INT, M(world), 0},
+    {"/", "dp", A_INT, M(dp), 0},
+    {"/", "tp", A_INT, M(tp), 0},
+    {"/", "pp", A_INT, M(pp), 0},
+    {"/optim", "kind", A_STR, S(optim_kind)},
+    {"/optim", "step_count", A_I64, M(optim_steps), 0},
+    {"/train", "step_in_epoch", A_I64, M(step_in_epoch), 0},
+    {"/train", "lr_last", A_F64, M(lr_last), 0},
+    {"/train", "lr_next", A_F64, M(lr_next), 0},
+    {"/train", "loss", A_F64, M(loss), 0},
+    {"/train", "train_acc", A_F64, M(train_acc), 0},
+    {"/train", "grad_norm", A_F64, M(grad_norm), 0},
+    {"/train", "test_loss", A_F64, M(test_loss), 0},
+    {"/train", "test_acc", A_F64, M(test_acc), 0},
+};
+#undef S
+#undef M
+#define N_META_ATTRS (sizeof meta_attrs / sizeof meta_attrs[0])
+
+static int write_attr(hid_t f, const char *obj, const char *name, hid_t type, const void *v) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate_by_name(f, obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int bad = a < 0 || H5Awrite(a, type, v) < 0;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    return bad;
+}
+
+static int write_meta_attr(hid_t f, const attr_def *d, const mt_ckpt_meta *m, mt_err *e) {
+    const char *v = (const char *)m + d->off;
+    int bad;
+    switch (d->type) {
+    case A_STR:
+        return mt_h5_write_attr_str(f, d->group, d->name, v, e);
+    case A_I64:
+        bad = write_attr(f, d->group, d->name, H5T_NATIVE_INT64, v);
+        break;
+    case A_INT:
+        bad = write_attr(f, d->group, d->name, H5T_NATIVE_INT, v);
+        break;
+    default:
+        bad = write_attr(f, d->group, d->name, H5T_NATIVE_DOUBLE, v);
+        break;
+    }
+    if (bad) mt_err_set(e, MT_ERR_CKPT, "cannot write attribute %s of %s", d->name, d->group);
+    return e->code;
+}
+
+/* Reads a string attribute or scalar string dataset (fixed or variable
+ * length) into buf; returns nonzero if it is missing or not a string. */
+static int read_string(hid_t obj, int is_attr, char *buf, size_t n, char **alloc) {
+    hid_t type = is_attr ? H5Aget_type(obj) : H5Dget_type(obj);
+    if (type < 0) return 1;
+    int rc = 1;
+    if (H5Tget_class(type) == H5T_STRING) {
+        if (H5Tis_variable_str(type) > 0) {
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, H5T_VARIABLE);
+            char *s = NULL;
+            if ((is_attr ? H5Aread(obj, mt, &s)
+                         : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, &s)) >= 0 &&
+                s) {
+                if (alloc)
+                    *alloc = strdup(s);
+                else
+                    snprintf(buf, n, "%s", s);
+                H5free_memory(s);
+                rc = 0;
+            }
+            H5Tclose(mt);
+        } else {
+            size_t size = H5Tget_size(type);
+            char *s = calloc(size + 1, 1);
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, size);
+            if ((is_attr ? H5Aread(obj, mt, s)
+                         : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, s)) >= 0) {
+                if (alloc) {
+                    *alloc = s;
+                    s = NULL;
+                } else {
+                    snprintf(buf, n, "%s", s);
+                }
+                rc = 0;
+            }
+            free(s);
+            H5Tclose(mt);
+        }
+    }
+    H5Tclose(type);
+    return rc;
+}
+
+static int read_meta_attr(hid_t f, const char *path, const attr_def *d, mt_ckpt_meta *m,
+                          mt_err *e) {
+    char *v = (char *)m + d->off;
+    if (H5Aexists_by_name(f, d->group, d->name, H5P_DEFAULT) <= 0)
+        return mt_err_set(e, MT_ERR_CKPT,
+                          "checkpoint %s lacks attribute '%s' of %s (damaged, or not written by "
+                          "mpitrain)",
+                          path, d->name, d->group);
+    hid_t a = H5Aopen_by_name(f, d->group, d->name, H5P_DEFAULT, H5P_DEFAULT);
+    int bad;
+    switch (d->type) {
+    case A_STR:
+        bad = read_string(a, 1, v, d->len, NULL);
+        break;
+    case A_I64:
+        bad = H5Aread(a, H5T_NATIVE_INT64, v) < 0;
+        break;
+    case A_INT:
+        bad = H5Aread(a, H5T_NATIVE_INT, v) < 0;
+        break;
+    default:
+        bad = H5Aread(a, H5T_NATIVE_DOUBLE, v) < 0;
+        break;
+    }
+    if (a >= 0) H5Aclose(a);
+    if (a < 0 || bad)
+        return mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: attribute '%s' of %s is unreadable", path,
+                          d->name, d->group);
+    return MT_OK;
+}
+
+/* ---- tensors: global shape, local block, the share a writer takes ---- */
+
+typedef struct {
+    int ndim;
+    hsize_t gdims[MT_PARAM_MAX_DIMS]; /* the full logical shape */
+    hsize_t ldims[MT_PARAM_MAX_DIMS]; /* this rank's block */
+    hsize_t lstart[MT_PARAM_MAX_DIMS];
+    hsize_t inner;      /* elements per row (dim 0) of the block */
+    hsize_t chunk_rows; /* rows per chunk */
+} tensor_geom;
+
+static void geometry(const mt_param *t, tensor_geom *g) {
+    memset(g, 0, sizeof *g);
+    g->ndim = t->ndim;
+    g->inner = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        g->gdims[d] = (hsize_t)t->shape[d];
+        g->ldims[d] = d == t->shard_dim ? (hsize_t)t->shard_len : (hsize_t)t->shape[d];
+        g->lstart[d] = d == t->shard_dim ? (hsize_t)t->shard_offset : 0;
+        if (d > 0) g->inner *= g->ldims[d];
+    }
+    hsize_t grow = 1; /* a chunk spans whole rows of the global tensor */
+    for (int d = 1; d < t->ndim; d++) grow *= g->gdims[d];
+    hsize_t rows = CHUNK_BYTES / (grow * sizeof(float));
+    if (rows < 1) rows = 1;
+    if (rows > g->gdims[0]) rows = g->gdims[0];
+    g->chunk_rows = rows;
+}
+
+/* Selects, in file and memory, rows [lo, hi) of this rank's block. */
+static void select_rows(const tensor_geom *g, hsize_t lo, hsize_t hi, hid_t fspace, hid_t *mspace) {
+    hsize_t start[MT_PARAM_MAX_DIMS], count[MT_PARAM_MAX_DIMS];
+    for (int d = 0; d < g->ndim; d++) start[d] = g->lstart[d], count[d] = g->ldims[d];
+    start[0] += lo;
+    count[0] = hi - lo;
+    hsize_t n = (hi - lo) * g->inner;
+    if (n == 0) {
+        hsize_t one = 1;
+        H5Sselect_none(fspace);
+        *mspace = H5Screate_simple(1, &one, NULL);
+        H5Sselect_none(*mspace);
+    } else {
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+        *mspace = H5Screate_simple(1, &n, NULL);
+    }
+}
+
+/* Collective: creates dataset path for tensor t and writes this rank's share
+ * (part of nparts ranks holding the same block) of the chunks. */
+static int write_tensor(hid_t f, hid_t dxpl, const char *path, const mt_param *t,
+                        const float *local, int part, int nparts, mt_err *e) {
+    tensor_geom g;
+    geometry(t, &g);
+    hsize_t chunk[MT_PARAM_MAX_DIMS];
+    chunk[0] = g.chunk_rows;
+    for (int d = 1; d < g.ndim; d++) chunk[d] = g.gdims[d];
+    hid_t space = H5Screate_simple(g.ndim, g.gdims, NULL);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    H5Pset_chunk(dcpl, g.ndim, chunk);
+    H5Pset_fletcher32(dcpl);
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    hid_t ds = H5Dcreate2(f, path, H5T_NATIVE_FLOAT, space, lcpl, dcpl, H5P_DEFAULT);
+    /* whole chunks per writer, so no chunk is shared between ranks */
+    hsize_t rows = g.ldims[0], nch = (rows + g.chunk_rows - 1) / g.chunk_rows;
+    hsize_t c0 = nch * (hsize_t)part / (hsize_t)nparts,
+            c1 = nch * (hsize_t)(part + 1) / (hsize_t)nparts;
+    hsize_t lo = c0 * g.chunk_rows, hi = c1 * g.chunk_rows;
+    if (hi > rows) hi = rows;
+    if (lo > hi) lo = hi;
+    hid_t mspace;
+    select_rows(&g, lo, hi, space, &mspace);
+    int bad =
+        ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, mspace, space, dxpl, local + lo * g.inner) < 0;
+    H5Sclose(mspace);
+    if (ds >= 0) H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    if (bad) mt_err_set(e, MT_ERR_CKPT, "cannot write tensor %s", path);
+    return bad;
+}
+
+/* Collective: reads this rank's block of tensor t from dataset path. */
+static int read_tensor(hid_t f, hid_t dxpl, const char *file, const char *path, const mt_param *t,
+                       float *local, mt_err *e) {
+    tensor_geom g;
+    geometry(t, &g);
+    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
+    int bad = ds < 0;
+    if (!bad) {
+        hid_t space = H5Dget_space(ds);
+        hsize_t dims[H5S_MAX_RANK];
+        int nd = H5Sget_simple_extent_dims(space, dims, NULL);
+        bad = nd != g.ndim;
+        for (int d = 0; !bad && d < nd; d++) bad = dims[d] != g.gdims[d];
+        if (bad) {
+            mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: %s has another shape than the model's", file,
+                       path);
+        } else {
+            hid_t mspace;
+            select_rows(&g, 0, g.ldims[0], space, &mspace);
+            if (H5Dread(ds, H5T_NATIVE_FLOAT, mspace, space, dxpl, local) < 0) {
+                bad = 1;
+                mt_err_set(e, MT_ERR_CKPT,
+                           "checkpoint %s: reading %s failed its checksum (the file is corrupt)",
+                           file, path);
+            }
+            H5Sclose(mspace);
+        }
+        H5Sclose(space);
+        H5Dclose(ds);
+    } else {
+        mt_err_set(e, MT_ERR_CKPT, "checkpoint %s has no tensor %s", file, path);
+    }
+    return bad;
+}
+
+/* The optimizer state tensors of each kind: group names under /optim. */
+static int state_names(const char *kind, const char **names) {
+    if (strcmp(kind, "adamw") == 0) {
+        names[0] = "m";
+        names[1] = "v";
+        return 2;
+    }
+    if (strcmp(kind, "sgd") == 0) {
+        names[0] = "momentum";
+        return 1;
+    }
+    return -1;
+}
+
+static float *state_buffer(const mt_optim *o, int i) {
+    return i == 0 ? o->m : o->v;
+}
+
+/* ---- writing ---- */
+
+static hid_t parallel_fapl(MPI_Comm comm) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+    H5Pset_all_coll_metadata_ops(fapl, 1);
+    H5Pset_coll_metadata_write(fapl, 1);
+    /* the 1.8+ file format: checksummed object headers and superblock */
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+    return fapl;
+}
+
+/* Test-only: MPITRAIN_TEST_STALL_CKPT=STEP stops the writer of that step's
+ * checkpoint midway (after the weights), so a test can kill a rank there. */
+static void test_stall(const mt_comm *c, int64_t step) {
+    const char *s = getenv("MPITRAIN_TEST_STALL_CKPT");
+    if (!s || atoll(s) != step) return;
+    if (c->rank == 0) {
+        printf("test hook: stalling the checkpoint write of step %lld\n", (long long)step);
+        fflush(stdout);
+    }
+    for (;;) pause();
+}
+
+static int write_contents(const mt_comm *c, hid_t f, const mt_ckpt_meta *m, const char *config,
+                          const mt_params *p, const mt_optim *o, mt_err *e) {
+    mt_err local = {0}; /* every rank makes every collective call, even after an error */
+    int64_t version = MT_CKPT_VERSION;
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    hid_t g1 = H5Gcreate2(f, "/optim", H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    hid_t g2 = H5Gcreate2(f, "/train", H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    hid_t g3 = H5Gcreate2(f, "/model", H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    if (g1 < 0 || g2 < 0 || g3 < 0) mt_err_set(&local, MT_ERR_CKPT, "cannot create groups");
+    H5Gclose(g1), H5Gclose(g2), H5Gclose(g3), H5Pclose(gcpl);
+    mt_h5_write_attr_str(f, "/", "format", MT_CKPT_FORMAT, &local);
+    if (write_attr(f, "/", "format_version", H5T_NATIVE_INT64, &version))
+        mt_err_set(&local, MT_ERR_CKPT, "cannot write format_version");
+    for (size_t i = 0; i < N_META_ATTRS; i++) write_meta_attr(f, &meta_attrs[i], m, &local);
+    const struct {
+        const char *name;
+        float v;
+    } hyper[] = {{"beta1", o->beta1},
+                 {"beta2", o->beta2},
+                 {"eps", o->eps},
+                 {"momentum", o->momentum},
+                 {"weight_decay", o->weight_decay}};
+    for (size_t i = 0; i < sizeof hyper / sizeof hyper[0]; i++) {
+        double v = (double)hyper[i].v;
+        if (write_attr(f, "/optim", hyper[i].name, H5T_NATIVE_DOUBLE, &v))
+            mt_err_set(&local, MT_ERR_CKPT, "cannot write /optim attributes");
+    }
+
+    /* the resolved config, as a scalar string dataset (same bytes on every rank) */
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, strlen(config) + 1);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t ds = H5Dcreate2(f, "/config", st, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    if (ds < 0 || H5Dwrite(ds, st, H5S_ALL, H5S_ALL, dxpl, config) < 0)
+        mt_err_set(&local, MT_ERR_CKPT, "cannot write /config");
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(sp);
+    H5Tclose(st);
+
+    char path[160];
+    for (int i = 0; i < p->n; i++) {
+        snprintf(path, sizeof path, "/model/%s", p->v[i].name);
+        write_tensor(f, dxpl, path, &p->v[i], p->data + p->v[i].offset, c->dp_rank, c->dp_size,
+                     &local);
+    }
+    test_stall(c, m->step);
+    const char *states[2];
+    int ns = state_names(m->optim_kind, states);
+    for (int s = 0; s < ns; s++)
+        for (int i = 0; i < p->n; i++) {
+            snprintf(path, sizeof path, "/optim/%s/%s", states[s], p->v[i].name);
+            write_tensor(f, dxpl, path, &p->v[i], state_buffer(o, s) + p->v[i].offset, c->dp_rank,
+                         c->dp_size, &local);
+        }
+    H5Pclose(dxpl);
+    if (ns < 0) mt_err_set(&local, MT_ERR_INTERNAL, "unknown optimizer '%s'", m->optim_kind);
+    if (local.code) *e = local;
+    return e->code;
+}
+
+int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
+                  const char *config_text, const mt_params *p, const mt_optim *o, double *write_s,
+                  char sha_hex[72], mt_err *e) {
+    mt_ckpt_meta m = *meta;
+    MPI_Bcast(&m, sizeof m, MPI_BYTE, 0, c->world);
+    char tmp[MT_CKPT_PATH + 64] = "";
+    if (c->rank == 0) mt_file_tmp_name(path, tmp, sizeof tmp);
+    MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, c->world);
+    mt_h5_quiet();
+    double t0 = MPI_Wtime();
+    hid_t fapl = parallel_fapl(c->world);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0) {
+        mt_err_set(e, MT_ERR_CKPT, "cannot create checkpoint file %s", tmp);
+    } else {
+        write_contents(c, f, &m, config_text, p, o, e);
+        if (H5Fclose(f) < 0) mt_err_set(e, MT_ERR_CKPT, "cannot finish checkpoint file %s", tmp);
+    }
+    /* Each rank makes its own writes durable (parallel file systems sync per client). */
+    if (!e->code) {
+        int fd = open(tmp, O_RDONLY);
+        if (fd < 0 || fsync(fd) != 0)
+            mt_err_set(e, MT_ERR_CKPT, "cannot sync checkpoint file %s: %s", tmp, strerror(errno));
+        if (fd >= 0) close(fd);
+    }
+    if (mt_comm_agree(c, e)) {
+        if (c->rank == 0) unlink(tmp);
+        return e->code;
+    }
+    if (c->rank == 0 && mt_file_commit(tmp, path, e)) e->code = MT_ERR_CKPT;
+    if (mt_comm_agree(c, e)) return e->code;
+    *write_s = MPI_Wtime() - t0;
+    if (c->rank == 0 && !mt_sha256_file(path, sha_hex, e)) {
+        char side[MT_CKPT_PATH + 16], line[MT_CKPT_PATH + 96];
+        snprintf(side, sizeof side, "%s.sha256", path);
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        snprintf(line, sizeof line, "%s  %s\n", sha_hex, base);
+        mt_file_write_atomic(side, line, strlen(line), e);
+    }
+    if (e->code) e->code = MT_ERR_CKPT;
+    return mt_comm_agree(c, e);
+}
+
+/* ---- verifying (one process) ---- */
+
+typedef struct {
+    hid_t f;
+    const char *file;
+    mt_ckpt_info *info;
+    int hash;
+    mt_err *e;
+} walk_ctx;
+
+static int add_tensor(walk_ctx *w, const char *path) {
+    mt_ckpt_info *in = w->info;
+    hid_t ds = H5Dopen2(w->f, path, H5P_DEFAULT);
+    if (ds < 0)
+        return mt_err_set(w->e, MT_ERR_CKPT, "checkpoint %s: %s is not a dataset", w->file, path);
+    hid_t type = H5Dget_type(ds), space = H5Dget_space(ds);
+    hsize_t dims[H5S_MAX_RANK];
+    int nd = H5Sget_simple_extent_dims(space, dims, NULL);
+    int is_f32 = H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 4;
+    H5Tclose(type);
+    H5Sclose(space);
+    if (!is_f32 || nd < 1 || nd > MT_PARAM_MAX_DIMS) {
+        H5Dclose(ds);
+        return mt_err_set(w->e, MT_ERR_CKPT,
+                          "checkpoint %s: %s must be a float32 tensor of 1 to %d dimensions",
+                          w->file, path, MT_PARAM_MAX_DIMS);
+    }
+    mt_ckpt_tensor *nt = realloc(in->tensors, (size_t)(in->n_tensors + 1) * sizeof *nt);
+    if (!nt) abort();
+    in->tensors = nt;
+    mt_ckpt_tensor *t = &nt[in->n_tensors++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->path, sizeof t->path, "%s", path);
+    t->ndim = nd;
+    size_t n = 1;
+    for (int d = 0; d < nd; d++) t->shape[d] = (int64_t)dims[d], n *= (size_t)dims[d];
+    float *x = malloc(n * sizeof(float) + 4);
+    if (!x) {
+        H5Dclose(ds);
+        return mt_err_set(w->e, MT_ERR_INTERNAL, "out of memory reading %s", path);
+    }
+    /* reading passes every chunk through its Fletcher32 check */
+    if (n && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
+        mt_err_set(w->e, MT_ERR_CKPT,
+                   "checkpoint %s: %s fails its checksum or cannot be read (the file is corrupt)",
+                   w->file, path);
+    else if (w->hash)
+        mt_sha256_buf(x, n * sizeof(float), t->sha256);
+    free(x);
+    H5Dclose(ds);
+    return w->e->code;
+}
+
+static herr_t visit_model(hid_t g, const char *name, const H5L_info_t *li, void *data) {
+    (void)g;
+    (void)li;
+    walk_ctx *w = data;
+    char path[160];
+    if (strlen(name) >= MT_PARAM_NAME_LEN)
+        return mt_err_set(w->e, MT_ERR_CKPT, "checkpoint %s: tensor name '%.40s...' is too long",
+                          w->file, name),
+               -1;
+    snprintf(path, sizeof path, "/model/%s", name);
+    return add_tensor(w, path) ? -1 : 0;
+}
+
+static int read_sidecar(const char *path, mt_ckpt_info *info, mt_err *e) {
+    char side[MT_CKPT_PATH + 16];
+    snprintf(side, sizeof side, "%s.sha256", path);
+    struct stat st;
+    if (stat(side, &st) != 0) return MT_OK; /* has_sidecar stays 0 */
+    char *text;
+    size_t len;
+    if (mt_file_read(side, "checksum file", MT_ERR_CKPT, &text, &len, e)) return e->code;
+    int ok = len >= 64;
+    for (int i = 0; ok && i < 64; i++) ok = strchr("0123456789abcdef", text[i]) && text[i];
+    char want[65];
+    memcpy(want, text, 64);
+    want[64] = '\0';
+    free(text);
+    if (!ok)
+        return mt_err_set(e, MT_ERR_CKPT, "checksum file %s does not start with a SHA-256", side);
+    if (mt_sha256_file(path, info->file_sha256, e)) return e->code = MT_ERR_CKPT;
+    info->has_sidecar = 1;
+    if (strcmp(want, info->file_sha256) != 0) {
+        mt_err_set(e, MT_ERR_CKPT,
+                   "checkpoint %s is corrupt: its SHA-256 %.16s... differs from %.16s... "
+                   "recorded in %s (changed or truncated after it was written)",
+                   path, info->file_sha256, want, side);
+        return e->code;
+    }
+    return MT_OK;
+}
+
+static int check_format(hid_t f, const char *path, mt_ckpt_info *info, mt_err *e) {
+    char fmt[64] = "";
+    hid_t a = H5Aexists_by_name(f, "/", "format", H5P_DEFAULT) > 0
+                  ? H5Aopen_by_name(f, "/", "format", H5P_DEFAULT, H5P_DEFAULT)
+                  : -1;
+    if (a >= 0) {
+        read_string(a, 1, fmt, sizeof fmt, NULL);
+        H5Aclose(a);
+    }
+    if (strcmp(fmt, MT_CKPT_FORMAT) != 0) {
+        mt_err_set(e, MT_ERR_CKPT, "%s is not an mpitrain checkpoint (format '%s', expected '%s')",
+                   path, fmt, MT_CKPT_FORMAT);
+        if (strcmp(fmt, "mpitrain-model") == 0)
+            mt_err_hint(e, "model.h5 holds the weights only; resume from a file in the run's "
+                           "checkpoints/ folder");
+        return e->code;
+    }
+    int64_t v = -1;
+    a = H5Aexists_by_name(f, "/", "format_version", H5P_DEFAULT) > 0
+            ? H5Aopen_by_name(f, "/", "format_version", H5P_DEFAULT, H5P_DEFAULT)
+            : -1;
+    hid_t type = a >= 0 ? H5Aget_type(a) : -1;
+    int is_int = type >= 0 && H5Tget_class(type) == H5T_INTEGER;
+    if (type >= 0) H5Tclose(type);
+    if (!is_int || H5Aread(a, H5T_NATIVE_INT64, &v) < 0) v = -1;
+    if (a >= 0) H5Aclose(a);
+    info->format_version = (int)v;
+    if (v > MT_CKPT_VERSION) {
+        mt_err_set(e, MT_ERR_CKPT,
+                   "checkpoint %s has format version %lld, newer than the version %d this "
+                   "mpitrain reads",
+                   path, (long long)v, MT_CKPT_VERSION);
+        mt_err_hint(e, "resume it with the mpitrain version that wrote it, or a newer one");
+    } else if (v != MT_CKPT_VERSION) {
+        mt_err_set(e, MT_ERR_CKPT,
+                   "checkpoint %s has no valid format_version (found %lld, this mpitrain reads "
+                   "%d)",
+                   path, (long long)v, MT_CKPT_VERSION);
+    }
+    return e->code;
+}
+
+int mt_ckpt_verify(const char *path, int hash_tensors, mt_ckpt_info *info, mt_err *e) {
+    memset(info, 0, sizeof *info);
+    mt_h5_quiet();
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return mt_err_set(e, MT_ERR_CKPT, "cannot read checkpoint %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return mt_err_set(e, MT_ERR_CKPT, "checkpoint %s is not a regular file", path);
+    if (read_sidecar(path, info, e)) return e->code;
+    if (H5Fis_hdf5(path) <= 0)
+        return mt_err_set(e, MT_ERR_CKPT,
+                          "checkpoint %s is not an HDF5 file (truncated or damaged)", path);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return mt_err_set(e, MT_ERR_CKPT, "cannot open checkpoint %s (truncated or damaged HDF5)",
+                          path);
+    if (!check_format(f, path, info, e))
+        for (size_t i = 0; i < N_META_ATTRS && !e->code; i++)
+            read_meta_attr(f, path, &meta_attrs[i], &info->meta, e);
+    if (!e->code) {
+        hid_t ds =
+            H5Lexists(f, "/config", H5P_DEFAULT) > 0 ? H5Dopen2(f, "/config", H5P_DEFAULT) : -1;
+        if (ds < 0 || read_string(ds, 0, NULL, 0, &info->config_text))
+            mt_err_set(e, MT_ERR_CKPT, "checkpoint %s has no readable /config", path);
+        if (ds >= 0) H5Dclose(ds);
+    }
+    walk_ctx w = {f, path, info, hash_tensors, e};
+    if (!e->code) {
+        if (H5Lexists(f, "/model", H5P_DEFAULT) <= 0)
+            mt_err_set(e, MT_ERR_CKPT, "checkpoint %s has no /model group", path);
+        else
+            H5Literate_by_name(f, "/model", H5_INDEX_NAME, H5_ITER_INC, NULL, visit_model, &w,
+                               H5P_DEFAULT);
+        if (!e->code && info->n_tensors == 0)
+            mt_err_set(e, MT_ERR_CKPT, "checkpoint %s holds no weights", path);
+    }
+    const char *states[2];
+    int ns = e->code ? 0 : state_names(info->meta.optim_kind, states);
+    if (ns < 0)
+        mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: unknown optimizer kind '%s'", path,
+                   info->meta.optim_kind);
+    int nmodel = info->n_tensors;
+    for (int s = 0; s < ns && !e->code; s++)
+        for (int i = 0; i < nmodel && !e->code; i++) {
+            char sp[160];
+            snprintf(sp, sizeof sp, "/optim/%s/%s", states[s], info->tensors[i].path + 7);
+            if (H5Lexists(f, "/optim", H5P_DEFAULT) <= 0 || H5Lexists(f, sp, H5P_DEFAULT) <= 0 ||
+                H5Oexists_by_name(f, sp, H5P_DEFAULT) <= 0) {
+                mt_err_set(e, MT_ERR_CKPT, "checkpoint %s lacks optimizer state %s", path, sp);
+                break;
+            }
+            if (add_tensor(&w, sp)) break;
+            const mt_ckpt_tensor *a = &info->tensors[i], *b = &info->tensors[info->n_tensors - 1];
+            if (a->ndim != b->ndim || memcmp(a->shape, b->shape, sizeof a->shape) != 0)
+                mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: %s and %s differ in shape", path,
+                           a->path, b->path);
+        }
+    if (H5Fclose(f) < 0) mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: cannot close", path);
+    return e->code;
+}
+
+void mt_ckpt_info_free(mt_ckpt_info *info) {
+    free(info->config_text);
+    free(info->tensors);
+    memset(info, 0, sizeof *info);
+}
+
+/* ---- loading (collective) ---- */
+
+int mt_ckpt_load(const mt_comm *c, const char *path, mt_params *p, mt_optim *o, mt_err *e) {
+    mt_h5_quiet();
+    hid_t fapl = parallel_fapl(c->world);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (f < 0) {
+        mt_err_set(e, MT_ERR_CKPT, "cannot open checkpoint %s", path);
+        return mt_comm_agree(c, e);
+    }
+    mt_err local = {0};
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    char kind[16] = "", tp[160];
+    hid_t a = H5Aopen_by_name(f, "/optim", "kind", H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || read_string(a, 1, kind, sizeof kind, NULL))
+        mt_err_set(&local, MT_ERR_CKPT, "checkpoint %s: no optimizer kind", path);
+    if (a >= 0) H5Aclose(a);
+    int64_t steps = 0;
+    a = H5Aopen_by_name(f, "/optim", "step_count", H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Aread(a, H5T_NATIVE_INT64, &steps) < 0)
+        mt_err_set(&local, MT_ERR_CKPT, "checkpoint %s: no optimizer step count", path);
+    if (a >= 0) H5Aclose(a);
+    for (int i = 0; i < p->n; i++) {
+        snprintf(tp, sizeof tp, "/model/%s", p->v[i].name);
+        read_tensor(f, dxpl, path, tp, &p->v[i], p->data + p->v[i].offset, &local);
+    }
+    const char *states[2];
+    int ns = state_names(kind, states);
+    int want = o->kind == MT_OPTIM_ADAMW ? 2 : 1;
+    if (ns != want)
+        mt_err_set(&local, MT_ERR_CKPT, "checkpoint %s: optimizer '%s' does not match", path, kind);
+    for (int s = 0; s < ns && ns == want; s++)
+        for (int i = 0; i < p->n; i++) {
+            snprintf(tp, sizeof tp, "/optim/%s/%s", states[s], p->v[i].name);
+            read_tensor(f, dxpl, path, tp, &p->v[i], state_buffer(o, s) + p->v[i].offset, &local);
+        }
+    o->t = steps;
+    H5Pclose(dxpl);
+    H5Fclose(f);
+    if (local.code) *e = local;
+    return mt_comm_agree(c, e);
+}
+
+/* ---- the directory: listing, latest, retention ---- */
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int mt_ckpt_list(const char *dir, int64_t **steps, int *n, mt_err *e) {
+    *steps = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return MT_OK;
+        return mt_err_set(e, MT_ERR_CKPT, "cannot list checkpoint folder %s: %s", dir,
+                          strerror(errno));
+    }
+    int cap = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        int64_t s = mt_ckpt_parse_name(de->d_name);
+        if (s < 0) continue;
+        char full[MT_CKPT_PATH + 300];
+        struct stat st;
+        snprintf(full, sizeof full, "%s/%s", dir, de->d_name);
+        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            int64_t *ns = realloc(*steps, (size_t)cap * sizeof *ns);
+            if (!ns) abort();
+            *steps = ns;
+        }
+        (*steps)[(*n)++] = s;
+    }
+    closedir(d);
+    if (*n) qsort(*steps, (size_t)*n, sizeof **steps, cmp_i64);
+    return MT_OK;
+}
+
+void mt_ckpt_latest(const char *dir, char *name, size_t n) {
+    char path[MT_CKPT_PATH + 16], *text = NULL;
+    size_t len;
+    mt_err ignored = {0};
+    name[0] = '\0';
+    snprintf(path, sizeof path, "%s/latest", dir);
+    struct stat st;
+    if (stat(path, &st) != 0 || mt_file_read(path, "pointer", MT_ERR_CKPT, &text, &len, &ignored))
+        return;
+    text[strcspn(text, "\r\n")] = '\0';
+    if (mt_ckpt_parse_name(text) >= 0) snprintf(name, n, "%s", text);
+    free(text);
+}
+
+int mt_ckpt_set_latest(const char *dir, const char *name, mt_err *e) {
+    char path[MT_CKPT_PATH + 16], line[300];
+    snprintf(path, sizeof path, "%s/latest", dir);
+    snprintf(line, sizeof line, "%s\n", name);
+    if (mt_file_write_atomic(path, line, strlen(line), e)) e->code = MT_ERR_CKPT;
+    return e->code;
+}
+
+/* A leftover temporary of the scheme: step_N.h5[.sha256].tmp.PID or latest.tmp.PID */
+static int stale_temporary(const char *name) {
+    int64_t step;
+    size_t k = scheme_prefix(name, &step);
+    const char *rest = k ? name + k : strncmp(name, "latest", 6) == 0 ? name + 6 : NULL;
+    if (!rest) return 0;
+    if (k && strncmp(rest, ".sha256", 7) == 0) rest += 7;
+    if (strncmp(rest, ".tmp.", 5) != 0 || !rest[5]) return 0;
+    for (const char *p = rest + 5; *p; p++)
+        if (*p < '0' || *p > '9') return 0;
+    return 1;
+}
+
+int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE *log, mt_err *e) {
+    int64_t *steps;
+    int n;
+    if (mt_ckpt_list(dir, &steps, &n, e)) return e->code;
+    char latest[300];
+    mt_ckpt_latest(dir, latest, sizeof latest);
+    int64_t keep_latest = latest[0] ? mt_ckpt_parse_name(latest) : -1;
+    char name[64], path[MT_CKPT_PATH + 100];
+    for (int i = 0; i < n; i++) {
+        int64_t s = steps[i];
+        int keep = keep_last == 0 || i >= n - keep_last || s == keep_latest ||
+                   (keep_every > 0 && s % keep_every == 0);
+        if (keep) continue;
+        mt_ckpt_name(s, name, sizeof name);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            mt_err_set(e, MT_ERR_CKPT, "cannot delete old checkpoint %s: %s", path,
+                       strerror(errno));
+            break;
+        }
+        if (log) fprintf(log, "checkpoint: removed %s (retention)\n", path);
+        snprintf(path, sizeof path, "%s/%s.sha256", dir, name);
+        unlink(path);
+    }
+    free(steps);
+    /* temporaries left by writers that died; this process's own are gone by now */
+    DIR *d = opendir(dir);
+    for (struct dirent *de; d && (de = readdir(d));)
+        if (stale_temporary(de->d_name)) {
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            if (unlink(path) == 0 && log)
+                fprintf(log, "checkpoint: removed %s (left by an interrupted write)\n", path);
+        }
+    if (d) closedir(d);
+    return e->code;
+}

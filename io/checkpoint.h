@@ -1,0 +1,113 @@
+/*
+ * checkpoint.h - checkpoint files: the complete training state in one HDF5
+ * file, global-view (DESIGN decision 2), written by all ranks at once with
+ * parallel HDF5 and read back under any layout. The layout of the file is
+ * docs/CHECKPOINT_FORMAT.md.
+ *
+ * A checkpoint directory holds step_NNNNNNNN.h5 files, a NAME.sha256 beside
+ * each (sha256sum format) and a `latest` file naming the newest complete
+ * one. Writing is: temporary name in the same folder, fsync on every rank,
+ * rename, SHA-256 file, then `latest`; retention runs after that.
+ */
+#ifndef MT_CHECKPOINT_H
+#define MT_CHECKPOINT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/error.h"
+#include "core/optim.h"
+#include "core/params.h"
+#include "parallel/comm.h"
+
+#define MT_CKPT_FORMAT  "mpitrain-checkpoint"
+#define MT_CKPT_VERSION 1
+#define MT_CKPT_PATH    4096
+
+/* Everything in a checkpoint besides the tensors and the config text. */
+typedef struct {
+    int64_t step;          /* optimizer steps completed */
+    int64_t epoch;         /* epoch of the next step */
+    int64_t step_in_epoch; /* position of the next step inside its epoch */
+    int64_t samples_seen;  /* step * global batch */
+    int64_t seed;
+    int64_t optim_steps; /* optimizer step count (AdamW bias correction) */
+    double lr_last;      /* learning rate of the last step taken */
+    double lr_next;      /* learning rate the next step will use */
+    /* last metrics; NaN where not measured */
+    double loss, train_acc, grad_norm, test_loss, test_acc;
+    int world, dp, tp, pp; /* layout that wrote it */
+    int code_dirty;
+    char optim_kind[16];
+    char model_kind[16];
+    char run_id[40];
+    char run_name[256];
+    char created_utc[32];
+    char mpitrain_version[32];
+    char code_commit[64];
+    char data_sha256[72];
+    char resumed_from[MT_CKPT_PATH]; /* checkpoint this run continued from, or "" */
+} mt_ckpt_meta;
+
+typedef struct {
+    char path[128]; /* "/model/fc1.weight", "/optim/m/fc1.weight" */
+    int ndim;
+    int64_t shape[MT_PARAM_MAX_DIMS];
+    char sha256[72]; /* of the float32 data, little-endian; filled by inspect */
+} mt_ckpt_tensor;
+
+/* What mt_ckpt_verify learned about a file. */
+typedef struct {
+    mt_ckpt_meta meta;
+    int format_version;
+    char *config_text;
+    char file_sha256[72];
+    int has_sidecar; /* a .sha256 beside the file was checked */
+    int n_tensors;
+    mt_ckpt_tensor *tensors;
+} mt_ckpt_info;
+
+/* "step_00000050.h5" */
+void mt_ckpt_name(int64_t step, char *buf, size_t n);
+/* The step of a file name of the checkpoint naming scheme, or -1. */
+int64_t mt_ckpt_parse_name(const char *name);
+
+/*
+ * Collective over c->world: writes path (atomically: temporary name, fsync,
+ * rename), then path.sha256. Tensors are written global-view; the ranks of
+ * the data-parallel group each write a share of the chunks. meta and
+ * config_text are taken from rank 0. On return *write_s is the time from
+ * create to rename and sha_hex the file's SHA-256 (both on rank 0).
+ */
+int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
+                  const char *config_text, const mt_params *p, const mt_optim *o, double *write_s,
+                  char sha_hex[72], mt_err *e);
+
+/*
+ * One process: checks path completely (SHA-256 against the .sha256 beside
+ * it when there is one, HDF5 structure, format and version, attributes,
+ * every tensor read back through its Fletcher32 checksums, optimizer state
+ * matching the weights). hash_tensors fills each tensor's sha256. Errors
+ * are MT_ERR_CKPT and name the file and what is wrong with it.
+ */
+int mt_ckpt_verify(const char *path, int hash_tensors, mt_ckpt_info *info, mt_err *e);
+void mt_ckpt_info_free(mt_ckpt_info *info);
+
+/* Collective: every rank reads its part of each weight and optimizer state
+ * tensor from a verified checkpoint, and the optimizer step count. */
+int mt_ckpt_load(const mt_comm *c, const char *path, mt_params *p, mt_optim *o, mt_err *e);
+
+/* Steps of the checkpoint files in dir, ascending (malloc'd; *n may be 0). */
+int mt_ckpt_list(const char *dir, int64_t **steps, int *n, mt_err *e);
+/* The file `latest` names in dir ("" when there is none or it is unreadable). */
+void mt_ckpt_latest(const char *dir, char *name, size_t n);
+int mt_ckpt_set_latest(const char *dir, const char *name, mt_err *e);
+/*
+ * Retention: deletes the checkpoint files (and their .sha256) in dir that
+ * are neither among the keep_last newest (0 = keep all), nor at a multiple
+ * of keep_every, nor the one `latest` names; also stale temporaries of the
+ * naming scheme. Touches no other file. Prints each deletion to log.
+ */
+int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE *log, mt_err *e);
+
+#endif
