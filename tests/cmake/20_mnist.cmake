@@ -32,3 +32,12 @@ add_test(NAME slurm_srun
          COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_slurm.sh $<TARGET_FILE:mpitrain>
                  ${CMAKE_SOURCE_DIR} ${MT_MNIST})
 set_tests_properties(slurm_srun PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 400 RUN_SERIAL TRUE)
+
+# Checkpoints and resume (tests/test_checkpoint.sh): one ctest per mode.
+foreach(mode exact layout crash corrupt retention cli)
+  add_test(NAME ckpt_${mode}
+           COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_checkpoint.sh ${mode}
+                   $<TARGET_FILE:mpitrain> $<TARGET_FILE:h5cmp> ${CMAKE_SOURCE_DIR} ${MT_MNIST})
+  set_tests_properties(ckpt_${mode} PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 300
+                       ENVIRONMENT "${MT_MPI_ENV};OMP_NUM_THREADS=1")
+endforeach()
