@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,10 @@ static size_t scheme_prefix(const char *name, int64_t *step) {
 int64_t mt_ckpt_parse_name(const char *name) {
     int64_t step;
     size_t n = scheme_prefix(name, &step);
-    return n && name[n] == '\0' ? step : -1;
+    char canon[64];
+    if (!n || name[n] != '\0') return -1;
+    mt_ckpt_name(step, canon, sizeof canon); /* only the name the writer gives step */
+    return strcmp(canon, name) == 0 ? step : -1;
 }
 
 /* ---- the attributes, one table for writing, reading and inspecting ---- */
@@ -259,8 +263,10 @@ static int write_tensor(hid_t f, hid_t dxpl, const char *path, const mt_param *t
     H5Pset_chunk(dcpl, g.ndim, chunk);
     H5Pset_fletcher32(dcpl);
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-    hid_t ds = H5Dcreate2(f, path, H5T_NATIVE_FLOAT, space, lcpl, dcpl, H5P_DEFAULT);
-    /* whole chunks per writer, so no chunk is shared between ranks */
+    hid_t ds = H5Dcreate2(f, path, H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT);
+    /* Whole chunks per writer: the ranks holding one block share no chunk. (Blocks
+     * of sharded tensors may share edge chunks; collective filtered writes in
+     * HDF5 merge those.) */
     hsize_t rows = g.ldims[0], nch = (rows + g.chunk_rows - 1) / g.chunk_rows;
     hsize_t c0 = nch * (hsize_t)part / (hsize_t)nparts,
             c1 = nch * (hsize_t)(part + 1) / (hsize_t)nparts;
@@ -380,8 +386,7 @@ static int write_contents(const mt_comm *c, hid_t f, const mt_ckpt_meta *m, cons
                  {"momentum", o->momentum},
                  {"weight_decay", o->weight_decay}};
     for (size_t i = 0; i < sizeof hyper / sizeof hyper[0]; i++) {
-        double v = (double)hyper[i].v;
-        if (write_attr(f, "/optim", hyper[i].name, H5T_NATIVE_DOUBLE, &v))
+        if (write_attr(f, "/optim", hyper[i].name, H5T_NATIVE_FLOAT, &hyper[i].v))
             mt_err_set(&local, MT_ERR_CKPT, "cannot write /optim attributes");
     }
 
@@ -780,7 +785,9 @@ static int stale_temporary(const char *name) {
     if (strncmp(rest, ".tmp.", 5) != 0 || !rest[5]) return 0;
     for (const char *p = rest + 5; *p; p++)
         if (*p < '0' || *p > '9') return 0;
-    return 1;
+    /* a writer on this host that is still alive keeps its temporary */
+    pid_t pid = (pid_t)atol(rest + 5);
+    return pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH);
 }
 
 int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE *log, mt_err *e) {
@@ -791,9 +798,13 @@ int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE 
     mt_ckpt_latest(dir, latest, sizeof latest);
     int64_t keep_latest = latest[0] ? mt_ckpt_parse_name(latest) : -1;
     char name[64], path[MT_CKPT_PATH + 100];
-    for (int i = 0; i < n; i++) {
+    /* Files newer than `latest` were never committed (a writer died between
+     * rename and pointer); they are neither counted nor deleted. */
+    int committed = n;
+    while (keep_latest >= 0 && committed > 0 && steps[committed - 1] > keep_latest) committed--;
+    for (int i = 0; i < committed; i++) {
         int64_t s = steps[i];
-        int keep = keep_last == 0 || i >= n - keep_last || s == keep_latest ||
+        int keep = keep_last == 0 || i >= committed - keep_last || s == keep_latest ||
                    (keep_every > 0 && s % keep_every == 0);
         if (keep) continue;
         mt_ckpt_name(s, name, sizeof name);

@@ -9,6 +9,7 @@
 #include "core/optim.h"
 #include "core/params.h"
 #include "core/rng.h"
+#include "io/checkpoint.h"
 #include "kernels/backend.h"
 #include "test_util.h"
 
@@ -180,8 +181,30 @@ static void test_optim(int kind) {
     mt_params_free(&p);
 }
 
+/* Checkpoint names: only the exact names the writer gives are its files. */
+static void test_ckpt_names(void) {
+    char name[64];
+    mt_ckpt_name(50, name, sizeof name);
+    CHECK(strcmp(name, "step_00000050.h5") == 0, "name of step 50: %s", name);
+    CHECK(mt_ckpt_parse_name(name) == 50, "step_00000050.h5 not parsed");
+    mt_ckpt_name(123456789012LL, name, sizeof name);
+    CHECK(mt_ckpt_parse_name(name) == 123456789012LL, "long step not round-tripped: %s", name);
+    static const char *foreign[] = {"step_50.h5",
+                                    "step_000000050.h5",
+                                    "step_00000050.h5.sha256",
+                                    "step_00000050.h5x",
+                                    "Step_00000050.h5",
+                                    "step_0000005a.h5",
+                                    "latest",
+                                    "step_-0000050.h5",
+                                    ""};
+    for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++)
+        CHECK(mt_ckpt_parse_name(foreign[i]) == -1, "'%s' taken for a checkpoint name", foreign[i]);
+}
+
 int main(void) {
     test_rng();
+    test_ckpt_names();
     test_init_layout_independent();
     test_lr();
     test_optim(MT_OPTIM_ADAMW);
