@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -65,6 +66,7 @@ typedef struct {
     char ckpt_dir[MT_CKPT_PATH];       /* "" when this run writes none */
     char ckpt_last[MT_CKPT_PATH + 64]; /* newest checkpoint this run wrote */
     double ckpt_time;                  /* seconds spent writing checkpoints */
+    int64_t stop_step;                 /* where an early stop ended the run */
     struct {
         double loss, train_acc, grad_norm, lr, test_loss, test_acc;
     } last; /* newest metrics, NaN until measured */
@@ -406,6 +408,28 @@ static void print_header(const trainer *t) {
     fflush(stdout);
 }
 
+/* ---- stopping on a signal ---- */
+
+/* The first SIGTERM, SIGUSR1 or SIGUSR2 (Slurm's warning of a time limit or
+ * preemption, scancel --signal, or mpirun forwarding USR1/USR2) asks for a
+ * checkpoint at the end of the current step and exit status 75. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) {
+    if (!stop_signal) stop_signal = sig;
+}
+
+static void catch_stop_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
+}
+
 /* ---- the loop ---- */
 
 static void gather_batch(trainer *t, int64_t step) {
@@ -461,7 +485,8 @@ static void fmt_duration(double s, char *buf, size_t n) {
         snprintf(buf, n, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
 }
 
-/* Trains from t->start_step; *stopped is set when train.exit_after_steps ends it early. */
+/* Trains from t->start_step. *stopped is set when the run ends early: -1 for
+ * train.exit_after_steps, else the number of the signal that stopped it. */
 static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, int *stopped,
                       mt_err *e) {
     const mt_config *cfg = &t->cfg;
@@ -492,8 +517,9 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
          * verdict on the wall-clock checkpoint interval */
         double every_s = cfg->checkpoint.every_seconds;
         int time_due = c->rank == 0 && every_s > 0 && MPI_Wtime() - t_ckpt >= every_s;
-        double red[4] = {loss_sum, (double)correct, e->code ? 1.0 : 0.0, time_due ? 1.0 : 0.0};
-        mt_comm_sum_doubles(c->world, red, 4);
+        double red[5] = {loss_sum, (double)correct, e->code ? 1.0 : 0.0, time_due ? 1.0 : 0.0,
+                         stop_signal ? 1.0 : 0.0};
+        mt_comm_sum_doubles(c->world, red, 5);
         if (red[2] > 0) return mt_comm_agree(c, e);
         double loss = red[0] / (double)B;
         double norm = mt_optim_clip(&t->params, be, cfg->optim.grad_clip);
@@ -565,6 +591,13 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
         }
         int stop =
             cfg->train.exit_after_steps > 0 && done - start == cfg->train.exit_after_steps && !last;
+        if (red[4] > 0) { /* a signal on some rank: which one (the highest, if several) */
+            int sig = stop_signal;
+            MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, c->world);
+            stop = last ? 0 : sig;
+        } else if (stop) {
+            stop = -1;
+        }
         const int64_t every = cfg->checkpoint.every_steps;
         if ((every > 0 && done % every == 0) || red[3] > 0 ||
             (last && cfg->checkpoint.save_final) || stop) {
@@ -572,8 +605,8 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
             t_ckpt = MPI_Wtime();
         }
         if (stop) {
-            *stopped = 1;
-            end_step = done;
+            *stopped = stop;
+            t->stop_step = end_step = done;
             break;
         }
     }
@@ -584,15 +617,22 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
     return mt_comm_agree(c, e);
 }
 
-/* A run ended early by train.exit_after_steps: its checkpoint is the result. */
-static int finish_stopped(trainer *t, double ms_per_step, mt_err *e) {
+/* A run ended early (how: see train_loop's *stopped): its checkpoint is the
+ * result. A signal ends with MT_ERR_STOPPED (75), so a job script can requeue. */
+static int finish_stopped(trainer *t, double ms_per_step, int how, int64_t step, mt_err *e) {
     const mt_comm *c = t->comm;
+    char why[64];
+    if (how < 0)
+        snprintf(why, sizeof why, "train.exit_after_steps = %lld",
+                 (long long)t->cfg.train.exit_after_steps);
+    else
+        snprintf(why, sizeof why, "signal SIG%s", sigabbrev_np(how) ? sigabbrev_np(how) : "?");
     if (c->rank == 0) {
         cJSON *r = run_record(t);
         cJSON *res = cJSON_AddObjectToObject(r, "result");
         cJSON_AddStringToObject(res, "status", "stopped");
-        cJSON_AddNumberToObject(res, "steps",
-                                (double)(t->start_step + t->cfg.train.exit_after_steps));
+        cJSON_AddStringToObject(res, "reason", why);
+        cJSON_AddNumberToObject(res, "steps", (double)step);
         cJSON_AddStringToObject(res, "checkpoint", t->ckpt_last);
         cJSON_AddNumberToObject(res, "ms_per_step", ms_per_step);
         char *s = cJSON_Print(r);
@@ -606,15 +646,19 @@ static int finish_stopped(trainer *t, double ms_per_step, mt_err *e) {
     if (mt_comm_agree(c, e)) return e->code;
     if (c->rank == 0) {
         printf("time: %.3f ms/step\n", ms_per_step);
-        printf("stopped at step %lld of %lld after %lld steps (train.exit_after_steps); "
-               "checkpoint %s\n",
-               (long long)(t->start_step + t->cfg.train.exit_after_steps),
-               (long long)t->cfg.train.steps, (long long)t->cfg.train.exit_after_steps,
-               t->ckpt_last);
+        printf("stopped at step %lld of %lld (%s); checkpoint %s\n", (long long)step,
+               (long long)t->cfg.train.steps, why, t->ckpt_last);
         printf("continue with: --set checkpoint.resume=auto\n");
         fflush(stdout);
     }
-    return MT_OK;
+    if (how > 0) {
+        mt_err_set(e, MT_ERR_STOPPED,
+                   "stopped by %s at step %lld after writing checkpoint %s (exit status 75: "
+                   "requeue the job)",
+                   why, (long long)step, t->ckpt_last);
+        mt_err_hint(e, "resume with --set checkpoint.resume=auto");
+    }
+    return e->code;
 }
 
 static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_err *e) {
@@ -660,7 +704,7 @@ static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_
 
 /* After the run folder exists, a failure is recorded in run.json too. */
 static void record_failure(trainer *t, const mt_err *e) {
-    if (t->comm->rank != 0 || !t->run_dir[0]) return;
+    if (t->comm->rank != 0 || !t->run_dir[0] || e->code == MT_ERR_STOPPED) return;
     cJSON *r = run_record(t);
     cJSON *res = cJSON_AddObjectToObject(r, "result");
     cJSON_AddStringToObject(res, "status", "failed");
@@ -699,6 +743,7 @@ int mt_train(const mt_comm *comm, const mt_train_args *args, mt_err *e) {
     eval_result ev = {0};
     t.last.loss = t.last.train_acc = t.last.grad_norm = t.last.lr = NAN;
     t.last.test_loss = t.last.test_acc = NAN;
+    catch_stop_signals();
     if (!load_config(&t, args, e)) {
         char why[128];
         t.threads = mt_threads_choose((int)t.cfg.run.threads, comm->local_size, why, sizeof why);
@@ -709,7 +754,7 @@ int mt_train(const mt_comm *comm, const mt_train_args *args, mt_err *e) {
             int stopped = 0;
             if (!train_loop(&t, &ms, &ev, &stopped, e)) {
                 if (stopped)
-                    finish_stopped(&t, ms, e);
+                    finish_stopped(&t, ms, stopped, t.stop_step, e);
                 else
                     finish_run(&t, ms, &ev, e);
             }

@@ -21,6 +21,11 @@
 #              writer midway): `latest` still names step 5, which verifies;
 #              resume = auto continues from it and ends bitwise equal to an
 #              uninterrupted run; the dead writer's temporary is cleaned up.
+#   signal     SIGUSR1 to mpirun (which forwards it), then SIGTERM to every rank
+#              (what Slurm sends at a time limit or preemption): each time the
+#              run writes a checkpoint at the end of the current step and every
+#              rank exits 75; run.json says "stopped"; resume=auto twice ends
+#              bitwise equal to an uninterrupted run.
 #   corrupt    a truncated file, a flipped byte inside a weight (caught by the
 #              SHA-256 file, and by Fletcher32 when the .sha256 is gone), a
 #              wrong format version, a non-HDF5 file, a model.h5, a missing
@@ -218,6 +223,53 @@ if [ "$MODE" = crash ]; then
         "$(run_of "$TMP/ref" 0001)/checkpoints/step_00000020.h5" "$CK/step_00000020.h5" --bitwise
     if ls "$CK" | grep -q '\.tmp\.'; then bad "crash: stale temporary left: $(ls "$CK")"; else
         ok "crash: the dead writer's temporary was removed"; fi
+fi
+
+# ---------------------------------------------------------------- signal
+if [ "$MODE" = signal ]; then
+    S=(--set train.steps=120 --set checkpoint.keep_last=0)
+    must_train 2 "$TMP/ref.log" --set run.dir="$TMP/ref" "${S[@]}"
+    # stop_with N SIGNAL TARGET: run N of $TMP/sig, signalled once step 5 of it is done
+    stop_with() {
+        local log=$TMP/sig$1.log resume=none pid
+        [ "$1" -gt 1 ] && resume=auto
+        timeout -k 5 120 mpirun -np 2 "$MPITRAIN" train --config "$REPO/configs/mnist_mlp.ini" \
+            --set data.path="$DATA" --set train.global_batch=1000 --set run.log_every=1 \
+            --set train.eval_every=0 --set optim.schedule=cosine --set optim.warmup_steps=3 \
+            --set optim.lr=0.003 --set run.dir="$TMP/sig" "${S[@]}" \
+            --set checkpoint.resume=$resume >"$log" 2>&1 &
+        local bg=$! seen=0
+        for _ in $(seq 1200); do
+            if [ "$(grep -c '^step ' "$log")" -ge 5 ]; then seen=1; break; fi
+            sleep 0.05
+        done
+        for pid in $(pgrep -f "run.dir=$TMP/sig"); do
+            case "$(cat /proc/$pid/comm 2>/dev/null)" in
+                mpirun) [ $3 = mpirun ] && kill -"$2" "$pid" ;;
+                mpitrain) [ $3 = ranks ] && kill -"$2" "$pid" ;;
+            esac
+        done
+        wait $bg
+        local rc=$? dir
+        dir=$(run_of "$TMP/sig" "$(printf %04d "$1")")
+        if [ $seen = 1 ] && [ $rc = 75 ] && grep -q "stopped at step .* of 120 (signal SIG$2)" "$log" &&
+            grep -q "^mpitrain: error: stopped by signal SIG$2 at step" "$log" &&
+            $PY -c 'import json,sys; r=json.load(open(sys.argv[1]))["result"]; assert r["status"]=="stopped", r' "$dir/run.json"; then
+            ok "SIG$2 to $3: exit 75 after a checkpoint ($(grep -o 'stopped at step [0-9]*' "$log")), run.json status stopped"
+        else
+            bad "SIG$2 to $3: no clean stop (exit $rc)"
+            grep -vE '^step |^$' "$log" | tail -12 | sed 's/^/   | /'
+        fi
+    }
+    stop_with 1 USR1 mpirun
+    stop_with 2 TERM ranks
+    must_train 2 "$TMP/sig3.log" --set run.dir="$TMP/sig" "${S[@]}" --set checkpoint.resume=auto
+    cmp_h5 "two signalled stops + resumes end bitwise equal to the uninterrupted run" \
+        "$(run_of "$TMP/ref" 0001)/checkpoints/step_00000120.h5" \
+        "$(run_of "$TMP/sig" 0003)/checkpoints/step_00000120.h5" --bitwise
+    same=$(cat "$(run_of "$TMP/sig" 0001)/metrics.jsonl" "$(run_of "$TMP/sig" 0002)/metrics.jsonl" \
+        "$(run_of "$TMP/sig" 0003)/metrics.jsonl" | $PY -c 'import sys,json; print(len({json.loads(l)["step"] for l in sys.stdin}))')
+    [ "$same" = 120 ] && ok "the three runs logged steps 1..120 between them" || bad "steps logged: $same"
 fi
 
 # ---------------------------------------------------------------- corrupt

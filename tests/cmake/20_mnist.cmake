@@ -34,7 +34,7 @@ add_test(NAME slurm_srun
 set_tests_properties(slurm_srun PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 400 RUN_SERIAL TRUE)
 
 # Checkpoints and resume (tests/test_checkpoint.sh): one ctest per mode.
-foreach(mode exact layout crash corrupt retention cli)
+foreach(mode exact layout crash signal corrupt retention cli)
   add_test(NAME ckpt_${mode}
            COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_checkpoint.sh ${mode}
                    $<TARGET_FILE:mpitrain> $<TARGET_FILE:h5cmp> ${CMAKE_SOURCE_DIR} ${MT_MNIST})
