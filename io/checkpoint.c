@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <stddef.h>
@@ -243,8 +244,10 @@ static void select_rows(const tensor_geom *g, hsize_t lo, hsize_t hi, hid_t fspa
         *mspace = H5Screate_simple(1, &one, NULL);
         H5Sselect_none(*mspace);
     } else {
+        /* memory shaped like the selection: HDF5 then copies whole rows
+         * instead of mapping element by element */
         H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
-        *mspace = H5Screate_simple(1, &n, NULL);
+        *mspace = H5Screate_simple(g->ndim, count, NULL);
     }
 }
 
@@ -397,6 +400,9 @@ static int write_contents(const mt_comm *c, hid_t f, const mt_ckpt_meta *m, cons
     hid_t ds = H5Dcreate2(f, "/config", st, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    /* Each rank owns whole chunks, so the collective call may write them with
+     * independent MPI-IO: no two-phase aggregation through other ranks. */
+    H5Pset_dxpl_mpio_collective_opt(dxpl, H5FD_MPIO_INDIVIDUAL_IO);
     if (ds < 0 || H5Dwrite(ds, st, H5S_ALL, H5S_ALL, dxpl, config) < 0)
         mt_err_set(&local, MT_ERR_CKPT, "cannot write /config");
     if (ds >= 0) H5Dclose(ds);
@@ -427,6 +433,15 @@ static int write_contents(const mt_comm *c, hid_t f, const mt_ckpt_meta *m, cons
 int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
                   const char *config_text, const mt_params *p, const mt_optim *o, double *write_s,
                   char sha_hex[72], mt_err *e) {
+    /* HDF5's filter pipeline allocates a fresh buffer per chunk; glibc would
+     * mmap each one and fault in every page again. Keeping buffers up to
+     * 64 MiB on the heap, and freed memory there, lets them be reused. */
+    static int tuned;
+    if (!tuned) {
+        mallopt(M_MMAP_THRESHOLD, 64 << 20);
+        mallopt(M_TRIM_THRESHOLD, 256 << 20);
+        tuned = 1;
+    }
     mt_ckpt_meta m = *meta;
     MPI_Bcast(&m, sizeof m, MPI_BYTE, 0, c->world);
     char tmp[MT_CKPT_PATH + 64] = "";
