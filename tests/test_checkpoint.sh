@@ -79,26 +79,26 @@ for f in sys.argv[1:]:
 }
 
 same_losses() { # label A-files -- B-files
-    local a=() b=() side=a
+    local xs=() ys=() side=a
     for f in "${@:2}"; do
         if [ "$f" = -- ]; then side=b; continue; fi
-        if [ $side = a ]; then a+=("$f"); else b+=("$f"); fi
+        if [ $side = a ]; then xs+=("$f"); else ys+=("$f"); fi
     done
-    if cmp -s <(losses "${a[@]}") <(losses "${b[@]}") && [ "$(losses "${a[@]}" | wc -l)" = 20 ]; then
+    if cmp -s <(losses "${xs[@]}") <(losses "${ys[@]}") && [ "$(losses "${xs[@]}" | wc -l)" = 20 ]; then
         ok "$1: all 20 per-step losses identical"
     else
         bad "$1: per-step losses differ"
-        paste <(losses "${a[@]}") <(losses "${b[@]}") | head -25 | sed 's/^/   | /'
+        paste <(losses "${xs[@]}") <(losses "${ys[@]}") | head -25 | sed 's/^/   | /'
     fi
 }
 
 close_losses() { # label A-files -- B-files  (within 1e-5 relative)
-    local a=() b=() side=a
+    local xs=() ys=() side=a
     for f in "${@:2}"; do
         if [ "$f" = -- ]; then side=b; continue; fi
-        if [ $side = a ]; then a+=("$f"); else b+=("$f"); fi
+        if [ $side = a ]; then xs+=("$f"); else ys+=("$f"); fi
     done
-    if $PY - <(losses "${a[@]}") <(losses "${b[@]}") <<'PY'; then ok "$1: losses within 1e-5"; else bad "$1: losses"; fi
+    if $PY - <(losses "${xs[@]}") <(losses "${ys[@]}") <<'PY'; then ok "$1: losses within 1e-5"; else bad "$1: losses"; fi
 import sys
 a = [float(x) for x in open(sys.argv[1])]
 b = [float(x) for x in open(sys.argv[2])]
