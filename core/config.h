@@ -67,6 +67,7 @@ typedef struct {
         char dir[MT_CFG_STR_LEN]; /* "" = <run folder>/checkpoints */
         int64_t every_steps;      /* 0 = off */
         double every_seconds;     /* wall clock since the last checkpoint; 0 = off */
+        double timeout;           /* seconds a write may take before every rank exits; 0 = auto */
         int64_t keep_last;        /* newest N kept; 0 = keep all */
         int64_t keep_every; /* checkpoints at multiples of this step never deleted; 0 = none */
         int save_final;

@@ -86,6 +86,9 @@ const mt_cfg_key mt_cfg_keys[] = {
      OFF(checkpoint.every_seconds),
      "write a checkpoint when this much wall-clock time has passed since the last one (rank 0 "
      "decides); 0 = off"},
+    {"checkpoint", "timeout", MT_CFG_FLOAT, "0", 0, NOMAX, 0, 0, NULL, OFF(checkpoint.timeout),
+     "seconds a checkpoint write may take before every rank gives up with exit 4 (a dead peer or "
+     "a stalled file system); 0 = auto: 300 s + 1 s per 20 MB"},
     {"checkpoint", "keep_last", MT_CFG_INT, "3", 0, NOMAX, 0, 0, NULL, OFF(checkpoint.keep_last),
      "keep the N newest checkpoints in checkpoint.dir, delete older ones; 0 = keep all"},
     {"checkpoint", "keep_every", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(checkpoint.keep_every),

@@ -263,7 +263,8 @@ static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
     mt_ckpt_name(done, name, sizeof name);
     snprintf(path, sizeof path, "%s/%s", t->ckpt_dir, name);
     double write_s = 0.0;
-    if (mt_ckpt_write(c, path, &m, t->config_text, &t->params, &t->opt, &write_s, sha, e))
+    if (mt_ckpt_write(c, path, &m, t->config_text, &t->params, &t->opt, cfg->checkpoint.timeout,
+                      &write_s, sha, e))
         return e->code;
     if (c->rank == 0) {
         double hash_s = MPI_Wtime() - t0 - write_s;

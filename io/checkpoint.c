@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "io/files.h"
@@ -342,6 +343,69 @@ static float *state_buffer(const mt_optim *o, int i) {
     return i == 0 ? o->m : o->v;
 }
 
+/* ---- writing: room, watchdog ---- */
+
+/* Bytes of the tensors a checkpoint of p holds (weights + optimizer state). */
+static double tensor_bytes(const mt_params *p, const mt_optim *o) {
+    double n = 0;
+    for (int i = 0; i < p->n; i++) {
+        double k = 1;
+        for (int d = 0; d < p->v[i].ndim; d++) k *= (double)p->v[i].shape[d];
+        n += k;
+    }
+    return n * sizeof(float) * (o->kind == MT_OPTIM_ADAMW ? 3 : 2);
+}
+
+static int check_room(const char *path, double need, mt_err *e) {
+    char dir[MT_CKPT_PATH];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    struct statvfs v;
+    if (statvfs(dir, &v) != 0) return MT_OK; /* the write itself will report it */
+    double avail = (double)v.f_bavail * (double)v.f_frsize;
+    if (avail < need) {
+        mt_err_set(e, MT_ERR_CKPT,
+                   "no room for checkpoint %s: it needs about %.1f MB, %s has %.1f MB free", path,
+                   need / 1e6, dir, avail / 1e6);
+        mt_err_hint(e, "free space there, lower checkpoint.keep_last, or set checkpoint.dir");
+    }
+    return e->code;
+}
+
+static char wd_msg[MT_CKPT_PATH + 256], wd_tmp[MT_CKPT_PATH + 64];
+static int wd_rank;
+
+/* SIGALRM during a write: only async-signal-safe calls. */
+static void on_watchdog(int sig) {
+    (void)sig;
+    if (wd_rank == 0) {
+        ssize_t w = write(2, wd_msg, strlen(wd_msg));
+        (void)w;
+        unlink(wd_tmp);
+    }
+    _exit(MT_ERR_CKPT);
+}
+
+static void arm_watchdog(const mt_comm *c, const char *tmp, int64_t step, double timeout) {
+    wd_rank = c->rank;
+    snprintf(wd_tmp, sizeof wd_tmp, "%s", tmp);
+    snprintf(wd_msg, sizeof wd_msg,
+             "mpitrain: error: the checkpoint write of step %lld did not finish within %.0f s "
+             "(checkpoint.timeout): a rank failed inside the collective write, or the file "
+             "system stalls; the previous checkpoint and `latest` are intact\n",
+             (long long)step, timeout);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_watchdog;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm((unsigned)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout));
+}
+
 /* ---- writing ---- */
 
 static hid_t parallel_fapl(MPI_Comm comm) {
@@ -431,8 +495,8 @@ static int write_contents(const mt_comm *c, hid_t f, const mt_ckpt_meta *m, cons
 }
 
 int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
-                  const char *config_text, const mt_params *p, const mt_optim *o, double *write_s,
-                  char sha_hex[72], mt_err *e) {
+                  const char *config_text, const mt_params *p, const mt_optim *o, double timeout_s,
+                  double *write_s, char sha_hex[72], mt_err *e) {
     /* HDF5's filter pipeline allocates a fresh buffer per chunk; glibc would
      * mmap each one and fault in every page again. Keeping buffers up to
      * 64 MiB on the heap, and freed memory there, lets them be reused. */
@@ -447,6 +511,10 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     char tmp[MT_CKPT_PATH + 64] = "";
     if (c->rank == 0) mt_file_tmp_name(path, tmp, sizeof tmp);
     MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, c->world);
+    double bytes = tensor_bytes(p, o);
+    if (c->rank == 0) check_room(path, 1.02 * bytes + (double)strlen(config_text) + 1e6, e);
+    if (mt_comm_agree(c, e)) return e->code;
+    arm_watchdog(c, tmp, m.step, timeout_s > 0 ? timeout_s : 300.0 + bytes / 20e6);
     mt_h5_quiet();
     double t0 = MPI_Wtime();
     hid_t fapl = parallel_fapl(c->world);
@@ -466,10 +534,12 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
         if (fd >= 0) close(fd);
     }
     if (mt_comm_agree(c, e)) {
+        alarm(0);
         if (c->rank == 0) unlink(tmp);
         return e->code;
     }
     if (c->rank == 0 && mt_file_commit(tmp, path, e)) e->code = MT_ERR_CKPT;
+    alarm(0);
     if (mt_comm_agree(c, e)) return e->code;
     *write_s = MPI_Wtime() - t0;
     if (c->rank == 0 && !mt_sha256_file(path, sha_hex, e)) {

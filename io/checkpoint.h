@@ -78,10 +78,14 @@ int64_t mt_ckpt_parse_name(const char *name);
  * the data-parallel group each write a share of the chunks. meta and
  * config_text are taken from rank 0. On return *write_s is the time from
  * create to rename and sha_hex the file's SHA-256 (both on rank 0).
+ * Before writing, rank 0 checks that the folder has room for the file. A
+ * write that takes longer than timeout_s (0: 300 s + 1 s per 20 MB) ends
+ * every rank with exit status MT_ERR_CKPT: collective I/O cannot recover
+ * when one rank fails inside it, and a hung job would lose its allocation.
  */
 int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
-                  const char *config_text, const mt_params *p, const mt_optim *o, double *write_s,
-                  char sha_hex[72], mt_err *e);
+                  const char *config_text, const mt_params *p, const mt_optim *o, double timeout_s,
+                  double *write_s, char sha_hex[72], mt_err *e);
 
 /*
  * One process: checks path completely (SHA-256 against the .sha256 beside

@@ -16,7 +16,9 @@
 #              parameters within 1e-5 relative of the uninterrupted run
 #              (SGD: max|a-b|/max|b|; AdamW: ||a-b||/||b||, see test_dp.sh)
 #              and per-step losses within 1e-5 relative.
-#   crash      a rank is SIGKILLed while the checkpoint of step 10 is being
+#   crash      (also: the write watchdog, checkpoint.timeout, and a full file
+#              system, when a tmpfs can be mounted; else that case prints a skip)
+#              a rank is SIGKILLed while the checkpoint of step 10 is being
 #              written (the test hook MPITRAIN_TEST_STALL_CKPT stalls the
 #              writer midway): `latest` still names step 5, which verifies;
 #              resume = auto continues from it and ends bitwise equal to an
@@ -223,6 +225,45 @@ if [ "$MODE" = crash ]; then
         "$(run_of "$TMP/ref" 0001)/checkpoints/step_00000020.h5" "$CK/step_00000020.h5" --bitwise
     if ls "$CK" | grep -q '\.tmp\.'; then bad "crash: stale temporary left: $(ls "$CK")"; else
         ok "crash: the dead writer's temporary was removed"; fi
+fi
+
+# The checkpoint watchdog: a write that stalls past checkpoint.timeout ends
+# every rank with exit 4 (collective I/O cannot recover from a rank that
+# failed inside it), removing the temporary and leaving `latest` intact.
+if [ "$MODE" = crash ]; then
+    W=$TMP/wd
+    WRAP='o=$1; shift; r=${OMPI_COMM_WORLD_RANK:-0}; "$@" >"$o/out.$r" 2>"$o/err.$r"; echo $? >"$o/status.$r"'
+    mkdir -p "$W/o"
+    MPITRAIN_TEST_STALL_CKPT=10 timeout -k 5 120 mpirun -np 2 bash -c "$WRAP" _ "$W/o" "$MPITRAIN" \
+        train --config "$REPO/configs/mnist_mlp.ini" --set data.path="$DATA" \
+        --set train.global_batch=1000 --set train.steps=20 --set run.dir="$W/runs" \
+        --set checkpoint.every_steps=5 --set checkpoint.timeout=2 >"$W/launcher" 2>&1
+    ck=$(run_of "$W/runs" 0001)/checkpoints
+    if [ "$(cat "$W"/o/status.* | tr '\n' ' ')" = "4 4 " ] &&
+        grep -q "^mpitrain: error: the checkpoint write of step 10 did not finish within 2 s" "$W/o/err.0" &&
+        [ "$(cat "$ck/latest")" = step_00000005.h5 ] && ! ls "$ck" | grep -q tmp; then
+        ok "watchdog: a stalled write ends every rank with exit 4, temporary removed, latest = step 5"
+    else
+        bad "watchdog: statuses $(cat "$W"/o/status.* | tr '\n' ' '), files: $(ls "$ck" | tr '\n' ' ')"
+        cat "$W"/o/err.0 | sed 's/^/   | /'
+    fi
+    # A full file system is seen before writing: a small tmpfs (needs mount rights).
+    mkdir -p "$TMP/small"
+    if mount -t tmpfs -o size=5m tmpfs "$TMP/small" 2>"$TMP/mount.err"; then
+        train 2 "$TMP/full.log" --set run.dir="$TMP/full" --set checkpoint.dir="$TMP/small/ck" \
+            --set checkpoint.every_steps=5 --set checkpoint.keep_last=0
+        if [ "$RC" = 4 ] && grep -q "^mpitrain: error: no room for checkpoint $TMP/small/ck/step_00000010.h5" "$TMP/full.log" &&
+            [ "$(cat "$TMP/small/ck/latest")" = step_00000005.h5 ] &&
+            "$MPITRAIN" ckpt verify "$TMP/small/ck/step_00000005.h5" >/dev/null; then
+            ok "full file system: exit 4 naming the folder before writing; step 5 intact"
+        else
+            bad "full file system: exit $RC"
+            grep -E "error|checkpoint:" "$TMP/full.log" | sed 's/^/   | /'
+        fi
+        umount "$TMP/small"
+    else
+        echo "skip - full file system case: cannot mount a 5 MB tmpfs here ($(head -1 "$TMP/mount.err"))"
+    fi
 fi
 
 # ---------------------------------------------------------------- signal
