@@ -199,12 +199,7 @@ static int check_ckpt_dir(trainer *t, mt_err *e) {
         int64_t *steps;
         int n;
         char from[MT_CKPT_PATH];
-        snprintf(from, sizeof from, "%s", t->resume_path);
-        char *slash = strrchr(from, '/');
-        if (slash)
-            *slash = '\0';
-        else
-            snprintf(from, sizeof from, ".");
+        mt_file_dir(t->resume_path, from, sizeof from);
         if (!mt_ckpt_list(dir, &steps, &n, e) && n > 0 &&
             !(t->resume_path[0] && same_dir(from, dir))) {
             mt_err_set(e, MT_ERR_USAGE,

@@ -358,12 +358,7 @@ static double tensor_bytes(const mt_params *p, const mt_optim *o) {
 
 static int check_room(const char *path, double need, mt_err *e) {
     char dir[MT_CKPT_PATH];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof dir, ".");
+    mt_file_dir(path, dir, sizeof dir);
     struct statvfs v;
     if (statvfs(dir, &v) != 0) return MT_OK; /* the write itself will report it */
     double avail = (double)v.f_bavail * (double)v.f_frsize;

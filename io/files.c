@@ -14,6 +14,17 @@ void mt_file_tmp_name(const char *path, char *tmp, size_t n) {
     snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
 }
 
+void mt_file_dir(const char *path, char *out, size_t n) {
+    snprintf(out, n, "%s", path);
+    char *slash = strrchr(out, '/');
+    if (slash == out)
+        out[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(out, n, ".");
+}
+
 static void sync_parent_dir(const char *path) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", path);

@@ -23,6 +23,8 @@ int mt_file_write_atomic(const char *path, const char *text, size_t len, mt_err 
  * *len excludes the NUL). what names the file in errors ("config file");
  * code is the error code to report (MT_ERR_USAGE, MT_ERR_DATA, ...). */
 int mt_file_read(const char *path, const char *what, int code, char **buf, size_t *len, mt_err *e);
+/* The folder part of path ("." when it has none), into out. */
+void mt_file_dir(const char *path, char *out, size_t n);
 /* Makes dir and its parents (mkdir -p). */
 int mt_mkdirs(const char *dir, mt_err *e);
 
