@@ -214,7 +214,9 @@ typedef struct {
     hsize_t chunk_rows; /* rows per chunk */
 } tensor_geom;
 
-static void geometry(const mt_param *t, tensor_geom *g) {
+/* The layout of tensor t in the file and in this rank's memory, for writers
+ * (ranks writing the same block) ranks sharing the writing. */
+static void geometry(const mt_param *t, int writers, tensor_geom *g) {
     memset(g, 0, sizeof *g);
     g->ndim = t->ndim;
     g->inner = 1;
@@ -226,10 +228,16 @@ static void geometry(const mt_param *t, tensor_geom *g) {
     }
     hsize_t grow = 1; /* a chunk spans whole rows of the global tensor */
     for (int d = 1; d < t->ndim; d++) grow *= g->gdims[d];
-    hsize_t rows = CHUNK_BYTES / (grow * sizeof(float));
-    if (rows < 1) rows = 1;
-    if (rows > g->gdims[0]) rows = g->gdims[0];
-    g->chunk_rows = rows;
+    hsize_t most = CHUNK_BYTES / (grow * sizeof(float)); /* rows in CHUNK_BYTES */
+    if (most < 1) most = 1;
+    /* As few chunks as that allows, but a multiple of the writers (each writes
+     * as many), of equal rows where they divide evenly: a partial last chunk
+     * costs a read when written. */
+    hsize_t rows = g->gdims[0] ? g->gdims[0] : 1, nchunks = (rows + most - 1) / most;
+    hsize_t w = writers > 1 ? (hsize_t)writers : 1;
+    if (nchunks > 1) nchunks = (nchunks + w - 1) / w * w;
+    if (nchunks > rows) nchunks = rows;
+    g->chunk_rows = (rows + nchunks - 1) / nchunks;
 }
 
 /* Selects, in file and memory, rows [lo, hi) of this rank's block. */
@@ -252,13 +260,26 @@ static void select_rows(const tensor_geom *g, hsize_t lo, hsize_t hi, hid_t fspa
     }
 }
 
-/* Collective: creates dataset path for tensor t and writes this rank's share
- * (part of nparts ranks holding the same block) of the chunks. */
-static int write_tensor(hid_t f, hid_t dxpl, const char *path, const mt_param *t,
-                        const float *local, int part, int nparts, mt_err *e) {
+/* Rank 0, serial: creates dataset path for tensor t (chunks of whole rows,
+ * Fletcher32, no fill value) and places every chunk in the file without
+ * writing its data.
+ *
+ * Parallel HDF5 1.10 needs every chunk of a filtered dataset allocated before
+ * a collective write (it tells chunks apart by file address), and when it
+ * allocates them itself, at creation or at opening for writing, it writes
+ * the whole tensor once in fill values: twice the bytes of the checkpoint.
+ * So rank 0 creates the dataset serially with incremental allocation and
+ * gives each chunk a 4-byte placeholder (H5Dwrite_chunk); the collective
+ * write then moves each chunk to full-size space and writes it once. A
+ * partial last chunk gets a real, checksummed chunk of zeros instead: the
+ * collective write reads and unfilters it before merging the new rows. The
+ * placeholders never outlive the write: the file is renamed into place only
+ * after every chunk has been written. */
+static int create_tensor(hid_t f, const char *path, const mt_param *t, int writers,
+                         const float *zeros, mt_err *e) {
     tensor_geom g;
-    geometry(t, &g);
-    hsize_t chunk[MT_PARAM_MAX_DIMS];
+    geometry(t, writers, &g);
+    hsize_t chunk[MT_PARAM_MAX_DIMS], start[MT_PARAM_MAX_DIMS] = {0};
     chunk[0] = g.chunk_rows;
     for (int d = 1; d < g.ndim; d++) chunk[d] = g.gdims[d];
     hid_t space = H5Screate_simple(g.ndim, g.gdims, NULL);
@@ -266,8 +287,54 @@ static int write_tensor(hid_t f, hid_t dxpl, const char *path, const mt_param *t
     H5Pset_create_intermediate_group(lcpl, 1);
     H5Pset_chunk(dcpl, g.ndim, chunk);
     H5Pset_fletcher32(dcpl);
+    H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_INCR);
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
     hid_t ds = H5Dcreate2(f, path, H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT);
+    int bad = ds < 0;
+    const uint32_t placeholder = 0;
+    for (hsize_t r = 0; !bad && r < g.gdims[0]; r += g.chunk_rows) {
+        start[0] = r;
+        if (r + g.chunk_rows <= g.gdims[0]) {
+            bad = H5Dwrite_chunk(ds, H5P_DEFAULT, 0, start, sizeof placeholder, &placeholder) < 0;
+        } else { /* the partial last chunk */
+            hsize_t count[MT_PARAM_MAX_DIMS];
+            memcpy(count, chunk, sizeof count);
+            count[0] = g.gdims[0] - r;
+            hid_t mspace = H5Screate_simple(g.ndim, count, NULL);
+            H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+            bad = H5Dwrite(ds, H5T_NATIVE_FLOAT, mspace, space, H5P_DEFAULT, zeros) < 0;
+            H5Sclose(mspace);
+        }
+    }
+    if (ds >= 0) H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    if (bad) mt_err_set(e, MT_ERR_CKPT, "cannot create tensor %s", path);
+    return bad;
+}
+
+/* Bytes of the largest chunk of p's tensors. */
+static size_t max_chunk_bytes(const mt_params *p) {
+    size_t n = 0;
+    for (int i = 0; i < p->n; i++) {
+        tensor_geom g;
+        geometry(&p->v[i], 1, &g); /* more writers make smaller chunks */
+        size_t b = (size_t)(g.chunk_rows * sizeof(float));
+        for (int d = 1; d < g.ndim; d++) b *= (size_t)g.gdims[d];
+        if (b > n) n = b;
+    }
+    return n;
+}
+
+/* Collective: writes this rank's share (part of nparts ranks holding the
+ * same block) of the chunks of tensor t into dataset path. */
+static int write_tensor(hid_t f, hid_t dxpl, const char *path, const mt_param *t,
+                        const float *local, int part, int nparts, mt_err *e) {
+    tensor_geom g;
+    geometry(t, nparts, &g);
+    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
+    hid_t space = ds >= 0 ? H5Dget_space(ds) : H5Screate_simple(g.ndim, g.gdims, NULL);
     /* Whole chunks per writer: the ranks holding one block share no chunk. (Blocks
      * of sharded tensors may share edge chunks; collective filtered writes in
      * HDF5 merge those.) */
@@ -283,8 +350,6 @@ static int write_tensor(hid_t f, hid_t dxpl, const char *path, const mt_param *t
         ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, mspace, space, dxpl, local + lo * g.inner) < 0;
     H5Sclose(mspace);
     if (ds >= 0) H5Dclose(ds);
-    H5Pclose(dcpl);
-    H5Pclose(lcpl);
     H5Sclose(space);
     if (bad) mt_err_set(e, MT_ERR_CKPT, "cannot write tensor %s", path);
     return bad;
@@ -294,7 +359,7 @@ static int write_tensor(hid_t f, hid_t dxpl, const char *path, const mt_param *t
 static int read_tensor(hid_t f, hid_t dxpl, const char *file, const char *path, const mt_param *t,
                        float *local, mt_err *e) {
     tensor_geom g;
-    geometry(t, &g);
+    geometry(t, 1, &g); /* (the chunking is the file's own) */
     hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
     int bad = ds < 0;
     if (!bad) {
@@ -425,20 +490,40 @@ static void test_stall(const mt_comm *c, int64_t step) {
     for (;;) pause();
 }
 
-static int write_contents(const mt_comm *c, hid_t f, const mt_ckpt_meta *m, const char *config,
-                          const mt_params *p, const mt_optim *o, mt_err *e) {
-    mt_err local = {0}; /* every rank makes every collective call, even after an error */
+/* The k-th tensor a checkpoint holds (weights, then each optimizer state):
+ * its dataset path, parameter and this rank's buffer; 0 past the last. */
+static int tensor_at(const mt_params *p, const mt_optim *o, const char *kind, int k, char *path,
+                     size_t n, const mt_param **t, const float **buf) {
+    const char *states[2];
+    int ns = state_names(kind, states);
+    if (ns < 0 || k >= (1 + ns) * p->n) return 0;
+    int s = k / p->n - 1, i = k % p->n;
+    *t = &p->v[i];
+    if (s < 0) {
+        snprintf(path, n, "/model/%s", p->v[i].name);
+        *buf = p->data + p->v[i].offset;
+    } else {
+        snprintf(path, n, "/optim/%s/%s", states[s], p->v[i].name);
+        *buf = state_buffer(o, s) + p->v[i].offset;
+    }
+    return 1;
+}
+
+/* Rank 0, serial: everything but the tensors' data. */
+static int create_structure(hid_t f, const mt_ckpt_meta *m, const char *config, const mt_params *p,
+                            const mt_optim *o, int writers, mt_err *e) {
     int64_t version = MT_CKPT_VERSION;
     hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
     hid_t g1 = H5Gcreate2(f, "/optim", H5P_DEFAULT, gcpl, H5P_DEFAULT);
     hid_t g2 = H5Gcreate2(f, "/train", H5P_DEFAULT, gcpl, H5P_DEFAULT);
     hid_t g3 = H5Gcreate2(f, "/model", H5P_DEFAULT, gcpl, H5P_DEFAULT);
-    if (g1 < 0 || g2 < 0 || g3 < 0) mt_err_set(&local, MT_ERR_CKPT, "cannot create groups");
     H5Gclose(g1), H5Gclose(g2), H5Gclose(g3), H5Pclose(gcpl);
-    mt_h5_write_attr_str(f, "/", "format", MT_CKPT_FORMAT, &local);
+    if (g1 < 0 || g2 < 0 || g3 < 0) return mt_err_set(e, MT_ERR_CKPT, "cannot create groups");
+    if (mt_h5_write_attr_str(f, "/", "format", MT_CKPT_FORMAT, e)) return e->code;
     if (write_attr(f, "/", "format_version", H5T_NATIVE_INT64, &version))
-        mt_err_set(&local, MT_ERR_CKPT, "cannot write format_version");
-    for (size_t i = 0; i < N_META_ATTRS; i++) write_meta_attr(f, &meta_attrs[i], m, &local);
+        return mt_err_set(e, MT_ERR_CKPT, "cannot write format_version");
+    for (size_t i = 0; i < N_META_ATTRS; i++)
+        if (write_meta_attr(f, &meta_attrs[i], m, e)) return e->code;
     const struct {
         const char *name;
         float v;
@@ -449,42 +534,57 @@ static int write_contents(const mt_comm *c, hid_t f, const mt_ckpt_meta *m, cons
                  {"weight_decay", o->weight_decay}};
     for (size_t i = 0; i < sizeof hyper / sizeof hyper[0]; i++) {
         if (write_attr(f, "/optim", hyper[i].name, H5T_NATIVE_FLOAT, &hyper[i].v))
-            mt_err_set(&local, MT_ERR_CKPT, "cannot write /optim attributes");
+            return mt_err_set(e, MT_ERR_CKPT, "cannot write /optim attributes");
     }
 
-    /* the resolved config, as a scalar string dataset (same bytes on every rank) */
+    /* the resolved config, as a scalar string dataset */
     hid_t st = H5Tcopy(H5T_C_S1);
     H5Tset_size(st, strlen(config) + 1);
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t ds = H5Dcreate2(f, "/config", st, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (ds < 0 || H5Dwrite(ds, st, H5S_ALL, H5S_ALL, H5P_DEFAULT, config) < 0)
+        mt_err_set(e, MT_ERR_CKPT, "cannot write /config");
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(sp);
+    H5Tclose(st);
+    if (e->code) return e->code;
+
+    if (state_names(m->optim_kind, (const char *[2]){0}) < 0)
+        return mt_err_set(e, MT_ERR_INTERNAL, "unknown optimizer '%s'", m->optim_kind);
+    float *zeros = calloc(1, max_chunk_bytes(p));
+    if (!zeros) return mt_err_set(e, MT_ERR_CKPT, "out of memory creating a checkpoint");
+    char path[160];
+    const mt_param *t;
+    const float *buf;
+    for (int k = 0; tensor_at(p, o, m->optim_kind, k, path, sizeof path, &t, &buf); k++)
+        if (create_tensor(f, path, t, writers, zeros, e)) break;
+    free(zeros);
+    return e->code;
+}
+
+/* Collective: every rank writes its share of every tensor. */
+static int write_data(const mt_comm *c, hid_t f, const char *tmp, const mt_ckpt_meta *m,
+                      const mt_params *p, const mt_optim *o, mt_err *e) {
+    /* After each tensor, start the write-back of what is written so far, so
+     * that the final fsync has little left to wait for: the disk works while
+     * the next tensors are checksummed and copied. */
+    int fd = open(tmp, O_RDONLY);
+    mt_err local = {0}; /* every rank makes every collective call, even after an error */
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
     /* Each rank owns whole chunks, so the collective call may write them with
      * independent MPI-IO: no two-phase aggregation through other ranks. */
     H5Pset_dxpl_mpio_collective_opt(dxpl, H5FD_MPIO_INDIVIDUAL_IO);
-    if (ds < 0 || H5Dwrite(ds, st, H5S_ALL, H5S_ALL, dxpl, config) < 0)
-        mt_err_set(&local, MT_ERR_CKPT, "cannot write /config");
-    if (ds >= 0) H5Dclose(ds);
-    H5Sclose(sp);
-    H5Tclose(st);
-
     char path[160];
-    for (int i = 0; i < p->n; i++) {
-        snprintf(path, sizeof path, "/model/%s", p->v[i].name);
-        write_tensor(f, dxpl, path, &p->v[i], p->data + p->v[i].offset, c->dp_rank, c->dp_size,
-                     &local);
+    const mt_param *t;
+    const float *buf;
+    for (int k = 0; tensor_at(p, o, m->optim_kind, k, path, sizeof path, &t, &buf); k++) {
+        if (k == p->n) test_stall(c, m->step); /* after the weights */
+        write_tensor(f, dxpl, path, t, buf, c->dp_rank, c->dp_size, &local);
+        if (fd >= 0) sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     }
-    test_stall(c, m->step);
-    const char *states[2];
-    int ns = state_names(m->optim_kind, states);
-    for (int s = 0; s < ns; s++)
-        for (int i = 0; i < p->n; i++) {
-            snprintf(path, sizeof path, "/optim/%s/%s", states[s], p->v[i].name);
-            write_tensor(f, dxpl, path, &p->v[i], state_buffer(o, s) + p->v[i].offset, c->dp_rank,
-                         c->dp_size, &local);
-        }
+    if (fd >= 0) close(fd);
     H5Pclose(dxpl);
-    if (ns < 0) mt_err_set(&local, MT_ERR_INTERNAL, "unknown optimizer '%s'", m->optim_kind);
     if (local.code) *e = local;
     return e->code;
 }
@@ -512,14 +612,31 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     arm_watchdog(c, tmp, m.step, timeout_s > 0 ? timeout_s : 300.0 + bytes / 20e6);
     mt_h5_quiet();
     double t0 = MPI_Wtime();
-    hid_t fapl = parallel_fapl(c->world);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (f < 0) {
-        mt_err_set(e, MT_ERR_CKPT, "cannot create checkpoint file %s", tmp);
-    } else {
-        write_contents(c, f, &m, config_text, p, o, e);
-        if (H5Fclose(f) < 0) mt_err_set(e, MT_ERR_CKPT, "cannot finish checkpoint file %s", tmp);
+    /* rank 0 lays out the file; then every rank writes its part of the data */
+    if (c->rank == 0) {
+        hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST); /* checksummed headers */
+        hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        H5Pclose(fapl);
+        if (f < 0) {
+            mt_err_set(e, MT_ERR_CKPT, "cannot create checkpoint file %s", tmp);
+        } else {
+            create_structure(f, &m, config_text, p, o, c->dp_size, e);
+            if (H5Fclose(f) < 0 && !e->code)
+                mt_err_set(e, MT_ERR_CKPT, "cannot finish checkpoint file %s", tmp);
+        }
+    }
+    if (!mt_comm_agree(c, e)) {
+        hid_t fapl = parallel_fapl(c->world);
+        hid_t f = H5Fopen(tmp, H5F_ACC_RDWR, fapl);
+        H5Pclose(fapl);
+        if (f < 0) {
+            mt_err_set(e, MT_ERR_CKPT, "cannot open checkpoint file %s for writing", tmp);
+        } else {
+            write_data(c, f, tmp, &m, p, o, e);
+            if (H5Fclose(f) < 0)
+                mt_err_set(e, MT_ERR_CKPT, "cannot finish checkpoint file %s", tmp);
+        }
     }
     /* Each rank makes its own writes durable (parallel file systems sync per client). */
     if (!e->code) {
