@@ -23,6 +23,7 @@ typedef enum {
     MT_ERR_CKPT = 4,     /* checkpoint missing or corrupt */
     MT_ERR_COMM = 5,     /* communication failure or timeout */
     MT_ERR_NUMERIC = 6,  /* NaN or Inf in loss or gradients */
+    MT_ERR_REGISTRY = 7, /* registry file unwritable, locked too long, or not a registry */
     MT_ERR_STOPPED = 75, /* stopped by a signal after a checkpoint: requeue */
 } mt_code;
 
