@@ -359,6 +359,15 @@ int mt_config_validate(const mt_config *c, mt_err *e) {
             return mt_err_set(e, MT_ERR_USAGE,
                               "run.name = '%s' may only contain letters, digits, '_', '-', '.'", n);
     if (!c->run.dir[0]) return mt_err_set(e, MT_ERR_USAGE, "run.dir is empty");
+    const char *m = c->registry.model_name;
+    for (const char *p = m; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
+            return mt_err_set(e, MT_ERR_USAGE,
+                              "registry.model_name = '%s' may only contain letters, digits, '_', "
+                              "'-', '.'",
+                              m);
+    if (m[0] && (strcmp(m, ".") == 0 || strcmp(m, "..") == 0))
+        return mt_err_set(e, MT_ERR_USAGE, "registry.model_name = '%s' is not a usable name", m);
     if (!c->data.path[0]) return mt_err_set(e, MT_ERR_USAGE, "data.path is empty");
     if (!c->checkpoint.resume[0])
         return mt_err_set(e, MT_ERR_USAGE,

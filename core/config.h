@@ -73,6 +73,11 @@ typedef struct {
         int save_final;
         char resume[MT_CFG_STR_LEN]; /* none | auto | PATH */
     } checkpoint;
+    struct {
+        int enabled;
+        char path[MT_CFG_STR_LEN];       /* "" = <run.dir>/registry.jsonl */
+        char model_name[MT_CFG_STR_LEN]; /* "" = run.name */
+    } registry;
 } mt_config;
 
 typedef enum {

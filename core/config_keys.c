@@ -99,6 +99,16 @@ const mt_cfg_key mt_cfg_keys[] = {
      "none: start from step 0; auto: continue from the newest valid checkpoint of this run name "
      "(or of checkpoint.dir), if any; or the path of a checkpoint file to continue from"},
 
+    {"registry", "enabled", MT_CFG_BOOL, "true", 0, 0, 0, 0, NULL, OFF(registry.enabled),
+     "record the run's lineage (START, each CHECKPOINT as a new model version, COMPLETE, FAIL, "
+     "ABORT) in the registry file; see docs/REGISTRY.md"},
+    {"registry", "path", MT_CFG_STR, "", 0, 0, 0, 0, NULL, OFF(registry.path),
+     "the registry file (JSON Lines, shared by every run that names it); empty = "
+     "run.dir/registry.jsonl"},
+    {"registry", "model_name", MT_CFG_STR, "", 0, 0, 0, 0, NULL, OFF(registry.model_name),
+     "name the run's checkpoints are registered under as model versions (letters, digits, _ - .); "
+     "empty = run.name"},
+
     {NULL, NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL},
 };
 /* clang-format on */

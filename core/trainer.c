@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/lineage.h"
 #include "core/mlp.h"
 #include "core/optim.h"
 #include "core/params.h"
@@ -34,6 +35,7 @@
 #include "io/files.h"
 #include "io/metrics.h"
 #include "io/modelfile.h"
+#include "io/registry.h"
 #include "io/rundir.h"
 #include "io/sha256.h"
 #include "kernels/backend.h"
@@ -63,13 +65,19 @@ typedef struct {
     int64_t start_step;                /* 0, or the step of the checkpoint resumed */
     char resume_path[MT_CKPT_PATH];    /* "" for a fresh start */
     mt_ckpt_meta resumed;              /* what that checkpoint recorded */
+    char resume_sha[72];               /* that file's SHA-256 */
     char ckpt_dir[MT_CKPT_PATH];       /* "" when this run writes none */
     char ckpt_last[MT_CKPT_PATH + 64]; /* newest checkpoint this run wrote */
     double ckpt_time;                  /* seconds spent writing checkpoints */
     int64_t stop_step;                 /* where an early stop ended the run */
+    int64_t step_done;                 /* steps completed so far */
     struct {
         double loss, train_acc, grad_norm, lr, test_loss, test_acc;
     } last; /* newest metrics, NaN until measured */
+    /* registry (rank 0) */
+    char registry[MT_CFG_STR_LEN + 32]; /* "" when registry.enabled is false */
+    char hosts[4096];                   /* distinct host names of the ranks */
+    int registered;                     /* START is in the registry */
 } trainer;
 
 /* ---- set-up ---- */
@@ -162,6 +170,7 @@ static int resume(trainer *t, mt_err *e) {
             t->resume_path[0])
             mt_resume_check(&t->cfg, &t->params, t->resume_path, &info, stdout, e);
         t->resumed = info.meta;
+        snprintf(t->resume_sha, sizeof t->resume_sha, "%s", info.file_sha256);
         mt_ckpt_info_free(&info);
         fflush(stdout);
     }
@@ -170,7 +179,7 @@ static int resume(trainer *t, mt_err *e) {
     if (!t->resume_path[0]) return MT_OK;
     MPI_Bcast(&t->resumed, sizeof t->resumed, MPI_BYTE, 0, c->world);
     if (mt_ckpt_load(c, t->resume_path, &t->params, &t->opt, e)) return e->code;
-    t->start_step = t->resumed.step;
+    t->start_step = t->step_done = t->resumed.step;
     if (t->start_step > t->cfg.train.steps) {
         mt_err_set(e, MT_ERR_USAGE, "checkpoint %s is at step %lld, beyond train.steps = %lld",
                    t->resume_path, (long long)t->start_step, (long long)t->cfg.train.steps);
@@ -215,6 +224,63 @@ static int check_ckpt_dir(trainer *t, mt_err *e) {
     return mt_comm_agree(t->comm, e);
 }
 
+/* ---- registry ---- */
+
+static void lineage_of(const trainer *t, mt_lineage *l) {
+    memset(l, 0, sizeof *l);
+    l->cfg = &t->cfg;
+    l->config_text = t->config_text;
+    l->run_id = t->run_id;
+    l->run_dir = t->run_dir;
+    l->data_sha256 = t->data_sha;
+    l->train_n = t->train.n;
+    l->test_n = t->test.n;
+    l->world = t->comm->size;
+    l->dp = t->comm->dp_size;
+    l->tp = l->pp = 1;
+    l->threads = t->threads;
+    l->hosts = t->hosts;
+    l->parent_ckpt = t->resume_path;
+    l->parent_sha256 = t->resume_sha;
+    l->parent_run_id = t->resumed.run_id;
+    l->parent_step = t->resumed.step;
+}
+
+static mt_lineage_metrics metrics_at(const trainer *t, int64_t step) {
+    mt_lineage_metrics m = {step,       t->last.loss,      t->last.train_acc, t->last.grad_norm,
+                            t->last.lr, t->last.test_loss, t->last.test_acc};
+    return m;
+}
+
+/* Rank 0: appends ev to the registry (and deletes it); *version gets a
+ * CHECKPOINT's model version. */
+static int registry_append(trainer *t, cJSON *ev, int64_t *version, mt_err *e) {
+    int64_t v = 0;
+    if (t->registry[0]) mt_registry_append(t->registry, ev, &v, e);
+    cJSON_Delete(ev);
+    if (version) *version = v;
+    return e->code;
+}
+
+/* Every rank's host name, gathered on rank 0 as a list of distinct names. */
+static void gather_hosts(trainer *t) {
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    const mt_comm *c = t->comm;
+    char *all = c->rank == 0 ? calloc((size_t)c->size, sizeof host) : NULL;
+    MPI_Gather(host, sizeof host, MPI_CHAR, all, sizeof host, MPI_CHAR, 0, c->world);
+    if (c->rank != 0) return;
+    size_t len = 0;
+    for (int r = 0; all && r < c->size; r++) {
+        const char *h = all + (size_t)r * sizeof host;
+        int seen = 0;
+        for (int q = 0; q < r && !seen; q++) seen = strcmp(h, all + (size_t)q * sizeof host) == 0;
+        if (!seen && len + strlen(h) + 2 < sizeof t->hosts)
+            len += (size_t)snprintf(t->hosts + len, sizeof t->hosts - len, "%s\n", h);
+    }
+    free(all);
+}
+
 /* Writes the checkpoint of step done, points `latest` at it, applies retention. */
 static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
     const mt_comm *c = t->comm;
@@ -246,7 +312,7 @@ static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
     snprintf(m.model_kind, sizeof m.model_kind, "%s",
              mt_config_enum_name("model", "kind", cfg->model.kind));
     snprintf(m.run_id, sizeof m.run_id, "%s", t->run_id);
-    snprintf(m.run_name, sizeof m.run_name, "%s", cfg->run.name);
+    snprintf(m.run_name, sizeof m.run_name, "%s", mt_lineage_model_name(cfg));
     time_t now = time(NULL);
     strftime(m.created_utc, sizeof m.created_utc, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     snprintf(m.mpitrain_version, sizeof m.mpitrain_version, "%s", v.version);
@@ -268,7 +334,20 @@ static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
         double mb = (double)st.st_size / 1e6;
         printf("checkpoint: step %lld -> %s (%.1f MB in %.3f s = %.1f MB/s; sha256 %.3f s)\n",
                (long long)done, path, mb, write_s, mb / write_s, hash_s);
-        if (!mt_ckpt_set_latest(t->ckpt_dir, name, e))
+        if (t->registry[0]) {
+            mt_lineage l;
+            lineage_of(t, &l);
+            cJSON *ev = mt_lineage_event(&l, "CHECKPOINT");
+            mt_lineage_add_output(ev, "checkpoint", path, sha, (int64_t)st.st_size);
+            mt_lineage_add_model(ev, &l, path, sha, (int64_t)st.st_size, done);
+            mt_lineage_metrics mm = metrics_at(t, done);
+            mt_lineage_add_metrics(ev, &mm);
+            int64_t version;
+            if (!registry_append(t, ev, &version, e))
+                printf("registry: %s version %lld (step %lld) in %s\n", mt_lineage_model_name(cfg),
+                       (long long)version, (long long)done, t->registry);
+        }
+        if (!e->code && !mt_ckpt_set_latest(t->ckpt_dir, name, e))
             mt_ckpt_retain(t->ckpt_dir, cfg->checkpoint.keep_last, cfg->checkpoint.keep_every,
                            stdout, e);
         fflush(stdout);
@@ -325,6 +404,11 @@ static cJSON *run_record(const trainer *t) {
         cJSON_AddNumberToObject(par, "step", (double)t->resumed.step);
     }
     if (t->ckpt_dir[0]) cJSON_AddStringToObject(r, "checkpoint_dir", t->ckpt_dir);
+    if (t->registry[0]) {
+        cJSON *reg = cJSON_AddObjectToObject(r, "registry");
+        cJSON_AddStringToObject(reg, "path", t->registry);
+        cJSON_AddStringToObject(reg, "model_name", mt_lineage_model_name(&t->cfg));
+    }
     return r;
 }
 
@@ -333,8 +417,11 @@ static int open_run(trainer *t, mt_err *e) {
     const mt_comm *c = t->comm;
     if (c->rank == 0) mt_uuid4(t->run_id);
     MPI_Bcast(t->run_id, sizeof t->run_id, MPI_CHAR, 0, c->world);
+    gather_hosts(t);
     if (c->rank == 0) {
         char path[1100];
+        if (t->cfg.registry.enabled)
+            mt_lineage_registry_path(&t->cfg, t->registry, sizeof t->registry);
         if (!mt_sha256_file(t->cfg.data.path, t->data_sha, e) &&
             !mt_rundir_create(t->cfg.run.dir, t->cfg.run.name, t->run_dir, sizeof t->run_dir, e)) {
             snprintf(path, sizeof path, "%s/config.ini", t->run_dir);
@@ -351,6 +438,11 @@ static int open_run(trainer *t, mt_err *e) {
             if (!e->code && writes_checkpoints(&t->cfg)) {
                 mt_resume_ckpt_dir(&t->cfg, t->run_dir, t->ckpt_dir, sizeof t->ckpt_dir);
                 mt_mkdirs(t->ckpt_dir, e);
+            }
+            if (!e->code && t->registry[0]) {
+                mt_lineage l;
+                lineage_of(t, &l);
+                t->registered = !registry_append(t, mt_lineage_event(&l, "START"), NULL, e);
             }
         }
     }
@@ -535,6 +627,7 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
         t->last.lr = lr;
 
         int64_t done = step + 1;
+        t->step_done = done;
         int last = done == steps;
         int do_eval = last || (cfg->train.eval_every > 0 && done % cfg->train.eval_every == 0);
         int do_log = last || done % cfg->run.log_every == 0 || done == 1;
@@ -638,6 +731,28 @@ static int finish_stopped(trainer *t, double ms_per_step, int how, int64_t step,
         free(s);
         cJSON_Delete(r);
         mt_metrics_close(&t->metrics, e);
+        if (!e->code && t->registry[0]) {
+            mt_lineage l;
+            lineage_of(t, &l);
+            cJSON *ev = mt_lineage_event(&l, "ABORT");
+            if (t->ckpt_last[0]) {
+                char sha[72] = "";
+                struct stat st = {0};
+                stat(t->ckpt_last, &st);
+                if (!mt_sha256_file(t->ckpt_last, sha, e))
+                    mt_lineage_add_output(ev, "checkpoint", t->ckpt_last, sha, (int64_t)st.st_size);
+            }
+            mt_lineage_metrics mm = metrics_at(t, step);
+            mt_lineage_add_metrics(ev, &mm);
+            char msg[160];
+            snprintf(msg, sizeof msg, "stopped at step %lld of %lld by %s", (long long)step,
+                     (long long)t->cfg.train.steps, why);
+            mt_lineage_add_result(ev, "stopped", how > 0 ? MT_ERR_STOPPED : 0, msg);
+            if (e->code)
+                cJSON_Delete(ev);
+            else
+                registry_append(t, ev, NULL, e);
+        }
     }
     if (mt_comm_agree(c, e)) return e->code;
     if (c->rank == 0) {
@@ -680,6 +795,32 @@ static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_
             cJSON_Delete(r);
         }
         mt_metrics_close(&t->metrics, e);
+        char sha[72] = "";
+        if (!e->code && t->registry[0] && !mt_sha256_file(model_path, sha, e)) {
+            mt_lineage l;
+            lineage_of(t, &l);
+            cJSON *rec = mt_lineage_event(&l, "COMPLETE");
+            struct stat st = {0};
+            stat(model_path, &st);
+            mt_lineage_add_output(rec, "model", model_path, sha, (int64_t)st.st_size);
+            if (t->ckpt_last[0]) {
+                char csha[72] = "";
+                struct stat cst = {0};
+                stat(t->ckpt_last, &cst);
+                if (!mt_sha256_file(t->ckpt_last, csha, e))
+                    mt_lineage_add_output(rec, "checkpoint", t->ckpt_last, csha,
+                                          (int64_t)cst.st_size);
+            }
+            mt_lineage_metrics mm = metrics_at(t, t->cfg.train.steps);
+            mm.test_loss = ev->loss;
+            mm.test_acc = ev->accuracy;
+            mt_lineage_add_metrics(rec, &mm);
+            mt_lineage_add_result(rec, "completed", 0, NULL);
+            if (e->code)
+                cJSON_Delete(rec);
+            else
+                registry_append(t, rec, NULL, e);
+        }
     }
     if (mt_comm_agree(c, e)) return e->code;
     if (c->rank == 0) {
@@ -713,6 +854,18 @@ static void record_failure(trainer *t, const mt_err *e) {
     mt_file_write_atomic(path, s, strlen(s), &ignored);
     free(s);
     cJSON_Delete(r);
+    if (t->registered) {
+        mt_lineage l;
+        lineage_of(t, &l);
+        cJSON *ev = mt_lineage_event(&l, "FAIL");
+        mt_lineage_metrics mm = metrics_at(t, t->step_done);
+        mt_lineage_add_metrics(ev, &mm);
+        mt_lineage_add_result(ev, "failed", e->code, e->msg);
+        mt_err quiet = {0};
+        if (registry_append(t, ev, NULL, &quiet))
+            fprintf(stderr, "mpitrain: warning: could not record the failure in the registry: %s\n",
+                    quiet.msg);
+    }
 }
 
 static void release(trainer *t) {

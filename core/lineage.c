@@ -1,0 +1,257 @@
+/* lineage.c - the registry records of a training run (see lineage.h). */
+#include "lineage.h"
+
+#include <ini.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/version.h"
+#include "io/registry.h"
+#include "io/sha256.h"
+
+const char *mt_lineage_model_name(const mt_config *cfg) {
+    return cfg->registry.model_name[0] ? cfg->registry.model_name : cfg->run.name;
+}
+
+void mt_lineage_registry_path(const mt_config *cfg, char *out, size_t n) {
+    if (cfg->registry.path[0])
+        snprintf(out, n, "%s", cfg->registry.path);
+    else
+        snprintf(out, n, "%s/registry.jsonl", cfg->run.dir);
+}
+
+void mt_lineage_now(char out[32]) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char s[24];
+    strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 32, "%s.%03dZ", s, (int)(tv.tv_usec / 1000));
+}
+
+void mt_lineage_abspath(const char *path, char *out, size_t n) {
+    char cwd[4096];
+    if (path[0] == '/' || !getcwd(cwd, sizeof cwd)) {
+        snprintf(out, n, "%s", path);
+        return;
+    }
+    const char *rel = path[0] == '.' && path[1] == '/' ? path + 2 : path;
+    size_t c = strlen(cwd);
+    if (c + 1 + strlen(rel) + 1 > n) { /* too long to make absolute: keep it as given */
+        snprintf(out, n, "%s", path);
+        return;
+    }
+    memcpy(out, cwd, c);
+    out[c] = '/';
+    memcpy(out + c + 1, rel, strlen(rel) + 1);
+}
+
+static void add_str_or_null(cJSON *o, const char *key, const char *v) {
+    if (v && v[0])
+        cJSON_AddStringToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+static void add_num_or_null(cJSON *o, const char *key, double v) {
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+static int add_config_value(void *user, const char *section, const char *name, const char *value) {
+    char key[256];
+    snprintf(key, sizeof key, "%s.%s", section, name);
+    cJSON_AddStringToObject((cJSON *)user, key, value);
+    return 1;
+}
+
+static void add_inputs(cJSON *ev, const mt_lineage *l) {
+    cJSON *in = cJSON_AddArrayToObject(ev, "inputs");
+    cJSON *d = cJSON_CreateObject();
+    char abs[4200];
+    mt_lineage_abspath(l->cfg->data.path, abs, sizeof abs);
+    cJSON_AddStringToObject(d, "namespace", "file");
+    cJSON_AddStringToObject(d, "name", abs);
+    cJSON_AddStringToObject(d, "version", l->data_sha256);
+    cJSON *files = cJSON_AddArrayToObject(d, "files");
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "uri", abs);
+    cJSON_AddStringToObject(f, "sha256", l->data_sha256);
+    FILE *fp = fopen(l->cfg->data.path, "rb");
+    long long bytes = -1;
+    if (fp && fseeko(fp, 0, SEEK_END) == 0) bytes = (long long)ftello(fp);
+    if (fp) fclose(fp);
+    cJSON_AddNumberToObject(f, "size_bytes", (double)bytes);
+    cJSON_AddItemToArray(files, f);
+    cJSON *splits = cJSON_AddObjectToObject(d, "splits");
+    cJSON *tr = cJSON_AddObjectToObject(splits, "train");
+    cJSON_AddStringToObject(tr, "inputs", l->cfg->data.train_images);
+    cJSON_AddStringToObject(tr, "labels", l->cfg->data.train_labels);
+    cJSON_AddNumberToObject(tr, "samples", (double)l->train_n);
+    cJSON *te = cJSON_AddObjectToObject(splits, "test");
+    cJSON_AddStringToObject(te, "inputs", l->cfg->data.test_images);
+    cJSON_AddStringToObject(te, "labels", l->cfg->data.test_labels);
+    cJSON_AddNumberToObject(te, "samples", (double)l->test_n);
+    cJSON_AddItemToArray(in, d);
+}
+
+static void add_environment(cJSON *lin, const mt_lineage *l) {
+    cJSON *env = cJSON_AddObjectToObject(lin, "environment");
+    const char *app = getenv("APPTAINER_CONTAINER"), *sing = getenv("SINGULARITY_CONTAINER");
+    const char *image = app && app[0] ? app : sing && sing[0] ? sing : NULL;
+    add_str_or_null(env, "container", image);
+    add_str_or_null(env, "container_runtime",
+                    image ? (image == app ? "apptainer" : "singularity") : NULL);
+    cJSON *hosts = cJSON_AddArrayToObject(env, "hosts");
+    for (const char *p = l->hosts; p && *p;) {
+        size_t n = strcspn(p, "\n");
+        char h[256];
+        snprintf(h, sizeof h, "%.*s", (int)(n < 255 ? n : 255), p);
+        if (h[0]) cJSON_AddItemToArray(hosts, cJSON_CreateString(h));
+        p += n + (p[n] == '\n');
+    }
+}
+
+static void add_scheduler(cJSON *lin) {
+    cJSON *s = cJSON_AddObjectToObject(lin, "scheduler");
+    const char *job = getenv("SLURM_JOB_ID");
+    cJSON_AddStringToObject(s, "name", job ? "slurm" : "none");
+    add_str_or_null(s, "job_id", job);
+    add_str_or_null(s, "job_name", job ? getenv("SLURM_JOB_NAME") : NULL);
+    const char *rc = getenv("SLURM_RESTART_COUNT");
+    if (job)
+        cJSON_AddNumberToObject(s, "restart_count", rc && rc[0] ? atof(rc) : 0);
+    else
+        cJSON_AddNullToObject(s, "restart_count");
+    add_str_or_null(s, "array_job_id", getenv("SLURM_ARRAY_JOB_ID"));
+    add_str_or_null(s, "array_task_id", getenv("SLURM_ARRAY_TASK_ID"));
+}
+
+cJSON *mt_lineage_event(const mt_lineage *l, const char *type) {
+    mt_version_info v;
+    mt_version_get(&v);
+    const mt_config *cfg = l->cfg;
+    cJSON *ev = cJSON_CreateObject();
+    char now[32], producer[64];
+    mt_lineage_now(now);
+    snprintf(producer, sizeof producer, "mpitrain %s", v.version);
+    cJSON_AddStringToObject(ev, "schema", MT_REGISTRY_SCHEMA);
+    cJSON_AddStringToObject(ev, "eventType", type);
+    cJSON_AddStringToObject(ev, "eventTime", now);
+    cJSON_AddStringToObject(ev, "producer", producer);
+    cJSON *run = cJSON_AddObjectToObject(ev, "run");
+    cJSON_AddStringToObject(run, "runId", l->run_id);
+    cJSON_AddStringToObject(run, "dir", l->run_dir);
+    cJSON *job = cJSON_AddObjectToObject(ev, "job");
+    cJSON_AddStringToObject(job, "namespace", "mpitrain");
+    cJSON_AddStringToObject(job, "name", cfg->run.name);
+    add_inputs(ev, l);
+    cJSON_AddArrayToObject(ev, "outputs");
+
+    cJSON *lin = cJSON_AddObjectToObject(ev, "lineage");
+    cJSON *code = cJSON_AddObjectToObject(lin, "code");
+    cJSON_AddStringToObject(code, "mpitrain_version", v.version);
+    cJSON_AddStringToObject(code, "commit", v.commit);
+    cJSON_AddStringToObject(code, "branch", v.branch);
+    cJSON_AddBoolToObject(code, "dirty", v.dirty);
+    cJSON *hp = cJSON_AddObjectToObject(lin, "hyperparameters");
+    char hash[65];
+    mt_sha256_buf(l->config_text, strlen(l->config_text), hash);
+    cJSON_AddStringToObject(hp, "config_sha256", hash);
+    cJSON *values = cJSON_AddObjectToObject(hp, "values");
+    ini_parse_string(l->config_text, add_config_value, values);
+    cJSON_AddStringToObject(hp, "config_ini", l->config_text);
+    cJSON *fw = cJSON_AddObjectToObject(lin, "framework");
+    cJSON_AddStringToObject(fw, "name", "mpitrain");
+    cJSON_AddStringToObject(fw, "version", v.version);
+    cJSON_AddStringToObject(fw, "model_kind",
+                            mt_config_enum_name("model", "kind", cfg->model.kind));
+    cJSON_AddStringToObject(fw, "optimizer", mt_config_enum_name("optim", "kind", cfg->optim.kind));
+    add_environment(lin, l);
+    cJSON *lib = cJSON_AddObjectToObject(lin, "libraries");
+    cJSON_AddStringToObject(lib, "mpi", v.mpi);
+    cJSON_AddStringToObject(lib, "hdf5", v.hdf5);
+    cJSON_AddStringToObject(lib, "blas", v.blas);
+    cJSON_AddStringToObject(lib, "compiler", v.compiler);
+    /* this build has no CUDA backend: the CUDA entries are null */
+    cJSON_AddNullToObject(lib, "cuda_runtime");
+    cJSON_AddNullToObject(lib, "cuda_driver");
+    cJSON_AddNullToObject(lib, "cublas");
+    cJSON_AddNullToObject(lib, "nccl");
+    cJSON *lay = cJSON_AddObjectToObject(lin, "layout");
+    cJSON_AddNumberToObject(lay, "world", l->world);
+    cJSON_AddNumberToObject(lay, "dp", l->dp);
+    cJSON_AddNumberToObject(lay, "tp", l->tp);
+    cJSON_AddNumberToObject(lay, "pp", l->pp);
+    cJSON_AddNumberToObject(lay, "threads_per_rank", l->threads);
+    add_scheduler(lin);
+    if (l->parent_ckpt && l->parent_ckpt[0]) {
+        cJSON *par = cJSON_AddObjectToObject(lin, "parent");
+        char abs[4200];
+        mt_lineage_abspath(l->parent_ckpt, abs, sizeof abs);
+        cJSON_AddStringToObject(par, "relation", "resumed");
+        cJSON_AddStringToObject(par, "run_id", l->parent_run_id);
+        cJSON_AddStringToObject(par, "checkpoint", abs);
+        cJSON_AddStringToObject(par, "checkpoint_sha256", l->parent_sha256);
+        cJSON_AddNumberToObject(par, "step", (double)l->parent_step);
+    } else {
+        cJSON_AddNullToObject(lin, "parent");
+    }
+    return ev;
+}
+
+void mt_lineage_add_metrics(cJSON *ev, const mt_lineage_metrics *m) {
+    cJSON *o = cJSON_AddObjectToObject(ev, "metrics");
+    cJSON_AddNumberToObject(o, "step", (double)m->step);
+    add_num_or_null(o, "loss", m->loss);
+    add_num_or_null(o, "train_accuracy", m->train_acc);
+    add_num_or_null(o, "grad_norm", m->grad_norm);
+    add_num_or_null(o, "lr", m->lr);
+    add_num_or_null(o, "test_loss", m->test_loss);
+    add_num_or_null(o, "test_accuracy", m->test_acc);
+}
+
+void mt_lineage_add_output(cJSON *ev, const char *kind, const char *path, const char *sha256,
+                           int64_t bytes) {
+    cJSON *outs = cJSON_GetObjectItemCaseSensitive(ev, "outputs");
+    cJSON *o = cJSON_CreateObject();
+    char abs[4200];
+    mt_lineage_abspath(path, abs, sizeof abs);
+    cJSON_AddStringToObject(o, "namespace", "file");
+    cJSON_AddStringToObject(o, "name", abs);
+    cJSON_AddStringToObject(o, "version", sha256);
+    cJSON_AddStringToObject(o, "kind", kind);
+    cJSON_AddStringToObject(o, "sha256", sha256);
+    cJSON_AddNumberToObject(o, "size_bytes", (double)bytes);
+    cJSON_AddItemToArray(outs, o);
+}
+
+void mt_lineage_add_model(cJSON *ev, const mt_lineage *l, const char *path, const char *sha256,
+                          int64_t bytes, int64_t step) {
+    cJSON *m = cJSON_AddObjectToObject(ev, "model");
+    char abs[4200];
+    mt_lineage_abspath(path, abs, sizeof abs);
+    cJSON_AddStringToObject(m, "name", mt_lineage_model_name(l->cfg));
+    cJSON_AddNumberToObject(m, "version", 0); /* set by the registry under its lock */
+    cJSON_AddStringToObject(m, "source", abs);
+    cJSON_AddStringToObject(m, "run_id", l->run_id);
+    cJSON_AddArrayToObject(m, "aliases");
+    cJSON_AddStringToObject(m, "sha256", sha256);
+    cJSON_AddNumberToObject(m, "size_bytes", (double)bytes);
+    cJSON_AddNumberToObject(m, "step", (double)step);
+}
+
+void mt_lineage_add_result(cJSON *ev, const char *status, int code, const char *message) {
+    cJSON *r = cJSON_AddObjectToObject(ev, "result");
+    cJSON_AddStringToObject(r, "status", status);
+    cJSON_AddNumberToObject(r, "exit_code", code);
+    add_str_or_null(r, "message", message);
+}

@@ -1,0 +1,58 @@
+/*
+ * lineage.h - the registry records of a training run (docs/REGISTRY.md):
+ * what every event carries (the run, its data, code, configuration,
+ * framework, environment, libraries, layout, scheduler and parent) and what
+ * the CHECKPOINT, COMPLETE, FAIL and ABORT events add.
+ */
+#ifndef MT_LINEAGE_H
+#define MT_LINEAGE_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "core/config.h"
+
+typedef struct {
+    const mt_config *cfg;
+    const char *config_text; /* the resolved INI */
+    const char *run_id, *run_dir;
+    const char *data_sha256;
+    int64_t train_n, test_n;
+    int world, dp, tp, pp, threads;
+    const char *hosts; /* distinct host names, '\n'-separated */
+    /* the checkpoint this run continues, or parent_ckpt "" */
+    const char *parent_ckpt, *parent_sha256, *parent_run_id;
+    int64_t parent_step;
+} mt_lineage;
+
+/* Metrics at a step; NaN = not measured (written as null). */
+typedef struct {
+    int64_t step;
+    double loss, train_acc, grad_norm, lr, test_loss, test_acc;
+} mt_lineage_metrics;
+
+/* The model name runs are registered under: registry.model_name, else run.name. */
+const char *mt_lineage_model_name(const mt_config *cfg);
+/* The registry file: registry.path, else <run.dir>/registry.jsonl. */
+void mt_lineage_registry_path(const mt_config *cfg, char *out, size_t n);
+
+/* An event of type (START, CHECKPOINT, COMPLETE, FAIL, ABORT) with the common
+ * fields. The caller adds to it, appends it and deletes it. */
+cJSON *mt_lineage_event(const mt_lineage *l, const char *type);
+/* Adds "metrics". */
+void mt_lineage_add_metrics(cJSON *ev, const mt_lineage_metrics *m);
+/* Adds an output file (path made absolute) to "outputs", and for a
+ * CHECKPOINT, the "model" version fields (version filled in by the registry). */
+void mt_lineage_add_output(cJSON *ev, const char *kind, const char *path, const char *sha256,
+                           int64_t bytes);
+void mt_lineage_add_model(cJSON *ev, const mt_lineage *l, const char *path, const char *sha256,
+                          int64_t bytes, int64_t step);
+/* Adds "result": status, and for failures the exit code and message. */
+void mt_lineage_add_result(cJSON *ev, const char *status, int code, const char *message);
+
+/* ISO 8601 UTC time with milliseconds. */
+void mt_lineage_now(char out[32]);
+/* path made absolute against the working folder (not resolved further). */
+void mt_lineage_abspath(const char *path, char *out, size_t n);
+
+#endif
