@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/cli_ckpt.h"
+#include "core/cli_registry.h"
 #include "core/cli_data.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -34,6 +35,9 @@ static void usage(FILE *f) {
                "                    convert MNIST to mpitrain's HDF5 layout\n"
                "  ckpt inspect FILE | ckpt verify FILE...\n"
                "                    show a checkpoint, or check checkpoints for corruption\n"
+               "  registry list | show NAME[:VERSION|@ALIAS] | lineage NAME:VERSION | verify\n"
+               "           | alias set|rm NAME ALIAS [VERSION] | export --openlineage\n"
+               "                    model versions and their lineage (mpitrain registry --help)\n"
                "  --version         mpitrain, git commit, MPI, HDF5 and BLAS versions\n"
                "  --help            this text\n");
 }
@@ -109,6 +113,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "data") == 0) return mt_cli_data(argc - 1, argv + 1);
     if (strcmp(cmd, "ckpt") == 0) return mt_cli_ckpt(argc - 1, argv + 1);
+    if (strcmp(cmd, "registry") == 0) return mt_cli_registry(argc - 1, argv + 1);
     fprintf(stderr, "mpitrain: error: unknown command '%s'\n", cmd);
     usage(stderr);
     return MT_ERR_USAGE;

@@ -423,7 +423,12 @@ static int open_run(trainer *t, mt_err *e) {
         if (t->cfg.registry.enabled)
             mt_lineage_registry_path(&t->cfg, t->registry, sizeof t->registry);
         if (!mt_sha256_file(t->cfg.data.path, t->data_sha, e) &&
-            !mt_rundir_create(t->cfg.run.dir, t->cfg.run.name, t->run_dir, sizeof t->run_dir, e)) {
+            !mt_rundir_create(t->cfg.run.dir, t->cfg.run.name, t->run_dir, sizeof t->run_dir, e) &&
+            t->registry[0] && mt_registry_writable(t->registry, e)) {
+            rmdir(t->run_dir); /* still empty: a bad registry leaves nothing behind */
+            t->run_dir[0] = '\0';
+        }
+        if (!e->code) {
             snprintf(path, sizeof path, "%s/config.ini", t->run_dir);
             if (!mt_file_write_atomic(path, t->config_text, strlen(t->config_text), e)) {
                 cJSON *r = run_record(t);

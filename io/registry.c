@@ -138,14 +138,32 @@ static int64_t newest_version(int fd, off_t size, const char *name, int *bad) {
     return 0;
 }
 
-int mt_registry_append(const char *path, cJSON *rec, int64_t *version, mt_err *e) {
-    *version = 0;
+static int open_registry(const char *path, mt_err *e) {
     char dir[4096];
     mt_file_dir(path, dir, sizeof dir);
-    if (mt_mkdirs(dir, e)) return e->code = MT_ERR_REGISTRY;
+    if (mt_mkdirs(dir, e)) {
+        e->code = MT_ERR_REGISTRY;
+        return -1;
+    }
     int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return mt_err_set(e, MT_ERR_REGISTRY, "cannot open registry %s: %s", path, strerror(errno));
+    if (fd < 0) {
+        mt_err_set(e, MT_ERR_REGISTRY, "cannot open registry %s for appending: %s", path,
+                   strerror(errno));
+        mt_err_hint(e, "set registry.path to a writable file, or registry.enabled = false");
+    }
+    return fd;
+}
+
+int mt_registry_writable(const char *path, mt_err *e) {
+    int fd = open_registry(path, e);
+    if (fd >= 0) close(fd);
+    return e->code;
+}
+
+int mt_registry_append(const char *path, cJSON *rec, int64_t *version, mt_err *e) {
+    *version = 0;
+    int fd = open_registry(path, e);
+    if (fd < 0) return e->code;
     char *line = NULL;
     struct stat st;
     if (lock_file(fd, path, e)) goto out;

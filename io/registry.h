@@ -28,6 +28,11 @@
  * set first (under the lock) and returned in *version (else *version = 0). */
 int mt_registry_append(const char *path, cJSON *rec, int64_t *version, mt_err *e);
 
+/* Checks that path can be opened for appending (creating it and its folder
+ * if missing), so a run fails before it starts rather than at its first
+ * record. */
+int mt_registry_writable(const char *path, mt_err *e);
+
 typedef struct {
     cJSON **rec; /* the readable records, in file order */
     int *line;   /* their line numbers (from 1) */
