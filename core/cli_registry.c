@@ -34,7 +34,8 @@ static void usage(FILE *out) {
             "  lineage NAME[:VERSION|@ALIAS] the chain of checkpoints it was resumed from, back\n"
             "                                to the first run, with data and code at each link\n"
             "  verify [NAME[:VERSION]]       recomputes each version's artifact SHA-256: OK,\n"
-            "                                MISSING or MODIFIED\n"
+            "                                MISSING or MODIFIED (DELETED: removed by\n"
+            "                                checkpoint retention, recorded, not a failure)\n"
             "  alias set NAME ALIAS [VERSION] points ALIAS (e.g. production) at VERSION\n"
             "                                (default: the newest), recorded as an event\n"
             "  alias rm NAME ALIAS           removes ALIAS, recorded as an event\n"
@@ -60,24 +61,30 @@ typedef struct {
     int nver;
     alias_t alias[MAX_ALIASES * 16];
     int nalias;
+    int *del; /* indices of DELETE records */
+    int ndel;
 } reg_view;
 
 static void view_free(reg_view *v) {
     mt_registry_free(&v->r);
     free(v->ver);
+    free(v->del);
 }
 
 static int load(const char *path, reg_view *v, mt_err *e) {
     memset(v, 0, sizeof *v);
     if (mt_registry_read(path, &v->r, stderr, e)) return e->code;
     v->ver = malloc(sizeof(int) * (size_t)(v->r.n + 1));
-    if (!v->ver) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+    v->del = malloc(sizeof(int) * (size_t)(v->r.n + 1));
+    if (!v->ver || !v->del) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
     for (int i = 0; i < v->r.n; i++) {
         const cJSON *rec = v->r.rec[i];
         const char *type = mt_registry_str(rec, "eventType");
         if (strcmp(type, "CHECKPOINT") == 0 && mt_registry_str(rec, "model.name") &&
             mt_registry_num(rec, "model.version", 0) >= 1) {
             v->ver[v->nver++] = i;
+        } else if (strcmp(type, "DELETE") == 0 && mt_registry_str(rec, "delete.source")) {
+            v->del[v->ndel++] = i;
         } else if (strcmp(type, "ALIAS") == 0) {
             const char *act = mt_registry_str(rec, "alias.action");
             const char *m = mt_registry_str(rec, "alias.model");
@@ -110,6 +117,21 @@ static const cJSON *find_version(const reg_view *v, const char *model, int64_t v
             found = rec; /* version 0: the newest, last in the file */
     }
     return found;
+}
+
+/* The DELETE record of a version's artifact (same path, and same SHA-256
+ * when the deletion knew it), or NULL. */
+static const cJSON *deletion_of(const reg_view *v, const cJSON *rec) {
+    const char *src = mt_registry_str(rec, "model.source"),
+               *sha = mt_registry_str(rec, "model.sha256");
+    for (int k = v->ndel - 1; src && k >= 0; k--) {
+        const cJSON *d = v->r.rec[v->del[k]];
+        const char *dsha = mt_registry_str(d, "delete.sha256");
+        if (strcmp(mt_registry_str(d, "delete.source"), src) == 0 &&
+            (!dsha || (sha && strcmp(dsha, sha) == 0)))
+            return d;
+    }
+    return NULL;
 }
 
 static int64_t version_of(const cJSON *rec) {
@@ -192,10 +214,11 @@ static int cmd_list(reg_view *v) {
         const cJSON *rec = v->r.rec[idx[i]];
         const char *name = mt_registry_str(rec, "model.name");
         char al[256];
-        printf("%-20s %7lld %9.0f %-24s %-8.8s %-16s %s\n", name, (long long)version_of(rec),
+        printf("%-20s %7lld %9.0f %-24s %-8.8s %-16s %s%s\n", name, (long long)version_of(rec),
                mt_registry_num(rec, "model.step", -1), mt_registry_str(rec, "eventTime"),
                mt_registry_str(rec, "run.runId"),
                aliases_of(v, name, version_of(rec), al, sizeof al)[0] ? al : "-",
+               deletion_of(v, rec) ? "(deleted) " : "",
                mt_registry_str(rec, "model.source") ? mt_registry_str(rec, "model.source") : "?");
     }
     if (v->nver == 0) printf("(no model versions)\n");
@@ -233,6 +256,10 @@ static void show_human(const reg_view *v, const cJSON *rec) {
     printf("  %-16s %s\n", "aliases", or_dash(aliases_of(v, name, ver, al, sizeof al)));
     printf("  %-16s %s\n", "created", mt_registry_str(rec, "eventTime"));
     printf("  %-16s %s\n", "source", or_dash(mt_registry_str(rec, "model.source")));
+    const cJSON *gone = deletion_of(v, rec);
+    if (gone)
+        printf("  %-16s %s (%s)\n", "deleted", mt_registry_str(gone, "eventTime"),
+               or_dash(mt_registry_str(gone, "delete.reason")));
     printf("  %-16s %s\n", "sha256", or_dash(mt_registry_str(rec, "model.sha256")));
     print_num("size (bytes)", rec, "model.size_bytes");
     print_num("step", rec, "model.step");
@@ -390,7 +417,7 @@ static int cmd_verify(reg_view *v, const char *spec, mt_err *e) {
                 return mt_err_set(e, MT_ERR_REGISTRY, "the registry has no model '%s'", name);
         }
     }
-    int bad = 0, n = 0;
+    int bad = 0, n = 0, ndeleted = 0;
     for (int i = 0; i < v->nver; i++) {
         const cJSON *rec = v->r.rec[v->ver[i]];
         if ((only && rec != only) || (name[0] && strcmp(mt_registry_str(rec, "model.name"), name)))
@@ -401,19 +428,24 @@ static int cmd_verify(reg_view *v, const char *spec, mt_err *e) {
         char got[72] = "";
         mt_err fe = {0};
         struct stat st;
-        if (!src || stat(src, &st) != 0) {
+        const cJSON *gone = deletion_of(v, rec);
+        if (gone && (!src || stat(src, &st) != 0)) {
+            status = "DELETED";
+            ndeleted++;
+        } else if (!src || stat(src, &st) != 0) {
             status = "MISSING";
         } else if (mt_sha256_file(src, got, &fe)) {
             status = "UNREADABLE";
         } else if (!want || strcmp(got, want) != 0) {
             status = "MODIFIED";
         }
-        bad += strcmp(status, "OK") != 0;
+        bad += strcmp(status, "OK") != 0 && strcmp(status, "DELETED") != 0;
         n++;
         printf("%-8s %s:%lld  %s\n", status, mt_registry_str(rec, "model.name"),
                (long long)version_of(rec), src ? src : "?");
     }
-    printf("verify: %d version(s), %d OK, %d failing\n", n, n - bad, bad);
+    printf("verify: %d version(s), %d OK, %d deleted on purpose, %d failing\n", n,
+           n - bad - ndeleted, ndeleted, bad);
     if (bad)
         mt_err_set(e, MT_ERR_CKPT, "%d of %d model version(s) have a missing or modified artifact",
                    bad, n);
@@ -559,7 +591,7 @@ static int cmd_export(reg_view *v) {
         cJSON_Delete(o);
     }
     if (skipped)
-        fprintf(stderr, "note: %d alias event(s) left out (they are not run events)\n", skipped);
+        fprintf(stderr, "note: %d alias and delete event(s) left out (not run events)\n", skipped);
     return MT_OK;
 }
 

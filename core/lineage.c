@@ -135,10 +135,10 @@ static void add_scheduler(cJSON *lin) {
     add_str_or_null(s, "array_task_id", getenv("SLURM_ARRAY_TASK_ID"));
 }
 
-cJSON *mt_lineage_event(const mt_lineage *l, const char *type) {
+/* The fields every record has. */
+static cJSON *event_head(const mt_lineage *l, const char *type) {
     mt_version_info v;
     mt_version_get(&v);
-    const mt_config *cfg = l->cfg;
     cJSON *ev = cJSON_CreateObject();
     char now[32], producer[64];
     mt_lineage_now(now);
@@ -152,7 +152,27 @@ cJSON *mt_lineage_event(const mt_lineage *l, const char *type) {
     cJSON_AddStringToObject(run, "dir", l->run_dir);
     cJSON *job = cJSON_AddObjectToObject(ev, "job");
     cJSON_AddStringToObject(job, "namespace", "mpitrain");
-    cJSON_AddStringToObject(job, "name", cfg->run.name);
+    cJSON_AddStringToObject(job, "name", l->cfg->run.name);
+    return ev;
+}
+
+cJSON *mt_lineage_delete_event(const mt_lineage *l, const char *path, const char *sha256,
+                               const char *reason) {
+    cJSON *ev = event_head(l, "DELETE");
+    cJSON *d = cJSON_AddObjectToObject(ev, "delete");
+    char abs[4200];
+    mt_lineage_abspath(path, abs, sizeof abs);
+    cJSON_AddStringToObject(d, "source", abs);
+    add_str_or_null(d, "sha256", sha256);
+    cJSON_AddStringToObject(d, "reason", reason);
+    return ev;
+}
+
+cJSON *mt_lineage_event(const mt_lineage *l, const char *type) {
+    mt_version_info v;
+    mt_version_get(&v);
+    const mt_config *cfg = l->cfg;
+    cJSON *ev = event_head(l, type);
     add_inputs(ev, l);
     cJSON_AddArrayToObject(ev, "outputs");
 

@@ -39,6 +39,10 @@ void mt_lineage_registry_path(const mt_config *cfg, char *out, size_t n);
 /* An event of type (START, CHECKPOINT, COMPLETE, FAIL, ABORT) with the common
  * fields. The caller adds to it, appends it and deletes it. */
 cJSON *mt_lineage_event(const mt_lineage *l, const char *type);
+/* A DELETE event: the checkpoint at path (with that SHA-256, "" if unknown)
+ * was deleted, for reason. */
+cJSON *mt_lineage_delete_event(const mt_lineage *l, const char *path, const char *sha256,
+                               const char *reason);
 /* Adds "metrics". */
 void mt_lineage_add_metrics(cJSON *ev, const mt_lineage_metrics *m);
 /* Adds an output file (path made absolute) to "outputs", and for a

@@ -78,6 +78,7 @@ typedef struct {
     char registry[MT_CFG_STR_LEN + 32]; /* "" when registry.enabled is false */
     char hosts[4096];                   /* distinct host names of the ranks */
     int registered;                     /* START is in the registry */
+    mt_err retire_err;                  /* a DELETE record that could not be written */
 } trainer;
 
 /* ---- set-up ---- */
@@ -281,6 +282,20 @@ static void gather_hosts(trainer *t) {
     free(all);
 }
 
+/* Retention deleting a checkpoint: a DELETE record, so the registry knows
+ * why that version's artifact is gone. */
+static void on_ckpt_removed(const char *path, const char *sha256, void *ctx) {
+    trainer *t = ctx;
+    if (!t->registry[0] || t->retire_err.code) return;
+    char why[160];
+    snprintf(why, sizeof why,
+             "retention: checkpoint.keep_last = %lld, checkpoint.keep_every = %lld",
+             (long long)t->cfg.checkpoint.keep_last, (long long)t->cfg.checkpoint.keep_every);
+    mt_lineage l;
+    lineage_of(t, &l);
+    registry_append(t, mt_lineage_delete_event(&l, path, sha256, why), NULL, &t->retire_err);
+}
+
 /* Writes the checkpoint of step done, points `latest` at it, applies retention. */
 static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
     const mt_comm *c = t->comm;
@@ -349,7 +364,8 @@ static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
         }
         if (!e->code && !mt_ckpt_set_latest(t->ckpt_dir, name, e))
             mt_ckpt_retain(t->ckpt_dir, cfg->checkpoint.keep_last, cfg->checkpoint.keep_every,
-                           stdout, e);
+                           stdout, on_ckpt_removed, t, e);
+        if (!e->code && t->retire_err.code) *e = t->retire_err;
         fflush(stdout);
         snprintf(t->ckpt_last, sizeof t->ckpt_last, "%s", path);
     }

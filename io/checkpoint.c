@@ -987,7 +987,8 @@ static int stale_temporary(const char *name) {
     return pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH);
 }
 
-int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE *log, mt_err *e) {
+int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE *log,
+                   mt_ckpt_removed_fn removed, void *ctx, mt_err *e) {
     int64_t *steps;
     int n;
     if (mt_ckpt_list(dir, &steps, &n, e)) return e->code;
@@ -1005,6 +1006,15 @@ int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE 
                    (keep_every > 0 && s % keep_every == 0);
         if (keep) continue;
         mt_ckpt_name(s, name, sizeof name);
+        if (removed) {
+            char sha[72] = "";
+            snprintf(path, sizeof path, "%s/%s.sha256", dir, name);
+            FILE *f = fopen(path, "r");
+            if (!f || fscanf(f, "%64[0-9a-f]", sha) != 1) sha[0] = '\0';
+            if (f) fclose(f);
+            snprintf(path, sizeof path, "%s/%s", dir, name);
+            removed(path, sha, ctx);
+        }
         snprintf(path, sizeof path, "%s/%s", dir, name);
         if (unlink(path) != 0 && errno != ENOENT) {
             mt_err_set(e, MT_ERR_CKPT, "cannot delete old checkpoint %s: %s", path,

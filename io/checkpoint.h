@@ -110,8 +110,12 @@ int mt_ckpt_set_latest(const char *dir, const char *name, mt_err *e);
  * Retention: deletes the checkpoint files (and their .sha256) in dir that
  * are neither among the keep_last newest (0 = keep all), nor at a multiple
  * of keep_every, nor the one `latest` names; also stale temporaries of the
- * naming scheme. Touches no other file. Prints each deletion to log.
+ * naming scheme. Touches no other file. Prints each deletion to log and,
+ * when removed is not NULL, calls it with each deleted checkpoint's path and
+ * the SHA-256 its .sha256 recorded ("" if none) before deleting it.
  */
-int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE *log, mt_err *e);
+typedef void (*mt_ckpt_removed_fn)(const char *path, const char *sha256, void *ctx);
+int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE *log,
+                   mt_ckpt_removed_fn removed, void *ctx, mt_err *e);
 
 #endif

@@ -148,18 +148,32 @@ reg alias set mnist_mlp 12 >/dev/null 2>&1; rc4=$?
 [ "$rc" = 7 ] && ok "a missing registry file: exit 7" || bad "missing registry exit $rc"
 
 # ---- 4. verify ----
-reg verify >"$TMP/v1.log" 2>&1 && grep -q "6 OK, 0 failing" "$TMP/v1.log" && ok "verify: 6 OK" ||
+reg verify >"$TMP/v1.log" 2>&1 && grep -q "6 OK, 0 deleted on purpose, 0 failing" "$TMP/v1.log" && ok "verify: 6 OK" ||
     { bad "verify clean"; cat "$TMP/v1.log"; }
 V1=$(field 2 'r["model"]["source"]') V3=$(field 4 'r["model"]["source"]')
 printf 'X' | dd of="$V1" bs=1 seek=5000 conv=notrunc status=none
 rm -f "$V3"
 reg verify >"$TMP/v2.log" 2>&1; rc=$?
 if [ "$rc" = 4 ] && grep -q "^MODIFIED mnist_mlp:1 " "$TMP/v2.log" && grep -q "^MISSING  mnist_mlp:3 " "$TMP/v2.log" &&
-    grep -q "4 OK, 2 failing" "$TMP/v2.log"; then
+    grep -q "4 OK, 0 deleted on purpose, 2 failing" "$TMP/v2.log"; then
     ok "verify: MODIFIED and MISSING reported, exit 4"
 else
     bad "verify after damage (exit $rc)"
     sed 's/^/   | /' "$TMP/v2.log"
+fi
+
+# retention: deleted checkpoints are recorded, and verify tells them apart
+REG2=$TMP/ret/registry.jsonl
+must_train 2 "$TMP/r.log" --set registry.path="$REG2" --set checkpoint.keep_last=1
+"$MPITRAIN" registry --registry "$REG2" verify >"$TMP/v3.log" 2>&1; rc=$?
+if [ "$rc" = 0 ] && grep -q "^DELETED  mnist_mlp:1 " "$TMP/v3.log" && grep -q "^DELETED  mnist_mlp:2 " "$TMP/v3.log" &&
+    grep -q "1 OK, 2 deleted on purpose, 0 failing" "$TMP/v3.log" && [ "$(grep -c '"eventType":"DELETE"' "$REG2")" = 2 ] &&
+    "$MPITRAIN" registry --registry "$REG2" list | grep -q "(deleted) .*step_00000005.h5" &&
+    $PY "$CHECK" "$SCHEMA" "$REG2" START CHECKPOINT CHECKPOINT DELETE CHECKPOINT DELETE COMPLETE >"$TMP/check4.log"; then
+    ok "retention (keep_last=1): DELETE records; verify says DELETED, not failing (exit 0); list marks them"
+else
+    bad "retention deletions (exit $rc)"
+    sed 's/^/   | /' "$TMP/v3.log" "$TMP/check4.log"
 fi
 
 # ---- 5. torn and garbage lines ----
