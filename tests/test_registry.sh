@@ -101,7 +101,7 @@ fi
 V2=$(field 3 'r["model"]["source"]')
 SHA2=$(sha256sum "$V2" | cut -d' ' -f1)
 RUN1=$(field 1 'r["run"]["runId"]')
-must_train 1 "$TMP/b.log" --set train.steps=25 --set checkpoint.resume="$V2"
+APPTAINER_CONTAINER=/images/train.sif must_train 1 "$TMP/b.log" --set train.steps=25 --set checkpoint.resume="$V2"
 $PY "$CHECK" "$SCHEMA" "$REG" START CHECKPOINT CHECKPOINT CHECKPOINT COMPLETE \
     START CHECKPOINT CHECKPOINT CHECKPOINT COMPLETE >"$TMP/check2.log" &&
     ok "the resumed run's records are valid" || { bad "resumed run records"; cat "$TMP/check2.log"; }
@@ -110,6 +110,8 @@ r = json.loads(open(sys.argv[1]).readlines()[5]); p = r["lineage"]["parent"]
 print(p["checkpoint"] == sys.argv[2] and p["checkpoint_sha256"] == sys.argv[3] and p["run_id"] == sys.argv[4] and p["step"] == 10)' "$REG" "$V2" "$SHA2" "$RUN1")" = True ] &&
     ok "the resumed run's parent is version 2's checkpoint (path, SHA-256, run, step)" ||
     bad "parent of the resumed run"
+[ "$(field 1 'r["lineage"]["environment"]["container"]')/$(field 6 'r["lineage"]["environment"]["container"], r["lineage"]["environment"]["container_runtime"]')" = "None/('/images/train.sif', 'apptainer')" ] &&
+    ok "environment image: none, then the Apptainer container" || bad "container fields"
 [ "$(field 9 'r["model"]["version"], r["model"]["step"]')" = "(6, 25)" ] &&
     ok "versions continue at 4..6 across runs" || bad "versions of the resumed run: $(field 9 'r["model"]')"
 reg lineage mnist_mlp:6 >"$TMP/lineage.log" 2>&1

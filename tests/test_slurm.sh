@@ -76,6 +76,15 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["scheduler"]["SLURM_JOB_ID"].isdigit(), r.get("scheduler")
 PY
+$PY - "$S/runs/registry.jsonl" <<'PY' && echo "ok - registry records carry the Slurm job (id, restart count) and the host" || { echo "FAIL - registry records lack the Slurm context"; fail=1; }
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["eventType"] for r in recs] == ["START", "CHECKPOINT", "COMPLETE"], [r["eventType"] for r in recs]
+for r in recs:
+    s = r["lineage"]["scheduler"]
+    assert s["name"] == "slurm" and s["job_id"].isdigit() and s["restart_count"] == 0, s
+    assert r["lineage"]["environment"]["hosts"], r["lineage"]["environment"]
+PY
 out=$(cd "$S" && timeout 120 srun --mpi=pmix -n 2 "$BIN" train --config "$REPO/configs/mnist_mlp.ini" \
     --set "data.path=$DATA" --set train.global_batch=63 2>&1); rc=$?
 n=$(echo "$out" | grep -c '^mpitrain: error:.*not divisible')
