@@ -311,6 +311,13 @@ if [ "$MODE" = signal ]; then
     same=$(cat "$(run_of "$TMP/sig" 0001)/metrics.jsonl" "$(run_of "$TMP/sig" 0002)/metrics.jsonl" \
         "$(run_of "$TMP/sig" 0003)/metrics.jsonl" | $PY -c 'import sys,json; print(len({json.loads(l)["step"] for l in sys.stdin}))')
     [ "$same" = 120 ] && ok "the three runs logged steps 1..120 between them" || bad "steps logged: $same"
+    # the registry: each stopped run ends with ABORT (exit code 75), the last with COMPLETE
+    $PY - "$TMP/sig/registry.jsonl" <<'EOF2' && ok "registry: ABORT (75) for each signalled run, then COMPLETE" || bad "registry events of the signalled runs"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+ends = [(r["eventType"], r["result"]["exit_code"]) for r in recs if r["eventType"] in ("ABORT", "COMPLETE", "FAIL")]
+assert ends == [("ABORT", 75), ("ABORT", 75), ("COMPLETE", 0)], ends
+EOF2
 fi
 
 # ---------------------------------------------------------------- corrupt
