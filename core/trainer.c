@@ -173,6 +173,9 @@ static int resume(trainer *t, mt_err *e) {
         t->resumed = info.meta;
         snprintf(t->resume_sha, sizeof t->resume_sha, "%s", info.file_sha256);
         mt_ckpt_info_free(&info);
+        /* without a .sha256 beside it, hash it here: the registry names the parent by it */
+        if (!e->code && t->resume_path[0] && !t->resume_sha[0] && t->cfg.registry.enabled)
+            mt_sha256_file(t->resume_path, t->resume_sha, e);
         fflush(stdout);
     }
     if (mt_comm_agree(c, e)) return e->code;

@@ -124,6 +124,16 @@ else
     sed 's/^/   | /' "$TMP/lineage.log"
 fi
 
+# a checkpoint without its .sha256: the parent is still named by its SHA-256
+mkdir -p "$TMP/lone" && cp "$(field 4 'r["model"]["source"]')" "$TMP/lone/step_00000015.h5"
+LONE_SHA=$(sha256sum "$TMP/lone/step_00000015.h5" | cut -d' ' -f1)
+must_train 1 "$TMP/lone.log" --set train.steps=20 --set checkpoint.resume="$TMP/lone/step_00000015.h5" \
+    --set registry.path="$TMP/lone/registry.jsonl"
+$PY "$CHECK" "$SCHEMA" "$TMP/lone/registry.jsonl" START CHECKPOINT COMPLETE >"$TMP/check5.log" &&
+    [ "$($PY -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["lineage"]["parent"]["checkpoint_sha256"])' "$TMP/lone/registry.jsonl")" = "$LONE_SHA" ] &&
+    ok "a parent checkpoint without .sha256 is still named by its SHA-256" ||
+    { bad "parent without .sha256"; cat "$TMP/check5.log"; }
+
 # ---- 3. list, show, alias ----
 reg list >"$TMP/list.log" 2>&1 && [ "$(grep -c '^mnist_mlp ' "$TMP/list.log")" = 6 ] &&
     ok "list shows 6 versions" || { bad "list"; cat "$TMP/list.log"; }
@@ -227,6 +237,32 @@ if [ "$RC" = 7 ] && grep -q "registry" "$TMP/e.log" && [ "$(grep -c 'mpitrain: e
 else
     bad "unwritable registry (exit $RC)"
     tail -5 "$TMP/e.log"
+fi
+
+# a full file system: the failed append leaves no partial line behind
+FULL=$TMP/full
+mkdir -p "$FULL"
+if mount -t tmpfs -o size=8k tmpfs "$FULL" 2>/dev/null; then
+    # a CHECKPOINT record and a blank line up to 100 bytes short of the 8 KiB:
+    # the next record can only be written in part
+    $PY - "$TMP/clean.jsonl" "$FULL/registry.jsonl" <<'EOF2'
+import sys
+rec = open(sys.argv[1]).readlines()[1]
+open(sys.argv[2], "w").write(rec + " " * (8192 - 100 - len(rec) - 1) + "\n")
+EOF2
+    before=$(sha256sum <"$FULL/registry.jsonl")
+    "$MPITRAIN" registry --registry "$FULL/registry.jsonl" alias set mnist_mlp prod >"$TMP/full.log" 2>&1
+    rc=$?
+    after=$(sha256sum <"$FULL/registry.jsonl")
+    if [ "$rc" = 7 ] && grep -q "cannot append to registry" "$TMP/full.log" && [ "$before" = "$after" ]; then
+        ok "a full file system: exit 7, the registry is as it was (no partial line)"
+    else
+        bad "full file system: exit $rc, unchanged: $([ "$before" = "$after" ] && echo yes || echo no)"
+        cat "$TMP/full.log"
+    fi
+    umount "$FULL"
+else
+    echo "skip - full file system case: cannot mount a tmpfs here (needs root)"
 fi
 
 # ---- 7. OpenLineage export ----
