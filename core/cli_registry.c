@@ -307,7 +307,10 @@ static void show_human(const reg_view *v, const cJSON *rec) {
     }
     printf("layout\n");
     print_num("world", lin, "layout.world");
-    print_num("dp x tp x pp", lin, "layout.dp");
+    print_num("dp", lin, "layout.dp");
+    print_num("tp", lin, "layout.tp");
+    print_num("pp", lin, "layout.pp");
+    print_num("threads per rank", lin, "layout.threads_per_rank");
     printf("scheduler\n");
     printf("  %-16s %s\n", "name", or_dash(mt_registry_str(lin, "scheduler.name")));
     printf("  %-16s %s\n", "job id", or_dash(mt_registry_str(lin, "scheduler.job_id")));
@@ -517,15 +520,27 @@ static int cmd_alias(const char *path, reg_view *v, int argc, char **argv, mt_er
 
 /* ---- export ---- */
 
-static cJSON *facet(cJSON *parent, const char *name, const cJSON *from) {
+#define OL_VERSION_FACET                                                                           \
+    "https://openlineage.io/spec/facets/1-0-0/DatasetVersionDatasetFacet.json#/$defs/"             \
+    "DatasetVersionDatasetFacet"
+
+/* An OpenLineage facet: a copy of from (or an empty object) with the base
+ * facet fields. mpitrain's own facets point at its registry schema. */
+static cJSON *facet(cJSON *parent, const char *name, const cJSON *from, const char *schema) {
     cJSON *f = from ? cJSON_Duplicate(from, 1) : cJSON_CreateObject();
     if (!cJSON_IsObject(f)) {
         cJSON *w = cJSON_CreateObject();
         cJSON_AddItemToObject(w, "value", f);
         f = w;
     }
-    cJSON_AddStringToObject(f, "_producer", "urn:mpitrain");
-    cJSON_AddStringToObject(f, "_schemaURL", "urn:mpitrain:registry:1#" MT_REGISTRY_SCHEMA);
+    char url[256];
+    if (!schema) {
+        snprintf(url, sizeof url, "urn:mpitrain:registry-schema-1#/properties/%s",
+                 strncmp(name, "mpitrain_", 9) == 0 ? name + 9 : name);
+        schema = url;
+    }
+    cJSON_AddStringToObject(f, "_producer", "urn:mpitrain:registry");
+    cJSON_AddStringToObject(f, "_schemaURL", schema);
     cJSON_AddItemToObject(parent, name, f);
     return f;
 }
@@ -538,9 +553,9 @@ static cJSON *ol_datasets(const cJSON *list) {
         cJSON_AddStringToObject(o, "namespace", or_dash(mt_registry_str(d, "namespace")));
         cJSON_AddStringToObject(o, "name", or_dash(mt_registry_str(d, "name")));
         cJSON *facets = cJSON_AddObjectToObject(o, "facets");
-        cJSON *ver = facet(facets, "version", NULL);
+        cJSON *ver = facet(facets, "version", NULL, OL_VERSION_FACET);
         cJSON_AddStringToObject(ver, "datasetVersion", or_dash(mt_registry_str(d, "version")));
-        facet(facets, "mpitrain_file", d);
+        facet(facets, "mpitrain_file", d, NULL);
         cJSON_AddItemToArray(out, o);
     }
     return out;
@@ -571,13 +586,14 @@ static int cmd_export(reg_view *v) {
         cJSON *run = cJSON_AddObjectToObject(o, "run");
         cJSON_AddStringToObject(run, "runId", mt_registry_str(rec, "run.runId"));
         cJSON *rf = cJSON_AddObjectToObject(run, "facets");
-        facet(rf, "mpitrain_lineage", cJSON_GetObjectItemCaseSensitive(rec, "lineage"));
+        facet(rf, "mpitrain_lineage", cJSON_GetObjectItemCaseSensitive(rec, "lineage"), NULL);
         if (cJSON_GetObjectItemCaseSensitive(rec, "model"))
-            facet(rf, "mpitrain_model_version", cJSON_GetObjectItemCaseSensitive(rec, "model"));
+            facet(rf, "mpitrain_model_version", cJSON_GetObjectItemCaseSensitive(rec, "model"),
+                  NULL);
         if (cJSON_GetObjectItemCaseSensitive(rec, "metrics"))
-            facet(rf, "mpitrain_metrics", cJSON_GetObjectItemCaseSensitive(rec, "metrics"));
+            facet(rf, "mpitrain_metrics", cJSON_GetObjectItemCaseSensitive(rec, "metrics"), NULL);
         if (cJSON_GetObjectItemCaseSensitive(rec, "result"))
-            facet(rf, "mpitrain_result", cJSON_GetObjectItemCaseSensitive(rec, "result"));
+            facet(rf, "mpitrain_result", cJSON_GetObjectItemCaseSensitive(rec, "result"), NULL);
         cJSON *job = cJSON_AddObjectToObject(o, "job");
         cJSON_AddStringToObject(job, "namespace", or_dash(mt_registry_str(rec, "job.namespace")));
         cJSON_AddStringToObject(job, "name", or_dash(mt_registry_str(rec, "job.name")));
