@@ -352,7 +352,10 @@ static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
         double mb = (double)st.st_size / 1e6;
         printf("checkpoint: step %lld -> %s (%.1f MB in %.3f s = %.1f MB/s; sha256 %.3f s)\n",
                (long long)done, path, mb, write_s, mb / write_s, hash_s);
-        if (t->registry[0]) {
+        /* the file is valid and durable: point `latest` at it, register it as a
+         * model version, then apply retention */
+        mt_ckpt_set_latest(t->ckpt_dir, name, e);
+        if (!e->code && t->registry[0]) {
             mt_lineage l;
             lineage_of(t, &l);
             cJSON *ev = mt_lineage_event(&l, "CHECKPOINT");
@@ -365,7 +368,7 @@ static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
                 printf("registry: %s version %lld (step %lld) in %s\n", mt_lineage_model_name(cfg),
                        (long long)version, (long long)done, t->registry);
         }
-        if (!e->code && !mt_ckpt_set_latest(t->ckpt_dir, name, e))
+        if (!e->code)
             mt_ckpt_retain(t->ckpt_dir, cfg->checkpoint.keep_last, cfg->checkpoint.keep_every,
                            stdout, on_ckpt_removed, t, e);
         if (!e->code && t->retire_err.code) *e = t->retire_err;
