@@ -49,6 +49,52 @@ typedef struct mt_backend {
     /* number of rows whose arg-max (first on ties) equals the label */
     int64_t (*count_correct)(const float *logits, const int32_t *labels, int B, int C);
 
+    /* ---- transformer ops (GPT). N = B*T rows of C channels. ---- */
+
+    /* out(N,C) = a(N,C) + b(N,C) elementwise (n = N*C); out may alias a or b */
+    void (*add)(float *out, const float *a, const float *b, size_t n);
+    /* dst(n) += src(n) */
+    void (*accumulate)(float *dst, const float *src, size_t n);
+
+    /* LayerNorm over each row of x(N,C), eps 1e-5, biased variance (PyTorch's):
+     * out(N,C) = (x - mean) * rstd * w(C) + b(C); saves mean(N), rstd(N). */
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *x, const float *w,
+                              const float *b, int N, int C);
+    /* ACCUMULATES: dx(N,C) += dL/dx, dw(C) += dL/dw, db(C) += dL/db, from
+     * dout(N,C) and the forward's x, w, mean, rstd. */
+    void (*layernorm_backward)(float *dx, float *dw, float *db, const float *dout, const float *x,
+                               const float *w, const float *mean, const float *rstd, int N, int C);
+
+    /* Causal multi-head self-attention, NH heads of hs = C/NH channels.
+     * qkv(B,T,3C): row (b,t) holds q (channels [0,C)), k ([C,2C)), v ([2C,3C));
+     * head h uses channels [h*hs, (h+1)*hs) of each third.
+     * att(B,NH,T,T): softmax(q k^T / sqrt(hs)) over keys s <= t (entries s > t
+     * are 0); out(B,T,C): head h's att @ v in channels [h*hs, (h+1)*hs). */
+    void (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C,
+                              int NH);
+    /* OVERWRITES dqkv(B,T,3C) with dL/dqkv from dout(B,T,C) and the forward's
+     * qkv and att; datt(B,NH,T,T) is scratch. */
+    void (*attention_backward)(float *dqkv, float *datt, const float *dout, const float *qkv,
+                               const float *att, int B, int T, int C, int NH);
+
+    /* out(B*T,C) = wte[tokens[b,t]] + wpe[t]; wte(V,C), wpe(maxT,C), tokens(B,T)
+     * each in [0,V) (checked by the caller) */
+    void (*embedding_forward)(float *out, const int32_t *tokens, const float *wte,
+                              const float *wpe, int B, int T, int C);
+    /* ACCUMULATES: dwte(V,C) += rows of dout(B*T,C) by token, dwpe(T,C) +=
+     * dout summed over b; deterministic (no float atomics) */
+    void (*embedding_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+                               int B, int T, int C);
+
+    /* Inverted dropout with a counter-based mask: element i is kept when
+     * mt_rng_uniform(seed, stream, offset + i) >= p, then scaled by 1/(1-p);
+     * y = x when p == 0. The backward recomputes the mask:
+     * dx = dy * mask / (1-p) (dx may alias dy). */
+    void (*dropout_forward)(float *y, const float *x, size_t n, float p, uint64_t seed,
+                            uint64_t stream, uint64_t offset);
+    void (*dropout_backward)(float *dx, const float *dy, size_t n, float p, uint64_t seed,
+                             uint64_t stream, uint64_t offset);
+
     /* sum of squares in double, fixed reduction order */
     double (*sumsq)(const float *x, size_t n);
     /* x *= s */

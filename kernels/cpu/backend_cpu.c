@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/gpt_cpu.h"
 
 #define MT_OMP_MIN  (1 << 15)
 #define SUMSQ_BLOCK 4096
@@ -210,6 +211,16 @@ static const mt_backend cpu_backend = {
     .softmax_xent_forward = cpu_softmax_xent_forward,
     .softmax_xent_backward = cpu_softmax_xent_backward,
     .count_correct = cpu_count_correct,
+    .add = mt_cpu_add,
+    .accumulate = mt_cpu_accumulate,
+    .layernorm_forward = mt_cpu_layernorm_forward,
+    .layernorm_backward = mt_cpu_layernorm_backward,
+    .attention_forward = mt_cpu_attention_forward,
+    .attention_backward = mt_cpu_attention_backward,
+    .embedding_forward = mt_cpu_embedding_forward,
+    .embedding_backward = mt_cpu_embedding_backward,
+    .dropout_forward = mt_cpu_dropout_forward,
+    .dropout_backward = mt_cpu_dropout_backward,
     .sumsq = cpu_sumsq,
     .scale = cpu_scale,
     .adamw_update = cpu_adamw_update,
