@@ -1,0 +1,237 @@
+/* gpt.c - the GPT-2-architecture model (see gpt.h). */
+#include "gpt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+#define P(m, p, idx) ((p)->data + (p)->v[(idx)].offset)
+#define G(p, idx)    ((p)->grad + (p)->v[(idx)].offset)
+
+static int add(mt_params *p, const char *name, int64_t d0, int64_t d1, mt_init_kind init,
+               float scale) {
+    int64_t shape[2] = {d0, d1};
+    return mt_params_add(p, name, d1 ? 2 : 1, shape, d1 != 0, init, scale);
+}
+
+int mt_gpt_build(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, mt_err *e) {
+    memset(m, 0, sizeof *m);
+    const mt_gpt_config *c = cfg;
+    if (c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1 || c->block_size < 1 || c->vocab_size < 2)
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "the GPT model needs n_layer, n_head, n_embd, block_size >= 1 and "
+                          "vocab_size >= 2");
+    if (c->n_embd % c->n_head != 0)
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "model.n_embd = %d is not divisible by model.n_head = %d (each head "
+                          "gets n_embd / n_head channels)",
+                          c->n_embd, c->n_head);
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
+        return mt_err_set(e, MT_ERR_USAGE, "model.dropout = %g is not in [0, 1)", c->dropout);
+    m->cfg = *c;
+    int64_t C = c->n_embd, L = c->n_layer;
+    const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * (float)L);
+    m->wte = add(p, "wte.weight", c->vocab_size, C, MT_INIT_NORMAL, std);
+    m->wpe = add(p, "wpe.weight", c->block_size, C, MT_INIT_NORMAL, std);
+    m->block = calloc((size_t)L, sizeof *m->block);
+    if (!m->block) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+    char n[MT_PARAM_NAME_LEN];
+    for (int l = 0; l < L; l++) {
+        mt_gpt_block *b = &m->block[l];
+#define NAME(s) (snprintf(n, sizeof n, "h.%d.%s", l, s), n)
+        b->ln1w = add(p, NAME("ln_1.weight"), C, 0, MT_INIT_ONE, 0);
+        b->ln1b = add(p, NAME("ln_1.bias"), C, 0, MT_INIT_ZERO, 0);
+        b->qkvw = add(p, NAME("attn.c_attn.weight"), 3 * C, C, MT_INIT_NORMAL, std);
+        b->qkvb = add(p, NAME("attn.c_attn.bias"), 3 * C, 0, MT_INIT_ZERO, 0);
+        b->projw = add(p, NAME("attn.c_proj.weight"), C, C, MT_INIT_NORMAL, proj_std);
+        b->projb = add(p, NAME("attn.c_proj.bias"), C, 0, MT_INIT_ZERO, 0);
+        b->ln2w = add(p, NAME("ln_2.weight"), C, 0, MT_INIT_ONE, 0);
+        b->ln2b = add(p, NAME("ln_2.bias"), C, 0, MT_INIT_ZERO, 0);
+        b->fcw = add(p, NAME("mlp.c_fc.weight"), 4 * C, C, MT_INIT_NORMAL, std);
+        b->fcb = add(p, NAME("mlp.c_fc.bias"), 4 * C, 0, MT_INIT_ZERO, 0);
+        b->fcprojw = add(p, NAME("mlp.c_proj.weight"), C, 4 * C, MT_INIT_NORMAL, proj_std);
+        b->fcprojb = add(p, NAME("mlp.c_proj.bias"), C, 0, MT_INIT_ZERO, 0);
+#undef NAME
+    }
+    m->lnfw = add(p, "ln_f.weight", C, 0, MT_INIT_ONE, 0);
+    m->lnfb = add(p, "ln_f.bias", C, 0, MT_INIT_ZERO, 0);
+    for (int i = 0; i < p->n; i++)
+        if (p->v[i].ndim < 1) return mt_err_set(e, MT_ERR_INTERNAL, "cannot register GPT params");
+    return MT_OK;
+}
+
+int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *e) {
+    const mt_gpt_config *c = &m->cfg;
+    if (max_T > c->block_size)
+        return mt_err_set(e, MT_ERR_USAGE, "sequence length %d exceeds model.block_size = %d",
+                          max_T, c->block_size);
+    m->max_B = max_B;
+    m->max_T = max_T;
+    size_t N = (size_t)max_B * (size_t)max_T, C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
+    size_t TT = (size_t)max_B * (size_t)c->n_head * (size_t)max_T * (size_t)max_T;
+    int bad = 0;
+#define ALLOC(ptr, n) bad |= !((ptr) = be->alloc(n))
+    for (int l = 0; l < c->n_layer; l++) {
+        mt_gpt_block *b = &m->block[l];
+        ALLOC(b->ln1, N * C), ALLOC(b->ln1_mean, N), ALLOC(b->ln1_rstd, N);
+        ALLOC(b->qkv, N * 3 * C), ALLOC(b->atty, N * C), ALLOC(b->att, TT);
+        ALLOC(b->res2, N * C), ALLOC(b->ln2, N * C), ALLOC(b->ln2_mean, N);
+        ALLOC(b->ln2_rstd, N), ALLOC(b->fch, N * 4 * C), ALLOC(b->fch_gelu, N * 4 * C);
+        ALLOC(b->res3, N * C);
+    }
+    ALLOC(m->encoded, N * C), ALLOC(m->lnf, N * C), ALLOC(m->lnf_mean, N);
+    ALLOC(m->lnf_rstd, N), ALLOC(m->logits, N * V), ALLOC(m->probs, N * V);
+    ALLOC(m->dres, N * C), ALLOC(m->dtmp, N * C), ALLOC(m->dbranch, N * C);
+    ALLOC(m->dqkv, N * 3 * C), ALLOC(m->dfch, N * 4 * C), ALLOC(m->datt, TT);
+#undef ALLOC
+    if (bad)
+        return mt_err_set(e, MT_ERR_INTERNAL,
+                          "out of memory for the GPT activations (batch %d x %d tokens)", max_B,
+                          max_T);
+    return MT_OK;
+}
+
+/* The dropout stream of one site ("embd", "attn", "mlp") of layer l. */
+static uint64_t drop_stream(const mt_gpt_dropout *d, const char *site, int l) {
+    char name[48];
+    snprintf(name, sizeof name, "dropout/%s/%d", site, l);
+    return mt_rng_substream(mt_rng_stream(name), d->step);
+}
+
+static void dropout(mt_gpt *m, const mt_backend *be, float *x, size_t n, const char *site, int l,
+                    int backward) {
+    const mt_gpt_dropout *d = &m->drop;
+    if (!d->on || m->cfg.dropout <= 0.0f) return;
+    uint64_t off = (uint64_t)d->seq0 * (uint64_t)m->T * (uint64_t)m->cfg.n_embd;
+    if (backward)
+        be->dropout_backward(x, x, n, m->cfg.dropout, d->seed, drop_stream(d, site, l), off);
+    else
+        be->dropout_forward(x, x, n, m->cfg.dropout, d->seed, drop_stream(d, site, l), off);
+}
+
+/* y(N,out) = x(N,in) W(out,in)^T + b(out) */
+static void linear(const mt_backend *be, float *y, const float *x, const float *W, const float *b,
+                   int N, int in, int out) {
+    be->matmul(0, 1, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+    be->bias_add(y, b, N, out);
+}
+
+/* dx(N,in) = dy W (beta: 0 overwrite, 1 add); dW(out,in) += dy^T x; db(out) += colsum dy */
+static void linear_backward(const mt_backend *be, float *dx, float *dW, float *db, const float *dy,
+                            const float *x, const float *W, int N, int in, int out) {
+    be->matmul(1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+    be->bias_grad(db, dy, N, out, 1.0f);
+    if (dx) be->matmul(0, 0, N, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in);
+}
+
+double mt_gpt_forward(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
+                      const int32_t *y, int B, int T, const mt_gpt_dropout *drop) {
+    const mt_gpt_config *c = &m->cfg;
+    int C = c->n_embd, NH = c->n_head, V = c->vocab_size, N = B * T;
+    m->B = B;
+    m->T = T;
+    memset(&m->drop, 0, sizeof m->drop);
+    if (drop) m->drop = *drop;
+    size_t NC = (size_t)N * (size_t)C;
+    be->embedding_forward(m->encoded, x, P(m, p, m->wte), P(m, p, m->wpe), B, T, C);
+    dropout(m, be, m->encoded, NC, "embd", 0, 0);
+    const float *res = m->encoded; /* (N,C) the residual stream entering block l */
+    for (int l = 0; l < c->n_layer; l++) {
+        mt_gpt_block *b = &m->block[l];
+        be->layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, res, P(m, p, b->ln1w),
+                              P(m, p, b->ln1b), N, C);
+        linear(be, b->qkv, b->ln1, P(m, p, b->qkvw), P(m, p, b->qkvb), N, C, 3 * C);
+        be->attention_forward(b->atty, b->att, b->qkv, B, T, C, NH);
+        /* res2 = res + dropout(atty W_proj^T + b_proj) */
+        linear(be, b->res2, b->atty, P(m, p, b->projw), P(m, p, b->projb), N, C, C);
+        dropout(m, be, b->res2, NC, "attn", l, 0);
+        be->add(b->res2, b->res2, res, NC);
+        be->layernorm_forward(b->ln2, b->ln2_mean, b->ln2_rstd, b->res2, P(m, p, b->ln2w),
+                              P(m, p, b->ln2b), N, C);
+        linear(be, b->fch, b->ln2, P(m, p, b->fcw), P(m, p, b->fcb), N, C, 4 * C);
+        be->gelu_forward(b->fch_gelu, b->fch, (size_t)N * 4 * (size_t)C);
+        /* res3 = res2 + dropout(gelu(fch) W_fcproj^T + b_fcproj) */
+        linear(be, b->res3, b->fch_gelu, P(m, p, b->fcprojw), P(m, p, b->fcprojb), N, 4 * C, C);
+        dropout(m, be, b->res3, NC, "mlp", l, 0);
+        be->add(b->res3, b->res3, b->res2, NC);
+        res = b->res3;
+    }
+    be->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, P(m, p, m->lnfw), P(m, p, m->lnfb),
+                          N, C);
+    /* logits (N,V) = lnf (N,C) wte(V,C)^T: the LM head is the token embedding */
+    be->matmul(0, 1, N, V, C, 1.0f, m->lnf, C, P(m, p, m->wte), C, 0.0f, m->logits, V);
+    if (!y) return 0.0;
+    return be->softmax_xent_forward(m->probs, m->logits, y, N, V);
+}
+
+void mt_gpt_backward(mt_gpt *m, const mt_backend *be, mt_params *p, const int32_t *x,
+                     const int32_t *y, float scale, int accumulate) {
+    const mt_gpt_config *c = &m->cfg;
+    int B = m->B, T = m->T, C = c->n_embd, NH = c->n_head, V = c->vocab_size, N = B * T;
+    size_t NC = (size_t)N * (size_t)C;
+    if (!accumulate) be->scale(p->grad, 0.0f, p->numel);
+    /* dlogits (N,V), in place of probs */
+    be->softmax_xent_backward(m->probs, m->probs, y, N, V, scale);
+    const float *last = c->n_layer ? m->block[c->n_layer - 1].res3 : m->encoded;
+    /* dwte += dlogits^T lnf; dlnf = dlogits wte */
+    be->matmul(1, 0, V, C, N, 1.0f, m->probs, V, m->lnf, C, 1.0f, G(p, m->wte), C);
+    be->matmul(0, 0, N, C, V, 1.0f, m->probs, V, P(m, p, m->wte), C, 0.0f, m->dtmp, C);
+    be->scale(m->dres, 0.0f, NC);
+    be->layernorm_backward(m->dres, G(p, m->lnfw), G(p, m->lnfb), m->dtmp, last, P(m, p, m->lnfw),
+                           m->lnf_mean, m->lnf_rstd, N, C);
+    /* m->dres holds dL/d(residual after block l) going down */
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        mt_gpt_block *b = &m->block[l];
+        const float *res = l ? m->block[l - 1].res3 : m->encoded;
+        /* MLP branch: res3 = res2 + drop(fcproj); dres carries on to res2 unchanged */
+        be->scale(m->dbranch, 0.0f, NC);
+        be->accumulate(m->dbranch, m->dres, NC);
+        dropout(m, be, m->dbranch, NC, "mlp", l, 1);
+        linear_backward(be, m->dfch, G(p, b->fcprojw), G(p, b->fcprojb), m->dbranch, b->fch_gelu,
+                        P(m, p, b->fcprojw), N, 4 * C, C);
+        be->gelu_backward(m->dfch, m->dfch, b->fch, (size_t)N * 4 * (size_t)C);
+        linear_backward(be, m->dtmp, G(p, b->fcw), G(p, b->fcb), m->dfch, b->ln2, P(m, p, b->fcw),
+                        N, C, 4 * C);
+        be->layernorm_backward(m->dres, G(p, b->ln2w), G(p, b->ln2b), m->dtmp, b->res2,
+                               P(m, p, b->ln2w), b->ln2_mean, b->ln2_rstd, N, C);
+        /* attention branch: res2 = res + drop(proj) */
+        be->scale(m->dbranch, 0.0f, NC);
+        be->accumulate(m->dbranch, m->dres, NC);
+        dropout(m, be, m->dbranch, NC, "attn", l, 1);
+        linear_backward(be, m->dtmp, G(p, b->projw), G(p, b->projb), m->dbranch, b->atty,
+                        P(m, p, b->projw), N, C, C);
+        be->attention_backward(m->dqkv, m->datt, m->dtmp, b->qkv, b->att, B, T, C, NH);
+        linear_backward(be, m->dtmp, G(p, b->qkvw), G(p, b->qkvb), m->dqkv, b->ln1,
+                        P(m, p, b->qkvw), N, C, 3 * C);
+        be->layernorm_backward(m->dres, G(p, b->ln1w), G(p, b->ln1b), m->dtmp, res,
+                               P(m, p, b->ln1w), b->ln1_mean, b->ln1_rstd, N, C);
+    }
+    dropout(m, be, m->dres, NC, "embd", 0, 1);
+    be->embedding_backward(G(p, m->wte), G(p, m->wpe), m->dres, x, B, T, C);
+}
+
+void mt_gpt_free(mt_gpt *m, const mt_backend *be) {
+    for (int l = 0; m->block && l < m->cfg.n_layer; l++) {
+        mt_gpt_block *b = &m->block[l];
+        float *bufs[] = {b->ln1, b->ln1_mean, b->ln1_rstd, b->qkv, b->atty,     b->att, b->res2,
+                         b->ln2, b->ln2_mean, b->ln2_rstd, b->fch, b->fch_gelu, b->res3};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
+    }
+    float *bufs[] = {m->encoded, m->lnf,  m->lnf_mean, m->lnf_rstd, m->logits, m->probs,
+                     m->dres,    m->dtmp, m->dbranch,  m->dqkv,     m->dfch,   m->datt};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
+    free(m->block);
+    memset(m, 0, sizeof *m);
+}
+
+double mt_gpt_flops_per_token(const mt_gpt_config *c, int T) {
+    double C = c->n_embd, L = c->n_layer, V = c->vocab_size;
+    /* forward multiply-adds per token: qkv 3C^2, proj C^2, fc 4C^2, fcproj 4C^2 per
+     * layer, LM head VC; attention q.k and att.v: 2 T C per layer (causal: half) */
+    double matmul = L * 12.0 * C * C + V * C;
+    double attn = L * 2.0 * (double)T * C * 0.5;
+    return 2.0 * (matmul + attn);
+}

@@ -1,0 +1,92 @@
+/*
+ * gpt.h - a GPT-2-architecture decoder-only transformer with hand-written
+ * backward, on the backend's ops.
+ *
+ * Token and learned position embeddings; n_layer pre-LayerNorm blocks of
+ * causal multi-head self-attention and a GELU (tanh) MLP of width 4C, each
+ * added to the residual stream; a final LayerNorm; the LM head tied to the
+ * token embedding. Parameter names and shapes follow PyTorch conventions
+ * (Linear weights are (out, in)):
+ *   wte.weight (V, C)                 wpe.weight (block_size, C)
+ *   h.L.ln_1.weight / .bias (C)       h.L.attn.c_attn.weight (3C, C), .bias (3C)
+ *   h.L.attn.c_proj.weight (C, C), .bias (C)
+ *   h.L.ln_2.weight / .bias (C)       h.L.mlp.c_fc.weight (4C, C), .bias (4C)
+ *   h.L.mlp.c_proj.weight (C, 4C), .bias (C)
+ *   ln_f.weight / .bias (C)
+ * Init as GPT-2: N(0, 0.02) for weights and embeddings, N(0, 0.02/sqrt(2L))
+ * for the two c_proj weights of each block, zero biases, LayerNorm weight 1.
+ * Dropout (p = dropout, training only) after the embeddings and on each
+ * block's two residual branches, with counter-based masks (backend.h); not on
+ * the attention probabilities.
+ */
+#ifndef MT_GPT_H
+#define MT_GPT_H
+
+#include <stdint.h>
+
+#include "core/params.h"
+#include "kernels/backend.h"
+
+typedef struct {
+    int n_layer, n_head, n_embd, block_size, vocab_size;
+    float dropout;
+} mt_gpt_config;
+
+/* Where dropout masks come from: training step and the global index of the
+ * first sequence of the batch, so a sequence gets the same masks whichever
+ * rank holds it. */
+typedef struct {
+    int on; /* 0: no dropout (evaluation) */
+    uint64_t seed, step;
+    int64_t seq0;
+} mt_gpt_dropout;
+
+typedef struct {
+    int ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb; /* params */
+    float *ln1, *ln1_mean, *ln1_rstd; /* (N,C), (N), (N) */
+    float *qkv;                       /* (N,3C) */
+    float *atty;                      /* (N,C) attention output, before c_proj */
+    float *att;                       /* (B,NH,T,T) */
+    float *res2;                      /* (N,C) residual after attention */
+    float *ln2, *ln2_mean, *ln2_rstd; /* (N,C), (N), (N) */
+    float *fch, *fch_gelu;            /* (N,4C) */
+    float *res3;                      /* (N,C) residual after the MLP = block output */
+} mt_gpt_block;
+
+typedef struct {
+    mt_gpt_config cfg;
+    int wte, wpe, lnfw, lnfb;         /* param indices */
+    mt_gpt_block *block;              /* (n_layer) */
+    int max_B, max_T;                 /* activation buffers are sized for these */
+    float *encoded;                   /* (N,C) embeddings (after dropout) */
+    float *lnf, *lnf_mean, *lnf_rstd; /* (N,C), (N), (N) */
+    float *logits;                    /* (N,V) */
+    float *probs;                     /* (N,V) softmax of logits; its gradient in backward */
+    float *dres, *dtmp, *dbranch;     /* (N,C) scratch gradients */
+    float *dqkv;                      /* (N,3C) */
+    float *dfch;                      /* (N,4C) */
+    float *datt;                      /* (B,NH,T,T) */
+    /* the last forward: its shape and dropout masks */
+    int B, T;
+    mt_gpt_dropout drop;
+} mt_gpt;
+
+/* Checks the shape (n_embd divisible by n_head, everything positive) and
+ * registers the parameters into p. */
+int mt_gpt_build(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, mt_err *e);
+/* Activation buffers for batches of up to max_B sequences of max_T tokens. */
+int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *e);
+/* Forward over tokens x (B,T), T <= block_size; logits in m->logits. With
+ * targets y (B,T), returns the SUM of the B*T cross-entropy losses (probs
+ * filled), else 0. drop (NULL = off) applies dropout when cfg.dropout > 0. */
+double mt_gpt_forward(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
+                      const int32_t *y, int B, int T, const mt_gpt_dropout *drop);
+/* Backward of the last forward: grad (+)= d(scale * sum of losses)/d params
+ * (accumulate = 0 overwrites p->grad, 1 adds to it). */
+void mt_gpt_backward(mt_gpt *m, const mt_backend *be, mt_params *p, const int32_t *x,
+                     const int32_t *y, float scale, int accumulate);
+void mt_gpt_free(mt_gpt *m, const mt_backend *be);
+/* Parameters, and forward FLOPs per token (matmuls and attention). */
+double mt_gpt_flops_per_token(const mt_gpt_config *cfg, int T);
+
+#endif

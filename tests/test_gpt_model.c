@@ -1,0 +1,161 @@
+/*
+ * test_gpt_model.c - the whole GPT model at tiny size: finite-difference
+ * check of the gradient of every parameter, with and without dropout; the
+ * dropout masks follow the sequence, not the batch it is in; gradient
+ * accumulation; and bad shapes are errors.
+ *
+ * L = scale * (sum of the B*T token losses) with scale = 1/(B*T). Central
+ * differences with h = 3e-3 in float, loss summed in double (h = 1e-2 leaves
+ * a truncation error near the bound once dropout scales activations up). Bound as in
+ * test_gradcheck.c: normalized error <= 2e-3 over all parameters, and each
+ * parameter tensor's own normalized error <= 2e-2.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gpt.h"
+#include "core/rng.h"
+#include "test_util.h"
+
+enum { B = 2, T = 5, NL = 2, NH = 2, NC = 8, V = 11, BS = 6 };
+
+static const mt_backend *be;
+
+static void tokens(int32_t *x, int32_t *y) {
+    for (int i = 0; i < B * T; i++) {
+        x[i] = (int32_t)mt_rng_below(3, 1, (uint64_t)i, V);
+        y[i] = (int32_t)mt_rng_below(3, 2, (uint64_t)i, V);
+    }
+}
+
+static void setup(mt_gpt *m, mt_params *p, float dropout) {
+    mt_gpt_config c = {NL, NH, NC, BS, V, dropout};
+    mt_err e = {0};
+    mt_params_init(p);
+    CHECK(mt_gpt_build(m, &c, p, &e) == 0, "build: %s", e.msg);
+    CHECK(mt_params_alloc(p, &e) == 0, "alloc: %s", e.msg);
+    mt_params_init_values(p, 42);
+    /* move LayerNorm weights and biases off 1 and 0, so their gradients matter */
+    for (int i = 0; i < p->n; i++)
+        for (size_t k = 0; k < p->v[i].numel; k++)
+            p->data[p->v[i].offset + k] += 0.1f * (mt_rng_uniform(5, (uint64_t)i, k) - 0.5f);
+    CHECK(mt_gpt_alloc(m, be, B, T, &e) == 0, "alloc activations: %s", e.msg);
+}
+
+static double loss_of(mt_gpt *m, mt_params *p, const int32_t *x, const int32_t *y,
+                      const mt_gpt_dropout *d) {
+    return mt_gpt_forward(m, be, p, x, y, B, T, d) / (B * T);
+}
+
+static void check_grads(float dropout) {
+    mt_gpt m;
+    mt_params p;
+    setup(&m, &p, dropout);
+    int32_t x[B * T], y[B * T];
+    tokens(x, y);
+    mt_gpt_dropout d = {1, 7, 3, 0};
+    loss_of(&m, &p, x, y, &d);
+    mt_gpt_backward(&m, be, &p, x, y, 1.0f / (B * T), 0);
+    double d2 = 0, n2 = 0, worst_tensor = 0;
+    const char *worst_name = "";
+    const float h = 3e-3f;
+    for (int i = 0; i < p.n; i++) {
+        double td2 = 0, tn2 = 0;
+        for (size_t k = 0; k < p.v[i].numel; k++) {
+            float *w = &p.data[p.v[i].offset + k], keep = *w;
+            *w = keep + h;
+            double lp = loss_of(&m, &p, x, y, &d);
+            *w = keep - h;
+            double lm = loss_of(&m, &p, x, y, &d);
+            *w = keep;
+            double num = (lp - lm) / (2.0 * h), ana = p.grad[p.v[i].offset + k];
+            td2 += (ana - num) * (ana - num);
+            tn2 += num * num;
+        }
+        double rel = tn2 > 0 ? sqrt(td2 / tn2) : sqrt(td2);
+        if (rel > worst_tensor) worst_tensor = rel, worst_name = p.v[i].name;
+        CHECK(tn2 > 0, "dropout %.2f: %s has an all-zero numeric gradient", dropout, p.v[i].name);
+        d2 += td2;
+        n2 += tn2;
+    }
+    double rel = sqrt(d2 / n2);
+    printf("whole model, dropout %.2f: %zu parameters, normalized error %.2e (bound 2e-3), worst "
+           "tensor %s %.2e (bound 2e-2)\n",
+           dropout, mt_params_count(&p), rel, worst_name, worst_tensor);
+    CHECK(rel <= 2e-3, "dropout %.2f: normalized error %.3e", dropout, rel);
+    CHECK(worst_tensor <= 2e-2, "dropout %.2f: %s normalized error %.3e", dropout, worst_name,
+          worst_tensor);
+
+    /* accumulate = 1 adds: two backwards give twice the gradient */
+    float *g1 = malloc(p.numel * sizeof(float));
+    memcpy(g1, p.grad, p.numel * sizeof(float));
+    loss_of(&m, &p, x, y, &d);
+    mt_gpt_backward(&m, be, &p, x, y, 1.0f / (B * T), 1);
+    /* (not bitwise: sgemm and bias_grad with beta = 1 round the sum again) */
+    double worst = 0, gmax = 0;
+    for (size_t k = 0; k < p.numel; k++) {
+        worst = fmax(worst, fabs(p.grad[k] - 2.0f * g1[k]));
+        gmax = fmax(gmax, fabs(g1[k]));
+    }
+    CHECK(worst <= 1e-5 * gmax, "accumulate: off by %.2e of max|g| %.2e", worst, gmax);
+    free(g1);
+    mt_gpt_free(&m, be);
+    mt_params_free(&p);
+}
+
+/* Dropout masks depend on (seed, step, global sequence), so one batch of 2
+ * and two batches of 1 (seq0 = 0, 1) give the same losses. */
+static void check_dropout_layout(void) {
+    mt_gpt m;
+    mt_params p;
+    setup(&m, &p, 0.3f);
+    int32_t x[B * T], y[B * T];
+    tokens(x, y);
+    mt_gpt_dropout both = {1, 7, 3, 0}, first = {1, 7, 3, 0}, second = {1, 7, 3, 1};
+    double l2 = mt_gpt_forward(&m, be, &p, x, y, B, T, &both);
+    double a = mt_gpt_forward(&m, be, &p, x, y, 1, T, &first);
+    double b = mt_gpt_forward(&m, be, &p, x + T, y + T, 1, T, &second);
+    double off = mt_gpt_forward(&m, be, &p, x, y, B, T, NULL);
+    mt_gpt_dropout other = {1, 7, 4, 0};
+    double l_other = mt_gpt_forward(&m, be, &p, x, y, B, T, &other);
+    printf("dropout masks by sequence: batch of 2 %.9f, two batches of 1 %.9f, no dropout %.9f, "
+           "next step %.9f\n",
+           l2, a + b, off, l_other);
+    CHECK(fabs(l2 - (a + b)) <= 1e-5 * fabs(l2), "batch split changes the loss: %.9g vs %.9g", l2,
+          a + b);
+    CHECK(fabs(l2 - off) > 1e-4, "dropout had no effect");
+    CHECK(fabs(l2 - l_other) > 1e-4, "the next step drew the same masks");
+    mt_gpt_free(&m, be);
+    mt_params_free(&p);
+}
+
+static void check_errors(void) {
+    mt_gpt m;
+    mt_params p;
+    mt_err e = {0};
+    mt_gpt_config bad = {2, 3, 8, 6, 11, 0.0f};
+    mt_params_init(&p);
+    CHECK(mt_gpt_build(&m, &bad, &p, &e) == MT_ERR_USAGE && strstr(e.msg, "not divisible"),
+          "n_embd 8 with n_head 3: %s", e.msg);
+    mt_params_free(&p);
+    free(m.block);
+    mt_gpt_config ok = {1, 2, 8, 6, 11, 0.0f};
+    mt_params_init(&p);
+    memset(&e, 0, sizeof e);
+    mt_gpt_build(&m, &ok, &p, &e);
+    mt_params_alloc(&p, &e);
+    CHECK(mt_gpt_alloc(&m, be, 2, 7, &e) == MT_ERR_USAGE && strstr(e.msg, "block_size"),
+          "T 7 > block_size 6: %s", e.msg);
+    mt_gpt_free(&m, be);
+    mt_params_free(&p);
+}
+
+int main(void) {
+    be = mt_backend_cpu();
+    check_grads(0.0f);
+    check_grads(0.25f);
+    check_dropout_layout();
+    check_errors();
+    return mt_test_finish("test_gpt_model");
+}
