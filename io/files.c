@@ -109,7 +109,8 @@ int mt_file_read(const char *path, const char *what, int code, char **buf, size_
 }
 
 int mt_mkdirs(const char *dir, mt_err *e) {
-    char buf[1024];
+    char buf[4096];
+    if (!dir[0]) return mt_err_set(e, MT_ERR_USAGE, "an empty folder name");
     if (strlen(dir) >= sizeof buf) return mt_err_set(e, MT_ERR_USAGE, "path too long: %s", dir);
     strcpy(buf, dir);
     for (char *p = buf + 1;; p++) {
