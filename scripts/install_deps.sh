@@ -22,7 +22,7 @@ PKGS=(
 )
 for arg in "$@"; do
   case $arg in
-    --tests) PKGS+=(python3-h5py python3-numpy python3-jsonschema slurmctld slurmd slurm-client) ;;
+    --tests) PKGS+=(python3-h5py python3-numpy python3-jsonschema python3-torch slurmctld slurmd slurm-client) ;;
     --torch) PKGS+=(python3-torch python3-h5py python3-numpy) ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "install_deps: unknown option $arg" >&2; exit 2 ;;
