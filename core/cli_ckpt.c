@@ -8,10 +8,12 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/gpt.h"
 #include "core/mlp.h"
 #include "core/params.h"
 #include "core/resume.h"
@@ -44,14 +46,22 @@ static int check(const char *path, int hash, mt_ckpt_info *info, mt_err *e) {
                           perr.msg);
     mt_params p;
     mt_mlp m;
+    mt_gpt g;
     mt_params_init(&p);
     memset(&m, 0, sizeof m);
+    memset(&g, 0, sizeof g);
+    mt_gpt_config gc = {(int)cfg.model.n_layer,    (int)cfg.model.n_head,
+                        (int)cfg.model.n_embd,     (int)cfg.model.block_size,
+                        (int)cfg.model.vocab_size, (float)cfg.model.dropout};
     FILE *devnull = fopen("/dev/null", "w");
-    if (!mt_mlp_build(&m, &cfg, &p, &perr))
+    int bad = cfg.model.kind == MT_MODEL_GPT ? mt_gpt_build(&g, &gc, &p, &perr)
+                                             : mt_mlp_build(&m, &cfg, &p, &perr);
+    if (!bad)
         mt_resume_check(&cfg, &p, path, info, devnull ? devnull : stderr, e);
     else
         mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: its model cannot be built: %s", path, perr.msg);
     if (devnull) fclose(devnull);
+    free(g.block);
     mt_params_free(&p);
     return e->code;
 }

@@ -278,8 +278,13 @@ static void show_human(const reg_view *v, const cJSON *rec) {
     cJSON_ArrayForEach(in, cJSON_GetObjectItemCaseSensitive(rec, "inputs")) {
         printf("  %-16s %s\n", "uri", or_dash(mt_registry_str(in, "name")));
         printf("  %-16s %s\n", "sha256", or_dash(mt_registry_str(in, "version")));
-        print_num("train samples", in, "splits.train.samples");
-        print_num("test samples", in, "splits.test.samples");
+        const cJSON *sp;
+        cJSON_ArrayForEach(sp, cJSON_GetObjectItemCaseSensitive(in, "splits")) {
+            char label[64];
+            snprintf(label, sizeof label, "%s %s", sp->string,
+                     or_dash(mt_registry_str(sp, "unit")));
+            print_num(label, sp, "samples");
+        }
     }
     const cJSON *lin = cJSON_GetObjectItemCaseSensitive(rec, "lineage");
     printf("code\n");

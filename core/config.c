@@ -368,7 +368,24 @@ int mt_config_validate(const mt_config *c, mt_err *e) {
                               m);
     if (m[0] && (strcmp(m, ".") == 0 || strcmp(m, "..") == 0))
         return mt_err_set(e, MT_ERR_USAGE, "registry.model_name = '%s' is not a usable name", m);
-    if (!c->data.path[0]) return mt_err_set(e, MT_ERR_USAGE, "data.path is empty");
+    if (c->model.kind == MT_MODEL_GPT) {
+        if (!c->data.train_tokens[0])
+            return mt_err_set(e, MT_ERR_USAGE,
+                              "data.train_tokens is empty (model.kind = gpt trains on token "
+                              "shards; make them with `mpitrain data tokenize`)");
+        if (!c->data.val_tokens[0])
+            return mt_err_set(e, MT_ERR_USAGE, "data.val_tokens is empty (model.kind = gpt)");
+        if (c->model.n_embd % c->model.n_head != 0)
+            return mt_err_set(e, MT_ERR_USAGE,
+                              "model.n_embd = %lld is not divisible by model.n_head = %lld",
+                              (long long)c->model.n_embd, (long long)c->model.n_head);
+        if (c->train.seq_len > c->model.block_size)
+            return mt_err_set(e, MT_ERR_USAGE,
+                              "train.seq_len = %lld is longer than model.block_size = %lld",
+                              (long long)c->train.seq_len, (long long)c->model.block_size);
+    } else if (!c->data.path[0]) {
+        return mt_err_set(e, MT_ERR_USAGE, "data.path is empty");
+    }
     if (!c->checkpoint.resume[0])
         return mt_err_set(e, MT_ERR_USAGE,
                           "checkpoint.resume is empty (none, auto, or a checkpoint file)");

@@ -20,7 +20,7 @@ typedef struct {
     int64_t v[MT_CFG_LIST_MAX];
 } mt_cfg_intlist;
 
-typedef enum { MT_MODEL_MLP = 0 } mt_model_kind;
+typedef enum { MT_MODEL_MLP = 0, MT_MODEL_GPT = 1 } mt_model_kind;
 typedef enum { MT_ACT_RELU = 0, MT_ACT_GELU = 1 } mt_activation;
 typedef enum { MT_OPTIM_ADAMW = 0, MT_OPTIM_SGD = 1 } mt_optim_kind;
 typedef enum { MT_SCHED_CONSTANT = 0, MT_SCHED_COSINE = 1 } mt_sched_kind;
@@ -39,11 +39,16 @@ typedef struct {
         char train_labels[MT_CFG_STR_LEN];
         char test_images[MT_CFG_STR_LEN];
         char test_labels[MT_CFG_STR_LEN];
+        char train_tokens[MT_CFG_STR_LEN]; /* GPT: token shard file or glob */
+        char val_tokens[MT_CFG_STR_LEN];
     } data;
     struct {
         int kind;              /* mt_model_kind */
         mt_cfg_intlist layers; /* MLP widths: input, hidden..., classes */
         int activation;        /* mt_activation */
+        /* GPT */
+        int64_t n_layer, n_head, n_embd, block_size, vocab_size;
+        double dropout;
     } model;
     struct {
         int kind; /* mt_optim_kind */
@@ -62,6 +67,8 @@ typedef struct {
         int64_t eval_every; /* 0 = only at the end */
         int shuffle;
         int64_t exit_after_steps; /* stop (with a checkpoint) after this many steps; 0 = off */
+        int64_t seq_len;          /* GPT: tokens per sequence; 0 = model.block_size */
+        int64_t eval_windows;     /* GPT: validation sequences per evaluation; 0 = all */
     } train;
     struct {
         char dir[MT_CFG_STR_LEN]; /* "" = <run folder>/checkpoints */

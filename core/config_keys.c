@@ -35,12 +35,31 @@ const mt_cfg_key mt_cfg_keys[] = {
     {"data", "test_labels", MT_CFG_STR, "/test/labels", 0, 0, 0, 0, NULL, OFF(data.test_labels),
      "dataset of held-out labels, uint8 [M]"},
 
-    {"model", "kind", MT_CFG_ENUM, "mlp", 0, 0, 0, 0, "mlp", OFF(model.kind),
-     "model architecture"},
+    {"data", "train_tokens", MT_CFG_STR, "", 0, 0, 0, 0, NULL, OFF(data.train_tokens),
+     "gpt: training token shards (llm.c format), a file or a glob such as data/x/x_train_*.bin"},
+    {"data", "val_tokens", MT_CFG_STR, "", 0, 0, 0, 0, NULL, OFF(data.val_tokens),
+     "gpt: validation token shards, a file or a glob"},
+
+    {"model", "kind", MT_CFG_ENUM, "mlp", 0, 0, 0, 0, "mlp|gpt", OFF(model.kind),
+     "model architecture: mlp (classifier on data.path) or gpt (GPT-2 language model on "
+     "data.train_tokens)"},
     {"model", "layers", MT_CFG_INTLIST, "784,256,128,10", 1, 1048576, 0, 0, NULL, OFF(model.layers),
      "MLP widths: inputs, hidden layers..., classes"},
     {"model", "activation", MT_CFG_ENUM, "relu", 0, 0, 0, 0, "relu|gelu", OFF(model.activation),
      "activation after each hidden layer (gelu: tanh approximation)"},
+
+    {"model", "n_layer", MT_CFG_INT, "4", 1, 1024, 0, 0, NULL, OFF(model.n_layer),
+     "gpt: transformer blocks"},
+    {"model", "n_head", MT_CFG_INT, "4", 1, 1024, 0, 0, NULL, OFF(model.n_head),
+     "gpt: attention heads per block (n_embd must be divisible by it)"},
+    {"model", "n_embd", MT_CFG_INT, "128", 1, 65536, 0, 0, NULL, OFF(model.n_embd),
+     "gpt: channels of the residual stream"},
+    {"model", "block_size", MT_CFG_INT, "128", 1, 65536, 0, 0, NULL, OFF(model.block_size),
+     "gpt: longest sequence (rows of the position embedding)"},
+    {"model", "vocab_size", MT_CFG_INT, "256", 2, 65536, 0, 0, NULL, OFF(model.vocab_size),
+     "gpt: token ids are below this (256 for byte-level shards, 50257 for GPT-2 BPE)"},
+    {"model", "dropout", MT_CFG_FLOAT, "0", 0, 1, 0, 1, NULL, OFF(model.dropout),
+     "gpt: dropout after the embeddings and on each residual branch while training"},
 
     {"optim", "kind", MT_CFG_ENUM, "adamw", 0, 0, 0, 0, "adamw|sgd", OFF(optim.kind),
      "optimizer: AdamW (decoupled weight decay) or SGD with momentum"},
@@ -77,6 +96,11 @@ const mt_cfg_key mt_cfg_keys[] = {
     {"train", "exit_after_steps", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(train.exit_after_steps),
      "stop after this many steps in this invocation, writing a checkpoint first (for time-sliced "
      "jobs; resume with checkpoint.resume=auto); 0 = off"},
+
+    {"train", "seq_len", MT_CFG_INT, "0", 0, 65536, 0, 0, NULL, OFF(train.seq_len),
+     "gpt: tokens per training sequence; 0 = model.block_size"},
+    {"train", "eval_windows", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(train.eval_windows),
+     "gpt: validation sequences per evaluation (the first ones); 0 = all"},
 
     {"checkpoint", "dir", MT_CFG_STR, "", 0, 0, 0, 0, NULL, OFF(checkpoint.dir),
      "folder of checkpoint files step_NNNNNNNN.h5; empty = <run folder>/checkpoints"},

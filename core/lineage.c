@@ -77,29 +77,26 @@ static void add_inputs(cJSON *ev, const mt_lineage *l) {
     cJSON *in = cJSON_AddArrayToObject(ev, "inputs");
     cJSON *d = cJSON_CreateObject();
     char abs[4200];
-    mt_lineage_abspath(l->cfg->data.path, abs, sizeof abs);
+    mt_lineage_abspath(l->data_name, abs, sizeof abs);
     cJSON_AddStringToObject(d, "namespace", "file");
     cJSON_AddStringToObject(d, "name", abs);
     cJSON_AddStringToObject(d, "version", l->data_sha256);
     cJSON *files = cJSON_AddArrayToObject(d, "files");
-    cJSON *f = cJSON_CreateObject();
-    cJSON_AddStringToObject(f, "uri", abs);
-    cJSON_AddStringToObject(f, "sha256", l->data_sha256);
-    FILE *fp = fopen(l->cfg->data.path, "rb");
-    long long bytes = -1;
-    if (fp && fseeko(fp, 0, SEEK_END) == 0) bytes = (long long)ftello(fp);
-    if (fp) fclose(fp);
-    cJSON_AddNumberToObject(f, "size_bytes", (double)bytes);
-    cJSON_AddItemToArray(files, f);
+    for (int i = 0; i < l->nfiles; i++) {
+        cJSON *f = cJSON_CreateObject();
+        mt_lineage_abspath(l->file_path[i], abs, sizeof abs);
+        cJSON_AddStringToObject(f, "uri", abs);
+        cJSON_AddStringToObject(f, "sha256", l->file_sha256[i]);
+        cJSON_AddNumberToObject(f, "size_bytes", (double)l->file_bytes[i]);
+        cJSON_AddItemToArray(files, f);
+    }
     cJSON *splits = cJSON_AddObjectToObject(d, "splits");
-    cJSON *tr = cJSON_AddObjectToObject(splits, "train");
-    cJSON_AddStringToObject(tr, "inputs", l->cfg->data.train_images);
-    cJSON_AddStringToObject(tr, "labels", l->cfg->data.train_labels);
-    cJSON_AddNumberToObject(tr, "samples", (double)l->train_n);
-    cJSON *te = cJSON_AddObjectToObject(splits, "test");
-    cJSON_AddStringToObject(te, "inputs", l->cfg->data.test_images);
-    cJSON_AddStringToObject(te, "labels", l->cfg->data.test_labels);
-    cJSON_AddNumberToObject(te, "samples", (double)l->test_n);
+    for (int k = 0; k < 2; k++) {
+        cJSON *sp = cJSON_AddObjectToObject(splits, l->split_name[k]);
+        cJSON_AddStringToObject(sp, "source", l->split_src[k]);
+        cJSON_AddStringToObject(sp, "unit", l->split_unit);
+        cJSON_AddNumberToObject(sp, "samples", (double)l->split_n[k]);
+    }
     cJSON_AddItemToArray(in, d);
 }
 

@@ -16,8 +16,16 @@ typedef struct {
     const mt_config *cfg;
     const char *config_text; /* the resolved INI */
     const char *run_id, *run_dir;
-    const char *data_sha256;
-    int64_t train_n, test_n;
+    /* the data: name (data.path or the train_tokens glob), its SHA-256 (of
+     * the file, or of the list of shard SHA-256s), every file, and the splits */
+    const char *data_name, *data_sha256;
+    int nfiles;
+    const char *const *file_path, *const *file_sha256;
+    const int64_t *file_bytes;
+    const char *split_name[2]; /* "train", "test" / "val" */
+    const char *split_src[2];  /* dataset names (mlp) or shard globs (gpt) */
+    const char *split_unit;    /* "samples" or "sequences" */
+    int64_t split_n[2];
     int world, dp, tp, pp, threads;
     const char *hosts; /* distinct host names, '\n'-separated */
     /* the checkpoint this run continues, or parent_ckpt "" */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/gpt.h"
 #include "core/lineage.h"
 #include "core/mlp.h"
 #include "core/optim.h"
@@ -36,6 +37,7 @@
 #include "io/metrics.h"
 #include "io/modelfile.h"
 #include "io/registry.h"
+#include "io/tokens.h"
 #include "io/rundir.h"
 #include "io/sha256.h"
 #include "kernels/backend.h"
@@ -50,9 +52,20 @@ typedef struct {
     char *config_text; /* resolved INI */
     const mt_backend *be;
     int threads;
-    mt_dataset train, test;
+    int gpt;                 /* model.kind = gpt */
+    mt_dataset train, test;  /* mlp */
+    mt_token_set tok[2];     /* gpt: train and validation shards */
+    int64_t n_train, n_eval; /* samples (mlp) or sequences (gpt) */
+    int T;                   /* gpt: tokens per sequence */
     mt_params params;
     mt_mlp mlp;
+    mt_gpt gptm;
+    int32_t *xt, *yt; /* gpt: (local_batch, T) this step's inputs and targets */
+    /* data files for the lineage: path, SHA-256, size */
+    int nfiles;
+    char (*file_path)[MT_TOKENS_PATH], (*file_sha)[72];
+    const char **file_path_p, **file_sha_p;
+    int64_t *file_bytes;
     mt_optim opt;
     int64_t local_batch, steps_per_epoch;
     float *xb;      /* (local_batch, D) this step's inputs */
@@ -121,14 +134,46 @@ static int load_config(trainer *t, const mt_train_args *a, mt_err *e) {
     return MT_OK;
 }
 
+static int load_tokens(trainer *t, mt_err *e) {
+    const mt_config *cfg = &t->cfg;
+    t->T = (int)(cfg->train.seq_len ? cfg->train.seq_len : cfg->model.block_size);
+    const char *pat[2] = {cfg->data.train_tokens, cfg->data.val_tokens};
+    const char *key[2] = {"data.train_tokens", "data.val_tokens"};
+    int64_t n[2] = {0, 0};
+    for (int k = 0; k < 2 && !e->code; k++) {
+        if (mt_tokens_open(&t->tok[k], pat[k], (int)cfg->model.vocab_size, e)) break;
+        n[k] = mt_tokens_windows(&t->tok[k], t->T);
+        if (n[k] == 0) {
+            mt_err_set(e, MT_ERR_USAGE,
+                       "%s (%s) holds %lld tokens: not one sequence of %d + 1 tokens "
+                       "(model.block_size / train.seq_len is larger than the data)",
+                       key[k], pat[k], (long long)t->tok[k].total, t->T);
+            mt_err_hint(e, "use more data, or a smaller model.block_size or train.seq_len");
+        }
+    }
+    t->n_train = n[0];
+    t->n_eval =
+        cfg->train.eval_windows && cfg->train.eval_windows < n[1] ? cfg->train.eval_windows : n[1];
+    if (!e->code && t->n_train < cfg->train.global_batch)
+        mt_err_set(e, MT_ERR_USAGE,
+                   "train.global_batch = %lld is larger than the %lld sequences of %d tokens in "
+                   "%s",
+                   (long long)cfg->train.global_batch, (long long)t->n_train, t->T,
+                   cfg->data.train_tokens);
+    return mt_comm_agree(t->comm, e);
+}
+
 static int load_data(trainer *t, mt_err *e) {
     const mt_config *cfg = &t->cfg;
+    if (t->gpt) return load_tokens(t, e);
     const mt_cfg_intlist *l = &cfg->model.layers;
     int64_t dim = l->v[0], classes = l->v[l->n - 1];
     if (!mt_dataset_load(&t->train, cfg->data.path, cfg->data.train_images, cfg->data.train_labels,
                          dim, classes, e))
         mt_dataset_load(&t->test, cfg->data.path, cfg->data.test_images, cfg->data.test_labels, dim,
                         classes, e);
+    t->n_train = t->train.n;
+    t->n_eval = t->test.n;
     if (!e->code && t->train.n < cfg->train.global_batch)
         mt_err_set(e, MT_ERR_USAGE,
                    "train.global_batch = %lld is larger than the %lld training samples in %s",
@@ -138,18 +183,31 @@ static int load_data(trainer *t, mt_err *e) {
 
 static int build(trainer *t, mt_err *e) {
     t->local_batch = t->cfg.train.global_batch / t->comm->dp_size;
-    t->steps_per_epoch = t->train.n / t->cfg.train.global_batch;
+    t->steps_per_epoch = t->n_train / t->cfg.train.global_batch;
     mt_params_init(&t->params);
     int64_t max_rows = t->local_batch > EVAL_CHUNK ? t->local_batch : EVAL_CHUNK;
-    if (!mt_mlp_build(&t->mlp, &t->cfg, &t->params, e) && !mt_params_alloc(&t->params, e) &&
-        !mt_mlp_alloc(&t->mlp, t->be, (int)max_rows, e) &&
-        !mt_optim_init(&t->opt, &t->cfg, &t->params, t->be, e)) {
-        mt_params_init_values(&t->params, (uint64_t)t->cfg.run.seed);
-        t->xb = malloc((size_t)t->local_batch * (size_t)t->train.dim * sizeof(float));
-        t->yb = malloc((size_t)t->local_batch * sizeof(int32_t));
-        t->order = malloc((size_t)t->train.n * sizeof(int64_t));
+    const mt_config *cfg = &t->cfg;
+    mt_gpt_config gc = {(int)cfg->model.n_layer,    (int)cfg->model.n_head,
+                        (int)cfg->model.n_embd,     (int)cfg->model.block_size,
+                        (int)cfg->model.vocab_size, (float)cfg->model.dropout};
+    int built =
+        t->gpt ? !mt_gpt_build(&t->gptm, &gc, &t->params, e) && !mt_params_alloc(&t->params, e) &&
+                     !mt_gpt_alloc(&t->gptm, t->be, (int)t->local_batch, t->T, e)
+               : !mt_mlp_build(&t->mlp, cfg, &t->params, e) && !mt_params_alloc(&t->params, e) &&
+                     !mt_mlp_alloc(&t->mlp, t->be, (int)max_rows, e);
+    if (built && !mt_optim_init(&t->opt, cfg, &t->params, t->be, e)) {
+        mt_params_init_values(&t->params, (uint64_t)cfg->run.seed);
+        size_t nb = (size_t)t->local_batch;
+        if (t->gpt) {
+            t->xt = malloc(nb * (size_t)t->T * sizeof(int32_t));
+            t->yt = malloc(nb * (size_t)t->T * sizeof(int32_t));
+        } else {
+            t->xb = malloc(nb * (size_t)t->train.dim * sizeof(float));
+            t->yb = malloc(nb * sizeof(int32_t));
+        }
+        t->order = malloc((size_t)t->n_train * sizeof(int64_t));
         t->order_epoch = -1;
-        if (!t->xb || !t->yb || !t->order)
+        if (!(t->gpt ? t->xt && t->yt : t->xb && t->yb) || !t->order)
             mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the batch buffers");
     }
     return mt_comm_agree(t->comm, e);
@@ -237,8 +295,18 @@ static void lineage_of(const trainer *t, mt_lineage *l) {
     l->run_id = t->run_id;
     l->run_dir = t->run_dir;
     l->data_sha256 = t->data_sha;
-    l->train_n = t->train.n;
-    l->test_n = t->test.n;
+    l->data_name = t->gpt ? t->cfg.data.train_tokens : t->cfg.data.path;
+    l->nfiles = t->nfiles;
+    l->file_path = t->file_path_p;
+    l->file_sha256 = t->file_sha_p;
+    l->file_bytes = t->file_bytes;
+    l->split_name[0] = "train";
+    l->split_name[1] = t->gpt ? "val" : "test";
+    l->split_src[0] = t->gpt ? t->cfg.data.train_tokens : t->cfg.data.train_images;
+    l->split_src[1] = t->gpt ? t->cfg.data.val_tokens : t->cfg.data.test_images;
+    l->split_unit = t->gpt ? "sequences" : "samples";
+    l->split_n[0] = t->n_train;
+    l->split_n[1] = t->gpt ? mt_tokens_windows(&t->tok[1], t->T) : t->n_eval;
     l->world = t->comm->size;
     l->dp = t->comm->dp_size;
     l->tp = l->pp = 1;
@@ -398,10 +466,19 @@ static cJSON *run_record(const trainer *t) {
     cJSON_AddStringToObject(lib, "blas", v.blas);
     cJSON_AddStringToObject(lib, "compiler", v.compiler);
     cJSON *data = cJSON_AddObjectToObject(r, "data");
-    cJSON_AddStringToObject(data, "path", t->cfg.data.path);
-    cJSON_AddStringToObject(data, "sha256", t->data_sha);
-    cJSON_AddNumberToObject(data, "train_samples", (double)t->train.n);
-    cJSON_AddNumberToObject(data, "test_samples", (double)t->test.n);
+    if (t->gpt) {
+        cJSON_AddStringToObject(data, "train_tokens", t->cfg.data.train_tokens);
+        cJSON_AddStringToObject(data, "val_tokens", t->cfg.data.val_tokens);
+        cJSON_AddStringToObject(data, "sha256", t->data_sha);
+        cJSON_AddNumberToObject(data, "seq_len", t->T);
+        cJSON_AddNumberToObject(data, "train_sequences", (double)t->n_train);
+        cJSON_AddNumberToObject(data, "val_sequences", (double)t->n_eval);
+    } else {
+        cJSON_AddStringToObject(data, "path", t->cfg.data.path);
+        cJSON_AddStringToObject(data, "sha256", t->data_sha);
+        cJSON_AddNumberToObject(data, "train_samples", (double)t->train.n);
+        cJSON_AddNumberToObject(data, "test_samples", (double)t->test.n);
+    }
     cJSON *lay = cJSON_AddObjectToObject(r, "layout");
     cJSON_AddNumberToObject(lay, "world", t->comm->size);
     cJSON_AddNumberToObject(lay, "dp", t->comm->dp_size);
@@ -434,6 +511,51 @@ static cJSON *run_record(const trainer *t) {
     return r;
 }
 
+/* Rank 0: the SHA-256 of every data file; t->data_sha is that of the file
+ * (mlp) or of the manifest "SHA256  PATH\n" of every shard, training then
+ * validation (gpt). */
+static int hash_data(trainer *t, mt_err *e) {
+    int n = t->gpt ? t->tok[0].n + t->tok[1].n : 1;
+    t->nfiles = n;
+    t->file_path = calloc((size_t)n, sizeof *t->file_path);
+    t->file_sha = calloc((size_t)n, sizeof *t->file_sha);
+    t->file_path_p = calloc((size_t)n, sizeof *t->file_path_p);
+    t->file_sha_p = calloc((size_t)n, sizeof *t->file_sha_p);
+    t->file_bytes = calloc((size_t)n, sizeof *t->file_bytes);
+    if (!t->file_path || !t->file_sha || !t->file_path_p || !t->file_sha_p || !t->file_bytes)
+        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+    size_t mlen = 0;
+    char *manifest = NULL;
+    for (int i = 0; i < n && !e->code; i++) {
+        const char *path = !t->gpt           ? t->cfg.data.path
+                           : i < t->tok[0].n ? t->tok[0].shard[i].path
+                                             : t->tok[1].shard[i - t->tok[0].n].path;
+        snprintf(t->file_path[i], sizeof t->file_path[i], "%s", path);
+        t->file_path_p[i] = t->file_path[i];
+        t->file_sha_p[i] = t->file_sha[i];
+        struct stat st = {0};
+        stat(path, &st);
+        t->file_bytes[i] = (int64_t)st.st_size;
+        if (mt_sha256_file(path, t->file_sha[i], e)) break;
+        size_t add = strlen(t->file_sha[i]) + strlen(path) + 4;
+        char *m = realloc(manifest, mlen + add);
+        if (!m) {
+            mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+            break;
+        }
+        manifest = m;
+        mlen += (size_t)snprintf(manifest + mlen, add, "%s  %s\n", t->file_sha[i], path);
+    }
+    if (!e->code) {
+        if (t->gpt)
+            mt_sha256_buf(manifest, mlen, t->data_sha);
+        else
+            snprintf(t->data_sha, sizeof t->data_sha, "%s", t->file_sha[0]);
+    }
+    free(manifest);
+    return e->code;
+}
+
 /* Rank 0 claims the run folder and writes the resolved config and run record. */
 static int open_run(trainer *t, mt_err *e) {
     const mt_comm *c = t->comm;
@@ -444,7 +566,7 @@ static int open_run(trainer *t, mt_err *e) {
         char path[1100];
         if (t->cfg.registry.enabled)
             mt_lineage_registry_path(&t->cfg, t->registry, sizeof t->registry);
-        if (!mt_sha256_file(t->cfg.data.path, t->data_sha, e) &&
+        if (!hash_data(t, e) &&
             !mt_rundir_create(t->cfg.run.dir, t->cfg.run.name, t->run_dir, sizeof t->run_dir, e) &&
             t->registry[0] && mt_registry_writable(t->registry, e)) {
             rmdir(t->run_dir); /* still empty: a bad registry leaves nothing behind */
@@ -487,18 +609,33 @@ static void print_header(const trainer *t) {
     printf("resolved config:\n%s\n", t->config_text);
     printf("layout: world %d = dp %d x tp 1 x pp 1 | %d thread(s) per rank | backend %s\n",
            t->comm->size, t->comm->dp_size, t->threads, t->be->name);
-    printf("data: %s: %lld train, %lld test samples of %lld inputs (sha256 %.16s...)\n",
-           cfg->data.path, (long long)t->train.n, (long long)t->test.n, (long long)t->train.dim,
-           t->data_sha);
-    printf("model: mlp ");
-    for (int i = 0; i < cfg->model.layers.n; i++)
-        printf("%s%lld", i ? "-" : "", (long long)cfg->model.layers.v[i]);
-    printf(" %s | %zu parameters | optimizer %s\n",
-           mt_config_enum_name("model", "activation", cfg->model.activation),
-           mt_params_count(&t->params), mt_config_enum_name("optim", "kind", cfg->optim.kind));
-    printf("training: %lld steps of %lld samples (%lld per rank), %lld steps per epoch\n",
+    if (t->gpt) {
+        printf("data: %s: %lld tokens in %d shard(s), %lld sequences of %d; %s: %lld tokens, %lld "
+               "sequences for validation (sha256 %.16s...)\n",
+               cfg->data.train_tokens, (long long)t->tok[0].total, t->tok[0].n,
+               (long long)t->n_train, t->T, cfg->data.val_tokens, (long long)t->tok[1].total,
+               (long long)t->n_eval, t->data_sha);
+        printf("model: gpt %lld layers, %lld heads, n_embd %lld, block_size %lld, vocab %lld, "
+               "dropout %g | %zu parameters | optimizer %s\n",
+               (long long)cfg->model.n_layer, (long long)cfg->model.n_head,
+               (long long)cfg->model.n_embd, (long long)cfg->model.block_size,
+               (long long)cfg->model.vocab_size, cfg->model.dropout, mt_params_count(&t->params),
+               mt_config_enum_name("optim", "kind", cfg->optim.kind));
+    } else {
+        printf("data: %s: %lld train, %lld test samples of %lld inputs (sha256 %.16s...)\n",
+               cfg->data.path, (long long)t->train.n, (long long)t->test.n, (long long)t->train.dim,
+               t->data_sha);
+        printf("model: mlp ");
+        for (int i = 0; i < cfg->model.layers.n; i++)
+            printf("%s%lld", i ? "-" : "", (long long)cfg->model.layers.v[i]);
+        printf(" %s | %zu parameters | optimizer %s\n",
+               mt_config_enum_name("model", "activation", cfg->model.activation),
+               mt_params_count(&t->params), mt_config_enum_name("optim", "kind", cfg->optim.kind));
+    }
+    printf("training: %lld steps of %lld %s (%lld per rank), %lld steps per epoch\n",
            (long long)cfg->train.steps, (long long)cfg->train.global_batch,
-           (long long)t->local_batch, (long long)t->steps_per_epoch);
+           t->gpt ? "sequences" : "samples", (long long)t->local_batch,
+           (long long)t->steps_per_epoch);
     printf("run folder: %s (run id %s)\n", t->run_dir, t->run_id);
     if (t->ckpt_dir[0])
         printf("checkpoints: %s (every %lld steps, every %g s, keep last %lld, keep every %lld, "
@@ -553,12 +690,18 @@ static void gather_batch(trainer *t, int64_t step) {
         if (t->cfg.train.shuffle)
             mt_rng_permutation((uint64_t)t->cfg.run.seed,
                                mt_rng_substream(mt_rng_stream("order/epoch"), (uint64_t)epoch),
-                               t->order, t->train.n);
+                               t->order, t->n_train);
         else
-            for (int64_t i = 0; i < t->train.n; i++) t->order[i] = i;
+            for (int64_t i = 0; i < t->n_train; i++) t->order[i] = i;
         t->order_epoch = epoch;
     }
     int64_t first = b * t->cfg.train.global_batch + t->comm->dp_rank * t->local_batch;
+    if (t->gpt) {
+        for (int64_t j = 0; j < t->local_batch; j++)
+            mt_tokens_window(&t->tok[0], t->order[first + j], t->T, t->xt + (size_t)j * t->T,
+                             t->yt + (size_t)j * t->T);
+        return;
+    }
     size_t D = (size_t)t->train.dim;
     for (int64_t j = 0; j < t->local_batch; j++) {
         int64_t s = t->order[first + j];
@@ -573,8 +716,30 @@ typedef struct {
     int64_t correct, total;
 } eval_result;
 
+/* gpt: each rank evaluates its contiguous share of the first n_eval
+ * validation sequences; token losses and next-token hits are reduced. */
+static eval_result evaluate_gpt(trainer *t) {
+    const mt_comm *c = t->comm;
+    int64_t lo = t->n_eval * c->dp_rank / c->dp_size,
+            hi = t->n_eval * (c->dp_rank + 1) / c->dp_size;
+    double sums[2] = {0.0, 0.0};
+    int T = t->T, V = (int)t->cfg.model.vocab_size;
+    for (int64_t i = lo; i < hi; i += t->local_batch) {
+        int n = (int)(hi - i < t->local_batch ? hi - i : t->local_batch);
+        for (int j = 0; j < n; j++)
+            mt_tokens_window(&t->tok[1], i + j, T, t->xt + (size_t)j * T, t->yt + (size_t)j * T);
+        sums[0] += mt_gpt_forward(&t->gptm, t->be, &t->params, t->xt, t->yt, n, T, NULL);
+        sums[1] += (double)t->be->count_correct(t->gptm.logits, t->yt, n * T, V);
+    }
+    mt_comm_sum_doubles(c->dp, sums, 2);
+    double tokens = (double)t->n_eval * T;
+    eval_result r = {sums[0] / tokens, sums[1] / tokens, (int64_t)sums[1], (int64_t)tokens};
+    return r;
+}
+
 /* Each rank evaluates its contiguous share of the split; sums are reduced. */
 static eval_result evaluate(trainer *t, const mt_dataset *d) {
+    if (t->gpt) return evaluate_gpt(t);
     const mt_comm *c = t->comm;
     int64_t lo = d->n * c->dp_rank / c->dp_size, hi = d->n * (c->dp_rank + 1) / c->dp_size;
     double sums[2] = {0.0, 0.0}; /* loss, correct */
@@ -608,11 +773,13 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
     const mt_comm *c = t->comm;
     const mt_backend *be = t->be;
     int64_t steps = cfg->train.steps, B = cfg->train.global_batch, start = t->start_step;
-    float scale = 1.0f / (float)B;
+    /* units averaged over: samples (mlp) or tokens (gpt) of the global batch */
+    int64_t units = t->gpt ? B * t->T : B;
+    float scale = 1.0f / (float)units;
     double t_start = MPI_Wtime(), t_timed = 0.0, t_log = t_start, eval_time = 0.0;
     double t_ckpt = t_start, ckpt_time0 = t->ckpt_time; /* last checkpoint; time spent before */
     int64_t log_from = start, end_step = steps;
-    int C = t->mlp.sizes[t->mlp.nlayers];
+    int C = t->gpt ? 0 : t->mlp.sizes[t->mlp.nlayers];
     *ms_per_step = 0.0;
     if (start == steps) { /* resumed at the end: only the final evaluation is left */
         *final_eval = evaluate(t, &t->test);
@@ -622,11 +789,23 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
         if (step - start == TIMING_SKIP)
             t_timed = MPI_Wtime(), eval_time = 0.0, ckpt_time0 = t->ckpt_time;
         gather_batch(t, step);
-        double loss_sum =
-            mt_mlp_forward(&t->mlp, be, &t->params, t->xb, t->yb, (int)t->local_batch);
-        int64_t correct =
-            be->count_correct(t->mlp.z[t->mlp.nlayers - 1], t->yb, (int)t->local_batch, C);
-        mt_mlp_backward(&t->mlp, be, &t->params, t->xb, t->yb, (int)t->local_batch, scale, 0);
+        double loss_sum;
+        int64_t correct;
+        if (t->gpt) {
+            int nb = (int)t->local_batch;
+            int64_t seq0 = (step % t->steps_per_epoch) * B + c->dp_rank * t->local_batch;
+            mt_gpt_dropout drop = {1, (uint64_t)cfg->run.seed, (uint64_t)step,
+                                   (step / t->steps_per_epoch) * t->n_train + seq0};
+            loss_sum = mt_gpt_forward(&t->gptm, be, &t->params, t->xt, t->yt, nb, t->T, &drop);
+            correct =
+                be->count_correct(t->gptm.logits, t->yt, nb * t->T, (int)cfg->model.vocab_size);
+            mt_gpt_backward(&t->gptm, be, &t->params, t->xt, t->yt, scale, 0);
+        } else {
+            loss_sum = mt_mlp_forward(&t->mlp, be, &t->params, t->xb, t->yb, (int)t->local_batch);
+            correct =
+                be->count_correct(t->mlp.z[t->mlp.nlayers - 1], t->yb, (int)t->local_batch, C);
+            mt_mlp_backward(&t->mlp, be, &t->params, t->xb, t->yb, (int)t->local_batch, scale, 0);
+        }
         mt_comm_sum_floats(c->dp, t->params.grad, t->params.numel);
         /* loss, correct, a flag for an error any rank met last step, and rank 0's
          * verdict on the wall-clock checkpoint interval */
@@ -636,7 +815,7 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
                          stop_signal ? 1.0 : 0.0};
         mt_comm_sum_doubles(c->world, red, 5);
         if (red[2] > 0) return mt_comm_agree(c, e);
-        double loss = red[0] / (double)B;
+        double loss = red[0] / (double)units;
         double norm = mt_optim_clip(&t->params, be, cfg->optim.grad_clip);
         if (!isfinite(loss) || !isfinite(norm)) {
             mt_err_set(e, MT_ERR_NUMERIC, "%s is %s at step %lld",
@@ -649,7 +828,7 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
         double lr = mt_lr_at(cfg, step);
         mt_optim_step(&t->opt, &t->params, be, (float)lr);
         t->last.loss = loss;
-        t->last.train_acc = red[1] / (double)B;
+        t->last.train_acc = red[1] / (double)units;
         t->last.grad_norm = norm;
         t->last.lr = lr;
 
@@ -669,18 +848,23 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
         }
         if (c->rank == 0 && (do_log || do_eval)) {
             double now = MPI_Wtime();
-            double rate = (double)(done - log_from) * (double)B / (now - t_log);
+            double rate = (double)(done - log_from) * (double)units / (now - t_log);
             double per_step = (now - t_start) / (double)done;
             char eta[32];
             fmt_duration(per_step * (double)(steps - done), eta, sizeof eta);
             int64_t epoch = step / t->steps_per_epoch;
             if (do_log)
                 printf("step %*lld/%lld | epoch %lld | loss %.4f | acc %5.1f%% | lr %.2e | "
-                       "%.0f samples/s | eta %s\n",
+                       "%.0f %s/s | eta %s\n",
                        (int)snprintf(NULL, 0, "%lld", (long long)steps), (long long)done,
-                       (long long)steps, (long long)epoch, loss, 100.0 * red[1] / (double)B, lr,
-                       rate, eta);
-            if (do_eval)
+                       (long long)steps, (long long)epoch, loss, 100.0 * red[1] / (double)units, lr,
+                       rate, t->gpt ? "tokens" : "samples", eta);
+            if (do_eval && t->gpt)
+                printf("eval  step %lld: val loss %.4f | val next-token accuracy %.2f%% "
+                       "(%lld/%lld tokens)\n",
+                       (long long)done, ev.loss, 100.0 * ev.accuracy, (long long)ev.correct,
+                       (long long)ev.total);
+            else if (do_eval)
                 printf("eval  step %lld: test loss %.4f | test accuracy %.2f%% (%lld/%lld)\n",
                        (long long)done, ev.loss, 100.0 * ev.accuracy, (long long)ev.correct,
                        (long long)ev.total);
@@ -691,10 +875,11 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
             cJSON_AddNumberToObject(m, "epoch", (double)epoch);
             cJSON_AddNumberToObject(m, "samples", (double)(done * B));
             cJSON_AddNumberToObject(m, "loss", loss);
-            cJSON_AddNumberToObject(m, "train_acc", red[1] / (double)B);
+            cJSON_AddNumberToObject(m, "train_acc", red[1] / (double)units);
             cJSON_AddNumberToObject(m, "lr", lr);
             cJSON_AddNumberToObject(m, "grad_norm", norm);
-            cJSON_AddNumberToObject(m, "samples_per_s", rate);
+            cJSON_AddNumberToObject(m, "samples_per_s", rate * (double)B / (double)units);
+            if (t->gpt) cJSON_AddNumberToObject(m, "tokens_per_s", rate);
             cJSON_AddNumberToObject(m, "time_s", now - t_start);
             if (do_eval) {
                 cJSON_AddNumberToObject(m, "test_loss", ev.loss);
@@ -804,7 +989,9 @@ static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_
     char model_path[1100];
     snprintf(model_path, sizeof model_path, "%s/model.h5", t->run_dir);
     if (c->rank == 0) {
-        mt_modelfile_meta meta = {t->config_text, t->run_id, "mlp", (long long)t->cfg.train.steps};
+        mt_modelfile_meta meta = {t->config_text, t->run_id,
+                                  mt_config_enum_name("model", "kind", t->cfg.model.kind),
+                                  (long long)t->cfg.train.steps};
         if (!mt_modelfile_write(model_path, &t->params, &meta, e)) {
             cJSON *r = run_record(t);
             cJSON *res = cJSON_AddObjectToObject(r, "result");
@@ -851,11 +1038,16 @@ static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_
     }
     if (mt_comm_agree(c, e)) return e->code;
     if (c->rank == 0) {
-        printf("time: %.3f ms/step (%lld steps, first %d excluded), %.0f samples/s\n", ms_per_step,
-               (long long)t->cfg.train.steps, TIMING_SKIP,
-               1e3 * (double)t->cfg.train.global_batch / ms_per_step);
-        printf("final test accuracy: %.2f%% (%lld/%lld), test loss %.4f\n", 100.0 * ev->accuracy,
-               (long long)ev->correct, (long long)ev->total, ev->loss);
+        double units = (double)t->cfg.train.global_batch * (t->gpt ? t->T : 1);
+        printf("time: %.3f ms/step (%lld steps, first %d excluded), %.0f %s/s\n", ms_per_step,
+               (long long)t->cfg.train.steps, TIMING_SKIP, 1e3 * units / ms_per_step,
+               t->gpt ? "tokens" : "samples");
+        if (t->gpt)
+            printf("final val loss %.4f | val next-token accuracy %.2f%% (%lld/%lld tokens)\n",
+                   ev->loss, 100.0 * ev->accuracy, (long long)ev->correct, (long long)ev->total);
+        else
+            printf("final test accuracy: %.2f%% (%lld/%lld), test loss %.4f\n",
+                   100.0 * ev->accuracy, (long long)ev->correct, (long long)ev->total, ev->loss);
         printf("run files: %s (config.ini, run.json, metrics.jsonl, model.h5%s)\n", t->run_dir,
                t->ckpt_dir[0] && strncmp(t->ckpt_dir, t->run_dir, strlen(t->run_dir)) == 0
                    ? ", checkpoints/"
@@ -902,11 +1094,21 @@ static void release(trainer *t) {
     free(t->order);
     if (t->be) {
         if (t->mlp.nlayers) mt_mlp_free(&t->mlp, t->be);
+        if (t->gptm.block) mt_gpt_free(&t->gptm, t->be);
         if (t->opt.m) mt_optim_free(&t->opt, t->be);
     }
     mt_params_free(&t->params);
     mt_dataset_free(&t->train);
     mt_dataset_free(&t->test);
+    mt_tokens_close(&t->tok[0]);
+    mt_tokens_close(&t->tok[1]);
+    free(t->xt);
+    free(t->yt);
+    free(t->file_path);
+    free(t->file_sha);
+    free(t->file_path_p);
+    free(t->file_sha_p);
+    free(t->file_bytes);
     free(t->config_text);
 }
 
@@ -921,6 +1123,7 @@ int mt_train(const mt_comm *comm, const mt_train_args *args, mt_err *e) {
     t.last.test_loss = t.last.test_acc = NAN;
     catch_stop_signals();
     if (!load_config(&t, args, e)) {
+        t.gpt = t.cfg.model.kind == MT_MODEL_GPT;
         char why[128];
         t.threads = mt_threads_choose((int)t.cfg.run.threads, comm->local_size, why, sizeof why);
         mt_threads_apply(t.threads);

@@ -10,3 +10,10 @@ add_test(NAME gpt_torch_parity
          COMMAND bash -c "$<TARGET_FILE:gpt_parity> gpt_parity_run.h5 10 && /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/reference/gpt_parity.py gpt_parity_run.h5")
 set_tests_properties(gpt_torch_parity PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
                      ENVIRONMENT "OMP_NUM_THREADS=1")
+
+# Training the GPT model through `mpitrain train` on this repository's docs.
+add_test(NAME gpt_train
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_gpt_train.sh $<TARGET_FILE:mpitrain>
+                 $<TARGET_FILE:h5cmp> ${CMAKE_SOURCE_DIR})
+set_tests_properties(gpt_train PROPERTIES TIMEOUT 600
+                     ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;OMP_NUM_THREADS=1")
