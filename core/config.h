@@ -78,6 +78,7 @@ typedef struct {
         int64_t keep_last;        /* newest N kept; 0 = keep all */
         int64_t keep_every; /* checkpoints at multiples of this step never deleted; 0 = none */
         int save_final;
+        int save_initial;            /* a checkpoint of step 0, before the first update */
         char resume[MT_CFG_STR_LEN]; /* none | auto | PATH */
     } checkpoint;
     struct {

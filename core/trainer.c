@@ -217,7 +217,8 @@ static int build(trainer *t, mt_err *e) {
 
 static int writes_checkpoints(const mt_config *cfg) {
     return cfg->checkpoint.every_steps > 0 || cfg->checkpoint.every_seconds > 0 ||
-           cfg->checkpoint.save_final || cfg->train.exit_after_steps > 0;
+           cfg->checkpoint.save_final || cfg->checkpoint.save_initial ||
+           cfg->train.exit_after_steps > 0;
 }
 
 /* Rank 0 picks and checks the checkpoint; then every rank reads its part. */
@@ -781,6 +782,7 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
     int64_t log_from = start, end_step = steps;
     int C = t->gpt ? 0 : t->mlp.sizes[t->mlp.nlayers];
     *ms_per_step = 0.0;
+    if (start == 0 && cfg->checkpoint.save_initial && save_checkpoint(t, 0, e)) return e->code;
     if (start == steps) { /* resumed at the end: only the final evaluation is left */
         *final_eval = evaluate(t, &t->test);
         return mt_comm_agree(c, e);

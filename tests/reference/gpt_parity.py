@@ -1,9 +1,11 @@
 #!/usr/bin/python3
-"""gpt_parity.py RUN.h5 -- repeat mpitrain's GPT run in PyTorch and compare.
+"""gpt_parity.py RUN.h5 | --run RUN_DIR -- repeat mpitrain's GPT training
+steps in PyTorch and compare.
 
 RUN.h5 is written by tests/gpt_parity (the C side): the initial parameters
 under PyTorch names, the token batches of each step, mpitrain's per-step
-losses and its final parameters. This file defines the same GPT-2
+losses and its final parameters. --run RUN_DIR takes a `mpitrain train` run
+folder instead (see from_run): the initial checkpoint is read through h5py. This file defines the same GPT-2
 architecture independently in PyTorch (torch.nn modules, autograd,
 torch.optim.AdamW), loads the initial parameters, runs the same steps and
 compares: per-step loss within 1e-4 relative, every final parameter tensor
@@ -83,40 +85,34 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 2
+def compare(cfg, init, batches, theirs, final):
+    """Runs len(theirs) AdamW steps from init on batches (x, y) and compares
+    the losses with theirs and the parameters with final (name -> array).
+    cfg: n_layer, n_head, n_embd, block_size, vocab_size, lr, beta1, beta2,
+    eps, weight_decay. Returns the number of disagreements."""
     torch.set_num_threads(1)
-    f = h5py.File(sys.argv[1], "r")
-    a = {k: f.attrs[k].item() for k in f.attrs}
-    model = GPT(int(a["n_layer"]), int(a["n_head"]), int(a["n_embd"]), int(a["block_size"]),
-                int(a["vocab_size"]))
+    model = GPT(int(cfg["n_layer"]), int(cfg["n_head"]), int(cfg["n_embd"]),
+                int(cfg["block_size"]), int(cfg["vocab_size"]))
     params = dict(model.named_parameters())
-    init_names = []
-    f["init"].visititems(lambda n, o: init_names.append(n) if isinstance(o, h5py.Dataset) else None)
-    if sorted(init_names) != sorted(params):
-        print(f"parameter names differ:\n  mpitrain {sorted(init_names)}\n  torch    {sorted(params)}")
+    if sorted(init) != sorted(params):
+        print(f"parameter names differ:\n  mpitrain {sorted(init)}\n  torch    {sorted(params)}")
         return 1
     with torch.no_grad():
         for name, p in params.items():
-            src = torch.from_numpy(f["init"][name][...])
-            if tuple(src.shape) != tuple(p.shape):
-                print(f"{name}: shape {tuple(src.shape)} in the file, {tuple(p.shape)} in torch")
+            if tuple(init[name].shape) != tuple(p.shape):
+                print(f"{name}: shape {tuple(init[name].shape)} from mpitrain, {tuple(p.shape)} in torch")
                 return 1
-            p.copy_(src)
+            p.copy_(torch.from_numpy(init[name]))
     # weight decay on matrices (2-D: Linear weights and the embeddings), not on
     # biases and LayerNorm parameters: mpitrain's rule
     decay = [p for n, p in params.items() if p.dim() == 2]
     no_decay = [p for n, p in params.items() if p.dim() != 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a["weight_decay"]},
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}],
-                            lr=a["lr"], betas=(a["beta1"], a["beta2"]), eps=a["eps"])
-    xs, ys = f["x"][...], f["y"][...]
-    theirs = f["losses"][...]
+                            lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]), eps=cfg["eps"])
     bad = 0
-    for s in range(int(a["steps"])):
-        loss = model(torch.from_numpy(xs[s]).long(), torch.from_numpy(ys[s]).long())
+    for s, (x, y) in enumerate(batches):
+        loss = model(torch.from_numpy(x).long(), torch.from_numpy(y).long())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -125,16 +121,15 @@ def main():
         bad += not ok
         print(f"step {s + 1:2d}  torch {loss.item():.6f}  mpitrain {theirs[s]:.6f}  "
               f"rel diff {rel:.1e} {'ok' if ok else 'TOO LARGE'}")
-    worst = 0.0
-    C = int(a["n_embd"])
+    worst, worst_name = 0.0, ""
+    C = int(cfg["n_embd"])
     for name, p in params.items():
         mine = p.detach().numpy()
-        other = f["final"][name][...]
+        other = final[name]
         if name.endswith("attn.c_attn.bias"):
-            init = f["init"][name][...]
-            q_move = float(np.abs(mine[:C] - init[:C]).max())
+            q_move = float(np.abs(mine[:C] - init[name][:C]).max())
             for who, fin in (("torch", mine), ("mpitrain", other)):
-                k_move = float(np.abs(fin[C:2 * C] - init[C:2 * C]).max())
+                k_move = float(np.abs(fin[C:2 * C] - init[name][C:2 * C]).max())
                 ok = k_move <= 0.01 * q_move
                 bad += not ok
                 print(f"{name} key slice ({who}): moved {k_move:.1e}, query slice {q_move:.1e}"
@@ -142,12 +137,73 @@ def main():
             mine = np.concatenate([mine[:C], mine[2 * C:]])
             other = np.concatenate([other[:C], other[2 * C:]])
         rel = float(np.abs(mine - other).max() / max(np.abs(mine).max(), 1e-12))
-        worst = max(worst, rel)
+        if rel > worst:
+            worst, worst_name = rel, name
         if rel > PARAM_TOL:
             bad += 1
             print(f"{name}: final parameters differ, max|a-b|/max|b| = {rel:.2e}")
-    print(f"final parameters: worst max|a-b|/max|b| {worst:.2e} (bound {PARAM_TOL:.0e}) over "
-          f"{len(params)} tensors")
+    print(f"final parameters: worst max|a-b|/max|b| {worst:.2e} ({worst_name}; bound "
+          f"{PARAM_TOL:.0e}) over {len(params)} tensors")
+    return bad
+
+
+def tensors(group):
+    out = {}
+    group.visititems(lambda n, o: out.__setitem__(n, o[...]) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+def from_file(path):
+    """The run written by tests/gpt_parity."""
+    f = h5py.File(path, "r")
+    cfg = {k: f.attrs[k].item() for k in f.attrs}
+    xs, ys = f["x"][...], f["y"][...]
+    batches = [(xs[s], ys[s]) for s in range(int(cfg["steps"]))]
+    return compare(cfg, tensors(f["init"]), batches, f["losses"][...], tensors(f["final"]))
+
+
+def from_run(run_dir):
+    """A `mpitrain train` run with model.kind = gpt, train.shuffle = false and
+    checkpoint.save_initial = true: initial parameters from its step-0
+    checkpoint, the settings from its config.ini, the batches re-read from its
+    first training shard (in file order: step s takes windows [s*B, (s+1)*B)),
+    the losses from metrics.jsonl, the final parameters from model.h5."""
+    import configparser
+    import glob
+    import json
+    ini = configparser.ConfigParser(inline_comment_prefixes=(";", "#"))
+    ini.read(f"{run_dir}/config.ini")
+    m, o, t = ini["model"], ini["optim"], ini["train"]
+    assert m["kind"] == "gpt" and t["shuffle"] == "false", "needs model.kind=gpt, train.shuffle=false"
+    assert o["kind"] == "adamw" and o["schedule"] == "constant" and float(o["grad_clip"]) == 0
+    assert int(o["warmup_steps"]) == 0 and float(m["dropout"]) == 0
+    cfg = {k: float(m[k]) for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")}
+    cfg.update({k: float(o[k]) for k in ("lr", "beta1", "beta2", "eps", "weight_decay")})
+    T = int(t["seq_len"]) or int(m["block_size"])
+    B, steps = int(t["global_batch"]), int(t["steps"])
+    first = sorted(glob.glob(ini["data"]["train_tokens"]))[0]
+    tokens = np.fromfile(first, dtype="<u2", offset=1024).astype(np.int64)
+    assert steps * B <= (len(tokens) - 1) // T, "the comparison reads windows of the first shard only"
+    batches = []
+    for s in range(steps):
+        ks = range(s * B, (s + 1) * B)
+        batches.append((np.stack([tokens[k * T:k * T + T] for k in ks]),
+                        np.stack([tokens[k * T + 1:k * T + T + 1] for k in ks])))
+    losses = [json.loads(l)["loss"] for l in open(f"{run_dir}/metrics.jsonl")]
+    assert len(losses) == steps, "needs run.log_every = 1"
+    init = tensors(h5py.File(f"{run_dir}/checkpoints/step_00000000.h5", "r")["model"])
+    final = tensors(h5py.File(f"{run_dir}/model.h5", "r")["model"])
+    return compare(cfg, init, batches, losses, final)
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--run":
+        bad = from_run(sys.argv[2])
+    elif len(sys.argv) == 2:
+        bad = from_file(sys.argv[1])
+    else:
+        print(__doc__)
+        return 2
     print("parity: " + ("all agree" if not bad else f"{bad} disagreement(s)"))
     return 1 if bad else 0
 
