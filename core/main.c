@@ -6,6 +6,7 @@
  *   mpitrain train --help-config [--markdown]
  *   mpitrain data ...            (dataset conversion; see core/cli_data.c)
  *   mpitrain ckpt inspect|verify (checkpoint files; see core/cli_ckpt.c)
+ *   mpitrain generate ...        (sampling from a GPT checkpoint; core/cli_generate.c)
  *
  * `train` starts MPI first, so a usage error is reported once (by rank 0)
  * and every rank exits with the same status.
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "core/cli_ckpt.h"
+#include "core/cli_generate.h"
 #include "core/cli_registry.h"
 #include "core/cli_data.h"
 #include "core/config.h"
@@ -37,6 +39,9 @@ static void usage(FILE *f) {
                "                    byte-level token shards (llm.c format) with a train/val split\n"
                "  ckpt inspect FILE | ckpt verify FILE...\n"
                "                    show a checkpoint, or check checkpoints for corruption\n"
+               "  generate --checkpoint FILE [--prompt TEXT | --prompt-tokens IDS]\n"
+               "           [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+               "                    sample text from a GPT checkpoint (mpitrain generate --help)\n"
                "  registry list | show NAME[:VERSION|@ALIAS] | lineage NAME:VERSION | verify\n"
                "           | alias set|rm NAME ALIAS [VERSION] | export --openlineage\n"
                "                    model versions and their lineage (mpitrain registry --help)\n"
@@ -115,6 +120,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "data") == 0) return mt_cli_data(argc - 1, argv + 1);
     if (strcmp(cmd, "ckpt") == 0) return mt_cli_ckpt(argc - 1, argv + 1);
+    if (strcmp(cmd, "generate") == 0) return mt_cli_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "registry") == 0) return mt_cli_registry(argc - 1, argv + 1);
     fprintf(stderr, "mpitrain: error: unknown command '%s'\n", cmd);
     usage(stderr);

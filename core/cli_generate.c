@@ -1,0 +1,456 @@
+/*
+ * cli_generate.c - `mpitrain generate` (see cli_generate.h). Loads a GPT
+ * checkpoint on one process (verified first, then its /model tensors read
+ * serially with HDF5: no MPI, so it runs without mpirun) and samples one
+ * token at a time, re-running the forward over the whole context each step.
+ * That costs block_size times the work of a KV cache and is fine for the
+ * small models mpitrain trains; the counter-based RNG makes the output a
+ * function of (checkpoint, prompt, options, seed) alone.
+ */
+#include "core/cli_generate.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/gpt.h"
+#include "core/params.h"
+#include "core/rng.h"
+#include "io/checkpoint.h"
+#include "io/h5util.h"
+#include "kernels/backend.h"
+#include "parallel/threads.h"
+
+#define GEN_TOKENS_MAX   1000000
+#define GEN_BYTE_VOCAB   256 /* byte-level models: token = byte value */
+#define GEN_START_BYTE   10  /* '\n': the context of an empty prompt (byte models) */
+#define GEN_START_TOKEN  0   /* ... and of other models */
+#define GEN_DEFAULT_TEMP 1.0
+
+typedef struct {
+    const char *checkpoint;
+    const char *prompt;        /* bytes, or NULL */
+    const char *prompt_tokens; /* "1,2,3", or NULL */
+    int64_t tokens;
+    double temperature; /* 0 = greedy */
+    int64_t top_k;      /* 0 = all */
+    uint64_t seed;
+} gen_args;
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: mpitrain generate --checkpoint FILE [--prompt TEXT | --prompt-tokens IDS]\n"
+            "                         [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+            "\n"
+            "Samples from a GPT checkpoint (model.kind = gpt) on one process; no mpirun.\n"
+            "\n"
+            "  --checkpoint FILE    a checkpoint file (run folder's checkpoints/step_N.h5),\n"
+            "                       checked completely (as `mpitrain ckpt verify`) before use\n"
+            "  --prompt TEXT        text to continue, one token per byte: for byte-level\n"
+            "                       models (model.vocab_size = 256, `data tokenize --bytes`)\n"
+            "  --prompt-tokens IDS  the prompt as token ids \"1,2,3\", each < model.vocab_size\n"
+            "  --tokens N           tokens to generate, 1 to %d (default 200)\n"
+            "  --temperature T      divides the logits; 0 = greedy arg-max (default %.1f)\n"
+            "  --top-k K            sample among the K likeliest tokens; 0 = all (default 0)\n"
+            "  --seed S             sampling seed: the same seed gives the same output\n"
+            "                       (default 1)\n"
+            "  -h, --help           print this help\n"
+            "\n"
+            "Without a prompt, a byte-level model starts from '\\n' (token %d) and any\n"
+            "other model from token %d; that start token is not printed. Each step sees\n"
+            "the last model.block_size tokens.\n"
+            "\n"
+            "stdout gets only the prompt, then the generated tokens, then a newline: raw\n"
+            "bytes for a byte-level model, else comma-separated token ids. The checkpoint,\n"
+            "model and speed go to stderr.\n"
+            "\n"
+            "Exit status: 0 done, 2 usage (or a checkpoint that is not a GPT model),\n"
+            "4 corrupt or unreadable checkpoint, 6 the model's logits are not finite.\n",
+            GEN_TOKENS_MAX, GEN_DEFAULT_TEMP, GEN_START_BYTE, GEN_START_TOKEN);
+}
+
+/*
+ * Matches argv[*i] against option `name` as "--name VALUE" or "--name=VALUE".
+ * Returns 1 and sets *value on a match (advancing *i past a separate value),
+ * 0 when it is another option, -1 on a usage error (e set). Only --prompt
+ * may be empty (an empty prompt is a prompt).
+ */
+static int take_option(int argc, char **argv, int *i, const char *name, const char **value,
+                       mt_err *e) {
+    const char *arg = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) != 0 || (arg[n] != '\0' && arg[n] != '=')) return 0;
+    if (*value) return mt_err_set(e, MT_ERR_USAGE, "option %s given twice", name), -1;
+    if (arg[n] == '=')
+        *value = arg + n + 1;
+    else if (*i + 1 < argc)
+        *value = argv[++*i];
+    else
+        return mt_err_set(e, MT_ERR_USAGE, "option %s needs a value", name), -1;
+    if (!**value && strcmp(name, "--prompt") != 0)
+        return mt_err_set(e, MT_ERR_USAGE, "option %s has an empty value", name), -1;
+    return 1;
+}
+
+/* A whole number in [lo, hi]: digits only, no sign, no spaces. */
+static int parse_int(const char *name, const char *text, int64_t lo, int64_t hi, int64_t *out,
+                     mt_err *e) {
+    char *end = NULL;
+    errno = 0;
+    long long v = text[0] >= '0' && text[0] <= '9' ? strtoll(text, &end, 10) : -1;
+    if (v < lo || v > hi || !end || *end || errno)
+        return mt_err_set(e, MT_ERR_USAGE, "%s must be a whole number from %lld to %lld, not '%s'",
+                          name, (long long)lo, (long long)hi, text);
+    *out = v;
+    return MT_OK;
+}
+
+static int parse_seed(const char *text, uint64_t *out, mt_err *e) {
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
+    if (!end || *end || errno)
+        return mt_err_set(e, MT_ERR_USAGE, "--seed must be a whole number from 0 to %llu, not '%s'",
+                          (unsigned long long)UINT64_MAX, text);
+    *out = v;
+    return MT_OK;
+}
+
+static int parse_temperature(const char *text, double *out, mt_err *e) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end || errno || !isfinite(v) || v < 0.0)
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "--temperature must be a number >= 0 (0 = greedy), not '%s'", text);
+    *out = v;
+    return MT_OK;
+}
+
+/* "1,2,3" -> ids (malloc'd), n; range is checked once the vocabulary is known. */
+static int parse_ids(const char *text, int32_t **ids, int64_t *n, mt_err *e) {
+    size_t cap = 1;
+    for (const char *c = text; *c; c++) cap += *c == ',';
+    *ids = malloc(cap * sizeof **ids);
+    if (!*ids) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the prompt");
+    *n = 0;
+    for (const char *c = text;;) {
+        char *end = NULL;
+        errno = 0;
+        long long v = *c >= '0' && *c <= '9' ? strtoll(c, &end, 10) : -1;
+        if (v < 0 || errno || v > INT32_MAX || (*end != ',' && *end != '\0'))
+            return mt_err_set(e, MT_ERR_USAGE,
+                              "--prompt-tokens must be token ids separated by commas "
+                              "(\"1,2,3\"), not '%s'",
+                              text);
+        (*ids)[(*n)++] = (int32_t)v;
+        if (*end == '\0') break;
+        c = end + 1;
+    }
+    return MT_OK;
+}
+
+static int parse_args(int argc, char **argv, gen_args *a, mt_err *e) {
+    const char *tokens = NULL, *temp = NULL, *topk = NULL, *seed = NULL;
+    for (int i = 1; i < argc && !e->code; i++) {
+        const char *arg = argv[i];
+        int m = take_option(argc, argv, &i, "--checkpoint", &a->checkpoint, e);
+        if (m == 0) m = take_option(argc, argv, &i, "--prompt-tokens", &a->prompt_tokens, e);
+        if (m == 0) m = take_option(argc, argv, &i, "--prompt", &a->prompt, e);
+        if (m == 0) m = take_option(argc, argv, &i, "--tokens", &tokens, e);
+        if (m == 0) m = take_option(argc, argv, &i, "--temperature", &temp, e);
+        if (m == 0) m = take_option(argc, argv, &i, "--top-k", &topk, e);
+        if (m == 0) m = take_option(argc, argv, &i, "--seed", &seed, e);
+        if (m == 0 && arg[0] == '-')
+            mt_err_set(e, MT_ERR_USAGE, "unknown option '%s' for mpitrain generate", arg);
+        else if (m == 0)
+            mt_err_set(e, MT_ERR_USAGE,
+                       "unexpected argument '%s' (the checkpoint is given with "
+                       "--checkpoint FILE)",
+                       arg);
+    }
+    if (e->code) return e->code;
+    a->tokens = 200;
+    a->temperature = GEN_DEFAULT_TEMP;
+    a->seed = 1;
+    if (!a->checkpoint)
+        return mt_err_set(e, MT_ERR_USAGE, "mpitrain generate needs --checkpoint FILE");
+    if (a->prompt && a->prompt_tokens)
+        return mt_err_set(e, MT_ERR_USAGE, "give --prompt or --prompt-tokens, not both");
+    if (tokens) parse_int("--tokens", tokens, 1, GEN_TOKENS_MAX, &a->tokens, e);
+    if (temp && !e->code) parse_temperature(temp, &a->temperature, e);
+    /* the upper bound, model.vocab_size, is checked once the model is loaded */
+    if (topk && !e->code) parse_int("--top-k", topk, 0, INT32_MAX, &a->top_k, e);
+    if (seed && !e->code) parse_seed(seed, &a->seed, e);
+    return e->code;
+}
+
+/* Reads every parameter from /model/<name> of a verified checkpoint. */
+static int read_weights(const char *path, mt_params *p, mt_err *e) {
+    mt_h5_quiet();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return mt_err_set(e, MT_ERR_CKPT, "cannot open checkpoint %s", path);
+    for (int i = 0; i < p->n && !e->code; i++) {
+        const mt_param *t = &p->v[i];
+        char dp[MT_PARAM_NAME_LEN + 8];
+        snprintf(dp, sizeof dp, "/model/%s", t->name);
+        hid_t ds = H5Lexists(f, dp, H5P_DEFAULT) > 0 ? H5Dopen2(f, dp, H5P_DEFAULT) : -1;
+        if (ds < 0) {
+            mt_err_set(e, MT_ERR_CKPT, "checkpoint %s has no tensor %s", path, dp);
+            break;
+        }
+        hid_t space = H5Dget_space(ds);
+        hsize_t dims[H5S_MAX_RANK];
+        int nd = H5Sget_simple_extent_dims(space, dims, NULL);
+        int same = nd == t->ndim;
+        for (int d = 0; same && d < nd; d++) same = dims[d] == (hsize_t)t->shape[d];
+        if (!same)
+            mt_err_set(e, MT_ERR_CKPT,
+                       "checkpoint %s: %s has another shape than its config's model", path, dp);
+        else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, p->data + t->offset) <
+                 0)
+            mt_err_set(e, MT_ERR_CKPT,
+                       "checkpoint %s: %s fails its checksum or cannot be read (the file is "
+                       "corrupt)",
+                       path, dp);
+        H5Sclose(space);
+        H5Dclose(ds);
+    }
+    if (H5Fclose(f) < 0) mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: cannot close", path);
+    return e->code;
+}
+
+/* Verifies the checkpoint, builds the model of its stored config and loads
+ * its weights. */
+static int load(const char *path, mt_ckpt_info *info, mt_gpt *m, mt_params *p, mt_err *e) {
+    if (mt_ckpt_verify(path, 0, info, e)) return e->code;
+    mt_config cfg;
+    mt_config_defaults(&cfg);
+    mt_err perr = {0};
+    if (mt_config_parse(&cfg, info->config_text, path, &perr) || mt_config_validate(&cfg, &perr))
+        return mt_err_set(e, MT_ERR_CKPT, "the config stored in checkpoint %s is invalid: %s", path,
+                          perr.msg);
+    if (cfg.model.kind != MT_MODEL_GPT) {
+        mt_err_set(e, MT_ERR_USAGE,
+                   "checkpoint %s holds a model.kind = %s model; mpitrain generate samples from "
+                   "GPT models only (model.kind = gpt)",
+                   path, mt_config_enum_name("model", "kind", cfg.model.kind));
+        return e->code;
+    }
+    mt_gpt_config gc = {(int)cfg.model.n_layer,    (int)cfg.model.n_head,
+                        (int)cfg.model.n_embd,     (int)cfg.model.block_size,
+                        (int)cfg.model.vocab_size, (float)cfg.model.dropout};
+    if (mt_gpt_build(m, &gc, p, &perr))
+        return mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: its model cannot be built: %s", path,
+                          perr.msg);
+    if (mt_params_alloc(p, e)) return e->code;
+    return read_weights(path, p, e);
+}
+
+typedef struct {
+    float z;
+    int32_t id;
+} gen_cand;
+
+/* Larger logit first; the lower id first on ties (so top-k 1 is arg-max). */
+static int cand_cmp(const void *a, const void *b) {
+    const gen_cand *x = a, *y = b;
+    if (x->z != y->z) return x->z > y->z ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/*
+ * The next token from logits z(V): arg-max (first on ties) when temp == 0 or
+ * k == 1; else a draw with uniform u from softmax(z / temp) over the k
+ * largest logits (k == 0 or k >= V: all of them). cand(V) is scratch.
+ */
+static int32_t pick(const float *z, int V, double temp, int k, float u, gen_cand *cand) {
+    int n = k > 0 && k < V ? k : V;
+    if (temp == 0.0 || n == 1) {
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (z[i] > z[best]) best = i;
+        return best;
+    }
+    for (int i = 0; i < V; i++) cand[i].z = z[i], cand[i].id = i;
+    if (n < V) qsort(cand, (size_t)V, sizeof *cand, cand_cmp);
+    float zmax = cand[0].z;
+    for (int i = 1; i < n; i++)
+        if (cand[i].z > zmax) zmax = cand[i].z;
+    /* weights exp((z - max) / temp) in [0, 1]: no overflow at any temperature */
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += exp(((double)cand[i].z - zmax) / temp);
+    double r = (double)u * sum, cum = 0.0;
+    for (int i = 0; i < n; i++) {
+        cum += exp(((double)cand[i].z - zmax) / temp);
+        if (cum > r) return cand[i].id;
+    }
+    return cand[0].id; /* not reached: r < sum, and cum ends at sum */
+}
+
+/* The output of one token: its byte, or ",id" after the first. */
+static void emit(int bytes, int32_t tok, int64_t *written) {
+    if (bytes)
+        fputc(tok, stdout);
+    else
+        printf("%s%d", *written ? "," : "", (int)tok);
+    ++*written;
+}
+
+/* Samples a->tokens tokens after seq[0..n) (seq has room for them) and
+ * writes them to stdout as they come. */
+static int sample(const gen_args *a, mt_gpt *m, const mt_params *p, int32_t *seq, int64_t n,
+                  int bytes, int64_t *written, mt_err *e) {
+    const mt_backend *be = mt_backend_cpu();
+    const int V = m->cfg.vocab_size, BT = m->cfg.block_size;
+    float *row = malloc((size_t)V * sizeof *row);      /* (V) logits of the last position */
+    gen_cand *cand = malloc((size_t)V * sizeof *cand); /* (V) */
+    if (!row || !cand || mt_gpt_alloc(m, be, 1, BT, e)) {
+        mt_err_set(e, MT_ERR_INTERNAL, "out of memory for sampling");
+    } else {
+        const uint64_t stream = mt_rng_stream("generate");
+        for (int64_t i = 0; i < a->tokens; i++) {
+            int T = n < BT ? (int)n : BT;
+            mt_gpt_forward(m, be, p, seq + n - T, NULL, 1, T, NULL);
+            be->to_host(row, m->logits + (size_t)(T - 1) * (size_t)V, (size_t)V);
+            for (int v = 0; v < V; v++)
+                if (!isfinite(row[v])) {
+                    mt_err_set(e, MT_ERR_NUMERIC,
+                               "the model's logits are not finite (token %d at step %lld): the "
+                               "checkpoint's weights hold NaN or Inf",
+                               v, (long long)i);
+                    break;
+                }
+            if (e->code) break;
+            float u = mt_rng_uniform(a->seed, stream, (uint64_t)i);
+            seq[n] = pick(row, V, a->temperature, (int)a->top_k, u, cand);
+            emit(bytes, seq[n++], written);
+            fflush(stdout);
+        }
+    }
+    free(row);
+    free(cand);
+    return e->code;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Builds the context seq (room for the generated tokens too) from the prompt,
+ * checking its ids against the model; *start is 1 when it holds only the
+ * start token. */
+static int make_context(const gen_args *a, int V, int bytes, int32_t **seq, int64_t *n, int *start,
+                        mt_err *e) {
+    int32_t *ids = NULL;
+    int64_t np = 0;
+    if (a->prompt_tokens) {
+        if (parse_ids(a->prompt_tokens, &ids, &np, e)) {
+            free(ids);
+            return e->code;
+        }
+        for (int64_t i = 0; i < np; i++)
+            if (ids[i] >= V) {
+                mt_err_set(e, MT_ERR_USAGE,
+                           "--prompt-tokens: token %d is out of range (model.vocab_size = %d)",
+                           (int)ids[i], V);
+                free(ids);
+                return e->code;
+            }
+    } else if (a->prompt && a->prompt[0]) {
+        if (!bytes) {
+            mt_err_set(e, MT_ERR_USAGE,
+                       "--prompt is text for byte-level models (model.vocab_size = %d); this "
+                       "model has vocab_size %d",
+                       GEN_BYTE_VOCAB, V);
+            mt_err_hint(e, "give the prompt as token ids: --prompt-tokens 1,2,3");
+            return e->code;
+        }
+        np = (int64_t)strlen(a->prompt);
+    }
+    *start = np == 0;
+    int64_t len = (*start ? 1 : np) + a->tokens;
+    *seq = malloc((size_t)len * sizeof **seq);
+    if (!*seq) {
+        free(ids);
+        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for %lld tokens", (long long)len);
+    }
+    if (*start)
+        (*seq)[0] = bytes ? GEN_START_BYTE : GEN_START_TOKEN;
+    else if (ids)
+        memcpy(*seq, ids, (size_t)np * sizeof *ids);
+    else
+        for (int64_t i = 0; i < np; i++) (*seq)[i] = (unsigned char)a->prompt[i];
+    *n = *start ? 1 : np;
+    free(ids);
+    return MT_OK;
+}
+
+int mt_cli_generate(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    mt_err e = {0};
+    gen_args a = {0};
+    if (parse_args(argc, argv, &a, &e)) {
+        mt_err_hint(&e, "run 'mpitrain generate --help' for usage");
+        mt_err_print(&e);
+        return e.code;
+    }
+    mt_ckpt_info info;
+    mt_gpt m;
+    mt_params p;
+    memset(&m, 0, sizeof m);
+    mt_params_init(&p);
+    int32_t *seq = NULL;
+    int64_t n = 0, written = 0;
+    int start = 0;
+    if (!load(a.checkpoint, &info, &m, &p, &e)) {
+        const int V = m.cfg.vocab_size, bytes = V == GEN_BYTE_VOCAB;
+        if (a.top_k > V)
+            mt_err_set(&e, MT_ERR_USAGE, "--top-k %lld is larger than model.vocab_size = %d",
+                       (long long)a.top_k, V);
+        if (!e.code && !make_context(&a, V, bytes, &seq, &n, &start, &e)) {
+            char why[128];
+            int threads = mt_threads_choose(0, 1, why, sizeof why);
+            mt_threads_apply(threads);
+            fprintf(stderr,
+                    "generate: checkpoint %s | step %lld | run %s\n"
+                    "generate: model gpt n_layer %d n_head %d n_embd %d block_size %d "
+                    "vocab_size %d | %zu parameters | %d thread(s)\n",
+                    a.checkpoint, (long long)info.meta.step, info.meta.run_id, m.cfg.n_layer,
+                    m.cfg.n_head, m.cfg.n_embd, m.cfg.block_size, V, mt_params_count(&p), threads);
+            if (start)
+                fprintf(stderr, "generate: no prompt: starting from token %d%s\n", (int)seq[0],
+                        bytes ? " ('\\n')" : "");
+            if (!start)
+                for (int64_t i = 0; i < n; i++) emit(bytes, seq[i], &written);
+            double t0 = now_s();
+            if (!sample(&a, &m, &p, seq, n, bytes, &written, &e)) {
+                double dt = now_s() - t0;
+                fprintf(stderr, "generate: %lld tokens in %.2f s (%.0f tokens/s)\n",
+                        (long long)a.tokens, dt, dt > 0 ? (double)a.tokens / dt : 0.0);
+            }
+            fputc('\n', stdout);
+            if (fflush(stdout) != 0 || ferror(stdout))
+                mt_err_set(&e, MT_ERR_INTERNAL, "writing the output failed: %s", strerror(errno));
+        }
+    }
+    if (e.code) mt_err_print(&e);
+    free(seq);
+    mt_gpt_free(&m, mt_backend_cpu());
+    mt_params_free(&p);
+    mt_ckpt_info_free(&info);
+    return e.code;
+}
