@@ -50,9 +50,7 @@ static int check(const char *path, int hash, mt_ckpt_info *info, mt_err *e) {
     mt_params_init(&p);
     memset(&m, 0, sizeof m);
     memset(&g, 0, sizeof g);
-    mt_gpt_config gc = {(int)cfg.model.n_layer,    (int)cfg.model.n_head,
-                        (int)cfg.model.n_embd,     (int)cfg.model.block_size,
-                        (int)cfg.model.vocab_size, (float)cfg.model.dropout};
+    mt_gpt_config gc = mt_gpt_config_of(&cfg);
     FILE *devnull = fopen("/dev/null", "w");
     int bad = cfg.model.kind == MT_MODEL_GPT ? mt_gpt_build(&g, &gc, &p, &perr)
                                              : mt_mlp_build(&m, &cfg, &p, &perr);

@@ -244,9 +244,7 @@ static int load(const char *path, mt_ckpt_info *info, mt_gpt *m, mt_params *p, m
                    path, mt_config_enum_name("model", "kind", cfg.model.kind));
         return e->code;
     }
-    mt_gpt_config gc = {(int)cfg.model.n_layer,    (int)cfg.model.n_head,
-                        (int)cfg.model.n_embd,     (int)cfg.model.block_size,
-                        (int)cfg.model.vocab_size, (float)cfg.model.dropout};
+    mt_gpt_config gc = mt_gpt_config_of(&cfg);
     if (mt_gpt_build(m, &gc, p, &perr))
         return mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: its model cannot be built: %s", path,
                           perr.msg);

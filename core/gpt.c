@@ -17,6 +17,13 @@ static int add(mt_params *p, const char *name, int64_t d0, int64_t d1, mt_init_k
     return mt_params_add(p, name, d1 ? 2 : 1, shape, d1 != 0, init, scale);
 }
 
+mt_gpt_config mt_gpt_config_of(const mt_config *cfg) {
+    mt_gpt_config c = {(int)cfg->model.n_layer,    (int)cfg->model.n_head,
+                       (int)cfg->model.n_embd,     (int)cfg->model.block_size,
+                       (int)cfg->model.vocab_size, (float)cfg->model.dropout};
+    return c;
+}
+
 int mt_gpt_build(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, mt_err *e) {
     memset(m, 0, sizeof *m);
     const mt_gpt_config *c = cfg;

@@ -24,6 +24,7 @@
 
 #include <stdint.h>
 
+#include "core/config.h"
 #include "core/params.h"
 #include "kernels/backend.h"
 
@@ -71,6 +72,8 @@ typedef struct {
     mt_gpt_dropout drop;
 } mt_gpt;
 
+/* The model.* keys of cfg as a GPT shape. */
+mt_gpt_config mt_gpt_config_of(const mt_config *cfg);
 /* Checks the shape (n_embd divisible by n_head, everything positive) and
  * registers the parameters into p. */
 int mt_gpt_build(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, mt_err *e);

@@ -81,9 +81,11 @@ typedef struct {
     char resume_sha[72];               /* that file's SHA-256 */
     char ckpt_dir[MT_CKPT_PATH];       /* "" when this run writes none */
     char ckpt_last[MT_CKPT_PATH + 64]; /* newest checkpoint this run wrote */
-    double ckpt_time;                  /* seconds spent writing checkpoints */
-    int64_t stop_step;                 /* where an early stop ended the run */
-    int64_t step_done;                 /* steps completed so far */
+    char ckpt_last_sha[72];            /* its SHA-256 and size, for the registry */
+    int64_t ckpt_last_bytes;
+    double ckpt_time;  /* seconds spent writing checkpoints */
+    int64_t stop_step; /* where an early stop ended the run */
+    int64_t step_done; /* steps completed so far */
     struct {
         double loss, train_acc, grad_norm, lr, test_loss, test_acc;
     } last; /* newest metrics, NaN until measured */
@@ -187,9 +189,7 @@ static int build(trainer *t, mt_err *e) {
     mt_params_init(&t->params);
     int64_t max_rows = t->local_batch > EVAL_CHUNK ? t->local_batch : EVAL_CHUNK;
     const mt_config *cfg = &t->cfg;
-    mt_gpt_config gc = {(int)cfg->model.n_layer,    (int)cfg->model.n_head,
-                        (int)cfg->model.n_embd,     (int)cfg->model.block_size,
-                        (int)cfg->model.vocab_size, (float)cfg->model.dropout};
+    mt_gpt_config gc = mt_gpt_config_of(cfg);
     int built =
         t->gpt ? !mt_gpt_build(&t->gptm, &gc, &t->params, e) && !mt_params_alloc(&t->params, e) &&
                      !mt_gpt_alloc(&t->gptm, t->be, (int)t->local_batch, t->T, e)
@@ -443,6 +443,8 @@ static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
         if (!e->code && t->retire_err.code) *e = t->retire_err;
         fflush(stdout);
         snprintf(t->ckpt_last, sizeof t->ckpt_last, "%s", path);
+        snprintf(t->ckpt_last_sha, sizeof t->ckpt_last_sha, "%s", sha);
+        t->ckpt_last_bytes = (int64_t)st.st_size;
     }
     t->ckpt_time += MPI_Wtime() - t0;
     return mt_comm_agree(c, e);
@@ -949,13 +951,9 @@ static int finish_stopped(trainer *t, double ms_per_step, int how, int64_t step,
             mt_lineage l;
             lineage_of(t, &l);
             cJSON *ev = mt_lineage_event(&l, "ABORT");
-            if (t->ckpt_last[0]) {
-                char sha[72] = "";
-                struct stat st = {0};
-                stat(t->ckpt_last, &st);
-                if (!mt_sha256_file(t->ckpt_last, sha, e))
-                    mt_lineage_add_output(ev, "checkpoint", t->ckpt_last, sha, (int64_t)st.st_size);
-            }
+            if (t->ckpt_last[0])
+                mt_lineage_add_output(ev, "checkpoint", t->ckpt_last, t->ckpt_last_sha,
+                                      t->ckpt_last_bytes);
             mt_lineage_metrics mm = metrics_at(t, step);
             mt_lineage_add_metrics(ev, &mm);
             char msg[160];
@@ -1019,14 +1017,9 @@ static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_
             struct stat st = {0};
             stat(model_path, &st);
             mt_lineage_add_output(rec, "model", model_path, sha, (int64_t)st.st_size);
-            if (t->ckpt_last[0]) {
-                char csha[72] = "";
-                struct stat cst = {0};
-                stat(t->ckpt_last, &cst);
-                if (!mt_sha256_file(t->ckpt_last, csha, e))
-                    mt_lineage_add_output(rec, "checkpoint", t->ckpt_last, csha,
-                                          (int64_t)cst.st_size);
-            }
+            if (t->ckpt_last[0])
+                mt_lineage_add_output(rec, "checkpoint", t->ckpt_last, t->ckpt_last_sha,
+                                      t->ckpt_last_bytes);
             mt_lineage_metrics mm = metrics_at(t, t->cfg.train.steps);
             mm.test_loss = ev->loss;
             mm.test_acc = ev->accuracy;
