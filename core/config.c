@@ -386,6 +386,19 @@ int mt_config_validate(const mt_config *c, mt_err *e) {
     } else if (!c->data.path[0]) {
         return mt_err_set(e, MT_ERR_USAGE, "data.path is empty");
     }
+    const mt_cfg_intlist *sl = &c->parallel.stage_layers;
+    if (!(sl->n == 1 && sl->v[0] == 0)) {
+        int64_t layers = c->model.kind == MT_MODEL_GPT ? c->model.n_layer : c->model.layers.n - 1,
+                sum = 0;
+        for (int i = 0; i < sl->n; i++) sum += sl->v[i];
+        int zero = 0;
+        for (int i = 0; i < sl->n; i++) zero |= sl->v[i] == 0;
+        if (sl->n != c->parallel.pp || sum != layers || zero)
+            return mt_err_set(e, MT_ERR_USAGE,
+                              "parallel.stage_layers must be parallel.pp = %lld numbers >= 1 "
+                              "summing to the model's %lld layers (or 0 for balanced stages)",
+                              (long long)c->parallel.pp, (long long)layers);
+    }
     if (!c->checkpoint.resume[0])
         return mt_err_set(e, MT_ERR_USAGE,
                           "checkpoint.resume is empty (none, auto, or a checkpoint file)");

@@ -24,6 +24,7 @@ typedef enum { MT_MODEL_MLP = 0, MT_MODEL_GPT = 1 } mt_model_kind;
 typedef enum { MT_ACT_RELU = 0, MT_ACT_GELU = 1 } mt_activation;
 typedef enum { MT_OPTIM_ADAMW = 0, MT_OPTIM_SGD = 1 } mt_optim_kind;
 typedef enum { MT_SCHED_CONSTANT = 0, MT_SCHED_COSINE = 1 } mt_sched_kind;
+typedef enum { MT_PIPE_1F1B = 0, MT_PIPE_GPIPE = 1 } mt_pipe_schedule;
 
 typedef struct {
     struct {
@@ -70,6 +71,12 @@ typedef struct {
         int64_t seq_len;          /* GPT: tokens per sequence; 0 = model.block_size */
         int64_t eval_windows;     /* GPT: validation sequences per evaluation; 0 = all */
     } train;
+    struct {
+        int64_t tp, pp;       /* tensor- and pipeline-parallel ranks; dp = world / (tp x pp) */
+        int64_t microbatches; /* per step and data-parallel replica */
+        int schedule;         /* mt_pipe_schedule */
+        mt_cfg_intlist stage_layers; /* layers of each stage; {0} = balanced */
+    } parallel;
     struct {
         char dir[MT_CFG_STR_LEN]; /* "" = <run folder>/checkpoints */
         int64_t every_steps;      /* 0 = off */

@@ -102,6 +102,24 @@ const mt_cfg_key mt_cfg_keys[] = {
     {"train", "eval_windows", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(train.eval_windows),
      "gpt: validation sequences per evaluation (the first ones); 0 = all"},
 
+    {"parallel", "tp", MT_CFG_INT, "1", 1, 1024, 0, 0, NULL, OFF(parallel.tp),
+     "tensor-parallel ranks: each layer's matrices split Megatron-style (MLP: pairs of column- "
+     "then row-parallel layers; gpt: attention by heads, the MLP by its 4 x n_embd width)"},
+    {"parallel", "pp", MT_CFG_INT, "1", 1, 1024, 0, 0, NULL, OFF(parallel.pp),
+     "pipeline stages: consecutive layers on different ranks; data-parallel replicas = ranks / "
+     "(tp x pp)"},
+    {"parallel", "microbatches", MT_CFG_INT, "1", 1, 65536, 0, 0, NULL,
+     OFF(parallel.microbatches),
+     "micro-batches each replica splits its share of a step into (gradients accumulate over "
+     "them; with pp > 1 they fill the pipeline)"},
+    {"parallel", "schedule", MT_CFG_ENUM, "1f1b", 0, 0, 0, 0, "1f1b|gpipe", OFF(parallel.schedule),
+     "pipeline schedule: 1f1b (one forward, one backward: at most pp micro-batches of activations "
+     "held) or gpipe (all forwards, then all backwards)"},
+    {"parallel", "stage_layers", MT_CFG_INTLIST, "0", 0, 1048576, 0, 0, NULL,
+     OFF(parallel.stage_layers),
+     "layers of each pipeline stage, first to last (pp numbers summing to the MLP's layers or "
+     "model.n_layer); 0 = balanced by parameter count"},
+
     {"checkpoint", "dir", MT_CFG_STR, "", 0, 0, 0, 0, NULL, OFF(checkpoint.dir),
      "folder of checkpoint files step_NNNNNNNN.h5; empty = <run folder>/checkpoints"},
     {"checkpoint", "every_steps", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(checkpoint.every_steps),

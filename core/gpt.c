@@ -25,6 +25,20 @@ mt_gpt_config mt_gpt_config_of(const mt_config *cfg) {
 }
 
 int mt_gpt_build(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, mt_err *e) {
+    mt_split sp;
+    mt_split_whole(&sp, cfg->n_layer);
+    return mt_gpt_build_split(m, cfg, p, &sp, e);
+}
+
+void mt_gpt_costs(const mt_gpt_config *c, double *block, double *first, double *last) {
+    double C = c->n_embd;
+    *block = 12.0 * C * C + 13.0 * C;
+    *first = ((double)c->vocab_size + (double)c->block_size) * C;
+    *last = (double)c->vocab_size * C + 2.0 * C; /* the head's copy of wte, ln_f */
+}
+
+int mt_gpt_build_split(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, const mt_split *sp,
+                       mt_err *e) {
     memset(m, 0, sizeof *m);
     const mt_gpt_config *c = cfg;
     if (c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1 || c->block_size < 1 || c->vocab_size < 2)
@@ -38,16 +52,36 @@ int mt_gpt_build(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, mt_err *e) {
                           c->n_embd, c->n_head);
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
         return mt_err_set(e, MT_ERR_USAGE, "model.dropout = %g is not in [0, 1)", c->dropout);
+    if (c->n_head % sp->tp != 0) {
+        mt_err_set(e, MT_ERR_USAGE,
+                   "model.n_head = %d is not divisible by parallel.tp = %d (tensor parallelism "
+                   "splits attention by heads)",
+                   c->n_head, sp->tp);
+        mt_err_hint(e, "choose parallel.tp dividing the number of heads");
+        return e->code;
+    }
     m->cfg = *c;
+    m->sp = *sp;
+    m->l0 = sp->first[sp->stage];
+    m->l1 = sp->first[sp->stage + 1];
+    m->first = sp->stage == 0;
+    m->last = sp->stage == sp->pp - 1;
+    m->Cl = c->n_embd / sp->tp;
+    m->NHl = c->n_head / sp->tp;
+    m->owns_scratch = 1;
     int64_t C = c->n_embd, L = c->n_layer;
+    int tp = sp->tp, r = sp->tp_rank, last = sp->pp - 1;
     const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * (float)L);
     m->wte = add(p, "wte.weight", c->vocab_size, C, MT_INIT_NORMAL, std);
+    mt_params_place(p, m->wte, 0, m->first || m->last, !m->first);
     m->wpe = add(p, "wpe.weight", c->block_size, C, MT_INIT_NORMAL, std);
+    mt_params_place(p, m->wpe, 0, m->first, 0);
     m->block = calloc((size_t)L, sizeof *m->block);
     if (!m->block) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
     char n[MT_PARAM_NAME_LEN];
     for (int l = 0; l < L; l++) {
         mt_gpt_block *b = &m->block[l];
+        int first_idx = p->n;
 #define NAME(s) (snprintf(n, sizeof n, "h.%d.%s", l, s), n)
         b->ln1w = add(p, NAME("ln_1.weight"), C, 0, MT_INIT_ONE, 0);
         b->ln1b = add(p, NAME("ln_1.bias"), C, 0, MT_INIT_ZERO, 0);
@@ -62,12 +96,48 @@ int mt_gpt_build(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, mt_err *e) {
         b->fcprojw = add(p, NAME("mlp.c_proj.weight"), C, 4 * C, MT_INIT_NORMAL, proj_std);
         b->fcprojb = add(p, NAME("mlp.c_proj.bias"), C, 0, MT_INIT_ZERO, 0);
 #undef NAME
+        /* column-parallel: q|k|v rows by heads, c_fc rows; row-parallel: the c_proj columns */
+        mt_params_shard(p, b->qkvw, 0, 3, r, tp);
+        mt_params_shard(p, b->qkvb, 0, 3, r, tp);
+        mt_params_shard(p, b->projw, 1, 1, r, tp);
+        mt_params_shard(p, b->fcw, 0, 1, r, tp);
+        mt_params_shard(p, b->fcb, 0, 1, r, tp);
+        mt_params_shard(p, b->fcprojw, 1, 1, r, tp);
+        int st = mt_split_stage_of(sp, l);
+        for (int i = first_idx; i < p->n; i++) mt_params_place(p, i, st, st == sp->stage, 0);
     }
     m->lnfw = add(p, "ln_f.weight", C, 0, MT_INIT_ONE, 0);
     m->lnfb = add(p, "ln_f.bias", C, 0, MT_INIT_ZERO, 0);
+    mt_params_place(p, m->lnfw, last, m->last, 0);
+    mt_params_place(p, m->lnfb, last, m->last, 0);
     for (int i = 0; i < p->n; i++)
         if (p->v[i].ndim < 1) return mt_err_set(e, MT_ERR_INTERNAL, "cannot register GPT params");
     return MT_OK;
+}
+
+#define ALLOC(ptr, n) bad |= !((ptr) = be->alloc(n))
+
+/* The activations one forward keeps for its backward. */
+static int alloc_stored(mt_gpt *m, const mt_backend *be) {
+    const mt_gpt_config *c = &m->cfg;
+    size_t N = (size_t)m->max_B * (size_t)m->max_T, C = (size_t)c->n_embd,
+           V = (size_t)c->vocab_size;
+    size_t Cl = (size_t)m->Cl, TT = (size_t)m->max_B * (size_t)m->NHl * (size_t)m->max_T * m->max_T;
+    int bad = 0;
+    for (int l = m->l0; l < m->l1; l++) {
+        mt_gpt_block *b = &m->block[l];
+        ALLOC(b->ln1, N * C), ALLOC(b->ln1_mean, N), ALLOC(b->ln1_rstd, N);
+        ALLOC(b->qkv, N * 3 * Cl), ALLOC(b->atty, N * Cl), ALLOC(b->att, TT);
+        ALLOC(b->res2, N * C), ALLOC(b->ln2, N * C), ALLOC(b->ln2_mean, N);
+        ALLOC(b->ln2_rstd, N), ALLOC(b->fch, N * 4 * Cl), ALLOC(b->fch_gelu, N * 4 * Cl);
+        ALLOC(b->res3, N * C);
+    }
+    if (m->first) ALLOC(m->encoded, N * C);
+    if (m->last) {
+        ALLOC(m->lnf, N * C), ALLOC(m->lnf_mean, N), ALLOC(m->lnf_rstd, N);
+        ALLOC(m->logits, N * V), ALLOC(m->probs, N * V);
+    }
+    return bad;
 }
 
 int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *e) {
@@ -77,28 +147,45 @@ int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *
                           max_T, c->block_size);
     m->max_B = max_B;
     m->max_T = max_T;
-    size_t N = (size_t)max_B * (size_t)max_T, C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
-    size_t TT = (size_t)max_B * (size_t)c->n_head * (size_t)max_T * (size_t)max_T;
-    int bad = 0;
-#define ALLOC(ptr, n) bad |= !((ptr) = be->alloc(n))
-    for (int l = 0; l < c->n_layer; l++) {
-        mt_gpt_block *b = &m->block[l];
-        ALLOC(b->ln1, N * C), ALLOC(b->ln1_mean, N), ALLOC(b->ln1_rstd, N);
-        ALLOC(b->qkv, N * 3 * C), ALLOC(b->atty, N * C), ALLOC(b->att, TT);
-        ALLOC(b->res2, N * C), ALLOC(b->ln2, N * C), ALLOC(b->ln2_mean, N);
-        ALLOC(b->ln2_rstd, N), ALLOC(b->fch, N * 4 * C), ALLOC(b->fch_gelu, N * 4 * C);
-        ALLOC(b->res3, N * C);
-    }
-    ALLOC(m->encoded, N * C), ALLOC(m->lnf, N * C), ALLOC(m->lnf_mean, N);
-    ALLOC(m->lnf_rstd, N), ALLOC(m->logits, N * V), ALLOC(m->probs, N * V);
+    size_t N = (size_t)max_B * (size_t)max_T, C = (size_t)c->n_embd, Cl = (size_t)m->Cl;
+    size_t TT = (size_t)max_B * (size_t)m->NHl * (size_t)max_T * (size_t)max_T;
+    int bad = alloc_stored(m, be);
     ALLOC(m->dres, N * C), ALLOC(m->dtmp, N * C), ALLOC(m->dbranch, N * C);
-    ALLOC(m->dqkv, N * 3 * C), ALLOC(m->dfch, N * 4 * C), ALLOC(m->datt, TT);
-#undef ALLOC
+    ALLOC(m->dqkv, N * 3 * Cl), ALLOC(m->dfch, N * 4 * Cl), ALLOC(m->datt, TT);
     if (bad)
         return mt_err_set(e, MT_ERR_INTERNAL,
                           "out of memory for the GPT activations (batch %d x %d tokens)", max_B,
                           max_T);
     return MT_OK;
+}
+
+int mt_gpt_clone(mt_gpt *dst, const mt_gpt *src, const mt_backend *be, mt_err *e) {
+    *dst = *src;
+    dst->owns_scratch = 0;
+    dst->block = calloc((size_t)src->cfg.n_layer, sizeof *dst->block);
+    if (!dst->block) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+    for (int l = 0; l < src->cfg.n_layer; l++) {
+        const mt_gpt_block *s = &src->block[l];
+        mt_gpt_block *d = &dst->block[l];
+        d->ln1w = s->ln1w, d->ln1b = s->ln1b, d->qkvw = s->qkvw, d->qkvb = s->qkvb;
+        d->projw = s->projw, d->projb = s->projb, d->ln2w = s->ln2w, d->ln2b = s->ln2b;
+        d->fcw = s->fcw, d->fcb = s->fcb, d->fcprojw = s->fcprojw, d->fcprojb = s->fcprojb;
+    }
+    dst->encoded = dst->lnf = dst->lnf_mean = dst->lnf_rstd = dst->logits = dst->probs = NULL;
+    if (alloc_stored(dst, be))
+        return mt_err_set(e, MT_ERR_INTERNAL,
+                          "out of memory for another micro-batch's activations");
+    return MT_OK;
+}
+#undef ALLOC
+
+void mt_gpt_act_bytes(const mt_gpt *m, double *stored, double *scratch) {
+    double N = (double)m->max_B * m->max_T, C = m->cfg.n_embd, Cl = m->Cl, V = m->cfg.vocab_size;
+    double TT = (double)m->max_B * m->NHl * (double)m->max_T * m->max_T;
+    double per_block = 5 * N * C + 4 * N + 3 * N * Cl + N * Cl + TT + 8 * N * Cl;
+    *stored = 4.0 * ((m->l1 - m->l0) * per_block + (m->first ? N * C : 0) +
+                     (m->last ? N * C + 2 * N + 2 * N * V : 0));
+    *scratch = 4.0 * (3 * N * C + 3 * N * Cl + 4 * N * Cl + TT);
 }
 
 /* The dropout stream of one site ("embd", "attn", "mlp") of layer l. */
@@ -126,6 +213,15 @@ static void linear(const mt_backend *be, float *y, const float *x, const float *
     be->bias_add(y, b, N, out);
 }
 
+/* Row-parallel: y(N,out) = sum over the tensor-parallel ranks of x(N,in)
+ * W(out,in)^T (each rank's slice of the inner dimension), then + b(out). */
+static void linear_row(const mt_gpt *m, const mt_backend *be, float *y, const float *x,
+                       const float *W, const float *b, int N, int in, int out) {
+    be->matmul(0, 1, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+    mt_split_tp_sum(&m->sp, y, (size_t)N * (size_t)out);
+    be->bias_add(y, b, N, out);
+}
+
 /* dx(N,in) = dy W (beta: 0 overwrite, 1 add); dW(out,in) += dy^T x; db(out) += colsum dy */
 static void linear_backward(const mt_backend *be, float *dx, float *dW, float *db, const float *dy,
                             const float *x, const float *W, int N, int in, int out) {
@@ -136,36 +232,47 @@ static void linear_backward(const mt_backend *be, float *dx, float *dW, float *d
 
 double mt_gpt_forward(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
                       const int32_t *y, int B, int T, const mt_gpt_dropout *drop) {
+    return mt_gpt_forward_stage(m, be, p, x, NULL, y, B, T, drop);
+}
+
+double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
+                            const float *in, const int32_t *y, int B, int T,
+                            const mt_gpt_dropout *drop) {
     const mt_gpt_config *c = &m->cfg;
-    int C = c->n_embd, NH = c->n_head, V = c->vocab_size, N = B * T;
+    int C = c->n_embd, V = c->vocab_size, N = B * T, Cl = m->Cl, NHl = m->NHl;
     m->B = B;
     m->T = T;
     memset(&m->drop, 0, sizeof m->drop);
     if (drop) m->drop = *drop;
     size_t NC = (size_t)N * (size_t)C;
-    be->embedding_forward(m->encoded, x, P(m, p, m->wte), P(m, p, m->wpe), B, T, C);
-    dropout(m, be, m->encoded, NC, "embd", 0, 0);
-    const float *res = m->encoded; /* (N,C) the residual stream entering block l */
-    for (int l = 0; l < c->n_layer; l++) {
+    const float *res = in; /* (N,C) the residual stream entering block l */
+    if (m->first) {
+        be->embedding_forward(m->encoded, x, P(m, p, m->wte), P(m, p, m->wpe), B, T, C);
+        dropout(m, be, m->encoded, NC, "embd", 0, 0);
+        res = m->encoded;
+    }
+    for (int l = m->l0; l < m->l1; l++) {
         mt_gpt_block *b = &m->block[l];
         be->layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, res, P(m, p, b->ln1w),
                               P(m, p, b->ln1b), N, C);
-        linear(be, b->qkv, b->ln1, P(m, p, b->qkvw), P(m, p, b->qkvb), N, C, 3 * C);
-        be->attention_forward(b->atty, b->att, b->qkv, B, T, C, NH);
+        linear(be, b->qkv, b->ln1, P(m, p, b->qkvw), P(m, p, b->qkvb), N, C, 3 * Cl);
+        be->attention_forward(b->atty, b->att, b->qkv, B, T, Cl, NHl);
         /* res2 = res + dropout(atty W_proj^T + b_proj) */
-        linear(be, b->res2, b->atty, P(m, p, b->projw), P(m, p, b->projb), N, C, C);
+        linear_row(m, be, b->res2, b->atty, P(m, p, b->projw), P(m, p, b->projb), N, Cl, C);
         dropout(m, be, b->res2, NC, "attn", l, 0);
         be->add(b->res2, b->res2, res, NC);
         be->layernorm_forward(b->ln2, b->ln2_mean, b->ln2_rstd, b->res2, P(m, p, b->ln2w),
                               P(m, p, b->ln2b), N, C);
-        linear(be, b->fch, b->ln2, P(m, p, b->fcw), P(m, p, b->fcb), N, C, 4 * C);
-        be->gelu_forward(b->fch_gelu, b->fch, (size_t)N * 4 * (size_t)C);
+        linear(be, b->fch, b->ln2, P(m, p, b->fcw), P(m, p, b->fcb), N, C, 4 * Cl);
+        be->gelu_forward(b->fch_gelu, b->fch, (size_t)N * 4 * (size_t)Cl);
         /* res3 = res2 + dropout(gelu(fch) W_fcproj^T + b_fcproj) */
-        linear(be, b->res3, b->fch_gelu, P(m, p, b->fcprojw), P(m, p, b->fcprojb), N, 4 * C, C);
+        linear_row(m, be, b->res3, b->fch_gelu, P(m, p, b->fcprojw), P(m, p, b->fcprojb), N, 4 * Cl,
+                   C);
         dropout(m, be, b->res3, NC, "mlp", l, 0);
         be->add(b->res3, b->res3, b->res2, NC);
         res = b->res3;
     }
+    if (!m->last) return 0.0;
     be->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, P(m, p, m->lnfw), P(m, p, m->lnfb),
                           N, C);
     /* logits (N,V) = lnf (N,C) wte(V,C)^T: the LM head is the token embedding */
@@ -174,34 +281,54 @@ double mt_gpt_forward(mt_gpt *m, const mt_backend *be, const mt_params *p, const
     return be->softmax_xent_forward(m->probs, m->logits, y, N, V);
 }
 
+const float *mt_gpt_output(const mt_gpt *m) {
+    return m->block[m->l1 - 1].res3;
+}
+
+const float *mt_gpt_dinput(const mt_gpt *m) {
+    return m->dres;
+}
+
 void mt_gpt_backward(mt_gpt *m, const mt_backend *be, mt_params *p, const int32_t *x,
                      const int32_t *y, float scale, int accumulate) {
+    mt_gpt_backward_stage(m, be, p, x, NULL, y, NULL, scale, accumulate);
+}
+
+void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const int32_t *x,
+                           const float *in, const int32_t *y, const float *dout, float scale,
+                           int accumulate) {
     const mt_gpt_config *c = &m->cfg;
-    int B = m->B, T = m->T, C = c->n_embd, NH = c->n_head, V = c->vocab_size, N = B * T;
+    int B = m->B, T = m->T, C = c->n_embd, V = c->vocab_size, N = B * T, Cl = m->Cl, NHl = m->NHl;
     size_t NC = (size_t)N * (size_t)C;
     if (!accumulate) be->scale(p->grad, 0.0f, p->numel);
-    /* dlogits (N,V), in place of probs */
-    be->softmax_xent_backward(m->probs, m->probs, y, N, V, scale);
-    const float *last = c->n_layer ? m->block[c->n_layer - 1].res3 : m->encoded;
-    /* dwte += dlogits^T lnf; dlnf = dlogits wte */
-    be->matmul(1, 0, V, C, N, 1.0f, m->probs, V, m->lnf, C, 1.0f, G(p, m->wte), C);
-    be->matmul(0, 0, N, C, V, 1.0f, m->probs, V, P(m, p, m->wte), C, 0.0f, m->dtmp, C);
-    be->scale(m->dres, 0.0f, NC);
-    be->layernorm_backward(m->dres, G(p, m->lnfw), G(p, m->lnfb), m->dtmp, last, P(m, p, m->lnfw),
-                           m->lnf_mean, m->lnf_rstd, N, C);
+    if (m->last) {
+        /* dlogits (N,V), in place of probs */
+        be->softmax_xent_backward(m->probs, m->probs, y, N, V, scale);
+        const float *top = m->block[m->l1 - 1].res3;
+        /* dwte += dlogits^T lnf; dlnf = dlogits wte */
+        be->matmul(1, 0, V, C, N, 1.0f, m->probs, V, m->lnf, C, 1.0f, G(p, m->wte), C);
+        be->matmul(0, 0, N, C, V, 1.0f, m->probs, V, P(m, p, m->wte), C, 0.0f, m->dtmp, C);
+        be->scale(m->dres, 0.0f, NC);
+        be->layernorm_backward(m->dres, G(p, m->lnfw), G(p, m->lnfb), m->dtmp, top,
+                               P(m, p, m->lnfw), m->lnf_mean, m->lnf_rstd, N, C);
+    } else {
+        be->scale(m->dres, 0.0f, NC);
+        be->accumulate(m->dres, dout, NC);
+    }
     /* m->dres holds dL/d(residual after block l) going down */
-    for (int l = c->n_layer - 1; l >= 0; l--) {
+    for (int l = m->l1 - 1; l >= m->l0; l--) {
         mt_gpt_block *b = &m->block[l];
-        const float *res = l ? m->block[l - 1].res3 : m->encoded;
+        const float *res = l > m->l0 ? m->block[l - 1].res3 : m->first ? m->encoded : in;
         /* MLP branch: res3 = res2 + drop(fcproj); dres carries on to res2 unchanged */
         be->scale(m->dbranch, 0.0f, NC);
         be->accumulate(m->dbranch, m->dres, NC);
         dropout(m, be, m->dbranch, NC, "mlp", l, 1);
         linear_backward(be, m->dfch, G(p, b->fcprojw), G(p, b->fcprojb), m->dbranch, b->fch_gelu,
-                        P(m, p, b->fcprojw), N, 4 * C, C);
-        be->gelu_backward(m->dfch, m->dfch, b->fch, (size_t)N * 4 * (size_t)C);
+                        P(m, p, b->fcprojw), N, 4 * Cl, C);
+        be->gelu_backward(m->dfch, m->dfch, b->fch, (size_t)N * 4 * (size_t)Cl);
         linear_backward(be, m->dtmp, G(p, b->fcw), G(p, b->fcb), m->dfch, b->ln2, P(m, p, b->fcw),
-                        N, C, 4 * C);
+                        N, C, 4 * Cl);
+        mt_split_tp_sum(&m->sp, m->dtmp, NC); /* the column-parallel input's gradient */
         be->layernorm_backward(m->dres, G(p, b->ln2w), G(p, b->ln2b), m->dtmp, b->res2,
                                P(m, p, b->ln2w), b->ln2_mean, b->ln2_rstd, N, C);
         /* attention branch: res2 = res + drop(proj) */
@@ -209,13 +336,15 @@ void mt_gpt_backward(mt_gpt *m, const mt_backend *be, mt_params *p, const int32_
         be->accumulate(m->dbranch, m->dres, NC);
         dropout(m, be, m->dbranch, NC, "attn", l, 1);
         linear_backward(be, m->dtmp, G(p, b->projw), G(p, b->projb), m->dbranch, b->atty,
-                        P(m, p, b->projw), N, C, C);
-        be->attention_backward(m->dqkv, m->datt, m->dtmp, b->qkv, b->att, B, T, C, NH);
+                        P(m, p, b->projw), N, Cl, C);
+        be->attention_backward(m->dqkv, m->datt, m->dtmp, b->qkv, b->att, B, T, Cl, NHl);
         linear_backward(be, m->dtmp, G(p, b->qkvw), G(p, b->qkvb), m->dqkv, b->ln1,
-                        P(m, p, b->qkvw), N, C, 3 * C);
+                        P(m, p, b->qkvw), N, C, 3 * Cl);
+        mt_split_tp_sum(&m->sp, m->dtmp, NC);
         be->layernorm_backward(m->dres, G(p, b->ln1w), G(p, b->ln1b), m->dtmp, res,
                                P(m, p, b->ln1w), b->ln1_mean, b->ln1_rstd, N, C);
     }
+    if (!m->first) return; /* m->dres is d(in) */
     dropout(m, be, m->dres, NC, "embd", 0, 1);
     be->embedding_backward(G(p, m->wte), G(p, m->wpe), m->dres, x, B, T, C);
 }
@@ -225,11 +354,17 @@ void mt_gpt_free(mt_gpt *m, const mt_backend *be) {
         mt_gpt_block *b = &m->block[l];
         float *bufs[] = {b->ln1, b->ln1_mean, b->ln1_rstd, b->qkv, b->atty,     b->att, b->res2,
                          b->ln2, b->ln2_mean, b->ln2_rstd, b->fch, b->fch_gelu, b->res3};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            if (bufs[i]) be->free(bufs[i]);
     }
-    float *bufs[] = {m->encoded, m->lnf,  m->lnf_mean, m->lnf_rstd, m->logits, m->probs,
-                     m->dres,    m->dtmp, m->dbranch,  m->dqkv,     m->dfch,   m->datt};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
+    float *bufs[] = {m->encoded, m->lnf, m->lnf_mean, m->lnf_rstd, m->logits, m->probs};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) be->free(bufs[i]);
+    if (m->owns_scratch) {
+        float *scr[] = {m->dres, m->dtmp, m->dbranch, m->dqkv, m->dfch, m->datt};
+        for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)
+            if (scr[i]) be->free(scr[i]);
+    }
     free(m->block);
     memset(m, 0, sizeof *m);
 }

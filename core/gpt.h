@@ -18,6 +18,18 @@
  * Dropout (p = dropout, training only) after the embeddings and on each
  * block's two residual branches, with counter-based masks (backend.h); not on
  * the attention probabilities.
+ *
+ * Model parallelism (core/split.h): a pipeline stage runs blocks [l0, l1);
+ * the first stage also the embeddings, the last ln_f and the head (with a
+ * mirror of wte, whose gradient the trainer sums with the first stage's).
+ * Tensor parallelism, Megatron-style: c_attn is column-parallel by heads
+ * (each rank holds its heads' rows of q, k and v), attention runs on the
+ * rank's heads, c_proj is row-parallel; mlp.c_fc is column-parallel over the
+ * 4C width, mlp.c_proj row-parallel. Each pair costs one all-reduce of (N,C)
+ * in the forward (after the row-parallel matmul, before its bias) and one
+ * in the backward (of the column-parallel input gradient). LayerNorms,
+ * embeddings and the head are replicated: every tensor-parallel rank holds
+ * and computes them whole, with identical inputs and so identical gradients.
  */
 #ifndef MT_GPT_H
 #define MT_GPT_H
@@ -26,6 +38,7 @@
 
 #include "core/config.h"
 #include "core/params.h"
+#include "core/split.h"
 #include "kernels/backend.h"
 
 typedef struct {
@@ -56,6 +69,10 @@ typedef struct {
 
 typedef struct {
     mt_gpt_config cfg;
+    mt_split sp;
+    int l0, l1, first, last;          /* this stage's blocks; first / last stage */
+    int Cl, NHl;                      /* channels of q (k, v) and heads on this rank */
+    int owns_scratch;                 /* 0 for a clone, which shares the scratch gradients */
     int wte, wpe, lnfw, lnfb;         /* param indices */
     mt_gpt_block *block;              /* (n_layer) */
     int max_B, max_T;                 /* activation buffers are sized for these */
@@ -75,10 +92,36 @@ typedef struct {
 /* The model.* keys of cfg as a GPT shape. */
 mt_gpt_config mt_gpt_config_of(const mt_config *cfg);
 /* Checks the shape (n_embd divisible by n_head, everything positive) and
- * registers the parameters into p. */
+ * registers the parameters into p: the whole model on one rank. */
 int mt_gpt_build(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, mt_err *e);
+/* The same, sharded and placed for this rank of split sp (n_head divisible
+ * by sp->tp, else MT_ERR_USAGE). */
+int mt_gpt_build_split(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, const mt_split *sp,
+                       mt_err *e);
+/* Per-layer parameter counts for balancing stages: a block, the first
+ * stage's embeddings and the last stage's ln_f and head. */
+void mt_gpt_costs(const mt_gpt_config *cfg, double *block, double *first, double *last);
 /* Activation buffers for batches of up to max_B sequences of max_T tokens. */
 int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *e);
+/* dst: the model src with its own stored activations (a pipeline holds one
+ * set per micro-batch in flight) and src's scratch gradients. */
+int mt_gpt_clone(mt_gpt *dst, const mt_gpt *src, const mt_backend *be, mt_err *e);
+/* Bytes of stored activations (one micro-batch) and of scratch. */
+void mt_gpt_act_bytes(const mt_gpt *m, double *stored, double *scratch);
+/* One stage's forward: tokens x (B,T) on the first stage, else in (B*T,C)
+ * from the previous stage; on the last stage with targets y the SUM of the
+ * losses, else 0. The output of other stages is mt_gpt_output(m). */
+double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
+                            const float *in, const int32_t *y, int B, int T,
+                            const mt_gpt_dropout *drop);
+const float *mt_gpt_output(const mt_gpt *m);
+/* Backward of the last forward of this stage; dout (B*T,C) is the gradient of
+ * its output (not on the last stage). On stages after the first, d(in) is
+ * left in mt_gpt_dinput(m). */
+void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const int32_t *x,
+                           const float *in, const int32_t *y, const float *dout, float scale,
+                           int accumulate);
+const float *mt_gpt_dinput(const mt_gpt *m);
 /* Forward over tokens x (B,T), T <= block_size; logits in m->logits. With
  * targets y (B,T), returns the SUM of the B*T cross-entropy losses (probs
  * filled), else 0. drop (NULL = off) applies dropout when cfg.dropout > 0. */

@@ -5,12 +5,39 @@
 #include <string.h>
 
 int mt_mlp_build(mt_mlp *m, const mt_config *cfg, mt_params *p, mt_err *e) {
+    mt_split sp;
+    mt_split_whole(&sp, cfg->model.layers.n - 1);
+    return mt_mlp_build_split(m, cfg, p, &sp, e);
+}
+
+int mt_mlp_build_split(mt_mlp *m, const mt_config *cfg, mt_params *p, const mt_split *sp,
+                       mt_err *e) {
     memset(m, 0, sizeof *m);
     const mt_cfg_intlist *l = &cfg->model.layers;
     if (l->n < 2) return mt_err_set(e, MT_ERR_USAGE, "model.layers needs at least 2 sizes");
     m->nlayers = l->n - 1;
     m->activation = cfg->model.activation;
+    m->sp = *sp;
+    m->l0 = sp->first[sp->stage];
+    m->l1 = sp->first[sp->stage + 1];
+    m->first = sp->stage == 0;
+    m->last = sp->stage == sp->pp - 1;
+    m->owns_scratch = 1;
     for (int i = 0; i < l->n; i++) m->sizes[i] = (int)l->v[i];
+    for (int i = 0; i < m->nlayers; i++) {
+        m->mode[i] = sp->tp == 1          ? MT_TP_WHOLE
+                     : i % 2 == 1         ? MT_TP_ROW
+                     : i + 1 < m->nlayers ? MT_TP_COLUMN
+                                          : MT_TP_WHOLE;
+        if (m->mode[i] == MT_TP_COLUMN && m->sizes[i + 1] % sp->tp != 0) {
+            mt_err_set(e, MT_ERR_USAGE,
+                       "model.layers: width %d of layer %d is not divisible by parallel.tp = %d "
+                       "(tensor parallelism splits it over the ranks)",
+                       m->sizes[i + 1], i + 1, sp->tp);
+            mt_err_hint(e, "choose hidden widths that are multiples of parallel.tp");
+            return e->code;
+        }
+    }
     for (int i = 0; i < m->nlayers; i++) {
         char name[MT_PARAM_NAME_LEN];
         int64_t wshape[2] = {m->sizes[i + 1], m->sizes[i]};
@@ -21,8 +48,41 @@ int mt_mlp_build(mt_mlp *m, const mt_config *cfg, mt_params *p, mt_err *e) {
         m->w[i] = mt_params_add(p, name, 2, wshape, 1, MT_INIT_UNIFORM, bound);
         snprintf(name, sizeof name, "fc%d.bias", i + 1);
         m->b[i] = mt_params_add(p, name, 1, bshape, 0, MT_INIT_UNIFORM, bound);
+        if (m->mode[i] == MT_TP_COLUMN) {
+            mt_params_shard(p, m->w[i], 0, 1, sp->tp_rank, sp->tp);
+            mt_params_shard(p, m->b[i], 0, 1, sp->tp_rank, sp->tp);
+        } else if (m->mode[i] == MT_TP_ROW) {
+            mt_params_shard(p, m->w[i], 1, 1, sp->tp_rank, sp->tp);
+        }
+        int st = mt_split_stage_of(sp, i);
+        mt_params_place(p, m->w[i], st, st == sp->stage, 0);
+        mt_params_place(p, m->b[i], st, st == sp->stage, 0);
     }
     return MT_OK;
+}
+
+/* Widths this rank holds of layer l's output and input. */
+static int out_w(const mt_mlp *m, int l) {
+    return m->mode[l] == MT_TP_COLUMN ? m->sizes[l + 1] / m->sp.tp : m->sizes[l + 1];
+}
+
+static int in_w(const mt_mlp *m, int l) {
+    return m->mode[l] == MT_TP_ROW ? m->sizes[l] / m->sp.tp : m->sizes[l];
+}
+
+int mt_mlp_width(const mt_mlp *m, int l) {
+    return l < m->nlayers ? in_w(m, l) : out_w(m, m->nlayers - 1);
+}
+
+static int alloc_stored(mt_mlp *m, const mt_backend *be) {
+    size_t B = (size_t)m->max_batch;
+    int bad = 0;
+    for (int i = m->l0; i < m->l1; i++) {
+        bad |= !(m->z[i] = be->alloc(B * (size_t)out_w(m, i)));
+        if (i + 1 < m->nlayers) bad |= !(m->h[i + 1] = be->alloc(B * (size_t)out_w(m, i)));
+    }
+    if (m->last) bad |= !(m->probs = be->alloc(B * (size_t)m->sizes[m->nlayers]));
+    return bad;
 }
 
 int mt_mlp_alloc(mt_mlp *m, const mt_backend *be, int max_batch, mt_err *e) {
@@ -30,18 +90,34 @@ int mt_mlp_alloc(mt_mlp *m, const mt_backend *be, int max_batch, mt_err *e) {
     int maxw = 0;
     for (int i = 0; i <= m->nlayers; i++) maxw = m->sizes[i] > maxw ? m->sizes[i] : maxw;
     size_t B = (size_t)max_batch;
-    for (int i = 0; i < m->nlayers; i++) {
-        m->z[i] = be->alloc(B * m->sizes[i + 1]);
-        if (i > 0) m->h[i] = be->alloc(B * m->sizes[i]);
-        if (!m->z[i] || (i > 0 && !m->h[i]))
-            return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for activations");
-    }
-    m->probs = be->alloc(B * m->sizes[m->nlayers]);
+    int bad = alloc_stored(m, be);
     m->dz = be->alloc(B * maxw);
     m->dh = be->alloc(B * maxw);
-    if (!m->probs || !m->dz || !m->dh)
+    if (bad || !m->dz || !m->dh)
         return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for activations");
     return MT_OK;
+}
+
+int mt_mlp_clone(mt_mlp *dst, const mt_mlp *src, const mt_backend *be, mt_err *e) {
+    *dst = *src;
+    dst->owns_scratch = 0;
+    memset(dst->z, 0, sizeof dst->z);
+    memset(dst->h, 0, sizeof dst->h);
+    dst->probs = NULL;
+    if (alloc_stored(dst, be))
+        return mt_err_set(e, MT_ERR_INTERNAL,
+                          "out of memory for another micro-batch's activations");
+    return MT_OK;
+}
+
+void mt_mlp_act_bytes(const mt_mlp *m, double *stored, double *scratch) {
+    double B = m->max_batch, n = 0;
+    int maxw = 0;
+    for (int i = m->l0; i < m->l1; i++) n += (i + 1 < m->nlayers ? 2.0 : 1.0) * B * out_w(m, i);
+    if (m->last) n += B * m->sizes[m->nlayers];
+    for (int i = 0; i <= m->nlayers; i++) maxw = m->sizes[i] > maxw ? m->sizes[i] : maxw;
+    *stored = 4.0 * n;
+    *scratch = 4.0 * 2.0 * B * maxw;
 }
 
 static void act_forward(const mt_backend *be, int act, float *y, const float *x, size_t n) {
@@ -61,53 +137,80 @@ static void act_backward(const mt_backend *be, int act, float *dx, const float *
 
 double mt_mlp_forward(mt_mlp *m, const mt_backend *be, const mt_params *p, const float *x,
                       const int32_t *labels, int B) {
+    return mt_mlp_forward_stage(m, be, p, x, labels, B);
+}
+
+double mt_mlp_forward_stage(mt_mlp *m, const mt_backend *be, const mt_params *p, const float *x,
+                            const int32_t *labels, int B) {
     const float *in = x;
-    for (int l = 0; l < m->nlayers; l++) {
-        int din = m->sizes[l], dout = m->sizes[l + 1];
-        const float *W = p->data + p->v[m->w[l]].offset; /* (dout, din) */
+    for (int l = m->l0; l < m->l1; l++) {
+        int din = in_w(m, l), dout = out_w(m, l);
+        const float *W = p->data + p->v[m->w[l]].offset; /* (dout, din) held here */
         const float *b = p->data + p->v[m->b[l]].offset; /* (dout) */
-        /* z = in (B,din) . W^T (din,dout) + b */
+        /* z = in (B,din) . W^T (din,dout) + b; row-parallel: summed over the ranks first */
         be->matmul(0, 1, B, dout, din, 1.0f, in, din, W, din, 0.0f, m->z[l], dout);
+        if (m->mode[l] == MT_TP_ROW) mt_split_tp_sum(&m->sp, m->z[l], (size_t)B * dout);
         be->bias_add(m->z[l], b, B, dout);
         if (l + 1 < m->nlayers) {
             act_forward(be, m->activation, m->h[l + 1], m->z[l], (size_t)B * dout);
             in = m->h[l + 1];
         }
     }
-    if (!labels) return 0.0;
+    if (!labels || !m->last) return 0.0;
     int C = m->sizes[m->nlayers];
     return be->softmax_xent_forward(m->probs, m->z[m->nlayers - 1], labels, B, C);
 }
 
+const float *mt_mlp_output(const mt_mlp *m) {
+    return m->h[m->l1];
+}
+
+const float *mt_mlp_dinput(const mt_mlp *m) {
+    return m->dh;
+}
+
 void mt_mlp_backward(mt_mlp *m, const mt_backend *be, mt_params *p, const float *x,
                      const int32_t *labels, int B, float scale, int accumulate) {
-    int L = m->nlayers;
+    mt_mlp_backward_stage(m, be, p, x, labels, NULL, B, scale, accumulate);
+}
+
+void mt_mlp_backward_stage(mt_mlp *m, const mt_backend *be, mt_params *p, const float *x,
+                           const int32_t *labels, const float *dout, int B, float scale,
+                           int accumulate) {
     float beta = accumulate ? 1.0f : 0.0f;
-    /* dz (B, D_L) = d loss / d logits */
-    be->softmax_xent_backward(m->dz, m->probs, labels, B, m->sizes[L], scale);
-    for (int l = L - 1; l >= 0; l--) {
-        int din = m->sizes[l], dout = m->sizes[l + 1];
-        const float *in = l == 0 ? x : m->h[l];
+    if (m->last) /* dz (B, D_L) = d loss / d logits */
+        be->softmax_xent_backward(m->dz, m->probs, labels, B, m->sizes[m->nlayers], scale);
+    else /* through the activation after this stage's last layer */
+        act_backward(be, m->activation, m->dz, dout, m->z[m->l1 - 1],
+                     (size_t)B * out_w(m, m->l1 - 1));
+    for (int l = m->l1 - 1; l >= m->l0; l--) {
+        int din = in_w(m, l), dout_w = out_w(m, l);
+        const float *in = l == m->l0 ? x : m->h[l];
         const float *W = p->data + p->v[m->w[l]].offset;
         float *dW = p->grad + p->v[m->w[l]].offset; /* (dout, din) */
         float *db = p->grad + p->v[m->b[l]].offset; /* (dout) */
         /* dW = dz^T (dout,B) . in (B,din) */
-        be->matmul(1, 0, dout, din, B, 1.0f, m->dz, dout, in, din, beta, dW, din);
-        be->bias_grad(db, m->dz, B, dout, beta);
+        be->matmul(1, 0, dout_w, din, B, 1.0f, m->dz, dout_w, in, din, beta, dW, din);
+        be->bias_grad(db, m->dz, B, dout_w, beta);
         if (l == 0) break;
-        /* dh (B,din) = dz (B,dout) . W (dout,din), then through the activation */
-        be->matmul(0, 0, B, din, dout, 1.0f, m->dz, dout, W, din, 0.0f, m->dh, din);
+        /* dh (B,din) = dz (B,dout) . W (dout,din); a column-parallel layer's input
+         * gradient is the sum of every rank's part */
+        be->matmul(0, 0, B, din, dout_w, 1.0f, m->dz, dout_w, W, din, 0.0f, m->dh, din);
+        if (m->mode[l] == MT_TP_COLUMN) mt_split_tp_sum(&m->sp, m->dh, (size_t)B * din);
+        if (l == m->l0) break; /* m->dh is d(x), for the previous stage */
         act_backward(be, m->activation, m->dz, m->dh, m->z[l - 1], (size_t)B * din);
     }
 }
 
 void mt_mlp_free(mt_mlp *m, const mt_backend *be) {
     for (int i = 0; i < m->nlayers; i++) {
-        be->free(m->z[i]);
-        if (i > 0) be->free(m->h[i]);
+        if (m->z[i]) be->free(m->z[i]);
+        if (m->h[i]) be->free(m->h[i]);
     }
-    be->free(m->probs);
-    be->free(m->dz);
-    be->free(m->dh);
+    if (m->probs) be->free(m->probs);
+    if (m->owns_scratch) {
+        if (m->dz) be->free(m->dz);
+        if (m->dh) be->free(m->dh);
+    }
     memset(m, 0, sizeof *m);
 }

@@ -29,8 +29,10 @@ int mt_params_add(mt_params *p, const char *name, int ndim, const int64_t *shape
         numel *= (size_t)shape[i];
     }
     t->shard_dim = -1;
+    t->shard_parts = 1;
     t->shard_offset = 0;
     t->shard_len = shape[0];
+    t->local = 1;
     /* Align every tensor to 16 floats so kernels may use aligned vectors. */
     t->offset = (p->numel + 15) & ~(size_t)15;
     t->numel = numel;
@@ -49,7 +51,38 @@ float *mt_alloc_floats(size_t n) {
     return x;
 }
 
+void mt_params_shard(mt_params *p, int idx, int dim, int parts, int rank, int nranks) {
+    mt_param *t = &p->v[idx];
+    if (nranks <= 1) return;
+    t->shard_dim = dim;
+    t->shard_parts = parts;
+    t->shard_len = t->shape[dim] / parts / nranks;
+    t->shard_offset = (int64_t)rank * t->shard_len;
+}
+
+void mt_params_place(mt_params *p, int idx, int stage, int local, int mirror) {
+    p->v[idx].stage = stage;
+    p->v[idx].local = local;
+    p->v[idx].mirror = mirror;
+}
+
+/* Elements of t this rank holds. */
+static size_t held(const mt_param *t) {
+    if (!t->local) return 0;
+    size_t n = 1;
+    for (int d = 0; d < t->ndim; d++)
+        n *= d == t->shard_dim ? (size_t)(t->shard_len * t->shard_parts) : (size_t)t->shape[d];
+    return n;
+}
+
 int mt_params_alloc(mt_params *p, mt_err *e) {
+    p->numel = 0;
+    for (int i = 0; i < p->n; i++) {
+        mt_param *t = &p->v[i];
+        t->offset = (p->numel + 15) & ~(size_t)15;
+        t->numel = held(t);
+        p->numel = t->offset + t->numel;
+    }
     p->numel = (p->numel + 15) & ~(size_t)15;
     p->data = mt_alloc_floats(p->numel);
     p->grad = mt_alloc_floats(p->numel);
@@ -58,14 +91,17 @@ int mt_params_alloc(mt_params *p, mt_err *e) {
     return MT_OK;
 }
 
-/* Global row-major index of local element j of a (possibly sharded) tensor. */
-static uint64_t global_index(const mt_param *t, size_t j) {
+uint64_t mt_param_global_index(const mt_param *t, size_t j) {
     if (t->shard_dim < 0) return j;
     uint64_t inner = 1;
     for (int d = t->shard_dim + 1; d < t->ndim; d++) inner *= (uint64_t)t->shape[d];
-    uint64_t len = (uint64_t)t->shard_len;
-    uint64_t outer = j / (len * inner), s = (j / inner) % len, i = j % inner;
-    return (outer * (uint64_t)t->shape[t->shard_dim] + (uint64_t)t->shard_offset + s) * inner + i;
+    /* local index = ((outer * parts + part) * len + s) * inner + i */
+    uint64_t len = (uint64_t)t->shard_len, parts = (uint64_t)t->shard_parts;
+    uint64_t block = (uint64_t)t->shape[t->shard_dim] / parts; /* global rows per part */
+    uint64_t i = j % inner, s = (j / inner) % len, part = (j / (inner * len)) % parts,
+             outer = j / (inner * len * parts);
+    uint64_t row = part * block + (uint64_t)t->shard_offset + s;
+    return (outer * (uint64_t)t->shape[t->shard_dim] + row) * inner + i;
 }
 
 void mt_params_init_values(mt_params *p, uint64_t seed) {
@@ -76,7 +112,7 @@ void mt_params_init_values(mt_params *p, uint64_t seed) {
         snprintf(purpose, sizeof purpose, "init/%s", t->name);
         uint64_t stream = mt_rng_stream(purpose);
         for (size_t j = 0; j < t->numel; j++) {
-            uint64_t g = global_index(t, j);
+            uint64_t g = mt_param_global_index(t, j);
             switch (t->init) {
             case MT_INIT_ZERO:
                 x[j] = 0.0f;
@@ -98,6 +134,16 @@ void mt_params_init_values(mt_params *p, uint64_t seed) {
 size_t mt_params_count(const mt_params *p) {
     size_t n = 0;
     for (int i = 0; i < p->n; i++) n += p->v[i].numel;
+    return n;
+}
+
+size_t mt_params_global_count(const mt_params *p) {
+    size_t n = 0;
+    for (int i = 0; i < p->n; i++) {
+        size_t k = 1;
+        for (int d = 0; d < p->v[i].ndim; d++) k *= (size_t)p->v[i].shape[d];
+        n += k;
+    }
     return n;
 }
 

@@ -8,6 +8,13 @@
  * shard_len along that dimension); under pure data parallelism every rank
  * owns the whole tensor (shard_dim = -1). Flat buffers make the gradient
  * all-reduce one call and let checkpoints write global-view tensors.
+ *
+ * Model parallelism (docs/PARALLEL.md) changes only the views: a tensor
+ * split over tensor-parallel ranks owns a slice along shard_dim (in each of
+ * shard_parts equal blocks of it: c_attn's q, k and v thirds), and a tensor
+ * of another pipeline stage is registered all the same (every rank knows
+ * every tensor, so checkpoints can be laid out by any rank) but holds no
+ * elements here (local = 0). Register, then shard and place, then alloc.
  */
 #ifndef MT_PARAMS_H
 #define MT_PARAMS_H
@@ -32,7 +39,12 @@ typedef struct {
     int ndim;                         /* 1..4 */
     int64_t shape[MT_PARAM_MAX_DIMS]; /* global (logical) shape */
     int shard_dim;                    /* -1: this rank owns it whole */
-    int64_t shard_offset, shard_len;  /* owned slice along shard_dim */
+    int shard_parts;                  /* shard_dim is this many equal blocks (1, or 3 for q|k|v) */
+    int64_t shard_offset, shard_len;  /* owned rows [off, off+len) of each block of shard_dim */
+    int stage;                        /* pipeline stage that owns (and checkpoints) it */
+    int local;                        /* held by this rank (numel 0 otherwise) */
+    int mirror;                       /* a copy of a tensor another stage owns (the tied
+                                       * embedding on the last stage): read, never written */
     size_t offset;                    /* first element in the flat buffers */
     size_t numel;                     /* elements this rank holds */
     int decay;                        /* weight decay applies (matrices, not biases) */
@@ -52,12 +64,25 @@ void mt_params_init(mt_params *p);
 /* Registers a tensor owned whole by this rank; returns its index. */
 int mt_params_add(mt_params *p, const char *name, int ndim, const int64_t *shape, int decay,
                   mt_init_kind init, float init_scale);
-/* Allocates data and grad (64-byte aligned, zeroed). */
+/* Tensor idx is split over nranks tensor-parallel ranks along dim: this
+ * rank owns rows [rank*len, (rank+1)*len) of each of the parts equal blocks
+ * of that dim (len = shape[dim] / parts / nranks; the caller checks that it
+ * divides). nranks 1 leaves it whole. */
+void mt_params_shard(mt_params *p, int idx, int dim, int parts, int rank, int nranks);
+/* Tensor idx belongs to pipeline stage `stage`; it is held here when local,
+ * as a mirror of the owner's copy when mirror. */
+void mt_params_place(mt_params *p, int idx, int stage, int local, int mirror);
+/* Lays the held tensors out and allocates data and grad (64-byte aligned,
+ * zeroed). */
 int mt_params_alloc(mt_params *p, mt_err *e);
 /* Fills data from (seed, param name, global element index) only. */
 void mt_params_init_values(mt_params *p, uint64_t seed);
-/* Elements of all tensors, without the alignment padding between them. */
+/* Elements held here, without the alignment padding between them. */
 size_t mt_params_count(const mt_params *p);
+/* Elements of the whole model (every tensor at its global shape). */
+size_t mt_params_global_count(const mt_params *p);
+/* Global row-major index of local element j of tensor t. */
+uint64_t mt_param_global_index(const mt_param *t, size_t j);
 const mt_param *mt_params_find(const mt_params *p, const char *name);
 void mt_params_free(mt_params *p);
 /* Allocates a zeroed 64-byte-aligned float buffer of n elements, or NULL. */

@@ -41,13 +41,15 @@
 #include "io/rundir.h"
 #include "io/sha256.h"
 #include "kernels/backend.h"
+#include "core/split.h"
+#include "parallel/pipeline.h"
 #include "parallel/threads.h"
 
 #define EVAL_CHUNK  256
 #define TIMING_SKIP 5 /* first steps excluded from ms/step (warm-up) */
 
 typedef struct {
-    const mt_comm *comm;
+    mt_comm *comm;
     mt_config cfg;
     char *config_text; /* resolved INI */
     const mt_backend *be;
@@ -58,9 +60,24 @@ typedef struct {
     int64_t n_train, n_eval; /* samples (mlp) or sequences (gpt) */
     int T;                   /* gpt: tokens per sequence */
     mt_params params;
-    mt_mlp mlp;
+    mt_split sp; /* this rank's stage and tensor-parallel place */
+    mt_mlp mlp;  /* slot 0 of the activations (owns the scratch) */
     mt_gpt gptm;
-    int32_t *xt, *yt; /* gpt: (local_batch, T) this step's inputs and targets */
+    mt_mlp *mlp_more; /* slots 1.. (pipelines hold several micro-batches) */
+    mt_gpt *gpt_more;
+    mt_pipe pipe;
+    int64_t mb_rows;   /* samples (mlp) or sequences (gpt) per micro-batch */
+    int64_t eval_rows; /* rows per evaluation batch */
+    /* the step the pipeline callbacks are running */
+    int64_t cur_step;
+    int nbackward; /* backwards done this step (the first overwrites the gradient) */
+    float grad_scale;
+    double loss_acc, correct_acc; /* last stage: sums over this step's micro-batches */
+    const mt_dataset *eval_set;   /* evaluating: the split and first row of the batch */
+    int64_t eval_first;
+    int evaluating;
+    double busy_fraction; /* of the timed loop spent computing (the rest: pipeline bubble) */
+    int32_t *xt, *yt;     /* gpt: (local_batch, T) this step's inputs and targets */
     /* data files for the lineage: path, SHA-256, size */
     int nfiles;
     char (*file_path)[MT_TOKENS_PATH], (*file_sha)[72];
@@ -113,7 +130,7 @@ static char *read_config(const char *path, mt_err *e) {
 /* Rank 0 reads the file and shares its text, so every rank parses the same
  * bytes and reaches the same verdict. */
 static int load_config(trainer *t, const mt_train_args *a, mt_err *e) {
-    const mt_comm *c = t->comm;
+    mt_comm *c = t->comm;
     char *text = NULL;
     if (c->rank == 0) text = read_config(a->config_path, e);
     if (mt_comm_agree(c, e)) return e->code;
@@ -123,11 +140,22 @@ static int load_config(trainer *t, const mt_train_args *a, mt_err *e) {
     free(text);
     for (int i = 0; !rc && i < a->n_overrides; i++) rc = mt_config_set(&t->cfg, a->overrides[i], e);
     if (!rc) rc = mt_config_validate(&t->cfg, e);
+    /* the same verdict on every rank: all parsed the same text */
+    if (!rc) rc = mt_comm_layout(c, (int)t->cfg.parallel.tp, (int)t->cfg.parallel.pp, e);
     if (!rc && t->cfg.train.global_batch % c->dp_size != 0) {
         mt_err_set(e, MT_ERR_USAGE,
-                   "train.global_batch = %lld is not divisible by the %d data-parallel ranks",
-                   (long long)t->cfg.train.global_batch, c->dp_size);
-        mt_err_hint(e, "choose a global batch that is a multiple of the rank count");
+                   "train.global_batch = %lld is not divisible by the %d data-parallel replicas "
+                   "(%d ranks / (tp %d x pp %d))",
+                   (long long)t->cfg.train.global_batch, c->dp_size, c->size, c->tp_size,
+                   c->pp_size);
+        mt_err_hint(e, "choose a global batch that is a multiple of the replica count");
+    } else if (!rc && (t->cfg.train.global_batch / c->dp_size) % t->cfg.parallel.microbatches) {
+        mt_err_set(e, MT_ERR_USAGE,
+                   "each data-parallel replica's %lld samples per step (train.global_batch / %d) "
+                   "do not split into parallel.microbatches = %lld equal micro-batches",
+                   (long long)(t->cfg.train.global_batch / c->dp_size), c->dp_size,
+                   (long long)t->cfg.parallel.microbatches);
+        mt_err_hint(e, "choose a global batch that is a multiple of replicas x microbatches");
     }
     if (mt_comm_agree(c, e)) return e->code;
     size_t need = mt_config_format(&t->cfg, NULL, 0) + 1;
@@ -183,19 +211,157 @@ static int load_data(trainer *t, mt_err *e) {
     return mt_comm_agree(t->comm, e);
 }
 
+/* The activations of pipeline slot s (0 = the model itself). */
+static mt_mlp *mlp_slot(trainer *t, int s) {
+    return s == 0 ? &t->mlp : &t->mlp_more[s - 1];
+}
+
+static mt_gpt *gpt_slot(trainer *t, int s) {
+    return s == 0 ? &t->gptm : &t->gpt_more[s - 1];
+}
+
+/* Pipeline callback: this stage's forward of micro-batch mb (training) or
+ * of the current evaluation batch. The last stage adds up the losses and
+ * hits. */
+static const float *pipe_forward(void *ctx, int slot, int mb, const float *in) {
+    trainer *t = ctx;
+    const mt_backend *be = t->be;
+    int64_t rows = t->evaluating ? t->eval_rows : t->mb_rows;
+    double loss;
+    int64_t correct = 0;
+    int64_t off = t->evaluating ? 0 : (int64_t)mb * t->mb_rows;
+    if (t->gpt) {
+        int T = t->T, V = (int)t->cfg.model.vocab_size;
+        mt_gpt *m = gpt_slot(t, slot);
+        const int32_t *x = t->xt + off * T, *y = t->yt + off * T;
+        mt_gpt_dropout drop = {0};
+        if (!t->evaluating) {
+            int64_t step = t->cur_step, B = t->cfg.train.global_batch;
+            int64_t seq0 = (step % t->steps_per_epoch) * B + t->comm->dp_rank * t->local_batch;
+            drop = (mt_gpt_dropout){1, (uint64_t)t->cfg.run.seed, (uint64_t)step,
+                                    (step / t->steps_per_epoch) * t->n_train + seq0 + off};
+        }
+        loss = mt_gpt_forward_stage(m, be, &t->params, x, in, y, (int)rows, T,
+                                    t->evaluating ? NULL : &drop);
+        if (m->last) correct = be->count_correct(m->logits, y, (int)rows * T, V);
+        t->loss_acc += loss;
+        t->correct_acc += (double)correct;
+        return m->last ? NULL : mt_gpt_output(m);
+    }
+    mt_mlp *m = mlp_slot(t, slot);
+    const float *x;
+    const int32_t *y;
+    if (t->evaluating) {
+        x = t->eval_set->x + (size_t)t->eval_first * (size_t)t->eval_set->dim;
+        y = t->eval_set->y + t->eval_first;
+    } else {
+        x = t->xb + (size_t)off * (size_t)t->train.dim;
+        y = t->yb + off;
+    }
+    if (!m->first) x = in;
+    loss = mt_mlp_forward_stage(m, be, &t->params, x, y, (int)rows);
+    if (m->last)
+        correct = be->count_correct(m->z[m->nlayers - 1], y, (int)rows, m->sizes[m->nlayers]);
+    t->loss_acc += loss;
+    t->correct_acc += (double)correct;
+    return m->last ? NULL : mt_mlp_output(m);
+}
+
+/* Pipeline callback: the backward of micro-batch mb, accumulating the gradient. */
+static const float *pipe_backward(void *ctx, int slot, int mb, const float *in, const float *dout) {
+    trainer *t = ctx;
+    int64_t off = (int64_t)mb * t->mb_rows;
+    int acc = t->nbackward++ > 0;
+    if (t->gpt) {
+        mt_gpt *m = gpt_slot(t, slot);
+        mt_gpt_backward_stage(m, t->be, &t->params, t->xt + off * t->T, in, t->yt + off * t->T,
+                              dout, t->grad_scale, acc);
+        return mt_gpt_dinput(m);
+    }
+    mt_mlp *m = mlp_slot(t, slot);
+    const float *x = m->first ? t->xb + (size_t)off * (size_t)t->train.dim : in;
+    mt_mlp_backward_stage(m, t->be, &t->params, x, t->yb + off, dout, (int)t->mb_rows,
+                          t->grad_scale, acc);
+    return mt_mlp_dinput(m);
+}
+
+/* The pipeline's message sizes for batches of `rows` rows. */
+static void pipe_rows(trainer *t, int64_t rows) {
+    if (t->gpt) {
+        t->pipe.in_n = t->pipe.out_n = (size_t)rows * (size_t)t->T * (size_t)t->cfg.model.n_embd;
+    } else {
+        t->pipe.in_n = (size_t)rows * (size_t)mt_mlp_width(&t->mlp, t->mlp.l0);
+        t->pipe.out_n = (size_t)rows * (size_t)mt_mlp_width(&t->mlp, t->mlp.l1);
+    }
+}
+
+/* This rank's stage of the model: parameters, one activation slot per
+ * micro-batch it may hold, the pipeline. */
+static int build_model(trainer *t, mt_err *e) {
+    const mt_config *cfg = &t->cfg;
+    mt_comm *c = t->comm;
+    int m = (int)cfg->parallel.microbatches;
+    int nslots = mt_pipe_slots(cfg->parallel.schedule == MT_PIPE_GPIPE ? MT_PIPE_SCHED_GPIPE
+                                                                       : MT_PIPE_SCHED_1F1B,
+                               c->pp_rank, c->pp_size, m);
+    int rows = (int)t->mb_rows;
+    if (t->gpt) {
+        mt_gpt_config gc = mt_gpt_config_of(cfg);
+        double block, first, last;
+        mt_gpt_costs(&gc, &block, &first, &last);
+        double *cost = malloc((size_t)(gc.n_layer > 0 ? gc.n_layer : 1) * sizeof *cost);
+        if (!cost) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+        for (int l = 0; l < gc.n_layer; l++) cost[l] = block;
+        int rc = mt_split_make(&t->sp, c, cfg, gc.n_layer, cost, first, last, e);
+        free(cost);
+        if (rc || mt_gpt_build_split(&t->gptm, &gc, &t->params, &t->sp, e) ||
+            mt_params_alloc(&t->params, e) || mt_gpt_alloc(&t->gptm, t->be, rows, t->T, e))
+            return e->code;
+        t->gpt_more = calloc((size_t)nslots, sizeof *t->gpt_more);
+        if (!t->gpt_more) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+        for (int k = 1; k < nslots; k++)
+            if (mt_gpt_clone(&t->gpt_more[k - 1], &t->gptm, t->be, e)) return e->code;
+    } else {
+        int L = cfg->model.layers.n - 1;
+        double cost[MT_CFG_LIST_MAX];
+        for (int l = 0; l < L; l++)
+            cost[l] = (double)cfg->model.layers.v[l + 1] * (double)(cfg->model.layers.v[l] + 1);
+        if (mt_split_make(&t->sp, c, cfg, L, cost, 0.0, 0.0, e) ||
+            mt_mlp_build_split(&t->mlp, cfg, &t->params, &t->sp, e) ||
+            mt_params_alloc(&t->params, e))
+            return e->code;
+        if (rows < EVAL_CHUNK) rows = EVAL_CHUNK;
+        if (mt_mlp_alloc(&t->mlp, t->be, rows, e)) return e->code;
+        t->mlp_more = calloc((size_t)nslots, sizeof *t->mlp_more);
+        if (!t->mlp_more) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+        for (int k = 1; k < nslots; k++)
+            if (mt_mlp_clone(&t->mlp_more[k - 1], &t->mlp, t->be, e)) return e->code;
+    }
+    pipe_rows(t, rows); /* the largest messages: the pipeline's buffers hold them */
+    mt_pipe *p = &t->pipe;
+    p->comm = c->world;
+    p->prev = c->prev;
+    p->next = c->next;
+    p->stage = c->pp_rank;
+    p->stages = c->pp_size;
+    p->microbatches = m;
+    p->schedule =
+        cfg->parallel.schedule == MT_PIPE_GPIPE ? MT_PIPE_SCHED_GPIPE : MT_PIPE_SCHED_1F1B;
+    p->ctx = t;
+    p->forward = pipe_forward;
+    p->backward = pipe_backward;
+    if (mt_pipe_init(p)) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the pipeline");
+    return MT_OK;
+}
+
 static int build(trainer *t, mt_err *e) {
     t->local_batch = t->cfg.train.global_batch / t->comm->dp_size;
+    t->mb_rows = t->local_batch / t->cfg.parallel.microbatches;
+    t->eval_rows = t->gpt ? t->mb_rows : EVAL_CHUNK;
     t->steps_per_epoch = t->n_train / t->cfg.train.global_batch;
     mt_params_init(&t->params);
-    int64_t max_rows = t->local_batch > EVAL_CHUNK ? t->local_batch : EVAL_CHUNK;
     const mt_config *cfg = &t->cfg;
-    mt_gpt_config gc = mt_gpt_config_of(cfg);
-    int built =
-        t->gpt ? !mt_gpt_build(&t->gptm, &gc, &t->params, e) && !mt_params_alloc(&t->params, e) &&
-                     !mt_gpt_alloc(&t->gptm, t->be, (int)t->local_batch, t->T, e)
-               : !mt_mlp_build(&t->mlp, cfg, &t->params, e) && !mt_params_alloc(&t->params, e) &&
-                     !mt_mlp_alloc(&t->mlp, t->be, (int)max_rows, e);
-    if (built && !mt_optim_init(&t->opt, cfg, &t->params, t->be, e)) {
+    if (!build_model(t, e) && !mt_optim_init(&t->opt, cfg, &t->params, t->be, e)) {
         mt_params_init_values(&t->params, (uint64_t)cfg->run.seed);
         size_t nb = (size_t)t->local_batch;
         if (t->gpt) {
@@ -310,7 +476,8 @@ static void lineage_of(const trainer *t, mt_lineage *l) {
     l->split_n[1] = t->gpt ? mt_tokens_windows(&t->tok[1], t->T) : t->n_eval;
     l->world = t->comm->size;
     l->dp = t->comm->dp_size;
-    l->tp = l->pp = 1;
+    l->tp = t->comm->tp_size;
+    l->pp = t->comm->pp_size;
     l->threads = t->threads;
     l->hosts = t->hosts;
     l->parent_ckpt = t->resume_path;
@@ -392,7 +559,8 @@ static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
     m.test_acc = t->last.test_acc;
     m.world = c->size;
     m.dp = c->dp_size;
-    m.tp = m.pp = 1;
+    m.tp = c->tp_size;
+    m.pp = c->pp_size;
     m.code_dirty = v.dirty;
     snprintf(m.optim_kind, sizeof m.optim_kind, "%s",
              mt_config_enum_name("optim", "kind", cfg->optim.kind));
@@ -485,8 +653,11 @@ static cJSON *run_record(const trainer *t) {
     cJSON *lay = cJSON_AddObjectToObject(r, "layout");
     cJSON_AddNumberToObject(lay, "world", t->comm->size);
     cJSON_AddNumberToObject(lay, "dp", t->comm->dp_size);
-    cJSON_AddNumberToObject(lay, "tp", 1);
-    cJSON_AddNumberToObject(lay, "pp", 1);
+    cJSON_AddNumberToObject(lay, "tp", t->comm->tp_size);
+    cJSON_AddNumberToObject(lay, "pp", t->comm->pp_size);
+    cJSON_AddNumberToObject(lay, "microbatches", (double)t->cfg.parallel.microbatches);
+    cJSON_AddStringToObject(lay, "schedule",
+                            mt_config_enum_name("parallel", "schedule", t->cfg.parallel.schedule));
     cJSON_AddNumberToObject(lay, "threads_per_rank", t->threads);
     cJSON_AddStringToObject(r, "host", host);
     /* The scheduler's view, when there is one (Slurm today). */
@@ -498,7 +669,7 @@ static cJSON *run_record(const trainer *t) {
         const char *val = getenv(slurm_vars[i]);
         if (val) cJSON_AddStringToObject(sched, slurm_vars[i], val);
     }
-    cJSON_AddNumberToObject(r, "parameters", (double)mt_params_count(&t->params));
+    cJSON_AddNumberToObject(r, "parameters", (double)mt_params_global_count(&t->params));
     if (t->resume_path[0]) {
         cJSON *par = cJSON_AddObjectToObject(r, "parent");
         cJSON_AddStringToObject(par, "checkpoint", t->resume_path);
@@ -603,15 +774,67 @@ static int open_run(trainer *t, mt_err *e) {
     return mt_comm_agree(c, e);
 }
 
-static void print_header(const trainer *t) {
+/* What the split bought: each rank's share of the model and its memory. */
+enum { MEM_RANK, MEM_STAGE, MEM_TP, MEM_DP, MEM_L0, MEM_L1, MEM_PARAMS, MEM_STATE, MEM_ACT, MEM_N };
+
+/* Collective: every rank's row, gathered on rank 0 into rows (world x MEM_N). */
+static void gather_memory(const trainer *t, double *rows) {
+    const mt_comm *c = t->comm;
+    double stored = 0, scratch = 0;
+    if (t->gpt)
+        mt_gpt_act_bytes(&t->gptm, &stored, &scratch);
+    else
+        mt_mlp_act_bytes(&t->mlp, &stored, &scratch);
+    double pipe = 4.0 * ((double)t->pipe.nslots * 2.0 * (c->prev >= 0 ? (double)t->pipe.in_n : 0) +
+                         (c->next >= 0 ? (double)t->pipe.out_n : 0));
+    int nstate = t->cfg.optim.kind == MT_OPTIM_ADAMW ? 2 : 1;
+    double n = (double)mt_params_count(&t->params);
+    double mine[MEM_N] = {c->rank,
+                          c->pp_rank,
+                          c->tp_rank,
+                          c->dp_rank,
+                          t->sp.first[c->pp_rank],
+                          t->sp.first[c->pp_rank + 1],
+                          n,
+                          4.0 * n * (2 + nstate),
+                          stored * t->pipe.nslots + scratch + pipe};
+    MPI_Gather(mine, MEM_N, MPI_DOUBLE, rows, MEM_N, MPI_DOUBLE, 0, c->world);
+}
+
+static void print_memory(const trainer *t, const double *rows) {
+    const mt_comm *c = t->comm;
+    printf("per rank (one replica; the others match; memory is an estimate of what mpitrain "
+           "allocates):\n");
+    printf("  %4s %5s %3s %9s %12s %14s %13s %10s\n", "rank", "stage", "tp", "layers", "parameters",
+           "weights+grad+", "activations", "total");
+    printf("  %4s %5s %3s %9s %12s %14s %13s %10s\n", "", "", "", "", "", "optimizer MB", "MB",
+           "MB");
+    for (int r = 0; r < c->size; r++) {
+        const double *x = rows + (size_t)r * MEM_N;
+        if (x[MEM_DP] != 0) continue;
+        char layers[32];
+        snprintf(layers, sizeof layers, "%d-%d", (int)x[MEM_L0], (int)x[MEM_L1] - 1);
+        printf("  %4d %5d %3d %9s %12.0f %14.1f %13.1f %10.1f\n", (int)x[MEM_RANK],
+               (int)x[MEM_STAGE], (int)x[MEM_TP], layers, x[MEM_PARAMS], x[MEM_STATE] / 1e6,
+               x[MEM_ACT] / 1e6, (x[MEM_STATE] + x[MEM_ACT]) / 1e6);
+    }
+}
+
+static void print_header(const trainer *t, const double *mem) {
     mt_version_info v;
     mt_version_get(&v);
     const mt_config *cfg = &t->cfg;
     printf("mpitrain %s (%.12s%s) | %s | HDF5 %s\n", v.version, v.commit, v.dirty ? "-dirty" : "",
            v.mpi, v.hdf5);
     printf("resolved config:\n%s\n", t->config_text);
-    printf("layout: world %d = dp %d x tp 1 x pp 1 | %d thread(s) per rank | backend %s\n",
-           t->comm->size, t->comm->dp_size, t->threads, t->be->name);
+    const mt_comm *c = t->comm;
+    printf("layout: world %d = dp %d x tp %d x pp %d | %lld micro-batch(es) of %lld per replica, "
+           "schedule %s | %d thread(s) per rank | backend %s\n",
+           c->size, c->dp_size, c->tp_size, c->pp_size, (long long)cfg->parallel.microbatches,
+           (long long)t->mb_rows,
+           mt_config_enum_name("parallel", "schedule", cfg->parallel.schedule), t->threads,
+           t->be->name);
+    print_memory(t, mem);
     if (t->gpt) {
         printf("data: %s: %lld tokens in %d shard(s), %lld sequences of %d; %s: %lld tokens, %lld "
                "sequences for validation (sha256 %.16s...)\n",
@@ -622,7 +845,8 @@ static void print_header(const trainer *t) {
                "dropout %g | %zu parameters | optimizer %s\n",
                (long long)cfg->model.n_layer, (long long)cfg->model.n_head,
                (long long)cfg->model.n_embd, (long long)cfg->model.block_size,
-               (long long)cfg->model.vocab_size, cfg->model.dropout, mt_params_count(&t->params),
+               (long long)cfg->model.vocab_size, cfg->model.dropout,
+               mt_params_global_count(&t->params),
                mt_config_enum_name("optim", "kind", cfg->optim.kind));
     } else {
         printf("data: %s: %lld train, %lld test samples of %lld inputs (sha256 %.16s...)\n",
@@ -633,9 +857,10 @@ static void print_header(const trainer *t) {
             printf("%s%lld", i ? "-" : "", (long long)cfg->model.layers.v[i]);
         printf(" %s | %zu parameters | optimizer %s\n",
                mt_config_enum_name("model", "activation", cfg->model.activation),
-               mt_params_count(&t->params), mt_config_enum_name("optim", "kind", cfg->optim.kind));
+               mt_params_global_count(&t->params),
+               mt_config_enum_name("optim", "kind", cfg->optim.kind));
     }
-    printf("training: %lld steps of %lld %s (%lld per rank), %lld steps per epoch\n",
+    printf("training: %lld steps of %lld %s (%lld per replica), %lld steps per epoch\n",
            (long long)cfg->train.steps, (long long)cfg->train.global_batch,
            t->gpt ? "sequences" : "samples", (long long)t->local_batch,
            (long long)t->steps_per_epoch);
@@ -719,43 +944,40 @@ typedef struct {
     int64_t correct, total;
 } eval_result;
 
-/* gpt: each rank evaluates its contiguous share of the first n_eval
- * validation sequences; token losses and next-token hits are reduced. */
-static eval_result evaluate_gpt(trainer *t) {
-    const mt_comm *c = t->comm;
-    int64_t lo = t->n_eval * c->dp_rank / c->dp_size,
-            hi = t->n_eval * (c->dp_rank + 1) / c->dp_size;
-    double sums[2] = {0.0, 0.0};
-    int T = t->T, V = (int)t->cfg.model.vocab_size;
-    for (int64_t i = lo; i < hi; i += t->local_batch) {
-        int n = (int)(hi - i < t->local_batch ? hi - i : t->local_batch);
-        for (int j = 0; j < n; j++)
-            mt_tokens_window(&t->tok[1], i + j, T, t->xt + (size_t)j * T, t->yt + (size_t)j * T);
-        sums[0] += mt_gpt_forward(&t->gptm, t->be, &t->params, t->xt, t->yt, n, T, NULL);
-        sums[1] += (double)t->be->count_correct(t->gptm.logits, t->yt, n * T, V);
-    }
-    mt_comm_sum_doubles(c->dp, sums, 2);
-    double tokens = (double)t->n_eval * T;
-    eval_result r = {sums[0] / tokens, sums[1] / tokens, (int64_t)sums[1], (int64_t)tokens};
-    return r;
+/* Whether this rank's loss sums are the replica's: the last stage computes
+ * them, on every tensor-parallel rank alike; rank 0 of those reports. */
+static int reports_loss(const trainer *t) {
+    return t->comm->pp_rank == t->comm->pp_size - 1 && t->comm->tp_rank == 0;
 }
 
-/* Each rank evaluates its contiguous share of the split; sums are reduced. */
+/* Each data-parallel replica evaluates its contiguous share of the split
+ * (mlp: d; gpt: the first n_eval validation sequences) through its
+ * pipeline; losses and hits are summed over the replicas. */
 static eval_result evaluate(trainer *t, const mt_dataset *d) {
-    if (t->gpt) return evaluate_gpt(t);
     const mt_comm *c = t->comm;
-    int64_t lo = d->n * c->dp_rank / c->dp_size, hi = d->n * (c->dp_rank + 1) / c->dp_size;
-    double sums[2] = {0.0, 0.0}; /* loss, correct */
-    int C = t->mlp.sizes[t->mlp.nlayers];
-    for (int64_t i = lo; i < hi; i += EVAL_CHUNK) {
-        int n = (int)(hi - i < EVAL_CHUNK ? hi - i : EVAL_CHUNK);
-        const float *x = d->x + (size_t)i * (size_t)d->dim;
-        const int32_t *y = d->y + i;
-        sums[0] += mt_mlp_forward(&t->mlp, t->be, &t->params, x, y, n);
-        sums[1] += (double)t->be->count_correct(t->mlp.z[t->mlp.nlayers - 1], y, n, C);
+    int64_t n = t->gpt ? t->n_eval : d->n, chunk = t->gpt ? t->mb_rows : EVAL_CHUNK;
+    int64_t lo = n * c->dp_rank / c->dp_size, hi = n * (c->dp_rank + 1) / c->dp_size;
+    int T = t->T;
+    t->loss_acc = t->correct_acc = 0.0;
+    for (int64_t i = lo; i < hi; i += chunk) {
+        int64_t k = hi - i < chunk ? hi - i : chunk;
+        if (t->gpt)
+            for (int64_t j = 0; j < k; j++)
+                mt_tokens_window(&t->tok[1], i + j, T, t->xt + (size_t)j * T,
+                                 t->yt + (size_t)j * T);
+        t->eval_set = d;
+        t->eval_first = i;
+        t->eval_rows = k;
+        t->evaluating = 1;
+        pipe_rows(t, k);
+        mt_pipe_forward_only(&t->pipe, 1);
+        t->evaluating = 0;
     }
-    mt_comm_sum_doubles(c->dp, sums, 2);
-    eval_result r = {sums[0] / (double)d->n, sums[1] / (double)d->n, (int64_t)sums[1], d->n};
+    double sums[2] = {0.0, 0.0};
+    if (reports_loss(t)) sums[0] = t->loss_acc, sums[1] = t->correct_acc;
+    mt_comm_sum_doubles(c->world, sums, 2);
+    double units = t->gpt ? (double)n * T : (double)n;
+    eval_result r = {sums[0] / units, sums[1] / units, (int64_t)sums[1], (int64_t)units};
     return r;
 }
 
@@ -782,7 +1004,6 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
     double t_start = MPI_Wtime(), t_timed = 0.0, t_log = t_start, eval_time = 0.0;
     double t_ckpt = t_start, ckpt_time0 = t->ckpt_time; /* last checkpoint; time spent before */
     int64_t log_from = start, end_step = steps;
-    int C = t->gpt ? 0 : t->mlp.sizes[t->mlp.nlayers];
     *ms_per_step = 0.0;
     if (start == 0 && cfg->checkpoint.save_initial && save_checkpoint(t, 0, e)) return e->code;
     if (start == steps) { /* resumed at the end: only the final evaluation is left */
@@ -791,26 +1012,25 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
     }
     for (int64_t step = start; step < steps; step++) {
         if (step - start == TIMING_SKIP)
-            t_timed = MPI_Wtime(), eval_time = 0.0, ckpt_time0 = t->ckpt_time;
+            t_timed = MPI_Wtime(), eval_time = 0.0, ckpt_time0 = t->ckpt_time, t->pipe.busy_s = 0.0;
         gather_batch(t, step);
-        double loss_sum;
-        int64_t correct;
-        if (t->gpt) {
-            int nb = (int)t->local_batch;
-            int64_t seq0 = (step % t->steps_per_epoch) * B + c->dp_rank * t->local_batch;
-            mt_gpt_dropout drop = {1, (uint64_t)cfg->run.seed, (uint64_t)step,
-                                   (step / t->steps_per_epoch) * t->n_train + seq0};
-            loss_sum = mt_gpt_forward(&t->gptm, be, &t->params, t->xt, t->yt, nb, t->T, &drop);
-            correct =
-                be->count_correct(t->gptm.logits, t->yt, nb * t->T, (int)cfg->model.vocab_size);
-            mt_gpt_backward(&t->gptm, be, &t->params, t->xt, t->yt, scale, 0);
-        } else {
-            loss_sum = mt_mlp_forward(&t->mlp, be, &t->params, t->xb, t->yb, (int)t->local_batch);
-            correct =
-                be->count_correct(t->mlp.z[t->mlp.nlayers - 1], t->yb, (int)t->local_batch, C);
-            mt_mlp_backward(&t->mlp, be, &t->params, t->xb, t->yb, (int)t->local_batch, scale, 0);
+        /* every micro-batch through this replica's pipeline; the gradient of
+         * the step accumulates over them */
+        t->cur_step = step;
+        t->nbackward = 0;
+        t->grad_scale = scale;
+        t->loss_acc = t->correct_acc = 0.0;
+        pipe_rows(t, t->mb_rows);
+        mt_pipe_step(&t->pipe);
+        double loss_sum = reports_loss(t) ? t->loss_acc : 0.0;
+        int64_t correct = reports_loss(t) ? (int64_t)t->correct_acc : 0;
+        /* the tied embedding: the first stage's and the head's copies of wte
+         * take the sum of both gradients, so they stay equal */
+        if (t->gpt && c->emb != MPI_COMM_NULL) {
+            const mt_param *w = &t->params.v[t->gptm.wte];
+            mt_comm_sum_floats(c->emb, t->params.grad + w->offset, w->numel);
         }
-        mt_comm_sum_floats(c->dp, t->params.grad, t->params.numel);
+        if (c->dp_size > 1) mt_comm_sum_floats(c->dp, t->params.grad, t->params.numel);
         /* loss, correct, a flag for an error any rank met last step, and rank 0's
          * verdict on the wall-clock checkpoint interval */
         double every_s = cfg->checkpoint.every_seconds;
@@ -820,7 +1040,7 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
         mt_comm_sum_doubles(c->world, red, 5);
         if (red[2] > 0) return mt_comm_agree(c, e);
         double loss = red[0] / (double)units;
-        double norm = mt_optim_clip(&t->params, be, cfg->optim.grad_clip);
+        double norm = mt_optim_clip(&t->params, be, cfg->optim.grad_clip, c->mp, c->tp_rank);
         if (!isfinite(loss) || !isfinite(norm)) {
             mt_err_set(e, MT_ERR_NUMERIC, "%s is %s at step %lld",
                        isfinite(loss) ? "gradient norm" : "loss",
@@ -919,6 +1139,8 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
     int64_t ran = end_step - start, timed = ran - TIMING_SKIP;
     *ms_per_step = timed > 0 ? 1e3 * (end - t_timed - other) / (double)timed
                              : 1e3 * (end - t_start - other) / (double)ran;
+    double loop_s = (timed > 0 ? end - t_timed : end - t_start) - other;
+    t->busy_fraction = loop_s > 0 ? t->pipe.busy_s / loop_s : 0.0;
     return mt_comm_agree(c, e);
 }
 
@@ -984,17 +1206,54 @@ static int finish_stopped(trainer *t, double ms_per_step, int how, int64_t step,
     return e->code;
 }
 
+/* Collective: the pipeline's record (per stage: most micro-batches of
+ * activations held at once, fraction of the step spent computing) as JSON
+ * on rank 0 (NULL elsewhere). */
+static cJSON *pipeline_record(const trainer *t) {
+    const mt_comm *c = t->comm;
+    double mine[4] = {c->pp_rank, c->tp_rank + c->dp_rank, t->pipe.peak, t->busy_fraction};
+    double *all = c->rank == 0 ? calloc((size_t)c->size, sizeof mine) : NULL;
+    MPI_Gather(mine, 4, MPI_DOUBLE, all, 4, MPI_DOUBLE, 0, c->world);
+    if (c->rank != 0) return NULL;
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "schedule",
+                            mt_config_enum_name("parallel", "schedule", t->cfg.parallel.schedule));
+    cJSON_AddNumberToObject(p, "microbatches", (double)t->cfg.parallel.microbatches);
+    cJSON *peak = cJSON_AddArrayToObject(p, "peak_held");
+    cJSON *busy = cJSON_AddArrayToObject(p, "busy_fraction");
+    for (int s = 0; s < c->pp_size; s++)
+        for (int r = 0; all && r < c->size; r++) {
+            const double *x = all + 4 * (size_t)r;
+            if ((int)x[0] != s || x[1] != 0) continue; /* dp 0, tp 0 of each stage */
+            cJSON_AddItemToArray(peak, cJSON_CreateNumber(x[2]));
+            cJSON_AddItemToArray(busy, cJSON_CreateNumber(x[3]));
+        }
+    double m = (double)t->cfg.parallel.microbatches, pp = c->pp_size;
+    cJSON_AddNumberToObject(p, "bubble_theory", (pp - 1) / (m + pp - 1));
+    free(all);
+    return p;
+}
+
 static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_err *e) {
     const mt_comm *c = t->comm;
     char model_path[1100];
     snprintf(model_path, sizeof model_path, "%s/model.h5", t->run_dir);
+    mt_modelfile_meta meta = {t->config_text, t->run_id,
+                              mt_config_enum_name("model", "kind", t->cfg.model.kind),
+                              (long long)t->cfg.train.steps};
+    /* collective: rank 0 gathers each tensor from the ranks holding it */
+    if (mt_modelfile_write(c, model_path, &t->params, &meta, e)) return e->code;
+    cJSON *pipe = pipeline_record(t);
     if (c->rank == 0) {
-        mt_modelfile_meta meta = {t->config_text, t->run_id,
-                                  mt_config_enum_name("model", "kind", t->cfg.model.kind),
-                                  (long long)t->cfg.train.steps};
-        if (!mt_modelfile_write(model_path, &t->params, &meta, e)) {
+        {
             cJSON *r = run_record(t);
             cJSON *res = cJSON_AddObjectToObject(r, "result");
+            if (c->pp_size > 1) {
+                char *ps = cJSON_PrintUnformatted(pipe);
+                printf("pipeline: %s\n", ps);
+                free(ps);
+            }
+            cJSON_AddItemToObject(res, "pipeline", pipe);
             cJSON_AddStringToObject(res, "status", "completed");
             cJSON_AddNumberToObject(res, "steps", (double)t->cfg.train.steps);
             cJSON_AddNumberToObject(res, "test_loss", ev->loss);
@@ -1088,6 +1347,14 @@ static void release(trainer *t) {
     free(t->yb);
     free(t->order);
     if (t->be) {
+        int nslots = t->pipe.nslots;
+        for (int k = 1; t->mlp_more && k < nslots; k++)
+            if (t->mlp_more[k - 1].nlayers) mt_mlp_free(&t->mlp_more[k - 1], t->be);
+        for (int k = 1; t->gpt_more && k < nslots; k++)
+            if (t->gpt_more[k - 1].block) mt_gpt_free(&t->gpt_more[k - 1], t->be);
+        free(t->mlp_more);
+        free(t->gpt_more);
+        mt_pipe_free(&t->pipe);
         if (t->mlp.nlayers) mt_mlp_free(&t->mlp, t->be);
         if (t->gptm.block) mt_gpt_free(&t->gptm, t->be);
         if (t->opt.m) mt_optim_free(&t->opt, t->be);
@@ -1107,7 +1374,7 @@ static void release(trainer *t) {
     free(t->config_text);
 }
 
-int mt_train(const mt_comm *comm, const mt_train_args *args, mt_err *e) {
+int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e) {
     trainer t;
     memset(&t, 0, sizeof t);
     t.comm = comm;
@@ -1124,7 +1391,10 @@ int mt_train(const mt_comm *comm, const mt_train_args *args, mt_err *e) {
         mt_threads_apply(t.threads);
         if (!load_data(&t, e) && !build(&t, e) && !resume(&t, e) && !check_ckpt_dir(&t, e) &&
             !open_run(&t, e)) {
-            if (comm->rank == 0) print_header(&t);
+            double *mem = comm->rank == 0 ? calloc((size_t)comm->size, MEM_N * sizeof *mem) : NULL;
+            gather_memory(&t, mem);
+            if (comm->rank == 0) print_header(&t, mem);
+            free(mem);
             int stopped = 0;
             if (!train_loop(&t, &ms, &ev, &stopped, e)) {
                 if (stopped)

@@ -15,6 +15,6 @@ typedef struct {
     int n_overrides;
 } mt_train_args;
 
-int mt_train(const mt_comm *comm, const mt_train_args *args, mt_err *e);
+int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e);
 
 #endif

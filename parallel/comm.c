@@ -19,17 +19,52 @@ int mt_comm_init(mt_comm *c, int *argc, char ***argv, mt_err *e) {
     MPI_Comm_split_type(c->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &c->node);
     MPI_Comm_rank(c->node, &c->local_rank);
     MPI_Comm_size(c->node, &c->local_size);
-    MPI_Comm_dup(c->world, &c->dp);
-    c->dp_rank = c->rank;
-    c->dp_size = c->size;
+    c->tp = c->pp = c->mp = c->emb = MPI_COMM_NULL;
+    c->dp = MPI_COMM_NULL;
+    mt_err ignored = {0};
+    mt_comm_layout(c, 1, 1, &ignored);
     if (provided < MPI_THREAD_FUNNELED)
         return mt_err_set(e, MT_ERR_COMM, "the MPI library does not support MPI_THREAD_FUNNELED");
     return MT_OK;
 }
 
+static void comm_free(MPI_Comm *c) {
+    if (*c != MPI_COMM_NULL && *c != 0) MPI_Comm_free(c);
+    *c = MPI_COMM_NULL;
+}
+
+int mt_comm_layout(mt_comm *c, int tp, int pp, mt_err *e) {
+    if (tp < 1 || pp < 1 || c->size % (tp * pp) != 0) {
+        mt_err_set(e, MT_ERR_USAGE,
+                   "the %d ranks cannot be split into parallel.tp = %d x parallel.pp = %d "
+                   "model-parallel ranks times data-parallel replicas (%d is not a multiple of %d)",
+                   c->size, tp, pp, c->size, tp * pp);
+        mt_err_hint(e, "start a multiple of tp x pp ranks, or change parallel.tp / parallel.pp");
+        return e->code;
+    }
+    MPI_Comm *all[] = {&c->dp, &c->tp, &c->pp, &c->mp, &c->emb};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) comm_free(all[i]);
+    int dp = c->size / (tp * pp);
+    c->tp_size = tp, c->pp_size = pp, c->dp_size = dp;
+    c->tp_rank = c->rank % tp;
+    c->dp_rank = (c->rank / tp) % dp;
+    c->pp_rank = c->rank / (tp * dp);
+    /* colour: what the group shares; key: the rank inside it */
+    MPI_Comm_split(c->world, c->pp_rank * tp + c->tp_rank, c->dp_rank, &c->dp);
+    MPI_Comm_split(c->world, c->pp_rank * dp + c->dp_rank, c->tp_rank, &c->tp);
+    MPI_Comm_split(c->world, c->dp_rank * tp + c->tp_rank, c->pp_rank, &c->pp);
+    MPI_Comm_split(c->world, c->dp_rank, c->pp_rank * tp + c->tp_rank, &c->mp);
+    int ends = pp > 1 && (c->pp_rank == 0 || c->pp_rank == pp - 1);
+    MPI_Comm_split(c->world, ends ? c->dp_rank * tp + c->tp_rank : MPI_UNDEFINED, c->pp_rank,
+                   &c->emb);
+    c->prev = c->pp_rank > 0 ? c->rank - tp * dp : -1;
+    c->next = c->pp_rank < pp - 1 ? c->rank + tp * dp : -1;
+    return MT_OK;
+}
+
 void mt_comm_finalize(mt_comm *c) {
-    if (c->node != MPI_COMM_NULL && c->node != 0) MPI_Comm_free(&c->node);
-    if (c->dp != MPI_COMM_NULL && c->dp != 0) MPI_Comm_free(&c->dp);
+    MPI_Comm *all[] = {&c->node, &c->dp, &c->tp, &c->pp, &c->mp, &c->emb};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) comm_free(all[i]);
     MPI_Finalize();
 }
 

@@ -1,7 +1,11 @@
 /*
  * comm.h - the process grid and host-buffer communication over MPI.
  *
- * Today the grid is pure data parallelism (dp = world). The node
+ * The grid: world = pp x dp x tp ranks, tensor-parallel rank fastest, so a
+ * tensor-parallel group is tp consecutive ranks (one node under any
+ * block placement), then the data-parallel rank, then the pipeline stage:
+ *   world rank = (pp_rank * dp + dp_rank) * tp + tp_rank
+ * Before mt_comm_layout the grid is pure data parallelism. The node
  * communicator (MPI_COMM_TYPE_SHARED) gives the local rank and the number
  * of ranks on this node, used for thread counts (and GPU choice, later).
  * mt_comm_agree is how ranks agree on an error at a phase boundary
@@ -20,13 +24,25 @@ typedef struct {
     int rank, size;
     MPI_Comm node; /* ranks sharing this node's memory */
     int local_rank, local_size;
-    MPI_Comm dp; /* data-parallel group (the world, for now) */
+    MPI_Comm dp; /* data-parallel group: same tp rank and stage */
     int dp_rank, dp_size;
+    MPI_Comm tp; /* tensor-parallel group: same dp rank and stage */
+    int tp_rank, tp_size;
+    MPI_Comm pp; /* one pipeline: same dp and tp rank; rank = stage */
+    int pp_rank, pp_size;
+    MPI_Comm mp;    /* model-parallel group: every rank of one replica (tp x pp) */
+    MPI_Comm emb;   /* first and last stage of one pipeline (tied embedding);
+                     * MPI_COMM_NULL on other stages and when pp = 1 */
+    int prev, next; /* world ranks of the neighbouring stages; -1 at the ends */
 } mt_comm;
 
 /* MPI_Init_thread (FUNNELED) and the communicators. */
 int mt_comm_init(mt_comm *c, int *argc, char ***argv, mt_err *e);
 void mt_comm_finalize(mt_comm *c);
+/* Collective: the grid of tp x pp model-parallel ranks and world / (tp x pp)
+ * data-parallel replicas. MT_ERR_USAGE on every rank when the world size is
+ * not a multiple of tp x pp. */
+int mt_comm_layout(mt_comm *c, int tp, int pp, mt_err *e);
 
 /* Collective over the world: if any rank has e set, every rank's e becomes
  * the error of the lowest such rank (naming that rank when it is not 0) and

@@ -89,6 +89,28 @@ static void test_init_layout_independent(void) {
         CHECK(bad == 0, "shard along dim %d differs from the slice in %d elements", dim, bad);
         mt_params_free(&shard);
     }
+    /* q|k|v style: dim 0 is 3 blocks of 2 rows, split over 2 ranks; rank 1 owns
+     * rows 1, 3 and 5 */
+    mt_params_init(&shard);
+    mt_params_add(&shard, "w", 2, shape, 1, MT_INIT_NORMAL, 0.02f);
+    mt_params_shard(&shard, 0, 0, 3, 1, 2);
+    mt_params_alloc(&shard, &e);
+    mt_params_init_values(&shard, 11);
+    int bad = shard.v[0].numel != 15;
+    for (size_t j = 0; j < 15 && !bad; j++)
+        bad += shard.data[j] != whole.data[(1 + 2 * (j / 5)) * 5 + j % 5];
+    CHECK(bad == 0, "a q|k|v shard differs from rows 1, 3, 5 of the whole tensor");
+    mt_params_free(&shard);
+    /* a tensor of another pipeline stage holds nothing */
+    mt_params_init(&shard);
+    mt_params_add(&shard, "a", 2, shape, 1, MT_INIT_NORMAL, 0.02f);
+    mt_params_add(&shard, "b", 2, shape, 1, MT_INIT_NORMAL, 0.02f);
+    mt_params_place(&shard, 0, 1, 0, 0);
+    mt_params_alloc(&shard, &e);
+    CHECK(shard.v[0].numel == 0 && shard.v[1].numel == 30 && mt_params_count(&shard) == 30 &&
+              mt_params_global_count(&shard) == 60,
+          "a tensor of another stage is not left out of this rank's buffers");
+    mt_params_free(&shard);
     /* Different seeds or names give different values; same give same. */
     mt_params other;
     mt_params_init(&other);
@@ -172,7 +194,7 @@ static void test_optim(int kind) {
     memset(p.grad, 0, n * sizeof(float)); /* padding between tensors stays zero */
     for (int k = 0; k < p.n; k++)
         for (size_t j = 0; j < p.v[k].numel; j++) p.grad[p.v[k].offset + j] = 1.0f;
-    double norm = mt_optim_clip(&p, be, 1.0);
+    double norm = mt_optim_clip(&p, be, 1.0, MPI_COMM_NULL, 0);
     double after = sqrt(be->sumsq(p.grad, n));
     CHECK(fabs(norm - sqrt(15.0)) < 1e-6 && fabs(after - 1.0) < 1e-6,
           "clip: norm %.6f (want %.6f), after %.6f (want 1)", norm, sqrt(15.0), after);

@@ -1,0 +1,71 @@
+/*
+ * pipeline.h - pipeline-parallel schedules over MPI point-to-point.
+ *
+ * A pipeline of `stages` ranks (one per stage) runs m micro-batches per step.
+ * Stage s receives each micro-batch's input activations from stage s-1,
+ * runs its layers, and sends the output to stage s+1; the backward sends
+ * the gradient of each input back. Sends are MPI_Isend, completed only
+ * before their buffer is reused (so a stage computes while its output is in
+ * flight); receives are MPI_Irecv, waited on when the data is needed.
+ *
+ * Schedules:
+ *   GPipe: all m forwards, then all m backwards; m micro-batches of
+ *          activations are held at once.
+ *   1F1B:  stage s runs min(m, stages-s-1) forwards, then alternates one
+ *          forward and one backward, then the remaining backwards; at most
+ *          min(m, stages-s) micro-batches of activations are held.
+ * Both give the same gradients: each micro-batch's backward is the same
+ * computation, accumulated in micro-batch order.
+ *
+ * The pipeline knows nothing of the model: callbacks run a stage's forward
+ * and backward of micro-batch mb in activation slot `slot`.
+ */
+#ifndef MT_PIPELINE_H
+#define MT_PIPELINE_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+enum { MT_PIPE_SCHED_1F1B = 0, MT_PIPE_SCHED_GPIPE = 1 };
+
+typedef struct {
+    /* set by the caller */
+    MPI_Comm comm;      /* where prev and next are ranks */
+    int prev, next;     /* neighbouring stages' ranks; -1 at the ends */
+    int stage, stages;  /* this stage, number of stages */
+    int microbatches;   /* per step */
+    int schedule;       /* MT_PIPE_SCHED_* */
+    size_t in_n, out_n; /* floats of one micro-batch's input (from prev), output (to next);
+                         * may shrink between calls (a short last evaluation batch) */
+    void *ctx;
+    /* forward of micro-batch mb in slot; in is NULL on the first stage;
+     * returns the output to send (ignored on the last stage), valid until
+     * the slot's backward */
+    const float *(*forward)(void *ctx, int slot, int mb, const float *in);
+    /* backward of micro-batch mb held in slot; dout is NULL on the last
+     * stage; returns d(in) to send (ignored on the first stage) */
+    const float *(*backward)(void *ctx, int slot, int mb, const float *in, const float *dout);
+
+    /* kept by the pipeline */
+    int nslots;                      /* activation slots this stage needs (mt_pipe_slots) */
+    float **in_buf;                  /* (nslots) received inputs */
+    float *dout_buf;                 /* received output gradient */
+    float **dsend;                   /* (nslots) copies of input gradients being sent */
+    MPI_Request *act_req, *grad_req; /* (nslots) sends in flight */
+    int held, peak;                  /* micro-batches whose activations are held now; most ever */
+    double busy_s;                   /* seconds inside the callbacks (for the bubble) */
+    double wait_s;                   /* seconds waiting for a neighbour's data */
+} mt_pipe;
+
+/* Activation slots stage `stage` of `stages` needs for m micro-batches. */
+int mt_pipe_slots(int schedule, int stage, int stages, int m);
+/* Allocates the buffers (after the caller's fields are set); 0 or -1. */
+int mt_pipe_init(mt_pipe *p);
+/* One step: every micro-batch's forward and backward, in the schedule's
+ * order. Collective over the pipeline. */
+void mt_pipe_step(mt_pipe *p);
+/* Forwards only (evaluation): n micro-batches through slot 0. */
+void mt_pipe_forward_only(mt_pipe *p, int n);
+void mt_pipe_free(mt_pipe *p);
+
+#endif
