@@ -9,6 +9,8 @@
 #include "core/optim.h"
 #include "core/params.h"
 #include "core/rng.h"
+#include "core/split.h"
+#include "parallel/pipeline.h"
 #include "io/checkpoint.h"
 #include "kernels/backend.h"
 #include "test_util.h"
@@ -224,7 +226,49 @@ static void test_ckpt_names(void) {
         CHECK(mt_ckpt_parse_name(foreign[i]) == -1, "'%s' taken for a checkpoint name", foreign[i]);
 }
 
+/* Pipeline stages: balanced by cost, each with a layer, or as configured. */
+static void test_split(void) {
+    mt_config cfg;
+    mt_config_defaults(&cfg);
+    mt_comm c;
+    memset(&c, 0, sizeof c);
+    c.tp_size = 1;
+    c.pp_size = 2;
+    mt_split s;
+    mt_err e = {0};
+    double eq[4] = {1, 1, 1, 1};
+    CHECK(mt_split_make(&s, &c, &cfg, 4, eq, 0, 0, &e) == 0 && s.first[1] == 2 && s.first[2] == 4,
+          "4 equal layers on 2 stages: cut at %d", s.first[1]);
+    /* a heavy first stage (embeddings) gets fewer layers */
+    CHECK(mt_split_make(&s, &c, &cfg, 4, eq, 2.0, 0, &e) == 0 && s.first[1] == 1,
+          "embeddings worth 2 layers: cut at %d, not 1", s.first[1]);
+    c.pp_size = 4;
+    double mlp[4] = {100, 1, 1, 1};
+    CHECK(mt_split_make(&s, &c, &cfg, 4, mlp, 0, 0, &e) == 0 && s.first[1] == 1 &&
+              s.first[2] == 2 && s.first[3] == 3,
+          "every stage gets at least one layer");
+    c.pp_size = 5;
+    CHECK(mt_split_make(&s, &c, &cfg, 4, mlp, 0, 0, &e) == MT_ERR_USAGE &&
+              strstr(e.msg, "parallel.pp"),
+          "more stages than layers is an error naming parallel.pp: %s", e.msg);
+    memset(&e, 0, sizeof e);
+    c.pp_size = 2;
+    cfg.parallel.stage_layers.n = 2;
+    cfg.parallel.stage_layers.v[0] = 3;
+    cfg.parallel.stage_layers.v[1] = 1;
+    CHECK(mt_split_make(&s, &c, &cfg, 4, eq, 0, 0, &e) == 0 && s.first[1] == 3 &&
+              mt_split_stage_of(&s, 2) == 0 && mt_split_stage_of(&s, 3) == 1,
+          "parallel.stage_layers = 3,1 is followed");
+    /* activation slots: GPipe holds every micro-batch, 1F1B at most pp - stage */
+    CHECK(mt_pipe_slots(MT_PIPE_SCHED_GPIPE, 0, 4, 8) == 8 &&
+              mt_pipe_slots(MT_PIPE_SCHED_1F1B, 0, 4, 8) == 4 &&
+              mt_pipe_slots(MT_PIPE_SCHED_1F1B, 3, 4, 8) == 1 &&
+              mt_pipe_slots(MT_PIPE_SCHED_1F1B, 0, 4, 2) == 2,
+          "pipeline slot counts");
+}
+
 int main(void) {
+    test_split();
     test_rng();
     test_ckpt_names();
     test_init_layout_independent();
