@@ -1,8 +1,10 @@
 /*
- * trainer.c - the training loop with data parallelism.
+ * trainer.c - the training loop: data parallelism over replicas, each a
+ * tensor- and pipeline-parallel split of the model (docs/PARALLEL.md).
  *
- * Every global batch of train.global_batch samples is split evenly: rank r
- * takes positions [r*B/P, (r+1)*B/P) of it. The sample order of epoch e is a
+ * Every global batch of train.global_batch samples is split evenly: replica
+ * r takes positions [r*B/P, (r+1)*B/P) of it, in parallel.microbatches
+ * micro-batches that run through its pipeline. The sample order of epoch e is a
  * permutation drawn from (seed, e) alone, so it is the same on every rank
  * and at every world size. Each rank's gradient is scaled by 1/B (the global
  * batch) and the gradients are summed with one all-reduce, so every rank
