@@ -205,64 +205,176 @@ static int read_meta_attr(hid_t f, const char *path, const attr_def *d, mt_ckpt_
 
 /* ---- tensors: global shape, local block, the share a writer takes ---- */
 
+/*
+ * A rank's block of a tensor: along the shard dimension sd it owns rows
+ * [off, off + len) of each of `parts` equal blocks of B rows (B = tp * len);
+ * along every other dimension, everything. In memory the block is row-major
+ * with parts * len rows along sd, part-major (mt_param_global_index). When
+ * the tensor is not split (sd < 0) the block is the whole tensor.
+ *
+ * The ranks holding the same block share its writing by "rows" of the
+ * block: its dim-0 rows, which for sd = 0 are the parts * len local rows.
+ * Each sharer takes whole units of chunk[0] rows, so that in the file every
+ * chunk is written whole by one rank wherever the chunks align with the
+ * blocks: chunks are whole global rows when sd < 0, len wide along sd when
+ * sd > 0, and, when sd = 0, of a number of rows dividing len where one of a
+ * reasonable size does.
+ */
 typedef struct {
-    int ndim;
+    int ndim, sd;
     hsize_t gdims[MT_PARAM_MAX_DIMS]; /* the full logical shape */
-    hsize_t ldims[MT_PARAM_MAX_DIMS]; /* this rank's block */
-    hsize_t lstart[MT_PARAM_MAX_DIMS];
-    hsize_t inner;      /* elements per row (dim 0) of the block */
-    hsize_t chunk_rows; /* rows per chunk */
+    hsize_t ldims[MT_PARAM_MAX_DIMS]; /* this rank's block, as in memory */
+    hsize_t chunk[MT_PARAM_MAX_DIMS]; /* chunk shape in the file */
+    hsize_t parts, len, off, block;   /* along sd: block = gdims[sd] / parts */
+    hsize_t rows;                     /* ldims[0]: rows split among the sharers */
+    hsize_t inner;                    /* elements per row of the block */
+    hsize_t units;                    /* units of chunk[0] rows in the block */
+    hsize_t sharers;                  /* ranks holding (and writing) the same block */
 } tensor_geom;
 
-/* The layout of tensor t in the file and in this rank's memory, for writers
- * (ranks writing the same block) ranks sharing the writing. */
-static void geometry(const mt_param *t, int writers, tensor_geom *g) {
-    memset(g, 0, sizeof *g);
-    g->ndim = t->ndim;
-    g->inner = 1;
-    for (int d = 0; d < t->ndim; d++) {
-        g->gdims[d] = (hsize_t)t->shape[d];
-        g->ldims[d] = d == t->shard_dim ? (hsize_t)t->shard_len : (hsize_t)t->shape[d];
-        g->lstart[d] = d == t->shard_dim ? (hsize_t)t->shard_offset : 0;
-        if (d > 0) g->inner *= g->ldims[d];
-    }
-    hsize_t grow = 1; /* a chunk spans whole rows of the global tensor */
-    for (int d = 1; d < t->ndim; d++) grow *= g->gdims[d];
-    hsize_t most = CHUNK_BYTES / (grow * sizeof(float)); /* rows in CHUNK_BYTES */
-    if (most < 1) most = 1;
-    /* As few chunks as that allows, but a multiple of the writers (each writes
-     * as many), of equal rows where they divide evenly: a partial last chunk
-     * costs a read when written. */
-    hsize_t rows = g->gdims[0] ? g->gdims[0] : 1, nchunks = (rows + most - 1) / most;
-    hsize_t w = writers > 1 ? (hsize_t)writers : 1;
+/* Rows per chunk: n rows in chunks of at most `most` rows, as few as that
+ * allows, but a multiple of w when more than one (each sharer writes as many),
+ * of equal rows where they divide evenly: a partial last chunk costs a read. */
+static hsize_t even_rows(hsize_t n, hsize_t most, hsize_t w) {
+    hsize_t rows = n ? n : 1, nchunks = (rows + most - 1) / most;
     if (nchunks > 1) nchunks = (nchunks + w - 1) / w * w;
     if (nchunks > rows) nchunks = rows;
-    g->chunk_rows = (rows + nchunks - 1) / nchunks;
+    return (rows + nchunks - 1) / nchunks;
 }
 
-/* Selects, in file and memory, rows [lo, hi) of this rank's block. */
+/* Rows per chunk of a tensor split along dim 0 (len rows in each of parts
+ * blocks): a divisor of len, so that no chunk straddles two tensor-parallel
+ * ranks' rows, unless every divisor makes chunks under half the size the
+ * byte target allows (a prime len); then straddling chunks, which
+ * create_tensor makes real. A block of more than one chunk's bytes gets a
+ * number of chunks the w sharers split evenly where a divisor allows. */
+static hsize_t dim0_rows(hsize_t len, hsize_t parts, hsize_t most, hsize_t w) {
+    if (len == 0) return 1;
+    hsize_t m0 = (len + most - 1) / most, big = (len + m0 - 1) / m0, any = 0;
+    int balance = parts * len > most;
+    for (hsize_t m = m0; m <= len && len / m * 2 >= big; m++) {
+        if (len % m) continue;
+        if (!balance || parts * m % w == 0) return len / m;
+        if (!any) any = m;
+    }
+    return any ? len / any : big;
+}
+
+/* The layout of tensor t in the file and in memory when written by dp x tp
+ * ranks per stage; read by any layout (the chunking is then the file's own). */
+static void geometry(const mt_param *t, int dp, int tp, tensor_geom *g) {
+    memset(g, 0, sizeof *g);
+    g->ndim = t->ndim;
+    g->sd = t->shard_dim >= 0 && t->shard_dim < t->ndim ? t->shard_dim : -1;
+    g->parts = g->sd >= 0 ? (hsize_t)t->shard_parts : 1;
+    g->len = g->sd >= 0 ? (hsize_t)t->shard_len : 0;
+    g->off = g->sd >= 0 ? (hsize_t)t->shard_offset : 0;
+    g->sharers = (hsize_t)dp * (g->sd >= 0 ? 1 : (hsize_t)tp);
+    hsize_t row = sizeof(float); /* bytes of one dim-0 row of a chunk */
+    for (int d = 0; d < t->ndim; d++) {
+        g->gdims[d] = (hsize_t)t->shape[d];
+        g->ldims[d] = d == g->sd ? g->parts * g->len : g->gdims[d];
+        g->chunk[d] = d == g->sd && d > 0 ? g->len : g->gdims[d];
+        if (d > 0) row *= g->chunk[d];
+    }
+    if (g->sd >= 0) g->block = g->gdims[g->sd] / g->parts;
+    g->rows = g->ldims[0];
+    g->inner = 1;
+    for (int d = 1; d < t->ndim; d++) g->inner *= g->ldims[d];
+    hsize_t most = CHUNK_BYTES / row; /* rows in CHUNK_BYTES */
+    if (most < 1) most = 1;
+    g->chunk[0] = g->sd == 0 ? dim0_rows(g->len, g->parts, most, g->sharers)
+                             : even_rows(g->gdims[0], most, g->sharers);
+    g->units = (g->rows + g->chunk[0] - 1) / g->chunk[0];
+}
+
+/* Rows [lo, hi) of the block that sharer k of g->sharers writes. */
+static void share(const tensor_geom *g, hsize_t k, hsize_t *lo, hsize_t *hi) {
+    hsize_t u0 = g->units * k / g->sharers, u1 = g->units * (k + 1) / g->sharers;
+    *lo = u0 * g->chunk[0];
+    *hi = u1 * g->chunk[0];
+    if (*hi > g->rows) *hi = g->rows;
+    if (*lo > *hi) *lo = *hi;
+}
+
+/* Which writer writes global dim-0 row r (along sd > 0, every block splits its
+ * rows alike): the tp block times the sharers, plus the sharer (inverse of
+ * share: the largest k with units * k / sharers <= unit). */
+static hsize_t row_writer(const tensor_geom *g, hsize_t r) {
+    hsize_t q = r, tpb = 0;
+    if (g->sd == 0) {
+        hsize_t in = r % g->block;
+        tpb = in / g->len;
+        q = r / g->block * g->len + in % g->len;
+    }
+    hsize_t u = q / g->chunk[0], w = g->sharers;
+    return tpb * w + ((u + 1) * w + g->units - 1) / g->units - 1;
+}
+
+/* Selects, in file and memory, rows [lo, hi) of this rank's block. Along
+ * sd the block is a strided hyperslab (start off, stride block, count parts,
+ * block len); rows of a dim-0 block that are not whole parts are their own
+ * pieces. Memory is shaped like the block, so HDF5 copies whole runs. */
 static void select_rows(const tensor_geom *g, hsize_t lo, hsize_t hi, hid_t fspace, hid_t *mspace) {
-    hsize_t start[MT_PARAM_MAX_DIMS], count[MT_PARAM_MAX_DIMS];
-    for (int d = 0; d < g->ndim; d++) start[d] = g->lstart[d], count[d] = g->ldims[d];
-    start[0] += lo;
-    count[0] = hi - lo;
-    hsize_t n = (hi - lo) * g->inner;
-    if (n == 0) {
+    if (hi <= lo || g->inner == 0) {
         hsize_t one = 1;
         H5Sselect_none(fspace);
         *mspace = H5Screate_simple(1, &one, NULL);
         H5Sselect_none(*mspace);
-    } else {
-        /* memory shaped like the selection: HDF5 then copies whole rows
-         * instead of mapping element by element */
-        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
-        *mspace = H5Screate_simple(g->ndim, count, NULL);
+        return;
     }
+    hsize_t start[MT_PARAM_MAX_DIMS], stride[MT_PARAM_MAX_DIMS], count[MT_PARAM_MAX_DIMS],
+        block[MT_PARAM_MAX_DIMS], mdims[MT_PARAM_MAX_DIMS];
+    for (int d = 0; d < g->ndim; d++) {
+        start[d] = 0, stride[d] = 1, count[d] = 1, block[d] = g->gdims[d];
+        mdims[d] = g->ldims[d];
+    }
+    mdims[0] = hi - lo;
+    if (g->sd > 0) {
+        start[g->sd] = g->off, stride[g->sd] = g->block;
+        count[g->sd] = g->parts, block[g->sd] = g->len;
+    }
+    if (g->sd != 0) {
+        start[0] = lo, block[0] = hi - lo;
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, stride, count, block);
+    } else {
+        H5S_seloper_t op = H5S_SELECT_SET;
+        for (hsize_t q = lo; q < hi; op = H5S_SELECT_OR) {
+            hsize_t part = q / g->len, s = q % g->len;
+            start[0] = part * g->block + g->off + s;
+            if (s == 0 && hi - q >= g->len) { /* whole parts */
+                count[0] = (hi - q) / g->len, stride[0] = g->block, block[0] = g->len;
+            } else {
+                hsize_t end = (part + 1) * g->len < hi ? (part + 1) * g->len : hi;
+                count[0] = 1, stride[0] = 1, block[0] = end - q;
+            }
+            H5Sselect_hyperslab(fspace, op, start, stride, count, block);
+            q += count[0] * block[0];
+        }
+    }
+    *mspace = H5Screate_simple(g->ndim, mdims, NULL);
 }
 
-/* Rank 0, serial: creates dataset path for tensor t (chunks of whole rows,
- * Fletcher32, no fill value) and places every chunk in the file without
- * writing its data.
+int mt_ckpt_check_views(const mt_comm *c, const mt_params *p, mt_err *e) {
+    for (int i = 0; i < p->n; i++) {
+        const mt_param *t = &p->v[i];
+        if (t->shard_dim < 0) continue;
+        int64_t rows = t->shard_dim < t->ndim ? t->shape[t->shard_dim] : -1;
+        if (t->shard_parts < 1 || t->shard_len < 1 ||
+            (int64_t)t->shard_parts * t->shard_len * c->tp_size != rows ||
+            t->shard_offset != (int64_t)c->tp_rank * t->shard_len)
+            return mt_err_set(e, MT_ERR_INTERNAL,
+                              "tensor %s: its shard (dim %d, %d parts, rows %lld..%lld of each) "
+                              "is not tensor-parallel rank %d's of %d equal blocks of its shape",
+                              t->name, t->shard_dim, t->shard_parts, (long long)t->shard_offset,
+                              (long long)(t->shard_offset + t->shard_len), c->tp_rank, c->tp_size);
+    }
+    return MT_OK;
+}
+
+/* Rank 0, serial: creates dataset path for tensor t (chunked as geometry
+ * says, Fletcher32, no fill value) and places every chunk in the file
+ * without writing its data.
  *
  * Parallel HDF5 1.10 needs every chunk of a filtered dataset allocated before
  * a collective write (it tells chunks apart by file address), and when it
@@ -270,40 +382,49 @@ static void select_rows(const tensor_geom *g, hsize_t lo, hsize_t hi, hid_t fspa
  * the whole tensor once in fill values: twice the bytes of the checkpoint.
  * So rank 0 creates the dataset serially with incremental allocation and
  * gives each chunk a 4-byte placeholder (H5Dwrite_chunk); the collective
- * write then moves each chunk to full-size space and writes it once. A
- * partial last chunk gets a real, checksummed chunk of zeros instead: the
- * collective write reads and unfilters it before merging the new rows. The
- * placeholders never outlive the write: the file is renamed into place only
- * after every chunk has been written. */
-static int create_tensor(hid_t f, const char *path, const mt_param *t, int writers,
+ * write then moves each chunk to full-size space and writes it once. That
+ * holds only for a chunk one rank overwrites whole: any other chunk (the
+ * partial last one, one that straddles two writers' rows) gets a real,
+ * checksummed chunk of zeros instead, since the collective write reads and
+ * unfilters it before merging the new elements. The placeholders never
+ * outlive the write: the file is renamed into place only after every chunk
+ * has been written. Rank 0 may hold none of t (another stage's tensor):
+ * everything here follows from the shard description and the layout. */
+static int create_tensor(hid_t f, const char *path, const mt_param *t, int dp, int tp,
                          const float *zeros, mt_err *e) {
     tensor_geom g;
-    geometry(t, writers, &g);
-    hsize_t chunk[MT_PARAM_MAX_DIMS], start[MT_PARAM_MAX_DIMS] = {0};
-    chunk[0] = g.chunk_rows;
-    for (int d = 1; d < g.ndim; d++) chunk[d] = g.gdims[d];
+    geometry(t, dp, tp, &g);
+    hsize_t start[MT_PARAM_MAX_DIMS] = {0}, count[MT_PARAM_MAX_DIMS];
     hid_t space = H5Screate_simple(g.ndim, g.gdims, NULL);
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
-    H5Pset_chunk(dcpl, g.ndim, chunk);
+    H5Pset_chunk(dcpl, g.ndim, g.chunk);
     H5Pset_fletcher32(dcpl);
     H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_INCR);
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
     hid_t ds = H5Dcreate2(f, path, H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT);
     int bad = ds < 0;
     const uint32_t placeholder = 0;
-    for (hsize_t r = 0; !bad && r < g.gdims[0]; r += g.chunk_rows) {
+    /* chunks across sd > 0: each lies in one block, split by rows alike */
+    hsize_t across = g.sd > 0 ? g.gdims[g.sd] / g.len : 1;
+    for (hsize_t r = 0; !bad && r < g.gdims[0]; r += g.chunk[0]) {
+        int whole = r + g.chunk[0] <= g.gdims[0];
+        for (hsize_t q = r + 1, w = row_writer(&g, r); whole && q < r + g.chunk[0]; q++)
+            whole = row_writer(&g, q) == w;
+        memcpy(count, g.chunk, sizeof count);
+        if (r + count[0] > g.gdims[0]) count[0] = g.gdims[0] - r;
         start[0] = r;
-        if (r + g.chunk_rows <= g.gdims[0]) {
-            bad = H5Dwrite_chunk(ds, H5P_DEFAULT, 0, start, sizeof placeholder, &placeholder) < 0;
-        } else { /* the partial last chunk */
-            hsize_t count[MT_PARAM_MAX_DIMS];
-            memcpy(count, chunk, sizeof count);
-            count[0] = g.gdims[0] - r;
-            hid_t mspace = H5Screate_simple(g.ndim, count, NULL);
-            H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
-            bad = H5Dwrite(ds, H5T_NATIVE_FLOAT, mspace, space, H5P_DEFAULT, zeros) < 0;
-            H5Sclose(mspace);
+        for (hsize_t a = 0; !bad && a < across; a++) {
+            if (g.sd > 0) start[g.sd] = a * g.len;
+            if (whole) {
+                bad =
+                    H5Dwrite_chunk(ds, H5P_DEFAULT, 0, start, sizeof placeholder, &placeholder) < 0;
+            } else {
+                hid_t mspace = H5Screate_simple(g.ndim, count, NULL);
+                H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+                bad = H5Dwrite(ds, H5T_NATIVE_FLOAT, mspace, space, H5P_DEFAULT, zeros) < 0;
+                H5Sclose(mspace);
+            }
         }
     }
     if (ds >= 0) H5Dclose(ds);
@@ -314,36 +435,33 @@ static int create_tensor(hid_t f, const char *path, const mt_param *t, int write
     return bad;
 }
 
-/* Bytes of the largest chunk of p's tensors. */
-static size_t max_chunk_bytes(const mt_params *p) {
+/* Bytes of the largest chunk of p's tensors written by dp x tp ranks a stage. */
+static size_t max_chunk_bytes(const mt_params *p, int dp, int tp) {
     size_t n = 0;
     for (int i = 0; i < p->n; i++) {
         tensor_geom g;
-        geometry(&p->v[i], 1, &g); /* more writers make smaller chunks */
-        size_t b = (size_t)(g.chunk_rows * sizeof(float));
-        for (int d = 1; d < g.ndim; d++) b *= (size_t)g.gdims[d];
+        geometry(&p->v[i], dp, tp, &g);
+        size_t b = sizeof(float);
+        for (int d = 0; d < g.ndim; d++) b *= (size_t)g.chunk[d];
         if (b > n) n = b;
     }
     return n;
 }
 
-/* Collective: writes this rank's share (part of nparts ranks holding the
- * same block) of the chunks of tensor t into dataset path. */
-static int write_tensor(hid_t f, hid_t dxpl, const char *path, const mt_param *t,
-                        const float *local, int part, int nparts, mt_err *e) {
+/* Collective: writes this rank's share of the chunks of tensor t into
+ * dataset path. Only the owner's copies are written (local, not a mirror);
+ * the ranks holding the same block (the data-parallel group for a split
+ * tensor, every rank of the stage for a whole one) each write a share. */
+static int write_tensor(const mt_comm *c, hid_t f, hid_t dxpl, const char *path, const mt_param *t,
+                        const float *local, mt_err *e) {
     tensor_geom g;
-    geometry(t, nparts, &g);
+    geometry(t, c->dp_size, c->tp_size, &g);
     hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
     hid_t space = ds >= 0 ? H5Dget_space(ds) : H5Screate_simple(g.ndim, g.gdims, NULL);
-    /* Whole chunks per writer: the ranks holding one block share no chunk. (Blocks
-     * of sharded tensors may share edge chunks; collective filtered writes in
-     * HDF5 merge those.) */
-    hsize_t rows = g.ldims[0], nch = (rows + g.chunk_rows - 1) / g.chunk_rows;
-    hsize_t c0 = nch * (hsize_t)part / (hsize_t)nparts,
-            c1 = nch * (hsize_t)(part + 1) / (hsize_t)nparts;
-    hsize_t lo = c0 * g.chunk_rows, hi = c1 * g.chunk_rows;
-    if (hi > rows) hi = rows;
-    if (lo > hi) lo = hi;
+    hsize_t lo = 0, hi = 0;
+    if (t->local && !t->mirror)
+        share(&g, (hsize_t)(g.sd >= 0 ? c->dp_rank : c->tp_rank * c->dp_size + c->dp_rank), &lo,
+              &hi);
     hid_t mspace;
     select_rows(&g, lo, hi, space, &mspace);
     int bad =
@@ -355,11 +473,12 @@ static int write_tensor(hid_t f, hid_t dxpl, const char *path, const mt_param *t
     return bad;
 }
 
-/* Collective: reads this rank's block of tensor t from dataset path. */
+/* Collective: reads this rank's block of tensor t (mirrors too) from dataset
+ * path; a rank holding none of it joins with an empty selection. */
 static int read_tensor(hid_t f, hid_t dxpl, const char *file, const char *path, const mt_param *t,
                        float *local, mt_err *e) {
     tensor_geom g;
-    geometry(t, 1, &g); /* (the chunking is the file's own) */
+    geometry(t, 1, 1, &g); /* (the chunking is the file's own) */
     hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
     int bad = ds < 0;
     if (!bad) {
@@ -371,17 +490,17 @@ static int read_tensor(hid_t f, hid_t dxpl, const char *file, const char *path, 
         if (bad) {
             mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: %s has another shape than the model's", file,
                        path);
-        } else {
-            hid_t mspace;
-            select_rows(&g, 0, g.ldims[0], space, &mspace);
-            if (H5Dread(ds, H5T_NATIVE_FLOAT, mspace, space, dxpl, local) < 0) {
-                bad = 1;
-                mt_err_set(e, MT_ERR_CKPT,
-                           "checkpoint %s: reading %s failed its checksum (the file is corrupt)",
-                           file, path);
-            }
-            H5Sclose(mspace);
+            H5Sselect_none(space); /* still join the collective read */
         }
+        hid_t mspace;
+        select_rows(&g, 0, t->local && !bad ? g.rows : 0, space, &mspace);
+        if (H5Dread(ds, H5T_NATIVE_FLOAT, mspace, space, dxpl, local) < 0 && !bad) {
+            bad = 1;
+            mt_err_set(e, MT_ERR_CKPT,
+                       "checkpoint %s: reading %s failed its checksum (the file is corrupt)", file,
+                       path);
+        }
+        H5Sclose(mspace);
         H5Sclose(space);
         H5Dclose(ds);
     } else {
@@ -511,7 +630,7 @@ static int tensor_at(const mt_params *p, const mt_optim *o, const char *kind, in
 
 /* Rank 0, serial: everything but the tensors' data. */
 static int create_structure(hid_t f, const mt_ckpt_meta *m, const char *config, const mt_params *p,
-                            const mt_optim *o, int writers, mt_err *e) {
+                            const mt_optim *o, const mt_comm *c, mt_err *e) {
     int64_t version = MT_CKPT_VERSION;
     hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
     hid_t g1 = H5Gcreate2(f, "/optim", H5P_DEFAULT, gcpl, H5P_DEFAULT);
@@ -551,13 +670,13 @@ static int create_structure(hid_t f, const mt_ckpt_meta *m, const char *config, 
 
     if (state_names(m->optim_kind, (const char *[2]){0}) < 0)
         return mt_err_set(e, MT_ERR_INTERNAL, "unknown optimizer '%s'", m->optim_kind);
-    float *zeros = calloc(1, max_chunk_bytes(p));
+    float *zeros = calloc(1, max_chunk_bytes(p, c->dp_size, c->tp_size));
     if (!zeros) return mt_err_set(e, MT_ERR_CKPT, "out of memory creating a checkpoint");
     char path[160];
     const mt_param *t;
     const float *buf;
     for (int k = 0; tensor_at(p, o, m->optim_kind, k, path, sizeof path, &t, &buf); k++)
-        if (create_tensor(f, path, t, writers, zeros, e)) break;
+        if (create_tensor(f, path, t, c->dp_size, c->tp_size, zeros, e)) break;
     free(zeros);
     return e->code;
 }
@@ -572,15 +691,17 @@ static int write_data(const mt_comm *c, hid_t f, const char *tmp, const mt_ckpt_
     mt_err local = {0}; /* every rank makes every collective call, even after an error */
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    /* Each rank owns whole chunks, so the collective call may write them with
-     * independent MPI-IO: no two-phase aggregation through other ranks. */
+    /* Most chunks are written whole by one rank, and HDF5 gives any chunk that
+     * several ranks write to one of them, which merges the others' elements
+     * first: so the collective call may write chunks with independent MPI-IO,
+     * no two-phase aggregation through other ranks. */
     H5Pset_dxpl_mpio_collective_opt(dxpl, H5FD_MPIO_INDIVIDUAL_IO);
     char path[160];
     const mt_param *t;
     const float *buf;
     for (int k = 0; tensor_at(p, o, m->optim_kind, k, path, sizeof path, &t, &buf); k++) {
         if (k == p->n) test_stall(c, m->step); /* after the weights */
-        write_tensor(f, dxpl, path, t, buf, c->dp_rank, c->dp_size, &local);
+        write_tensor(c, f, dxpl, path, t, buf, &local);
         if (fd >= 0) sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     }
     if (fd >= 0) close(fd);
@@ -608,6 +729,7 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, c->world);
     double bytes = tensor_bytes(p, o);
     if (c->rank == 0) check_room(path, 1.02 * bytes + (double)strlen(config_text) + 1e6, e);
+    if (!e->code) mt_ckpt_check_views(c, p, e);
     if (mt_comm_agree(c, e)) return e->code;
     arm_watchdog(c, tmp, m.step, timeout_s > 0 ? timeout_s : 300.0 + bytes / 20e6);
     mt_h5_quiet();
@@ -621,7 +743,7 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
         if (f < 0) {
             mt_err_set(e, MT_ERR_CKPT, "cannot create checkpoint file %s", tmp);
         } else {
-            create_structure(f, &m, config_text, p, o, c->dp_size, e);
+            create_structure(f, &m, config_text, p, o, c, e);
             if (H5Fclose(f) < 0 && !e->code)
                 mt_err_set(e, MT_ERR_CKPT, "cannot finish checkpoint file %s", tmp);
         }
@@ -871,6 +993,8 @@ void mt_ckpt_info_free(mt_ckpt_info *info) {
 /* ---- loading (collective) ---- */
 
 int mt_ckpt_load(const mt_comm *c, const char *path, mt_params *p, mt_optim *o, mt_err *e) {
+    mt_ckpt_check_views(c, p, e);
+    if (mt_comm_agree(c, e)) return e->code;
     mt_h5_quiet();
     hid_t fapl = parallel_fapl(c->world);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);

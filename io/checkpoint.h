@@ -74,10 +74,13 @@ int64_t mt_ckpt_parse_name(const char *name);
 
 /*
  * Collective over c->world: writes path (atomically: temporary name, fsync,
- * rename), then path.sha256. Tensors are written global-view; the ranks of
- * the data-parallel group each write a share of the chunks. meta and
- * config_text are taken from rank 0. On return *write_s is the time from
- * create to rename and sha_hex the file's SHA-256 (both on rank 0).
+ * rename), then path.sha256. Tensors are written global-view, each by the
+ * stage that owns it (never from a mirror): the ranks holding the same block
+ * (the data-parallel group for a tensor split over tensor-parallel ranks,
+ * every rank of the stage for a whole one) each write a share of its
+ * chunks. meta and config_text are taken from rank 0. On return *write_s is
+ * the time from create to rename and sha_hex the file's SHA-256 (both on
+ * rank 0).
  * Before writing, rank 0 checks that the folder has room for the file. A
  * write that takes longer than timeout_s (0: 300 s + 1 s per 20 MB) ends
  * every rank with exit status MT_ERR_CKPT: collective I/O cannot recover
@@ -97,9 +100,16 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
 int mt_ckpt_verify(const char *path, int hash_tensors, mt_ckpt_info *info, mt_err *e);
 void mt_ckpt_info_free(mt_ckpt_info *info);
 
-/* Collective: every rank reads its part of each weight and optimizer state
- * tensor from a verified checkpoint, and the optimizer step count. */
+/* Collective: every rank reads its block of each weight and optimizer state
+ * tensor it holds (mirrors included) from a verified checkpoint written
+ * under any layout, and the optimizer step count. */
 int mt_ckpt_load(const mt_comm *c, const char *path, mt_params *p, mt_optim *o, mt_err *e);
+
+/* This rank's views of p fit c's grid: each split tensor is tp_size blocks
+ * of shard_parts x shard_len rows along shard_dim and this rank holds block
+ * tp_rank. MT_ERR_INTERNAL naming the tensor otherwise. Not collective;
+ * mt_ckpt_write, mt_ckpt_load and mt_modelfile_write check it first. */
+int mt_ckpt_check_views(const mt_comm *c, const mt_params *p, mt_err *e);
 
 /* Steps of the checkpoint files in dir, ascending (malloc'd; *n may be 0). */
 int mt_ckpt_list(const char *dir, int64_t **steps, int *n, mt_err *e);

@@ -2,20 +2,60 @@
 #include "modelfile.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/version.h"
+#include "io/checkpoint.h"
 #include "io/files.h"
 #include "io/h5util.h"
 
-int mt_modelfile_write(const char *path, const mt_params *p, const mt_modelfile_meta *meta,
-                       mt_err *e) {
-    char tmp[1100];
-    mt_file_tmp_name(path, tmp, sizeof tmp);
-    mt_h5_quiet();
-    hid_t f = mt_h5_create(tmp, e);
-    if (f < 0) return e->code;
+#define MSG_FLOATS ((size_t)1 << 28) /* floats per message, well under INT_MAX */
+#define TAG_MODEL  7301              /* the tensors sent to rank 0 */
+
+static size_t global_numel(const mt_param *t) {
+    size_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
+    return n;
+}
+
+/* Elements of one tensor-parallel block of t (the whole tensor if not split). */
+static size_t block_numel(const mt_param *t) {
+    size_t n = 1;
+    for (int d = 0; d < t->ndim; d++)
+        n *= d == t->shard_dim ? (size_t)(t->shard_parts * t->shard_len) : (size_t)t->shape[d];
+    return n;
+}
+
+static void send_floats(const float *x, size_t n, int dest, MPI_Comm comm) {
+    for (size_t i = 0; i < n; i += MSG_FLOATS)
+        MPI_Send(x + i, (int)(n - i < MSG_FLOATS ? n - i : MSG_FLOATS), MPI_FLOAT, dest, TAG_MODEL,
+                 comm);
+}
+
+static void recv_floats(float *x, size_t n, int src, MPI_Comm comm) {
+    for (size_t i = 0; i < n; i += MSG_FLOATS)
+        MPI_Recv(x + i, (int)(n - i < MSG_FLOATS ? n - i : MSG_FLOATS), MPI_FLOAT, src, TAG_MODEL,
+                 comm, MPI_STATUS_IGNORE);
+}
+
+/* Copies tensor-parallel block r of t, in its memory layout (part-major rows
+ * along shard_dim, see mt_param_global_index), into the full tensor. */
+static void place_block(const mt_param *t, int r, const float *blk, float *full) {
+    int sd = t->shard_dim;
+    size_t outer = 1, inner = 1, len = (size_t)t->shard_len, parts = (size_t)t->shard_parts;
+    for (int d = 0; d < sd; d++) outer *= (size_t)t->shape[d];
+    for (int d = sd + 1; d < t->ndim; d++) inner *= (size_t)t->shape[d];
+    size_t rows = (size_t)t->shape[sd], block = rows / parts, off = (size_t)r * len;
+    for (size_t o = 0; o < outer; o++)
+        for (size_t p = 0; p < parts; p++)
+            memcpy(full + (o * rows + p * block + off) * inner,
+                   blk + ((o * parts + p) * len) * inner, len * inner * sizeof(float));
+}
+
+/* Rank 0: the attributes. */
+static int write_header(hid_t f, const mt_modelfile_meta *meta, mt_err *e) {
     mt_version_info v;
     mt_version_get(&v);
     char step[32];
@@ -27,18 +67,77 @@ int mt_modelfile_write(const char *path, const mt_params *p, const mt_modelfile_
     if (!rc) rc = mt_h5_write_attr_str(f, "/", "mpitrain_version", v.version, e);
     if (!rc) rc = mt_h5_write_attr_str(f, "/", "code_commit", v.commit, e);
     if (!rc) rc = mt_h5_write_attr_str(f, "/", "config", meta->config_text, e);
-    for (int i = 0; !rc && i < p->n; i++) {
+    return rc;
+}
+
+int mt_modelfile_write(const mt_comm *c, const char *path, const mt_params *p,
+                       const mt_modelfile_meta *meta, mt_err *e) {
+    char tmp[1100] = "";
+    hid_t f = -1;
+    float *full = NULL, *blk = NULL; /* rank 0: (largest tensor), (largest block) */
+    mt_ckpt_check_views(c, p, e);
+    if (c->rank == 0 && !e->code) {
+        size_t most = 0, most_blk = 0;
+        for (int i = 0; i < p->n; i++) {
+            size_t n = global_numel(&p->v[i]), b = block_numel(&p->v[i]);
+            most = n > most ? n : most;
+            most_blk = b > most_blk ? b : most_blk;
+        }
+        full = mt_alloc_floats(most);
+        blk = mt_alloc_floats(most_blk);
+        mt_file_tmp_name(path, tmp, sizeof tmp);
+        mt_h5_quiet();
+        if (!full || !blk)
+            mt_err_set(e, MT_ERR_INTERNAL, "out of memory gathering the model for %s", path);
+        else if ((f = mt_h5_create(tmp, e)) >= 0)
+            write_header(f, meta, e);
+    }
+    if (mt_comm_agree(c, e)) {
+        if (f >= 0) H5Fclose(f), unlink(tmp);
+        free(full);
+        free(blk);
+        return e->code;
+    }
+    /* Tensor by tensor, the first data-parallel replica's copy goes to rank 0:
+     * each tensor-parallel rank of the owning stage sends its block of a split
+     * tensor, tensor-parallel rank 0 a whole one; mirrors never send. Rank 0
+     * keeps receiving after a write error, so that no sender waits forever. */
+    for (int i = 0; i < p->n; i++) {
         const mt_param *t = &p->v[i];
-        char name[MT_PARAM_NAME_LEN + 8];
-        hsize_t dims[MT_PARAM_MAX_DIMS];
-        for (int d = 0; d < t->ndim; d++) dims[d] = (hsize_t)t->shape[d];
-        snprintf(name, sizeof name, "/model/%s", t->name);
-        rc = mt_h5_write(f, name, H5T_NATIVE_FLOAT, p->data + t->offset, t->ndim, dims, e);
+        int split = t->shard_dim >= 0 && t->shard_dim < t->ndim;
+        int senders = split ? c->tp_size : 1, first = t->stage * c->dp_size * c->tp_size;
+        if (c->rank != 0) {
+            if (c->rank >= first && c->rank < first + senders && t->local && !t->mirror)
+                send_floats(p->data + t->offset, t->numel, 0, c->world);
+            continue;
+        }
+        size_t nb = block_numel(t);
+        for (int r = 0; r < senders; r++) {
+            /* a block that is a contiguous run of the full tensor lands in place */
+            int direct = !split || (t->shard_dim == 0 && t->shard_parts == 1);
+            float *dst = !split ? full : direct ? full + (size_t)r * nb : blk;
+            if (first + r == 0)
+                memcpy(dst, p->data + t->offset, nb * sizeof(float));
+            else
+                recv_floats(dst, nb, first + r, c->world);
+            if (!direct) place_block(t, r, blk, full);
+        }
+        if (!e->code) {
+            char name[MT_PARAM_NAME_LEN + 8];
+            hsize_t dims[MT_PARAM_MAX_DIMS];
+            for (int d = 0; d < t->ndim; d++) dims[d] = (hsize_t)t->shape[d];
+            snprintf(name, sizeof name, "/model/%s", t->name);
+            mt_h5_write(f, name, H5T_NATIVE_FLOAT, full, t->ndim, dims, e);
+        }
     }
-    if (H5Fclose(f) < 0 && !rc) rc = mt_err_set(e, MT_ERR_USAGE, "cannot write %s", tmp);
-    if (rc) {
-        unlink(tmp);
-        return rc;
+    if (c->rank == 0) {
+        if (H5Fclose(f) < 0 && !e->code) mt_err_set(e, MT_ERR_USAGE, "cannot write %s", tmp);
+        if (e->code)
+            unlink(tmp);
+        else
+            mt_file_commit(tmp, path, e);
     }
-    return mt_file_commit(tmp, path, e);
+    free(full);
+    free(blk);
+    return mt_comm_agree(c, e);
 }
