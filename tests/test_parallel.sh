@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_parallel.sh - tensor (tp), pipeline (pp) and data (dp) parallelism
 # combined on one MPI world (docs/PARALLEL.md), for the MLP on real MNIST and
-# for a tiny GPT on byte tokens of this repository's documentation.
+# for a tiny GPT on byte tokens of tests/data/gpt_corpus.txt.
 #
 # usage: test_parallel.sh MPITRAIN REPO MNIST.h5
 #
@@ -48,8 +48,8 @@ ok() { echo "ok - $*"; }
 bad() { echo "FAIL - $*"; fail=1; }
 T0=$SECONDS
 
-# ---- GPT data: this repository's documentation as bytes ----
-cat "$REPO"/README.md "$REPO"/docs/*.md >"$TMP/text.txt"
+# ---- GPT data: tests/data/gpt_corpus.txt as bytes (see test_gpt_train.sh) ----
+cp "$REPO"/tests/data/gpt_corpus.txt "$TMP/text.txt"
 "$MPITRAIN" data tokenize --bytes "$TMP/text.txt" "$TMP/tok" --name docs >"$TMP/tok.log" 2>&1 ||
     { bad "data tokenize"; cat "$TMP/tok.log"; exit 1; }
 

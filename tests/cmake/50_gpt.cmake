@@ -11,7 +11,7 @@ add_test(NAME gpt_torch_parity
 set_tests_properties(gpt_torch_parity PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
                      ENVIRONMENT "OMP_NUM_THREADS=1")
 
-# Training the GPT model through `mpitrain train` on this repository's docs.
+# Training the GPT model through `mpitrain train` on tests/data/gpt_corpus.txt.
 add_test(NAME gpt_train
          COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_gpt_train.sh $<TARGET_FILE:mpitrain>
                  $<TARGET_FILE:h5cmp> ${CMAKE_SOURCE_DIR})

@@ -1,6 +1,6 @@
 # 70_parallel.cmake - tests/test_parallel.sh: tensor, pipeline and data
 # parallelism combined (docs/PARALLEL.md). The MLP on real MNIST and a tiny
-# GPT on this repository's docs: every dp x tp x pp layout with each in {1, 2}
+# GPT on tests/data/gpt_corpus.txt: every dp x tp x pp layout with each in {1, 2}
 # (up to 4 ranks, oversubscribed) matches the one-rank run (losses, grad
 # norms, final test loss, model.h5; 1e-5), a checkpoint written at dp2.tp2
 # resumes at dp2.pp2 and then on one rank, GPipe and 1F1B agree and report
