@@ -28,6 +28,8 @@
 #      they are bitwise identical is printed), run.json's result.pipeline has
 #      peak_held GPipe [4,4] and 1F1B [2,1] (1F1B's stage 0 below GPipe's),
 #      bubble_theory (pp-1)/(m+pp-1) = 0.2, and a busy_fraction per stage.
+#      Stages by hand: the MLP cut inside a column/row pair at tp2.pp2, a
+#      3-block GPT cut 2 + 1; losses as in 1.
 #   4. Gradient accumulation without a pipeline: one rank, 1 vs 4
 #      micro-batches: losses within 1e-5, weights as in 1.
 #   5. Bad layouts: GPT heads not divisible by tp, an MLP hidden width not
@@ -244,6 +246,23 @@ EOF
         bad "$kind: result.pipeline of GPipe / 1F1B"
     fi
 done
+
+# ---- 3b. stages set by hand: the MLP cut inside its column/row pair (each
+# tensor-parallel rank sends its slice of the hidden layer to the next
+# stage), and a 3-block GPT cut 2 + 1 ----
+must_train MLP 122 "$TMP/MLP.cut" "$TMP/MLP.cut.log" --set train.steps=10 \
+    --set parallel.stage_layers=1,2
+cmp_losses "MLP tp2.pp2 with stage_layers = 1,2 vs 1 rank" 10 \
+    "$(run_of "$TMP/MLP.111")/metrics.jsonl" -- "$(run_of "$TMP/MLP.cut")/metrics.jsonl"
+for lay in 111 112; do
+    must_train GPT $lay "$TMP/GPT3.$lay" "$TMP/GPT3.$lay.log" --set train.steps=10 \
+        --set model.n_layer=3 --set parallel.stage_layers=$([ $lay = 111 ] && echo 0 || echo 2,1)
+done
+grep -q "     1     1   0       2-2" "$TMP/GPT3.112.log" &&
+    ok "GPT 3 blocks, stage_layers = 2,1: stage 1 holds block 2 (the per-rank table)" ||
+    bad "GPT 3 blocks, stage_layers = 2,1: the per-rank table does not show block 2 on stage 1"
+cmp_losses "GPT 3 blocks on pp2 (2 + 1) vs 1 rank" 10 \
+    "$(run_of "$TMP/GPT3.111")/metrics.jsonl" -- "$(run_of "$TMP/GPT3.112")/metrics.jsonl"
 
 # ---- 4. gradient accumulation without a pipeline: one rank, the global batch
 # in 1 or 4 micro-batches, gives the same steps (GPT without dropout here: its
