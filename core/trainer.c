@@ -43,8 +43,7 @@
 #include "io/rundir.h"
 #include "io/sha256.h"
 #include "kernels/backend.h"
-#include "core/split.h"
-#include "parallel/pipeline.h"
+#include "core/stage.h"
 #include "parallel/threads.h"
 
 #define EVAL_CHUNK  256
@@ -62,22 +61,8 @@ typedef struct {
     int64_t n_train, n_eval; /* samples (mlp) or sequences (gpt) */
     int T;                   /* gpt: tokens per sequence */
     mt_params params;
-    mt_split sp; /* this rank's stage and tensor-parallel place */
-    mt_mlp mlp;  /* slot 0 of the activations (owns the scratch) */
-    mt_gpt gptm;
-    mt_mlp *mlp_more; /* slots 1.. (pipelines hold several micro-batches) */
-    mt_gpt *gpt_more;
-    mt_pipe pipe;
-    int64_t mb_rows;   /* samples (mlp) or sequences (gpt) per micro-batch */
-    int64_t eval_rows; /* rows per evaluation batch */
-    /* the step the pipeline callbacks are running */
-    int64_t cur_step;
-    int nbackward; /* backwards done this step (the first overwrites the gradient) */
-    float grad_scale;
-    double loss_acc, correct_acc; /* last stage: sums over this step's micro-batches */
-    const mt_dataset *eval_set;   /* evaluating: the split and first row of the batch */
-    int64_t eval_first;
-    int evaluating;
+    mt_stage st;          /* the model stage this rank runs, and its pipeline */
+    int64_t mb_rows;      /* samples (mlp) or sequences (gpt) per micro-batch */
     double busy_fraction; /* of the timed loop spent computing (the rest: pipeline bubble) */
     int32_t *xt, *yt;     /* gpt: (local_batch, T) this step's inputs and targets */
     /* data files for the lineage: path, SHA-256, size */
@@ -213,157 +198,16 @@ static int load_data(trainer *t, mt_err *e) {
     return mt_comm_agree(t->comm, e);
 }
 
-/* The activations of pipeline slot s (0 = the model itself). */
-static mt_mlp *mlp_slot(trainer *t, int s) {
-    return s == 0 ? &t->mlp : &t->mlp_more[s - 1];
-}
-
-static mt_gpt *gpt_slot(trainer *t, int s) {
-    return s == 0 ? &t->gptm : &t->gpt_more[s - 1];
-}
-
-/* Pipeline callback: this stage's forward of micro-batch mb (training) or
- * of the current evaluation batch. The last stage adds up the losses and
- * hits. */
-static const float *pipe_forward(void *ctx, int slot, int mb, const float *in) {
-    trainer *t = ctx;
-    const mt_backend *be = t->be;
-    int64_t rows = t->evaluating ? t->eval_rows : t->mb_rows;
-    double loss;
-    int64_t correct = 0;
-    int64_t off = t->evaluating ? 0 : (int64_t)mb * t->mb_rows;
-    if (t->gpt) {
-        int T = t->T, V = (int)t->cfg.model.vocab_size;
-        mt_gpt *m = gpt_slot(t, slot);
-        const int32_t *x = t->xt + off * T, *y = t->yt + off * T;
-        mt_gpt_dropout drop = {0};
-        if (!t->evaluating) {
-            int64_t step = t->cur_step, B = t->cfg.train.global_batch;
-            int64_t seq0 = (step % t->steps_per_epoch) * B + t->comm->dp_rank * t->local_batch;
-            drop = (mt_gpt_dropout){1, (uint64_t)t->cfg.run.seed, (uint64_t)step,
-                                    (step / t->steps_per_epoch) * t->n_train + seq0 + off};
-        }
-        loss = mt_gpt_forward_stage(m, be, &t->params, x, in, y, (int)rows, T,
-                                    t->evaluating ? NULL : &drop);
-        if (m->last) correct = be->count_correct(m->logits, y, (int)rows * T, V);
-        t->loss_acc += loss;
-        t->correct_acc += (double)correct;
-        return m->last ? NULL : mt_gpt_output(m);
-    }
-    mt_mlp *m = mlp_slot(t, slot);
-    const float *x;
-    const int32_t *y;
-    if (t->evaluating) {
-        x = t->eval_set->x + (size_t)t->eval_first * (size_t)t->eval_set->dim;
-        y = t->eval_set->y + t->eval_first;
-    } else {
-        x = t->xb + (size_t)off * (size_t)t->train.dim;
-        y = t->yb + off;
-    }
-    if (!m->first) x = in;
-    loss = mt_mlp_forward_stage(m, be, &t->params, x, y, (int)rows);
-    if (m->last)
-        correct = be->count_correct(m->z[m->nlayers - 1], y, (int)rows, m->sizes[m->nlayers]);
-    t->loss_acc += loss;
-    t->correct_acc += (double)correct;
-    return m->last ? NULL : mt_mlp_output(m);
-}
-
-/* Pipeline callback: the backward of micro-batch mb, accumulating the gradient. */
-static const float *pipe_backward(void *ctx, int slot, int mb, const float *in, const float *dout) {
-    trainer *t = ctx;
-    int64_t off = (int64_t)mb * t->mb_rows;
-    int acc = t->nbackward++ > 0;
-    if (t->gpt) {
-        mt_gpt *m = gpt_slot(t, slot);
-        mt_gpt_backward_stage(m, t->be, &t->params, t->xt + off * t->T, in, t->yt + off * t->T,
-                              dout, t->grad_scale, acc);
-        return mt_gpt_dinput(m);
-    }
-    mt_mlp *m = mlp_slot(t, slot);
-    const float *x = m->first ? t->xb + (size_t)off * (size_t)t->train.dim : in;
-    mt_mlp_backward_stage(m, t->be, &t->params, x, t->yb + off, dout, (int)t->mb_rows,
-                          t->grad_scale, acc);
-    return mt_mlp_dinput(m);
-}
-
-/* The pipeline's message sizes for batches of `rows` rows. */
-static void pipe_rows(trainer *t, int64_t rows) {
-    if (t->gpt) {
-        t->pipe.in_n = t->pipe.out_n = (size_t)rows * (size_t)t->T * (size_t)t->cfg.model.n_embd;
-    } else {
-        t->pipe.in_n = (size_t)rows * (size_t)mt_mlp_width(&t->mlp, t->mlp.l0);
-        t->pipe.out_n = (size_t)rows * (size_t)mt_mlp_width(&t->mlp, t->mlp.l1);
-    }
-}
-
-/* This rank's stage of the model: parameters, one activation slot per
- * micro-batch it may hold, the pipeline. */
-static int build_model(trainer *t, mt_err *e) {
-    const mt_config *cfg = &t->cfg;
-    mt_comm *c = t->comm;
-    int m = (int)cfg->parallel.microbatches;
-    int nslots = mt_pipe_slots(cfg->parallel.schedule == MT_PIPE_GPIPE ? MT_PIPE_SCHED_GPIPE
-                                                                       : MT_PIPE_SCHED_1F1B,
-                               c->pp_rank, c->pp_size, m);
-    int rows = (int)t->mb_rows;
-    if (t->gpt) {
-        mt_gpt_config gc = mt_gpt_config_of(cfg);
-        double block, first, last;
-        mt_gpt_costs(&gc, &block, &first, &last);
-        double *cost = malloc((size_t)(gc.n_layer > 0 ? gc.n_layer : 1) * sizeof *cost);
-        if (!cost) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
-        for (int l = 0; l < gc.n_layer; l++) cost[l] = block;
-        int rc = mt_split_make(&t->sp, c, cfg, gc.n_layer, cost, first, last, e);
-        free(cost);
-        if (rc || mt_gpt_build_split(&t->gptm, &gc, &t->params, &t->sp, e) ||
-            mt_params_alloc(&t->params, e) || mt_gpt_alloc(&t->gptm, t->be, rows, t->T, e))
-            return e->code;
-        t->gpt_more = calloc((size_t)nslots, sizeof *t->gpt_more);
-        if (!t->gpt_more) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
-        for (int k = 1; k < nslots; k++)
-            if (mt_gpt_clone(&t->gpt_more[k - 1], &t->gptm, t->be, e)) return e->code;
-    } else {
-        int L = cfg->model.layers.n - 1;
-        double cost[MT_CFG_LIST_MAX];
-        for (int l = 0; l < L; l++)
-            cost[l] = (double)cfg->model.layers.v[l + 1] * (double)(cfg->model.layers.v[l] + 1);
-        if (mt_split_make(&t->sp, c, cfg, L, cost, 0.0, 0.0, e) ||
-            mt_mlp_build_split(&t->mlp, cfg, &t->params, &t->sp, e) ||
-            mt_params_alloc(&t->params, e))
-            return e->code;
-        if (rows < EVAL_CHUNK) rows = EVAL_CHUNK;
-        if (mt_mlp_alloc(&t->mlp, t->be, rows, e)) return e->code;
-        t->mlp_more = calloc((size_t)nslots, sizeof *t->mlp_more);
-        if (!t->mlp_more) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
-        for (int k = 1; k < nslots; k++)
-            if (mt_mlp_clone(&t->mlp_more[k - 1], &t->mlp, t->be, e)) return e->code;
-    }
-    pipe_rows(t, rows); /* the largest messages: the pipeline's buffers hold them */
-    mt_pipe *p = &t->pipe;
-    p->comm = c->world;
-    p->prev = c->prev;
-    p->next = c->next;
-    p->stage = c->pp_rank;
-    p->stages = c->pp_size;
-    p->microbatches = m;
-    p->schedule =
-        cfg->parallel.schedule == MT_PIPE_GPIPE ? MT_PIPE_SCHED_GPIPE : MT_PIPE_SCHED_1F1B;
-    p->ctx = t;
-    p->forward = pipe_forward;
-    p->backward = pipe_backward;
-    if (mt_pipe_init(p)) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the pipeline");
-    return MT_OK;
-}
-
 static int build(trainer *t, mt_err *e) {
     t->local_batch = t->cfg.train.global_batch / t->comm->dp_size;
     t->mb_rows = t->local_batch / t->cfg.parallel.microbatches;
-    t->eval_rows = t->gpt ? t->mb_rows : EVAL_CHUNK;
     t->steps_per_epoch = t->n_train / t->cfg.train.global_batch;
     mt_params_init(&t->params);
     const mt_config *cfg = &t->cfg;
-    if (!build_model(t, e) && !mt_optim_init(&t->opt, cfg, &t->params, t->be, e)) {
+    /* evaluation runs batches of a micro-batch (gpt) or EVAL_CHUNK samples (mlp) */
+    int64_t eval_rows = t->gpt ? t->mb_rows : EVAL_CHUNK;
+    if (!mt_stage_build(&t->st, t->comm, cfg, t->be, &t->params, t->mb_rows, eval_rows, t->T, e) &&
+        !mt_optim_init(&t->opt, cfg, &t->params, t->be, e)) {
         mt_params_init_values(&t->params, (uint64_t)cfg->run.seed);
         size_t nb = (size_t)t->local_batch;
         if (t->gpt) {
@@ -782,24 +626,17 @@ enum { MEM_RANK, MEM_STAGE, MEM_TP, MEM_DP, MEM_L0, MEM_L1, MEM_PARAMS, MEM_STAT
 /* Collective: every rank's row, gathered on rank 0 into rows (world x MEM_N). */
 static void gather_memory(const trainer *t, double *rows) {
     const mt_comm *c = t->comm;
-    double stored = 0, scratch = 0;
-    if (t->gpt)
-        mt_gpt_act_bytes(&t->gptm, &stored, &scratch);
-    else
-        mt_mlp_act_bytes(&t->mlp, &stored, &scratch);
-    double pipe = 4.0 * ((double)t->pipe.nslots * 2.0 * (c->prev >= 0 ? (double)t->pipe.in_n : 0) +
-                         (c->next >= 0 ? (double)t->pipe.out_n : 0));
     int nstate = t->cfg.optim.kind == MT_OPTIM_ADAMW ? 2 : 1;
     double n = (double)mt_params_count(&t->params);
     double mine[MEM_N] = {c->rank,
                           c->pp_rank,
                           c->tp_rank,
                           c->dp_rank,
-                          t->sp.first[c->pp_rank],
-                          t->sp.first[c->pp_rank + 1],
+                          t->st.sp.first[c->pp_rank],
+                          t->st.sp.first[c->pp_rank + 1],
                           n,
                           4.0 * n * (2 + nstate),
-                          stored * t->pipe.nslots + scratch + pipe};
+                          mt_stage_act_bytes(&t->st)};
     MPI_Gather(mine, MEM_N, MPI_DOUBLE, rows, MEM_N, MPI_DOUBLE, 0, c->world);
 }
 
@@ -946,12 +783,6 @@ typedef struct {
     int64_t correct, total;
 } eval_result;
 
-/* Whether this rank's loss sums are the replica's: the last stage computes
- * them, on every tensor-parallel rank alike; rank 0 of those reports. */
-static int reports_loss(const trainer *t) {
-    return t->comm->pp_rank == t->comm->pp_size - 1 && t->comm->tp_rank == 0;
-}
-
 /* Each data-parallel replica evaluates its contiguous share of the split
  * (mlp: d; gpt: the first n_eval validation sequences) through its
  * pipeline; losses and hits are summed over the replicas. */
@@ -960,23 +791,20 @@ static eval_result evaluate(trainer *t, const mt_dataset *d) {
     int64_t n = t->gpt ? t->n_eval : d->n, chunk = t->gpt ? t->mb_rows : EVAL_CHUNK;
     int64_t lo = n * c->dp_rank / c->dp_size, hi = n * (c->dp_rank + 1) / c->dp_size;
     int T = t->T;
-    t->loss_acc = t->correct_acc = 0.0;
+    t->st.loss = t->st.correct = 0.0;
     for (int64_t i = lo; i < hi; i += chunk) {
         int64_t k = hi - i < chunk ? hi - i : chunk;
-        if (t->gpt)
+        if (t->gpt) {
             for (int64_t j = 0; j < k; j++)
                 mt_tokens_window(&t->tok[1], i + j, T, t->xt + (size_t)j * T,
                                  t->yt + (size_t)j * T);
-        t->eval_set = d;
-        t->eval_first = i;
-        t->eval_rows = k;
-        t->evaluating = 1;
-        pipe_rows(t, k);
-        mt_pipe_forward_only(&t->pipe, 1);
-        t->evaluating = 0;
+            mt_stage_eval(&t->st, NULL, t->xt, t->yt, k);
+        } else {
+            mt_stage_eval(&t->st, d->x + (size_t)i * (size_t)d->dim, NULL, d->y + i, k);
+        }
     }
     double sums[2] = {0.0, 0.0};
-    if (reports_loss(t)) sums[0] = t->loss_acc, sums[1] = t->correct_acc;
+    if (mt_stage_reports(&t->st)) sums[0] = t->st.loss, sums[1] = t->st.correct;
     mt_comm_sum_doubles(c->world, sums, 2);
     double units = t->gpt ? (double)n * T : (double)n;
     eval_result r = {sums[0] / units, sums[1] / units, (int64_t)sums[1], (int64_t)units};
@@ -1014,24 +842,23 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
     }
     for (int64_t step = start; step < steps; step++) {
         if (step - start == TIMING_SKIP)
-            t_timed = MPI_Wtime(), eval_time = 0.0, ckpt_time0 = t->ckpt_time, t->pipe.busy_s = 0.0;
+            t_timed = MPI_Wtime(), eval_time = 0.0, ckpt_time0 = t->ckpt_time,
+            t->st.pipe.busy_s = 0.0;
         gather_batch(t, step);
         /* every micro-batch through this replica's pipeline; the gradient of
          * the step accumulates over them */
-        t->cur_step = step;
-        t->nbackward = 0;
-        t->grad_scale = scale;
-        t->loss_acc = t->correct_acc = 0.0;
-        pipe_rows(t, t->mb_rows);
-        mt_pipe_step(&t->pipe);
-        double loss_sum = reports_loss(t) ? t->loss_acc : 0.0;
-        int64_t correct = reports_loss(t) ? (int64_t)t->correct_acc : 0;
-        /* the tied embedding: the first stage's and the head's copies of wte
-         * take the sum of both gradients, so they stay equal */
-        if (t->gpt && c->emb != MPI_COMM_NULL) {
-            const mt_param *w = &t->params.v[t->gptm.wte];
-            mt_comm_sum_floats(c->emb, t->params.grad + w->offset, w->numel);
+        t->st.loss = t->st.correct = 0.0;
+        if (t->gpt) { /* dropout masks follow the global sequence index */
+            int64_t seq0 = (step % t->steps_per_epoch) * B + c->dp_rank * t->local_batch;
+            mt_gpt_dropout drop = {1, (uint64_t)cfg->run.seed, (uint64_t)step,
+                                   (step / t->steps_per_epoch) * t->n_train + seq0};
+            mt_stage_train(&t->st, c, NULL, t->xt, t->yt, &drop, scale);
+        } else {
+            mt_stage_train(&t->st, c, t->xb, NULL, t->yb, NULL, scale);
         }
+        int reports = mt_stage_reports(&t->st);
+        double loss_sum = reports ? t->st.loss : 0.0;
+        int64_t correct = reports ? (int64_t)t->st.correct : 0;
         if (c->dp_size > 1) mt_comm_sum_floats(c->dp, t->params.grad, t->params.numel);
         /* loss, correct, a flag for an error any rank met last step, and rank 0's
          * verdict on the wall-clock checkpoint interval */
@@ -1142,7 +969,7 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
     *ms_per_step = timed > 0 ? 1e3 * (end - t_timed - other) / (double)timed
                              : 1e3 * (end - t_start - other) / (double)ran;
     double loop_s = (timed > 0 ? end - t_timed : end - t_start) - other;
-    t->busy_fraction = loop_s > 0 ? t->pipe.busy_s / loop_s : 0.0;
+    t->busy_fraction = loop_s > 0 ? t->st.pipe.busy_s / loop_s : 0.0;
     return mt_comm_agree(c, e);
 }
 
@@ -1213,7 +1040,7 @@ static int finish_stopped(trainer *t, double ms_per_step, int how, int64_t step,
  * on rank 0 (NULL elsewhere). */
 static cJSON *pipeline_record(const trainer *t) {
     const mt_comm *c = t->comm;
-    double mine[4] = {c->pp_rank, c->tp_rank + c->dp_rank, t->pipe.peak, t->busy_fraction};
+    double mine[4] = {c->pp_rank, c->tp_rank + c->dp_rank, t->st.pipe.peak, t->busy_fraction};
     double *all = c->rank == 0 ? calloc((size_t)c->size, sizeof mine) : NULL;
     MPI_Gather(mine, 4, MPI_DOUBLE, all, 4, MPI_DOUBLE, 0, c->world);
     if (c->rank != 0) return NULL;
@@ -1349,16 +1176,7 @@ static void release(trainer *t) {
     free(t->yb);
     free(t->order);
     if (t->be) {
-        int nslots = t->pipe.nslots;
-        for (int k = 1; t->mlp_more && k < nslots; k++)
-            if (t->mlp_more[k - 1].nlayers) mt_mlp_free(&t->mlp_more[k - 1], t->be);
-        for (int k = 1; t->gpt_more && k < nslots; k++)
-            if (t->gpt_more[k - 1].block) mt_gpt_free(&t->gpt_more[k - 1], t->be);
-        free(t->mlp_more);
-        free(t->gpt_more);
-        mt_pipe_free(&t->pipe);
-        if (t->mlp.nlayers) mt_mlp_free(&t->mlp, t->be);
-        if (t->gptm.block) mt_gpt_free(&t->gptm, t->be);
+        mt_stage_free(&t->st);
         if (t->opt.m) mt_optim_free(&t->opt, t->be);
     }
     mt_params_free(&t->params);
