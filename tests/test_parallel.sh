@@ -9,7 +9,8 @@
 #      dp*tp*pp <= 4 (dp.tp.pp = 111 211 121 112 221 212 122; world = the
 #      product), parallel.microbatches = 2 everywhere (the one-rank reference
 #      included), 10 steps: the per-step losses and gradient norms are within
-#      1e-5 relative of the one-rank run, so is the final test/validation
+#      1e-5 relative of the one-rank run, the initial weights (a step-0
+#      checkpoint) are bitwise the one-rank run's, the final test/validation
 #      loss in run.json, run.json's layout is the one asked for, and model.h5
 #      (gathered onto rank 0) matches the one-rank weights per tensor
 #      (||a-b||/||b|| <= 1e-5; for GPT the key slice of c_attn.bias, whose
@@ -153,15 +154,31 @@ LAYOUTS="211 121 112 221 212 122"
 
 # ---- 1. layout equivalence ----
 for kind in MLP GPT; do
-    must_train $kind 111 "$TMP/$kind.111" "$TMP/$kind.111.log" --set train.steps=10
+    must_train $kind 111 "$TMP/$kind.111" "$TMP/$kind.111.log" --set train.steps=10 \
+        --set checkpoint.save_initial=true
     ref=$(run_of "$TMP/$kind.111")
     for lay in $LAYOUTS; do
-        must_train $kind "$lay" "$TMP/$kind.$lay" "$TMP/$kind.$lay.log" --set train.steps=10
+        must_train $kind "$lay" "$TMP/$kind.$lay" "$TMP/$kind.$lay.log" --set train.steps=10 \
+            --set checkpoint.save_initial=true
         got=$(run_of "$TMP/$kind.$lay")
         name="$kind dp${lay:0:1}.tp${lay:1:1}.pp${lay:2:1} (np $((${lay:0:1} * ${lay:1:1} * ${lay:2:1})))"
         l=$(runjson "$got" '"%d%d%d" % (j["layout"]["dp"], j["layout"]["tp"], j["layout"]["pp"])' 2>&1)
         [ "$l" = "$lay" ] && ok "$name: run.json layout is dp.tp.pp $lay" ||
             bad "$name: run.json layout is '$l', want $lay"
+        # the step-0 checkpoint: every weight bitwise the one-rank run's (init is a
+        # function of the global element index, not of the layout)
+        if $PY - "$ref/checkpoints/step_00000000.h5" "$got/checkpoints/step_00000000.h5" <<'EOF'; then
+import sys, h5py, numpy as np
+a, b = (h5py.File(f, "r")["model"] for f in sys.argv[1:])
+assert sorted(a) == sorted(b)
+diff = [n for n in a if not np.array_equal(a[n][...], b[n][...])]
+print(f"   initial weights: {len(a) - len(diff)} of {len(a)} tensors bitwise equal")
+sys.exit(1 if diff else 0)
+EOF
+            ok "$name: initial weights bitwise equal to the one-rank run's"
+        else
+            bad "$name: initial weights differ from the one-rank run's"
+        fi
         cmp_losses "$name vs 1 rank" 10 "$ref/metrics.jsonl" -- "$got/metrics.jsonl"
         if $PY - "$ref/run.json" "$got/run.json" <<'EOF'; then
 import json, sys
