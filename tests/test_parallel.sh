@@ -10,7 +10,7 @@
 #      product), parallel.microbatches = 2 everywhere (the one-rank reference
 #      included), 10 steps: the per-step losses and gradient norms are within
 #      1e-5 relative of the one-rank run, the initial weights (a step-0
-#      checkpoint) are bitwise the one-rank run's, the final test/validation
+#      checkpoint) are bitwise the one-rank run's, so is the final test/validation
 #      loss in run.json, run.json's layout is the one asked for, and model.h5
 #      (gathered onto rank 0) matches the one-rank weights per tensor
 #      (||a-b||/||b|| <= 1e-5; for GPT the key slice of c_attn.bias, whose
