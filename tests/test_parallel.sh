@@ -9,9 +9,9 @@
 #      dp*tp*pp <= 4 (dp.tp.pp = 111 211 121 112 221 212 122; world = the
 #      product), parallel.microbatches = 2 everywhere (the one-rank reference
 #      included), 10 steps: the per-step losses and gradient norms are within
-#      1e-5 relative of the one-rank run, the initial weights (a step-0
-#      checkpoint) are bitwise the one-rank run's, so is the final test/validation
-#      loss in run.json, run.json's layout is the one asked for, and model.h5
+#      1e-5 relative of the one-rank run and so is the final test/validation
+#      loss in run.json, the initial weights (a step-0 checkpoint) are
+#      bitwise the one-rank run's, run.json's layout is the one asked for, and model.h5
 #      (gathered onto rank 0) matches the one-rank weights per tensor
 #      (||a-b||/||b|| <= 1e-5; for GPT the key slice of c_attn.bias, whose
 #      gradient is zero in exact arithmetic, must stay ~0 instead, as in
