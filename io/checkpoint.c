@@ -386,7 +386,10 @@ int mt_ckpt_check_views(const mt_comm *c, const mt_params *p, mt_err *e) {
  * holds only for a chunk one rank overwrites whole: any other chunk (the
  * partial last one, one that straddles two writers' rows) gets a real,
  * checksummed chunk of zeros instead, since the collective write reads and
- * unfilters it before merging the new elements. The placeholders never
+ * unfilters it before merging the new elements (a placeholder there fails to
+ * unfilter on one rank and leaves the others waiting in the collective call
+ * until the checkpoint timeout: keep row_writer in step with share). The
+ * placeholders never
  * outlive the write: the file is renamed into place only after every chunk
  * has been written. Rank 0 may hold none of t (another stage's tensor):
  * everything here follows from the shard description and the layout. */
