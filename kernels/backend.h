@@ -79,8 +79,8 @@ typedef struct mt_backend {
 
     /* out(B*T,C) = wte[tokens[b,t]] + wpe[t]; wte(V,C), wpe(maxT,C), tokens(B,T)
      * each in [0,V) (checked by the caller) */
-    void (*embedding_forward)(float *out, const int32_t *tokens, const float *wte,
-                              const float *wpe, int B, int T, int C);
+    void (*embedding_forward)(float *out, const int32_t *tokens, const float *wte, const float *wpe,
+                              int B, int T, int C);
     /* ACCUMULATES: dwte(V,C) += rows of dout(B*T,C) by token, dwpe(T,C) +=
      * dout summed over b; deterministic (no float atomics) */
     void (*embedding_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
@@ -113,5 +113,8 @@ typedef struct mt_backend {
 const mt_backend *mt_backend_cpu(void);
 /* Chooses a backend by name ("cpu"); NULL if unknown or not built. */
 const mt_backend *mt_backend_get(const char *name);
+/* Whether backend `name` can run here: > 0 (devices; 1 for the CPU), or 0
+ * with the reason in why (not built, no driver, no device). */
+int mt_backend_probe(const char *name, char *why, size_t n);
 
 #endif

@@ -12,3 +12,14 @@ mt_unit_test(test_config)
 mt_unit_test(test_core)
 mt_unit_test(test_registry)
 mt_unit_test(test_gpt_ops)
+
+# The CUDA backend against the CPU backend, op by op (tests/test_backend_cmp.c).
+# Without a GPU, or in a build without CUDA, it says why and ctest reports it
+# as skipped (exit 77).
+mt_unit_test(test_backend_cmp)
+set_tests_properties(test_backend_cmp PROPERTIES SKIP_RETURN_CODE 77)
+# The same program checks its own harness everywhere: the CPU backend
+# compared with itself must pass every check.
+add_test(NAME test_backend_cmp_self COMMAND test_backend_cmp)
+set_tests_properties(test_backend_cmp_self PROPERTIES TIMEOUT 120
+                     ENVIRONMENT "OMP_NUM_THREADS=1;MT_BACKEND_CMP_SELF=1")

@@ -1,0 +1,89 @@
+/*
+ * cuda_ops.h - the CUDA backend's ops, one small .cu file per family, each
+ * the device twin of the CPU op of the same name in kernels/backend.h (same
+ * arguments and semantics; every pointer is device memory unless noted).
+ * backend_cuda.cu assembles them into the mt_backend table.
+ *
+ * Rules every op keeps (the backend comparison test checks them against the
+ * CPU backend):
+ *   - Deterministic: the same inputs give bitwise the same outputs; no float
+ *     atomics; reductions in a fixed order (a fixed tree per block, then a
+ *     fixed-order pass over the blocks' partial sums).
+ *   - fp32 throughout (fp32 accumulation; double where the CPU op returns or
+ *     accumulates double).
+ *   - Launches go to the default stream; ops that return a value to the host
+ *     (softmax_xent_forward, count_correct, sumsq) synchronise.
+ *   - Work buffers: the file's own lazily grown device buffer, never freed
+ *     (one per process; ops are called from one thread).
+ */
+#ifndef MT_CUDA_OPS_H
+#define MT_CUDA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* elementwise.cu */
+void mt_cuda_bias_add(float *y, const float *b, int rows, int cols);
+void mt_cuda_bias_grad(float *db, const float *dy, int rows, int cols, float beta);
+void mt_cuda_relu_forward(float *y, const float *x, size_t n);
+void mt_cuda_relu_backward(float *dx, const float *dy, const float *x, size_t n);
+void mt_cuda_gelu_forward(float *y, const float *x, size_t n);
+void mt_cuda_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
+void mt_cuda_add(float *out, const float *a, const float *b, size_t n);
+void mt_cuda_accumulate(float *dst, const float *src, size_t n);
+void mt_cuda_scale(float *x, float s, size_t n);
+void mt_cuda_dropout_forward(float *y, const float *x, size_t n, float p, uint64_t seed,
+                             uint64_t stream, uint64_t offset);
+void mt_cuda_dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t seed,
+                              uint64_t stream, uint64_t offset);
+
+/* loss.cu (labels are device int32) */
+double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels, int B,
+                                    int C);
+void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int B,
+                                   int C, float scale);
+int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C);
+
+/* optim.cu */
+double mt_cuda_sumsq(const float *x, size_t n);
+void mt_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                          float beta1, float beta2, float eps, float wd, float bc1, float bc2);
+void mt_cuda_sgd_update(float *p, const float *g, float *buf, size_t n, float lr, float momentum,
+                        float wd);
+
+/* embedding.cu (tokens are device int32) */
+void mt_cuda_embedding_forward(float *out, const int32_t *tokens, const float *wte,
+                               const float *wpe, int B, int T, int C);
+void mt_cuda_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+                                int B, int T, int C);
+
+/* layernorm.cu */
+void mt_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
+                               const float *b, int N, int C);
+void mt_cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                                const float *w, const float *mean, const float *rstd, int N, int C);
+
+/* attention.cu (matmuls inside through cuBLAS are allowed: mt_cuda_matmul) */
+void mt_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+                               int NH);
+void mt_cuda_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+                                const float *att, int B, int T, int C, int NH);
+
+/* backend_cuda.cu: row-major C(M,N) = alpha op(A) op(B) + beta C through
+ * cuBLAS SGEMM (fp32, no TF32), as the CPU backend's matmul */
+void mt_cuda_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                    int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* Aborts with a message naming the call on a CUDA error (used by every file). */
+void mt_cuda_check(int err, const char *what, const char *file, int line);
+
+#ifdef __cplusplus
+}
+#endif
+
+#define MT_CUDA_CHECK(call) mt_cuda_check((int)(call), #call, __FILE__, __LINE__)
+
+#endif

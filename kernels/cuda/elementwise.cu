@@ -1,0 +1,256 @@
+/*
+ * elementwise.cu - CUDA twins of the CPU's elementwise ops (kernels/backend.h):
+ * bias add and bias gradient, ReLU, GELU, add, accumulate, scale, dropout.
+ *
+ * Each output element is written by one thread with the CPU's formula, so the
+ * results are bitwise the CPU's except for GELU (expf here, the CPU's own
+ * polynomial exp there: about 2e-7 relative apart) and bias_grad over more
+ * than BIAS_ROWS rows (summed in fixed chunks, see below). nvcc fuses a * b + c
+ * into one rounding (-fmad=true) where the CPU (ISO C, no contraction) rounds
+ * twice; products whose rounding matters for equality go through __fmul_rn,
+ * which is never fused.
+ */
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "kernels/cuda/cuda_ops.h"
+
+#define THREADS    256
+#define MAX_BLOCKS 65535 /* grid-stride loops cover whatever a grid this size does not */
+#define BIAS_ROWS  128   /* rows per partial column sum in bias_grad */
+#define GELU_K     0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_C     0.044715f
+
+/* Work buffer for bias_grad's partial sums: grown on demand, never freed. */
+static void *work_buf;
+static size_t work_cap;
+
+static void *work_get(size_t bytes) {
+    if (bytes > work_cap) {
+        /* cudaFree synchronises, so no kernel still in flight uses the old buffer. */
+        if (work_buf) MT_CUDA_CHECK(cudaFree(work_buf));
+        work_buf = NULL;
+        work_cap = 0;
+        MT_CUDA_CHECK(cudaMalloc(&work_buf, bytes));
+        work_cap = bytes;
+    }
+    return work_buf;
+}
+
+/* Blocks for a grid-stride loop over n elements (n > 0). */
+static unsigned blocks_for(size_t n) {
+    size_t b = (n + THREADS - 1) / THREADS;
+    return b < MAX_BLOCKS ? (unsigned)b : MAX_BLOCKS;
+}
+
+#define GRID_STRIDE(i, n)                                                                          \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                        \
+         i += (size_t)gridDim.x * blockDim.x)
+
+/* ---- bias ---- */
+
+static __global__ void bias_add_kernel(float *y, const float *b, size_t n, size_t cols) {
+    GRID_STRIDE(i, n) y[i] += b[i % cols];
+}
+
+void mt_cuda_bias_add(float *y, const float *b, int rows, int cols) {
+    size_t n = (size_t)(rows > 0 ? rows : 0) * (size_t)(cols > 0 ? cols : 0);
+    if (n == 0) return;
+    bias_add_kernel<<<blocks_for(n), THREADS>>>(y, b, n, (size_t)cols);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+/* bias_grad, pass 1: thread (k, c) sums rows [k*BIAS_ROWS, (k+1)*BIAS_ROWS) of
+ * column c in row order into part(nchunks, cols); chunk 0 starts from beta*db
+ * (0 when beta == 0, as the CPU, so a NaN in an unset db does not leak in).
+ * With a single chunk part is db itself and the result is bitwise the CPU's
+ * (which sums all rows in order). A warp reads 32 adjacent columns of a row:
+ * coalesced. */
+static __global__ void bias_grad_partial(float *part, const float *db, const float *dy, int rows,
+                                         int cols, int nchunks, float beta) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    for (int k = blockIdx.y; k < nchunks; k += gridDim.y) {
+        int r0 = k * BIAS_ROWS, r1 = rows - r0 < BIAS_ROWS ? rows : r0 + BIAS_ROWS;
+        float acc = k == 0 && beta != 0.0f ? __fmul_rn(beta, db[c]) : 0.0f;
+        for (int r = r0; r < r1; r++) acc += dy[(size_t)r * cols + c];
+        part[(size_t)k * cols + c] = acc;
+    }
+}
+
+/* bias_grad, pass 2: db(c) = the chunks' partial sums added in chunk order. */
+static __global__ void bias_grad_final(float *db, const float *part, int cols, int nchunks) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    float acc = part[c];
+    for (int k = 1; k < nchunks; k++) acc += part[(size_t)k * cols + c];
+    db[c] = acc;
+}
+
+/* One thread per column over all rows would leave the GPU nearly idle for a
+ * few hundred columns and thousands of rows, so rows are split into fixed
+ * chunks of BIAS_ROWS: the chunking depends only on rows, never on the
+ * device, so the result is the same on every GPU and every run. */
+void mt_cuda_bias_grad(float *db, const float *dy, int rows, int cols, float beta) {
+    if (cols <= 0) return;
+    if (rows < 0) rows = 0;
+    int nchunks = rows <= BIAS_ROWS ? 1 : (int)(((size_t)rows + BIAS_ROWS - 1) / BIAS_ROWS);
+    float *part = nchunks == 1 ? db : (float *)work_get((size_t)nchunks * cols * sizeof(float));
+    unsigned col_blocks = (unsigned)(((size_t)cols + THREADS - 1) / THREADS);
+    dim3 grid(col_blocks, nchunks < MAX_BLOCKS ? nchunks : MAX_BLOCKS);
+    bias_grad_partial<<<grid, THREADS>>>(part, db, dy, rows, cols, nchunks, beta);
+    MT_CUDA_CHECK(cudaGetLastError());
+    if (nchunks == 1) return;
+    bias_grad_final<<<col_blocks, THREADS>>>(db, part, cols, nchunks);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+/* ---- activations ---- */
+
+static __global__ void relu_forward_kernel(float *y, const float *x, size_t n) {
+    GRID_STRIDE(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static __global__ void relu_backward_kernel(float *dx, const float *dy, const float *x, size_t n) {
+    GRID_STRIDE(i, n) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+/* exp(x) with x clamped to [-87, 87] as the CPU's gelu_exp: for v below about
+ * -10 the exp would overflow to inf, and the backward's e * sg would then be
+ * inf * 0 = NaN. The comparisons (not fminf/fmaxf) keep a NaN a NaN. */
+static __device__ float gelu_exp(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 87.0f ? 87.0f : x;
+    return expf(x);
+}
+
+/* GELU, tanh form, as the CPU: y = v * s with s = 1 / (1 + exp(-2u)) =
+ * (1 + tanh(u)) / 2, u = K (v + C v^3); no cancellation for negative v. */
+static __global__ void gelu_forward_kernel(float *y, const float *x, size_t n) {
+    GRID_STRIDE(i, n) {
+        float v = x[i];
+        float u = GELU_K * (v + GELU_C * v * v * v);
+        y[i] = v / (1.0f + gelu_exp(-2.0f * u));
+    }
+}
+
+/* dy/dv = s + 2 v s (1 - s) du/dv, with 1 - s = e s computed without cancellation. */
+static __global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x, size_t n) {
+    GRID_STRIDE(i, n) {
+        float v = x[i];
+        float u = GELU_K * (v + GELU_C * v * v * v);
+        float e = gelu_exp(-2.0f * u);
+        float sg = 1.0f / (1.0f + e);
+        float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
+        dx[i] = dy[i] * (sg + 2.0f * v * sg * (e * sg) * du);
+    }
+}
+
+void mt_cuda_relu_forward(float *y, const float *x, size_t n) {
+    if (n == 0) return;
+    relu_forward_kernel<<<blocks_for(n), THREADS>>>(y, x, n);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+void mt_cuda_relu_backward(float *dx, const float *dy, const float *x, size_t n) {
+    if (n == 0) return;
+    relu_backward_kernel<<<blocks_for(n), THREADS>>>(dx, dy, x, n);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+void mt_cuda_gelu_forward(float *y, const float *x, size_t n) {
+    if (n == 0) return;
+    gelu_forward_kernel<<<blocks_for(n), THREADS>>>(y, x, n);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+void mt_cuda_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
+    if (n == 0) return;
+    gelu_backward_kernel<<<blocks_for(n), THREADS>>>(dx, dy, x, n);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+/* ---- add, accumulate, scale ---- */
+
+static __global__ void add_kernel(float *out, const float *a, const float *b, size_t n) {
+    GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+}
+
+static __global__ void accumulate_kernel(float *dst, const float *src, size_t n) {
+    GRID_STRIDE(i, n) dst[i] += src[i];
+}
+
+static __global__ void scale_kernel(float *x, float s, size_t n) {
+    GRID_STRIDE(i, n) x[i] *= s;
+}
+
+void mt_cuda_add(float *out, const float *a, const float *b, size_t n) {
+    if (n == 0) return;
+    add_kernel<<<blocks_for(n), THREADS>>>(out, a, b, n);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+void mt_cuda_accumulate(float *dst, const float *src, size_t n) {
+    if (n == 0) return;
+    accumulate_kernel<<<blocks_for(n), THREADS>>>(dst, src, n);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+void mt_cuda_scale(float *x, float s, size_t n) {
+    if (n == 0) return;
+    scale_kernel<<<blocks_for(n), THREADS>>>(x, s, n);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+/* ---- dropout ----
+ * The mask must equal the CPU's bit for bit, so this is core/rng.c's
+ * mt_rng_u64 / mt_rng_uniform, word for word, split in two: the key depends
+ * only on (seed, stream) and is computed once on the host (the same code
+ * runs there), the per-element part on the device. */
+
+static __host__ __device__ uint64_t rng_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static __host__ __device__ uint64_t rng_key(uint64_t seed, uint64_t stream) {
+    return rng_mix64(seed ^ 0x6a09e667f3bcc909ULL) ^ stream;
+}
+
+/* mt_rng_uniform(seed, stream, index) for key = rng_key(seed, stream): the
+ * top 24 bits (exact in a float) times 2^-24, in [0, 1). */
+static __device__ float rng_uniform(uint64_t key, uint64_t index) {
+    uint64_t r = rng_mix64(rng_mix64(key + index * 0x9e3779b97f4a7c15ULL) ^ key);
+    return (float)(r >> 40) * (1.0f / 16777216.0f);
+}
+
+/* Element i is kept when uniform(offset + i) >= p; the index wraps mod 2^64
+ * exactly as the CPU's uint64_t arithmetic does. */
+static __global__ void dropout_kernel(float *y, const float *x, size_t n, float p, float scale,
+                                      uint64_t key, uint64_t offset) {
+    GRID_STRIDE(i, n) y[i] = rng_uniform(key, offset + i) >= p ? x[i] * scale : 0.0f;
+}
+
+static void dropout_apply(float *y, const float *x, size_t n, float p, uint64_t seed,
+                          uint64_t stream, uint64_t offset) {
+    if (n == 0) return;
+    if (p == 0.0f) {
+        if (y != x)
+            MT_CUDA_CHECK(cudaMemcpyAsync(y, x, n * sizeof(float), cudaMemcpyDeviceToDevice, 0));
+        return;
+    }
+    float scale = 1.0f / (1.0f - p); /* on the host, as the CPU computes it */
+    dropout_kernel<<<blocks_for(n), THREADS>>>(y, x, n, p, scale, rng_key(seed, stream), offset);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+void mt_cuda_dropout_forward(float *y, const float *x, size_t n, float p, uint64_t seed,
+                             uint64_t stream, uint64_t offset) {
+    dropout_apply(y, x, n, p, seed, stream, offset);
+}
+
+void mt_cuda_dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t seed,
+                              uint64_t stream, uint64_t offset) {
+    dropout_apply(dx, dy, n, p, seed, stream, offset);
+}

@@ -1,0 +1,182 @@
+/*
+ * layernorm.cu - CUDA LayerNorm forward/backward, the device twins of
+ * mt_cpu_layernorm_forward/backward (kernels/cpu/gpt_cpu.c); contract in
+ * kernels/backend.h. x, out, dout, dx: (N,C); w, b, dw, db: (C); mean, rstd: (N).
+ *
+ * Numerics follow the CPU op step by step: row statistics in double (two
+ * passes), per-element math in float with the CPU's order of operations. The
+ * element formulas use __fadd_rn/__fmul_rn so nvcc cannot contract them into
+ * FMAs (the CPU build is ISO C17, which does not contract either); with that,
+ * the forward usually matches the CPU bitwise.
+ *
+ * Determinism: every reduction has a fixed order. Row sums: each thread adds
+ * its strided elements in index order, then a fixed shuffle tree per warp and
+ * a fixed tree over the warps. dw/db (column sums over N rows): one thread per
+ * (column, fixed block of rows) sums its rows in order into a partial, then one
+ * thread per column adds the partials in block order. No atomics.
+ */
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/cuda_ops.h"
+
+#define LN_EPS      1e-5
+#define LN_THREADS  256 /* threads per row block (a multiple of 32) */
+#define LN_MAXPARTS 256 /* most row blocks in the dw/db partial sums */
+
+/* Work buffer: dw and db partials, (2, nparts, C). Grown, never freed. */
+static float *g_work;
+static size_t g_work_n;
+
+static float *work_get(size_t n) {
+    if (n > g_work_n) {
+        if (g_work) MT_CUDA_CHECK(cudaFree(g_work));
+        g_work = NULL;
+        MT_CUDA_CHECK(cudaMalloc((void **)&g_work, n * sizeof(float)));
+        g_work_n = n;
+    }
+    return g_work;
+}
+
+/* Sum of v over the block (blockDim.x a multiple of 32, at most 1024), in a
+ * fixed order: a shuffle tree within each warp, then warp 0 adds the warps'
+ * sums with the same tree. Every thread gets the result. sh: 32 doubles. */
+static __device__ double block_sum(double v, double *sh) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < nwarps ? sh[lane] : 0.0;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+        if (lane == 0) sh[0] = v;
+    }
+    __syncthreads();
+    double r = sh[0];
+    __syncthreads(); /* sh may be reused by the next call */
+    return r;
+}
+
+/* One block per row. */
+static __global__ void ln_forward_kernel(float *out, float *mean, float *rstd, const float *x,
+                                         const float *w, const float *b, int C) {
+    __shared__ double sh[32];
+    size_t row = blockIdx.x;
+    const float *xr = x + row * C;
+    float *o = out + row * C;
+
+    /* Two passes in double, as the CPU: no cancellation when |mean| >> std. */
+    double s = 0.0;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) s += xr[c];
+    double m = block_sum(s, sh) / C;
+    double v = 0.0;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        double d = (double)xr[c] - m;
+        v += d * d;
+    }
+    v = block_sum(v, sh);
+    float mf = (float)m;
+    float rs = (float)(1.0 / sqrt(v / C + LN_EPS));
+
+    /* Normalize with the saved float mean/rstd so the backward sees the same xhat. */
+    for (int c = threadIdx.x; c < C; c += blockDim.x)
+        o[c] = __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(xr[c], mf), rs), w[c]), b[c]);
+    if (threadIdx.x == 0) {
+        mean[row] = mf;
+        rstd[row] = rs;
+    }
+}
+
+/* dx += dL/dx; one block per row. */
+static __global__ void ln_backward_dx_kernel(float *dx, const float *dout, const float *x,
+                                             const float *w, const float *mean, const float *rstd,
+                                             int C) {
+    __shared__ double sh[32];
+    size_t row = blockIdx.x;
+    const float *xr = x + row * C, *dr = dout + row * C;
+    float *dxr = dx + row * C;
+    float mf = mean[row], rs = rstd[row];
+
+    double sd = 0.0, sdx = 0.0; /* sums of dnorm and dnorm * xhat */
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float xhat = __fmul_rn(__fsub_rn(xr[c], mf), rs);
+        float dn = __fmul_rn(dr[c], w[c]);
+        sd += dn;
+        sdx += (double)dn * xhat;
+    }
+    sd = block_sum(sd, sh);
+    sdx = block_sum(sdx, sh);
+    float md = (float)(sd / C), mdx = (float)(sdx / C);
+
+    /* rs * ((dn - md) - xhat * mdx), rounded as the CPU does */
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float xhat = __fmul_rn(__fsub_rn(xr[c], mf), rs);
+        float dn = __fmul_rn(dr[c], w[c]);
+        float g = __fsub_rn(__fsub_rn(dn, md), __fmul_rn(xhat, mdx));
+        dxr[c] = __fadd_rn(dxr[c], __fmul_rn(rs, g));
+    }
+}
+
+/* Partials of dw, db: thread (c, p) sums rows [p*rows_per, min((p+1)*rows_per, N))
+ * of column c in row order (float, as the CPU) into pw[p*C + c], pb[p*C + c].
+ * grid (ceil(C/LN_THREADS), nparts). */
+static __global__ void ln_backward_partial_kernel(float *pw, float *pb, const float *dout,
+                                                  const float *x, const float *mean,
+                                                  const float *rstd, int N, int C, int rows_per) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    int p = blockIdx.y;
+    if (c >= C) return;
+    int r0 = p * rows_per, r1 = min(r0 + rows_per, N);
+    float aw = 0.0f, ab = 0.0f;
+    for (int r = r0; r < r1; r++) {
+        size_t i = (size_t)r * C + c;
+        float d = dout[i];
+        float xhat = __fmul_rn(__fsub_rn(x[i], mean[r]), rstd[r]);
+        aw = __fadd_rn(aw, __fmul_rn(d, xhat));
+        ab = __fadd_rn(ab, d);
+    }
+    pw[(size_t)p * C + c] = aw;
+    pb[(size_t)p * C + c] = ab;
+}
+
+/* dw[c] += sum of the partials of column c in block order; one thread per column. */
+static __global__ void ln_backward_reduce_kernel(float *dw, float *db, const float *pw,
+                                                 const float *pb, int nparts, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float aw = 0.0f, ab = 0.0f;
+    for (int p = 0; p < nparts; p++) {
+        aw = __fadd_rn(aw, pw[(size_t)p * C + c]);
+        ab = __fadd_rn(ab, pb[(size_t)p * C + c]);
+    }
+    dw[c] = __fadd_rn(dw[c], aw);
+    db[c] = __fadd_rn(db[c], ab);
+}
+
+extern "C" void mt_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *x,
+                                          const float *w, const float *b, int N, int C) {
+    if (N <= 0 || C <= 0) return;
+    ln_forward_kernel<<<N, LN_THREADS>>>(out, mean, rstd, x, w, b, C);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+extern "C" void mt_cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
+                                           const float *x, const float *w, const float *mean,
+                                           const float *rstd, int N, int C) {
+    if (N <= 0 || C <= 0) return;
+    ln_backward_dx_kernel<<<N, LN_THREADS>>>(dx, dout, x, w, mean, rstd, C);
+    MT_CUDA_CHECK(cudaGetLastError());
+
+    /* The row split depends only on N, so the summation order (and the
+     * result) is the same on every call with the same shapes. */
+    int nparts = N < LN_MAXPARTS ? N : LN_MAXPARTS;
+    int rows_per = (N + nparts - 1) / nparts;
+    nparts = (N + rows_per - 1) / rows_per;
+    float *pw = work_get((size_t)2 * nparts * C);
+    float *pb = pw + (size_t)nparts * C;
+    int cblocks = (C + LN_THREADS - 1) / LN_THREADS;
+    ln_backward_partial_kernel<<<dim3(cblocks, nparts), LN_THREADS>>>(pw, pb, dout, x, mean, rstd,
+                                                                      N, C, rows_per);
+    MT_CUDA_CHECK(cudaGetLastError());
+    ln_backward_reduce_kernel<<<cblocks, LN_THREADS>>>(dw, db, pw, pb, nparts, C);
+    MT_CUDA_CHECK(cudaGetLastError());
+}

@@ -1,0 +1,210 @@
+/*
+ * loss.cu - CUDA twins of the CPU's softmax cross-entropy forward and
+ * backward and of count_correct (kernels/backend.h). Labels are device int32.
+ *
+ * One block per row of logits(B,C). Reductions along a row go through a
+ * fixed shared-memory tree over a block size that depends only on C, and the
+ * B per-row results are summed by one block in a fixed order, so the results
+ * are bitwise reproducible (no atomics). The row sums are double as on the
+ * CPU; the CPU adds in index order and this file in a tree, which moves a
+ * double sum by about 1e-16 relative.
+ */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "kernels/cuda/cuda_ops.h"
+
+#define MAX_THREADS 1024  /* per block; a power of two */
+#define MAX_BLOCKS  65535 /* rows beyond this many are taken by grid-stride */
+#define THREADS     256   /* elementwise kernels */
+
+/* Work buffer for per-row losses / hits and their total: grown on demand,
+ * never freed; both ops run on the default stream, so sharing it is safe. */
+static void *work_buf;
+static size_t work_cap;
+
+static void *work_get(size_t bytes) {
+    if (bytes > work_cap) {
+        /* cudaFree synchronises, so no kernel still in flight uses the old buffer. */
+        if (work_buf) MT_CUDA_CHECK(cudaFree(work_buf));
+        work_buf = NULL;
+        work_cap = 0;
+        MT_CUDA_CHECK(cudaMalloc(&work_buf, bytes));
+        work_cap = bytes;
+    }
+    return work_buf;
+}
+
+/* Threads per row: the smallest power of two >= C, from 32 to MAX_THREADS.
+ * A function of C alone, so the reduction tree is the same on every run. */
+static int row_threads(int C) {
+    int t = 32;
+    while (t < C && t < MAX_THREADS) t *= 2;
+    return t;
+}
+
+static unsigned row_blocks(int B) {
+    return B < MAX_BLOCKS ? (unsigned)B : MAX_BLOCKS;
+}
+
+/* Sum of v over the block by a fixed tree (thread t adds t + s for s =
+ * blockDim/2, ..., 1; blockDim a power of two); every thread gets the sum.
+ * sh holds blockDim.x elements. */
+template <typename T> static __device__ T block_sum(T v, T *sh) {
+    unsigned t = threadIdx.x;
+    sh[t] = v;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
+        if (t < s) sh[t] += sh[t + s];
+        __syncthreads();
+    }
+    T r = sh[0];
+    __syncthreads(); /* before sh is written again */
+    return r;
+}
+
+/* out[0] = sum of x(n) by one block: strided per-thread sums, then the tree. */
+template <typename T> static __global__ void sum_kernel(T *out, const T *x, int n) {
+    __shared__ T sh[MAX_THREADS];
+    T s = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) out[0] = s;
+}
+
+/* ---- softmax cross-entropy ---- */
+
+/* Row b, as the CPU: mx = max z; p = expf(z - mx); sum in double;
+ * p *= (float)(1 / sum); loss(b) = log(sum) + mx - z[label] (no log(0)).
+ * A label outside [0, C) (a caller bug) gives a NaN loss instead of a read
+ * out of bounds. */
+static __global__ void softmax_xent_rows(float *probs, double *loss, const float *logits,
+                                         const int32_t *labels, int B, int C) {
+    __shared__ float shf[MAX_THREADS];
+    __shared__ double shd[MAX_THREADS];
+    unsigned t = threadIdx.x;
+    for (int b = blockIdx.x; b < B; b += gridDim.x) {
+        const float *z = logits + (size_t)b * C;
+        float *p = probs + (size_t)b * C;
+        /* max: exact in any order (the CPU's comparison, -inf for idle threads) */
+        float mx = -INFINITY;
+        for (int c = t; c < C; c += blockDim.x) mx = z[c] > mx ? z[c] : mx;
+        shf[t] = mx;
+        __syncthreads();
+        for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
+            if (t < s) shf[t] = shf[t + s] > shf[t] ? shf[t + s] : shf[t];
+            __syncthreads();
+        }
+        mx = shf[0];
+        __syncthreads();
+        double sum = 0.0;
+        for (int c = t; c < C; c += blockDim.x) {
+            float e = expf(z[c] - mx);
+            p[c] = e;
+            sum += e;
+        }
+        sum = block_sum(sum, shd);
+        float inv = (float)(1.0 / sum);
+        for (int c = t; c < C; c += blockDim.x) p[c] *= inv; /* this thread's own p[c] */
+        if (t == 0) {
+            int y = labels[b];
+            loss[b] = y >= 0 && y < C ? log(sum) + (double)mx - (double)z[y] : (double)NAN;
+        }
+    }
+}
+
+double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels, int B,
+                                    int C) {
+    if (B <= 0 || C <= 0) return 0.0;
+    double *loss = (double *)work_get(((size_t)B + 1) * sizeof(double)); /* (B) rows, then total */
+    softmax_xent_rows<<<row_blocks(B), row_threads(C)>>>(probs, loss, logits, labels, B, C);
+    MT_CUDA_CHECK(cudaGetLastError());
+    sum_kernel<double><<<1, MAX_THREADS>>>(loss + B, loss, B);
+    MT_CUDA_CHECK(cudaGetLastError());
+    double total = 0.0;
+    MT_CUDA_CHECK(cudaMemcpy(&total, loss + B, sizeof(double), cudaMemcpyDeviceToHost));
+    return total;
+}
+
+/* d = p * scale, minus scale at the label: __fmul_rn keeps the product
+ * rounded on its own as on the CPU (a fused p * scale - scale differs in the
+ * last bits, and at p ~ 1 that is a large relative difference). dlogits may
+ * alias probs: each element is read and written by one thread. */
+static __global__ void softmax_xent_backward_kernel(float *dlogits, const float *probs,
+                                                    const int32_t *labels, int B, int C,
+                                                    float scale) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    for (int b = blockIdx.y; b < B; b += gridDim.y) {
+        size_t i = (size_t)b * C + c;
+        float d = __fmul_rn(probs[i], scale);
+        dlogits[i] = c == labels[b] ? d - scale : d;
+    }
+}
+
+void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int B,
+                                   int C, float scale) {
+    if (B <= 0 || C <= 0) return;
+    dim3 grid((unsigned)(((size_t)C + THREADS - 1) / THREADS), row_blocks(B));
+    softmax_xent_backward_kernel<<<grid, THREADS>>>(dlogits, probs, labels, B, C, scale);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+/* ---- count_correct ---- */
+
+/* hit(b) = 1 when row b's arg-max is its label. The CPU's scan (best = 0;
+ * best = c when z[c] > z[best]) returns the first index of the maximum, never
+ * picks a NaN, and returns 0 when z[0] is NaN. Here: each thread keeps the
+ * first maximum of its strided non-NaN elements (index C: none yet), the tree
+ * keeps the larger value and on equal values the smaller index (so -0 and +0
+ * tie as on the CPU), and a NaN z[0] gives 0. */
+static __global__ void argmax_rows(long long *hit, const float *logits, const int32_t *labels,
+                                   int B, int C) {
+    __shared__ float shv[MAX_THREADS];
+    __shared__ int shi[MAX_THREADS];
+    unsigned t = threadIdx.x;
+    for (int b = blockIdx.x; b < B; b += gridDim.x) {
+        const float *z = logits + (size_t)b * C;
+        float bv = -INFINITY;
+        int bi = C;
+        for (int c = t; c < C; c += blockDim.x) {
+            float v = z[c];
+            if (bi == C ? !isnan(v) : v > bv) {
+                bv = v;
+                bi = c;
+            }
+        }
+        shv[t] = bv;
+        shi[t] = bi;
+        __syncthreads();
+        for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
+            if (t < s) {
+                float ov = shv[t + s];
+                int oi = shi[t + s];
+                if (oi < C && (shi[t] == C || ov > shv[t] || (ov == shv[t] && oi < shi[t]))) {
+                    shv[t] = ov;
+                    shi[t] = oi;
+                }
+            }
+            __syncthreads();
+        }
+        if (t == 0) {
+            int best = isnan(z[0]) ? 0 : shi[0];
+            hit[b] = best == labels[b];
+        }
+        __syncthreads(); /* before shv/shi are written for the next row */
+    }
+}
+
+int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C) {
+    if (B <= 0 || C <= 0) return 0;
+    long long *hit = (long long *)work_get(((size_t)B + 1) * sizeof(long long)); /* (B), total */
+    argmax_rows<<<row_blocks(B), row_threads(C)>>>(hit, logits, labels, B, C);
+    MT_CUDA_CHECK(cudaGetLastError());
+    sum_kernel<long long><<<1, MAX_THREADS>>>(hit + B, hit, B);
+    MT_CUDA_CHECK(cudaGetLastError());
+    long long total = 0;
+    MT_CUDA_CHECK(cudaMemcpy(&total, hit + B, sizeof(long long), cudaMemcpyDeviceToHost));
+    return (int64_t)total;
+}

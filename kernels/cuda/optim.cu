@@ -1,0 +1,143 @@
+/*
+ * optim.cu - CUDA twins of the CPU's optimizer ops (kernels/backend.h): the
+ * sum of squares (for gradient-norm clipping), AdamW and SGD with momentum.
+ *
+ * sumsq is a double sum by a fixed reduction: a grid whose size depends only
+ * on n, per-block trees, then one block over the block sums, so the result is
+ * bitwise reproducible (no atomics); it differs from the CPU's order, which
+ * moves a double sum by about 1e-16 relative. The updates are per element
+ * and bitwise the CPU's: nvcc would fuse a * b + c into one rounding where
+ * the CPU (ISO C, no contraction) rounds twice, so every product that feeds
+ * an add goes through __fmul_rn, which is never fused.
+ */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "kernels/cuda/cuda_ops.h"
+
+#define THREADS      256   /* a power of two (sumsq's trees) */
+#define MAX_BLOCKS   65535 /* grid-stride loops cover the rest */
+#define SUMSQ_BLOCKS 1024  /* at most this many block sums in sumsq */
+
+/* Work buffer for sumsq's block sums and total: grown on demand, never freed. */
+static void *work_buf;
+static size_t work_cap;
+
+static void *work_get(size_t bytes) {
+    if (bytes > work_cap) {
+        /* cudaFree synchronises, so no kernel still in flight uses the old buffer. */
+        if (work_buf) MT_CUDA_CHECK(cudaFree(work_buf));
+        work_buf = NULL;
+        work_cap = 0;
+        MT_CUDA_CHECK(cudaMalloc(&work_buf, bytes));
+        work_cap = bytes;
+    }
+    return work_buf;
+}
+
+static unsigned blocks_for(size_t n, size_t max_blocks) {
+    size_t b = (n + THREADS - 1) / THREADS;
+    return b < max_blocks ? (unsigned)b : (unsigned)max_blocks;
+}
+
+#define GRID_STRIDE(i, n)                                                                          \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                        \
+         i += (size_t)gridDim.x * blockDim.x)
+
+/* ---- sum of squares ---- */
+
+/* Sum of v over the block by a fixed tree (thread t adds t + s for s =
+ * blockDim/2, ..., 1); the sum is valid in thread 0. */
+static __device__ double block_sum(double v, double *sh) {
+    unsigned t = threadIdx.x;
+    sh[t] = v;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
+        if (t < s) sh[t] += sh[t + s];
+        __syncthreads();
+    }
+    return sh[0];
+}
+
+/* part(gridDim.x): each thread sums x^2 over its grid-stride elements (x*x is
+ * exact in double, so a fused multiply-add changes nothing), then the tree. */
+static __global__ void sumsq_blocks(double *part, const float *x, size_t n) {
+    __shared__ double sh[THREADS];
+    double s = 0.0;
+    GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+/* out[0] = sum of part(nb), by one block of THREADS threads. */
+static __global__ void sumsq_final(double *out, const double *part, unsigned nb) {
+    __shared__ double sh[THREADS];
+    double s = 0.0;
+    for (unsigned i = threadIdx.x; i < nb; i += blockDim.x) s += part[i];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) out[0] = s;
+}
+
+double mt_cuda_sumsq(const float *x, size_t n) {
+    if (n == 0) return 0.0;
+    /* The grid depends on n alone (never on the device), so the tree does too. */
+    unsigned nb = blocks_for(n, SUMSQ_BLOCKS);
+    double *part = (double *)work_get(((size_t)nb + 1) * sizeof(double)); /* (nb), then total */
+    sumsq_blocks<<<nb, THREADS>>>(part, x, n);
+    MT_CUDA_CHECK(cudaGetLastError());
+    sumsq_final<<<1, THREADS>>>(part + nb, part, nb);
+    MT_CUDA_CHECK(cudaGetLastError());
+    double total = 0.0;
+    MT_CUDA_CHECK(cudaMemcpy(&total, part + nb, sizeof(double), cudaMemcpyDeviceToHost));
+    return total;
+}
+
+/* ---- AdamW ---- */
+
+/* The CPU's loop body with step = lr / bc1, inv_sqrt_bc2 = 1 / sqrt(bc2),
+ * decay = 1 - lr * wd computed on the host as the CPU computes them. */
+static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n,
+                                    float beta1, float beta2, float omb1, float omb2, float eps,
+                                    float step, float inv_sqrt_bc2, float decay) {
+    GRID_STRIDE(i, n) {
+        float gi = g[i];
+        float mi = __fmul_rn(beta1, m[i]) + __fmul_rn(omb1, gi);
+        float vi = __fmul_rn(beta2, v[i]) + __fmul_rn(__fmul_rn(omb2, gi), gi);
+        m[i] = mi;
+        v[i] = vi;
+        float denom = __fmul_rn(sqrtf(vi), inv_sqrt_bc2) + eps;
+        p[i] = __fmul_rn(p[i], decay) - __fmul_rn(step, mi / denom);
+    }
+}
+
+void mt_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                          float beta1, float beta2, float eps, float wd, float bc1, float bc2) {
+    if (n == 0) return;
+    float step = lr / bc1;
+    float inv_sqrt_bc2 = 1.0f / sqrtf(bc2);
+    float decay = 1.0f - lr * wd;
+    adamw_kernel<<<blocks_for(n, MAX_BLOCKS), THREADS>>>(
+        p, g, m, v, n, beta1, beta2, 1.0f - beta1, 1.0f - beta2, eps, step, inv_sqrt_bc2, decay);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+/* ---- SGD with momentum ---- */
+
+/* The CPU's loop body: g += wd * p; buf = momentum * buf + g; p -= lr * buf. */
+static __global__ void sgd_kernel(float *p, const float *g, float *buf, size_t n, float lr,
+                                  float momentum, float wd) {
+    GRID_STRIDE(i, n) {
+        float gi = g[i] + __fmul_rn(wd, p[i]);
+        float b = __fmul_rn(momentum, buf[i]) + gi;
+        buf[i] = b;
+        p[i] = p[i] - __fmul_rn(lr, b);
+    }
+}
+
+void mt_cuda_sgd_update(float *p, const float *g, float *buf, size_t n, float lr, float momentum,
+                        float wd) {
+    if (n == 0) return;
+    sgd_kernel<<<blocks_for(n, MAX_BLOCKS), THREADS>>>(p, g, buf, n, lr, momentum, wd);
+    MT_CUDA_CHECK(cudaGetLastError());
+}

@@ -1,0 +1,401 @@
+/*
+ * test_backend_cmp.c - every op of the CUDA backend against the CPU
+ * backend (the reference). For each op: random inputs (never zeros), the
+ * output buffers poisoned with NaN before each run on both backends (an
+ * element an op forgets to write fails the comparison), then the normalized
+ * error ||gpu - cpu|| / ||cpu|| against the fp32 tolerance 1e-5. Integer
+ * results (count_correct) must be equal, dropout masks bitwise equal, and
+ * every CUDA op run twice on the same inputs must give bitwise the same
+ * output (the backend's determinism rule).
+ *
+ * Without a usable GPU (or in a build without the CUDA backend) it prints
+ * why and exits 77, which ctest reports as skipped.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "kernels/backend.h"
+#include "test_util.h"
+
+#define TOL_FP32 1e-5
+
+static const mt_backend *cpu, *gpu;
+static uint64_t draw; /* counter of the random inputs */
+
+/* n floats uniform in [lo, hi), never exactly 0 */
+static float *rnd(size_t n, float lo, float hi) {
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    for (size_t i = 0; i < n; i++) {
+        float u = mt_rng_uniform(42, 7, draw++);
+        x[i] = lo + (hi - lo) * u;
+        if (x[i] == 0.0f) x[i] = 1e-3f;
+    }
+    return x;
+}
+
+static int32_t *rnd_int(size_t n, int below) {
+    int32_t *x = malloc((n ? n : 1) * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = (int32_t)mt_rng_below(42, 8, draw++, (uint64_t)below);
+    return x;
+}
+
+static float *nan_buf(size_t n) {
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+    return x;
+}
+
+static float *copy(const float *x, size_t n) {
+    float *y = malloc((n ? n : 1) * sizeof *y);
+    memcpy(y, x, n * sizeof *y);
+    return y;
+}
+
+/* device copies: int32 data travel as their bits through the float copy */
+static float *up(const void *h, size_t n) {
+    float *d = gpu->alloc(n);
+    gpu->to_device(d, (const float *)h, n);
+    return d;
+}
+
+static float *down(const float *d, size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    gpu->to_host(h, d, n);
+    return h;
+}
+
+/* ||a - b|| / ||b|| (a NaN anywhere gives NaN) */
+static double nerr(const float *a, const float *b, size_t n) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)a[i] - (double)b[i];
+        d += e * e;
+        r += (double)b[i] * (double)b[i];
+    }
+    return r > 0 ? sqrt(d / r) : sqrt(d);
+}
+
+static void expect(const char *op, const char *what, const float *g, const float *c, size_t n,
+                   double tol) {
+    double e = nerr(g, c, n);
+    CHECK(e <= tol, "%s: %s: normalized error %.2e > %.0e", op, what, e, tol);
+    printf("  %-22s %-8s normalized error %.2e\n", op, what, e);
+}
+
+/* Runs of the same CUDA op must be bitwise equal. */
+static void expect_same(const char *op, const float *a, const float *b, size_t n) {
+    CHECK(memcmp(a, b, n * sizeof *a) == 0, "%s: two CUDA runs differ (not deterministic)", op);
+}
+
+static void test_matmul(void) {
+    int M = 37, N = 29, K = 53;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            float *A = rnd((size_t)M * K, -1, 1), *B = rnd((size_t)K * N, -1, 1);
+            float *C0 = rnd((size_t)M * N, -1, 1), *Cc = copy(C0, (size_t)M * N);
+            int lda = ta ? M : K, ldb = tb ? K : N;
+            cpu->matmul(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.3f, Cc, N);
+            float *dA = up(A, (size_t)M * K), *dB = up(B, (size_t)K * N);
+            float *dC = up(C0, (size_t)M * N);
+            gpu->matmul(ta, tb, M, N, K, 0.7f, dA, lda, dB, ldb, 0.3f, dC, N);
+            float *g = down(dC, (size_t)M * N);
+            char what[16];
+            snprintf(what, sizeof what, "ta%d tb%d", ta, tb);
+            expect("matmul", what, g, Cc, (size_t)M * N, TOL_FP32);
+            free(A), free(B), free(C0), free(Cc), free(g);
+            gpu->free(dA), gpu->free(dB), gpu->free(dC);
+        }
+}
+
+/* y = f(x) ops of n elements: out poisoned, then compared */
+typedef void (*unary_fn)(float *y, const float *x, size_t n);
+typedef void (*binary_fn)(float *dx, const float *dy, const float *x, size_t n);
+
+static void test_unary(const char *op, unary_fn c, unary_fn g, float lo, float hi) {
+    size_t n = 10007;
+    float *x = rnd(n, lo, hi), *yc = nan_buf(n), *y0 = nan_buf(n);
+    c(yc, x, n);
+    float *dx = up(x, n), *dy = up(y0, n);
+    g(dy, dx, n);
+    float *r1 = down(dy, n);
+    gpu->to_device(dy, y0, n);
+    g(dy, dx, n);
+    float *r2 = down(dy, n);
+    expect(op, "y", r1, yc, n, TOL_FP32);
+    expect_same(op, r1, r2, n);
+    free(x), free(yc), free(y0), free(r1), free(r2);
+    gpu->free(dx), gpu->free(dy);
+}
+
+static void test_binary(const char *op, binary_fn c, binary_fn g, float lo, float hi) {
+    size_t n = 10007;
+    float *x = rnd(n, lo, hi), *dyv = rnd(n, -1, 1), *dxc = nan_buf(n), *p0 = nan_buf(n);
+    c(dxc, dyv, x, n);
+    float *dx = up(x, n), *ddy = up(dyv, n), *ddx = up(p0, n);
+    g(ddx, ddy, dx, n);
+    float *r = down(ddx, n);
+    expect(op, "dx", r, dxc, n, TOL_FP32);
+    free(x), free(dyv), free(dxc), free(p0), free(r);
+    gpu->free(dx), gpu->free(ddy), gpu->free(ddx);
+}
+
+static void test_bias(int rows, int cols) {
+    size_t n = (size_t)rows * cols;
+    float *y = rnd(n, -1, 1), *b = rnd((size_t)cols, -1, 1), *yc = copy(y, n);
+    cpu->bias_add(yc, b, rows, cols);
+    float *dyb = up(y, n), *db = up(b, (size_t)cols);
+    gpu->bias_add(dyb, db, rows, cols);
+    float *g = down(dyb, n);
+    expect("bias_add", "y", g, yc, n, TOL_FP32);
+    /* db = beta db + column sums of y (a random start: beta 0 must ignore it) */
+    for (int beta = 0; beta < 2; beta++) {
+        float *d0 = rnd((size_t)cols, -1, 1), *dc = copy(d0, (size_t)cols);
+        cpu->bias_grad(dc, y, rows, cols, (float)beta);
+        float *dd = up(d0, (size_t)cols), *dy = up(y, n);
+        gpu->bias_grad(dd, dy, rows, cols, (float)beta);
+        float *r = down(dd, (size_t)cols);
+        expect("bias_grad", beta ? "beta 1" : "beta 0", r, dc, (size_t)cols, TOL_FP32);
+        free(d0), free(dc), free(r);
+        gpu->free(dd), gpu->free(dy);
+    }
+    free(y), free(b), free(yc), free(g);
+    gpu->free(dyb), gpu->free(db);
+}
+
+static void test_add_scale(void) {
+    size_t n = 10007;
+    float *a = rnd(n, -1, 1), *b = rnd(n, -1, 1), *oc = nan_buf(n), *o0 = nan_buf(n);
+    cpu->add(oc, a, b, n);
+    float *da = up(a, n), *db = up(b, n), *dout = up(o0, n);
+    gpu->add(dout, da, db, n);
+    float *r = down(dout, n);
+    expect("add", "out", r, oc, n, TOL_FP32);
+    float *ac = copy(a, n);
+    cpu->accumulate(ac, b, n);
+    gpu->accumulate(da, db, n);
+    float *r2 = down(da, n);
+    expect("accumulate", "dst", r2, ac, n, TOL_FP32);
+    cpu->scale(ac, -0.37f, n);
+    gpu->scale(da, -0.37f, n);
+    float *r3 = down(da, n);
+    expect("scale", "x", r3, ac, n, TOL_FP32);
+    free(a), free(b), free(oc), free(o0), free(r), free(ac), free(r2), free(r3);
+    gpu->free(da), gpu->free(db), gpu->free(dout);
+}
+
+static void test_softmax(int B, int C) {
+    size_t n = (size_t)B * C;
+    float *logits = rnd(n, -4, 4), *pc = nan_buf(n), *p0 = nan_buf(n);
+    int32_t *lab = rnd_int((size_t)B, C);
+    double lc = cpu->softmax_xent_forward(pc, logits, lab, B, C);
+    float *dl = up(logits, n), *dp = up(p0, n), *dlab = up(lab, (size_t)B);
+    double lg = gpu->softmax_xent_forward(dp, dl, (const int32_t *)dlab, B, C);
+    double lg2 = gpu->softmax_xent_forward(dp, dl, (const int32_t *)dlab, B, C);
+    float *pg = down(dp, n);
+    expect("softmax_xent_forward", "probs", pg, pc, n, TOL_FP32);
+    CHECK(fabs(lg - lc) <= TOL_FP32 * fabs(lc), "softmax_xent_forward: loss %.9g vs CPU %.9g", lg,
+          lc);
+    CHECK(lg == lg2, "softmax_xent_forward: two CUDA runs give %.17g and %.17g", lg, lg2);
+    printf("  %-22s %-8s relative error %.2e\n", "softmax_xent_forward", "loss",
+           fabs(lg - lc) / fabs(lc));
+    float *dc = nan_buf(n);
+    cpu->softmax_xent_backward(dc, pc, lab, B, C, 0.25f);
+    float *dd = up(p0, n);
+    gpu->softmax_xent_backward(dd, dp, (const int32_t *)dlab, B, C, 0.25f);
+    float *dg = down(dd, n);
+    expect("softmax_xent_backward", "dlogits", dg, dc, n, TOL_FP32);
+    /* count_correct, with ties: row 0 has its maximum twice, the first wins */
+    logits[0 * C + 5] = logits[0 * C + 9] = 10.0f;
+    lab[0] = 5;
+    lab[1] = 3;
+    logits[1 * C + 3] = 10.0f;
+    gpu->to_device(dl, logits, n);
+    gpu->to_device(dlab, (const float *)lab, (size_t)B);
+    int64_t cc = cpu->count_correct(logits, lab, B, C);
+    int64_t cg = gpu->count_correct(dl, (const int32_t *)dlab, B, C);
+    CHECK(cc == cg && cc >= 2, "count_correct: CUDA %lld, CPU %lld", (long long)cg, (long long)cc);
+    printf("  %-22s %-8s %lld = %lld\n", "count_correct", "hits", (long long)cg, (long long)cc);
+    free(logits), free(pc), free(p0), free(lab), free(pg), free(dc), free(dg);
+    gpu->free(dl), gpu->free(dp), gpu->free(dlab), gpu->free(dd);
+}
+
+static void test_layernorm(void) {
+    int N = 23, C = 96;
+    size_t n = (size_t)N * C;
+    float *x = rnd(n, -2, 2), *w = rnd((size_t)C, 0.5f, 1.5f), *b = rnd((size_t)C, -0.5f, 0.5f);
+    float *oc = nan_buf(n), *mc = nan_buf((size_t)N), *rc = nan_buf((size_t)N);
+    cpu->layernorm_forward(oc, mc, rc, x, w, b, N, C);
+    float *dx = up(x, n), *dw = up(w, (size_t)C), *db = up(b, (size_t)C);
+    float *po = nan_buf(n), *pm = nan_buf((size_t)N);
+    float *dout = up(po, n), *dm = up(pm, (size_t)N), *dr = up(pm, (size_t)N);
+    gpu->layernorm_forward(dout, dm, dr, dx, dw, db, N, C);
+    float *go = down(dout, n), *gm = down(dm, (size_t)N), *gr = down(dr, (size_t)N);
+    expect("layernorm_forward", "out", go, oc, n, TOL_FP32);
+    expect("layernorm_forward", "mean", gm, mc, (size_t)N, TOL_FP32);
+    expect("layernorm_forward", "rstd", gr, rc, (size_t)N, TOL_FP32);
+    /* backward accumulates into random dx, dw, db */
+    float *g = rnd(n, -1, 1), *ax = rnd(n, -1, 1), *aw = rnd((size_t)C, -1, 1);
+    float *ab = rnd((size_t)C, -1, 1);
+    float *cx = copy(ax, n), *cw = copy(aw, (size_t)C), *cb = copy(ab, (size_t)C);
+    cpu->layernorm_backward(cx, cw, cb, g, x, w, mc, rc, N, C);
+    float *dg = up(g, n), *gx = up(ax, n), *gw = up(aw, (size_t)C), *gb = up(ab, (size_t)C);
+    gpu->layernorm_backward(gx, gw, gb, dg, dx, dw, dm, dr, N, C);
+    float *rx = down(gx, n), *rw = down(gw, (size_t)C), *rb = down(gb, (size_t)C);
+    expect("layernorm_backward", "dx", rx, cx, n, TOL_FP32);
+    expect("layernorm_backward", "dw", rw, cw, (size_t)C, TOL_FP32);
+    expect("layernorm_backward", "db", rb, cb, (size_t)C, TOL_FP32);
+    float *all[] = {x, w, b, oc, mc, rc, po, pm, go, gm, gr, g, ax, aw, ab, cx, cw, cb, rx, rw, rb};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    float *dev[] = {dx, dw, db, dout, dm, dr, dg, gx, gw, gb};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->free(dev[i]);
+}
+
+static void test_attention(void) {
+    int B = 2, T = 17, C = 48, NH = 4;
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+    float *qkv = rnd(nq, -1, 1), *oc = nan_buf(no), *ac = nan_buf(na);
+    cpu->attention_forward(oc, ac, qkv, B, T, C, NH);
+    float *po = nan_buf(no), *pa = nan_buf(na);
+    float *dq = up(qkv, nq), *dout = up(po, no), *datt = up(pa, na);
+    gpu->attention_forward(dout, datt, dq, B, T, C, NH);
+    float *go = down(dout, no), *ga = down(datt, na);
+    expect("attention_forward", "out", go, oc, no, TOL_FP32);
+    expect("attention_forward", "att", ga, ac, na, TOL_FP32);
+    float *dy = rnd(no, -1, 1), *dqc = nan_buf(nq), *scratch = nan_buf(na);
+    cpu->attention_backward(dqc, scratch, dy, qkv, ac, B, T, C, NH);
+    float *pq = nan_buf(nq);
+    float *ddy = up(dy, no), *ddq = up(pq, nq), *dscr = up(pa, na);
+    gpu->attention_backward(ddq, dscr, ddy, dq, datt, B, T, C, NH);
+    float *gq = down(ddq, nq);
+    expect("attention_backward", "dqkv", gq, dqc, nq, TOL_FP32);
+    gpu->to_device(ddq, pq, nq);
+    gpu->attention_backward(ddq, dscr, ddy, dq, datt, B, T, C, NH);
+    float *gq2 = down(ddq, nq);
+    expect_same("attention_backward", gq, gq2, nq);
+    float *all[] = {qkv, oc, ac, po, pa, go, ga, dy, dqc, scratch, pq, gq, gq2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    float *dev[] = {dq, dout, datt, ddy, ddq, dscr};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->free(dev[i]);
+}
+
+static void test_embedding(void) {
+    int V = 50, B = 3, T = 11, C = 40, maxT = 16;
+    size_t n = (size_t)B * T * C;
+    float *wte = rnd((size_t)V * C, -1, 1), *wpe = rnd((size_t)maxT * C, -1, 1);
+    int32_t *tok = rnd_int((size_t)B * T, 7); /* few distinct tokens: many repeats */
+    float *oc = nan_buf(n);
+    cpu->embedding_forward(oc, tok, wte, wpe, B, T, C);
+    float *dwte = up(wte, (size_t)V * C), *dwpe = up(wpe, (size_t)maxT * C);
+    float *dtok = up(tok, (size_t)B * T), *p0 = nan_buf(n), *dout = up(p0, n);
+    gpu->embedding_forward(dout, (const int32_t *)dtok, dwte, dwpe, B, T, C);
+    float *go = down(dout, n);
+    expect("embedding_forward", "out", go, oc, n, TOL_FP32);
+    float *g = rnd(n, -1, 1), *cw = copy(wte, (size_t)V * C), *cp = copy(wpe, (size_t)maxT * C);
+    cpu->embedding_backward(cw, cp, g, tok, B, T, C);
+    float *dg = up(g, n);
+    gpu->embedding_backward(dwte, dwpe, dg, (const int32_t *)dtok, B, T, C);
+    float *rw = down(dwte, (size_t)V * C), *rp = down(dwpe, (size_t)maxT * C);
+    expect("embedding_backward", "dwte", rw, cw, (size_t)V * C, TOL_FP32);
+    expect("embedding_backward", "dwpe", rp, cp, (size_t)maxT * C, TOL_FP32);
+    free(wte), free(wpe), free(tok), free(oc), free(p0), free(go), free(g), free(cw), free(cp);
+    free(rw), free(rp);
+    gpu->free(dwte), gpu->free(dwpe), gpu->free(dtok), gpu->free(dout), gpu->free(dg);
+}
+
+static void test_dropout(void) {
+    size_t n = 10007;
+    float *x = rnd(n, -1, 1), *yc = nan_buf(n), *p0 = nan_buf(n);
+    uint64_t seed = 99, stream = mt_rng_stream("dropout/test"), off = 12345;
+    cpu->dropout_forward(yc, x, n, 0.1f, seed, stream, off);
+    float *dx = up(x, n), *dy = up(p0, n);
+    gpu->dropout_forward(dy, dx, n, 0.1f, seed, stream, off);
+    float *g = down(dy, n);
+    CHECK(memcmp(g, yc, n * sizeof *g) == 0,
+          "dropout_forward: the CUDA mask differs from the CPU's");
+    float *bc = nan_buf(n);
+    cpu->dropout_backward(bc, x, n, 0.1f, seed, stream, off);
+    gpu->to_device(dy, p0, n);
+    gpu->dropout_backward(dy, dx, n, 0.1f, seed, stream, off);
+    float *gb = down(dy, n);
+    CHECK(memcmp(gb, bc, n * sizeof *gb) == 0, "dropout_backward: differs from the CPU's");
+    printf("  %-22s %-8s bitwise equal masks: %s\n", "dropout", "y, dx",
+           memcmp(g, yc, n * sizeof *g) == 0 && memcmp(gb, bc, n * sizeof *gb) == 0 ? "yes" : "no");
+    free(x), free(yc), free(p0), free(g), free(bc), free(gb);
+    gpu->free(dx), gpu->free(dy);
+}
+
+static void test_optim(void) {
+    size_t n = 100003;
+    float *x = rnd(n, -1, 1);
+    double sc = cpu->sumsq(x, n);
+    float *dx = up(x, n);
+    double sg = gpu->sumsq(dx, n), sg2 = gpu->sumsq(dx, n);
+    CHECK(fabs(sg - sc) <= 1e-9 * sc, "sumsq: %.17g vs CPU %.17g", sg, sc);
+    CHECK(sg == sg2, "sumsq: two CUDA runs differ");
+    printf("  %-22s %-8s relative error %.2e\n", "sumsq", "sum", fabs(sg - sc) / sc);
+    float *g = rnd(n, -1, 1), *m = rnd(n, -0.1f, 0.1f), *v = rnd(n, 0.001f, 0.01f);
+    float *cx = copy(x, n), *cm = copy(m, n), *cv = copy(v, n);
+    cpu->adamw_update(cx, g, cm, cv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.3f);
+    float *dg = up(g, n), *dm = up(m, n), *dv = up(v, n);
+    gpu->adamw_update(dx, dg, dm, dv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.3f);
+    float *rx = down(dx, n), *rm = down(dm, n), *rv = down(dv, n);
+    expect("adamw_update", "p", rx, cx, n, TOL_FP32);
+    expect("adamw_update", "m", rm, cm, n, TOL_FP32);
+    expect("adamw_update", "v", rv, cv, n, TOL_FP32);
+    float *sx = copy(x, n), *sb = copy(m, n);
+    cpu->sgd_update(sx, g, sb, n, 0.01f, 0.9f, 1e-4f);
+    gpu->to_device(dx, x, n);
+    gpu->to_device(dm, m, n);
+    gpu->sgd_update(dx, dg, dm, n, 0.01f, 0.9f, 1e-4f);
+    float *qx = down(dx, n), *qb = down(dm, n);
+    expect("sgd_update", "p", qx, sx, n, TOL_FP32);
+    expect("sgd_update", "buf", qb, sb, n, TOL_FP32);
+    float *all[] = {x, g, m, v, cx, cm, cv, rx, rm, rv, sx, sb, qx, qb};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    gpu->free(dx), gpu->free(dg), gpu->free(dm), gpu->free(dv);
+}
+
+static void test_all(void) {
+    test_matmul();
+    test_unary("relu_forward", cpu->relu_forward, gpu->relu_forward, -2, 2);
+    test_unary("gelu_forward", cpu->gelu_forward, gpu->gelu_forward, -6, 6);
+    test_binary("relu_backward", cpu->relu_backward, gpu->relu_backward, -2, 2);
+    test_binary("gelu_backward", cpu->gelu_backward, gpu->gelu_backward, -6, 6);
+    test_bias(33, 47);
+    test_bias(301, 19); /* more rows than one pass of the CUDA column sums */
+    test_add_scale();
+    test_softmax(19, 257);
+    test_softmax(5, 2053); /* rows wider than a block: several elements per thread */
+    test_layernorm();
+    test_attention();
+    test_embedding();
+    test_dropout();
+    test_optim();
+}
+
+int main(void) {
+    char why[256] = "";
+    /* MT_BACKEND_CMP_SELF=1 checks the harness itself, on any machine: the
+     * CPU backend compared with itself must pass every check */
+    if (getenv("MT_BACKEND_CMP_SELF")) {
+        cpu = gpu = mt_backend_cpu();
+        printf("harness self-check: the CPU backend against itself\n");
+        test_all();
+        return mt_test_finish("backend_cmp (self-check)");
+    }
+    if (mt_backend_probe("cuda", why, sizeof why) <= 0) {
+        printf("test_backend_cmp: SKIPPED: %s; the CUDA backend is compared with the CPU only "
+               "on a machine with a GPU\n",
+               why);
+        return 77;
+    }
+    cpu = mt_backend_cpu();
+    gpu = mt_backend_get("cuda");
+    printf("CUDA vs CPU, fp32 tolerance %.0e (normalized error):\n", TOL_FP32);
+    test_all();
+    return mt_test_finish("backend_cmp");
+}
