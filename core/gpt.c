@@ -159,19 +159,37 @@ int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *
     return MT_OK;
 }
 
-int mt_gpt_clone(mt_gpt *dst, const mt_gpt *src, const mt_backend *be, mt_err *e) {
-    *dst = *src;
-    dst->owns_scratch = 0;
-    dst->block = calloc((size_t)src->cfg.n_layer, sizeof *dst->block);
-    if (!dst->block) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
-    for (int l = 0; l < src->cfg.n_layer; l++) {
-        const mt_gpt_block *s = &src->block[l];
-        mt_gpt_block *d = &dst->block[l];
-        d->ln1w = s->ln1w, d->ln1b = s->ln1b, d->qkvw = s->qkvw, d->qkvb = s->qkvb;
-        d->projw = s->projw, d->projb = s->projb, d->ln2w = s->ln2w, d->ln2b = s->ln2b;
-        d->fcw = s->fcw, d->fcb = s->fcb, d->fcprojw = s->fcprojw, d->fcprojb = s->fcprojb;
+/* Applies f to every stored-activation pointer of m (each block's, then the
+ * model's own): the one list the clone clears and free releases. */
+static void each_stored(mt_gpt *m, void (*f)(float **, const mt_backend *), const mt_backend *be) {
+    for (int l = 0; m->block && l < m->cfg.n_layer; l++) {
+        mt_gpt_block *b = &m->block[l];
+        float **p[] = {&b->ln1, &b->ln1_mean, &b->ln1_rstd, &b->qkv,      &b->atty,
+                       &b->att, &b->res2,     &b->ln2,      &b->ln2_mean, &b->ln2_rstd,
+                       &b->fch, &b->fch_gelu, &b->res3};
+        for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) f(p[i], be);
     }
-    dst->encoded = dst->lnf = dst->lnf_mean = dst->lnf_rstd = dst->logits = dst->probs = NULL;
+    float **p[] = {&m->encoded, &m->lnf, &m->lnf_mean, &m->lnf_rstd, &m->logits, &m->probs};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) f(p[i], be);
+}
+
+static void forget(float **x, const mt_backend *be) {
+    (void)be;
+    *x = NULL;
+}
+
+static void release(float **x, const mt_backend *be) {
+    if (*x) be->free(*x);
+    *x = NULL;
+}
+
+int mt_gpt_clone(mt_gpt *dst, const mt_gpt *src, const mt_backend *be, mt_err *e) {
+    *dst = *src; /* the parameter indices and shapes; then activations of its own */
+    dst->owns_scratch = 0;
+    dst->block = malloc((size_t)src->cfg.n_layer * sizeof *dst->block);
+    if (!dst->block) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+    memcpy(dst->block, src->block, (size_t)src->cfg.n_layer * sizeof *dst->block);
+    each_stored(dst, forget, be);
     if (alloc_stored(dst, be))
         return mt_err_set(e, MT_ERR_INTERNAL,
                           "out of memory for another micro-batch's activations");
@@ -350,16 +368,7 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
 }
 
 void mt_gpt_free(mt_gpt *m, const mt_backend *be) {
-    for (int l = 0; m->block && l < m->cfg.n_layer; l++) {
-        mt_gpt_block *b = &m->block[l];
-        float *bufs[] = {b->ln1, b->ln1_mean, b->ln1_rstd, b->qkv, b->atty,     b->att, b->res2,
-                         b->ln2, b->ln2_mean, b->ln2_rstd, b->fch, b->fch_gelu, b->res3};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-            if (bufs[i]) be->free(bufs[i]);
-    }
-    float *bufs[] = {m->encoded, m->lnf, m->lnf_mean, m->lnf_rstd, m->logits, m->probs};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (bufs[i]) be->free(bufs[i]);
+    each_stored(m, release, be);
     if (m->owns_scratch) {
         float *scr[] = {m->dres, m->dtmp, m->dbranch, m->dqkv, m->dfch, m->datt};
         for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)

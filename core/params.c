@@ -66,9 +66,13 @@ void mt_params_place(mt_params *p, int idx, int stage, int local, int mirror) {
     p->v[idx].mirror = mirror;
 }
 
-/* Elements of t this rank holds. */
-static size_t held(const mt_param *t) {
-    if (!t->local) return 0;
+size_t mt_param_global_numel(const mt_param *t) {
+    size_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
+    return n;
+}
+
+size_t mt_param_block_numel(const mt_param *t) {
     size_t n = 1;
     for (int d = 0; d < t->ndim; d++)
         n *= d == t->shard_dim ? (size_t)(t->shard_len * t->shard_parts) : (size_t)t->shape[d];
@@ -80,7 +84,7 @@ int mt_params_alloc(mt_params *p, mt_err *e) {
     for (int i = 0; i < p->n; i++) {
         mt_param *t = &p->v[i];
         t->offset = (p->numel + 15) & ~(size_t)15;
-        t->numel = held(t);
+        t->numel = t->local ? mt_param_block_numel(t) : 0;
         p->numel = t->offset + t->numel;
     }
     p->numel = (p->numel + 15) & ~(size_t)15;
@@ -139,11 +143,7 @@ size_t mt_params_count(const mt_params *p) {
 
 size_t mt_params_global_count(const mt_params *p) {
     size_t n = 0;
-    for (int i = 0; i < p->n; i++) {
-        size_t k = 1;
-        for (int d = 0; d < p->v[i].ndim; d++) k *= (size_t)p->v[i].shape[d];
-        n += k;
-    }
+    for (int i = 0; i < p->n; i++) n += mt_param_global_numel(&p->v[i]);
     return n;
 }
 

@@ -81,6 +81,10 @@ void mt_params_init_values(mt_params *p, uint64_t seed);
 size_t mt_params_count(const mt_params *p);
 /* Elements of the whole model (every tensor at its global shape). */
 size_t mt_params_global_count(const mt_params *p);
+/* Elements of t at its global shape, and of one tensor-parallel block of it
+ * (what a rank holding t holds; the whole tensor when it is not split). */
+size_t mt_param_global_numel(const mt_param *t);
+size_t mt_param_block_numel(const mt_param *t);
 /* Global row-major index of local element j of tensor t. */
 uint64_t mt_param_global_index(const mt_param *t, size_t j);
 const mt_param *mt_params_find(const mt_params *p, const char *name);

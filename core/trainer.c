@@ -1040,7 +1040,9 @@ static int finish_stopped(trainer *t, double ms_per_step, int how, int64_t step,
  * on rank 0 (NULL elsewhere). */
 static cJSON *pipeline_record(const trainer *t) {
     const mt_comm *c = t->comm;
-    double mine[4] = {c->pp_rank, c->tp_rank + c->dp_rank, t->st.pipe.peak, t->busy_fraction};
+    /* stage, whether this rank speaks for it (replica 0, tensor-parallel rank 0), counters */
+    double mine[4] = {c->pp_rank, c->tp_rank == 0 && c->dp_rank == 0, t->st.pipe.peak,
+                      t->busy_fraction};
     double *all = c->rank == 0 ? calloc((size_t)c->size, sizeof mine) : NULL;
     MPI_Gather(mine, 4, MPI_DOUBLE, all, 4, MPI_DOUBLE, 0, c->world);
     if (c->rank != 0) return NULL;
@@ -1053,7 +1055,7 @@ static cJSON *pipeline_record(const trainer *t) {
     for (int s = 0; s < c->pp_size; s++)
         for (int r = 0; all && r < c->size; r++) {
             const double *x = all + 4 * (size_t)r;
-            if ((int)x[0] != s || x[1] != 0) continue; /* dp 0, tp 0 of each stage */
+            if ((int)x[0] != s || x[1] == 0) continue;
             cJSON_AddItemToArray(peak, cJSON_CreateNumber(x[2]));
             cJSON_AddItemToArray(busy, cJSON_CreateNumber(x[3]));
         }

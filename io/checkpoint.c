@@ -534,13 +534,7 @@ static float *state_buffer(const mt_optim *o, int i) {
 
 /* Bytes of the tensors a checkpoint of p holds (weights + optimizer state). */
 static double tensor_bytes(const mt_params *p, const mt_optim *o) {
-    double n = 0;
-    for (int i = 0; i < p->n; i++) {
-        double k = 1;
-        for (int d = 0; d < p->v[i].ndim; d++) k *= (double)p->v[i].shape[d];
-        n += k;
-    }
-    return n * sizeof(float) * (o->kind == MT_OPTIM_ADAMW ? 3 : 2);
+    return (double)mt_params_global_count(p) * sizeof(float) * (o->kind == MT_OPTIM_ADAMW ? 3 : 2);
 }
 
 static int check_room(const char *path, double need, mt_err *e) {

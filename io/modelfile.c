@@ -14,20 +14,6 @@
 #define MSG_FLOATS ((size_t)1 << 28) /* floats per message, well under INT_MAX */
 #define TAG_MODEL  7301              /* the tensors sent to rank 0 */
 
-static size_t global_numel(const mt_param *t) {
-    size_t n = 1;
-    for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
-    return n;
-}
-
-/* Elements of one tensor-parallel block of t (the whole tensor if not split). */
-static size_t block_numel(const mt_param *t) {
-    size_t n = 1;
-    for (int d = 0; d < t->ndim; d++)
-        n *= d == t->shard_dim ? (size_t)(t->shard_parts * t->shard_len) : (size_t)t->shape[d];
-    return n;
-}
-
 static void send_floats(const float *x, size_t n, int dest, MPI_Comm comm) {
     for (size_t i = 0; i < n; i += MSG_FLOATS)
         MPI_Send(x + i, (int)(n - i < MSG_FLOATS ? n - i : MSG_FLOATS), MPI_FLOAT, dest, TAG_MODEL,
@@ -79,7 +65,7 @@ int mt_modelfile_write(const mt_comm *c, const char *path, const mt_params *p,
     if (c->rank == 0 && !e->code) {
         size_t most = 0, most_blk = 0;
         for (int i = 0; i < p->n; i++) {
-            size_t n = global_numel(&p->v[i]), b = block_numel(&p->v[i]);
+            size_t n = mt_param_global_numel(&p->v[i]), b = mt_param_block_numel(&p->v[i]);
             most = n > most ? n : most;
             most_blk = b > most_blk ? b : most_blk;
         }
@@ -111,7 +97,7 @@ int mt_modelfile_write(const mt_comm *c, const char *path, const mt_params *p,
                 send_floats(p->data + t->offset, t->numel, 0, c->world);
             continue;
         }
-        size_t nb = block_numel(t);
+        size_t nb = mt_param_block_numel(t);
         for (int r = 0; r < senders; r++) {
             /* a block that is a contiguous run of the full tensor lands in place */
             int direct = !split || (t->shard_dim == 0 && t->shard_parts == 1);

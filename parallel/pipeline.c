@@ -44,24 +44,26 @@ static void wait_timed(mt_pipe *p, MPI_Request *r) {
 }
 
 static void recv(mt_pipe *p, float *buf, size_t n, int from, int tag) {
-    for (size_t i = 0; i < n || i == 0; i += CHUNK) {
+    size_t i = 0;
+    do { /* at least one message, so an empty one still pairs with its send */
         MPI_Request r;
         int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
         MPI_Irecv(buf + i, cnt, MPI_FLOAT, from, tag, p->comm, &r);
         wait_timed(p, &r);
-        if (n == 0) break;
-    }
+        i += CHUNK;
+    } while (i < n);
 }
 
 /* Starts sending n floats; *r completes the last piece (earlier ones are
  * waited on here: messages this large are rare). */
 static void send(mt_pipe *p, const float *buf, size_t n, int to, int tag, MPI_Request *r) {
-    for (size_t i = 0; i < n || i == 0; i += CHUNK) {
+    size_t i = 0;
+    do {
         int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
         if (*r != MPI_REQUEST_NULL) wait_timed(p, r);
         MPI_Isend(buf + i, cnt, MPI_FLOAT, to, tag, p->comm, r);
-        if (n == 0) break;
-    }
+        i += CHUNK;
+    } while (i < n);
 }
 
 static int slot_of(const mt_pipe *p, int mb) {
