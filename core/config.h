@@ -25,6 +25,8 @@ typedef enum { MT_ACT_RELU = 0, MT_ACT_GELU = 1 } mt_activation;
 typedef enum { MT_OPTIM_ADAMW = 0, MT_OPTIM_SGD = 1 } mt_optim_kind;
 typedef enum { MT_SCHED_CONSTANT = 0, MT_SCHED_COSINE = 1 } mt_sched_kind;
 typedef enum { MT_PIPE_1F1B = 0, MT_PIPE_GPIPE = 1 } mt_pipe_schedule;
+typedef enum { MT_DEVICE_CPU = 0, MT_DEVICE_CUDA = 1, MT_DEVICE_AUTO = 2 } mt_device_kind;
+typedef enum { MT_PREC_FP32 = 0, MT_PREC_BF16 = 1 } mt_precision;
 
 typedef struct {
     struct {
@@ -70,6 +72,8 @@ typedef struct {
         int64_t exit_after_steps; /* stop (with a checkpoint) after this many steps; 0 = off */
         int64_t seq_len;          /* GPT: tokens per sequence; 0 = model.block_size */
         int64_t eval_windows;     /* GPT: validation sequences per evaluation; 0 = all */
+        int device;               /* mt_device_kind */
+        int precision;            /* mt_precision */
     } train;
     struct {
         int64_t tp, pp;       /* tensor- and pipeline-parallel ranks; dp = world / (tp x pp) */

@@ -101,6 +101,13 @@ const mt_cfg_key mt_cfg_keys[] = {
      "gpt: tokens per training sequence; 0 = model.block_size"},
     {"train", "eval_windows", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(train.eval_windows),
      "gpt: validation sequences per evaluation (the first ones); 0 = all"},
+    {"train", "device", MT_CFG_ENUM, "cpu", 0, 0, 0, 0, "cpu|cuda|auto", OFF(train.device),
+     "where each rank computes: cpu, cuda (one GPU per rank: the node-local rank modulo the "
+     "visible GPUs; an error when there is none) or auto (cuda when a GPU is usable, else cpu, "
+     "saying so)"},
+    {"train", "precision", MT_CFG_ENUM, "fp32", 0, 0, 0, 0, "fp32|bf16", OFF(train.precision),
+     "matmul precision: fp32, or bf16 (operands rounded to bfloat16, fp32 accumulation; weights, "
+     "optimizer state and checkpoints stay fp32; emulated, slowly, on the CPU)"},
 
     {"parallel", "tp", MT_CFG_INT, "1", 1, 1024, 0, 0, NULL, OFF(parallel.tp),
      "tensor-parallel ranks: each layer's matrices split Megatron-style (MLP: pairs of column- "

@@ -13,6 +13,7 @@
 #include "core/version.h"
 #include "io/registry.h"
 #include "io/sha256.h"
+#include "kernels/backend.h"
 
 const char *mt_lineage_model_name(const mt_config *cfg) {
     return cfg->registry.model_name[0] ? cfg->registry.model_name : cfg->run.name;
@@ -198,17 +199,25 @@ cJSON *mt_lineage_event(const mt_lineage *l, const char *type) {
     cJSON_AddStringToObject(lib, "hdf5", v.hdf5);
     cJSON_AddStringToObject(lib, "blas", v.blas);
     cJSON_AddStringToObject(lib, "compiler", v.compiler);
-    /* this build has no CUDA backend: the CUDA entries are null */
-    cJSON_AddNullToObject(lib, "cuda_runtime");
-    cJSON_AddNullToObject(lib, "cuda_driver");
-    cJSON_AddNullToObject(lib, "cublas");
-    cJSON_AddNullToObject(lib, "nccl");
+    /* the GPU libraries this build has; null where it has none (or no driver) */
+    mt_backend_versions bv;
+    mt_backend_versions_get(&bv);
+    const char *gv[4] = {bv.cuda_runtime, bv.cuda_driver, bv.cublas, bv.nccl};
+    const char *gk[4] = {"cuda_runtime", "cuda_driver", "cublas", "nccl"};
+    for (int i = 0; i < 4; i++)
+        if (gv[i][0])
+            cJSON_AddStringToObject(lib, gk[i], gv[i]);
+        else
+            cJSON_AddNullToObject(lib, gk[i]);
     cJSON *lay = cJSON_AddObjectToObject(lin, "layout");
     cJSON_AddNumberToObject(lay, "world", l->world);
     cJSON_AddNumberToObject(lay, "dp", l->dp);
     cJSON_AddNumberToObject(lay, "tp", l->tp);
     cJSON_AddNumberToObject(lay, "pp", l->pp);
     cJSON_AddNumberToObject(lay, "threads_per_rank", l->threads);
+    if (l->device) cJSON_AddStringToObject(lay, "device", l->device);
+    if (l->precision) cJSON_AddStringToObject(lay, "precision", l->precision);
+    if (l->gpu && l->gpu[0]) cJSON_AddStringToObject(lay, "gpu", l->gpu);
     add_scheduler(lin);
     if (l->parent_ckpt && l->parent_ckpt[0]) {
         cJSON *par = cJSON_AddObjectToObject(lin, "parent");

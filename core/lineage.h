@@ -27,7 +27,10 @@ typedef struct {
     const char *split_unit;    /* "samples" or "sequences" */
     int64_t split_n[2];
     int world, dp, tp, pp, threads;
-    const char *hosts; /* distinct host names, '\n'-separated */
+    const char *device;    /* the backend the ranks computed with: "cpu", "cuda" */
+    const char *precision; /* "fp32" or "bf16" */
+    const char *gpu;       /* rank 0's GPU, or "" */
+    const char *hosts;     /* distinct host names, '\n'-separated */
     /* the checkpoint this run continues, or parent_ckpt "" */
     const char *parent_ckpt, *parent_sha256, *parent_run_id;
     int64_t parent_step;

@@ -80,6 +80,10 @@ size_t mt_param_block_numel(const mt_param *t) {
 }
 
 int mt_params_alloc(mt_params *p, mt_err *e) {
+    return mt_params_alloc_on(p, NULL, e);
+}
+
+int mt_params_alloc_on(mt_params *p, const mt_backend *be, mt_err *e) {
     p->numel = 0;
     for (int i = 0; i < p->n; i++) {
         mt_param *t = &p->v[i];
@@ -88,10 +92,12 @@ int mt_params_alloc(mt_params *p, mt_err *e) {
         p->numel = t->offset + t->numel;
     }
     p->numel = (p->numel + 15) & ~(size_t)15;
-    p->data = mt_alloc_floats(p->numel);
-    p->grad = mt_alloc_floats(p->numel);
+    p->be = be && !be->host_memory ? be : NULL;
+    p->data = p->be ? p->be->alloc(p->numel) : mt_alloc_floats(p->numel);
+    p->grad = p->be ? p->be->alloc(p->numel) : mt_alloc_floats(p->numel);
     if (!p->data || !p->grad)
-        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory allocating %zu parameters", p->numel);
+        return mt_err_set(e, MT_ERR_INTERNAL, "out of %s memory allocating %zu parameters",
+                          p->be ? p->be->name : "host", p->numel);
     return MT_OK;
 }
 
@@ -155,7 +161,12 @@ const mt_param *mt_params_find(const mt_params *p, const char *name) {
 
 void mt_params_free(mt_params *p) {
     free(p->v);
-    free(p->data);
-    free(p->grad);
+    if (p->be) {
+        p->be->free(p->data);
+        p->be->free(p->grad);
+    } else {
+        free(p->data);
+        free(p->grad);
+    }
     memset(p, 0, sizeof *p);
 }

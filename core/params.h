@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "kernels/backend.h"
 
 #define MT_PARAM_NAME_LEN 64
 #define MT_PARAM_MAX_DIMS 4
@@ -55,9 +56,10 @@ typedef struct {
 typedef struct {
     mt_param *v; /* (nparams) */
     int n, cap;
-    size_t numel; /* total elements in each flat buffer */
-    float *data;  /* (numel) parameters */
-    float *grad;  /* (numel) gradients, same layout */
+    size_t numel;         /* total elements in each flat buffer */
+    float *data;          /* (numel) parameters */
+    float *grad;          /* (numel) gradients, same layout */
+    const mt_backend *be; /* data and grad are in this backend's device memory; NULL: host */
 } mt_params;
 
 void mt_params_init(mt_params *p);
@@ -75,6 +77,9 @@ void mt_params_place(mt_params *p, int idx, int stage, int local, int mirror);
 /* Lays the held tensors out and allocates data and grad (64-byte aligned,
  * zeroed). */
 int mt_params_alloc(mt_params *p, mt_err *e);
+/* The same, in be's memory when that is device memory (be->host_memory 0):
+ * then data and grad are reached only through be's ops and copies. */
+int mt_params_alloc_on(mt_params *p, const mt_backend *be, mt_err *e);
 /* Fills data from (seed, param name, global element index) only. */
 void mt_params_init_values(mt_params *p, uint64_t seed);
 /* Elements held here, without the alignment padding between them. */

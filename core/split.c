@@ -8,7 +8,7 @@
 void mt_split_whole(mt_split *s, int layers) {
     memset(s, 0, sizeof *s);
     s->tp = s->pp = 1;
-    s->tp_comm = MPI_COMM_NULL;
+    s->tpx = NULL;
     s->first[1] = layers;
 }
 
@@ -50,7 +50,7 @@ int mt_split_make(mt_split *s, const mt_comm *c, const mt_config *cfg, int layer
     mt_split_whole(s, layers);
     s->tp = c->tp_size;
     s->tp_rank = c->tp_rank;
-    s->tp_comm = c->tp_size > 1 ? c->tp : MPI_COMM_NULL;
+    s->tpx = c->tp_size > 1 ? &c->xtp : NULL;
     s->pp = c->pp_size;
     s->stage = c->pp_rank;
     if (s->pp > MT_PP_MAX)
@@ -82,5 +82,5 @@ int mt_split_stage_of(const mt_split *s, int l) {
 }
 
 void mt_split_tp_sum(const mt_split *s, float *buf, size_t n) {
-    if (s->tp > 1) mt_comm_sum_floats(s->tp_comm, buf, n);
+    if (s->tp > 1) mt_xcomm_sum(s->tpx, buf, n);
 }

@@ -17,7 +17,7 @@
 
 typedef struct {
     int tp, tp_rank;
-    MPI_Comm tp_comm; /* MPI_COMM_NULL when tp = 1 */
+    const mt_xcomm *tpx; /* sums over the tensor-parallel group; NULL when tp = 1 */
     int pp, stage;
     int first[MT_PP_MAX + 1]; /* stage s holds layers [first[s], first[s+1]) */
 } mt_split;

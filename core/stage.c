@@ -79,7 +79,8 @@ static int build_gpt(mt_stage *s, const mt_comm *c, const mt_config *cfg, int ns
     for (int l = 0; l < gc.n_layer; l++) cost[l] = block;
     int rc = mt_split_make(&s->sp, c, cfg, gc.n_layer, cost, first, last, e);
     free(cost);
-    if (rc || mt_gpt_build_split(&s->gptm, &gc, s->p, &s->sp, e) || mt_params_alloc(s->p, e) ||
+    if (rc || mt_gpt_build_split(&s->gptm, &gc, s->p, &s->sp, e) ||
+        mt_params_alloc_on(s->p, s->be, e) ||
         mt_gpt_alloc(&s->gptm, s->be, (int)s->max_rows, s->T, e))
         return e->code;
     s->gpt_more = calloc((size_t)nslots, sizeof *s->gpt_more);
@@ -95,7 +96,7 @@ static int build_mlp(mt_stage *s, const mt_comm *c, const mt_config *cfg, int ns
     for (int l = 0; l < L; l++) /* parameters of each layer */
         cost[l] = (double)cfg->model.layers.v[l + 1] * (double)(cfg->model.layers.v[l] + 1);
     if (mt_split_make(&s->sp, c, cfg, L, cost, 0.0, 0.0, e) ||
-        mt_mlp_build_split(&s->mlp, cfg, s->p, &s->sp, e) || mt_params_alloc(s->p, e) ||
+        mt_mlp_build_split(&s->mlp, cfg, s->p, &s->sp, e) || mt_params_alloc_on(s->p, s->be, e) ||
         mt_mlp_alloc(&s->mlp, s->be, (int)s->max_rows, e))
         return e->code;
     s->mlp_more = calloc((size_t)nslots, sizeof *s->mlp_more);
@@ -127,6 +128,7 @@ int mt_stage_build(mt_stage *s, const mt_comm *c, const mt_config *cfg, const mt
     pp->schedule =
         cfg->parallel.schedule == MT_PIPE_GPIPE ? MT_PIPE_SCHED_GPIPE : MT_PIPE_SCHED_1F1B;
     pp->ctx = s;
+    pp->be = be;
     pp->forward = forward;
     pp->backward = backward;
     int nslots = s->nslots = mt_pipe_slots(pp->schedule, pp->stage, pp->stages, pp->microbatches);
@@ -149,7 +151,7 @@ void mt_stage_train(mt_stage *s, const mt_comm *c, const float *x, const int32_t
      * the sum of both gradients, so they stay equal */
     if (s->gpt && c->emb != MPI_COMM_NULL) {
         const mt_param *w = &s->p->v[s->gptm.wte];
-        mt_comm_sum_floats(c->emb, s->p->grad + w->offset, w->numel);
+        mt_xcomm_sum(&c->xemb, s->p->grad + w->offset, w->numel);
     }
 }
 

@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -71,6 +72,15 @@ typedef struct {
     const char **file_path_p, **file_sha_p;
     int64_t *file_bytes;
     mt_optim opt;
+    /* train.device: the GPU this rank uses ("" on the CPU), and host copies
+     * of the parameters and optimizer state for checkpoints, init and resume
+     * (hp, hopt: the real ones when the backend's memory is host memory) */
+    char gpu[256];
+    mt_params *hp, hp_store;
+    mt_optim *hopt, hopt_store;
+    /* the batch in the backend's memory (the host buffers themselves on the CPU) */
+    float *dxb;
+    int32_t *dyb, *dxt, *dyt;
     int64_t local_batch, steps_per_epoch;
     float *xb;      /* (local_batch, D) this step's inputs */
     int32_t *yb;    /* (local_batch) this step's labels */
@@ -198,6 +208,144 @@ static int load_data(trainer *t, mt_err *e) {
     return mt_comm_agree(t->comm, e);
 }
 
+/* ---- device ---- */
+
+/* The backend every rank computes with (train.device), the GPU each rank
+ * uses (printed per rank by rank 0), the matmul precision, and the comms
+ * for the backend's memory. The same verdict on every rank. */
+static int setup_device(trainer *t, mt_err *e) {
+    mt_comm *c = t->comm;
+    const mt_config *cfg = &t->cfg;
+    int want = cfg->train.device, cuda = 0;
+    t->be = mt_backend_cpu();
+    if (want != MT_DEVICE_CPU) {
+        char why[256] = "";
+        int have = mt_backend_probe("cuda", why, sizeof why) > 0;
+        int lack = have ? INT_MAX : c->rank, first = INT_MAX;
+        MPI_Allreduce(&lack, &first, 1, MPI_INT, MPI_MIN, c->world);
+        if (first != INT_MAX) { /* that rank says why */
+            MPI_Bcast(why, sizeof why, MPI_CHAR, first, c->world);
+            if (want == MT_DEVICE_CUDA) {
+                mt_err_set(e, MT_ERR_USAGE, "train.device = cuda, but rank %d has %s", first, why);
+                mt_err_hint(e, "run where every rank sees a GPU, or set train.device = cpu "
+                               "(auto falls back to the CPU)");
+                return e->code;
+            }
+            if (c->rank == 0)
+                printf("device: train.device = auto: rank %d has %s; training on the CPU\n", first,
+                       why);
+        } else {
+            cuda = 1;
+        }
+    }
+    if (cuda) {
+        t->be = mt_backend_get("cuda");
+        if (mt_backend_select_device("cuda", c->local_rank, t->gpu, sizeof t->gpu) < 0)
+            mt_err_set(e, MT_ERR_USAGE, "train.device: rank %d: %s", c->rank, t->gpu);
+        if (mt_comm_agree(c, e)) return e->code;
+        char host[64] = "?";
+        gethostname(host, sizeof host - 1);
+        const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+        char line[512], *all = c->rank == 0 ? malloc((size_t)c->size * sizeof line) : NULL;
+        snprintf(line, sizeof line, "device: rank %d (%s, local rank %d of %d%s%s): %s", c->rank,
+                 host, c->local_rank, c->local_size, vis ? ", CUDA_VISIBLE_DEVICES=" : "",
+                 vis ? vis : "", t->gpu);
+        MPI_Gather(line, sizeof line, MPI_CHAR, all, sizeof line, MPI_CHAR, 0, c->world);
+        for (int r = 0; all && r < c->size; r++) printf("%s\n", all + (size_t)r * sizeof line);
+        free(all);
+    } else if (getenv("MPITRAIN_TEST_STAGED") && strcmp(getenv("MPITRAIN_TEST_STAGED"), "1") == 0) {
+        t->be = mt_backend_cpu_staged(); /* the device paths, on the CPU (tests) */
+        if (c->rank == 0)
+            printf("device: cpu-staged (MPITRAIN_TEST_STAGED=1: host memory treated as a "
+                   "device's)\n");
+    }
+    if (cfg->train.precision == MT_PREC_BF16 && !t->be->set_precision)
+        mt_err_set(e, MT_ERR_USAGE, "train.precision = bf16: the %s backend has no bf16 matmuls",
+                   t->be->name);
+    else if (t->be->set_precision)
+        t->be->set_precision(cfg->train.precision == MT_PREC_BF16);
+    if (mt_comm_agree(c, e) || mt_comm_use_device(c, t->be, e)) return e->code;
+    if (c->rank == 0) {
+        const mt_xcomm *x[3] = {&c->xdp, &c->xtp, &c->xemb};
+        const char *what[3] = {"data-parallel gradient sums", "tensor-parallel sums",
+                               "tied-embedding sums"};
+        for (int i = 0; i < 3; i++)
+            if (x[i]->size > 1 && !t->be->host_memory)
+                printf("comms: %s: %s\n", what[i], x[i]->how);
+    }
+    fflush(stdout);
+    return MT_OK;
+}
+
+/* Host copies of the parameters and optimizer state when they live in
+ * device memory; otherwise hp and hopt are the real ones. */
+static int host_views(trainer *t, mt_err *e) {
+    if (!t->params.be) {
+        t->hp = &t->params;
+        t->hopt = &t->opt;
+        return MT_OK;
+    }
+    t->hp_store = t->params;
+    t->hp_store.be = NULL;
+    t->hp_store.grad = NULL;
+    t->hp_store.data = mt_alloc_floats(t->params.numel);
+    t->hopt_store = t->opt;
+    t->hopt_store.m = mt_alloc_floats(t->params.numel);
+    t->hopt_store.v = t->opt.v ? mt_alloc_floats(t->params.numel) : NULL;
+    t->hp = &t->hp_store;
+    t->hopt = &t->hopt_store;
+    if (!t->hp_store.data || !t->hopt_store.m || (t->opt.v && !t->hopt_store.v))
+        return mt_err_set(e, MT_ERR_INTERNAL, "out of host memory for the parameters' copy");
+    return MT_OK;
+}
+
+/* Parameters and optimizer state: device -> host copies (before a
+ * checkpoint or the model file), host copies -> device (after init or a
+ * resume). Nothing to do when they are the same memory. */
+static void params_to_host(trainer *t) {
+    if (t->hp == &t->params) return;
+    const mt_backend *be = t->be;
+    size_t n = t->params.numel;
+    be->to_host(t->hp->data, t->params.data, n);
+    be->to_host(t->hopt->m, t->opt.m, n);
+    if (t->opt.v) be->to_host(t->hopt->v, t->opt.v, n);
+    t->hopt->t = t->opt.t;
+}
+
+static void params_to_device(trainer *t) {
+    if (t->hp == &t->params) return;
+    const mt_backend *be = t->be;
+    size_t n = t->params.numel;
+    be->to_device(t->params.data, t->hp->data, n);
+    be->to_device(t->opt.m, t->hopt->m, n);
+    if (t->opt.v) be->to_device(t->opt.v, t->hopt->v, n);
+    t->opt.t = t->hopt->t;
+}
+
+/* Device twins of the batch buffers (rows rows). */
+static int batch_buffers(trainer *t, int64_t rows, mt_err *e) {
+    if (t->be->host_memory) {
+        t->dxb = t->xb, t->dyb = t->yb, t->dxt = t->xt, t->dyt = t->yt;
+        return MT_OK;
+    }
+    const mt_backend *be = t->be;
+    size_t r = (size_t)rows;
+    int bad = 0; /* int32 buffers are allocated as floats: the same 4 bytes */
+    if (t->gpt) {
+        bad |= !(t->dxt = (int32_t *)be->alloc(r * (size_t)t->T));
+        bad |= !(t->dyt = (int32_t *)be->alloc(r * (size_t)t->T));
+    } else {
+        bad |= !(t->dxb = be->alloc(r * (size_t)t->train.dim));
+        bad |= !(t->dyb = (int32_t *)be->alloc(r));
+    }
+    if (bad) return mt_err_set(e, MT_ERR_INTERNAL, "out of %s memory for the batch", be->name);
+    return MT_OK;
+}
+
+static void upload_i32(const trainer *t, int32_t *dst, const int32_t *src, size_t n) {
+    t->be->to_device((float *)dst, (const float *)src, n);
+}
+
 static int build(trainer *t, mt_err *e) {
     t->local_batch = t->cfg.train.global_batch / t->comm->dp_size;
     t->mb_rows = t->local_batch / t->cfg.parallel.microbatches;
@@ -207,8 +355,9 @@ static int build(trainer *t, mt_err *e) {
     /* evaluation runs batches of a micro-batch (gpt) or EVAL_CHUNK samples (mlp) */
     int64_t eval_rows = t->gpt ? t->mb_rows : EVAL_CHUNK;
     if (!mt_stage_build(&t->st, t->comm, cfg, t->be, &t->params, t->mb_rows, eval_rows, t->T, e) &&
-        !mt_optim_init(&t->opt, cfg, &t->params, t->be, e)) {
-        mt_params_init_values(&t->params, (uint64_t)cfg->run.seed);
+        !mt_optim_init(&t->opt, cfg, &t->params, t->be, e) && !host_views(t, e)) {
+        mt_params_init_values(t->hp, (uint64_t)cfg->run.seed);
+        params_to_device(t);
         size_t nb = (size_t)t->local_batch;
         if (t->gpt) {
             t->xt = malloc(nb * (size_t)t->T * sizeof(int32_t));
@@ -221,6 +370,8 @@ static int build(trainer *t, mt_err *e) {
         t->order_epoch = -1;
         if (!(t->gpt ? t->xt && t->yt : t->xb && t->yb) || !t->order)
             mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the batch buffers");
+        else /* evaluation batches: up to eval_rows (mlp) */
+            batch_buffers(t, t->local_batch > eval_rows ? t->local_batch : eval_rows, e);
     }
     return mt_comm_agree(t->comm, e);
 }
@@ -240,7 +391,7 @@ static int resume(trainer *t, mt_err *e) {
     if (c->rank == 0) {
         if (!mt_resume_find(&t->cfg, t->resume_path, sizeof t->resume_path, &info, stdout, e) &&
             t->resume_path[0])
-            mt_resume_check(&t->cfg, &t->params, t->resume_path, &info, stdout, e);
+            mt_resume_check(&t->cfg, t->hp, t->resume_path, &info, stdout, e);
         t->resumed = info.meta;
         snprintf(t->resume_sha, sizeof t->resume_sha, "%s", info.file_sha256);
         mt_ckpt_info_free(&info);
@@ -253,7 +404,8 @@ static int resume(trainer *t, mt_err *e) {
     MPI_Bcast(t->resume_path, sizeof t->resume_path, MPI_CHAR, 0, c->world);
     if (!t->resume_path[0]) return MT_OK;
     MPI_Bcast(&t->resumed, sizeof t->resumed, MPI_BYTE, 0, c->world);
-    if (mt_ckpt_load(c, t->resume_path, &t->params, &t->opt, e)) return e->code;
+    if (mt_ckpt_load(c, t->resume_path, t->hp, t->hopt, e)) return e->code;
+    params_to_device(t);
     t->start_step = t->step_done = t->resumed.step;
     if (t->start_step > t->cfg.train.steps) {
         mt_err_set(e, MT_ERR_USAGE, "checkpoint %s is at step %lld, beyond train.steps = %lld",
@@ -325,6 +477,9 @@ static void lineage_of(const trainer *t, mt_lineage *l) {
     l->tp = t->comm->tp_size;
     l->pp = t->comm->pp_size;
     l->threads = t->threads;
+    l->device = t->be ? (t->be->host_memory ? "cpu" : t->be->name) : "cpu";
+    l->precision = mt_config_enum_name("train", "precision", t->cfg.train.precision);
+    l->gpu = t->gpu;
     l->hosts = t->hosts;
     l->parent_ckpt = t->resume_path;
     l->parent_sha256 = t->resume_sha;
@@ -425,7 +580,8 @@ static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
     mt_ckpt_name(done, name, sizeof name);
     snprintf(path, sizeof path, "%s/%s", t->ckpt_dir, name);
     double write_s = 0.0;
-    if (mt_ckpt_write(c, path, &m, t->config_text, &t->params, &t->opt, cfg->checkpoint.timeout,
+    params_to_host(t);
+    if (mt_ckpt_write(c, path, &m, t->config_text, t->hp, t->hopt, cfg->checkpoint.timeout,
                       &write_s, sha, e))
         return e->code;
     if (c->rank == 0) {
@@ -482,6 +638,12 @@ static cJSON *run_record(const trainer *t) {
     cJSON_AddStringToObject(lib, "hdf5", v.hdf5);
     cJSON_AddStringToObject(lib, "blas", v.blas);
     cJSON_AddStringToObject(lib, "compiler", v.compiler);
+    mt_backend_versions bv;
+    mt_backend_versions_get(&bv);
+    if (bv.cuda_runtime[0]) cJSON_AddStringToObject(lib, "cuda_runtime", bv.cuda_runtime);
+    if (bv.cuda_driver[0]) cJSON_AddStringToObject(lib, "cuda_driver", bv.cuda_driver);
+    if (bv.cublas[0]) cJSON_AddStringToObject(lib, "cublas", bv.cublas);
+    if (bv.nccl[0]) cJSON_AddStringToObject(lib, "nccl", bv.nccl);
     cJSON *data = cJSON_AddObjectToObject(r, "data");
     if (t->gpt) {
         cJSON_AddStringToObject(data, "train_tokens", t->cfg.data.train_tokens);
@@ -505,6 +667,16 @@ static cJSON *run_record(const trainer *t) {
     cJSON_AddStringToObject(lay, "schedule",
                             mt_config_enum_name("parallel", "schedule", t->cfg.parallel.schedule));
     cJSON_AddNumberToObject(lay, "threads_per_rank", t->threads);
+    cJSON_AddStringToObject(lay, "device", t->be ? t->be->name : "cpu");
+    cJSON_AddStringToObject(lay, "precision",
+                            mt_config_enum_name("train", "precision", t->cfg.train.precision));
+    if (t->gpu[0]) cJSON_AddStringToObject(lay, "gpu", t->gpu);
+    if (t->be && !t->be->host_memory) {
+        cJSON *cm = cJSON_AddObjectToObject(lay, "comms");
+        cJSON_AddStringToObject(cm, "dp", t->comm->xdp.how);
+        cJSON_AddStringToObject(cm, "tp", t->comm->xtp.how);
+        cJSON_AddStringToObject(cm, "emb", t->comm->xemb.how);
+    }
     cJSON_AddStringToObject(r, "host", host);
     /* The scheduler's view, when there is one (Slurm today). */
     cJSON *sched = cJSON_AddObjectToObject(r, "scheduler");
@@ -763,10 +935,15 @@ static void gather_batch(trainer *t, int64_t step) {
         t->order_epoch = epoch;
     }
     int64_t first = b * t->cfg.train.global_batch + t->comm->dp_rank * t->local_batch;
+    size_t nb = (size_t)t->local_batch;
     if (t->gpt) {
         for (int64_t j = 0; j < t->local_batch; j++)
             mt_tokens_window(&t->tok[0], t->order[first + j], t->T, t->xt + (size_t)j * t->T,
                              t->yt + (size_t)j * t->T);
+        if (!t->be->host_memory) {
+            upload_i32(t, t->dxt, t->xt, nb * (size_t)t->T);
+            upload_i32(t, t->dyt, t->yt, nb * (size_t)t->T);
+        }
         return;
     }
     size_t D = (size_t)t->train.dim;
@@ -774,6 +951,10 @@ static void gather_batch(trainer *t, int64_t step) {
         int64_t s = t->order[first + j];
         memcpy(t->xb + (size_t)j * D, t->train.x + (size_t)s * D, D * sizeof(float));
         t->yb[j] = t->train.y[s];
+    }
+    if (!t->be->host_memory) {
+        t->be->to_device(t->dxb, t->xb, nb * D);
+        upload_i32(t, t->dyb, t->yb, nb);
     }
 }
 
@@ -798,9 +979,17 @@ static eval_result evaluate(trainer *t, const mt_dataset *d) {
             for (int64_t j = 0; j < k; j++)
                 mt_tokens_window(&t->tok[1], i + j, T, t->xt + (size_t)j * T,
                                  t->yt + (size_t)j * T);
-            mt_stage_eval(&t->st, NULL, t->xt, t->yt, k);
-        } else {
+            if (!t->be->host_memory) {
+                upload_i32(t, t->dxt, t->xt, (size_t)k * (size_t)T);
+                upload_i32(t, t->dyt, t->yt, (size_t)k * (size_t)T);
+            }
+            mt_stage_eval(&t->st, NULL, t->dxt, t->dyt, k);
+        } else if (t->be->host_memory) {
             mt_stage_eval(&t->st, d->x + (size_t)i * (size_t)d->dim, NULL, d->y + i, k);
+        } else {
+            t->be->to_device(t->dxb, d->x + (size_t)i * (size_t)d->dim, (size_t)k * (size_t)d->dim);
+            upload_i32(t, t->dyb, d->y + i, (size_t)k);
+            mt_stage_eval(&t->st, t->dxb, NULL, t->dyb, k);
         }
     }
     double sums[2] = {0.0, 0.0};
@@ -852,14 +1041,14 @@ static int train_loop(trainer *t, double *ms_per_step, eval_result *final_eval, 
             int64_t seq0 = (step % t->steps_per_epoch) * B + c->dp_rank * t->local_batch;
             mt_gpt_dropout drop = {1, (uint64_t)cfg->run.seed, (uint64_t)step,
                                    (step / t->steps_per_epoch) * t->n_train + seq0};
-            mt_stage_train(&t->st, c, NULL, t->xt, t->yt, &drop, scale);
+            mt_stage_train(&t->st, c, NULL, t->dxt, t->dyt, &drop, scale);
         } else {
-            mt_stage_train(&t->st, c, t->xb, NULL, t->yb, NULL, scale);
+            mt_stage_train(&t->st, c, t->dxb, NULL, t->dyb, NULL, scale);
         }
         int reports = mt_stage_reports(&t->st);
         double loss_sum = reports ? t->st.loss : 0.0;
         int64_t correct = reports ? (int64_t)t->st.correct : 0;
-        if (c->dp_size > 1) mt_comm_sum_floats(c->dp, t->params.grad, t->params.numel);
+        mt_xcomm_sum(&c->xdp, t->params.grad, t->params.numel);
         /* loss, correct, a flag for an error any rank met last step, and rank 0's
          * verdict on the wall-clock checkpoint interval */
         double every_s = cfg->checkpoint.every_seconds;
@@ -1073,7 +1262,8 @@ static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_
                               mt_config_enum_name("model", "kind", t->cfg.model.kind),
                               (long long)t->cfg.train.steps};
     /* collective: rank 0 gathers each tensor from the ranks holding it */
-    if (mt_modelfile_write(c, model_path, &t->params, &meta, e)) return e->code;
+    params_to_host(t);
+    if (mt_modelfile_write(c, model_path, t->hp, &meta, e)) return e->code;
     cJSON *pipe = pipeline_record(t);
     if (c->rank == 0) {
         {
@@ -1180,6 +1370,15 @@ static void release(trainer *t) {
     if (t->be) {
         mt_stage_free(&t->st);
         if (t->opt.m) mt_optim_free(&t->opt, t->be);
+        if (!t->be->host_memory) {
+            t->be->free(t->dxb), t->be->free(t->dyb);
+            t->be->free(t->dxt), t->be->free(t->dyt);
+        }
+    }
+    if (t->hp == &t->hp_store) {
+        free(t->hp_store.data);
+        free(t->hopt_store.m);
+        free(t->hopt_store.v);
     }
     mt_params_free(&t->params);
     mt_dataset_free(&t->train);
@@ -1200,7 +1399,6 @@ int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e) {
     trainer t;
     memset(&t, 0, sizeof t);
     t.comm = comm;
-    t.be = mt_backend_cpu();
     double ms = 0.0;
     eval_result ev = {0};
     t.last.loss = t.last.train_acc = t.last.grad_norm = t.last.lr = NAN;
@@ -1211,8 +1409,8 @@ int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e) {
         char why[128];
         t.threads = mt_threads_choose((int)t.cfg.run.threads, comm->local_size, why, sizeof why);
         mt_threads_apply(t.threads);
-        if (!load_data(&t, e) && !build(&t, e) && !resume(&t, e) && !check_ckpt_dir(&t, e) &&
-            !open_run(&t, e)) {
+        if (!setup_device(&t, e) && !load_data(&t, e) && !build(&t, e) && !resume(&t, e) &&
+            !check_ckpt_dir(&t, e) && !open_run(&t, e)) {
             double *mem = comm->rank == 0 ? calloc((size_t)comm->size, MEM_N * sizeof *mem) : NULL;
             gather_memory(&t, mem);
             if (comm->rank == 0) print_header(&t, mem);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "buildinfo.h"
+#include "kernels/backend.h"
 
 char *openblas_get_config(void);
 
@@ -44,4 +45,12 @@ void mt_version_print(FILE *f) {
     fprintf(f, "HDF5:     %s\n", v.hdf5);
     fprintf(f, "BLAS:     %s\n", v.blas);
     fprintf(f, "compiler: %s\n", v.compiler);
+    mt_backend_versions bv;
+    mt_backend_versions_get(&bv);
+    if (bv.cuda_runtime[0])
+        fprintf(f, "CUDA:     runtime %s, driver %s, cuBLAS %s, NCCL %s\n", bv.cuda_runtime,
+                bv.cuda_driver[0] ? bv.cuda_driver : "none", bv.cublas,
+                bv.nccl[0] ? bv.nccl : "not built");
+    else
+        fprintf(f, "CUDA:     not built\n");
 }

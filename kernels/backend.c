@@ -1,4 +1,4 @@
-/* backend.c - backend selection by name. */
+/* backend.c - backend selection by name, device choice, library versions. */
 #include "backend.h"
 
 #include <stdio.h>
@@ -6,10 +6,25 @@
 
 #ifdef MT_HAVE_CUDA
 #include "kernels/cuda/backend_cuda.h"
+#include "kernels/cuda/device.h"
 #endif
+#ifdef MT_HAVE_NCCL
+#include "parallel/nccl.h"
+#endif
+
+const mt_backend *mt_backend_cpu_staged(void) {
+    static mt_backend staged;
+    if (!staged.name) {
+        staged = *mt_backend_cpu();
+        staged.name = "cpu-staged";
+        staged.host_memory = 0;
+    }
+    return &staged;
+}
 
 const mt_backend *mt_backend_get(const char *name) {
     if (strcmp(name, "cpu") == 0) return mt_backend_cpu();
+    if (strcmp(name, "cpu-staged") == 0) return mt_backend_cpu_staged();
 #ifdef MT_HAVE_CUDA
     if (strcmp(name, "cuda") == 0) return mt_backend_cuda();
 #endif
@@ -17,7 +32,7 @@ const mt_backend *mt_backend_get(const char *name) {
 }
 
 int mt_backend_probe(const char *name, char *why, size_t n) {
-    if (strcmp(name, "cpu") == 0) return 1;
+    if (strcmp(name, "cpu") == 0 || strcmp(name, "cpu-staged") == 0) return 1;
 #ifdef MT_HAVE_CUDA
     if (strcmp(name, "cuda") == 0) return mt_cuda_probe(why, n);
 #else
@@ -30,4 +45,32 @@ int mt_backend_probe(const char *name, char *why, size_t n) {
 #endif
     snprintf(why, n, "unknown backend '%s'", name);
     return 0;
+}
+
+int mt_backend_select_device(const char *name, int local_rank, char *desc, size_t n) {
+#ifdef MT_HAVE_CUDA
+    if (strcmp(name, "cuda") == 0) return mt_cuda_select(local_rank, desc, n);
+#else
+    (void)local_rank;
+#endif
+    snprintf(desc, n, "backend '%s' has no devices to choose", name);
+    return -1;
+}
+
+void mt_backend_device_uid(char *buf, size_t n) {
+#ifdef MT_HAVE_CUDA
+    mt_cuda_device_uid(buf, n);
+#else
+    if (n) buf[0] = '\0';
+#endif
+}
+
+void mt_backend_versions_get(mt_backend_versions *v) {
+    memset(v, 0, sizeof *v);
+#ifdef MT_HAVE_CUDA
+    mt_cuda_versions(v->cuda_runtime, v->cuda_driver, v->cublas, sizeof v->cublas);
+#endif
+#ifdef MT_HAVE_NCCL
+    mt_nccl_version(v->nccl, sizeof v->nccl);
+#endif
 }

@@ -18,6 +18,8 @@
 #include <stddef.h>
 
 #include "core/error.h"
+#include "kernels/backend.h"
+#include "parallel/xcomm.h"
 
 typedef struct {
     MPI_Comm world;
@@ -34,6 +36,9 @@ typedef struct {
     MPI_Comm emb;   /* first and last stage of one pipeline (tied embedding);
                      * MPI_COMM_NULL on other stages and when pp = 1 */
     int prev, next; /* world ranks of the neighbouring stages; -1 at the ends */
+    /* sums of buffers in the backend's memory over dp, tp and emb (xcomm.h):
+     * host MPI after mt_comm_layout, device-aware after mt_comm_use_device */
+    mt_xcomm xdp, xtp, xemb;
 } mt_comm;
 
 /* MPI_Init_thread (FUNNELED) and the communicators. */
@@ -43,6 +48,10 @@ void mt_comm_finalize(mt_comm *c);
  * data-parallel replicas. MT_ERR_USAGE on every rank when the world size is
  * not a multiple of tp x pp. */
 int mt_comm_layout(mt_comm *c, int tp, int pp, mt_err *e);
+
+/* Collective: xdp, xtp and xemb take buffers in be's memory (NCCL for CUDA
+ * when built with it; see xcomm.h). Call after mt_comm_layout. */
+int mt_comm_use_device(mt_comm *c, const mt_backend *be, mt_err *e);
 
 /* Collective over the world: if any rank has e set, every rank's e becomes
  * the error of the lowest such rank (naming that rank when it is not 0) and

@@ -17,19 +17,45 @@ static float *falloc(size_t n) {
     return malloc((n ? n : 1) * sizeof(float));
 }
 
+/* Activations live in the backend's memory, not the host's. */
+static int on_device(const mt_pipe *p) {
+    return p->be && !p->be->host_memory;
+}
+
+/* A buffer for activations the callbacks read: the backend's memory. */
+static float *act_alloc(const mt_pipe *p, size_t n) {
+    return on_device(p) ? p->be->alloc(n ? n : 1) : falloc(n);
+}
+
+static void act_free(const mt_pipe *p, float *x) {
+    if (!x) return;
+    if (on_device(p))
+        p->be->free(x);
+    else
+        free(x);
+}
+
 int mt_pipe_init(mt_pipe *p) {
     p->nslots = mt_pipe_slots(p->schedule, p->stage, p->stages, p->microbatches);
     p->in_buf = calloc((size_t)p->nslots, sizeof *p->in_buf);
     p->dsend = calloc((size_t)p->nslots, sizeof *p->dsend);
+    p->asend = calloc((size_t)p->nslots, sizeof *p->asend);
+    p->hrecv = NULL;
     p->act_req = malloc((size_t)p->nslots * sizeof *p->act_req);
     p->grad_req = malloc((size_t)p->nslots * sizeof *p->grad_req);
-    if (!p->in_buf || !p->dsend || !p->act_req || !p->grad_req) return -1;
+    if (!p->in_buf || !p->dsend || !p->asend || !p->act_req || !p->grad_req) return -1;
+    for (int s = 0; s < p->nslots; s++) p->act_req[s] = p->grad_req[s] = MPI_REQUEST_NULL;
     for (int s = 0; s < p->nslots; s++) {
-        p->act_req[s] = p->grad_req[s] = MPI_REQUEST_NULL;
-        if (p->prev >= 0 && (!(p->in_buf[s] = falloc(p->in_n)) || !(p->dsend[s] = falloc(p->in_n))))
+        if (p->prev >= 0 &&
+            (!(p->in_buf[s] = act_alloc(p, p->in_n)) || !(p->dsend[s] = falloc(p->in_n))))
             return -1;
+        if (p->next >= 0 && on_device(p) && !(p->asend[s] = falloc(p->out_n))) return -1;
     }
-    if (p->next >= 0 && !(p->dout_buf = falloc(p->out_n))) return -1;
+    if (p->next >= 0 && !(p->dout_buf = act_alloc(p, p->out_n))) return -1;
+    if (on_device(p)) {
+        size_t n = p->in_n > p->out_n ? p->in_n : p->out_n;
+        if (!(p->hrecv = falloc(n))) return -1;
+    }
     p->held = p->peak = 0;
     return 0;
 }
@@ -43,7 +69,8 @@ static void wait_timed(mt_pipe *p, MPI_Request *r) {
     p->wait_s += MPI_Wtime() - t0;
 }
 
-static void recv(mt_pipe *p, float *buf, size_t n, int from, int tag) {
+static void recv(mt_pipe *p, float *dst, size_t n, int from, int tag) {
+    float *buf = on_device(p) ? p->hrecv : dst;
     size_t i = 0;
     do { /* at least one message, so an empty one still pairs with its send */
         MPI_Request r;
@@ -52,6 +79,7 @@ static void recv(mt_pipe *p, float *buf, size_t n, int from, int tag) {
         wait_timed(p, &r);
         i += CHUNK;
     } while (i < n);
+    if (on_device(p)) p->be->to_device(dst, buf, n);
 }
 
 /* Starts sending n floats; *r completes the last piece (earlier ones are
@@ -64,6 +92,15 @@ static void send(mt_pipe *p, const float *buf, size_t n, int to, int tag, MPI_Re
         MPI_Isend(buf + i, cnt, MPI_FLOAT, to, tag, p->comm, r);
         i += CHUNK;
     } while (i < n);
+}
+
+/* Sends slot s's output (its previous send has completed). */
+static void send_act(mt_pipe *p, const float *out, int s) {
+    if (on_device(p)) {
+        p->be->to_host(p->asend[s], out, p->out_n);
+        out = p->asend[s];
+    }
+    send(p, out, p->out_n, p->next, TAG_ACT, &p->act_req[s]);
 }
 
 static int slot_of(const mt_pipe *p, int mb) {
@@ -82,7 +119,7 @@ static void fwd(mt_pipe *p, int mb) {
     double t0 = MPI_Wtime();
     const float *out = p->forward(p->ctx, s, mb, in);
     p->busy_s += MPI_Wtime() - t0;
-    if (p->next >= 0) send(p, out, p->out_n, p->next, TAG_ACT, &p->act_req[s]);
+    if (p->next >= 0) send_act(p, out, s);
 }
 
 static void bwd(mt_pipe *p, int mb) {
@@ -97,7 +134,10 @@ static void bwd(mt_pipe *p, int mb) {
     const float *din = p->backward(p->ctx, s, mb, p->prev >= 0 ? p->in_buf[s] : NULL, dout);
     p->busy_s += MPI_Wtime() - t0;
     if (p->prev >= 0) {
-        memcpy(p->dsend[s], din, p->in_n * sizeof(float));
+        if (on_device(p))
+            p->be->to_host(p->dsend[s], din, p->in_n);
+        else
+            memcpy(p->dsend[s], din, p->in_n * sizeof(float));
         send(p, p->dsend[s], p->in_n, p->prev, TAG_GRAD, &p->grad_req[s]);
     }
 }
@@ -141,17 +181,22 @@ void mt_pipe_forward_only(mt_pipe *p, int n) {
             in = p->in_buf[0];
         }
         const float *out = p->forward(p->ctx, 0, i, in);
-        if (p->next >= 0) send(p, out, p->out_n, p->next, TAG_ACT, &p->act_req[0]);
+        if (p->next >= 0) send_act(p, out, 0);
     }
     finish_sends(p);
 }
 
 void mt_pipe_free(mt_pipe *p) {
-    for (int s = 0; p->in_buf && s < p->nslots; s++) free(p->in_buf[s]);
+    for (int s = 0; p->in_buf && s < p->nslots; s++) act_free(p, p->in_buf[s]);
     for (int s = 0; p->dsend && s < p->nslots; s++) free(p->dsend[s]);
+    for (int s = 0; p->asend && s < p->nslots; s++) free(p->asend[s]);
     free(p->in_buf);
     free(p->dsend);
-    free(p->dout_buf);
+    free(p->asend);
+    free(p->hrecv);
+    act_free(p, p->dout_buf);
+    p->asend = NULL;
+    p->hrecv = NULL;
     free(p->act_req);
     free(p->grad_req);
     p->in_buf = p->dsend = NULL;

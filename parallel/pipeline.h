@@ -26,6 +26,8 @@
 #include <mpi.h>
 #include <stddef.h>
 
+#include "kernels/backend.h"
+
 enum { MT_PIPE_SCHED_1F1B = 0, MT_PIPE_SCHED_GPIPE = 1 };
 
 typedef struct {
@@ -38,6 +40,10 @@ typedef struct {
     size_t in_n, out_n; /* floats of one micro-batch's input (from prev), output (to next);
                          * may shrink between calls (a short last evaluation batch) */
     void *ctx;
+    /* whose memory the activations are in (NULL: host). Device memory goes
+     * through host copies: received into a host buffer, then to_device;
+     * sent from a host copy made by to_host. */
+    const mt_backend *be;
     /* forward of micro-batch mb in slot; in is NULL on the first stage;
      * returns the output to send (ignored on the last stage), valid until
      * the slot's backward */
@@ -50,7 +56,9 @@ typedef struct {
     int nslots;                      /* activation slots this stage needs (mt_pipe_slots) */
     float **in_buf;                  /* (nslots) received inputs */
     float *dout_buf;                 /* received output gradient */
-    float **dsend;                   /* (nslots) copies of input gradients being sent */
+    float **dsend;                   /* (nslots) host copies of input gradients being sent */
+    float **asend;                   /* device memory: (nslots) host copies of outputs being sent */
+    float *hrecv;                    /* device memory: host buffer for receiving */
     MPI_Request *act_req, *grad_req; /* (nslots) sends in flight */
     int held, peak;                  /* micro-batches whose activations are held now; most ever */
     double busy_s;                   /* seconds inside the callbacks (for the bubble) */

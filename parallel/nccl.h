@@ -1,0 +1,23 @@
+/*
+ * nccl.h - NCCL communicators over MPI groups (built with CUDA and NCCL
+ * only: MT_HAVE_NCCL). The unique id is made by rank 0 of the MPI group and
+ * broadcast over it. Collectives go on the legacy default stream, where the
+ * CUDA backend's kernels run, so they order with them without a host wait.
+ */
+#ifndef MT_NCCL_H
+#define MT_NCCL_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+/* Collective over comm: *nc becomes a communicator of comm's ranks on each
+ * rank's current CUDA device. Returns 0, or -1 with the reason in why on
+ * every rank (the ranks agree on the outcome). */
+int mt_nccl_create(void **nc, MPI_Comm comm, char *why, size_t n);
+/* In-place sum of n floats; aborts with a message on an NCCL error. */
+void mt_nccl_sum(void *nc, float *buf, size_t n);
+void mt_nccl_destroy(void *nc);
+/* "2.28.9", or "" without NCCL */
+void mt_nccl_version(char *buf, size_t n);
+
+#endif

@@ -1,0 +1,109 @@
+/* xcomm.c - sums over a group for buffers in the backend's memory (see xcomm.h). */
+#include "parallel/xcomm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parallel/comm.h"
+#ifdef MT_HAVE_NCCL
+#include "parallel/nccl.h"
+#endif
+
+/* host copies of device buffers go through in pieces of this many floats */
+#define STAGE_MAX ((size_t)1 << 24)
+
+struct mt_xstage {
+    float *buf;
+    size_t cap;
+};
+
+void mt_xcomm_host(mt_xcomm *x, MPI_Comm comm) {
+    memset(x, 0, sizeof *x);
+    x->mpi = comm;
+    x->size = 1;
+    if (comm != MPI_COMM_NULL) MPI_Comm_size(comm, &x->size);
+    snprintf(x->how, sizeof x->how, "mpi");
+}
+
+#ifdef MT_HAVE_NCCL
+/* Whether two ranks of the group use the same GPU (NCCL refuses that). */
+static int shares_gpu(const mt_xcomm *x) {
+    char mine[128] = "", *all = malloc((size_t)x->size * sizeof mine);
+    if (!all) return 1;
+    mt_backend_device_uid(mine, sizeof mine);
+    MPI_Allgather(mine, sizeof mine, MPI_CHAR, all, sizeof mine, MPI_CHAR, x->mpi);
+    int dup = 0;
+    for (int i = 0; i < x->size && !dup; i++)
+        for (int j = i + 1; j < x->size && !dup; j++)
+            dup = strncmp(all + i * sizeof mine, all + j * sizeof mine, sizeof mine) == 0;
+    free(all);
+    return dup;
+}
+#endif
+
+int mt_xcomm_device(mt_xcomm *x, const mt_backend *be, int use_nccl, mt_err *e) {
+    x->be = be;
+    if (be->host_memory || x->mpi == MPI_COMM_NULL || x->size <= 1) return MT_OK;
+    char why[128] = "";
+#ifdef MT_HAVE_NCCL
+    if (use_nccl) {
+        if (shares_gpu(x))
+            snprintf(why, sizeof why, "ranks of the group share a GPU");
+        else if (mt_nccl_create(&x->nccl, x->mpi, why, sizeof why) == 0) {
+            snprintf(x->how, sizeof x->how, "nccl");
+            return MT_OK;
+        }
+    } else {
+        snprintf(why, sizeof why, "NCCL not asked for");
+    }
+#else
+    (void)use_nccl;
+    snprintf(why, sizeof why, "built without NCCL");
+#endif
+    snprintf(x->how, sizeof x->how, "mpi via host (%s)", why);
+    x->stage = calloc(1, sizeof *x->stage);
+    if (!x->stage) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+    return MT_OK;
+}
+
+void mt_xcomm_sum(const mt_xcomm *x, float *buf, size_t n) {
+    if (x->mpi == MPI_COMM_NULL || x->size <= 1 || n == 0) return;
+    if (!x->be || x->be->host_memory) {
+        mt_comm_sum_floats(x->mpi, buf, n);
+        return;
+    }
+#ifdef MT_HAVE_NCCL
+    if (x->nccl) {
+        mt_nccl_sum(x->nccl, buf, n);
+        return;
+    }
+#endif
+    mt_xstage *s = x->stage;
+    size_t want = n < STAGE_MAX ? n : STAGE_MAX;
+    if (s->cap < want) {
+        free(s->buf);
+        s->buf = malloc(want * sizeof(float));
+        s->cap = s->buf ? want : 0;
+        if (!s->buf) {
+            fprintf(stderr, "mpitrain: error: out of host memory for a %zu-float transfer\n", want);
+            abort();
+        }
+    }
+    for (size_t i = 0; i < n; i += STAGE_MAX) {
+        size_t k = n - i < STAGE_MAX ? n - i : STAGE_MAX;
+        x->be->to_host(s->buf, buf + i, k);
+        mt_comm_sum_floats(x->mpi, s->buf, k);
+        x->be->to_device(buf + i, s->buf, k);
+    }
+}
+
+void mt_xcomm_free(mt_xcomm *x) {
+#ifdef MT_HAVE_NCCL
+    if (x->nccl) mt_nccl_destroy(x->nccl);
+#endif
+    if (x->stage) free(x->stage->buf);
+    free(x->stage);
+    x->nccl = NULL;
+    x->stage = NULL;
+}

@@ -1,0 +1,47 @@
+/*
+ * xcomm.h - sums over a group of ranks for buffers in the backend's memory:
+ * the one comm interface the trainer and the models use for gradients and
+ * tensor-parallel activations (docs/CUDA.md).
+ *
+ *   host memory (the CPU backend)      MPI_Allreduce on the buffer itself
+ *   CUDA device memory, NCCL built     ncclAllReduce on the buffer, enqueued on
+ *                                      the stream the kernels run on (no host
+ *                                      synchronisation)
+ *   device memory otherwise            MPI through a host copy (to_host, MPI,
+ *                                      to_device), in bounded pieces
+ *
+ * NCCL is not used when ranks of the group share a GPU (NCCL refuses that)
+ * or when it fails to start; the group then falls back to MPI through the
+ * host, and mt_xcomm_how says so. A group of one rank does nothing.
+ */
+#ifndef MT_XCOMM_H
+#define MT_XCOMM_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "core/error.h"
+#include "kernels/backend.h"
+
+typedef struct mt_xstage mt_xstage; /* host staging buffer (grown on demand) */
+
+typedef struct {
+    MPI_Comm mpi; /* the group; MPI_COMM_NULL: not a member (or no group) */
+    int size;
+    const mt_backend *be; /* whose memory the buffers are in; NULL: host */
+    void *nccl;           /* the NCCL communicator, or NULL */
+    mt_xstage *stage;     /* host copy for device buffers without NCCL */
+    char how[96];         /* "mpi", "nccl" or "mpi via host (why)" */
+} mt_xcomm;
+
+/* A group over comm (MPI_COMM_NULL allowed) for host buffers. */
+void mt_xcomm_host(mt_xcomm *x, MPI_Comm comm);
+/* Switches x to buffers in be's memory; with use_nccl, tries NCCL first.
+ * Collective over x->mpi (call on every member, in the same order on every
+ * rank). Fails only for lack of host memory; NCCL trouble falls back. */
+int mt_xcomm_device(mt_xcomm *x, const mt_backend *be, int use_nccl, mt_err *e);
+/* In-place sum of n floats over the group; collective over x->mpi. */
+void mt_xcomm_sum(const mt_xcomm *x, float *buf, size_t n);
+void mt_xcomm_free(mt_xcomm *x);
+
+#endif
