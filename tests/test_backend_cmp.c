@@ -8,6 +8,14 @@
  * every CUDA op run twice on the same inputs must give bitwise the same
  * output (the backend's determinism rule).
  *
+ * Then everything again in bf16 matmul mode (set_precision(1) on both
+ * backends): the CPU rounds the operands and runs sgemm (the reference), the
+ * CUDA backend uses bf16 tensor cores, so the ops with products (matmul,
+ * attention) are held to the bf16 tolerance 1e-2 and every other op still to
+ * fp32's 1e-5 (the precision must not reach them). fp32 is restored after.
+ * The CPU's bf16 rounding and matmul are checked on their own, with no GPU,
+ * by tests/test_backend_bf16.c.
+ *
  * Without a usable GPU (or in a build without the CUDA backend) it prints
  * why and exits 77, which ctest reports as skipped.
  */
@@ -22,9 +30,11 @@
 #include "test_util.h"
 
 #define TOL_FP32 1e-5
+#define TOL_BF16 1e-2 /* bf16 operands: 8 significant bits, 2^-9 relative rounding */
 
 static const mt_backend *cpu, *gpu;
-static uint64_t draw; /* counter of the random inputs */
+static double tol_mm = TOL_FP32; /* tolerance of the ops with products, per precision */
+static uint64_t draw;            /* counter of the random inputs */
 
 /* n floats uniform in [lo, hi), never exactly 0 */
 static float *rnd(size_t n, float lo, float hi) {
@@ -91,21 +101,42 @@ static void expect_same(const char *op, const float *a, const float *b, size_t n
     CHECK(memcmp(a, b, n * sizeof *a) == 0, "%s: two CUDA runs differ (not deterministic)", op);
 }
 
+/* n floats of a (rows, cols) matrix with lead ld, the padding NaN (an op that
+ * reads past cols fails) */
+static float *rnd_padded(int rows, int cols, int ld) {
+    float *x = rnd((size_t)rows * ld, -1, 1);
+    for (int r = 0; r < rows; r++)
+        for (int c = cols; c < ld; c++) x[(size_t)r * ld + c] = NAN;
+    return x;
+}
+
+/* Odd sizes, every transpose pair, leads wider than the rows (A, B and C):
+ * the padding of C must come back untouched. */
 static void test_matmul(void) {
     int M = 37, N = 29, K = 53;
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
-            float *A = rnd((size_t)M * K, -1, 1), *B = rnd((size_t)K * N, -1, 1);
-            float *C0 = rnd((size_t)M * N, -1, 1), *Cc = copy(C0, (size_t)M * N);
-            int lda = ta ? M : K, ldb = tb ? K : N;
-            cpu->matmul(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.3f, Cc, N);
-            float *dA = up(A, (size_t)M * K), *dB = up(B, (size_t)K * N);
-            float *dC = up(C0, (size_t)M * N);
-            gpu->matmul(ta, tb, M, N, K, 0.7f, dA, lda, dB, ldb, 0.3f, dC, N);
-            float *g = down(dC, (size_t)M * N);
+            int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+            int lda = ac + 3, ldb = bc + 5, ldc = N + 2;
+            size_t nc = (size_t)M * ldc;
+            float *A = rnd_padded(ar, ac, lda), *B = rnd_padded(br, bc, ldb);
+            float *C0 = rnd(nc, -1, 1), *Cc = copy(C0, nc);
+            cpu->matmul(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.3f, Cc, ldc);
+            float *dA = up(A, (size_t)ar * lda), *dB = up(B, (size_t)br * ldb), *dC = up(C0, nc);
+            gpu->matmul(ta, tb, M, N, K, 0.7f, dA, lda, dB, ldb, 0.3f, dC, ldc);
+            float *g = down(dC, nc);
+            int pad_kept = 1;
+            for (int r = 0; r < M; r++)
+                for (int c = N; c < ldc; c++) {
+                    size_t i = (size_t)r * ldc + c;
+                    pad_kept &= g[i] == C0[i] && Cc[i] == C0[i];
+                }
+            CHECK(pad_kept, "matmul ta%d tb%d: C's padding (columns N..ldc) was written", ta, tb);
+            for (int r = 0; r < M; r++) /* the padding compared, it is left out of the error */
+                for (int c = N; c < ldc; c++) g[(size_t)r * ldc + c] = Cc[(size_t)r * ldc + c] = 0;
             char what[16];
             snprintf(what, sizeof what, "ta%d tb%d", ta, tb);
-            expect("matmul", what, g, Cc, (size_t)M * N, TOL_FP32);
+            expect("matmul", what, g, Cc, nc, tol_mm);
             free(A), free(B), free(C0), free(Cc), free(g);
             gpu->free(dA), gpu->free(dB), gpu->free(dC);
         }
@@ -263,15 +294,15 @@ static void test_attention(void) {
     float *dq = up(qkv, nq), *dout = up(po, no), *datt = up(pa, na);
     gpu->attention_forward(dout, datt, dq, B, T, C, NH);
     float *go = down(dout, no), *ga = down(datt, na);
-    expect("attention_forward", "out", go, oc, no, TOL_FP32);
-    expect("attention_forward", "att", ga, ac, na, TOL_FP32);
+    expect("attention_forward", "out", go, oc, no, tol_mm);
+    expect("attention_forward", "att", ga, ac, na, tol_mm);
     float *dy = rnd(no, -1, 1), *dqc = nan_buf(nq), *scratch = nan_buf(na);
     cpu->attention_backward(dqc, scratch, dy, qkv, ac, B, T, C, NH);
     float *pq = nan_buf(nq);
     float *ddy = up(dy, no), *ddq = up(pq, nq), *dscr = up(pa, na);
     gpu->attention_backward(ddq, dscr, ddy, dq, datt, B, T, C, NH);
     float *gq = down(ddq, nq);
-    expect("attention_backward", "dqkv", gq, dqc, nq, TOL_FP32);
+    expect("attention_backward", "dqkv", gq, dqc, nq, tol_mm);
     gpu->to_device(ddq, pq, nq);
     gpu->attention_backward(ddq, dscr, ddy, dq, datt, B, T, C, NH);
     float *gq2 = down(ddq, nq);
@@ -377,6 +408,26 @@ static void test_all(void) {
     test_optim();
 }
 
+/* Every op in fp32, then in bf16 matmul mode, then fp32 restored. */
+static void test_both_precisions(const char *who) {
+    tol_mm = TOL_FP32;
+    printf("%s, fp32: tolerance %.0e for every op (normalized error):\n", who, TOL_FP32);
+    test_all();
+    cpu->set_precision(1);
+    gpu->set_precision(1);
+    tol_mm = TOL_BF16;
+    printf("%s, bf16 matmuls (set_precision(1) on both): tolerance %.0e for matmul and "
+           "attention, %.0e for every other op:\n",
+           who, TOL_BF16, TOL_FP32);
+    test_all();
+    cpu->set_precision(0);
+    gpu->set_precision(0);
+    tol_mm = TOL_FP32;
+    printf("%s, fp32 restored: tolerance %.0e:\n", who, TOL_FP32);
+    test_matmul();
+    test_attention();
+}
+
 int main(void) {
     char why[256] = "";
     /* MT_BACKEND_CMP_SELF=1 checks the harness itself, on any machine: the
@@ -384,7 +435,7 @@ int main(void) {
     if (getenv("MT_BACKEND_CMP_SELF")) {
         cpu = gpu = mt_backend_cpu();
         printf("harness self-check: the CPU backend against itself\n");
-        test_all();
+        test_both_precisions("CPU vs CPU");
         return mt_test_finish("backend_cmp (self-check)");
     }
     if (mt_backend_probe("cuda", why, sizeof why) <= 0) {
@@ -395,7 +446,6 @@ int main(void) {
     }
     cpu = mt_backend_cpu();
     gpu = mt_backend_get("cuda");
-    printf("CUDA vs CPU, fp32 tolerance %.0e (normalized error):\n", TOL_FP32);
-    test_all();
+    test_both_precisions("CUDA vs CPU");
     return mt_test_finish("backend_cmp");
 }

@@ -6,10 +6,13 @@
  */
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/bf16.h"
 #include "kernels/cpu/gpt_cpu.h"
 
 #define MT_OMP_MIN  (1 << 15)
@@ -34,8 +37,71 @@ static void cpu_copy(float *dst, const float *src, size_t n) {
 
 static void cpu_synchronize(void) {}
 
+/* ---- matmul precision ----
+ * bf16 mode emulates bf16 operands with fp32 accumulation: A and B are
+ * rounded to bf16 (kernels/bf16.h) into a scratch copy with the same lead
+ * dimensions, and the very same cblas_sgemm call runs on the copies. Products
+ * of two bf16 values are exact in fp32, so this differs from a tensor-core
+ * bf16 GEMM only in the order of the fp32 sums. fp32 mode makes no copy. */
+
+static int cpu_bf16; /* the precision set_precision chose: 1 bf16 operands, 0 fp32 */
+
+void mt_cpu_set_precision(int bf16) {
+    cpu_bf16 = bf16 != 0;
+}
+
+int mt_cpu_precision_bf16(void) {
+    return cpu_bf16;
+}
+
+float *mt_cpu_scratch(float **buf, size_t *cap, size_t n) {
+    if (n <= *cap) return *buf;
+    size_t bytes = ((n * sizeof(float)) + 63) & ~(size_t)63;
+    float *p = aligned_alloc(64, bytes);
+    if (!p) {
+        fprintf(stderr,
+                "mpitrain: error: out of memory for a %zu-byte bf16 matmul scratch buffer\n",
+                bytes);
+        abort();
+    }
+    free(*buf);
+    *buf = p;
+    *cap = n;
+    return p;
+}
+
+void mt_cpu_bf16_round_block(float *dst, int ldd, const float *src, int lds, int rows, int cols) {
+    /* threads only from outside a parallel region (attention rounds per thread) */
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols >= MT_OMP_MIN &&                 \
+                                              !omp_in_parallel())
+    for (int r = 0; r < rows; r++) {
+        const float *sr = src + (size_t)r * lds;
+        float *dr = dst + (size_t)r * ldd;
+        for (int c = 0; c < cols; c++) dr[c] = mt_bf16_round(sr[c]);
+    }
+}
+
+/* Floats a row-major (rows, cols) matrix with lead ld spans: up to the last
+ * element read, so a copy keeps the layout without the final row's padding. */
+static size_t span(int rows, int cols, int ld) {
+    return rows > 0 && cols > 0 ? (size_t)(rows - 1) * ld + cols : 0;
+}
+
 static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                        int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (cpu_bf16 && M > 0 && N > 0 && K > 0) {
+        /* A is stored (M,K), or (K,M) when transposed; B (K,N), or (N,K). */
+        static float *scratch; /* [A's copy | B's copy], grown on demand, never freed */
+        static size_t cap;
+        int ar = trans_a ? K : M, ac = trans_a ? M : K;
+        int br = trans_b ? N : K, bc = trans_b ? K : N;
+        size_t na = (span(ar, ac, lda) + 15) & ~(size_t)15; /* B's copy 64-byte aligned */
+        float *s = mt_cpu_scratch(&scratch, &cap, na + span(br, bc, ldb));
+        mt_cpu_bf16_round_block(s, lda, A, lda, ar, ac);
+        mt_cpu_bf16_round_block(s + na, ldb, B, ldb, br, bc);
+        A = s;
+        B = s + na;
+    }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -225,6 +291,8 @@ static void cpu_sgd_update(float *p, const float *g, float *buf, size_t n, float
 
 static const mt_backend cpu_backend = {
     .name = "cpu",
+    .host_memory = 1,
+    .set_precision = mt_cpu_set_precision,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .to_device = cpu_copy,

@@ -15,6 +15,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,12 +114,34 @@ void mt_cpu_layernorm_backward(float *dx, float *dw, float *db, const float *dou
  * out/dout, so nothing is copied:
  *   q, k, v  (T,hs)   att, datt  (T,T)   out, dout  (T,hs)
  * Queries are processed in blocks of ATT_BLOCK rows [t0,t1); those rows only
- * see keys [0,t1), which roughly halves the sgemm work for large T. */
+ * see keys [0,t1), which roughly halves the sgemm work for large T.
+ *
+ * bf16 matmul mode (mt_cpu_precision_bf16): every sgemm operand is rounded to
+ * bf16 first, as in the backend's matmul; the softmax and its backward stay
+ * fp32. The inputs qkv (B,T,3C) and dout (B,T,C) are rounded once into
+ * copies of the same layout; att blocks are rounded per thread into
+ * att_tmp (threads, ATT_BLOCK*T) since att itself is an output kept in fp32;
+ * d(scores) is rounded in place in datt, which is scratch (backend.h). */
+
+static float *qkv_bf, *dout_bf, *att_tmp; /* bf16 scratch, grown on demand */
+static size_t qkv_cap, dout_cap, att_cap;
 
 static void sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float *C, int ldc) {
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
                 K, alpha, A, lda, B, ldb, 0.0f, C, ldc);
+}
+
+/* x(rows,cols) (contiguous), rounded to bf16 into *buf */
+static const float *bf16_copy(float **buf, size_t *cap, const float *x, int rows, int cols) {
+    float *r = mt_cpu_scratch(buf, cap, (size_t)rows * cols);
+    mt_cpu_bf16_round_block(r, cols, x, cols, rows, cols);
+    return r;
+}
+
+/* This thread's ATT_BLOCK*T floats of att_tmp (allocated before the loop). */
+static float *att_tmp_of_thread(int T) {
+    return att_tmp + (size_t)omp_get_thread_num() * ATT_BLOCK * T;
 }
 
 /* Row t of att(T,T) holds scores for keys [0,t]: softmax them, zero the rest. */
@@ -139,10 +162,16 @@ void mt_cpu_attention_forward(float *out, float *att, const float *qkv, int B, i
                               int NH) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
+    int bf = mt_cpu_precision_bf16();
+    const float *qkvm = qkv; /* qkv as the sgemms read it */
+    if (bf) {
+        qkvm = bf16_copy(&qkv_bf, &qkv_cap, qkv, B * T, C3);
+        mt_cpu_scratch(&att_tmp, &att_cap, (size_t)omp_get_max_threads() * ATT_BLOCK * T);
+    }
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
-        const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+        const float *q = qkvm + (size_t)b * T * C3 + (size_t)h * hs;
         const float *k = q + C, *v = q + 2 * C;
         float *a = att + (size_t)bh * T * T;
         float *o = out + (size_t)b * T * C + (size_t)h * hs;
@@ -153,7 +182,14 @@ void mt_cpu_attention_forward(float *out, float *att, const float *qkv, int B, i
                   T);
             for (int t = t0; t < t1; t++) softmax_causal_row(a + (size_t)t * T, t, T);
             /* out[t0:t1] = att[t0:t1, 0:t1] v[0:t1] */
-            sgemm(0, 0, t1 - t0, hs, t1, 1.0f, a + (size_t)t0 * T, T, v, C3, o + (size_t)t0 * C, C);
+            const float *am = a + (size_t)t0 * T;
+            int lda = T;
+            if (bf) {
+                float *w = att_tmp_of_thread(T);
+                mt_cpu_bf16_round_block(w, t1, am, T, t1 - t0, t1);
+                am = w, lda = t1;
+            }
+            sgemm(0, 0, t1 - t0, hs, t1, 1.0f, am, lda, v, C3, o + (size_t)t0 * C, C);
         }
     }
 }
@@ -162,15 +198,22 @@ void mt_cpu_attention_backward(float *dqkv, float *datt, const float *dout, cons
                                const float *att, int B, int T, int C, int NH) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
+    int bf = mt_cpu_precision_bf16();
+    const float *qkvm = qkv, *doutm = dout; /* as the sgemms read them */
+    if (bf) {
+        qkvm = bf16_copy(&qkv_bf, &qkv_cap, qkv, B * T, C3);
+        doutm = bf16_copy(&dout_bf, &dout_cap, dout, B * T, C);
+        mt_cpu_scratch(&att_tmp, &att_cap, (size_t)omp_get_max_threads() * ATT_BLOCK * T);
+    }
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
         size_t qoff = (size_t)b * T * C3 + (size_t)h * hs;
-        const float *q = qkv + qoff, *k = q + C, *v = q + 2 * C;
+        const float *q = qkvm + qoff, *k = q + C, *v = q + 2 * C;
         float *dq = dqkv + qoff, *dk = dq + C, *dv = dq + 2 * C;
         const float *a = att + (size_t)bh * T * T;
         float *da = datt + (size_t)bh * T * T;
-        const float *dr = dout + (size_t)b * T * C + (size_t)h * hs;
+        const float *dr = doutm + (size_t)b * T * C + (size_t)h * hs;
         for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
             int t1 = imin(t0 + ATT_BLOCK, T);
             /* datt[t0:t1, 0:t1] = dout[t0:t1] v[0:t1]^T */
@@ -186,6 +229,7 @@ void mt_cpu_attention_backward(float *dqkv, float *datt, const float *dout, cons
                 float df = (float)dot;
                 for (int s = 0; s <= t; s++) dar[s] = ar[s] * (dar[s] - df) * scale;
                 for (int s = t + 1; s < T; s++) dar[s] = 0.0f;
+                if (bf) mt_cpu_bf16_round_block(dar, T, dar, T, 1, t + 1);
             }
             /* dq[t0:t1] = dscores[t0:t1, 0:t1] k[0:t1] */
             sgemm(0, 0, t1 - t0, hs, t1, 1.0f, da + (size_t)t0 * T, T, k, C3, dq + (size_t)t0 * C3,
@@ -198,7 +242,14 @@ void mt_cpu_attention_backward(float *dqkv, float *datt, const float *dout, cons
             size_t d = (size_t)s0 * T + s0;
             sgemm(1, 0, s1 - s0, hs, T - s0, 1.0f, da + d, T, q + (size_t)s0 * C3, C3,
                   dk + (size_t)s0 * C3, C3);
-            sgemm(1, 0, s1 - s0, hs, T - s0, 1.0f, a + d, T, dr + (size_t)s0 * C, C,
+            const float *am = a + d;
+            int lda = T;
+            if (bf) {
+                float *w = att_tmp_of_thread(T);
+                mt_cpu_bf16_round_block(w, s1 - s0, am, T, T - s0, s1 - s0);
+                am = w, lda = s1 - s0;
+            }
+            sgemm(1, 0, s1 - s0, hs, T - s0, 1.0f, am, lda, dr + (size_t)s0 * C, C,
                   dv + (size_t)s0 * C3, C3);
         }
     }

@@ -1,8 +1,9 @@
 /*
  * gpt_cpu.h - the CPU backend's transformer (GPT) ops, defined in gpt_cpu.c
- * and hooked into the backend struct in backend_cpu.c. Internal to
- * kernels/cpu: callers reach these only through mt_backend (kernels/backend.h,
- * where each op's shapes and semantics are the contract).
+ * and hooked into the backend struct in backend_cpu.c, and the matmul
+ * precision both files follow. Internal to kernels/cpu: callers reach these
+ * only through mt_backend (kernels/backend.h, where each op's shapes and
+ * semantics are the contract).
  */
 #ifndef MT_GPT_CPU_H
 #define MT_GPT_CPU_H
@@ -28,5 +29,18 @@ void mt_cpu_dropout_forward(float *y, const float *x, size_t n, float p, uint64_
                             uint64_t stream, uint64_t offset);
 void mt_cpu_dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t seed,
                              uint64_t stream, uint64_t offset);
+
+/* Matmul precision and its helpers, defined in backend_cpu.c and shared with
+ * the attention ops here. set_precision: 1 rounds every matmul operand to
+ * bf16 (kernels/bf16.h), 0 is plain fp32. */
+void mt_cpu_set_precision(int bf16);
+int mt_cpu_precision_bf16(void);
+/* dst(rows,cols) = bf16(src(rows,cols)), row-major with leads ldd and lds;
+ * elements past cols in each row are not touched. */
+void mt_cpu_bf16_round_block(float *dst, int ldd, const float *src, int lds, int rows, int cols);
+/* *buf grown to at least n floats (64-byte aligned; old contents dropped),
+ * *cap its size; aborts with a message when memory runs out. One buffer per
+ * call site, never freed; not for use by two threads at once. */
+float *mt_cpu_scratch(float **buf, size_t *cap, size_t n);
 
 #endif

@@ -19,9 +19,17 @@
  * Causal mask: scores are only computed for s <= t (tiles wholly above the
  * diagonal are skipped); the softmax kernels then write exact zeros above the
  * diagonal of att and datt, and the rows/cols sums never read those entries.
+ *
+ * bf16 matmul mode (mt_cuda_precision_bf16): the scores, rows and cols kernels
+ * round both factors of every product to bf16 as they load them (mt_bf16_round,
+ * the CPU backend's rounding), with fp32 accumulation; att and datt stay fp32
+ * in memory and the softmax kernels are unchanged, as on the CPU. The product
+ * of two bf16 values is exact in fp32, so only the summation order differs
+ * from the CPU's.
  */
 #include <cuda_runtime.h>
 
+#include "kernels/bf16.h"
 #include "kernels/cuda/cuda_ops.h"
 
 #define ATT_TILE    32  /* scores tile: ATT_TILE x ATT_TILE outputs, one thread each */
@@ -70,12 +78,17 @@ static __device__ float block_max(float v, float *sh) {
     return r;
 }
 
+/* A factor of a product: x itself, or x rounded to bf16 in bf16 mode. */
+static __device__ __forceinline__ float factor(float x, int bf16) {
+    return bf16 ? mt_bf16_round(x) : x;
+}
+
 /* S[t,s] = alpha * sum_{d<hs} A[t,d] B[s,d] for s <= t, per (b,h) = blockIdx.x.
  * A, B: (T,hs) at base + b*T*ld + h*hs with lead lda/ldb; S: (T,T) at bh*T*T.
  * Entries s > t are not written. grid (B*NH, tiles of t, tiles of s), block
  * (ATT_TILE, ATT_TILE); thread (x,y) computes S[t0+y, s0+x], d in order. */
 static __global__ void att_scores_kernel(float *S, const float *A, int lda, const float *Bm,
-                                         int ldb, float alpha, int T, int NH, int hs) {
+                                         int ldb, float alpha, int T, int NH, int hs, int bf16) {
     __shared__ float as[ATT_TILE][ATT_TILE + 1]; /* +1: no bank conflicts on bs[x][kk] */
     __shared__ float bs[ATT_TILE][ATT_TILE + 1];
     int bh = blockIdx.x, b = bh / NH, h = bh % NH;
@@ -89,8 +102,8 @@ static __global__ void att_scores_kernel(float *S, const float *A, int lda, cons
     float acc = 0.0f;
     for (int d0 = 0; d0 < hs; d0 += ATT_TILE) {
         int d = d0 + x;
-        as[y][x] = (t < T && d < hs) ? a[(size_t)t * lda + d] : 0.0f;
-        bs[y][x] = (s0 + y < T && d < hs) ? bm[(size_t)(s0 + y) * ldb + d] : 0.0f;
+        as[y][x] = (t < T && d < hs) ? factor(a[(size_t)t * lda + d], bf16) : 0.0f;
+        bs[y][x] = (s0 + y < T && d < hs) ? factor(bm[(size_t)(s0 + y) * ldb + d], bf16) : 0.0f;
         __syncthreads();
         int kmax = min(ATT_TILE, hs - d0);
         for (int kk = 0; kk < kmax; kk++) acc = fmaf(as[y][kk], bs[x][kk], acc);
@@ -145,7 +158,7 @@ static __global__ void att_softmax_backward_kernel(float *datt, const float *att
  * d fastest (a warp reads one P entry and a contiguous piece of M's row).
  * P: (T,T) at bh*T*T; M, O: (T,hs) at base + b*T*ld + h*hs. */
 static __global__ void att_rows_kernel(float *O, int ldo, const float *P, const float *M, int ldm,
-                                       int T, int NH, int hs, size_t total) {
+                                       int T, int NH, int hs, size_t total, int bf16) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     int d = (int)(i % hs);
@@ -155,7 +168,8 @@ static __global__ void att_rows_kernel(float *O, int ldo, const float *P, const 
     const float *p = P + bh * T * T + (size_t)t * T;
     const float *m = M + (size_t)b * T * ldm + (size_t)h * hs + d;
     float acc = 0.0f;
-    for (int s = 0; s <= t; s++) acc = fmaf(p[s], m[(size_t)s * ldm], acc);
+    for (int s = 0; s <= t; s++)
+        acc = fmaf(factor(p[s], bf16), factor(m[(size_t)s * ldm], bf16), acc);
     O[(size_t)b * T * ldo + (size_t)h * hs + (size_t)t * ldo + d] = acc;
 }
 
@@ -163,7 +177,7 @@ static __global__ void att_rows_kernel(float *O, int ldo, const float *P, const 
  * key s is seen only by queries t >= s); one thread per (bh,s,d), layout as
  * att_rows_kernel. */
 static __global__ void att_cols_kernel(float *O, int ldo, const float *P, const float *M, int ldm,
-                                       int T, int NH, int hs, size_t total) {
+                                       int T, int NH, int hs, size_t total, int bf16) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     int d = (int)(i % hs);
@@ -173,15 +187,16 @@ static __global__ void att_cols_kernel(float *O, int ldo, const float *P, const 
     const float *p = P + bh * T * T + s;
     const float *m = M + (size_t)b * T * ldm + (size_t)h * hs + d;
     float acc = 0.0f;
-    for (int t = s; t < T; t++) acc = fmaf(p[(size_t)t * T], m[(size_t)t * ldm], acc);
+    for (int t = s; t < T; t++)
+        acc = fmaf(factor(p[(size_t)t * T], bf16), factor(m[(size_t)t * ldm], bf16), acc);
     O[(size_t)b * T * ldo + (size_t)h * hs + (size_t)s * ldo + d] = acc;
 }
 
 static void launch_scores(float *S, const float *A, int lda, const float *Bm, int ldb, float alpha,
                           int B, int T, int NH, int hs) {
     int tiles = (T + ATT_TILE - 1) / ATT_TILE;
-    att_scores_kernel<<<dim3(B * NH, tiles, tiles), dim3(ATT_TILE, ATT_TILE)>>>(S, A, lda, Bm, ldb,
-                                                                                alpha, T, NH, hs);
+    att_scores_kernel<<<dim3(B * NH, tiles, tiles), dim3(ATT_TILE, ATT_TILE)>>>(
+        S, A, lda, Bm, ldb, alpha, T, NH, hs, mt_cuda_precision_bf16());
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -195,6 +210,7 @@ extern "C" void mt_cuda_attention_forward(float *out, float *att, const float *q
     if (B <= 0 || T <= 0 || hs <= 0) return;
     float scale = 1.0f / sqrtf((float)hs);
     size_t rows = (size_t)B * NH * T, total = rows * hs;
+    int bf16 = mt_cuda_precision_bf16();
 
     /* att = scale * q k^T (s <= t), then the causal softmax of each row */
     launch_scores(att, qkv, C3, qkv + C, C3, scale, B, T, NH, hs);
@@ -202,7 +218,7 @@ extern "C" void mt_cuda_attention_forward(float *out, float *att, const float *q
     MT_CUDA_CHECK(cudaGetLastError());
     /* out = att v */
     att_rows_kernel<<<blocks_for(total), ATT_THREADS>>>(out, C, att, qkv + 2 * C, C3, T, NH, hs,
-                                                        total);
+                                                        total, bf16);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -213,19 +229,23 @@ extern "C" void mt_cuda_attention_backward(float *dqkv, float *datt, const float
     if (B <= 0 || T <= 0 || hs <= 0) return;
     float scale = 1.0f / sqrtf((float)hs);
     size_t rows = (size_t)B * NH * T, total = rows * hs;
+    int bf16 = mt_cuda_precision_bf16();
     const float *q = qkv, *k = qkv + C, *v = qkv + 2 * C;
     float *dq = dqkv, *dk = dqkv + C, *dv = dqkv + 2 * C;
 
     /* dv = att^T dout (reads only att, so it goes first) */
-    att_cols_kernel<<<blocks_for(total), ATT_THREADS>>>(dv, C3, att, dout, C, T, NH, hs, total);
+    att_cols_kernel<<<blocks_for(total), ATT_THREADS>>>(dv, C3, att, dout, C, T, NH, hs, total,
+                                                        bf16);
     MT_CUDA_CHECK(cudaGetLastError());
     /* datt = dout v^T (s <= t), then in place d(scores) = softmax backward * scale */
     launch_scores(datt, dout, C, v, C3, 1.0f, B, T, NH, hs);
     att_softmax_backward_kernel<<<(unsigned)rows, ATT_THREADS>>>(datt, att, T, scale);
     MT_CUDA_CHECK(cudaGetLastError());
     /* dq = dscores k, dk = dscores^T q */
-    att_rows_kernel<<<blocks_for(total), ATT_THREADS>>>(dq, C3, datt, k, C3, T, NH, hs, total);
+    att_rows_kernel<<<blocks_for(total), ATT_THREADS>>>(dq, C3, datt, k, C3, T, NH, hs, total,
+                                                        bf16);
     MT_CUDA_CHECK(cudaGetLastError());
-    att_cols_kernel<<<blocks_for(total), ATT_THREADS>>>(dk, C3, datt, q, C3, T, NH, hs, total);
+    att_cols_kernel<<<blocks_for(total), ATT_THREADS>>>(dk, C3, datt, q, C3, T, NH, hs, total,
+                                                        bf16);
     MT_CUDA_CHECK(cudaGetLastError());
 }

@@ -57,28 +57,59 @@ static void cuda_synchronize(void) {
     MT_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+/* Matmul precision (set_precision in kernels/backend.h): 1 bf16 operands with
+ * fp32 accumulation, 0 true fp32. Read by every matmul, including the
+ * attention kernels' products (mt_cuda_precision_bf16). */
+static int cuda_bf16;
+
+void mt_cuda_set_precision(int bf16) {
+    cuda_bf16 = bf16 != 0;
+}
+
+int mt_cuda_precision_bf16(void) {
+    return cuda_bf16;
+}
+
+/* The handle, its math mode matching the precision. fp32: CUBLAS_PEDANTIC_MATH,
+ * so cublasSgemm computes in fp32 proper (no TF32 tensor-core rounding). bf16:
+ * the GEMM names its compute type explicitly (CUBLAS_COMPUTE_32F_FAST_16BF),
+ * and cublas_api.h documents the pedantic mode as acting on cublas<T> calls
+ * and on Ex calls given a cudaDataType compute type only; the handle is still
+ * switched to CUBLAS_DEFAULT_MATH for bf16, so the bf16 path does not depend
+ * on that reading, and back to pedantic for fp32. */
 static cublasHandle_t blas(void) {
     static cublasHandle_t h;
-    if (!h) {
-        MT_CUDA_CHECK(cublasCreate(&h));
-        /* fp32 means fp32: no TF32 tensor-core rounding in the reference precision */
-        MT_CUDA_CHECK(cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH));
+    static int mode_bf16 = -1; /* the precision h's math mode was set for */
+    if (!h) MT_CUDA_CHECK(cublasCreate(&h));
+    if (mode_bf16 != cuda_bf16) {
+        MT_CUDA_CHECK(cublasSetMathMode(h, cuda_bf16 ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH));
+        mode_bf16 = cuda_bf16;
     }
     return h;
 }
 
 /* Row-major C = alpha op(A) op(B) + beta C is column-major
- * C^T = alpha op(B)^T op(A)^T + beta C^T: the same buffers, operands swapped. */
+ * C^T = alpha op(B)^T op(A)^T + beta C^T: the same buffers, operands swapped.
+ * bf16: the fp32 A and B are converted to bf16 inside cuBLAS and multiplied
+ * on the tensor cores with fp32 accumulation into the fp32 C. */
 void mt_cuda_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (M == 0 || N == 0) return;
-    MT_CUDA_CHECK(cublasSgemm(blas(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                              trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, ldb, A, lda,
-                              &beta, C, ldc));
+    cublasOperation_t opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasHandle_t h = blas();
+    if (cuda_bf16)
+        MT_CUDA_CHECK(cublasGemmEx(h, opb, opa, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F,
+                                   lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF,
+                                   CUBLAS_GEMM_DEFAULT));
+    else
+        MT_CUDA_CHECK(cublasSgemm(h, opb, opa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
 }
 
 static const mt_backend cuda_backend = {
     .name = "cuda",
+    .host_memory = 0,
+    .set_precision = mt_cuda_set_precision,
     .alloc = cuda_alloc,
     .free = cuda_free,
     .to_device = cuda_to_device,

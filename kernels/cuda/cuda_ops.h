@@ -2,7 +2,7 @@
  * cuda_ops.h - the CUDA backend's ops, one small .cu file per family, each
  * the device twin of the CPU op of the same name in kernels/backend.h (same
  * arguments and semantics; every pointer is device memory unless noted).
- * backend_cuda.cu assembles them into the mt_backend table.
+ * backend_cuda.c assembles them into the mt_backend table.
  *
  * Rules every op keeps (the backend comparison test checks them against the
  * CPU backend):
@@ -10,7 +10,8 @@
  *     atomics; reductions in a fixed order (a fixed tree per block, then a
  *     fixed-order pass over the blocks' partial sums).
  *   - fp32 throughout (fp32 accumulation; double where the CPU op returns or
- *     accumulates double).
+ *     accumulates double); in bf16 matmul mode the operands of products
+ *     (matmul, attention's products) are rounded to bf16, nothing else.
  *   - Launches go to the default stream; ops that return a value to the host
  *     (softmax_xent_forward, count_correct, sumsq) synchronise.
  *   - Work buffers: the file's own lazily grown device buffer, never freed
@@ -73,10 +74,16 @@ void mt_cuda_attention_forward(float *out, float *att, const float *qkv, int B, 
 void mt_cuda_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
                                 const float *att, int B, int T, int C, int NH);
 
-/* backend_cuda.cu: row-major C(M,N) = alpha op(A) op(B) + beta C through
- * cuBLAS SGEMM (fp32, no TF32), as the CPU backend's matmul */
+/* backend_cuda.c: row-major C(M,N) = alpha op(A) op(B) + beta C through
+ * cuBLAS, as the CPU backend's matmul: SGEMM in fp32 (no TF32), GemmEx with
+ * CUBLAS_COMPUTE_32F_FAST_16BF (bf16 operands, fp32 accumulation) in bf16 */
 void mt_cuda_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* The matmul precision (set_precision in kernels/backend.h): 1 bf16, 0 fp32.
+ * Kernels with products of their own (attention.cu) round their operands
+ * with mt_bf16_round (kernels/bf16.h) when it is 1. */
+void mt_cuda_set_precision(int bf16);
+int mt_cuda_precision_bf16(void);
 /* Aborts with a message naming the call on a CUDA error (used by every file). */
 void mt_cuda_check(int err, const char *what, const char *file, int line);
 

@@ -23,3 +23,7 @@ set_tests_properties(test_backend_cmp PROPERTIES SKIP_RETURN_CODE 77)
 add_test(NAME test_backend_cmp_self COMMAND test_backend_cmp)
 set_tests_properties(test_backend_cmp_self PROPERTIES TIMEOUT 120
                      ENVIRONMENT "OMP_NUM_THREADS=1;MT_BACKEND_CMP_SELF=1")
+# The CPU backend's bf16 matmul mode, the reference of the CUDA bf16 path:
+# rounding, bitwise equality with sgemm on rounded operands, attention
+# against a reference (tests/test_backend_bf16.c). No GPU needed.
+mt_unit_test(test_backend_bf16)
