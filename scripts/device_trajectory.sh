@@ -50,7 +50,7 @@ run() {
 # compare LABEL TOL REF GOT: per-step loss of run GOT against run REF
 compare() {
     local out
-    out=$(python3 - "$2" "$WORK/$3" "$WORK/$4" <<'PYEOF'
+    out=$(LD_LIBRARY_PATH=${MT_SYSTEM_LD_LIBRARY_PATH-${LD_LIBRARY_PATH:-}} python3 - "$2" "$WORK/$3" "$WORK/$4" <<'PYEOF'
 import glob, json, sys
 tol = float(sys.argv[1])
 def losses(d):

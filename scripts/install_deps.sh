@@ -4,6 +4,7 @@
 #   scripts/install_deps.sh            build + run (compiler, MPI, HDF5, BLAS, ...)
 #   scripts/install_deps.sh --tests    + what the test suite uses (h5py, numpy, Slurm)
 #   scripts/install_deps.sh --torch    + PyTorch, for benchmarks and references
+#   scripts/install_deps.sh --bundle   + what scripts/bundle.sh uses (patchelf, xz)
 #
 # Idempotent: packages already present are not reinstalled, and apt is not
 # even updated when nothing is missing. Uses sudo when not run as root.
@@ -24,7 +25,8 @@ for arg in "$@"; do
   case $arg in
     --tests) PKGS+=(python3-h5py python3-numpy python3-jsonschema python3-torch slurmctld slurmd slurm-client) ;;
     --torch) PKGS+=(python3-torch python3-h5py python3-numpy) ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --bundle) PKGS+=(patchelf xz-utils) ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "install_deps: unknown option $arg" >&2; exit 2 ;;
   esac
 done
