@@ -31,7 +31,7 @@ typedef struct {
     const mt_backend *be; /* whose memory the buffers are in; NULL: host */
     void *nccl;           /* the NCCL communicator, or NULL */
     mt_xstage *stage;     /* host copy for device buffers without NCCL */
-    char how[96];         /* "mpi", "nccl" or "mpi via host (why)" */
+    char how[192];        /* "mpi", "nccl" or "mpi via host (why)" */
 } mt_xcomm;
 
 /* A group over comm (MPI_COMM_NULL allowed) for host buffers. */
