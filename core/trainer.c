@@ -226,14 +226,16 @@ static int setup_device(trainer *t, mt_err *e) {
         if (first != INT_MAX) { /* that rank says why */
             MPI_Bcast(why, sizeof why, MPI_CHAR, first, c->world);
             if (want == MT_DEVICE_CUDA) {
-                mt_err_set(e, MT_ERR_USAGE, "train.device = cuda, but rank %d has %s", first, why);
+                mt_err_set(e, MT_ERR_USAGE, "train.device = cuda, but rank %d cannot use a GPU: %s",
+                           first, why);
                 mt_err_hint(e, "run where every rank sees a GPU, or set train.device = cpu "
                                "(auto falls back to the CPU)");
                 return e->code;
             }
             if (c->rank == 0)
-                printf("device: train.device = auto: rank %d has %s; training on the CPU\n", first,
-                       why);
+                printf("device: train.device = auto: rank %d cannot use a GPU (%s); training on "
+                       "the CPU\n",
+                       first, why);
         } else {
             cuda = 1;
         }
