@@ -1,8 +1,9 @@
 /*
  * bf16.h - rounding an fp32 value to the nearest bfloat16 (kept in an fp32),
  * the operand rounding of the backends' bf16 matmul mode (set_precision in
- * kernels/backend.h). One definition for the CPU backend, the CUDA attention
- * kernels (host and device) and the tests, so all round alike.
+ * kernels/backend.h). One definition for the CPU backend and the tests (usable
+ * in host and device code); it is the rounding cuBLAS's FAST_16BF mode applies
+ * to the CUDA backend's operands.
  *
  * bfloat16 is the top 16 bits of an fp32 (1 sign, 8 exponent, 7 fraction
  * bits), so rounding clears the low 16 bits, round to nearest, ties to even:

@@ -5,35 +5,40 @@
  * dimension 3C for the q/k/v slices of qkv and dqkv, C for out/dout):
  *   q, k, v, dq, dk, dv, out, dout  (T,hs)    att, datt  (T,T) at (b*NH+h)*T*T
  *
- * First version: plain kernels, correct and deterministic before fast.
- *   scores  S[t,s] = alpha * sum_d A[t,d] B[s,d], s <= t  (32x32 shared tiles)
- *   rows    O[t,d] = sum_{s<=t} P[t,s] M[s,d]    (one thread per output)
- *   cols    O[s,d] = sum_{t>=s} P[t,s] M[t,d]    (one thread per output)
- *   softmax forward/backward: one block per (b,h,t) row.
- * Every output element is written by exactly one thread, every sum runs in a
- * fixed order (dot products in index order; row sums through a fixed block
- * tree), and there are no atomics, so results are bitwise reproducible. The
- * full att/datt (T,T) matrices go through global memory; a fused flash-style
- * kernel (online softmax over key tiles, tensor cores) should replace this.
+ * The four kinds of product are cuBLAS GEMMs (mt_cuda_matmul_batched in
+ * backend_cuda.c): for each b, one strided-batched call covers the NH heads
+ * (head h's q/k/v/out slices are hs floats after head h-1's, its att/datt
+ * T*T after). In between, two kernels of this file, one block per (b,h,t) row:
+ *   forward:  att = scale q k^T (GEMM), causal softmax of each row (kernel),
+ *             out = att v (GEMM)
+ *   backward: dv = att^T dout, datt = dout v^T (GEMMs), in place
+ *             datt = softmax backward * scale (kernel, so datt is d(scores)),
+ *             dq = datt k, dk = datt^T q (GEMMs)
+ * The GEMMs are over the full (T,T) matrices: the score GEMMs also fill the
+ * entries s > t, which the softmax kernels never read (they overwrite them
+ * with exact zeros), so the att/datt products after them add only exact zeros
+ * (twice the flops of a triangular schedule, in return for plain GEMMs). The
+ * full att/datt go through global memory; a fused flash-style kernel (online
+ * softmax over key tiles) would avoid that.
  *
- * Causal mask: scores are only computed for s <= t (tiles wholly above the
- * diagonal are skipped); the softmax kernels then write exact zeros above the
- * diagonal of att and datt, and the rows/cols sums never read those entries.
+ * Determinism: the softmax kernels write every element from one thread and
+ * reduce in a fixed order (a fixed block tree), without atomics; cuBLAS GEMMs
+ * on the default stream are bitwise reproducible on one GPU model.
  *
- * bf16 matmul mode (mt_cuda_precision_bf16): the scores, rows and cols kernels
- * round both factors of every product to bf16 as they load them (mt_bf16_round,
- * the CPU backend's rounding), with fp32 accumulation; att and datt stay fp32
- * in memory and the softmax kernels are unchanged, as on the CPU. The product
- * of two bf16 values is exact in fp32, so only the summation order differs
- * from the CPU's.
+ * bf16 matmul mode (mt_cuda_precision_bf16): the GEMMs compute with
+ * CUBLAS_COMPUTE_32F_FAST_16BF, which rounds both operands of every product to
+ * bf16 (att, datt, q, k, v and dout as each GEMM reads them) with fp32
+ * accumulation into fp32 outputs; att and datt stay fp32 in memory and the
+ * softmax kernels are unchanged. The CPU emulation rounds the same operands
+ * (copies of qkv, dout and att blocks, d(scores) in place in datt), so only
+ * the summation order differs from the CPU's. fp32 mode computes in true fp32
+ * (CUBLAS_COMPUTE_32F_PEDANTIC, no TF32).
  */
 #include <cuda_runtime.h>
 
-#include "kernels/bf16.h"
 #include "kernels/cuda/cuda_ops.h"
 
-#define ATT_TILE    32  /* scores tile: ATT_TILE x ATT_TILE outputs, one thread each */
-#define ATT_THREADS 256 /* threads per block of the row kernels (a multiple of 32) */
+#define ATT_THREADS 256 /* threads per block of the softmax kernels (a multiple of 32) */
 
 /* Sum of v over the block (blockDim.x a multiple of 32, at most 1024), in a
  * fixed order: a shuffle tree within each warp, then warp 0 adds the warps'
@@ -78,40 +83,6 @@ static __device__ float block_max(float v, float *sh) {
     return r;
 }
 
-/* A factor of a product: x itself, or x rounded to bf16 in bf16 mode. */
-static __device__ __forceinline__ float factor(float x, int bf16) {
-    return bf16 ? mt_bf16_round(x) : x;
-}
-
-/* S[t,s] = alpha * sum_{d<hs} A[t,d] B[s,d] for s <= t, per (b,h) = blockIdx.x.
- * A, B: (T,hs) at base + b*T*ld + h*hs with lead lda/ldb; S: (T,T) at bh*T*T.
- * Entries s > t are not written. grid (B*NH, tiles of t, tiles of s), block
- * (ATT_TILE, ATT_TILE); thread (x,y) computes S[t0+y, s0+x], d in order. */
-static __global__ void att_scores_kernel(float *S, const float *A, int lda, const float *Bm,
-                                         int ldb, float alpha, int T, int NH, int hs, int bf16) {
-    __shared__ float as[ATT_TILE][ATT_TILE + 1]; /* +1: no bank conflicts on bs[x][kk] */
-    __shared__ float bs[ATT_TILE][ATT_TILE + 1];
-    int bh = blockIdx.x, b = bh / NH, h = bh % NH;
-    int t0 = blockIdx.y * ATT_TILE, s0 = blockIdx.z * ATT_TILE;
-    if (s0 > t0 + ATT_TILE - 1) return; /* whole tile above the diagonal (uniform per block) */
-    int x = threadIdx.x, y = threadIdx.y;
-    const float *a = A + (size_t)b * T * lda + (size_t)h * hs;
-    const float *bm = Bm + (size_t)b * T * ldb + (size_t)h * hs;
-    int t = t0 + y, s = s0 + x;
-
-    float acc = 0.0f;
-    for (int d0 = 0; d0 < hs; d0 += ATT_TILE) {
-        int d = d0 + x;
-        as[y][x] = (t < T && d < hs) ? factor(a[(size_t)t * lda + d], bf16) : 0.0f;
-        bs[y][x] = (s0 + y < T && d < hs) ? factor(bm[(size_t)(s0 + y) * ldb + d], bf16) : 0.0f;
-        __syncthreads();
-        int kmax = min(ATT_TILE, hs - d0);
-        for (int kk = 0; kk < kmax; kk++) acc = fmaf(as[y][kk], bs[x][kk], acc);
-        __syncthreads();
-    }
-    if (t < T && s <= t) S[(size_t)bh * T * T + (size_t)t * T + s] = alpha * acc;
-}
-
 /* Causal softmax of each row in place: row (bh,t) = blockIdx.x of att (B,NH,T,T)
  * holds scores for s <= t; as the CPU's softmax_causal_row: max-subtracted
  * expf, the sum in double, multiplied by the float inverse; s > t set to 0.
@@ -154,72 +125,29 @@ static __global__ void att_softmax_backward_kernel(float *datt, const float *att
         da[s] = s <= t ? __fmul_rn(__fmul_rn(a[s], __fsub_rn(da[s], df)), scale) : 0.0f;
 }
 
-/* O[t,d] = sum_{s=0..t} P[t,s] M[s,d], s in order; one thread per (bh,t,d),
- * d fastest (a warp reads one P entry and a contiguous piece of M's row).
- * P: (T,T) at bh*T*T; M, O: (T,hs) at base + b*T*ld + h*hs. */
-static __global__ void att_rows_kernel(float *O, int ldo, const float *P, const float *M, int ldm,
-                                       int T, int NH, int hs, size_t total, int bf16) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    int d = (int)(i % hs);
-    int t = (int)((i / hs) % T);
-    size_t bh = i / ((size_t)hs * T);
-    int b = (int)(bh / NH), h = (int)(bh % NH);
-    const float *p = P + bh * T * T + (size_t)t * T;
-    const float *m = M + (size_t)b * T * ldm + (size_t)h * hs + d;
-    float acc = 0.0f;
-    for (int s = 0; s <= t; s++)
-        acc = fmaf(factor(p[s], bf16), factor(m[(size_t)s * ldm], bf16), acc);
-    O[(size_t)b * T * ldo + (size_t)h * hs + (size_t)t * ldo + d] = acc;
-}
-
-/* O[s,d] = sum_{t=s..T-1} P[t,s] M[t,d], t in order (the transposed product:
- * key s is seen only by queries t >= s); one thread per (bh,s,d), layout as
- * att_rows_kernel. */
-static __global__ void att_cols_kernel(float *O, int ldo, const float *P, const float *M, int ldm,
-                                       int T, int NH, int hs, size_t total, int bf16) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    int d = (int)(i % hs);
-    int s = (int)((i / hs) % T);
-    size_t bh = i / ((size_t)hs * T);
-    int b = (int)(bh / NH), h = (int)(bh % NH);
-    const float *p = P + bh * T * T + s;
-    const float *m = M + (size_t)b * T * ldm + (size_t)h * hs + d;
-    float acc = 0.0f;
-    for (int t = s; t < T; t++)
-        acc = fmaf(factor(p[(size_t)t * T], bf16), factor(m[(size_t)t * ldm], bf16), acc);
-    O[(size_t)b * T * ldo + (size_t)h * hs + (size_t)s * ldo + d] = acc;
-}
-
-static void launch_scores(float *S, const float *A, int lda, const float *Bm, int ldb, float alpha,
-                          int B, int T, int NH, int hs) {
-    int tiles = (T + ATT_TILE - 1) / ATT_TILE;
-    att_scores_kernel<<<dim3(B * NH, tiles, tiles), dim3(ATT_TILE, ATT_TILE)>>>(
-        S, A, lda, Bm, ldb, alpha, T, NH, hs, mt_cuda_precision_bf16());
-    MT_CUDA_CHECK(cudaGetLastError());
-}
-
-static unsigned blocks_for(size_t n) {
-    return (unsigned)((n + ATT_THREADS - 1) / ATT_THREADS);
-}
-
 extern "C" void mt_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T,
                                           int C, int NH) {
     int hs = NH > 0 ? C / NH : 0, C3 = 3 * C;
     if (B <= 0 || T <= 0 || hs <= 0) return;
     float scale = 1.0f / sqrtf((float)hs);
-    size_t rows = (size_t)B * NH * T, total = rows * hs;
-    int bf16 = mt_cuda_precision_bf16();
+    long long TT = (long long)T * T;
+    size_t rows = (size_t)B * NH * T;
 
-    /* att = scale * q k^T (s <= t), then the causal softmax of each row */
-    launch_scores(att, qkv, C3, qkv + C, C3, scale, B, T, NH, hs);
+    /* att = scale * q k^T, every (s,t): the softmax reads only s <= t */
+    for (int b = 0; b < B; b++) {
+        const float *q = qkv + (size_t)b * T * C3;
+        mt_cuda_matmul_batched(0, 1, T, T, hs, scale, q, C3, hs, q + C, C3, hs, 0.0f,
+                               att + (size_t)b * NH * TT, T, TT, NH);
+    }
+    /* the causal softmax of each row; s > t become exact zeros */
     att_softmax_kernel<<<(unsigned)rows, ATT_THREADS>>>(att, T);
     MT_CUDA_CHECK(cudaGetLastError());
     /* out = att v */
-    att_rows_kernel<<<blocks_for(total), ATT_THREADS>>>(out, C, att, qkv + 2 * C, C3, T, NH, hs,
-                                                        total, bf16);
-    MT_CUDA_CHECK(cudaGetLastError());
+    for (int b = 0; b < B; b++) {
+        const float *v = qkv + (size_t)b * T * C3 + 2 * C;
+        mt_cuda_matmul_batched(0, 0, T, hs, T, 1.0f, att + (size_t)b * NH * TT, T, TT, v, C3, hs,
+                               0.0f, out + (size_t)b * T * C, C, hs, NH);
+    }
 }
 
 extern "C" void mt_cuda_attention_backward(float *dqkv, float *datt, const float *dout,
@@ -228,24 +156,29 @@ extern "C" void mt_cuda_attention_backward(float *dqkv, float *datt, const float
     int hs = NH > 0 ? C / NH : 0, C3 = 3 * C;
     if (B <= 0 || T <= 0 || hs <= 0) return;
     float scale = 1.0f / sqrtf((float)hs);
-    size_t rows = (size_t)B * NH * T, total = rows * hs;
-    int bf16 = mt_cuda_precision_bf16();
-    const float *q = qkv, *k = qkv + C, *v = qkv + 2 * C;
-    float *dq = dqkv, *dk = dqkv + C, *dv = dqkv + 2 * C;
+    long long TT = (long long)T * T;
+    size_t rows = (size_t)B * NH * T;
 
-    /* dv = att^T dout (reads only att, so it goes first) */
-    att_cols_kernel<<<blocks_for(total), ATT_THREADS>>>(dv, C3, att, dout, C, T, NH, hs, total,
-                                                        bf16);
-    MT_CUDA_CHECK(cudaGetLastError());
-    /* datt = dout v^T (s <= t), then in place d(scores) = softmax backward * scale */
-    launch_scores(datt, dout, C, v, C3, 1.0f, B, T, NH, hs);
+    /* dv = att^T dout (reads only att and dout); datt = dout v^T, every (s,t) */
+    for (int b = 0; b < B; b++) {
+        const float *v = qkv + (size_t)b * T * C3 + 2 * C;
+        const float *a = att + (size_t)b * NH * TT, *dr = dout + (size_t)b * T * C;
+        float *dv = dqkv + (size_t)b * T * C3 + 2 * C;
+        mt_cuda_matmul_batched(1, 0, T, hs, T, 1.0f, a, T, TT, dr, C, hs, 0.0f, dv, C3, hs, NH);
+        mt_cuda_matmul_batched(0, 1, T, T, hs, 1.0f, dr, C, hs, v, C3, hs, 0.0f,
+                               datt + (size_t)b * NH * TT, T, TT, NH);
+    }
+    /* in place: datt = d(scores) = softmax backward * scale, s > t exact zeros */
     att_softmax_backward_kernel<<<(unsigned)rows, ATT_THREADS>>>(datt, att, T, scale);
     MT_CUDA_CHECK(cudaGetLastError());
     /* dq = dscores k, dk = dscores^T q */
-    att_rows_kernel<<<blocks_for(total), ATT_THREADS>>>(dq, C3, datt, k, C3, T, NH, hs, total,
-                                                        bf16);
-    MT_CUDA_CHECK(cudaGetLastError());
-    att_cols_kernel<<<blocks_for(total), ATT_THREADS>>>(dk, C3, datt, q, C3, T, NH, hs, total,
-                                                        bf16);
-    MT_CUDA_CHECK(cudaGetLastError());
+    for (int b = 0; b < B; b++) {
+        const float *q = qkv + (size_t)b * T * C3;
+        const float *ds = datt + (size_t)b * NH * TT;
+        float *dq = dqkv + (size_t)b * T * C3;
+        mt_cuda_matmul_batched(0, 0, T, hs, T, 1.0f, ds, T, TT, q + C, C3, hs, 0.0f, dq, C3, hs,
+                               NH);
+        mt_cuda_matmul_batched(1, 0, T, hs, T, 1.0f, ds, T, TT, q, C3, hs, 0.0f, dq + C, C3, hs,
+                               NH);
+    }
 }

@@ -58,8 +58,8 @@ static void cuda_synchronize(void) {
 }
 
 /* Matmul precision (set_precision in kernels/backend.h): 1 bf16 operands with
- * fp32 accumulation, 0 true fp32. Read by every matmul, including the
- * attention kernels' products (mt_cuda_precision_bf16). */
+ * fp32 accumulation, 0 true fp32. Read by every matmul, including attention's
+ * products (mt_cuda_matmul_batched); mt_cuda_precision_bf16 reads it. */
 static int cuda_bf16;
 
 void mt_cuda_set_precision(int bf16) {
@@ -104,6 +104,25 @@ void mt_cuda_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, 
                                    CUBLAS_GEMM_DEFAULT));
     else
         MT_CUDA_CHECK(cublasSgemm(h, opb, opa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+}
+
+/* mt_cuda_matmul on batch independent problems in one cuBLAS call: problem i
+ * reads A + i*strideA and B + i*strideB and writes C + i*strideC (strides in
+ * floats). The same row-major to column-major swap; fp32 computes with
+ * CUBLAS_COMPUTE_32F_PEDANTIC, what the pedantic handle makes of cublasSgemm
+ * (true fp32, no TF32), bf16 with CUBLAS_COMPUTE_32F_FAST_16BF. */
+void mt_cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                            const float *A, int lda, long long strideA, const float *B, int ldb,
+                            long long strideB, float beta, float *C, int ldc, long long strideC,
+                            int batch) {
+    if (M == 0 || N == 0 || batch <= 0) return;
+    cublasOperation_t opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasHandle_t h = blas();
+    cublasComputeType_t ct = cuda_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F_PEDANTIC;
+    MT_CUDA_CHECK(cublasGemmStridedBatchedEx(
+        h, opb, opa, N, M, K, &alpha, B, CUDA_R_32F, ldb, strideB, A, CUDA_R_32F, lda, strideA,
+        &beta, C, CUDA_R_32F, ldc, strideC, batch, ct, CUBLAS_GEMM_DEFAULT));
 }
 
 static const mt_backend cuda_backend = {

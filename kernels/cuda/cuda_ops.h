@@ -68,7 +68,7 @@ void mt_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float
 void mt_cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                                 const float *w, const float *mean, const float *rstd, int N, int C);
 
-/* attention.cu (matmuls inside through cuBLAS are allowed: mt_cuda_matmul) */
+/* attention.cu (its products are mt_cuda_matmul_batched calls) */
 void mt_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
                                int NH);
 void mt_cuda_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
@@ -79,9 +79,17 @@ void mt_cuda_attention_backward(float *dqkv, float *datt, const float *dout, con
  * CUBLAS_COMPUTE_32F_FAST_16BF (bf16 operands, fp32 accumulation) in bf16 */
 void mt_cuda_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* backend_cuda.c: batch independent mt_cuda_matmul problems in one call
+ * (cublasGemmStridedBatchedEx, same precision rule); problem i reads
+ * A + i*strideA, B + i*strideB and writes C + i*strideC (strides in floats). */
+void mt_cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                            const float *A, int lda, long long strideA, const float *B, int ldb,
+                            long long strideB, float beta, float *C, int ldc, long long strideC,
+                            int batch);
 /* The matmul precision (set_precision in kernels/backend.h): 1 bf16, 0 fp32.
- * Kernels with products of their own (attention.cu) round their operands
- * with mt_bf16_round (kernels/bf16.h) when it is 1. */
+ * A kernel with products of its own must round their operands with
+ * mt_bf16_round (kernels/bf16.h) when it is 1 (none does now: attention.cu's
+ * products go through mt_cuda_matmul_batched). */
 void mt_cuda_set_precision(int bf16);
 int mt_cuda_precision_bf16(void);
 /* Aborts with a message naming the call on a CUDA error (used by every file). */
