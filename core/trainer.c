@@ -219,12 +219,19 @@ static int setup_device(trainer *t, mt_err *e) {
     int want = cfg->train.device, cuda = 0;
     t->be = mt_backend_cpu();
     if (want != MT_DEVICE_CPU) {
+        /* every rank probes and takes its GPU; then all agree: any rank
+         * without one is an error for cuda, the CPU everywhere for auto */
         char why[256] = "";
         int have = mt_backend_probe("cuda", why, sizeof why) > 0;
+        if (have && mt_backend_select_device("cuda", c->local_rank, t->gpu, sizeof t->gpu) < 0) {
+            snprintf(why, sizeof why, "%s", t->gpu);
+            have = 0;
+        }
         int lack = have ? INT_MAX : c->rank, first = INT_MAX;
         MPI_Allreduce(&lack, &first, 1, MPI_INT, MPI_MIN, c->world);
         if (first != INT_MAX) { /* that rank says why */
             MPI_Bcast(why, sizeof why, MPI_CHAR, first, c->world);
+            t->gpu[0] = '\0';
             if (want == MT_DEVICE_CUDA) {
                 mt_err_set(e, MT_ERR_USAGE, "train.device = cuda, but rank %d cannot use a GPU: %s",
                            first, why);
@@ -242,9 +249,6 @@ static int setup_device(trainer *t, mt_err *e) {
     }
     if (cuda) {
         t->be = mt_backend_get("cuda");
-        if (mt_backend_select_device("cuda", c->local_rank, t->gpu, sizeof t->gpu) < 0)
-            mt_err_set(e, MT_ERR_USAGE, "train.device: rank %d: %s", c->rank, t->gpu);
-        if (mt_comm_agree(c, e)) return e->code;
         char host[64] = "?";
         gethostname(host, sizeof host - 1);
         const char *vis = getenv("CUDA_VISIBLE_DEVICES");

@@ -68,10 +68,12 @@ int mt_comm_layout(mt_comm *c, int tp, int pp, mt_err *e) {
 
 int mt_comm_use_device(mt_comm *c, const mt_backend *be, mt_err *e) {
     int nccl = !be->host_memory && strcmp(be->name, "cuda") == 0;
+    int node = c->rank; /* the node's name: the world rank of its first rank */
+    MPI_Bcast(&node, 1, MPI_INT, 0, c->node);
     /* all three on every rank, whatever happens: each is collective */
-    mt_xcomm_device(&c->xdp, be, nccl, e);
-    mt_xcomm_device(&c->xtp, be, nccl, e);
-    mt_xcomm_device(&c->xemb, be, nccl, e);
+    mt_xcomm_device(&c->xdp, be, nccl, node, e);
+    mt_xcomm_device(&c->xtp, be, nccl, node, e);
+    mt_xcomm_device(&c->xemb, be, nccl, node, e);
     return mt_comm_agree(c, e);
 }
 

@@ -24,14 +24,18 @@ int mt_nccl_create(void **nc, MPI_Comm comm, char *why, size_t n) {
     MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, comm);
     ncclComm_t c = NULL;
     r = ncclCommInitRank(&c, size, id, rank);
-    ok = r == ncclSuccess;
-    int all = ok;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, comm);
-    if (!all) { /* every rank gives up, so no rank waits in a collective alone */
-        if (ok) ncclCommAbort(c);
-        snprintf(why, n, "ncclCommInitRank failed%s%s", ok ? " on another rank" : ": ",
-                 ok ? "" : ncclGetErrorString(r));
-        return -1;
+    if (r != ncclSuccess) {
+        /* the group's other ranks may be waiting inside ncclCommInitRank for
+         * this one, where no agreement can reach them: end the job */
+        int wrank = 0;
+        MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+        fprintf(stderr,
+                "mpitrain: error: NCCL could not start on rank %d: ncclCommInitRank: %s "
+                "(NCCL_DEBUG=INFO says why)\n"
+                "mpitrain: hint: build with -DMPITRAIN_NCCL=OFF to sum through MPI instead\n",
+                wrank, ncclGetErrorString(r));
+        fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, 5); /* MT_ERR_COMM */
     }
     *nc = c;
     return 0;

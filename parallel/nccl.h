@@ -12,7 +12,9 @@
 
 /* Collective over comm: *nc becomes a communicator of comm's ranks on each
  * rank's current CUDA device. Returns 0, or -1 with the reason in why on
- * every rank (the ranks agree on the outcome). */
+ * every rank when no unique id could be made. If ncclCommInitRank fails on
+ * a rank, that rank aborts the job (exit 5): the others may be waiting
+ * inside NCCL, beyond the reach of any agreement. */
 int mt_nccl_create(void **nc, MPI_Comm comm, char *why, size_t n);
 /* In-place sum of n floats; aborts with a message on an NCCL error. */
 void mt_nccl_sum(void *nc, float *buf, size_t n);

@@ -94,6 +94,12 @@ static void send(mt_pipe *p, const float *buf, size_t n, int to, int tag, MPI_Re
     } while (i < n);
 }
 
+/* On a device, the callbacks only queue work: wait for it, so busy_s
+ * (and the bubble reported from it) counts the computation itself. */
+static void finish_compute(const mt_pipe *p) {
+    if (on_device(p)) p->be->synchronize();
+}
+
 /* Sends slot s's output (its previous send has completed). */
 static void send_act(mt_pipe *p, const float *out, int s) {
     if (on_device(p)) {
@@ -118,6 +124,7 @@ static void fwd(mt_pipe *p, int mb) {
     }
     double t0 = MPI_Wtime();
     const float *out = p->forward(p->ctx, s, mb, in);
+    finish_compute(p);
     p->busy_s += MPI_Wtime() - t0;
     if (p->next >= 0) send_act(p, out, s);
 }
@@ -132,6 +139,7 @@ static void bwd(mt_pipe *p, int mb) {
     if (p->grad_req[s] != MPI_REQUEST_NULL) wait_timed(p, &p->grad_req[s]);
     double t0 = MPI_Wtime();
     const float *din = p->backward(p->ctx, s, mb, p->prev >= 0 ? p->in_buf[s] : NULL, dout);
+    finish_compute(p);
     p->busy_s += MPI_Wtime() - t0;
     if (p->prev >= 0) {
         if (on_device(p))

@@ -28,10 +28,15 @@ void mt_xcomm_host(mt_xcomm *x, MPI_Comm comm) {
 
 #ifdef MT_HAVE_NCCL
 /* Whether two ranks of the group use the same GPU (NCCL refuses that). */
-static int shares_gpu(const mt_xcomm *x) {
-    char mine[128] = "", *all = malloc((size_t)x->size * sizeof mine);
-    if (!all) return 1;
-    mt_backend_device_uid(mine, sizeof mine);
+static int shares_gpu(const mt_xcomm *x, int node) {
+    char mine[128] = "", bus[96] = "";
+    mt_backend_device_uid(bus, sizeof bus);
+    snprintf(mine, sizeof mine, "%d/%s", node, bus);
+    char *all = malloc((size_t)x->size * sizeof mine);
+    if (!all) { /* a few KB: the others would wait in the Allgather for ever */
+        fprintf(stderr, "mpitrain: error: out of memory\n");
+        MPI_Abort(MPI_COMM_WORLD, MT_ERR_INTERNAL);
+    }
     MPI_Allgather(mine, sizeof mine, MPI_CHAR, all, sizeof mine, MPI_CHAR, x->mpi);
     int dup = 0;
     for (int i = 0; i < x->size && !dup; i++)
@@ -42,13 +47,13 @@ static int shares_gpu(const mt_xcomm *x) {
 }
 #endif
 
-int mt_xcomm_device(mt_xcomm *x, const mt_backend *be, int use_nccl, mt_err *e) {
+int mt_xcomm_device(mt_xcomm *x, const mt_backend *be, int use_nccl, int node, mt_err *e) {
     x->be = be;
     if (be->host_memory || x->mpi == MPI_COMM_NULL || x->size <= 1) return MT_OK;
     char why[128] = "";
 #ifdef MT_HAVE_NCCL
     if (use_nccl) {
-        if (shares_gpu(x))
+        if (shares_gpu(x, node))
             snprintf(why, sizeof why, "ranks of the group share a GPU");
         else if (mt_nccl_create(&x->nccl, x->mpi, why, sizeof why) == 0) {
             snprintf(x->how, sizeof x->how, "nccl");
@@ -58,7 +63,7 @@ int mt_xcomm_device(mt_xcomm *x, const mt_backend *be, int use_nccl, mt_err *e) 
         snprintf(why, sizeof why, "NCCL not asked for");
     }
 #else
-    (void)use_nccl;
+    (void)use_nccl, (void)node;
     snprintf(why, sizeof why, "built without NCCL");
 #endif
     snprintf(x->how, sizeof x->how, "mpi via host (%s)", why);

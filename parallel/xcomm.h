@@ -10,9 +10,9 @@
  *   device memory otherwise            MPI through a host copy (to_host, MPI,
  *                                      to_device), in bounded pieces
  *
- * NCCL is not used when ranks of the group share a GPU (NCCL refuses that)
- * or when it fails to start; the group then falls back to MPI through the
- * host, and mt_xcomm_how says so. A group of one rank does nothing.
+ * NCCL is not used when ranks of the group share a GPU (NCCL refuses that);
+ * the group then falls back to MPI through the host, and x->how says so. A
+ * group of one rank does nothing.
  */
 #ifndef MT_XCOMM_H
 #define MT_XCOMM_H
@@ -37,9 +37,14 @@ typedef struct {
 /* A group over comm (MPI_COMM_NULL allowed) for host buffers. */
 void mt_xcomm_host(mt_xcomm *x, MPI_Comm comm);
 /* Switches x to buffers in be's memory; with use_nccl, tries NCCL first.
- * Collective over x->mpi (call on every member, in the same order on every
- * rank). Fails only for lack of host memory; NCCL trouble falls back. */
-int mt_xcomm_device(mt_xcomm *x, const mt_backend *be, int use_nccl, mt_err *e);
+ * node names this rank's node (equal exactly on ranks of one node: the
+ * world rank of its first rank), to tell ranks that share a GPU. Collective
+ * over x->mpi (call on every member, in the same order on every rank).
+ * Fails only for lack of host memory. NCCL that a whole group cannot use
+ * (ranks sharing a GPU, no unique id) falls back to MPI via the host; NCCL
+ * failing to start on some ranks only is not something the others can
+ * learn (they wait inside NCCL), so that rank aborts the job (exit 5). */
+int mt_xcomm_device(mt_xcomm *x, const mt_backend *be, int use_nccl, int node, mt_err *e);
 /* In-place sum of n floats over the group; collective over x->mpi. */
 void mt_xcomm_sum(const mt_xcomm *x, float *buf, size_t n);
 void mt_xcomm_free(mt_xcomm *x);
