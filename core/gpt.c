@@ -18,9 +18,13 @@ static int add(mt_params *p, const char *name, int64_t d0, int64_t d1, mt_init_k
 }
 
 mt_gpt_config mt_gpt_config_of(const mt_config *cfg) {
-    mt_gpt_config c = {(int)cfg->model.n_layer,    (int)cfg->model.n_head,
-                       (int)cfg->model.n_embd,     (int)cfg->model.block_size,
-                       (int)cfg->model.vocab_size, (float)cfg->model.dropout};
+    mt_gpt_config c = {(int)cfg->model.n_layer,
+                       (int)cfg->model.n_head,
+                       (int)cfg->model.n_embd,
+                       (int)cfg->model.block_size,
+                       (int)cfg->model.vocab_size,
+                       (float)cfg->model.dropout,
+                       0};
     return c;
 }
 
@@ -124,14 +128,19 @@ static int alloc_stored(mt_gpt *m, const mt_backend *be) {
            V = (size_t)c->vocab_size;
     size_t Cl = (size_t)m->Cl, TT = (size_t)m->max_B * (size_t)m->NHl * (size_t)m->max_T * m->max_T;
     int bad = 0;
+    /* bf16 storage: n values in (n + 1) / 2 floats */
+#define PACKED(n) (c->act_bf16 ? ((n) + 1) / 2 : (n))
     for (int l = m->l0; l < m->l1; l++) {
         mt_gpt_block *b = &m->block[l];
-        ALLOC(b->ln1, N * C), ALLOC(b->ln1_mean, N), ALLOC(b->ln1_rstd, N);
-        ALLOC(b->qkv, N * 3 * Cl), ALLOC(b->atty, N * Cl), ALLOC(b->att, TT);
-        ALLOC(b->res2, N * C), ALLOC(b->ln2, N * C), ALLOC(b->ln2_mean, N);
-        ALLOC(b->ln2_rstd, N), ALLOC(b->fch, N * 4 * Cl), ALLOC(b->fch_gelu, N * 4 * Cl);
+        ALLOC(b->ln1, PACKED(N * C)), ALLOC(b->ln1_mean, N), ALLOC(b->ln1_rstd, N);
+        ALLOC(b->qkv, PACKED(N * 3 * Cl)), ALLOC(b->atty, PACKED(N * Cl)),
+            ALLOC(b->att, PACKED(TT));
+        ALLOC(b->res2, PACKED(N * C)), ALLOC(b->ln2, PACKED(N * C)), ALLOC(b->ln2_mean, N);
+        ALLOC(b->ln2_rstd, N), ALLOC(b->fch, PACKED(N * 4 * Cl));
+        ALLOC(b->fch_gelu, PACKED(N * 4 * Cl));
         ALLOC(b->res3, N * C);
     }
+#undef PACKED
     if (m->first) ALLOC(m->encoded, N * C);
     if (m->last) {
         ALLOC(m->lnf, N * C), ALLOC(m->lnf_mean, N), ALLOC(m->lnf_rstd, N);
@@ -152,6 +161,12 @@ int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *
     int bad = alloc_stored(m, be);
     ALLOC(m->dres, N * C), ALLOC(m->dtmp, N * C), ALLOC(m->dbranch, N * C);
     ALLOC(m->dqkv, N * 3 * Cl), ALLOC(m->dfch, N * 4 * Cl), ALLOC(m->datt, TT);
+    if (c->act_bf16) { /* the fp32 working copy of one block */
+        mt_gpt_block *w = &m->w;
+        ALLOC(w->ln1, N * C), ALLOC(w->qkv, N * 3 * Cl), ALLOC(w->atty, N * Cl), ALLOC(w->att, TT);
+        ALLOC(w->res2, N * C), ALLOC(w->ln2, N * C), ALLOC(w->fch, N * 4 * Cl);
+        ALLOC(w->fch_gelu, N * 4 * Cl);
+    }
     if (bad)
         return mt_err_set(e, MT_ERR_INTERNAL,
                           "out of memory for the GPT activations (batch %d x %d tokens)", max_B,
@@ -200,10 +215,42 @@ int mt_gpt_clone(mt_gpt *dst, const mt_gpt *src, const mt_backend *be, mt_err *e
 void mt_gpt_act_bytes(const mt_gpt *m, double *stored, double *scratch) {
     double N = (double)m->max_B * m->max_T, C = m->cfg.n_embd, Cl = m->Cl, V = m->cfg.vocab_size;
     double TT = (double)m->max_B * m->NHl * (double)m->max_T * m->max_T;
-    double per_block = 5 * N * C + 4 * N + 3 * N * Cl + N * Cl + TT + 8 * N * Cl;
+    /* per block: what act_bf16 packs (ln1, qkv, atty, att, res2, ln2, fch,
+     * fch_gelu), and what stays fp32 (res3 and the LayerNorm statistics) */
+    double packable = 3 * N * C + 3 * N * Cl + N * Cl + TT + 8 * N * Cl, kept = N * C + 4 * N;
+    double per_block = kept + (m->cfg.act_bf16 ? 0.5 : 1.0) * packable;
     *stored = 4.0 * ((m->l1 - m->l0) * per_block + (m->first ? N * C : 0) +
                      (m->last ? N * C + 2 * N + 2 * N * V : 0));
-    *scratch = 4.0 * (3 * N * C + 3 * N * Cl + 4 * N * Cl + TT);
+    *scratch = 4.0 * (3 * N * C + 3 * N * Cl + 4 * N * Cl + TT + (m->cfg.act_bf16 ? packable : 0));
+}
+
+/* The activations block l computes with: the block's own, or with act_bf16
+ * the fp32 working copy m->w (its buffers; the rest, res3 and the LayerNorm
+ * statistics included, are block l's). */
+static mt_gpt_block *block_view(mt_gpt *m, int l) {
+    mt_gpt_block *b = &m->block[l];
+    if (!m->cfg.act_bf16) return b;
+    mt_gpt_block w = *b;
+    w.ln1 = m->w.ln1, w.qkv = m->w.qkv, w.atty = m->w.atty, w.att = m->w.att;
+    w.res2 = m->w.res2, w.ln2 = m->w.ln2, w.fch = m->w.fch, w.fch_gelu = m->w.fch_gelu;
+    m->w = w;
+    return &m->w;
+}
+
+/* act_bf16: packs the working copy into block l's bf16 storage (after its
+ * forward), or unpacks it (before its backward), at the last forward's shape. */
+static void pack_block(mt_gpt *m, const mt_backend *be, int l, int unpack) {
+    const mt_gpt_block *b = &m->block[l], *w = &m->w;
+    size_t N = (size_t)m->B * (size_t)m->T, C = (size_t)m->cfg.n_embd, Cl = (size_t)m->Cl;
+    size_t TT = (size_t)m->B * (size_t)m->NHl * (size_t)m->T * (size_t)m->T;
+    float *f[] = {w->ln1, w->qkv, w->atty, w->att, w->res2, w->ln2, w->fch, w->fch_gelu};
+    float *h[] = {b->ln1, b->qkv, b->atty, b->att, b->res2, b->ln2, b->fch, b->fch_gelu};
+    size_t n[] = {N * C, N * 3 * Cl, N * Cl, TT, N * C, N * C, N * 4 * Cl, N * 4 * Cl};
+    for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
+        if (unpack)
+            be->from_bf16(f[i], (const uint16_t *)h[i], n[i]);
+        else
+            be->to_bf16((uint16_t *)h[i], f[i], n[i]);
 }
 
 /* The dropout stream of one site ("embd", "attn", "mlp") of layer l. */
@@ -270,7 +317,7 @@ double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p,
         res = m->encoded;
     }
     for (int l = m->l0; l < m->l1; l++) {
-        mt_gpt_block *b = &m->block[l];
+        mt_gpt_block *b = block_view(m, l);
         be->layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, res, P(m, p, b->ln1w),
                               P(m, p, b->ln1b), N, C);
         linear(be, b->qkv, b->ln1, P(m, p, b->qkvw), P(m, p, b->qkvb), N, C, 3 * Cl);
@@ -289,6 +336,7 @@ double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p,
         dropout(m, be, b->res3, NC, "mlp", l, 0);
         be->add(b->res3, b->res3, b->res2, NC);
         res = b->res3;
+        if (c->act_bf16) pack_block(m, be, l, 0);
     }
     if (!m->last) return 0.0;
     be->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, P(m, p, m->lnfw), P(m, p, m->lnfb),
@@ -335,7 +383,8 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
     }
     /* m->dres holds dL/d(residual after block l) going down */
     for (int l = m->l1 - 1; l >= m->l0; l--) {
-        mt_gpt_block *b = &m->block[l];
+        mt_gpt_block *b = block_view(m, l);
+        if (c->act_bf16) pack_block(m, be, l, 1);
         const float *res = l > m->l0 ? m->block[l - 1].res3 : m->first ? m->encoded : in;
         /* MLP branch: res3 = res2 + drop(fcproj); dres carries on to res2 unchanged */
         be->scale(m->dbranch, 0.0f, NC);
@@ -370,7 +419,9 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
 void mt_gpt_free(mt_gpt *m, const mt_backend *be) {
     each_stored(m, release, be);
     if (m->owns_scratch) {
-        float *scr[] = {m->dres, m->dtmp, m->dbranch, m->dqkv, m->dfch, m->datt};
+        float *scr[] = {m->dres,   m->dtmp,  m->dbranch, m->dqkv,      m->dfch,
+                        m->datt,   m->w.ln1, m->w.qkv,   m->w.atty,    m->w.att,
+                        m->w.res2, m->w.ln2, m->w.fch,   m->w.fch_gelu};
         for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)
             if (scr[i]) be->free(scr[i]);
     }

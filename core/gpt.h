@@ -44,6 +44,12 @@
 typedef struct {
     int n_layer, n_head, n_embd, block_size, vocab_size;
     float dropout;
+    /* keep the activations for the backward in bfloat16 (train.precision =
+     * bf16): each block's stored tensors but its output (res3) and the
+     * LayerNorm statistics take half the memory; a block computes in an
+     * fp32 working copy (m->w), packed after its forward and unpacked
+     * before its backward. Changes the gradients by bf16 rounding. */
+    int act_bf16;
 } mt_gpt_config;
 
 /* Where dropout masks come from: training step and the global index of the
@@ -55,6 +61,8 @@ typedef struct {
     int64_t seq0;
 } mt_gpt_dropout;
 
+/* One block's activations. With act_bf16, ln1, qkv, atty, att, res2, ln2, fch
+ * and fch_gelu hold bfloat16 values (two per float slot, half the floats). */
 typedef struct {
     int ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb; /* params */
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C), (N), (N) */
@@ -84,6 +92,7 @@ typedef struct {
     float *dqkv;                      /* (N,3C) */
     float *dfch;                      /* (N,4C) */
     float *datt;                      /* (B,NH,T,T) */
+    mt_gpt_block w;                   /* act_bf16: fp32 working copy of one block (scratch) */
     /* the last forward: its shape and dropout masks */
     int B, T;
     mt_gpt_dropout drop;

@@ -72,6 +72,7 @@ static void message_rows(mt_stage *s, int64_t rows) {
 
 static int build_gpt(mt_stage *s, const mt_comm *c, const mt_config *cfg, int nslots, mt_err *e) {
     mt_gpt_config gc = mt_gpt_config_of(cfg);
+    gc.act_bf16 = cfg->train.precision == MT_PREC_BF16;
     double block, first, last;
     mt_gpt_costs(&gc, &block, &first, &last);
     double *cost = malloc((size_t)(gc.n_layer > 0 ? gc.n_layer : 1) * sizeof *cost);

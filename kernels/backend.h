@@ -104,6 +104,12 @@ typedef struct mt_backend {
     void (*dropout_backward)(float *dx, const float *dy, size_t n, float p, uint64_t seed,
                              uint64_t stream, uint64_t offset);
 
+    /* bfloat16 storage (activations kept for the backward in bf16 mode):
+     * dst[i] = the top 16 bits of src[i] rounded to bfloat16 (kernels/bf16.h,
+     * round to nearest even), and back: dst[i] = src[i] << 16 as fp32 (exact). */
+    void (*to_bf16)(uint16_t *dst, const float *src, size_t n);
+    void (*from_bf16)(float *dst, const uint16_t *src, size_t n);
+
     /* sum of squares in double, fixed reduction order */
     double (*sumsq)(const float *x, size_t n);
     /* x *= s */

@@ -43,4 +43,19 @@ MT_BF16_FN float mt_bf16_round(float x) {
     return x;
 }
 
+/* The bfloat16 bit pattern of x (rounded as mt_bf16_round), and back. */
+MT_BF16_FN uint16_t mt_bf16_bits(float x) {
+    float r = mt_bf16_round(x);
+    uint32_t u;
+    memcpy(&u, &r, sizeof u);
+    return (uint16_t)(u >> 16);
+}
+
+MT_BF16_FN float mt_bf16_value(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
 #endif

@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
     cfg.optim.beta2 = 0.95;
     cfg.optim.eps = 1e-8;
     cfg.optim.weight_decay = 0.1;
-    mt_gpt_config gc = {NL, NH, NC, BS, V, 0.0f};
+    mt_gpt_config gc = {NL, NH, NC, BS, V, 0.0f, 0};
     mt_params p;
     mt_gpt m;
     mt_optim o;

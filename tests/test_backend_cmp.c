@@ -19,6 +19,7 @@
  * Without a usable GPU (or in a build without the CUDA backend) it prints
  * why and exits 77, which ctest reports as skipped.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 
 #include "core/rng.h"
 #include "kernels/backend.h"
+#include "kernels/bf16.h"
 #include "test_util.h"
 
 #define TOL_FP32 1e-5
@@ -218,6 +220,34 @@ static void test_add_scale(void) {
     gpu->free(da), gpu->free(db), gpu->free(dout);
 }
 
+/* bfloat16 storage: CUDA and CPU give bitwise the same 16-bit patterns (odd
+ * n, special values included), and back to fp32 they are mt_bf16_round(x). */
+static void test_bf16_storage(void) {
+    size_t n = 10007, nh = (n + 1) / 2; /* floats holding n halves */
+    float *x = rnd(n, -3, 3);
+    x[0] = NAN, x[1] = INFINITY, x[2] = -INFINITY, x[3] = FLT_MAX, x[4] = 1.0f + 0x1p-8f;
+    x[5] = -0.0f, x[6] = 1e-40f; /* subnormal */
+    float *hc = nan_buf(nh), *h0 = nan_buf(nh), *back = nan_buf(n), *b0 = nan_buf(n);
+    cpu->to_bf16((uint16_t *)hc, x, n);
+    float *dx = up(x, n), *dh = up(h0, nh), *dback = up(b0, n);
+    gpu->to_bf16((uint16_t *)dh, dx, n);
+    float *g = down(dh, nh);
+    CHECK(memcmp(g, hc, n * sizeof(uint16_t)) == 0, "to_bf16: CUDA bits differ from the CPU's");
+    gpu->from_bf16(dback, (const uint16_t *)dh, n);
+    cpu->from_bf16(back, (const uint16_t *)hc, n);
+    float *gb = down(dback, n);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float want = mt_bf16_round(x[i]);
+        if (memcmp(&gb[i], &want, sizeof want) != 0 || memcmp(&back[i], &want, sizeof want) != 0)
+            bad++;
+    }
+    CHECK(bad == 0, "from_bf16(to_bf16(x)) != mt_bf16_round(x) at %zu elements", bad);
+    printf("  %-22s %-8s bitwise equal, round trip = mt_bf16_round\n", "to_bf16/from_bf16", "x");
+    free(x), free(hc), free(h0), free(back), free(b0), free(g), free(gb);
+    gpu->free(dx), gpu->free(dh), gpu->free(dback);
+}
+
 static void test_softmax(int B, int C) {
     size_t n = (size_t)B * C;
     float *logits = rnd(n, -4, 4), *pc = nan_buf(n), *p0 = nan_buf(n);
@@ -399,6 +429,7 @@ static void test_all(void) {
     test_bias(33, 47);
     test_bias(301, 19); /* more rows than one pass of the CUDA column sums */
     test_add_scale();
+    test_bf16_storage();
     test_softmax(19, 257);
     test_softmax(5, 2053); /* rows wider than a block: several elements per thread */
     test_layernorm();

@@ -19,10 +19,15 @@
 #      A staged run stopped at step 5 (train.exit_after_steps) and resumed
 #      matches the uninterrupted run bitwise (the checkpoint copies the
 #      device state out; the resume copies it back in).
-#   4. train.precision = bf16 (emulated on the CPU): GPT losses within 2e-2
-#      relative of fp32 over 10 steps but not equal to them (bf16 changes
-#      something); run.json and the registry record the precision; a bf16
-#      checkpoint (always fp32 tensors) resumes under fp32.
+#   4. train.precision = bf16 (matmuls emulated on the CPU, activations kept
+#      for the backward in bfloat16): GPT losses within 1e-3 relative of
+#      fp32 over 10 steps but not equal to them (bf16 changes something;
+#      1e-3, not the 2e-2 CUDA is allowed: a backward that skips unpacking
+#      one block stays within 2e-2), also at tp2.pp2 with two micro-batches
+#      in flight (staged; 1e-4 of bf16 on one rank); the
+#      start-up estimate of the activations drops below 0.8 x fp32's; run.json
+#      and the registry record the precision; a bf16 checkpoint (always fp32
+#      tensors) resumes under fp32.
 set -uo pipefail
 MPITRAIN=$(realpath "$1") REPO=$(realpath "$2") DATA=$(realpath "$3")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -173,15 +178,55 @@ a, b = losses(sys.argv[1]), losses(sys.argv[2])
 assert sorted(a) == sorted(b) == list(range(1, 11)), (sorted(a), sorted(b))
 rel = max(abs(a[s] - b[s]) / abs(a[s]) for s in a)
 print(f"   bf16 vs fp32 over 10 steps: worst relative loss difference {rel:.2e}")
-assert 1e-7 < rel <= 2e-2, rel
+# 2e-2 is the issue's bound for CUDA bf16 against the CPU; on the CPU,
+# emulated bf16 against fp32 stays near 3e-5 here, and a backward that
+# misses one block's unpacking reaches 2.6e-3: 1e-3 tells them apart
+assert 1e-7 < rel <= 1e-3, rel
 run = json.load(open(glob.glob(sys.argv[2] + "/*/*/run.json")[0]))
 assert run["layout"]["precision"] == "bf16", run["layout"]
 reg = [json.loads(l) for l in open(glob.glob(sys.argv[2] + "/registry.jsonl")[0])]
 assert all(r["lineage"]["layout"]["precision"] == "bf16" for r in reg if "lineage" in r), reg[0]
 PYEOF
-    ok "precision = bf16: losses within 2e-2 of fp32 and not equal; recorded in run.json and the registry"
+    ok "precision = bf16: losses within 1e-3 of fp32 and not equal; recorded in run.json and the registry"
 else
     bad "precision = bf16 against fp32"
+fi
+# bf16 activation storage through the pipeline, tensor parallelism and the
+# device paths: tp2.pp2, staged, GPipe with 2 micro-batches in flight (one
+# activation slot each, sharing the fp32 working copy)
+export MPITRAIN_TEST_STAGED=1
+must_run 4 GPT "$TMP/b16pp" "$TMP/b16pp.log" --set train.precision=bf16 --set parallel.tp=2 \
+    --set parallel.pp=2 --set parallel.schedule=gpipe
+unset MPITRAIN_TEST_STAGED
+if $PY - "$TMP/f32" "$TMP/b16" "$TMP/b16pp" <<'PYEOF'; then
+import glob, json, sys
+def losses(d):
+    f = glob.glob(d + "/*/*/metrics.jsonl")[0]
+    return {r["step"]: r["loss"] for r in map(json.loads, open(f)) if "loss" in r}
+a, b, c = (losses(d) for d in sys.argv[1:4])
+rf = max(abs(a[s] - c[s]) / abs(a[s]) for s in a)
+rb = max(abs(b[s] - c[s]) / abs(b[s]) for s in b)
+print(f"   bf16 tp2.pp2 (staged) vs fp32 one rank: {rf:.2e}; vs bf16 one rank: {rb:.2e}")
+# observed 3e-5 and 2e-6; a missed unpack gives 5e-4 and 3e-3
+assert rf <= 1e-3 and rb <= 1e-4, (rf, rb)
+PYEOF
+    ok "bf16 activations through tp2.pp2 (staged): within 1e-3 of fp32 and 1e-4 of bf16 on one rank"
+else
+    bad "bf16 at tp2.pp2"
+fi
+# bf16 activation storage halves the stored activations: the start-up
+# estimate of a 4-block GPT with 2 micro-batches (2 slots under GPipe)
+mem() { awk '$1 == "0" && $2 == "0" && $3 == "0" { print $(NF - 1); exit }' "$1"; }
+for pr in fp32 bf16; do
+    must_run 1 GPT "$TMP/m$pr" "$TMP/m$pr.log" --set train.precision=$pr --set model.n_layer=4 \
+        --set train.steps=1 --set parallel.schedule=gpipe
+done
+m32=$(mem "$TMP/mfp32.log") m16=$(mem "$TMP/mbf16.log")
+if [ -n "$m32" ] && [ -n "$m16" ] &&
+    $PY -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(0 if b < 0.8 * a else 1)" "$m32" "$m16"; then
+    ok "bf16 activations: estimate $m16 MB against $m32 MB in fp32 (4 blocks, 2 slots)"
+else
+    bad "bf16 activation estimate '$m16' MB not below 0.8 x fp32's '$m32' MB"
 fi
 ck=$(ls "$TMP"/b16/*/*/checkpoints/step_00000010.h5 2>/dev/null | head -1)
 if [ -n "$ck" ] && $PY -c "import h5py,sys; f=h5py.File(sys.argv[1]); bad=[k for k in f['model'] if f['model'][k].dtype != 'float32']; sys.exit(1 if bad else 0)" "$ck"; then

@@ -30,7 +30,7 @@ static void tokens(int32_t *x, int32_t *y) {
 }
 
 static void setup(mt_gpt *m, mt_params *p, float dropout) {
-    mt_gpt_config c = {NL, NH, NC, BS, V, dropout};
+    mt_gpt_config c = {NL, NH, NC, BS, V, dropout, 0};
     mt_err e = {0};
     mt_params_init(p);
     CHECK(mt_gpt_build(m, &c, p, &e) == 0, "build: %s", e.msg);
@@ -134,13 +134,13 @@ static void check_errors(void) {
     mt_gpt m;
     mt_params p;
     mt_err e = {0};
-    mt_gpt_config bad = {2, 3, 8, 6, 11, 0.0f};
+    mt_gpt_config bad = {2, 3, 8, 6, 11, 0.0f, 0};
     mt_params_init(&p);
     CHECK(mt_gpt_build(&m, &bad, &p, &e) == MT_ERR_USAGE && strstr(e.msg, "not divisible"),
           "n_embd 8 with n_head 3: %s", e.msg);
     mt_params_free(&p);
     free(m.block);
-    mt_gpt_config ok = {1, 2, 8, 6, 11, 0.0f};
+    mt_gpt_config ok = {1, 2, 8, 6, 11, 0.0f, 0};
     mt_params_init(&p);
     memset(&e, 0, sizeof e);
     mt_gpt_build(&m, &ok, &p, &e);

@@ -256,6 +256,16 @@ static double cpu_sumsq(const float *x, size_t n) {
     return total;
 }
 
+static void cpu_to_bf16(uint16_t *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN)
+    for (size_t i = 0; i < n; i++) dst[i] = mt_bf16_bits(src[i]);
+}
+
+static void cpu_from_bf16(float *dst, const uint16_t *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN)
+    for (size_t i = 0; i < n; i++) dst[i] = mt_bf16_value(src[i]);
+}
+
 static void cpu_scale(float *x, float s, size_t n) {
 #pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN)
     for (size_t i = 0; i < n; i++) x[i] *= s;
@@ -320,6 +330,8 @@ static const mt_backend cpu_backend = {
     .dropout_backward = mt_cpu_dropout_backward,
     .sumsq = cpu_sumsq,
     .scale = cpu_scale,
+    .to_bf16 = cpu_to_bf16,
+    .from_bf16 = cpu_from_bf16,
     .adamw_update = cpu_adamw_update,
     .sgd_update = cpu_sgd_update,
 };

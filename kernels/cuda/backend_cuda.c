@@ -156,6 +156,8 @@ static const mt_backend cuda_backend = {
     .dropout_backward = mt_cuda_dropout_backward,
     .sumsq = mt_cuda_sumsq,
     .scale = mt_cuda_scale,
+    .to_bf16 = mt_cuda_to_bf16,
+    .from_bf16 = mt_cuda_from_bf16,
     .adamw_update = mt_cuda_adamw_update,
     .sgd_update = mt_cuda_sgd_update,
 };

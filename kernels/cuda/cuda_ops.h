@@ -37,6 +37,8 @@ void mt_cuda_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
 void mt_cuda_add(float *out, const float *a, const float *b, size_t n);
 void mt_cuda_accumulate(float *dst, const float *src, size_t n);
 void mt_cuda_scale(float *x, float s, size_t n);
+void mt_cuda_to_bf16(uint16_t *dst, const float *src, size_t n);
+void mt_cuda_from_bf16(float *dst, const uint16_t *src, size_t n);
 void mt_cuda_dropout_forward(float *y, const float *x, size_t n, float p, uint64_t seed,
                              uint64_t stream, uint64_t offset);
 void mt_cuda_dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t seed,

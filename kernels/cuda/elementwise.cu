@@ -1,6 +1,7 @@
 /*
  * elementwise.cu - CUDA twins of the CPU's elementwise ops (kernels/backend.h):
- * bias add and bias gradient, ReLU, GELU, add, accumulate, scale, dropout.
+ * bias add and bias gradient, ReLU, GELU, add, accumulate, scale, bfloat16
+ * storage conversions, dropout.
  *
  * Each output element is written by one thread with the CPU's formula, so the
  * results are bitwise the CPU's except for GELU (expf here, the CPU's own
@@ -13,6 +14,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "kernels/bf16.h"
 #include "kernels/cuda/cuda_ops.h"
 
 #define THREADS    256
@@ -199,6 +201,28 @@ void mt_cuda_accumulate(float *dst, const float *src, size_t n) {
 void mt_cuda_scale(float *x, float s, size_t n) {
     if (n == 0) return;
     scale_kernel<<<blocks_for(n), THREADS>>>(x, s, n);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+/* ---- bfloat16 storage ---- */
+
+static __global__ void to_bf16_kernel(uint16_t *dst, const float *src, size_t n) {
+    GRID_STRIDE(i, n) dst[i] = mt_bf16_bits(src[i]);
+}
+
+static __global__ void from_bf16_kernel(float *dst, const uint16_t *src, size_t n) {
+    GRID_STRIDE(i, n) dst[i] = mt_bf16_value(src[i]);
+}
+
+void mt_cuda_to_bf16(uint16_t *dst, const float *src, size_t n) {
+    if (n == 0) return;
+    to_bf16_kernel<<<blocks_for(n), THREADS>>>(dst, src, n);
+    MT_CUDA_CHECK(cudaGetLastError());
+}
+
+void mt_cuda_from_bf16(float *dst, const uint16_t *src, size_t n) {
+    if (n == 0) return;
+    from_bf16_kernel<<<blocks_for(n), THREADS>>>(dst, src, n);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
