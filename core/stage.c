@@ -120,9 +120,9 @@ int mt_stage_build(mt_stage *s, const mt_comm *c, const mt_config *cfg, const mt
     s->V = (int)cfg->model.vocab_size;
     s->D = (int)cfg->model.layers.v[0];
     mt_pipe *pp = &s->pipe;
-    pp->comm = c->world;
-    pp->prev = c->prev;
-    pp->next = c->next;
+    pp->x = &c->xpp; /* ranks of the pipeline group are stages */
+    pp->prev = c->pp_rank > 0 ? c->pp_rank - 1 : -1;
+    pp->next = c->pp_rank < c->pp_size - 1 ? c->pp_rank + 1 : -1;
     pp->stage = c->pp_rank;
     pp->stages = c->pp_size;
     pp->microbatches = (int)cfg->parallel.microbatches;
@@ -176,7 +176,7 @@ double mt_stage_act_bytes(const mt_stage *s) {
     else
         mt_mlp_act_bytes(&s->mlp, &stored, &scratch);
     const mt_pipe *p = &s->pipe;
-    double msgs = (p->prev >= 0 ? 2.0 * p->nslots * (double)p->in_n : 0) +
+    double msgs = (p->prev >= 0 ? (double)p->nslots * (double)p->in_n : 0) +
                   (p->next >= 0 ? (double)p->out_n : 0);
     return stored * p->nslots + scratch + 4.0 * msgs;
 }

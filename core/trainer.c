@@ -272,10 +272,10 @@ static int setup_device(trainer *t, mt_err *e) {
         t->be->set_precision(cfg->train.precision == MT_PREC_BF16);
     if (mt_comm_agree(c, e) || mt_comm_use_device(c, t->be, e)) return e->code;
     if (c->rank == 0) {
-        const mt_xcomm *x[3] = {&c->xdp, &c->xtp, &c->xemb};
-        const char *what[3] = {"data-parallel gradient sums", "tensor-parallel sums",
-                               "tied-embedding sums"};
-        for (int i = 0; i < 3; i++)
+        const mt_xcomm *x[4] = {&c->xdp, &c->xtp, &c->xemb, &c->xpp};
+        const char *what[4] = {"data-parallel gradient sums", "tensor-parallel sums",
+                               "tied-embedding sums", "pipeline messages"};
+        for (int i = 0; i < 4; i++)
             if (x[i]->size > 1 && !t->be->host_memory)
                 printf("comms: %s: %s\n", what[i], x[i]->how);
     }
@@ -682,6 +682,7 @@ static cJSON *run_record(const trainer *t) {
         cJSON_AddStringToObject(cm, "dp", t->comm->xdp.how);
         cJSON_AddStringToObject(cm, "tp", t->comm->xtp.how);
         cJSON_AddStringToObject(cm, "emb", t->comm->xemb.how);
+        cJSON_AddStringToObject(cm, "pp", t->comm->xpp.how);
     }
     cJSON_AddStringToObject(r, "host", host);
     /* The scheduler's view, when there is one (Slurm today). */

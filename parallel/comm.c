@@ -45,6 +45,7 @@ int mt_comm_layout(mt_comm *c, int tp, int pp, mt_err *e) {
     MPI_Comm *all[] = {&c->dp, &c->tp, &c->pp, &c->mp, &c->emb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) comm_free(all[i]);
     mt_xcomm_free(&c->xdp), mt_xcomm_free(&c->xtp), mt_xcomm_free(&c->xemb);
+    mt_xcomm_free(&c->xpp);
     int dp = c->size / (tp * pp);
     c->tp_size = tp, c->pp_size = pp, c->dp_size = dp;
     c->tp_rank = c->rank % tp;
@@ -63,6 +64,7 @@ int mt_comm_layout(mt_comm *c, int tp, int pp, mt_err *e) {
     mt_xcomm_host(&c->xdp, c->dp);
     mt_xcomm_host(&c->xtp, c->tp);
     mt_xcomm_host(&c->xemb, c->emb);
+    mt_xcomm_host(&c->xpp, c->pp);
     return MT_OK;
 }
 
@@ -70,15 +72,17 @@ int mt_comm_use_device(mt_comm *c, const mt_backend *be, mt_err *e) {
     int nccl = !be->host_memory && strcmp(be->name, "cuda") == 0;
     int node = c->rank; /* the node's name: the world rank of its first rank */
     MPI_Bcast(&node, 1, MPI_INT, 0, c->node);
-    /* all three on every rank, whatever happens: each is collective */
+    /* all four on every rank, whatever happens: each is collective */
     mt_xcomm_device(&c->xdp, be, nccl, node, e);
     mt_xcomm_device(&c->xtp, be, nccl, node, e);
     mt_xcomm_device(&c->xemb, be, nccl, node, e);
+    mt_xcomm_device(&c->xpp, be, nccl, node, e);
     return mt_comm_agree(c, e);
 }
 
 void mt_comm_finalize(mt_comm *c) {
     mt_xcomm_free(&c->xdp), mt_xcomm_free(&c->xtp), mt_xcomm_free(&c->xemb);
+    mt_xcomm_free(&c->xpp);
     MPI_Comm *all[] = {&c->node, &c->dp, &c->tp, &c->pp, &c->mp, &c->emb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) comm_free(all[i]);
     MPI_Finalize();

@@ -36,9 +36,10 @@ typedef struct {
     MPI_Comm emb;   /* first and last stage of one pipeline (tied embedding);
                      * MPI_COMM_NULL on other stages and when pp = 1 */
     int prev, next; /* world ranks of the neighbouring stages; -1 at the ends */
-    /* sums of buffers in the backend's memory over dp, tp and emb (xcomm.h):
-     * host MPI after mt_comm_layout, device-aware after mt_comm_use_device */
-    mt_xcomm xdp, xtp, xemb;
+    /* sums of buffers in the backend's memory over dp, tp and emb, and the
+     * pipeline's messages over pp (xcomm.h): host MPI after mt_comm_layout,
+     * device-aware after mt_comm_use_device */
+    mt_xcomm xdp, xtp, xemb, xpp;
 } mt_comm;
 
 /* MPI_Init_thread (FUNNELED) and the communicators. */
@@ -49,7 +50,7 @@ void mt_comm_finalize(mt_comm *c);
  * not a multiple of tp x pp. */
 int mt_comm_layout(mt_comm *c, int tp, int pp, mt_err *e);
 
-/* Collective: xdp, xtp and xemb take buffers in be's memory (NCCL for CUDA
+/* Collective: xdp, xtp, xemb and xpp take buffers in be's memory (NCCL for CUDA
  * when built with it; see xcomm.h). Call after mt_comm_layout. */
 int mt_comm_use_device(mt_comm *c, const mt_backend *be, mt_err *e);
 

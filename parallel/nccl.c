@@ -51,6 +51,21 @@ void mt_nccl_sum(void *nc, float *buf, size_t n) {
     }
 }
 
+static void nccl_check(ncclResult_t r, const char *what) {
+    if (r == ncclSuccess) return;
+    fprintf(stderr, "mpitrain: error: %s failed: %s\n", what, ncclGetErrorString(r));
+    abort();
+}
+
+void mt_nccl_exchange(void *nc, const float *sbuf, size_t sn, int to, float *rbuf, size_t rn,
+                      int from) {
+    ncclComm_t c = (ncclComm_t)nc;
+    nccl_check(ncclGroupStart(), "ncclGroupStart");
+    if (to >= 0) nccl_check(ncclSend(sbuf, sn, ncclFloat32, to, c, 0), "ncclSend");
+    if (from >= 0) nccl_check(ncclRecv(rbuf, rn, ncclFloat32, from, c, 0), "ncclRecv");
+    nccl_check(ncclGroupEnd(), "ncclGroupEnd");
+}
+
 void mt_nccl_destroy(void *nc) {
     if (nc) ncclCommDestroy((ncclComm_t)nc);
 }

@@ -18,6 +18,10 @@
 int mt_nccl_create(void **nc, MPI_Comm comm, char *why, size_t n);
 /* In-place sum of n floats; aborts with a message on an NCCL error. */
 void mt_nccl_sum(void *nc, float *buf, size_t n);
+/* One group of ncclSend (sn floats to peer `to`, when to >= 0) and ncclRecv
+ * (rn floats from `from`, when from >= 0); aborts on an NCCL error. */
+void mt_nccl_exchange(void *nc, const float *sbuf, size_t sn, int to, float *rbuf, size_t rn,
+                      int from);
 void mt_nccl_destroy(void *nc);
 /* "2.28.9", or "" without NCCL */
 void mt_nccl_version(char *buf, size_t n);

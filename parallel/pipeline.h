@@ -1,12 +1,20 @@
 /*
- * pipeline.h - pipeline-parallel schedules over MPI point-to-point.
+ * pipeline.h - pipeline-parallel schedules over the pipeline group's
+ * point-to-point exchanges (parallel/xcomm.h: MPI, or NCCL for GPU memory).
  *
  * A pipeline of `stages` ranks (one per stage) runs m micro-batches per step.
  * Stage s receives each micro-batch's input activations from stage s-1,
  * runs its layers, and sends the output to stage s+1; the backward sends
- * the gradient of each input back. Sends are MPI_Isend, completed only
- * before their buffer is reused (so a stage computes while its output is in
- * flight); receives are MPI_Irecv, waited on when the data is needed.
+ * the gradient of each input back.
+ *
+ * Every transfer is part of an exchange that both neighbours make at the
+ * same point of their schedules, and a send completes only when its receive
+ * is posted (NCCL's rule; MPI_Issend on the host). The steady part of 1F1B
+ * pairs them as Megatron-LM does: "send my output forward, receive the
+ * gradient of an earlier one back" on one side is "send a gradient back,
+ * receive the next input" on the other. So no two stages ever wait on each
+ * other's sends, under MPI or NCCL, and buffers are free again as soon as an
+ * exchange returns.
  *
  * Schedules:
  *   GPipe: all m forwards, then all m backwards; m micro-batches of
@@ -27,22 +35,21 @@
 #include <stddef.h>
 
 #include "kernels/backend.h"
+#include "parallel/xcomm.h"
 
 enum { MT_PIPE_SCHED_1F1B = 0, MT_PIPE_SCHED_GPIPE = 1 };
 
 typedef struct {
     /* set by the caller */
-    MPI_Comm comm;      /* where prev and next are ranks */
-    int prev, next;     /* neighbouring stages' ranks; -1 at the ends */
+    const mt_xcomm *x;  /* the pipeline group (a rank per stage, rank = stage) */
+    int prev, next;     /* neighbouring stages; -1 at the ends */
     int stage, stages;  /* this stage, number of stages */
     int microbatches;   /* per step */
     int schedule;       /* MT_PIPE_SCHED_* */
     size_t in_n, out_n; /* floats of one micro-batch's input (from prev), output (to next);
                          * may shrink between calls (a short last evaluation batch) */
     void *ctx;
-    /* whose memory the activations are in (NULL: host). Device memory goes
-     * through host copies: received into a host buffer, then to_device;
-     * sent from a host copy made by to_host. */
+    /* whose memory the activations are in (NULL: host) */
     const mt_backend *be;
     /* forward of micro-batch mb in slot; in is NULL on the first stage;
      * returns the output to send (ignored on the last stage), valid until
@@ -53,16 +60,12 @@ typedef struct {
     const float *(*backward)(void *ctx, int slot, int mb, const float *in, const float *dout);
 
     /* kept by the pipeline */
-    int nslots;                      /* activation slots this stage needs (mt_pipe_slots) */
-    float **in_buf;                  /* (nslots) received inputs */
-    float *dout_buf;                 /* received output gradient */
-    float **dsend;                   /* (nslots) host copies of input gradients being sent */
-    float **asend;                   /* device memory: (nslots) host copies of outputs being sent */
-    float *hrecv;                    /* device memory: host buffer for receiving */
-    MPI_Request *act_req, *grad_req; /* (nslots) sends in flight */
-    int held, peak;                  /* micro-batches whose activations are held now; most ever */
-    double busy_s;                   /* seconds inside the callbacks (for the bubble) */
-    double wait_s;                   /* seconds waiting for a neighbour's data */
+    int nslots;      /* activation slots this stage needs (mt_pipe_slots) */
+    float **in_buf;  /* (nslots) received inputs, in the backend's memory */
+    float *dout_buf; /* received output gradient, in the backend's memory */
+    int held, peak;  /* micro-batches whose activations are held now; most ever */
+    double busy_s;   /* seconds inside the callbacks (for the bubble) */
+    double wait_s;   /* seconds in exchanges (waiting for a neighbour, and moving data) */
 } mt_pipe;
 
 /* Activation slots stage `stage` of `stages` needs for m micro-batches. */

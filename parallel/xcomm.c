@@ -103,6 +103,65 @@ void mt_xcomm_sum(const mt_xcomm *x, float *buf, size_t n) {
     }
 }
 
+/* pieces of at most this many floats per MPI message (int counts) */
+#define P2P_CHUNK ((size_t)1 << 28)
+#define P2P_TAG   103
+
+/* The host-memory exchange: piece k of each direction in round k (a side
+ * with n = 0 still sends one empty message, so it pairs), every round waited
+ * whole. Issend: complete only when matched, as NCCL. */
+static void host_exchange(MPI_Comm comm, const float *sbuf, size_t sn, int to, float *rbuf,
+                          size_t rn, int from) {
+    size_t ns = to >= 0 ? (sn + P2P_CHUNK - 1) / P2P_CHUNK : 0, nr = 0;
+    if (to >= 0 && ns == 0) ns = 1;
+    if (from >= 0) nr = rn ? (rn + P2P_CHUNK - 1) / P2P_CHUNK : 1;
+    for (size_t k = 0; k < ns || k < nr; k++) {
+        MPI_Request r[2];
+        int nreq = 0;
+        size_t off = k * P2P_CHUNK;
+        if (k < nr) {
+            int cnt = (int)(rn - off < P2P_CHUNK ? rn - off : P2P_CHUNK);
+            MPI_Irecv(rbuf + off, rn ? cnt : 0, MPI_FLOAT, from, P2P_TAG, comm, &r[nreq++]);
+        }
+        if (k < ns) {
+            int cnt = (int)(sn - off < P2P_CHUNK ? sn - off : P2P_CHUNK);
+            MPI_Issend(sbuf + off, sn ? cnt : 0, MPI_FLOAT, to, P2P_TAG, comm, &r[nreq++]);
+        }
+        MPI_Waitall(nreq, r, MPI_STATUSES_IGNORE);
+    }
+}
+
+void mt_xcomm_exchange(const mt_xcomm *x, const float *sbuf, size_t sn, int to, float *rbuf,
+                       size_t rn, int from) {
+    if (to < 0 && from < 0) return;
+    if (!x->be || x->be->host_memory) {
+        host_exchange(x->mpi, sbuf, sn, to, rbuf, rn, from);
+        return;
+    }
+#ifdef MT_HAVE_NCCL
+    if (x->nccl) {
+        mt_nccl_exchange(x->nccl, sbuf, to >= 0 ? sn : 0, to, rbuf, from >= 0 ? rn : 0, from);
+        return;
+    }
+#endif
+    /* device memory through host copies: [send part | receive part] */
+    mt_xstage *s = x->stage;
+    size_t hs = to >= 0 ? sn : 0, hr = from >= 0 ? rn : 0;
+    if (s->cap < hs + hr) {
+        free(s->buf);
+        s->buf = malloc((hs + hr ? hs + hr : 1) * sizeof(float));
+        s->cap = s->buf ? hs + hr : 0;
+        if (!s->buf) {
+            fprintf(stderr, "mpitrain: error: out of host memory for a %zu-float transfer\n",
+                    hs + hr);
+            MPI_Abort(MPI_COMM_WORLD, MT_ERR_INTERNAL);
+        }
+    }
+    if (hs) x->be->to_host(s->buf, sbuf, hs);
+    host_exchange(x->mpi, s->buf, hs, to, s->buf + hs, hr, from);
+    if (hr) x->be->to_device(rbuf, s->buf + hs, hr);
+}
+
 void mt_xcomm_free(mt_xcomm *x) {
 #ifdef MT_HAVE_NCCL
     if (x->nccl) mt_nccl_destroy(x->nccl);

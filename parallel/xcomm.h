@@ -47,6 +47,16 @@ void mt_xcomm_host(mt_xcomm *x, MPI_Comm comm);
 int mt_xcomm_device(mt_xcomm *x, const mt_backend *be, int use_nccl, int node, mt_err *e);
 /* In-place sum of n floats over the group; collective over x->mpi. */
 void mt_xcomm_sum(const mt_xcomm *x, float *buf, size_t n);
+/* Point to point inside the group (the pipeline): sends sn floats of sbuf
+ * to group rank `to` and receives rn floats into rbuf from group rank
+ * `from` (a side is skipped when its rank is < 0), both at once; returns
+ * when both are done (on a device: when both are queued in stream order).
+ * The peers call it with the mirror image (their send is this receive).
+ * A send completes only once its receive is posted, on every path: NCCL's
+ * grouped ncclSend/ncclRecv; MPI_Issend on the host (so a schedule that
+ * never deadlocks here never deadlocks with NCCL either). */
+void mt_xcomm_exchange(const mt_xcomm *x, const float *sbuf, size_t sn, int to, float *rbuf,
+                       size_t rn, int from);
 void mt_xcomm_free(mt_xcomm *x);
 
 #endif
