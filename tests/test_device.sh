@@ -14,8 +14,10 @@
 #   3. The device paths on the CPU (MPITRAIN_TEST_STAGED=1: the CPU backend
 #      with its memory treated as a device's, so parameters, optimizer state,
 #      batches, pipeline messages and every sum go through host copies as
-#      they do on a GPU): MLP at dp2 and GPT at dp2, tp2.pp2 and pp2 (GPipe);
-#      each bitwise the same losses and checkpoint tensors as plain CPU runs.
+#      they do on a GPU): MLP at dp2 and GPT at dp2, tp2.pp2, pp2 (GPipe)
+#      and pp4 with 3 and 5 micro-batches (1F1B with and without a steady
+#      phase); each bitwise the same losses and checkpoint tensors as plain
+#      CPU runs.
 #      A staged run stopped at step 5 (train.exit_after_steps) and resumed
 #      matches the uninterrupted run bitwise (the checkpoint copies the
 #      device state out; the resume copies it back in).
@@ -139,12 +141,14 @@ fi
 # ---- 3. the device paths, staged on the CPU ----
 staged() { MPITRAIN_TEST_STAGED=1 "$@"; }
 CK=(--set checkpoint.save_final=true)
-for case in "MLP 2 dp2" "GPT 2 dp2" "GPT 4 tp2.pp2" "GPT 2 pp2.gpipe"; do
+for case in "MLP 2 dp2" "GPT 2 dp2" "GPT 4 tp2.pp2" "GPT 2 pp2.gpipe" "GPT 4 pp4.m3" "GPT 4 pp4.m5"; do
     read -r kind np name <<<"$case"
     extra=()
     case $name in
         tp2.pp2) extra=(--set parallel.tp=2 --set parallel.pp=2) ;;
         pp2.gpipe) extra=(--set parallel.pp=2 --set parallel.schedule=gpipe) ;;
+        pp4.m*) extra=(--set parallel.pp=4 --set model.n_layer=4 --set train.global_batch=30
+            --set parallel.microbatches="${name#pp4.m}") ;;
     esac
     must_run "$np" "$kind" "$TMP/p_$kind$name" "$TMP/p_$kind$name.log" "${CK[@]}" "${extra[@]}"
     export MPITRAIN_TEST_STAGED=1
