@@ -352,6 +352,13 @@ static void upload_i32(const trainer *t, int32_t *dst, const int32_t *src, size_
     t->be->to_device((float *)dst, (const float *)src, n);
 }
 
+/* gpt: the first rows sequences of xt, yt into the backend's memory */
+static void upload_tokens(const trainer *t, int64_t rows) {
+    if (t->be->host_memory) return;
+    upload_i32(t, t->dxt, t->xt, (size_t)rows * (size_t)t->T);
+    upload_i32(t, t->dyt, t->yt, (size_t)rows * (size_t)t->T);
+}
+
 static int build(trainer *t, mt_err *e) {
     t->local_batch = t->cfg.train.global_batch / t->comm->dp_size;
     t->mb_rows = t->local_batch / t->cfg.parallel.microbatches;
@@ -483,7 +490,7 @@ static void lineage_of(const trainer *t, mt_lineage *l) {
     l->tp = t->comm->tp_size;
     l->pp = t->comm->pp_size;
     l->threads = t->threads;
-    l->device = t->be ? (t->be->host_memory ? "cpu" : t->be->name) : "cpu";
+    l->device = t->be ? t->be->name : "cpu";
     l->precision = mt_config_enum_name("train", "precision", t->cfg.train.precision);
     l->gpu = t->gpu;
     l->hosts = t->hosts;
@@ -947,10 +954,7 @@ static void gather_batch(trainer *t, int64_t step) {
         for (int64_t j = 0; j < t->local_batch; j++)
             mt_tokens_window(&t->tok[0], t->order[first + j], t->T, t->xt + (size_t)j * t->T,
                              t->yt + (size_t)j * t->T);
-        if (!t->be->host_memory) {
-            upload_i32(t, t->dxt, t->xt, nb * (size_t)t->T);
-            upload_i32(t, t->dyt, t->yt, nb * (size_t)t->T);
-        }
+        upload_tokens(t, t->local_batch);
         return;
     }
     size_t D = (size_t)t->train.dim;
@@ -986,10 +990,7 @@ static eval_result evaluate(trainer *t, const mt_dataset *d) {
             for (int64_t j = 0; j < k; j++)
                 mt_tokens_window(&t->tok[1], i + j, T, t->xt + (size_t)j * T,
                                  t->yt + (size_t)j * T);
-            if (!t->be->host_memory) {
-                upload_i32(t, t->dxt, t->xt, (size_t)k * (size_t)T);
-                upload_i32(t, t->dyt, t->yt, (size_t)k * (size_t)T);
-            }
+            upload_tokens(t, k);
             mt_stage_eval(&t->st, NULL, t->dxt, t->dyt, k);
         } else if (t->be->host_memory) {
             mt_stage_eval(&t->st, d->x + (size_t)i * (size_t)d->dim, NULL, d->y + i, k);

@@ -151,7 +151,7 @@ void mt_pipe_step(mt_pipe *p) {
 
 void mt_pipe_forward_only(mt_pipe *p, int n) {
     for (int i = 0; i < n; i++) {
-        if (p->prev >= 0) exchange(p, NULL, 0, -1, p->in_buf[0], p->in_n, p->prev);
+        recv_forward(p, 0); /* into slot 0 */
         const float *out = p->forward(p->ctx, 0, i, p->prev >= 0 ? p->in_buf[0] : NULL);
         send_forward(p, out);
     }

@@ -72,6 +72,21 @@ int mt_xcomm_device(mt_xcomm *x, const mt_backend *be, int use_nccl, int node, m
     return MT_OK;
 }
 
+/* The host staging buffer, grown to at least n floats. Out of host memory
+ * mid-collective: the peers would wait for ever, so the job ends. */
+static float *stage_get(mt_xstage *s, size_t n) {
+    if (s->cap < n) {
+        free(s->buf);
+        s->buf = malloc((n ? n : 1) * sizeof(float));
+        s->cap = s->buf ? n : 0;
+        if (!s->buf) {
+            fprintf(stderr, "mpitrain: error: out of host memory for a %zu-float transfer\n", n);
+            MPI_Abort(MPI_COMM_WORLD, MT_ERR_INTERNAL);
+        }
+    }
+    return s->buf;
+}
+
 void mt_xcomm_sum(const mt_xcomm *x, float *buf, size_t n) {
     if (x->mpi == MPI_COMM_NULL || x->size <= 1 || n == 0) return;
     if (!x->be || x->be->host_memory) {
@@ -84,22 +99,12 @@ void mt_xcomm_sum(const mt_xcomm *x, float *buf, size_t n) {
         return;
     }
 #endif
-    mt_xstage *s = x->stage;
-    size_t want = n < STAGE_MAX ? n : STAGE_MAX;
-    if (s->cap < want) {
-        free(s->buf);
-        s->buf = malloc(want * sizeof(float));
-        s->cap = s->buf ? want : 0;
-        if (!s->buf) {
-            fprintf(stderr, "mpitrain: error: out of host memory for a %zu-float transfer\n", want);
-            abort();
-        }
-    }
+    float *h = stage_get(x->stage, n < STAGE_MAX ? n : STAGE_MAX);
     for (size_t i = 0; i < n; i += STAGE_MAX) {
         size_t k = n - i < STAGE_MAX ? n - i : STAGE_MAX;
-        x->be->to_host(s->buf, buf + i, k);
-        mt_comm_sum_floats(x->mpi, s->buf, k);
-        x->be->to_device(buf + i, s->buf, k);
+        x->be->to_host(h, buf + i, k);
+        mt_comm_sum_floats(x->mpi, h, k);
+        x->be->to_device(buf + i, h, k);
     }
 }
 
@@ -145,21 +150,11 @@ void mt_xcomm_exchange(const mt_xcomm *x, const float *sbuf, size_t sn, int to, 
     }
 #endif
     /* device memory through host copies: [send part | receive part] */
-    mt_xstage *s = x->stage;
     size_t hs = to >= 0 ? sn : 0, hr = from >= 0 ? rn : 0;
-    if (s->cap < hs + hr) {
-        free(s->buf);
-        s->buf = malloc((hs + hr ? hs + hr : 1) * sizeof(float));
-        s->cap = s->buf ? hs + hr : 0;
-        if (!s->buf) {
-            fprintf(stderr, "mpitrain: error: out of host memory for a %zu-float transfer\n",
-                    hs + hr);
-            MPI_Abort(MPI_COMM_WORLD, MT_ERR_INTERNAL);
-        }
-    }
-    if (hs) x->be->to_host(s->buf, sbuf, hs);
-    host_exchange(x->mpi, s->buf, hs, to, s->buf + hs, hr, from);
-    if (hr) x->be->to_device(rbuf, s->buf + hs, hr);
+    float *h = stage_get(x->stage, hs + hr);
+    if (hs) x->be->to_host(h, sbuf, hs);
+    host_exchange(x->mpi, h, hs, to, h + hs, hr, from);
+    if (hr) x->be->to_device(rbuf, h + hs, hr);
 }
 
 void mt_xcomm_free(mt_xcomm *x) {
