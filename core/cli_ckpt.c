@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "core/config.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "core/gpt.h"
 #include "core/mlp.h"
 #include "core/params.h"

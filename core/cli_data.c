@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "io/files.h"
 #include "io/h5util.h"
 #include "io/mnist_import.h"

@@ -19,10 +19,10 @@
 #include <time.h>
 
 #include "core/config.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "core/gpt.h"
 #include "core/params.h"
-#include "core/rng.h"
+#include "base/rng.h"
 #include "io/checkpoint.h"
 #include "io/h5util.h"
 #include "kernels/backend.h"

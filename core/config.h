@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 #define MT_CFG_STR_LEN  256
 #define MT_CFG_LIST_MAX 16

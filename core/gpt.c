@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/rng.h"
+#include "base/rng.h"
 
 #define P(m, p, idx) ((p)->data + (p)->v[(idx)].offset)
 #define G(p, idx)    ((p)->grad + (p)->v[(idx)].offset)

@@ -20,7 +20,7 @@
 #include "core/cli_registry.h"
 #include "core/cli_data.h"
 #include "core/config.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "core/trainer.h"
 #include "core/version.h"
 #include "parallel/comm.h"

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/rng.h"
+#include "base/rng.h"
 
 void mt_params_init(mt_params *p) {
     memset(p, 0, sizeof *p);

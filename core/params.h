@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "kernels/backend.h"
 
 #define MT_PARAM_NAME_LEN 64

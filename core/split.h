@@ -10,7 +10,7 @@
 #include <mpi.h>
 
 #include "core/config.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "parallel/comm.h"
 
 #define MT_PP_MAX 1024

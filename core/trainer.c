@@ -32,7 +32,7 @@
 #include "core/optim.h"
 #include "core/params.h"
 #include "core/resume.h"
-#include "core/rng.h"
+#include "base/rng.h"
 #include "core/version.h"
 #include "io/checkpoint.h"
 #include "io/dataset.h"

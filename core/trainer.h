@@ -6,7 +6,7 @@
 #ifndef MT_TRAINER_H
 #define MT_TRAINER_H
 
-#include "core/error.h"
+#include "base/error.h"
 #include "parallel/comm.h"
 
 typedef struct {

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "core/optim.h"
 #include "core/params.h"
 #include "parallel/comm.h"

@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 typedef struct {
     int64_t n;   /* samples */

@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 /* The temporary name a writer of path uses: "<path>.tmp.<pid>". */
 void mt_file_tmp_name(const char *path, char *tmp, size_t n);

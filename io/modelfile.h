@@ -9,7 +9,7 @@
 #ifndef MT_MODELFILE_H
 #define MT_MODELFILE_H
 
-#include "core/error.h"
+#include "base/error.h"
 #include "core/params.h"
 #include "parallel/comm.h"
 

@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 #define MT_REGISTRY_SCHEMA "mpitrain-registry/1"
 #define MT_REGISTRY_LOCK_S 60.0 /* how long a writer waits for the lock */

@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 /* Creates the parents and claims the next free numbered folder; out gets its path. */
 int mt_rundir_create(const char *dir, const char *name, char *out, size_t out_len, mt_err *e);

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 /* hex receives 64 lowercase hex digits and a NUL. */
 int mt_sha256_file(const char *path, char hex[65], mt_err *e);

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 #define MT_TOKENS_MAGIC        20240520
 #define MT_TOKENS_VERSION      1

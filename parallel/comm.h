@@ -17,7 +17,7 @@
 #include <mpi.h>
 #include <stddef.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "kernels/backend.h"
 #include "parallel/xcomm.h"
 

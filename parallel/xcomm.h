@@ -20,7 +20,7 @@
 #include <mpi.h>
 #include <stddef.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "kernels/backend.h"
 
 typedef struct mt_xstage mt_xstage; /* host staging buffer (grown on demand) */

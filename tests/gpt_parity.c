@@ -20,7 +20,7 @@
 #include "core/config.h"
 #include "core/gpt.h"
 #include "core/optim.h"
-#include "core/rng.h"
+#include "base/rng.h"
 #include "io/h5util.h"
 
 enum { NL = 2, NH = 4, NC = 32, BS = 16, V = 67, B = 4, T = 16 };

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/rng.h"
+#include "base/rng.h"
 #include "kernels/backend.h"
 #include "kernels/bf16.h"
 #include "test_util.h"

@@ -8,7 +8,7 @@
 #include "core/config.h"
 #include "core/optim.h"
 #include "core/params.h"
-#include "core/rng.h"
+#include "base/rng.h"
 #include "core/split.h"
 #include "parallel/pipeline.h"
 #include "io/checkpoint.h"

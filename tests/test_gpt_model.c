@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "core/gpt.h"
-#include "core/rng.h"
+#include "base/rng.h"
 #include "test_util.h"
 
 enum { B = 2, T = 5, NL = 2, NH = 2, NC = 8, V = 11, BS = 6 };

@@ -17,7 +17,7 @@
 #include "core/config.h"
 #include "core/mlp.h"
 #include "core/params.h"
-#include "core/rng.h"
+#include "base/rng.h"
 #include "kernels/backend.h"
 #include "test_util.h"
 

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/rng.h"
+#include "base/rng.h"
 
 #define MT_OMP_MIN (1 << 15) /* elements below which threads cost more than they save */
 #define CH_BLOCK   64        /* channels per thread task in reductions over rows */
