@@ -5,6 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Every message is one line (a log reader greps for "mpitrain: error:" at
+ * the start of a line): a line break or other control character that a
+ * value brought in (a file name, a --set value) is shown as '?'. */
+static void one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
 int mt_err_set(mt_err *e, int code, const char *fmt, ...) {
     if (e->code != MT_OK) return e->code;
     e->code = code;
@@ -12,6 +20,7 @@ int mt_err_set(mt_err *e, int code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
+    one_line(e->msg);
     e->hint[0] = '\0';
     return code;
 }
@@ -21,6 +30,7 @@ void mt_err_hint(mt_err *e, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(e->hint, sizeof e->hint, fmt, ap);
     va_end(ap);
+    one_line(e->hint);
 }
 
 void mt_err_clear(mt_err *e) {

@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <ini.h>
 #include <math.h>
 #include <stdlib.h>
@@ -93,6 +94,20 @@ static int parse_int(const char *s, int64_t *out) {
     return 1;
 }
 
+/* Why a string value would not survive being written as "key = value" and
+ * parsed again (the resolved config in run folders and checkpoints), or
+ * NULL: a line break or other control character ends or breaks the line,
+ * and ';' or '#' after white space starts a comment. A value read from an
+ * INI file never has these; one given with --set may. */
+static const char *unstorable(const char *v) {
+    for (const char *p = v; *p; p++) {
+        if (iscntrl((unsigned char)*p)) return "holds a line break or another control character";
+        if ((*p == ';' || *p == '#') && p > v && isspace((unsigned char)p[-1]))
+            return "holds ';' or '#' after a space (a comment in INI text)";
+    }
+    return NULL;
+}
+
 /* Parses text into the field of key k; where names the origin for messages. */
 static int set_value(mt_config *c, const mt_cfg_key *k, const char *value, const char *where,
                      mt_err *e) {
@@ -137,6 +152,15 @@ static int set_value(mt_config *c, const mt_cfg_key *k, const char *value, const
         if (strlen(value) >= MT_CFG_STR_LEN)
             return mt_err_set(e, MT_ERR_USAGE, "%s.%s is longer than %d characters (%s)",
                               k->section, k->key, MT_CFG_STR_LEN - 1, where);
+        const char *why = unstorable(value);
+        if (why) {
+            mt_err_set(e, MT_ERR_USAGE,
+                       "%s.%s = '%s' %s, so it would not read back from the config text stored "
+                       "in run folders and checkpoints (%s)",
+                       k->section, k->key, value, why, where);
+            mt_err_hint(e, "rename the file or folder, or reach it through a symbolic link");
+            return e->code;
+        }
         strcpy((char *)field(c, k), value);
         return MT_OK;
     }
@@ -273,8 +297,8 @@ static int handler(void *user, const char *section, const char *name, const char
                            where);
     s->seen[idx] = 1;
     /* Allow "# comment" after a value as well as inih's "; comment". */
-    char v[MT_CFG_STR_LEN * 2];
-    snprintf(v, sizeof v, "%s", value);
+    char *v = strdup(value);
+    if (!v) return !mt_err_set(s->e, MT_ERR_INTERNAL, "out of memory parsing %s", where);
     for (char *p = v; *p; p++)
         if (*p == '#' && p > v && isspace((unsigned char)p[-1])) {
             *p = '\0';
@@ -282,18 +306,41 @@ static int handler(void *user, const char *section, const char *name, const char
         }
     char *end = v + strlen(v);
     while (end > v && isspace((unsigned char)end[-1])) *--end = '\0';
-    return set_value(s->c, k, v, where, s->e) == MT_OK;
+    int ok = set_value(s->c, k, v, where, s->e) == MT_OK;
+    free(v);
+    return ok;
+}
+
+/* inih reads a line into a buffer of ini_max_line bytes (Debian's libinih
+ * makes its compile-time limits run-time settings): 200 by default, which
+ * cuts any line over 197 characters. Size the buffer for the longest line
+ * of this text instead, so values as long as a path always parse. */
+static void fit_line_buffer(const char *text) {
+    size_t longest = 0;
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len > longest) longest = len;
+        p += len + (nl ? 1 : 0);
+    }
+    size_t need = longest + 3; /* '\r', '\n' and the NUL */
+    if (need < 200) need = 200;
+    if (need > INT_MAX / 2) need = INT_MAX / 2; /* the reader reports what does not fit */
+    ini_use_stack = 0;
+    ini_allow_realloc = 0;
+    ini_max_line = ini_initial_alloc = (int)need;
 }
 
 int mt_config_parse(mt_config *c, const char *text, const char *origin, mt_err *e) {
     parse_state s = {.c = c, .origin = origin, .text = text, .e = e};
     if (nkeys() > NKEYS_MAX) return mt_err_set(e, MT_ERR_INTERNAL, "too many config keys");
+    fit_line_buffer(text);
     int rc = ini_parse_stream(reader, &s, handler, &s);
     if (rc > 0 && e->code && rc < s.err_line) mt_err_clear(e); /* a syntax error came first */
     if (e->code) return e->code;
     if (s.long_line)
         return mt_err_set(e, MT_ERR_USAGE, "line is longer than %d characters (%s line %d)",
-                          INI_MAX_LINE - 2, origin, s.long_line);
+                          ini_max_line - 3, origin, s.long_line);
     if (rc > 0)
         return mt_err_set(e, MT_ERR_USAGE,
                           "malformed line: expected 'key = value' or '[section]' (%s line %d)",
@@ -455,6 +502,36 @@ size_t mt_config_format(const mt_config *c, char *buf, size_t n) {
                                 k->key, v);
     }
     return len;
+}
+
+int mt_config_text(const mt_config *c, char **text, mt_err *e) {
+    size_t need = mt_config_format(c, NULL, 0) + 1;
+    *text = malloc(need);
+    if (!*text) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the config text");
+    mt_config_format(c, *text, need);
+    /* the text must read back as c itself: key by key, the same value text */
+    mt_config *back = malloc(sizeof *back);
+    char *a = malloc(MT_CFG_STR_LEN * 2), *b = malloc(MT_CFG_STR_LEN * 2);
+    mt_err pe = {0};
+    if (!back || !a || !b) {
+        mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the config text");
+    } else {
+        mt_config_defaults(back);
+        if (mt_config_parse(back, *text, "the resolved config", &pe))
+            mt_err_set(e, MT_ERR_USAGE, "the resolved config does not read back: %s", pe.msg);
+        for (const mt_cfg_key *k = mt_cfg_keys; !e->code && k->section; k++) {
+            mt_config_value(c, k, a, MT_CFG_STR_LEN * 2);
+            mt_config_value(back, k, b, MT_CFG_STR_LEN * 2);
+            if (strcmp(a, b) != 0)
+                mt_err_set(e, MT_ERR_USAGE,
+                           "%s.%s = '%s' does not read back from the resolved config text (it "
+                           "reads as '%s')",
+                           k->section, k->key, a, b);
+        }
+    }
+    free(back), free(a), free(b);
+    if (e->code) free(*text), *text = NULL;
+    return e->code;
 }
 
 const char *mt_config_enum_name(const char *section, const char *key, int value) {

@@ -6,13 +6,17 @@
 #ifndef MT_CONFIG_H
 #define MT_CONFIG_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "base/error.h"
 
-#define MT_CFG_STR_LEN  256
+/* String values (paths above all) may be as long as a path: PATH_MAX - 1
+ * characters. Cluster scratch paths are long; a value that parses is always
+ * stored and read back whole (config text in checkpoints included). */
+#define MT_CFG_STR_LEN  PATH_MAX
 #define MT_CFG_LIST_MAX 16
 
 typedef struct {
@@ -133,6 +137,10 @@ int mt_config_set(mt_config *c, const char *assignment, mt_err *e);
 int mt_config_validate(const mt_config *c, mt_err *e);
 /* Writes the resolved configuration as INI text; returns the length needed. */
 size_t mt_config_format(const mt_config *c, char *buf, size_t n);
+/* The resolved configuration as INI text (malloc'd into *text), checked to
+ * read back as c, key by key: what run folders and checkpoints store must
+ * parse again. MT_ERR_USAGE naming the key otherwise. */
+int mt_config_text(const mt_config *c, char **text, mt_err *e);
 /* Writes the value of key k in c as config text ("0.001", "784,256,10"). */
 size_t mt_config_value(const mt_config *c, const mt_cfg_key *k, char *buf, size_t n);
 /* Prints every key with type, default, range and meaning (markdown table or text). */

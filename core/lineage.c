@@ -1,7 +1,6 @@
 /* lineage.c - the registry records of a training run (see lineage.h). */
 #include "lineage.h"
 
-#include <ini.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,11 +66,18 @@ static void add_num_or_null(cJSON *o, const char *key, double v) {
         cJSON_AddNullToObject(o, key);
 }
 
-static int add_config_value(void *user, const char *section, const char *name, const char *value) {
+/* Every key of the resolved config as "section.key": "value" text, in the
+ * table's order (the order of config_ini). */
+static void add_config_values(cJSON *values, const mt_config *cfg) {
     char key[256];
-    snprintf(key, sizeof key, "%s.%s", section, name);
-    cJSON_AddStringToObject((cJSON *)user, key, value);
-    return 1;
+    char *v = malloc(MT_CFG_STR_LEN * 2);
+    if (!v) return;
+    for (const mt_cfg_key *k = mt_cfg_keys; k->section; k++) {
+        snprintf(key, sizeof key, "%s.%s", k->section, k->key);
+        mt_config_value(cfg, k, v, MT_CFG_STR_LEN * 2);
+        cJSON_AddStringToObject(values, key, v);
+    }
+    free(v);
 }
 
 static void add_inputs(cJSON *ev, const mt_lineage *l) {
@@ -185,7 +191,7 @@ cJSON *mt_lineage_event(const mt_lineage *l, const char *type) {
     mt_sha256_buf(l->config_text, strlen(l->config_text), hash);
     cJSON_AddStringToObject(hp, "config_sha256", hash);
     cJSON *values = cJSON_AddObjectToObject(hp, "values");
-    ini_parse_string(l->config_text, add_config_value, values);
+    add_config_values(values, cfg);
     cJSON_AddStringToObject(hp, "config_ini", l->config_text);
     cJSON *fw = cJSON_AddObjectToObject(lin, "framework");
     cJSON_AddStringToObject(fw, "name", "mpitrain");

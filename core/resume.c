@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/files.h"
+
 /* Keys a resumed run must share with its checkpoint: they define the
  * tensors, the optimizer state, and the sample order. */
 static int locked(const mt_cfg_key *k) {
@@ -19,11 +21,9 @@ static int locked(const mt_cfg_key *k) {
     return 0;
 }
 
-void mt_resume_ckpt_dir(const mt_config *cfg, const char *run_dir, char *out, size_t n) {
-    if (cfg->checkpoint.dir[0])
-        snprintf(out, n, "%s", cfg->checkpoint.dir);
-    else
-        snprintf(out, n, "%s/checkpoints", run_dir);
+int mt_resume_ckpt_dir(const mt_config *cfg, const char *run_dir, char *out, size_t n, mt_err *e) {
+    if (cfg->checkpoint.dir[0]) return mt_path_fmt(out, n, e, "%s", cfg->checkpoint.dir);
+    return mt_path_fmt(out, n, e, "%s/checkpoints", run_dir);
 }
 
 /* Tries the checkpoints of dir, newest first (from the one `latest` names,
@@ -49,7 +49,7 @@ static int try_dir(const char *dir, char *path, size_t n, mt_ckpt_info *info, in
         if (top >= 0 && steps[i] > top) continue; /* not yet committed by `latest` */
         char name[64];
         mt_ckpt_name(steps[i], name, sizeof name);
-        snprintf(path, n, "%s/%s", dir, name);
+        if (mt_path_fmt(path, n, e, "%s/%s", dir, name)) break;
         mt_err why = {0};
         (*tried)++;
         if (!mt_ckpt_verify(path, 0, info, &why)) {
@@ -74,14 +74,15 @@ static int cmp_desc(const void *a, const void *b) {
 static int find_auto(const mt_config *cfg, char *path, size_t n, mt_ckpt_info *info, FILE *out,
                      mt_err *e) {
     int tried = 0;
-    char where[700];
+    char where[MT_PATH_LEN + 16];
     if (cfg->checkpoint.dir[0]) {
         snprintf(where, sizeof where, "%s", cfg->checkpoint.dir);
         try_dir(cfg->checkpoint.dir, path, n, info, &tried, out, e);
     } else {
         /* the run folders of this run name, newest (highest number) first */
-        char parent[600];
-        snprintf(parent, sizeof parent, "%s/%s", cfg->run.dir, cfg->run.name);
+        char parent[MT_PATH_LEN];
+        if (mt_path_fmt(parent, sizeof parent, e, "%s/%s", cfg->run.dir, cfg->run.name))
+            return e->code;
         snprintf(where, sizeof where, "%s/*/checkpoints", parent);
         long *nums = NULL;
         int count = 0, cap = 0;
@@ -101,9 +102,9 @@ static int find_auto(const mt_config *cfg, char *path, size_t n, mt_ckpt_info *i
         if (d) closedir(d);
         if (count) qsort(nums, (size_t)count, sizeof *nums, cmp_desc);
         for (int i = 0; i < count && !path[0] && !e->code; i++) {
-            char dir[720];
-            snprintf(dir, sizeof dir, "%s/%04ld/checkpoints", parent, nums[i]);
-            try_dir(dir, path, n, info, &tried, out, e);
+            char dir[MT_PATH_LEN];
+            if (!mt_path_fmt(dir, sizeof dir, e, "%s/%04ld/checkpoints", parent, nums[i]))
+                try_dir(dir, path, n, info, &tried, out, e);
         }
         free(nums);
     }
@@ -135,7 +136,7 @@ int mt_resume_find(const mt_config *cfg, char *path, size_t n, mt_ckpt_info *inf
             return mt_err_set(e, MT_ERR_CKPT,
                               "checkpoint.resume = %s is a folder without a valid 'latest' file",
                               r);
-        snprintf(path, n, "%s/%s", r, latest);
+        if (mt_path_fmt(path, n, e, "%s/%s", r, latest)) return e->code;
     } else {
         snprintf(path, n, "%s", r);
     }

@@ -36,6 +36,6 @@ int mt_resume_check(const mt_config *cfg, const mt_params *p, const char *path,
                     const mt_ckpt_info *info, FILE *out, mt_err *e);
 
 /* The folder checkpoints of a run go to (checkpoint.dir or RUN_DIR/checkpoints). */
-void mt_resume_ckpt_dir(const mt_config *cfg, const char *run_dir, char *out, size_t n);
+int mt_resume_ckpt_dir(const mt_config *cfg, const char *run_dir, char *out, size_t n, mt_err *e);
 
 #endif

@@ -86,7 +86,7 @@ typedef struct {
     int32_t *yb;    /* (local_batch) this step's labels */
     int64_t *order; /* (train.n) sample order of the current epoch */
     int64_t order_epoch;
-    char run_dir[1024], run_id[37], data_sha[65];
+    char run_dir[MT_PATH_LEN], run_id[37], data_sha[65];
     mt_metrics metrics;
     /* checkpoints */
     int64_t start_step;                /* 0, or the step of the checkpoint resumed */
@@ -154,11 +154,8 @@ static int load_config(trainer *t, const mt_train_args *a, mt_err *e) {
                    (long long)t->cfg.parallel.microbatches);
         mt_err_hint(e, "choose a global batch that is a multiple of replicas x microbatches");
     }
-    if (mt_comm_agree(c, e)) return e->code;
-    size_t need = mt_config_format(&t->cfg, NULL, 0) + 1;
-    t->config_text = malloc(need);
-    mt_config_format(&t->cfg, t->config_text, need);
-    return MT_OK;
+    if (!e->code) mt_config_text(&t->cfg, &t->config_text, e);
+    return mt_comm_agree(c, e);
 }
 
 static int load_tokens(trainer *t, mt_err *e) {
@@ -769,7 +766,7 @@ static int open_run(trainer *t, mt_err *e) {
     MPI_Bcast(t->run_id, sizeof t->run_id, MPI_CHAR, 0, c->world);
     gather_hosts(t);
     if (c->rank == 0) {
-        char path[1100];
+        char path[MT_PATH_LEN];
         if (t->cfg.registry.enabled)
             mt_lineage_registry_path(&t->cfg, t->registry, sizeof t->registry);
         if (!hash_data(t, e) &&
@@ -779,21 +776,20 @@ static int open_run(trainer *t, mt_err *e) {
             t->run_dir[0] = '\0';
         }
         if (!e->code) {
-            snprintf(path, sizeof path, "%s/config.ini", t->run_dir);
-            if (!mt_file_write_atomic(path, t->config_text, strlen(t->config_text), e)) {
+            if (!mt_path_fmt(path, sizeof path, e, "%s/config.ini", t->run_dir) &&
+                !mt_file_write_atomic(path, t->config_text, strlen(t->config_text), e)) {
                 cJSON *r = run_record(t);
                 char *s = cJSON_Print(r);
-                snprintf(path, sizeof path, "%s/run.json", t->run_dir);
-                mt_file_write_atomic(path, s, strlen(s), e);
+                if (!mt_path_fmt(path, sizeof path, e, "%s/run.json", t->run_dir))
+                    mt_file_write_atomic(path, s, strlen(s), e);
                 free(s);
                 cJSON_Delete(r);
             }
-            snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
-            if (!e->code) mt_metrics_open(&t->metrics, path, e);
-            if (!e->code && writes_checkpoints(&t->cfg)) {
-                mt_resume_ckpt_dir(&t->cfg, t->run_dir, t->ckpt_dir, sizeof t->ckpt_dir);
+            if (!e->code && !mt_path_fmt(path, sizeof path, e, "%s/metrics.jsonl", t->run_dir))
+                mt_metrics_open(&t->metrics, path, e);
+            if (!e->code && writes_checkpoints(&t->cfg) &&
+                !mt_resume_ckpt_dir(&t->cfg, t->run_dir, t->ckpt_dir, sizeof t->ckpt_dir, e))
                 mt_mkdirs(t->ckpt_dir, e);
-            }
             if (!e->code && t->registry[0]) {
                 mt_lineage l;
                 lineage_of(t, &l);
@@ -1189,9 +1185,9 @@ static int finish_stopped(trainer *t, double ms_per_step, int how, int64_t step,
         cJSON_AddStringToObject(res, "checkpoint", t->ckpt_last);
         cJSON_AddNumberToObject(res, "ms_per_step", ms_per_step);
         char *s = cJSON_Print(r);
-        char path[1100];
-        snprintf(path, sizeof path, "%s/run.json", t->run_dir);
-        mt_file_write_atomic(path, s, strlen(s), e);
+        char path[MT_PATH_LEN];
+        if (!mt_path_fmt(path, sizeof path, e, "%s/run.json", t->run_dir))
+            mt_file_write_atomic(path, s, strlen(s), e);
         free(s);
         cJSON_Delete(r);
         mt_metrics_close(&t->metrics, e);
@@ -1264,8 +1260,9 @@ static cJSON *pipeline_record(const trainer *t) {
 
 static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_err *e) {
     const mt_comm *c = t->comm;
-    char model_path[1100];
-    snprintf(model_path, sizeof model_path, "%s/model.h5", t->run_dir);
+    char model_path[MT_PATH_LEN];
+    if (mt_path_fmt(model_path, sizeof model_path, e, "%s/model.h5", t->run_dir))
+        return mt_comm_agree(c, e);
     mt_modelfile_meta meta = {t->config_text, t->run_id,
                               mt_config_enum_name("model", "kind", t->cfg.model.kind),
                               (long long)t->cfg.train.steps};
@@ -1290,9 +1287,9 @@ static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_
             cJSON_AddNumberToObject(res, "ms_per_step", ms_per_step);
             cJSON_AddStringToObject(res, "model", model_path);
             char *s = cJSON_Print(r);
-            char path[1100];
-            snprintf(path, sizeof path, "%s/run.json", t->run_dir);
-            mt_file_write_atomic(path, s, strlen(s), e);
+            char path[MT_PATH_LEN];
+            if (!mt_path_fmt(path, sizeof path, e, "%s/run.json", t->run_dir))
+                mt_file_write_atomic(path, s, strlen(s), e);
             free(s);
             cJSON_Delete(r);
         }
@@ -1350,10 +1347,10 @@ static void record_failure(trainer *t, const mt_err *e) {
     cJSON_AddNumberToObject(res, "exit_code", e->code);
     cJSON_AddStringToObject(res, "error", e->msg);
     char *s = cJSON_Print(r);
-    char path[1100];
-    snprintf(path, sizeof path, "%s/run.json", t->run_dir);
+    char path[MT_PATH_LEN];
     mt_err ignored = {0}; /* the original error is the one to report */
-    mt_file_write_atomic(path, s, strlen(s), &ignored);
+    if (!mt_path_fmt(path, sizeof path, &ignored, "%s/run.json", t->run_dir))
+        mt_file_write_atomic(path, s, strlen(s), &ignored);
     free(s);
     cJSON_Delete(r);
     if (t->registered) {

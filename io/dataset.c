@@ -12,19 +12,21 @@
 
 /* True if every component of the absolute or relative path exists. */
 static int path_exists(hid_t file, const char *path) {
-    char buf[512];
-    if (strlen(path) >= sizeof buf || path[0] == '\0') return 0;
-    strcpy(buf, path);
-    for (char *p = buf + 1;; p++) {
+    if (path[0] == '\0') return 0;
+    char *buf = strdup(path);
+    if (!buf) return 0;
+    int found = 1;
+    for (char *p = buf + 1; found; p++) {
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
-            if (strcmp(buf, "/") != 0 && H5Lexists(file, buf, H5P_DEFAULT) <= 0) return 0;
+            if (strcmp(buf, "/") != 0 && H5Lexists(file, buf, H5P_DEFAULT) <= 0) found = 0;
             *p = c;
             if (c == '\0') break;
         }
     }
-    return H5Oexists_by_name(file, path, H5P_DEFAULT) > 0;
+    free(buf);
+    return found && H5Oexists_by_name(file, path, H5P_DEFAULT) > 0;
 }
 
 static int open_dataset(hid_t file, const char *fname, const char *name, const char *key, hid_t *ds,

@@ -3,12 +3,26 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+int mt_path_fmt(char *out, size_t n, mt_err *e, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(out, n, fmt, ap);
+    va_end(ap);
+    if (len >= 0 && (size_t)len < n) return MT_OK;
+    mt_err_set(e, MT_ERR_USAGE, "path too long (%d characters; at most %zu): %.200s...", len, n - 1,
+               out);
+    mt_err_hint(e, "use shorter folder names (run.dir, checkpoint.dir), or a symbolic link");
+    out[0] = '\0';
+    return e->code;
+}
 
 void mt_file_tmp_name(const char *path, char *tmp, size_t n) {
     snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());

@@ -8,9 +8,18 @@
 #ifndef MT_FILES_H
 #define MT_FILES_H
 
+#include <limits.h>
 #include <stddef.h>
 
 #include "base/error.h"
+
+/* Room for any path the system accepts (PATH_MAX - 1 characters and the NUL). */
+#define MT_PATH_LEN PATH_MAX
+
+/* Formats a path into out (n bytes). A path that does not fit is an
+ * MT_ERR_USAGE error naming its start, never a silently shortened path. */
+int mt_path_fmt(char *out, size_t n, mt_err *e, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* The temporary name a writer of path uses: "<path>.tmp.<pid>". */
 void mt_file_tmp_name(const char *path, char *tmp, size_t n);

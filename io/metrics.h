@@ -7,13 +7,14 @@
 #define MT_METRICS_H
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 
 #include "base/error.h"
 
 typedef struct {
     FILE *f;
-    char path[1024];
+    char path[PATH_MAX];
 } mt_metrics;
 
 int mt_metrics_open(mt_metrics *m, const char *path, mt_err *e);

@@ -13,11 +13,11 @@
 #include "io/files.h"
 
 int mt_rundir_create(const char *dir, const char *name, char *out, size_t out_len, mt_err *e) {
-    char parent[1024];
-    snprintf(parent, sizeof parent, "%s/%s", dir, name);
-    if (mt_mkdirs(parent, e)) return e->code;
+    char parent[MT_PATH_LEN];
+    if (mt_path_fmt(parent, sizeof parent, e, "%s/%s", dir, name) || mt_mkdirs(parent, e))
+        return e->code;
     for (int i = 1; i < 100000; i++) {
-        snprintf(out, out_len, "%s/%04d", parent, i);
+        if (mt_path_fmt(out, out_len, e, "%s/%04d", parent, i)) return e->code;
         if (mkdir(out, 0777) == 0) return MT_OK;
         if (errno != EEXIST)
             return mt_err_set(e, MT_ERR_USAGE, "cannot create run folder %s: %s", out,

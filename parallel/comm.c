@@ -10,6 +10,13 @@
 
 int mt_comm_init(mt_comm *c, int *argc, char ***argv, mt_err *e) {
     memset(c, 0, sizeof *c);
+    /* Open MPI 4.1's shared-file-pointer component "lockedfile" formats the
+     * file name into a fixed buffer when parallel HDF5 opens a file, and
+     * aborts the process (glibc's buffer-overflow check) for a checkpoint path
+     * longer than about 250 characters. mpitrain never uses shared file
+     * pointers, so leave that component out unless the user chose the
+     * sharedfp components themselves. Read by MPI_Init from the environment. */
+    setenv("OMPI_MCA_sharedfp", "^lockedfile", 0);
     int provided = 0;
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return mt_err_set(e, MT_ERR_COMM, "MPI_Init_thread failed");

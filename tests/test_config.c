@@ -86,9 +86,44 @@ int main(void) {
     expect_error("seed = 1\n", "before any [section]", "line 1");
     expect_error("[run]\nthis line is broken\n", "malformed line", "line 2");
     expect_error("[run\nseed = 1\n", "malformed line", "line 1");
-    char longline[400];
-    snprintf(longline, sizeof longline, "[run]\nname = %0300d\n", 1);
-    expect_error(longline, "longer than", "line 2");
+    /* Values as long as a path parse from a file (inih's 200-byte lines are
+     * widened to the longest line) and from --set, and read back from the
+     * resolved text; one character more is an error, never a cut value. */
+    size_t big = MT_CFG_STR_LEN + 64;
+    char *longtext = malloc(big), *value = malloc(big), *assign = malloc(big);
+    memset(value, 'p', MT_CFG_STR_LEN - 1);
+    value[0] = '/', value[MT_CFG_STR_LEN - 1] = '\0';
+    snprintf(longtext, big, "[data]\npath = %s ; a comment\n[train]\nsteps = 3\n", value);
+    mt_config_defaults(&c);
+    mt_err_clear(&e);
+    CHECK(mt_config_parse(&c, longtext, "long.ini", &e) == MT_OK,
+          "a %d-character value was rejected: %s", MT_CFG_STR_LEN - 1, e.msg);
+    CHECK(strcmp(c.data.path, value) == 0 && c.train.steps == 3,
+          "a %d-character value read back as %zu characters", MT_CFG_STR_LEN - 1,
+          strlen(c.data.path));
+    char *resolved = NULL;
+    CHECK(mt_config_text(&c, &resolved, &e) == MT_OK && strstr(resolved, value),
+          "the resolved text of a long value does not read back: %s", e.msg);
+    mt_config_defaults(&d);
+    CHECK(mt_config_parse(&d, resolved, "resolved", &e) == MT_OK && strcmp(d.data.path, value) == 0,
+          "the resolved text with a long value does not parse: %s", e.msg);
+    free(resolved);
+    snprintf(assign, big, "run.dir=%s", value);
+    mt_config_defaults(&c);
+    CHECK(mt_config_set(&c, assign, &e) == MT_OK && strcmp(c.run.dir, value) == 0,
+          "--set of a %d-character value: %s", MT_CFG_STR_LEN - 1, e.msg);
+    strcat(value, "q"); /* one too many */
+    snprintf(longtext, big, "[run]\ndir = %s\n", value);
+    expect_error(longtext, "run.dir is longer than 4095 characters", "t.ini line 2");
+    snprintf(assign, big, "run.dir=%s", value);
+    expect_set_error(assign, "run.dir is longer than 4095 characters");
+    free(longtext), free(value), free(assign);
+    /* A value that would not read back from the stored config text. */
+    expect_set_error("data.path=/a ;b.h5", "would not read back");
+    expect_set_error("data.path=/a #b.h5", "would not read back");
+    expect_set_error("data.path=/a\nb.h5", "would not read back");
+    mt_config_defaults(&c);
+    CHECK(mt_config_set(&c, "data.path=/a;b#c.h5", &e) == MT_OK, "';' and '#' inside a word");
 
     /* A typo gets a suggestion. */
     mt_config_defaults(&c);
