@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "kernels/bf16.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
 #define THREADS    256
@@ -24,20 +25,7 @@
 #define GELU_C     0.044715f
 
 /* Work buffer for bias_grad's partial sums: grown on demand, never freed. */
-static void *work_buf;
-static size_t work_cap;
-
-static void *work_get(size_t bytes) {
-    if (bytes > work_cap) {
-        /* cudaFree synchronises, so no kernel still in flight uses the old buffer. */
-        if (work_buf) MT_CUDA_CHECK(cudaFree(work_buf));
-        work_buf = NULL;
-        work_cap = 0;
-        MT_CUDA_CHECK(cudaMalloc(&work_buf, bytes));
-        work_cap = bytes;
-    }
-    return work_buf;
-}
+static mt_cuda_work work;
 
 /* Blocks for a grid-stride loop over n elements (n > 0). */
 static unsigned blocks_for(size_t n) {
@@ -97,7 +85,9 @@ void mt_cuda_bias_grad(float *db, const float *dy, int rows, int cols, float bet
     if (cols <= 0) return;
     if (rows < 0) rows = 0;
     int nchunks = rows <= BIAS_ROWS ? 1 : (int)(((size_t)rows + BIAS_ROWS - 1) / BIAS_ROWS);
-    float *part = nchunks == 1 ? db : (float *)work_get((size_t)nchunks * cols * sizeof(float));
+    float *part = nchunks == 1
+                      ? db
+                      : (float *)mt_cuda_work_get(&work, (size_t)nchunks * cols * sizeof(float));
     unsigned col_blocks = (unsigned)(((size_t)cols + THREADS - 1) / THREADS);
     dim3 grid(col_blocks, nchunks < MAX_BLOCKS ? nchunks : MAX_BLOCKS);
     bias_grad_partial<<<grid, THREADS>>>(part, db, dy, rows, cols, nchunks, beta);

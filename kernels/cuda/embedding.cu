@@ -15,26 +15,14 @@
 
 #include <cub/device/device_radix_sort.cuh>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
 #define THREADS    256
 #define MAX_BLOCKS 65535 /* rows beyond this many are taken by grid-stride */
 
 /* Work buffer for the backward's sort: grown on demand, never freed. */
-static void *work_buf;
-static size_t work_cap;
-
-static void *work_get(size_t bytes) {
-    if (bytes > work_cap) {
-        /* cudaFree synchronises, so no kernel still in flight uses the old buffer. */
-        if (work_buf) MT_CUDA_CHECK(cudaFree(work_buf));
-        work_buf = NULL;
-        work_cap = 0;
-        MT_CUDA_CHECK(cudaMalloc(&work_buf, bytes));
-        work_cap = bytes;
-    }
-    return work_buf;
-}
+static mt_cuda_work work;
 
 /* Blocks along a grid dimension covering n rows (n > 0). */
 static unsigned row_blocks(size_t n) {
@@ -116,7 +104,7 @@ void mt_cuda_embedding_backward(float *dwte, float *dwpe, const float *dout, con
     MT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(NULL, sort_bytes, tokens, (int32_t *)NULL,
                                                   (const int32_t *)NULL, (int32_t *)NULL, n));
     size_t arr = align256((size_t)n * sizeof(int32_t));
-    char *w = (char *)work_get(3 * arr + sort_bytes);
+    char *w = (char *)mt_cuda_work_get(&work, 3 * arr + sort_bytes);
     int32_t *pos_in = (int32_t *)w, *tok = (int32_t *)(w + arr), *pos = (int32_t *)(w + 2 * arr);
     iota_kernel<<<row_blocks(((size_t)n + THREADS - 1) / THREADS), THREADS>>>(pos_in, n);
     MT_CUDA_CHECK(cudaGetLastError());

@@ -17,6 +17,7 @@
  */
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
 #define LN_EPS      1e-5
@@ -24,18 +25,7 @@
 #define LN_MAXPARTS 256 /* most row blocks in the dw/db partial sums */
 
 /* Work buffer: dw and db partials, (2, nparts, C). Grown, never freed. */
-static float *g_work;
-static size_t g_work_n;
-
-static float *work_get(size_t n) {
-    if (n > g_work_n) {
-        if (g_work) MT_CUDA_CHECK(cudaFree(g_work));
-        g_work = NULL;
-        MT_CUDA_CHECK(cudaMalloc((void **)&g_work, n * sizeof(float)));
-        g_work_n = n;
-    }
-    return g_work;
-}
+static mt_cuda_work work;
 
 /* Sum of v over the block (blockDim.x a multiple of 32, at most 1024), in a
  * fixed order: a shuffle tree within each warp, then warp 0 adds the warps'
@@ -171,7 +161,7 @@ extern "C" void mt_cuda_layernorm_backward(float *dx, float *dw, float *db, cons
     int nparts = N < LN_MAXPARTS ? N : LN_MAXPARTS;
     int rows_per = (N + nparts - 1) / nparts;
     nparts = (N + rows_per - 1) / rows_per;
-    float *pw = work_get((size_t)2 * nparts * C);
+    float *pw = (float *)mt_cuda_work_get(&work, (size_t)2 * nparts * C * sizeof(float));
     float *pb = pw + (size_t)nparts * C;
     int cblocks = (C + LN_THREADS - 1) / LN_THREADS;
     ln_backward_partial_kernel<<<dim3(cblocks, nparts), LN_THREADS>>>(pw, pb, dout, x, mean, rstd,

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
 #define MAX_THREADS 1024  /* per block; a power of two */
@@ -21,20 +22,7 @@
 
 /* Work buffer for per-row losses / hits and their total: grown on demand,
  * never freed; both ops run on the default stream, so sharing it is safe. */
-static void *work_buf;
-static size_t work_cap;
-
-static void *work_get(size_t bytes) {
-    if (bytes > work_cap) {
-        /* cudaFree synchronises, so no kernel still in flight uses the old buffer. */
-        if (work_buf) MT_CUDA_CHECK(cudaFree(work_buf));
-        work_buf = NULL;
-        work_cap = 0;
-        MT_CUDA_CHECK(cudaMalloc(&work_buf, bytes));
-        work_cap = bytes;
-    }
-    return work_buf;
-}
+static mt_cuda_work work;
 
 /* Threads per row: the smallest power of two >= C, from 32 to MAX_THREADS.
  * A function of C alone, so the reduction tree is the same on every run. */
@@ -117,7 +105,8 @@ static __global__ void softmax_xent_rows(float *probs, double *loss, const float
 double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels, int B,
                                     int C) {
     if (B <= 0 || C <= 0) return 0.0;
-    double *loss = (double *)work_get(((size_t)B + 1) * sizeof(double)); /* (B) rows, then total */
+    double *loss = (double *)mt_cuda_work_get(&work, ((size_t)B + 1) *
+                                                         sizeof(double)); /* (B) rows, then total */
     softmax_xent_rows<<<row_blocks(B), row_threads(C)>>>(probs, loss, logits, labels, B, C);
     MT_CUDA_CHECK(cudaGetLastError());
     sum_kernel<double><<<1, MAX_THREADS>>>(loss + B, loss, B);
@@ -199,7 +188,8 @@ static __global__ void argmax_rows(long long *hit, const float *logits, const in
 
 int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C) {
     if (B <= 0 || C <= 0) return 0;
-    long long *hit = (long long *)work_get(((size_t)B + 1) * sizeof(long long)); /* (B), total */
+    long long *hit =
+        (long long *)mt_cuda_work_get(&work, ((size_t)B + 1) * sizeof(long long)); /* (B), total */
     argmax_rows<<<row_blocks(B), row_threads(C)>>>(hit, logits, labels, B, C);
     MT_CUDA_CHECK(cudaGetLastError());
     sum_kernel<long long><<<1, MAX_THREADS>>>(hit + B, hit, B);

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
 #define THREADS      256   /* a power of two (sumsq's trees) */
@@ -21,20 +22,7 @@
 #define SUMSQ_BLOCKS 1024  /* at most this many block sums in sumsq */
 
 /* Work buffer for sumsq's block sums and total: grown on demand, never freed. */
-static void *work_buf;
-static size_t work_cap;
-
-static void *work_get(size_t bytes) {
-    if (bytes > work_cap) {
-        /* cudaFree synchronises, so no kernel still in flight uses the old buffer. */
-        if (work_buf) MT_CUDA_CHECK(cudaFree(work_buf));
-        work_buf = NULL;
-        work_cap = 0;
-        MT_CUDA_CHECK(cudaMalloc(&work_buf, bytes));
-        work_cap = bytes;
-    }
-    return work_buf;
-}
+static mt_cuda_work work;
 
 static unsigned blocks_for(size_t n, size_t max_blocks) {
     size_t b = (n + THREADS - 1) / THREADS;
@@ -83,7 +71,8 @@ double mt_cuda_sumsq(const float *x, size_t n) {
     if (n == 0) return 0.0;
     /* The grid depends on n alone (never on the device), so the tree does too. */
     unsigned nb = blocks_for(n, SUMSQ_BLOCKS);
-    double *part = (double *)work_get(((size_t)nb + 1) * sizeof(double)); /* (nb), then total */
+    double *part =
+        (double *)mt_cuda_work_get(&work, ((size_t)nb + 1) * sizeof(double)); /* (nb), then total */
     sumsq_blocks<<<nb, THREADS>>>(part, x, n);
     MT_CUDA_CHECK(cudaGetLastError());
     sumsq_final<<<1, THREADS>>>(part + nb, part, nb);
