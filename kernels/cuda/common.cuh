@@ -1,7 +1,13 @@
 /*
  * common.cuh - the helpers the CUDA kernel files (the .cu files of
- * kernels/cuda) share, one copy each: the lazily grown work buffer. Private
- * to kernels/cuda; the ops themselves are declared in cuda_ops.h.
+ * kernels/cuda) share, one copy each: launch sizes, the grid-stride loop
+ * and the lazily grown work buffer. Private to kernels/cuda; the ops
+ * themselves are declared in cuda_ops.h.
+ *
+ * The launch sizes are part of the determinism rule of cuda_ops.h: a grid
+ * depends on the problem's size alone, never on the device, and where a
+ * kernel reduces, its grid fixes the order of the sums; changing one of
+ * these helpers changes the bits of the ops that use it.
  */
 #ifndef MT_CUDA_COMMON_CUH
 #define MT_CUDA_COMMON_CUH
@@ -10,6 +16,37 @@
 #include <stddef.h>
 
 #include "kernels/cuda/cuda_ops.h"
+
+/* Threads per block of the elementwise, per-column and sumsq kernels; a
+ * power of two, which optim.cu's block trees need. */
+#define MT_CUDA_THREADS 256
+/* Most blocks along a grid dimension (gridDim.y's limit; x keeps it too):
+ * grid-stride loops take the rest. */
+#define MT_CUDA_MAX_BLOCKS 65535
+
+/* for (i = this thread's first index; i < n; i += the grid's thread count):
+ * every index in [0, n) is taken by exactly one thread. */
+#define MT_CUDA_GRID_STRIDE(i, n)                                                                  \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                        \
+         i += (size_t)gridDim.x * blockDim.x)
+
+/* Blocks of MT_CUDA_THREADS for a grid-stride loop over n elements (n > 0):
+ * one per MT_CUDA_THREADS elements, at most max_blocks. */
+static inline unsigned mt_cuda_blocks_for(size_t n, size_t max_blocks = MT_CUDA_MAX_BLOCKS) {
+    size_t b = (n + MT_CUDA_THREADS - 1) / MT_CUDA_THREADS;
+    return b < max_blocks ? (unsigned)b : (unsigned)max_blocks;
+}
+
+/* Blocks along a grid dimension for n rows (n > 0), one row each, at most
+ * MT_CUDA_MAX_BLOCKS: the kernel's row loop strides by the grid for the rest. */
+static inline unsigned mt_cuda_row_blocks(size_t n) {
+    return n < MT_CUDA_MAX_BLOCKS ? (unsigned)n : MT_CUDA_MAX_BLOCKS;
+}
+
+/* Blocks covering n columns (n > 0) with one thread per column, threads per block. */
+static inline unsigned mt_cuda_col_blocks(size_t n, unsigned threads = MT_CUDA_THREADS) {
+    return (unsigned)((n + threads - 1) / threads);
+}
 
 /* A device work buffer, grown on demand and never freed. Each file keeps its
  * own (a static mt_cuda_work), as cuda_ops.h says: no two files share one. */

@@ -163,7 +163,7 @@ extern "C" void mt_cuda_layernorm_backward(float *dx, float *dw, float *db, cons
     nparts = (N + rows_per - 1) / rows_per;
     float *pw = (float *)mt_cuda_work_get(&work, (size_t)2 * nparts * C * sizeof(float));
     float *pb = pw + (size_t)nparts * C;
-    int cblocks = (C + LN_THREADS - 1) / LN_THREADS;
+    unsigned cblocks = mt_cuda_col_blocks(C, LN_THREADS);
     ln_backward_partial_kernel<<<dim3(cblocks, nparts), LN_THREADS>>>(pw, pb, dout, x, mean, rstd,
                                                                       N, C, rows_per);
     MT_CUDA_CHECK(cudaGetLastError());

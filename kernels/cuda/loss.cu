@@ -16,9 +16,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
-#define MAX_THREADS 1024  /* per block; a power of two */
-#define MAX_BLOCKS  65535 /* rows beyond this many are taken by grid-stride */
-#define THREADS     256   /* elementwise kernels */
+#define MAX_THREADS 1024 /* per block; a power of two */
 
 /* Work buffer for per-row losses / hits and their total: grown on demand,
  * never freed; both ops run on the default stream, so sharing it is safe. */
@@ -30,10 +28,6 @@ static int row_threads(int C) {
     int t = 32;
     while (t < C && t < MAX_THREADS) t *= 2;
     return t;
-}
-
-static unsigned row_blocks(int B) {
-    return B < MAX_BLOCKS ? (unsigned)B : MAX_BLOCKS;
 }
 
 /* Sum of v over the block by a fixed tree (thread t adds t + s for s =
@@ -107,7 +101,7 @@ double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int
     if (B <= 0 || C <= 0) return 0.0;
     double *loss = (double *)mt_cuda_work_get(&work, ((size_t)B + 1) *
                                                          sizeof(double)); /* (B) rows, then total */
-    softmax_xent_rows<<<row_blocks(B), row_threads(C)>>>(probs, loss, logits, labels, B, C);
+    softmax_xent_rows<<<mt_cuda_row_blocks(B), row_threads(C)>>>(probs, loss, logits, labels, B, C);
     MT_CUDA_CHECK(cudaGetLastError());
     sum_kernel<double><<<1, MAX_THREADS>>>(loss + B, loss, B);
     MT_CUDA_CHECK(cudaGetLastError());
@@ -135,8 +129,8 @@ static __global__ void softmax_xent_backward_kernel(float *dlogits, const float 
 void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int B,
                                    int C, float scale) {
     if (B <= 0 || C <= 0) return;
-    dim3 grid((unsigned)(((size_t)C + THREADS - 1) / THREADS), row_blocks(B));
-    softmax_xent_backward_kernel<<<grid, THREADS>>>(dlogits, probs, labels, B, C, scale);
+    dim3 grid(mt_cuda_col_blocks(C), mt_cuda_row_blocks(B));
+    softmax_xent_backward_kernel<<<grid, MT_CUDA_THREADS>>>(dlogits, probs, labels, B, C, scale);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -190,7 +184,7 @@ int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B,
     if (B <= 0 || C <= 0) return 0;
     long long *hit =
         (long long *)mt_cuda_work_get(&work, ((size_t)B + 1) * sizeof(long long)); /* (B), total */
-    argmax_rows<<<row_blocks(B), row_threads(C)>>>(hit, logits, labels, B, C);
+    argmax_rows<<<mt_cuda_row_blocks(B), row_threads(C)>>>(hit, logits, labels, B, C);
     MT_CUDA_CHECK(cudaGetLastError());
     sum_kernel<long long><<<1, MAX_THREADS>>>(hit + B, hit, B);
     MT_CUDA_CHECK(cudaGetLastError());
