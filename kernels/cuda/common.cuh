@@ -1,13 +1,14 @@
 /*
  * common.cuh - the helpers the CUDA kernel files (the .cu files of
- * kernels/cuda) share, one copy each: launch sizes, the grid-stride loop
- * and the lazily grown work buffer. Private to kernels/cuda; the ops
- * themselves are declared in cuda_ops.h.
+ * kernels/cuda) share, one copy each: launch sizes, the grid-stride loop,
+ * the lazily grown work buffer and the fixed-order block reductions.
+ * Private to kernels/cuda; the ops themselves are declared in cuda_ops.h.
  *
- * The launch sizes are part of the determinism rule of cuda_ops.h: a grid
- * depends on the problem's size alone, never on the device, and where a
- * kernel reduces, its grid fixes the order of the sums; changing one of
- * these helpers changes the bits of the ops that use it.
+ * Launch sizes and reductions are part of the determinism rule of
+ * cuda_ops.h: a grid depends on the problem's size alone, never on the
+ * device, and a reduction adds in an order fixed by the block and grid
+ * sizes; changing one of these helpers changes the bits of the ops that
+ * use it.
  */
 #ifndef MT_CUDA_COMMON_CUH
 #define MT_CUDA_COMMON_CUH
@@ -66,6 +67,29 @@ static inline void *mt_cuda_work_get(mt_cuda_work *w, size_t bytes) {
         w->cap = bytes;
     }
     return w->buf;
+}
+
+/* ---- block reductions: each in a fixed order, so the same inputs give the
+ * same bits; the two sums add in different orders and are not
+ * interchangeable ---- */
+
+/* Sum of v over the block (blockDim.x a multiple of 32, at most 1024), in a
+ * fixed order: a shuffle tree within each warp, then warp 0 adds the warps'
+ * sums with the same tree. Every thread gets the result. sh: 32 doubles. */
+static inline __device__ double mt_cuda_block_sum_shfl(double v, double *sh) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < nwarps ? sh[lane] : 0.0;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+        if (lane == 0) sh[0] = v;
+    }
+    __syncthreads();
+    double r = sh[0];
+    __syncthreads(); /* sh may be reused by the next call */
+    return r;
 }
 
 #endif

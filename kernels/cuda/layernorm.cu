@@ -27,25 +27,6 @@
 /* Work buffer: dw and db partials, (2, nparts, C). Grown, never freed. */
 static mt_cuda_work work;
 
-/* Sum of v over the block (blockDim.x a multiple of 32, at most 1024), in a
- * fixed order: a shuffle tree within each warp, then warp 0 adds the warps'
- * sums with the same tree. Every thread gets the result. sh: 32 doubles. */
-static __device__ double block_sum(double v, double *sh) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < nwarps ? sh[lane] : 0.0;
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-        if (lane == 0) sh[0] = v;
-    }
-    __syncthreads();
-    double r = sh[0];
-    __syncthreads(); /* sh may be reused by the next call */
-    return r;
-}
-
 /* One block per row. */
 static __global__ void ln_forward_kernel(float *out, float *mean, float *rstd, const float *x,
                                          const float *w, const float *b, int C) {
@@ -57,13 +38,13 @@ static __global__ void ln_forward_kernel(float *out, float *mean, float *rstd, c
     /* Two passes in double, as the CPU: no cancellation when |mean| >> std. */
     double s = 0.0;
     for (int c = threadIdx.x; c < C; c += blockDim.x) s += xr[c];
-    double m = block_sum(s, sh) / C;
+    double m = mt_cuda_block_sum_shfl(s, sh) / C;
     double v = 0.0;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         double d = (double)xr[c] - m;
         v += d * d;
     }
-    v = block_sum(v, sh);
+    v = mt_cuda_block_sum_shfl(v, sh);
     float mf = (float)m;
     float rs = (float)(1.0 / sqrt(v / C + LN_EPS));
 
@@ -93,8 +74,8 @@ static __global__ void ln_backward_dx_kernel(float *dx, const float *dout, const
         sd += dn;
         sdx += (double)dn * xhat;
     }
-    sd = block_sum(sd, sh);
-    sdx = block_sum(sdx, sh);
+    sd = mt_cuda_block_sum_shfl(sd, sh);
+    sdx = mt_cuda_block_sum_shfl(sdx, sh);
     float md = (float)(sd / C), mdx = (float)(sdx / C);
 
     /* rs * ((dn - md) - xhat * mdx), rounded as the CPU does */
