@@ -24,6 +24,8 @@
 /* Most blocks along a grid dimension (gridDim.y's limit; x keeps it too):
  * grid-stride loops take the rest. */
 #define MT_CUDA_MAX_BLOCKS 65535
+/* Most threads per block (the hardware's limit; a power of two). */
+#define MT_CUDA_MAX_THREADS 1024
 
 /* for (i = this thread's first index; i < n; i += the grid's thread count):
  * every index in [0, n) is taken by exactly one thread. */
@@ -90,6 +92,34 @@ static inline __device__ double mt_cuda_block_sum_shfl(double v, double *sh) {
     double r = sh[0];
     __syncthreads(); /* sh may be reused by the next call */
     return r;
+}
+
+/* Sum of v over the block by a pairwise tree in shared memory (thread t adds
+ * t + s for s = blockDim/2, ..., 1; blockDim.x a power of two, at most
+ * MT_CUDA_MAX_THREADS). Every thread gets the result. sh: blockDim.x Ts. */
+template <typename T> static __device__ T mt_cuda_block_sum_tree(T v, T *sh) {
+    unsigned t = threadIdx.x;
+    sh[t] = v;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
+        if (t < s) sh[t] += sh[t + s];
+        __syncthreads();
+    }
+    T r = sh[0];
+    __syncthreads(); /* before sh is written again */
+    return r;
+}
+
+/* out[0] = sum of x(n) by one block (launch <<<1, threads>>>, threads a power
+ * of two up to MT_CUDA_MAX_THREADS): each thread adds its strided elements in
+ * index order, then mt_cuda_block_sum_tree. The order depends on n and the
+ * block size alone. */
+template <typename T> static __global__ void mt_cuda_sum_kernel(T *out, const T *x, int n) {
+    __shared__ T sh[MT_CUDA_MAX_THREADS];
+    T s = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
+    s = mt_cuda_block_sum_tree(s, sh);
+    if (threadIdx.x == 0) out[0] = s;
 }
 
 #endif

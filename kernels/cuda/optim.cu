@@ -24,36 +24,14 @@ static mt_cuda_work work;
 
 /* ---- sum of squares ---- */
 
-/* Sum of v over the block by a fixed tree (thread t adds t + s for s =
- * blockDim/2, ..., 1); the sum is valid in thread 0. */
-static __device__ double block_sum(double v, double *sh) {
-    unsigned t = threadIdx.x;
-    sh[t] = v;
-    __syncthreads();
-    for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
-        if (t < s) sh[t] += sh[t + s];
-        __syncthreads();
-    }
-    return sh[0];
-}
-
 /* part(gridDim.x): each thread sums x^2 over its grid-stride elements (x*x is
  * exact in double, so a fused multiply-add changes nothing), then the tree. */
 static __global__ void sumsq_blocks(double *part, const float *x, size_t n) {
     __shared__ double sh[MT_CUDA_THREADS];
     double s = 0.0;
     MT_CUDA_GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
-    s = block_sum(s, sh);
+    s = mt_cuda_block_sum_tree(s, sh);
     if (threadIdx.x == 0) part[blockIdx.x] = s;
-}
-
-/* out[0] = sum of part(nb), by one block of MT_CUDA_THREADS threads. */
-static __global__ void sumsq_final(double *out, const double *part, unsigned nb) {
-    __shared__ double sh[MT_CUDA_THREADS];
-    double s = 0.0;
-    for (unsigned i = threadIdx.x; i < nb; i += blockDim.x) s += part[i];
-    s = block_sum(s, sh);
-    if (threadIdx.x == 0) out[0] = s;
 }
 
 double mt_cuda_sumsq(const float *x, size_t n) {
@@ -64,7 +42,8 @@ double mt_cuda_sumsq(const float *x, size_t n) {
         (double *)mt_cuda_work_get(&work, ((size_t)nb + 1) * sizeof(double)); /* (nb), then total */
     sumsq_blocks<<<nb, MT_CUDA_THREADS>>>(part, x, n);
     MT_CUDA_CHECK(cudaGetLastError());
-    sumsq_final<<<1, MT_CUDA_THREADS>>>(part + nb, part, nb);
+    /* total = the nb block sums added by one block of MT_CUDA_THREADS threads */
+    mt_cuda_sum_kernel<double><<<1, MT_CUDA_THREADS>>>(part + nb, part, (int)nb);
     MT_CUDA_CHECK(cudaGetLastError());
     double total = 0.0;
     MT_CUDA_CHECK(cudaMemcpy(&total, part + nb, sizeof(double), cudaMemcpyDeviceToHost));
