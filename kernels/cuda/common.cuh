@@ -18,6 +18,8 @@
 
 #include "kernels/cuda/cuda_ops.h"
 
+/* ---- launch sizes ---- */
+
 /* Threads per block of the elementwise, per-column and sumsq kernels; a
  * power of two, which optim.cu's block trees need. */
 #define MT_CUDA_THREADS 256
@@ -51,6 +53,8 @@ static inline unsigned mt_cuda_col_blocks(size_t n, unsigned threads = MT_CUDA_T
     return (unsigned)((n + threads - 1) / threads);
 }
 
+/* ---- work buffer ---- */
+
 /* A device work buffer, grown on demand and never freed. Each file keeps its
  * own (a static mt_cuda_work), as cuda_ops.h says: no two files share one. */
 typedef struct {
@@ -71,9 +75,9 @@ static inline void *mt_cuda_work_get(mt_cuda_work *w, size_t bytes) {
     return w->buf;
 }
 
-/* ---- block reductions: each in a fixed order, so the same inputs give the
- * same bits; the two sums add in different orders and are not
- * interchangeable ---- */
+/* ---- block reductions ----
+ * Each adds in a fixed order, so the same inputs give the same bits. The
+ * two sums add in different orders: they are not interchangeable. */
 
 /* Sum of v over the block (blockDim.x a multiple of 32, at most 1024), in a
  * fixed order: a shuffle tree within each warp, then warp 0 adds the warps'
