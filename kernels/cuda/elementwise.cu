@@ -73,9 +73,8 @@ void mt_cuda_bias_grad(float *db, const float *dy, int rows, int cols, float bet
     if (cols <= 0) return;
     if (rows < 0) rows = 0;
     int nchunks = rows <= BIAS_ROWS ? 1 : (int)(((size_t)rows + BIAS_ROWS - 1) / BIAS_ROWS);
-    float *part = nchunks == 1
-                      ? db
-                      : (float *)mt_cuda_work_get(&work, (size_t)nchunks * cols * sizeof(float));
+    size_t part_bytes = (size_t)nchunks * cols * sizeof(float);
+    float *part = nchunks == 1 ? db : (float *)mt_cuda_work_get(&work, part_bytes);
     unsigned col_blocks = mt_cuda_col_blocks(cols);
     dim3 grid(col_blocks, mt_cuda_row_blocks(nchunks));
     bias_grad_partial<<<grid, MT_CUDA_THREADS>>>(part, db, dy, rows, cols, nchunks, beta);

@@ -72,8 +72,8 @@ static __global__ void softmax_xent_rows(float *probs, double *loss, const float
 double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels, int B,
                                     int C) {
     if (B <= 0 || C <= 0) return 0.0;
-    double *loss = (double *)mt_cuda_work_get(&work, ((size_t)B + 1) *
-                                                         sizeof(double)); /* (B) rows, then total */
+    /* (B) rows, then total */
+    double *loss = (double *)mt_cuda_work_get(&work, ((size_t)B + 1) * sizeof(double));
     softmax_xent_rows<<<mt_cuda_row_blocks(B), row_threads(C)>>>(probs, loss, logits, labels, B, C);
     MT_CUDA_CHECK(cudaGetLastError());
     mt_cuda_sum_kernel<double><<<1, MT_CUDA_MAX_THREADS>>>(loss + B, loss, B);
@@ -155,8 +155,8 @@ static __global__ void argmax_rows(long long *hit, const float *logits, const in
 
 int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C) {
     if (B <= 0 || C <= 0) return 0;
-    long long *hit =
-        (long long *)mt_cuda_work_get(&work, ((size_t)B + 1) * sizeof(long long)); /* (B), total */
+    /* (B), total */
+    long long *hit = (long long *)mt_cuda_work_get(&work, ((size_t)B + 1) * sizeof(long long));
     argmax_rows<<<mt_cuda_row_blocks(B), row_threads(C)>>>(hit, logits, labels, B, C);
     MT_CUDA_CHECK(cudaGetLastError());
     mt_cuda_sum_kernel<long long><<<1, MT_CUDA_MAX_THREADS>>>(hit + B, hit, B);

@@ -38,8 +38,8 @@ double mt_cuda_sumsq(const float *x, size_t n) {
     if (n == 0) return 0.0;
     /* The grid depends on n alone (never on the device), so the tree does too. */
     unsigned nb = mt_cuda_blocks_for(n, SUMSQ_BLOCKS);
-    double *part =
-        (double *)mt_cuda_work_get(&work, ((size_t)nb + 1) * sizeof(double)); /* (nb), then total */
+    /* (nb), then total */
+    double *part = (double *)mt_cuda_work_get(&work, ((size_t)nb + 1) * sizeof(double));
     sumsq_blocks<<<nb, MT_CUDA_THREADS>>>(part, x, n);
     MT_CUDA_CHECK(cudaGetLastError());
     /* total = the nb block sums added by one block of MT_CUDA_THREADS threads */
