@@ -36,28 +36,10 @@
  */
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
 #define ATT_THREADS 256 /* threads per block of the softmax kernels (a multiple of 32) */
-
-/* Sum of v over the block (blockDim.x a multiple of 32, at most 1024), in a
- * fixed order: a shuffle tree within each warp, then warp 0 adds the warps'
- * sums with the same tree. Every thread gets the result. sh: 32 doubles. */
-static __device__ double block_sum(double v, double *sh) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < nwarps ? sh[lane] : 0.0;
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-        if (lane == 0) sh[0] = v;
-    }
-    __syncthreads();
-    double r = sh[0];
-    __syncthreads(); /* sh may be reused by the next call */
-    return r;
-}
 
 /* Maximum of v over the block, as the CPU's (a > m ? a : m); max is exact, so
  * the order does not change the result. sh: 32 floats. */
@@ -103,7 +85,7 @@ static __global__ void att_softmax_kernel(float *att, int T) {
         a[s] = e;
         sum += e;
     }
-    float inv = (float)(1.0 / block_sum(sum, shd));
+    float inv = (float)(1.0 / mt_cuda_block_sum_shfl(sum, shd));
     for (int s = threadIdx.x; s < T; s += blockDim.x) a[s] = s <= t ? a[s] * inv : 0.0f;
 }
 
@@ -120,7 +102,7 @@ static __global__ void att_softmax_backward_kernel(float *datt, const float *att
 
     double dot = 0.0;
     for (int s = threadIdx.x; s <= t; s += blockDim.x) dot += (double)a[s] * da[s];
-    float df = (float)block_sum(dot, sh);
+    float df = (float)mt_cuda_block_sum_shfl(dot, sh);
     for (int s = threadIdx.x; s < T; s += blockDim.x)
         da[s] = s <= t ? __fmul_rn(__fmul_rn(a[s], __fsub_rn(da[s], df)), scale) : 0.0f;
 }

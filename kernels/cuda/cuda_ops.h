@@ -15,7 +15,8 @@
  *   - Launches go to the default stream; ops that return a value to the host
  *     (softmax_xent_forward, count_correct, sumsq) synchronise.
  *   - Work buffers: the file's own lazily grown device buffer, never freed
- *     (one per process; ops are called from one thread).
+ *     (a static mt_cuda_work of common.cuh, one per file and process; ops
+ *     are called from one thread).
  */
 #ifndef MT_CUDA_OPS_H
 #define MT_CUDA_OPS_H

@@ -15,50 +15,26 @@
 #include <stdint.h>
 
 #include "kernels/bf16.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
-#define THREADS    256
-#define MAX_BLOCKS 65535 /* grid-stride loops cover whatever a grid this size does not */
-#define BIAS_ROWS  128   /* rows per partial column sum in bias_grad */
-#define GELU_K     0.7978845608028654f /* sqrt(2/pi) */
-#define GELU_C     0.044715f
+#define BIAS_ROWS 128                 /* rows per partial column sum in bias_grad */
+#define GELU_K    0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_C    0.044715f
 
 /* Work buffer for bias_grad's partial sums: grown on demand, never freed. */
-static void *work_buf;
-static size_t work_cap;
-
-static void *work_get(size_t bytes) {
-    if (bytes > work_cap) {
-        /* cudaFree synchronises, so no kernel still in flight uses the old buffer. */
-        if (work_buf) MT_CUDA_CHECK(cudaFree(work_buf));
-        work_buf = NULL;
-        work_cap = 0;
-        MT_CUDA_CHECK(cudaMalloc(&work_buf, bytes));
-        work_cap = bytes;
-    }
-    return work_buf;
-}
-
-/* Blocks for a grid-stride loop over n elements (n > 0). */
-static unsigned blocks_for(size_t n) {
-    size_t b = (n + THREADS - 1) / THREADS;
-    return b < MAX_BLOCKS ? (unsigned)b : MAX_BLOCKS;
-}
-
-#define GRID_STRIDE(i, n)                                                                          \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                        \
-         i += (size_t)gridDim.x * blockDim.x)
+static mt_cuda_work work;
 
 /* ---- bias ---- */
 
 static __global__ void bias_add_kernel(float *y, const float *b, size_t n, size_t cols) {
-    GRID_STRIDE(i, n) y[i] += b[i % cols];
+    MT_CUDA_GRID_STRIDE(i, n) y[i] += b[i % cols];
 }
 
 void mt_cuda_bias_add(float *y, const float *b, int rows, int cols) {
     size_t n = (size_t)(rows > 0 ? rows : 0) * (size_t)(cols > 0 ? cols : 0);
     if (n == 0) return;
-    bias_add_kernel<<<blocks_for(n), THREADS>>>(y, b, n, (size_t)cols);
+    bias_add_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(y, b, n, (size_t)cols);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -97,24 +73,25 @@ void mt_cuda_bias_grad(float *db, const float *dy, int rows, int cols, float bet
     if (cols <= 0) return;
     if (rows < 0) rows = 0;
     int nchunks = rows <= BIAS_ROWS ? 1 : (int)(((size_t)rows + BIAS_ROWS - 1) / BIAS_ROWS);
-    float *part = nchunks == 1 ? db : (float *)work_get((size_t)nchunks * cols * sizeof(float));
-    unsigned col_blocks = (unsigned)(((size_t)cols + THREADS - 1) / THREADS);
-    dim3 grid(col_blocks, nchunks < MAX_BLOCKS ? nchunks : MAX_BLOCKS);
-    bias_grad_partial<<<grid, THREADS>>>(part, db, dy, rows, cols, nchunks, beta);
+    size_t part_bytes = (size_t)nchunks * cols * sizeof(float);
+    float *part = nchunks == 1 ? db : (float *)mt_cuda_work_get(&work, part_bytes);
+    unsigned col_blocks = mt_cuda_col_blocks(cols);
+    dim3 grid(col_blocks, mt_cuda_row_blocks(nchunks));
+    bias_grad_partial<<<grid, MT_CUDA_THREADS>>>(part, db, dy, rows, cols, nchunks, beta);
     MT_CUDA_CHECK(cudaGetLastError());
     if (nchunks == 1) return;
-    bias_grad_final<<<col_blocks, THREADS>>>(db, part, cols, nchunks);
+    bias_grad_final<<<col_blocks, MT_CUDA_THREADS>>>(db, part, cols, nchunks);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
 /* ---- activations ---- */
 
 static __global__ void relu_forward_kernel(float *y, const float *x, size_t n) {
-    GRID_STRIDE(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    MT_CUDA_GRID_STRIDE(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 static __global__ void relu_backward_kernel(float *dx, const float *dy, const float *x, size_t n) {
-    GRID_STRIDE(i, n) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    MT_CUDA_GRID_STRIDE(i, n) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* exp(x) with x clamped to [-87, 87] as the CPU's gelu_exp: for v below about
@@ -129,7 +106,7 @@ static __device__ float gelu_exp(float x) {
 /* GELU, tanh form, as the CPU: y = v * s with s = 1 / (1 + exp(-2u)) =
  * (1 + tanh(u)) / 2, u = K (v + C v^3); no cancellation for negative v. */
 static __global__ void gelu_forward_kernel(float *y, const float *x, size_t n) {
-    GRID_STRIDE(i, n) {
+    MT_CUDA_GRID_STRIDE(i, n) {
         float v = x[i];
         float u = GELU_K * (v + GELU_C * v * v * v);
         y[i] = v / (1.0f + gelu_exp(-2.0f * u));
@@ -138,7 +115,7 @@ static __global__ void gelu_forward_kernel(float *y, const float *x, size_t n) {
 
 /* dy/dv = s + 2 v s (1 - s) du/dv, with 1 - s = e s computed without cancellation. */
 static __global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x, size_t n) {
-    GRID_STRIDE(i, n) {
+    MT_CUDA_GRID_STRIDE(i, n) {
         float v = x[i];
         float u = GELU_K * (v + GELU_C * v * v * v);
         float e = gelu_exp(-2.0f * u);
@@ -150,79 +127,79 @@ static __global__ void gelu_backward_kernel(float *dx, const float *dy, const fl
 
 void mt_cuda_relu_forward(float *y, const float *x, size_t n) {
     if (n == 0) return;
-    relu_forward_kernel<<<blocks_for(n), THREADS>>>(y, x, n);
+    relu_forward_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(y, x, n);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
 void mt_cuda_relu_backward(float *dx, const float *dy, const float *x, size_t n) {
     if (n == 0) return;
-    relu_backward_kernel<<<blocks_for(n), THREADS>>>(dx, dy, x, n);
+    relu_backward_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(dx, dy, x, n);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
 void mt_cuda_gelu_forward(float *y, const float *x, size_t n) {
     if (n == 0) return;
-    gelu_forward_kernel<<<blocks_for(n), THREADS>>>(y, x, n);
+    gelu_forward_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(y, x, n);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
 void mt_cuda_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
     if (n == 0) return;
-    gelu_backward_kernel<<<blocks_for(n), THREADS>>>(dx, dy, x, n);
+    gelu_backward_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(dx, dy, x, n);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
 /* ---- add, accumulate, scale ---- */
 
 static __global__ void add_kernel(float *out, const float *a, const float *b, size_t n) {
-    GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+    MT_CUDA_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
 }
 
 static __global__ void accumulate_kernel(float *dst, const float *src, size_t n) {
-    GRID_STRIDE(i, n) dst[i] += src[i];
+    MT_CUDA_GRID_STRIDE(i, n) dst[i] += src[i];
 }
 
 static __global__ void scale_kernel(float *x, float s, size_t n) {
-    GRID_STRIDE(i, n) x[i] *= s;
+    MT_CUDA_GRID_STRIDE(i, n) x[i] *= s;
 }
 
 void mt_cuda_add(float *out, const float *a, const float *b, size_t n) {
     if (n == 0) return;
-    add_kernel<<<blocks_for(n), THREADS>>>(out, a, b, n);
+    add_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(out, a, b, n);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
 void mt_cuda_accumulate(float *dst, const float *src, size_t n) {
     if (n == 0) return;
-    accumulate_kernel<<<blocks_for(n), THREADS>>>(dst, src, n);
+    accumulate_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(dst, src, n);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
 void mt_cuda_scale(float *x, float s, size_t n) {
     if (n == 0) return;
-    scale_kernel<<<blocks_for(n), THREADS>>>(x, s, n);
+    scale_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(x, s, n);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
 /* ---- bfloat16 storage ---- */
 
 static __global__ void to_bf16_kernel(uint16_t *dst, const float *src, size_t n) {
-    GRID_STRIDE(i, n) dst[i] = mt_bf16_bits(src[i]);
+    MT_CUDA_GRID_STRIDE(i, n) dst[i] = mt_bf16_bits(src[i]);
 }
 
 static __global__ void from_bf16_kernel(float *dst, const uint16_t *src, size_t n) {
-    GRID_STRIDE(i, n) dst[i] = mt_bf16_value(src[i]);
+    MT_CUDA_GRID_STRIDE(i, n) dst[i] = mt_bf16_value(src[i]);
 }
 
 void mt_cuda_to_bf16(uint16_t *dst, const float *src, size_t n) {
     if (n == 0) return;
-    to_bf16_kernel<<<blocks_for(n), THREADS>>>(dst, src, n);
+    to_bf16_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(dst, src, n);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
 void mt_cuda_from_bf16(float *dst, const uint16_t *src, size_t n) {
     if (n == 0) return;
-    from_bf16_kernel<<<blocks_for(n), THREADS>>>(dst, src, n);
+    from_bf16_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(dst, src, n);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -253,7 +230,7 @@ static __device__ float rng_uniform(uint64_t key, uint64_t index) {
  * exactly as the CPU's uint64_t arithmetic does. */
 static __global__ void dropout_kernel(float *y, const float *x, size_t n, float p, float scale,
                                       uint64_t key, uint64_t offset) {
-    GRID_STRIDE(i, n) y[i] = rng_uniform(key, offset + i) >= p ? x[i] * scale : 0.0f;
+    MT_CUDA_GRID_STRIDE(i, n) y[i] = rng_uniform(key, offset + i) >= p ? x[i] * scale : 0.0f;
 }
 
 static void dropout_apply(float *y, const float *x, size_t n, float p, uint64_t seed,
@@ -265,7 +242,8 @@ static void dropout_apply(float *y, const float *x, size_t n, float p, uint64_t 
         return;
     }
     float scale = 1.0f / (1.0f - p); /* on the host, as the CPU computes it */
-    dropout_kernel<<<blocks_for(n), THREADS>>>(y, x, n, p, scale, rng_key(seed, stream), offset);
+    dropout_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(y, x, n, p, scale,
+                                                               rng_key(seed, stream), offset);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 

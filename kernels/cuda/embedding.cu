@@ -15,35 +15,11 @@
 
 #include <cub/device/device_radix_sort.cuh>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
-#define THREADS    256
-#define MAX_BLOCKS 65535 /* rows beyond this many are taken by grid-stride */
-
 /* Work buffer for the backward's sort: grown on demand, never freed. */
-static void *work_buf;
-static size_t work_cap;
-
-static void *work_get(size_t bytes) {
-    if (bytes > work_cap) {
-        /* cudaFree synchronises, so no kernel still in flight uses the old buffer. */
-        if (work_buf) MT_CUDA_CHECK(cudaFree(work_buf));
-        work_buf = NULL;
-        work_cap = 0;
-        MT_CUDA_CHECK(cudaMalloc(&work_buf, bytes));
-        work_cap = bytes;
-    }
-    return work_buf;
-}
-
-/* Blocks along a grid dimension covering n rows (n > 0). */
-static unsigned row_blocks(size_t n) {
-    return n < MAX_BLOCKS ? (unsigned)n : MAX_BLOCKS;
-}
-
-static unsigned col_blocks(int C) {
-    return (unsigned)(((size_t)C + THREADS - 1) / THREADS);
-}
+static mt_cuda_work work;
 
 /* Byte offsets in the work buffer start on 256 bytes (cudaMalloc's alignment). */
 static size_t align256(size_t bytes) {
@@ -65,8 +41,8 @@ void mt_cuda_embedding_forward(float *out, const int32_t *tokens, const float *w
                                const float *wpe, int B, int T, int C) {
     if (B <= 0 || T <= 0 || C <= 0) return;
     int n = B * T;
-    dim3 grid(col_blocks(C), row_blocks((size_t)n));
-    embedding_forward_kernel<<<grid, THREADS>>>(out, tokens, wte, wpe, n, T, C);
+    dim3 grid(mt_cuda_col_blocks(C), mt_cuda_row_blocks((size_t)n));
+    embedding_forward_kernel<<<grid, MT_CUDA_THREADS>>>(out, tokens, wte, wpe, n, T, C);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -116,17 +92,18 @@ void mt_cuda_embedding_backward(float *dwte, float *dwpe, const float *dout, con
     MT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(NULL, sort_bytes, tokens, (int32_t *)NULL,
                                                   (const int32_t *)NULL, (int32_t *)NULL, n));
     size_t arr = align256((size_t)n * sizeof(int32_t));
-    char *w = (char *)work_get(3 * arr + sort_bytes);
+    char *w = (char *)mt_cuda_work_get(&work, 3 * arr + sort_bytes);
     int32_t *pos_in = (int32_t *)w, *tok = (int32_t *)(w + arr), *pos = (int32_t *)(w + 2 * arr);
-    iota_kernel<<<row_blocks(((size_t)n + THREADS - 1) / THREADS), THREADS>>>(pos_in, n);
+    iota_kernel<<<mt_cuda_blocks_for((size_t)n), MT_CUDA_THREADS>>>(pos_in, n);
     MT_CUDA_CHECK(cudaGetLastError());
     /* All 32 key bits: V is not known here; tokens are >= 0, so signed order
      * is the CPU's unsigned order. Radix sort is stable. */
     MT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(w + 3 * arr, sort_bytes, tokens, tok, pos_in, pos,
                                                   n, 0, 32, (cudaStream_t)0));
-    dwte_kernel<<<dim3(col_blocks(C), row_blocks((size_t)n)), THREADS>>>(dwte, dout, tok, pos, n,
-                                                                         C);
+    dwte_kernel<<<dim3(mt_cuda_col_blocks(C), mt_cuda_row_blocks((size_t)n)), MT_CUDA_THREADS>>>(
+        dwte, dout, tok, pos, n, C);
     MT_CUDA_CHECK(cudaGetLastError());
-    dwpe_kernel<<<dim3(col_blocks(C), row_blocks((size_t)T)), THREADS>>>(dwpe, dout, B, T, C);
+    dwpe_kernel<<<dim3(mt_cuda_col_blocks(C), mt_cuda_row_blocks((size_t)T)), MT_CUDA_THREADS>>>(
+        dwpe, dout, B, T, C);
     MT_CUDA_CHECK(cudaGetLastError());
 }

@@ -17,6 +17,7 @@
  */
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
 #define LN_EPS      1e-5
@@ -24,37 +25,7 @@
 #define LN_MAXPARTS 256 /* most row blocks in the dw/db partial sums */
 
 /* Work buffer: dw and db partials, (2, nparts, C). Grown, never freed. */
-static float *g_work;
-static size_t g_work_n;
-
-static float *work_get(size_t n) {
-    if (n > g_work_n) {
-        if (g_work) MT_CUDA_CHECK(cudaFree(g_work));
-        g_work = NULL;
-        MT_CUDA_CHECK(cudaMalloc((void **)&g_work, n * sizeof(float)));
-        g_work_n = n;
-    }
-    return g_work;
-}
-
-/* Sum of v over the block (blockDim.x a multiple of 32, at most 1024), in a
- * fixed order: a shuffle tree within each warp, then warp 0 adds the warps'
- * sums with the same tree. Every thread gets the result. sh: 32 doubles. */
-static __device__ double block_sum(double v, double *sh) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < nwarps ? sh[lane] : 0.0;
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-        if (lane == 0) sh[0] = v;
-    }
-    __syncthreads();
-    double r = sh[0];
-    __syncthreads(); /* sh may be reused by the next call */
-    return r;
-}
+static mt_cuda_work work;
 
 /* One block per row. */
 static __global__ void ln_forward_kernel(float *out, float *mean, float *rstd, const float *x,
@@ -67,13 +38,13 @@ static __global__ void ln_forward_kernel(float *out, float *mean, float *rstd, c
     /* Two passes in double, as the CPU: no cancellation when |mean| >> std. */
     double s = 0.0;
     for (int c = threadIdx.x; c < C; c += blockDim.x) s += xr[c];
-    double m = block_sum(s, sh) / C;
+    double m = mt_cuda_block_sum_shfl(s, sh) / C;
     double v = 0.0;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         double d = (double)xr[c] - m;
         v += d * d;
     }
-    v = block_sum(v, sh);
+    v = mt_cuda_block_sum_shfl(v, sh);
     float mf = (float)m;
     float rs = (float)(1.0 / sqrt(v / C + LN_EPS));
 
@@ -103,8 +74,8 @@ static __global__ void ln_backward_dx_kernel(float *dx, const float *dout, const
         sd += dn;
         sdx += (double)dn * xhat;
     }
-    sd = block_sum(sd, sh);
-    sdx = block_sum(sdx, sh);
+    sd = mt_cuda_block_sum_shfl(sd, sh);
+    sdx = mt_cuda_block_sum_shfl(sdx, sh);
     float md = (float)(sd / C), mdx = (float)(sdx / C);
 
     /* rs * ((dn - md) - xhat * mdx), rounded as the CPU does */
@@ -171,9 +142,9 @@ extern "C" void mt_cuda_layernorm_backward(float *dx, float *dw, float *db, cons
     int nparts = N < LN_MAXPARTS ? N : LN_MAXPARTS;
     int rows_per = (N + nparts - 1) / nparts;
     nparts = (N + rows_per - 1) / rows_per;
-    float *pw = work_get((size_t)2 * nparts * C);
+    float *pw = (float *)mt_cuda_work_get(&work, (size_t)2 * nparts * C * sizeof(float));
     float *pb = pw + (size_t)nparts * C;
-    int cblocks = (C + LN_THREADS - 1) / LN_THREADS;
+    unsigned cblocks = mt_cuda_col_blocks(C, LN_THREADS);
     ln_backward_partial_kernel<<<dim3(cblocks, nparts), LN_THREADS>>>(pw, pb, dout, x, mean, rstd,
                                                                       N, C, rows_per);
     MT_CUDA_CHECK(cudaGetLastError());

@@ -13,64 +13,19 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
-
-#define MAX_THREADS 1024  /* per block; a power of two */
-#define MAX_BLOCKS  65535 /* rows beyond this many are taken by grid-stride */
-#define THREADS     256   /* elementwise kernels */
 
 /* Work buffer for per-row losses / hits and their total: grown on demand,
  * never freed; both ops run on the default stream, so sharing it is safe. */
-static void *work_buf;
-static size_t work_cap;
+static mt_cuda_work work;
 
-static void *work_get(size_t bytes) {
-    if (bytes > work_cap) {
-        /* cudaFree synchronises, so no kernel still in flight uses the old buffer. */
-        if (work_buf) MT_CUDA_CHECK(cudaFree(work_buf));
-        work_buf = NULL;
-        work_cap = 0;
-        MT_CUDA_CHECK(cudaMalloc(&work_buf, bytes));
-        work_cap = bytes;
-    }
-    return work_buf;
-}
-
-/* Threads per row: the smallest power of two >= C, from 32 to MAX_THREADS.
+/* Threads per row: the smallest power of two >= C, from 32 to MT_CUDA_MAX_THREADS.
  * A function of C alone, so the reduction tree is the same on every run. */
 static int row_threads(int C) {
     int t = 32;
-    while (t < C && t < MAX_THREADS) t *= 2;
+    while (t < C && t < MT_CUDA_MAX_THREADS) t *= 2;
     return t;
-}
-
-static unsigned row_blocks(int B) {
-    return B < MAX_BLOCKS ? (unsigned)B : MAX_BLOCKS;
-}
-
-/* Sum of v over the block by a fixed tree (thread t adds t + s for s =
- * blockDim/2, ..., 1; blockDim a power of two); every thread gets the sum.
- * sh holds blockDim.x elements. */
-template <typename T> static __device__ T block_sum(T v, T *sh) {
-    unsigned t = threadIdx.x;
-    sh[t] = v;
-    __syncthreads();
-    for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
-        if (t < s) sh[t] += sh[t + s];
-        __syncthreads();
-    }
-    T r = sh[0];
-    __syncthreads(); /* before sh is written again */
-    return r;
-}
-
-/* out[0] = sum of x(n) by one block: strided per-thread sums, then the tree. */
-template <typename T> static __global__ void sum_kernel(T *out, const T *x, int n) {
-    __shared__ T sh[MAX_THREADS];
-    T s = 0;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
-    s = block_sum(s, sh);
-    if (threadIdx.x == 0) out[0] = s;
 }
 
 /* ---- softmax cross-entropy ---- */
@@ -81,8 +36,8 @@ template <typename T> static __global__ void sum_kernel(T *out, const T *x, int 
  * out of bounds. */
 static __global__ void softmax_xent_rows(float *probs, double *loss, const float *logits,
                                          const int32_t *labels, int B, int C) {
-    __shared__ float shf[MAX_THREADS];
-    __shared__ double shd[MAX_THREADS];
+    __shared__ float shf[MT_CUDA_MAX_THREADS];
+    __shared__ double shd[MT_CUDA_MAX_THREADS];
     unsigned t = threadIdx.x;
     for (int b = blockIdx.x; b < B; b += gridDim.x) {
         const float *z = logits + (size_t)b * C;
@@ -104,7 +59,7 @@ static __global__ void softmax_xent_rows(float *probs, double *loss, const float
             p[c] = e;
             sum += e;
         }
-        sum = block_sum(sum, shd);
+        sum = mt_cuda_block_sum_tree(sum, shd);
         float inv = (float)(1.0 / sum);
         for (int c = t; c < C; c += blockDim.x) p[c] *= inv; /* this thread's own p[c] */
         if (t == 0) {
@@ -117,10 +72,11 @@ static __global__ void softmax_xent_rows(float *probs, double *loss, const float
 double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels, int B,
                                     int C) {
     if (B <= 0 || C <= 0) return 0.0;
-    double *loss = (double *)work_get(((size_t)B + 1) * sizeof(double)); /* (B) rows, then total */
-    softmax_xent_rows<<<row_blocks(B), row_threads(C)>>>(probs, loss, logits, labels, B, C);
+    /* (B) rows, then total */
+    double *loss = (double *)mt_cuda_work_get(&work, ((size_t)B + 1) * sizeof(double));
+    softmax_xent_rows<<<mt_cuda_row_blocks(B), row_threads(C)>>>(probs, loss, logits, labels, B, C);
     MT_CUDA_CHECK(cudaGetLastError());
-    sum_kernel<double><<<1, MAX_THREADS>>>(loss + B, loss, B);
+    mt_cuda_sum_kernel<double><<<1, MT_CUDA_MAX_THREADS>>>(loss + B, loss, B);
     MT_CUDA_CHECK(cudaGetLastError());
     double total = 0.0;
     MT_CUDA_CHECK(cudaMemcpy(&total, loss + B, sizeof(double), cudaMemcpyDeviceToHost));
@@ -146,8 +102,8 @@ static __global__ void softmax_xent_backward_kernel(float *dlogits, const float 
 void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int B,
                                    int C, float scale) {
     if (B <= 0 || C <= 0) return;
-    dim3 grid((unsigned)(((size_t)C + THREADS - 1) / THREADS), row_blocks(B));
-    softmax_xent_backward_kernel<<<grid, THREADS>>>(dlogits, probs, labels, B, C, scale);
+    dim3 grid(mt_cuda_col_blocks(C), mt_cuda_row_blocks(B));
+    softmax_xent_backward_kernel<<<grid, MT_CUDA_THREADS>>>(dlogits, probs, labels, B, C, scale);
     MT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -161,8 +117,8 @@ void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int
  * tie as on the CPU), and a NaN z[0] gives 0. */
 static __global__ void argmax_rows(long long *hit, const float *logits, const int32_t *labels,
                                    int B, int C) {
-    __shared__ float shv[MAX_THREADS];
-    __shared__ int shi[MAX_THREADS];
+    __shared__ float shv[MT_CUDA_MAX_THREADS];
+    __shared__ int shi[MT_CUDA_MAX_THREADS];
     unsigned t = threadIdx.x;
     for (int b = blockIdx.x; b < B; b += gridDim.x) {
         const float *z = logits + (size_t)b * C;
@@ -199,10 +155,11 @@ static __global__ void argmax_rows(long long *hit, const float *logits, const in
 
 int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C) {
     if (B <= 0 || C <= 0) return 0;
-    long long *hit = (long long *)work_get(((size_t)B + 1) * sizeof(long long)); /* (B), total */
-    argmax_rows<<<row_blocks(B), row_threads(C)>>>(hit, logits, labels, B, C);
+    /* (B), total */
+    long long *hit = (long long *)mt_cuda_work_get(&work, ((size_t)B + 1) * sizeof(long long));
+    argmax_rows<<<mt_cuda_row_blocks(B), row_threads(C)>>>(hit, logits, labels, B, C);
     MT_CUDA_CHECK(cudaGetLastError());
-    sum_kernel<long long><<<1, MAX_THREADS>>>(hit + B, hit, B);
+    mt_cuda_sum_kernel<long long><<<1, MT_CUDA_MAX_THREADS>>>(hit + B, hit, B);
     MT_CUDA_CHECK(cudaGetLastError());
     long long total = 0;
     MT_CUDA_CHECK(cudaMemcpy(&total, hit + B, sizeof(long long), cudaMemcpyDeviceToHost));

@@ -14,79 +14,36 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
-#define THREADS      256   /* a power of two (sumsq's trees) */
-#define MAX_BLOCKS   65535 /* grid-stride loops cover the rest */
-#define SUMSQ_BLOCKS 1024  /* at most this many block sums in sumsq */
+#define SUMSQ_BLOCKS 1024 /* at most this many block sums in sumsq */
 
 /* Work buffer for sumsq's block sums and total: grown on demand, never freed. */
-static void *work_buf;
-static size_t work_cap;
-
-static void *work_get(size_t bytes) {
-    if (bytes > work_cap) {
-        /* cudaFree synchronises, so no kernel still in flight uses the old buffer. */
-        if (work_buf) MT_CUDA_CHECK(cudaFree(work_buf));
-        work_buf = NULL;
-        work_cap = 0;
-        MT_CUDA_CHECK(cudaMalloc(&work_buf, bytes));
-        work_cap = bytes;
-    }
-    return work_buf;
-}
-
-static unsigned blocks_for(size_t n, size_t max_blocks) {
-    size_t b = (n + THREADS - 1) / THREADS;
-    return b < max_blocks ? (unsigned)b : (unsigned)max_blocks;
-}
-
-#define GRID_STRIDE(i, n)                                                                          \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                        \
-         i += (size_t)gridDim.x * blockDim.x)
+static mt_cuda_work work;
 
 /* ---- sum of squares ---- */
-
-/* Sum of v over the block by a fixed tree (thread t adds t + s for s =
- * blockDim/2, ..., 1); the sum is valid in thread 0. */
-static __device__ double block_sum(double v, double *sh) {
-    unsigned t = threadIdx.x;
-    sh[t] = v;
-    __syncthreads();
-    for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
-        if (t < s) sh[t] += sh[t + s];
-        __syncthreads();
-    }
-    return sh[0];
-}
 
 /* part(gridDim.x): each thread sums x^2 over its grid-stride elements (x*x is
  * exact in double, so a fused multiply-add changes nothing), then the tree. */
 static __global__ void sumsq_blocks(double *part, const float *x, size_t n) {
-    __shared__ double sh[THREADS];
+    __shared__ double sh[MT_CUDA_THREADS];
     double s = 0.0;
-    GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
-    s = block_sum(s, sh);
+    MT_CUDA_GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
+    s = mt_cuda_block_sum_tree(s, sh);
     if (threadIdx.x == 0) part[blockIdx.x] = s;
-}
-
-/* out[0] = sum of part(nb), by one block of THREADS threads. */
-static __global__ void sumsq_final(double *out, const double *part, unsigned nb) {
-    __shared__ double sh[THREADS];
-    double s = 0.0;
-    for (unsigned i = threadIdx.x; i < nb; i += blockDim.x) s += part[i];
-    s = block_sum(s, sh);
-    if (threadIdx.x == 0) out[0] = s;
 }
 
 double mt_cuda_sumsq(const float *x, size_t n) {
     if (n == 0) return 0.0;
     /* The grid depends on n alone (never on the device), so the tree does too. */
-    unsigned nb = blocks_for(n, SUMSQ_BLOCKS);
-    double *part = (double *)work_get(((size_t)nb + 1) * sizeof(double)); /* (nb), then total */
-    sumsq_blocks<<<nb, THREADS>>>(part, x, n);
+    unsigned nb = mt_cuda_blocks_for(n, SUMSQ_BLOCKS);
+    /* (nb), then total */
+    double *part = (double *)mt_cuda_work_get(&work, ((size_t)nb + 1) * sizeof(double));
+    sumsq_blocks<<<nb, MT_CUDA_THREADS>>>(part, x, n);
     MT_CUDA_CHECK(cudaGetLastError());
-    sumsq_final<<<1, THREADS>>>(part + nb, part, nb);
+    /* total = the nb block sums added by one block of MT_CUDA_THREADS threads */
+    mt_cuda_sum_kernel<double><<<1, MT_CUDA_THREADS>>>(part + nb, part, (int)nb);
     MT_CUDA_CHECK(cudaGetLastError());
     double total = 0.0;
     MT_CUDA_CHECK(cudaMemcpy(&total, part + nb, sizeof(double), cudaMemcpyDeviceToHost));
@@ -100,7 +57,7 @@ double mt_cuda_sumsq(const float *x, size_t n) {
 static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n,
                                     float beta1, float beta2, float omb1, float omb2, float eps,
                                     float step, float inv_sqrt_bc2, float decay) {
-    GRID_STRIDE(i, n) {
+    MT_CUDA_GRID_STRIDE(i, n) {
         float gi = g[i];
         float mi = __fmul_rn(beta1, m[i]) + __fmul_rn(omb1, gi);
         float vi = __fmul_rn(beta2, v[i]) + __fmul_rn(__fmul_rn(omb2, gi), gi);
@@ -117,7 +74,7 @@ void mt_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n
     float step = lr / bc1;
     float inv_sqrt_bc2 = 1.0f / sqrtf(bc2);
     float decay = 1.0f - lr * wd;
-    adamw_kernel<<<blocks_for(n, MAX_BLOCKS), THREADS>>>(
+    adamw_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(
         p, g, m, v, n, beta1, beta2, 1.0f - beta1, 1.0f - beta2, eps, step, inv_sqrt_bc2, decay);
     MT_CUDA_CHECK(cudaGetLastError());
 }
@@ -127,7 +84,7 @@ void mt_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n
 /* The CPU's loop body: g += wd * p; buf = momentum * buf + g; p -= lr * buf. */
 static __global__ void sgd_kernel(float *p, const float *g, float *buf, size_t n, float lr,
                                   float momentum, float wd) {
-    GRID_STRIDE(i, n) {
+    MT_CUDA_GRID_STRIDE(i, n) {
         float gi = g[i] + __fmul_rn(wd, p[i]);
         float b = __fmul_rn(momentum, buf[i]) + gi;
         buf[i] = b;
@@ -138,6 +95,6 @@ static __global__ void sgd_kernel(float *p, const float *g, float *buf, size_t n
 void mt_cuda_sgd_update(float *p, const float *g, float *buf, size_t n, float lr, float momentum,
                         float wd) {
     if (n == 0) return;
-    sgd_kernel<<<blocks_for(n, MAX_BLOCKS), THREADS>>>(p, g, buf, n, lr, momentum, wd);
+    sgd_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(p, g, buf, n, lr, momentum, wd);
     MT_CUDA_CHECK(cudaGetLastError());
 }
