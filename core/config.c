@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NKEYS_MAX 128
+#define NKEYS_MAX        128
+#define ENUM_CHOICES_MAX 16 /* values of one enum key */
 
 static int nkeys(void) {
     int n = 0;
@@ -535,18 +536,18 @@ int mt_config_text(const mt_config *c, char **text, mt_err *e) {
 }
 
 const char *mt_config_enum_name(const char *section, const char *key, int value) {
-    /* A few rotating buffers, so several names fit in one printf. */
-    static _Thread_local char names[4][64];
-    static _Thread_local int next;
-    char *name = names[next++ & 3];
+    /* One stored name per key and value, so a returned name stays valid for
+     * the life of the process (callers keep them in records). */
+    static char names[NKEYS_MAX][ENUM_CHOICES_MAX][64];
     const mt_cfg_key *k = find_key(section, key);
-    if (!k || k->type != MT_CFG_ENUM) return "?";
+    if (!k || k->type != MT_CFG_ENUM || value < 0 || value >= ENUM_CHOICES_MAX) return "?";
     const char *p = k->choices;
     for (int idx = 0; *p; idx++) {
         const char *bar = strchr(p, '|');
         size_t len = bar ? (size_t)(bar - p) : strlen(p);
         if (idx == value) {
-            snprintf(name, 64, "%.*s", (int)len, p);
+            char *name = names[k - mt_cfg_keys][value];
+            if (!name[0]) snprintf(name, 64, "%.*s", (int)len, p);
             return name;
         }
         p += len + (bar ? 1 : 0);

@@ -169,6 +169,12 @@ int main(void) {
     c.model.layers.n = 1;
     CHECK(mt_config_validate(&c, &e) == MT_ERR_USAGE, "one-entry layers accepted");
 
+    /* An enum's name stays valid however many names are asked for after it
+     * (records keep them: a registry record once named the precision "gpt"). */
+    const char *prec = mt_config_enum_name("train", "precision", MT_PREC_BF16);
+    for (int i = 0; i < 16; i++) mt_config_enum_name("model", "kind", i % 2);
+    CHECK(strcmp(prec, "bf16") == 0, "the precision's name became '%s'", prec);
+
     /* The table: unique keys, help text for each. */
     for (const mt_cfg_key *k = mt_cfg_keys; k->section; k++) {
         CHECK(k->help && strlen(k->help) > 8, "%s.%s has no help", k->section, k->key);
