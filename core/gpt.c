@@ -78,6 +78,7 @@ int mt_gpt_build_split(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, const 
     const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * (float)L);
     m->wte = add(p, "wte.weight", c->vocab_size, C, MT_INIT_NORMAL, std);
     mt_params_place(p, m->wte, 0, m->first || m->last, !m->first);
+    p->v[m->wte].tied = 1; /* the head's weight on the last stage */
     m->wpe = add(p, "wpe.weight", c->block_size, C, MT_INIT_NORMAL, std);
     mt_params_place(p, m->wpe, 0, m->first, 0);
     m->block = calloc((size_t)L, sizeof *m->block);
@@ -437,3 +438,105 @@ double mt_gpt_flops_per_token(const mt_gpt_config *c, int T) {
     double attn = L * 2.0 * (double)T * C * 0.5;
     return 2.0 * (matmul + attn);
 }
+
+/* ---- the model interface (core/model.h) ---- */
+
+static int seq_len_of(const mt_config *cfg) {
+    return (int)(cfg->train.seq_len ? cfg->train.seq_len : cfg->model.block_size);
+}
+
+static void op_rows(const mt_config *cfg, mt_model_rows *r) {
+    r->data = MT_DATA_TOKENS;
+    r->x_width = r->y_width = seq_len_of(cfg);
+}
+
+static int op_layers(const mt_config *cfg, double *cost, double *first, double *last) {
+    mt_gpt_config gc = mt_gpt_config_of(cfg);
+    double block;
+    mt_gpt_costs(&gc, &block, first, last);
+    for (int l = 0; cost && l < gc.n_layer; l++) cost[l] = block;
+    return gc.n_layer;
+}
+
+static int op_build(void *m, const mt_config *cfg, mt_params *p, const mt_split *sp, mt_err *e) {
+    mt_gpt_config gc = mt_gpt_config_of(cfg);
+    gc.act_bf16 = cfg->train.precision == MT_PREC_BF16;
+    int rc = mt_gpt_build_split(m, &gc, p, sp, e);
+    ((mt_gpt *)m)->seq_len = seq_len_of(cfg);
+    return rc;
+}
+
+static int op_alloc(void *mv, const mt_backend *be, int max_rows, mt_err *e) {
+    mt_gpt *m = mv;
+    return mt_gpt_alloc(m, be, max_rows, m->seq_len, e);
+}
+
+static int op_clone(void *dst, const void *src, const mt_backend *be, mt_err *e) {
+    return mt_gpt_clone(dst, src, be, e);
+}
+
+static void op_free(void *m, const mt_backend *be) {
+    mt_gpt_free(m, be);
+}
+
+static size_t op_width(const void *mv) { /* the residual stream: (T, C) per sequence */
+    const mt_gpt *m = mv;
+    return (size_t)m->seq_len * (size_t)m->cfg.n_embd;
+}
+
+static double op_forward(void *mv, const mt_backend *be, const mt_params *p,
+                         const mt_model_batch *b, const float *in, int64_t *correct) {
+    mt_gpt *m = mv;
+    mt_gpt_dropout drop = {1, b->seed, b->step, b->row0};
+    double loss = mt_gpt_forward_stage(m, be, p, b->x, in, b->y, b->rows, m->seq_len,
+                                       b->train ? &drop : NULL);
+    if (m->last && b->y)
+        *correct = be->count_correct(m->logits, b->y, b->rows * m->seq_len, m->cfg.vocab_size);
+    return loss;
+}
+
+static const float *op_output(const void *m) {
+    const mt_gpt *g = m;
+    return g->last ? NULL : mt_gpt_output(g);
+}
+
+static void op_backward(void *m, const mt_backend *be, mt_params *p, const mt_model_batch *b,
+                        const float *in, const float *dout, float scale, int accumulate) {
+    mt_gpt_backward_stage(m, be, p, b->x, in, b->y, dout, scale, accumulate);
+}
+
+static const float *op_dinput(const void *m) {
+    return mt_gpt_dinput(m);
+}
+
+static void op_act_bytes(const void *m, double *stored, double *scratch) {
+    mt_gpt_act_bytes(m, stored, scratch);
+}
+
+static void op_describe(const mt_config *cfg, char *buf, size_t n) {
+    snprintf(buf, n,
+             "gpt %lld layers, %lld heads, n_embd %lld, block_size %lld, vocab %lld, "
+             "dropout %g",
+             (long long)cfg->model.n_layer, (long long)cfg->model.n_head,
+             (long long)cfg->model.n_embd, (long long)cfg->model.block_size,
+             (long long)cfg->model.vocab_size, cfg->model.dropout);
+}
+
+const mt_model_ops mt_gpt_model = {
+    .kind = "gpt",
+    .size = sizeof(mt_gpt),
+    .rows = op_rows,
+    .layers = op_layers,
+    .build = op_build,
+    .alloc = op_alloc,
+    .clone = op_clone,
+    .free = op_free,
+    .in_width = op_width,
+    .out_width = op_width,
+    .forward = op_forward,
+    .output = op_output,
+    .backward = op_backward,
+    .dinput = op_dinput,
+    .act_bytes = op_act_bytes,
+    .describe = op_describe,
+};

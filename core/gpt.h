@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/model.h"
 #include "core/params.h"
 #include "core/split.h"
 #include "kernels/backend.h"
@@ -84,6 +85,7 @@ typedef struct {
     int wte, wpe, lnfw, lnfb;         /* param indices */
     mt_gpt_block *block;              /* (n_layer) */
     int max_B, max_T;                 /* activation buffers are sized for these */
+    int seq_len;                      /* tokens per sequence the trainer runs (model interface) */
     float *encoded;                   /* (N,C) embeddings (after dropout) */
     float *lnf, *lnf_mean, *lnf_rstd; /* (N,C), (N), (N) */
     float *logits;                    /* (N,V) */
@@ -141,6 +143,10 @@ double mt_gpt_forward(mt_gpt *m, const mt_backend *be, const mt_params *p, const
 void mt_gpt_backward(mt_gpt *m, const mt_backend *be, mt_params *p, const int32_t *x,
                      const int32_t *y, float scale, int accumulate);
 void mt_gpt_free(mt_gpt *m, const mt_backend *be);
+/* The GPT behind the model interface (core/model.h): trains on token
+ * windows of train.seq_len (or model.block_size) tokens; with train.precision
+ * = bf16 it keeps its activations in bfloat16. */
+extern const mt_model_ops mt_gpt_model;
 /* Parameters, and forward FLOPs per token (matmuls and attention). */
 double mt_gpt_flops_per_token(const mt_gpt_config *cfg, int T);
 

@@ -12,7 +12,6 @@
 #include "core/version.h"
 #include "io/registry.h"
 #include "io/sha256.h"
-#include "kernels/backend.h"
 
 const char *mt_lineage_model_name(const mt_config *cfg) {
     return cfg->registry.model_name[0] ? cfg->registry.model_name : cfg->run.name;
@@ -206,9 +205,7 @@ cJSON *mt_lineage_event(const mt_lineage *l, const char *type) {
     cJSON_AddStringToObject(lib, "blas", v.blas);
     cJSON_AddStringToObject(lib, "compiler", v.compiler);
     /* the GPU libraries this build has; null where it has none (or no driver) */
-    mt_backend_versions bv;
-    mt_backend_versions_get(&bv);
-    const char *gv[4] = {bv.cuda_runtime, bv.cuda_driver, bv.cublas, bv.nccl};
+    const char *gv[4] = {v.cuda_runtime, v.cuda_driver, v.cublas, v.nccl};
     const char *gk[4] = {"cuda_runtime", "cuda_driver", "cublas", "nccl"};
     for (int i = 0; i < 4; i++)
         if (gv[i][0])

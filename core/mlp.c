@@ -2,6 +2,7 @@
 #include "mlp.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 int mt_mlp_build(mt_mlp *m, const mt_config *cfg, mt_params *p, mt_err *e) {
@@ -214,3 +215,104 @@ void mt_mlp_free(mt_mlp *m, const mt_backend *be) {
     }
     memset(m, 0, sizeof *m);
 }
+
+/* ---- the model interface (core/model.h) ---- */
+
+static void op_rows(const mt_config *cfg, mt_model_rows *r) {
+    r->data = MT_DATA_SAMPLES;
+    r->x_width = cfg->model.layers.v[0];
+    r->y_width = 1;
+}
+
+static int op_layers(const mt_config *cfg, double *cost, double *first, double *last) {
+    const mt_cfg_intlist *l = &cfg->model.layers;
+    for (int i = 0; cost && i < l->n - 1; i++) /* parameters of each layer */
+        cost[i] = (double)l->v[i + 1] * (double)(l->v[i] + 1);
+    *first = *last = 0.0;
+    return l->n - 1;
+}
+
+static int op_build(void *m, const mt_config *cfg, mt_params *p, const mt_split *sp, mt_err *e) {
+    return mt_mlp_build_split(m, cfg, p, sp, e);
+}
+
+static int op_alloc(void *m, const mt_backend *be, int max_rows, mt_err *e) {
+    return mt_mlp_alloc(m, be, max_rows, e);
+}
+
+static int op_clone(void *dst, const void *src, const mt_backend *be, mt_err *e) {
+    return mt_mlp_clone(dst, src, be, e);
+}
+
+static void op_free(void *m, const mt_backend *be) {
+    mt_mlp_free(m, be);
+}
+
+static size_t op_in_width(const void *m) {
+    const mt_mlp *mlp = m;
+    return (size_t)mt_mlp_width(mlp, mlp->l0);
+}
+
+static size_t op_out_width(const void *m) {
+    const mt_mlp *mlp = m;
+    return (size_t)mt_mlp_width(mlp, mlp->l1);
+}
+
+static double op_forward(void *mv, const mt_backend *be, const mt_params *p,
+                         const mt_model_batch *b, const float *in, int64_t *correct) {
+    mt_mlp *m = mv;
+    const float *x = m->first ? (const float *)b->x : in;
+    double loss = mt_mlp_forward_stage(m, be, p, x, b->y, b->rows);
+    if (m->last && b->y)
+        *correct = be->count_correct(m->z[m->nlayers - 1], b->y, b->rows, m->sizes[m->nlayers]);
+    return loss;
+}
+
+static const float *op_output(const void *m) {
+    const mt_mlp *mlp = m;
+    return mlp->last ? NULL : mt_mlp_output(mlp);
+}
+
+static void op_backward(void *mv, const mt_backend *be, mt_params *p, const mt_model_batch *b,
+                        const float *in, const float *dout, float scale, int accumulate) {
+    mt_mlp *m = mv;
+    const float *x = m->first ? (const float *)b->x : in;
+    mt_mlp_backward_stage(m, be, p, x, b->y, dout, b->rows, scale, accumulate);
+}
+
+static const float *op_dinput(const void *m) {
+    return mt_mlp_dinput(m);
+}
+
+static void op_act_bytes(const void *m, double *stored, double *scratch) {
+    mt_mlp_act_bytes(m, stored, scratch);
+}
+
+static void op_describe(const mt_config *cfg, char *buf, size_t n) {
+    size_t len = (size_t)snprintf(buf, n, "mlp ");
+    for (int i = 0; i < cfg->model.layers.n && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%lld", i ? "-" : "",
+                                (long long)cfg->model.layers.v[i]);
+    if (len < n)
+        snprintf(buf + len, n - len, " %s",
+                 mt_config_enum_name("model", "activation", cfg->model.activation));
+}
+
+const mt_model_ops mt_mlp_model = {
+    .kind = "mlp",
+    .size = sizeof(mt_mlp),
+    .rows = op_rows,
+    .layers = op_layers,
+    .build = op_build,
+    .alloc = op_alloc,
+    .clone = op_clone,
+    .free = op_free,
+    .in_width = op_in_width,
+    .out_width = op_out_width,
+    .forward = op_forward,
+    .output = op_output,
+    .backward = op_backward,
+    .dinput = op_dinput,
+    .act_bytes = op_act_bytes,
+    .describe = op_describe,
+};

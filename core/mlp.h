@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/model.h"
 #include "core/params.h"
 #include "core/split.h"
 #include "kernels/backend.h"
@@ -79,5 +80,8 @@ double mt_mlp_forward(mt_mlp *m, const mt_backend *be, const mt_params *p, const
 void mt_mlp_backward(mt_mlp *m, const mt_backend *be, mt_params *p, const float *x,
                      const int32_t *labels, int B, float scale, int accumulate);
 void mt_mlp_free(mt_mlp *m, const mt_backend *be);
+
+/* The MLP behind the model interface (core/model.h): trains on samples. */
+extern const mt_model_ops mt_mlp_model;
 
 #endif

@@ -20,24 +20,8 @@ int mt_optim_init(mt_optim *o, const mt_config *cfg, const mt_params *p, const m
     return MT_OK;
 }
 
-double mt_optim_clip(const mt_params *p, const mt_backend *be, double max_norm, MPI_Comm mp,
-                     int tp_rank) {
-    int size = 1;
-    if (mp != MPI_COMM_NULL) MPI_Comm_size(mp, &size);
-    double ss = 0.0;
-    if (size == 1) {
-        ss = be->sumsq(p->grad, p->numel);
-    } else {
-        for (int i = 0; i < p->n; i++) {
-            const mt_param *t = &p->v[i];
-            if (t->numel && !t->mirror && (t->shard_dim >= 0 || tp_rank == 0))
-                ss += be->sumsq(p->grad + t->offset, t->numel);
-        }
-        MPI_Allreduce(MPI_IN_PLACE, &ss, 1, MPI_DOUBLE, MPI_SUM, mp);
-    }
-    double norm = sqrt(ss);
+void mt_optim_clip(const mt_params *p, const mt_backend *be, double norm, double max_norm) {
     if (max_norm > 0.0 && norm > max_norm) be->scale(p->grad, (float)(max_norm / norm), p->numel);
-    return norm;
 }
 
 void mt_optim_step(mt_optim *o, mt_params *p, const mt_backend *be, float lr) {

@@ -8,7 +8,6 @@
 #ifndef MT_OPTIM_H
 #define MT_OPTIM_H
 
-#include <mpi.h>
 #include <stdint.h>
 
 #include "core/config.h"
@@ -25,13 +24,10 @@ typedef struct {
 
 int mt_optim_init(mt_optim *o, const mt_config *cfg, const mt_params *p, const mt_backend *be,
                   mt_err *e);
-/* Global L2 norm of the model's gradient: over this rank's tensors and the
- * rest of the model-parallel group mp (tp x pp ranks of one replica), each
- * tensor counted once (tensor-parallel copies on tp_rank 0, mirrors never).
- * If max_norm > 0 and the norm exceeds it, the gradient is scaled down to
- * max_norm. Returns the norm before clipping. Collective over mp. */
-double mt_optim_clip(const mt_params *p, const mt_backend *be, double max_norm, MPI_Comm mp,
-                     int tp_rank);
+/* Gradient clipping: if max_norm > 0 and the gradient's global norm (its
+ * L2 norm over the whole model, parallel/gradsync.h) exceeds it, the
+ * gradient is scaled down to max_norm. */
+void mt_optim_clip(const mt_params *p, const mt_backend *be, double norm, double max_norm);
 /* One update of every parameter with learning rate lr. */
 void mt_optim_step(mt_optim *o, mt_params *p, const mt_backend *be, float lr);
 void mt_optim_free(mt_optim *o, const mt_backend *be);

@@ -170,3 +170,14 @@ void mt_params_free(mt_params *p) {
     }
     memset(p, 0, sizeof *p);
 }
+
+int mt_params_gradsync(const mt_params *p, int tp_rank, mt_gradsync *g, mt_err *e) {
+    for (int i = 0; i < p->n && !e->code; i++) {
+        const mt_param *t = &p->v[i];
+        if (!t->numel) continue;
+        if (t->tied) mt_gradsync_add_tied(g, t->offset, t->numel, e);
+        if (!t->mirror && (t->shard_dim >= 0 || tp_rank == 0))
+            mt_gradsync_add_norm(g, t->offset, t->numel, e);
+    }
+    return e->code;
+}

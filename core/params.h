@@ -24,6 +24,7 @@
 
 #include "base/error.h"
 #include "kernels/backend.h"
+#include "parallel/gradsync.h"
 
 #define MT_PARAM_NAME_LEN 64
 #define MT_PARAM_MAX_DIMS 4
@@ -46,6 +47,8 @@ typedef struct {
     int local;                        /* held by this rank (numel 0 otherwise) */
     int mirror;                       /* a copy of a tensor another stage owns (the tied
                                        * embedding on the last stage): read, never written */
+    int tied;                         /* held on the first and the last pipeline stage (owner
+                                       * and mirror): their gradients are summed (gradsync) */
     size_t offset;                    /* first element in the flat buffers */
     size_t numel;                     /* elements this rank holds */
     int decay;                        /* weight decay applies (matrices, not biases) */
@@ -93,6 +96,11 @@ size_t mt_param_block_numel(const mt_param *t);
 /* Global row-major index of local element j of tensor t. */
 uint64_t mt_param_global_index(const mt_param *t, size_t j);
 const mt_param *mt_params_find(const mt_params *p, const char *name);
+/* Tells g (after alloc) which held tensors are tied (summed over the
+ * pipeline's first and last stage) and which this rank counts in the global
+ * gradient norm: split tensors on every tensor-parallel rank, whole ones on
+ * tensor-parallel rank 0 only, mirrors never. */
+int mt_params_gradsync(const mt_params *p, int tp_rank, mt_gradsync *g, mt_err *e);
 void mt_params_free(mt_params *p);
 /* Allocates a zeroed 64-byte-aligned float buffer of n elements, or NULL. */
 float *mt_alloc_floats(size_t n);

@@ -2,11 +2,12 @@
 #include "version.h"
 
 #include <hdf5.h>
-#include <mpi.h>
 #include <string.h>
 
 #include "buildinfo.h"
 #include "kernels/backend.h"
+#include "parallel/collectives.h"
+#include "parallel/xcomm.h"
 
 char *openblas_get_config(void);
 
@@ -17,13 +18,7 @@ void mt_version_get(mt_version_info *info) {
     info->branch = MT_GIT_BRANCH;
     info->dirty = MT_GIT_DIRTY;
     info->compiler = MT_COMPILER;
-    char lib[MPI_MAX_LIBRARY_VERSION_STRING];
-    int len = 0;
-    MPI_Get_library_version(lib, &len); /* allowed before MPI_Init */
-    lib[len < (int)sizeof lib ? len : (int)sizeof lib - 1] = '\0';
-    char *nl = strpbrk(lib, "\r\n,");
-    if (nl) *nl = '\0';
-    snprintf(info->mpi, sizeof info->mpi, "%s", lib);
+    mt_coll_mpi_version(info->mpi, sizeof info->mpi);
     unsigned maj = 0, min = 0, rel = 0;
     H5get_libversion(&maj, &min, &rel);
     snprintf(info->hdf5, sizeof info->hdf5, "%u.%u.%u%s", maj, min, rel,
@@ -34,6 +29,12 @@ void mt_version_get(mt_version_info *info) {
 #endif
     );
     snprintf(info->blas, sizeof info->blas, "%s", openblas_get_config());
+    mt_backend_versions bv;
+    mt_backend_versions_get(&bv);
+    snprintf(info->cuda_runtime, sizeof info->cuda_runtime, "%s", bv.cuda_runtime);
+    snprintf(info->cuda_driver, sizeof info->cuda_driver, "%s", bv.cuda_driver);
+    snprintf(info->cublas, sizeof info->cublas, "%s", bv.cublas);
+    mt_xcomm_nccl_version(info->nccl, sizeof info->nccl);
 }
 
 void mt_version_print(FILE *f) {
@@ -45,12 +46,10 @@ void mt_version_print(FILE *f) {
     fprintf(f, "HDF5:     %s\n", v.hdf5);
     fprintf(f, "BLAS:     %s\n", v.blas);
     fprintf(f, "compiler: %s\n", v.compiler);
-    mt_backend_versions bv;
-    mt_backend_versions_get(&bv);
-    if (bv.cuda_runtime[0])
-        fprintf(f, "CUDA:     runtime %s, driver %s, cuBLAS %s, NCCL %s\n", bv.cuda_runtime,
-                bv.cuda_driver[0] ? bv.cuda_driver : "none", bv.cublas,
-                bv.nccl[0] ? bv.nccl : "not built");
+    if (v.cuda_runtime[0])
+        fprintf(f, "CUDA:     runtime %s, driver %s, cuBLAS %s, NCCL %s\n", v.cuda_runtime,
+                v.cuda_driver[0] ? v.cuda_driver : "none", v.cublas,
+                v.nccl[0] ? v.nccl : "not built");
     else
         fprintf(f, "CUDA:     not built\n");
 }

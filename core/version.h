@@ -1,7 +1,7 @@
 /*
  * version.h - what this binary is: mpitrain version, the git commit it was
  * built from, and the versions of the libraries it runs with (MPI, HDF5,
- * BLAS, compiler). Shown by --version, stored with every run.
+ * BLAS, compiler, CUDA, cuBLAS, NCCL). Shown by --version, stored with every run.
  */
 #ifndef MT_VERSION_H
 #define MT_VERSION_H
@@ -17,6 +17,9 @@ typedef struct {
     char mpi[256]; /* MPI_Get_library_version, first line */
     char hdf5[32];
     char blas[128]; /* openblas_get_config */
+    /* the GPU libraries this build has ("" where it has none; the driver ""
+     * without one) */
+    char cuda_runtime[32], cuda_driver[32], cublas[32], nccl[32];
 } mt_version_info;
 
 /* Fills info; safe before MPI_Init. */

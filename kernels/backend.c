@@ -8,9 +8,6 @@
 #include "kernels/cuda/backend_cuda.h"
 #include "kernels/cuda/device.h"
 #endif
-#ifdef MT_HAVE_NCCL
-#include "parallel/nccl.h"
-#endif
 
 const mt_backend *mt_backend_cpu_staged(void) {
     static mt_backend staged;
@@ -69,8 +66,5 @@ void mt_backend_versions_get(mt_backend_versions *v) {
     memset(v, 0, sizeof *v);
 #ifdef MT_HAVE_CUDA
     mt_cuda_versions(v->cuda_runtime, v->cuda_driver, v->cublas, sizeof v->cublas);
-#endif
-#ifdef MT_HAVE_NCCL
-    mt_nccl_version(v->nccl, sizeof v->nccl);
 #endif
 }

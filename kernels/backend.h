@@ -145,9 +145,10 @@ int mt_backend_select_device(const char *name, int local_rank, char *desc, size_
 void mt_backend_device_uid(char *buf, size_t n);
 
 /* Versions of the GPU libraries this binary was built with ("" when it was
- * built without them; the driver "" when there is none). */
+ * built without them; the driver "" when there is none). NCCL's is the comm
+ * layer's (parallel/xcomm.h). */
 typedef struct {
-    char cuda_runtime[32], cuda_driver[32], cublas[32], nccl[32];
+    char cuda_runtime[32], cuda_driver[32], cublas[32];
 } mt_backend_versions;
 void mt_backend_versions_get(mt_backend_versions *v);
 

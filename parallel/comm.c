@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK (1 << 28) /* elements per MPI call, well under INT_MAX */
-
 int mt_comm_init(mt_comm *c, int *argc, char ***argv, mt_err *e) {
     memset(c, 0, sizeof *c);
     /* Open MPI 4.1's shared-file-pointer component "lockedfile" formats the
@@ -105,34 +103,4 @@ int mt_comm_agree(const mt_comm *c, mt_err *e) {
     }
     MPI_Bcast(e, (int)sizeof *e, MPI_BYTE, first, c->world);
     return e->code;
-}
-
-void mt_comm_sum_floats(MPI_Comm comm, float *buf, size_t n) {
-    for (size_t i = 0; i < n; i += CHUNK) {
-        int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
-        MPI_Allreduce(MPI_IN_PLACE, buf + i, cnt, MPI_FLOAT, MPI_SUM, comm);
-    }
-}
-
-void mt_comm_sum_doubles(MPI_Comm comm, double *buf, size_t n) {
-    for (size_t i = 0; i < n; i += CHUNK) {
-        int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
-        MPI_Allreduce(MPI_IN_PLACE, buf + i, cnt, MPI_DOUBLE, MPI_SUM, comm);
-    }
-}
-
-void mt_comm_bcast_text(MPI_Comm comm, int root, char **text) {
-    int rank;
-    MPI_Comm_rank(comm, &rank);
-    long long len = rank == root && *text ? (long long)strlen(*text) : 0;
-    MPI_Bcast(&len, 1, MPI_LONG_LONG, root, comm);
-    if (rank != root) {
-        *text = malloc((size_t)len + 1);
-        if (!*text) abort();
-        (*text)[len] = '\0';
-    }
-    for (long long off = 0; off < len; off += CHUNK) {
-        int cnt = (int)(len - off < CHUNK ? len - off : CHUNK);
-        MPI_Bcast(*text + off, cnt, MPI_CHAR, root, comm);
-    }
 }

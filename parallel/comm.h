@@ -19,6 +19,7 @@
 
 #include "base/error.h"
 #include "kernels/backend.h"
+#include "parallel/collectives.h"
 #include "parallel/xcomm.h"
 
 typedef struct {
@@ -58,13 +59,5 @@ int mt_comm_use_device(mt_comm *c, const mt_backend *be, mt_err *e);
  * the error of the lowest such rank (naming that rank when it is not 0) and
  * the code is returned on all ranks; otherwise returns MT_OK. */
 int mt_comm_agree(const mt_comm *c, mt_err *e);
-
-/* In-place sums over comm, in chunks that fit MPI's int counts. */
-void mt_comm_sum_floats(MPI_Comm comm, float *buf, size_t n);
-void mt_comm_sum_doubles(MPI_Comm comm, double *buf, size_t n);
-
-/* Rank root's text (malloc'd, NUL-terminated) is given to every rank in
- * *text (malloc'd on the others). */
-void mt_comm_bcast_text(MPI_Comm comm, int root, char **text);
 
 #endif

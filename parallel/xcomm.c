@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "parallel/comm.h"
+#include "parallel/collectives.h"
 #ifdef MT_HAVE_NCCL
 #include "parallel/nccl.h"
 #endif
@@ -90,7 +90,7 @@ static float *stage_get(mt_xstage *s, size_t n) {
 void mt_xcomm_sum(const mt_xcomm *x, float *buf, size_t n) {
     if (x->mpi == MPI_COMM_NULL || x->size <= 1 || n == 0) return;
     if (!x->be || x->be->host_memory) {
-        mt_comm_sum_floats(x->mpi, buf, n);
+        mt_coll_sum_floats(x->mpi, buf, n);
         return;
     }
 #ifdef MT_HAVE_NCCL
@@ -103,7 +103,7 @@ void mt_xcomm_sum(const mt_xcomm *x, float *buf, size_t n) {
     for (size_t i = 0; i < n; i += STAGE_MAX) {
         size_t k = n - i < STAGE_MAX ? n - i : STAGE_MAX;
         x->be->to_host(h, buf + i, k);
-        mt_comm_sum_floats(x->mpi, h, k);
+        mt_coll_sum_floats(x->mpi, h, k);
         x->be->to_device(buf + i, h, k);
     }
 }
@@ -165,4 +165,12 @@ void mt_xcomm_free(mt_xcomm *x) {
     free(x->stage);
     x->nccl = NULL;
     x->stage = NULL;
+}
+
+void mt_xcomm_nccl_version(char *buf, size_t n) {
+#ifdef MT_HAVE_NCCL
+    mt_nccl_version(buf, n);
+#else
+    if (n) buf[0] = '\0';
+#endif
 }

@@ -58,5 +58,8 @@ void mt_xcomm_sum(const mt_xcomm *x, float *buf, size_t n);
 void mt_xcomm_exchange(const mt_xcomm *x, const float *sbuf, size_t sn, int to, float *rbuf,
                        size_t rn, int from);
 void mt_xcomm_free(mt_xcomm *x);
+/* The NCCL version device buffers are summed with ("2.28.9"), or "" when
+ * this binary was built without NCCL. */
+void mt_xcomm_nccl_version(char *buf, size_t n);
 
 #endif

@@ -1,0 +1,178 @@
+/*
+ * ckpt_policy.c - a run's checkpoints (core/run.h): whether it writes any,
+ * the folder they go to, resuming from one (core/resume.h chooses it), and
+ * writing one at a step: the state copied to the host, the collective
+ * write, then `latest`, the registry's model version and retention. Also
+ * the trained model's file at the end.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/lineage.h"
+#include "core/resume.h"
+#include "core/run.h"
+#include "core/version.h"
+#include "io/modelfile.h"
+#include "io/sha256.h"
+
+int mt_run_writes_checkpoints(const mt_config *cfg) {
+    return cfg->checkpoint.every_steps > 0 || cfg->checkpoint.every_seconds > 0 ||
+           cfg->checkpoint.save_final || cfg->checkpoint.save_initial ||
+           cfg->train.exit_after_steps > 0;
+}
+
+/* Rank 0 picks and checks the checkpoint; then every rank reads its part. */
+int mt_run_resume(mt_run *r, mt_err *e) {
+    const mt_comm *c = r->comm;
+    mt_ckpt_info info = {0};
+    if (c->rank == 0) {
+        if (!mt_resume_find(&r->cfg, r->resume_path, sizeof r->resume_path, &info, stdout, e) &&
+            r->resume_path[0])
+            mt_resume_check(&r->cfg, r->hp, r->resume_path, &info, stdout, e);
+        r->resumed = info.meta;
+        snprintf(r->resume_sha, sizeof r->resume_sha, "%s", info.file_sha256);
+        mt_ckpt_info_free(&info);
+        /* without a .sha256 beside it, hash it here: the registry names the parent by it */
+        if (!e->code && r->resume_path[0] && !r->resume_sha[0] && r->cfg.registry.enabled)
+            mt_sha256_file(r->resume_path, r->resume_sha, e);
+        fflush(stdout);
+    }
+    if (mt_comm_agree(c, e)) return e->code;
+    mt_coll_bcast(c->world, 0, r->resume_path, sizeof r->resume_path);
+    if (!r->resume_path[0]) return MT_OK;
+    mt_coll_bcast(c->world, 0, &r->resumed, sizeof r->resumed);
+    if (mt_ckpt_load(c, r->resume_path, r->hp, r->hopt, e)) return e->code;
+    mt_run_state_to_device(r);
+    r->start_step = r->step_done = r->resumed.step;
+    if (r->start_step > r->cfg.train.steps) {
+        mt_err_set(e, MT_ERR_USAGE, "checkpoint %s is at step %lld, beyond train.steps = %lld",
+                   r->resume_path, (long long)r->start_step, (long long)r->cfg.train.steps);
+        mt_err_hint(e, "raise train.steps to train further");
+    }
+    const mt_ckpt_meta *m = &r->resumed;
+    r->last = (mt_run_metrics){m->loss,    m->train_acc, m->grad_norm,
+                               m->lr_last, m->test_loss, m->test_acc};
+    return mt_comm_agree(c, e);
+}
+
+/* Same file, by device and inode (paths may differ in spelling). */
+static int same_dir(const char *a, const char *b) {
+    struct stat x, y;
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+/* A named checkpoint.dir is shared between runs: a run may only write into
+ * one that holds checkpoints when it continues from one of them. */
+int mt_run_check_ckpt_dir(mt_run *r, mt_err *e) {
+    const char *dir = r->cfg.checkpoint.dir;
+    if (r->comm->rank == 0 && dir[0] && mt_run_writes_checkpoints(&r->cfg)) {
+        int64_t *steps;
+        int n;
+        char from[MT_CKPT_PATH];
+        mt_file_dir(r->resume_path, from, sizeof from);
+        if (!mt_ckpt_list(dir, &steps, &n, e) && n > 0 &&
+            !(r->resume_path[0] && same_dir(from, dir))) {
+            mt_err_set(e, MT_ERR_USAGE,
+                       "checkpoint.dir %s already holds %d checkpoint(s) of another run (newest "
+                       "step %lld); this run would mix with them",
+                       dir, n, (long long)steps[n - 1]);
+            mt_err_hint(e, "set checkpoint.resume = auto to continue them, or choose another "
+                           "checkpoint.dir");
+        }
+        free(steps);
+        if (!e->code) mt_mkdirs(dir, e);
+    }
+    return mt_comm_agree(r->comm, e);
+}
+
+/* What a checkpoint of step `done` records besides its tensors. */
+static void meta_of(const mt_run *r, int64_t done, mt_ckpt_meta *m) {
+    const mt_config *cfg = &r->cfg;
+    const mt_comm *c = r->comm;
+    memset(m, 0, sizeof *m);
+    mt_version_info v;
+    mt_version_get(&v);
+    m->step = done;
+    m->epoch = done / r->data.steps_per_epoch;
+    m->step_in_epoch = done % r->data.steps_per_epoch;
+    m->samples_seen = done * cfg->train.global_batch;
+    m->seed = cfg->run.seed;
+    m->optim_steps = r->opt.t;
+    m->lr_last = r->last.lr;
+    m->lr_next = mt_lr_at(cfg, done);
+    m->loss = r->last.loss;
+    m->train_acc = r->last.train_acc;
+    m->grad_norm = r->last.grad_norm;
+    m->test_loss = r->last.test_loss;
+    m->test_acc = r->last.test_acc;
+    m->world = c->size;
+    m->dp = c->dp_size;
+    m->tp = c->tp_size;
+    m->pp = c->pp_size;
+    m->code_dirty = v.dirty;
+    snprintf(m->optim_kind, sizeof m->optim_kind, "%s",
+             mt_config_enum_name("optim", "kind", cfg->optim.kind));
+    snprintf(m->model_kind, sizeof m->model_kind, "%s",
+             mt_config_enum_name("model", "kind", cfg->model.kind));
+    snprintf(m->run_id, sizeof m->run_id, "%s", r->run_id);
+    snprintf(m->run_name, sizeof m->run_name, "%s", mt_lineage_model_name(cfg));
+    time_t now = time(NULL);
+    strftime(m->created_utc, sizeof m->created_utc, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    snprintf(m->mpitrain_version, sizeof m->mpitrain_version, "%s", v.version);
+    snprintf(m->code_commit, sizeof m->code_commit, "%s", v.commit);
+    snprintf(m->data_sha256, sizeof m->data_sha256, "%s", r->data.sha256);
+    snprintf(m->resumed_from, sizeof m->resumed_from, "%s", r->resume_path);
+}
+
+/* Rank 0, after the file is valid and durable: point `latest` at it,
+ * register it as a model version, then apply retention. */
+static int publish(mt_run *r, const char *name, const char *path, const char *sha, int64_t done,
+                   double write_s, double hash_s, mt_err *e) {
+    const mt_config *cfg = &r->cfg;
+    struct stat st = {0};
+    stat(path, &st);
+    double mb = (double)st.st_size / 1e6;
+    printf("checkpoint: step %lld -> %s (%.1f MB in %.3f s = %.1f MB/s; sha256 %.3f s)\n",
+           (long long)done, path, mb, write_s, mb / write_s, hash_s);
+    mt_ckpt_set_latest(r->ckpt_dir, name, e);
+    if (!e->code) mt_run_register_checkpoint(r, path, sha, (int64_t)st.st_size, done, e);
+    if (!e->code)
+        mt_ckpt_retain(r->ckpt_dir, cfg->checkpoint.keep_last, cfg->checkpoint.keep_every, stdout,
+                       mt_run_on_ckpt_removed, r, e);
+    if (!e->code && r->retire_err.code) *e = r->retire_err;
+    fflush(stdout);
+    snprintf(r->ckpt_last, sizeof r->ckpt_last, "%s", path);
+    snprintf(r->ckpt_last_sha, sizeof r->ckpt_last_sha, "%s", sha);
+    r->ckpt_last_bytes = (int64_t)st.st_size;
+    return e->code;
+}
+
+/* Writes the checkpoint of step done, points `latest` at it, applies retention. */
+int mt_run_save_checkpoint(mt_run *r, int64_t done, mt_err *e) {
+    const mt_comm *c = r->comm;
+    double t0 = mt_wtime();
+    mt_ckpt_meta m;
+    meta_of(r, done, &m);
+    char name[64], path[MT_CKPT_PATH + 64], sha[72] = "";
+    mt_ckpt_name(done, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", r->ckpt_dir, name);
+    double write_s = 0.0;
+    mt_run_state_to_host(r);
+    if (mt_ckpt_write(c, path, &m, r->config_text, r->hp, r->hopt, r->cfg.checkpoint.timeout,
+                      &write_s, sha, e))
+        return e->code;
+    if (c->rank == 0) publish(r, name, path, sha, done, write_s, mt_wtime() - t0 - write_s, e);
+    r->ckpt_time += mt_wtime() - t0;
+    return mt_comm_agree(c, e);
+}
+
+int mt_run_write_model(mt_run *r, const char *path, mt_err *e) {
+    mt_modelfile_meta meta = {r->config_text, r->run_id,
+                              mt_config_enum_name("model", "kind", r->cfg.model.kind),
+                              (long long)r->cfg.train.steps};
+    /* collective: rank 0 gathers each tensor from the ranks holding it */
+    mt_run_state_to_host(r);
+    return mt_modelfile_write(r->comm, path, r->hp, &meta, e);
+}

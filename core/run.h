@@ -1,0 +1,148 @@
+/*
+ * run.h - one training run (`mpitrain train`), shared by the files that
+ * make it up; private to them (the public entry is trainer.h):
+ *
+ *   trainer.c       mt_train: set-up, the step loop, evaluation, finishing
+ *   run_setup.c     the configuration every rank agrees on; model, optimizer, data
+ *   device_setup.c  the backend and GPU of each rank; host copies of the state
+ *   ckpt_policy.c   when checkpoints are written, writing one, resuming
+ *   run_record.c    the run folder, run.json (one writer), the registry events
+ *   report.c        what rank 0 prints and the metrics record of a step
+ *   signals.c       SIGTERM / SIGUSR1 / SIGUSR2: checkpoint and stop
+ *
+ * Every function taking an mt_run is collective over the world unless its
+ * comment says "rank 0".
+ */
+#ifndef MT_RUN_H
+#define MT_RUN_H
+
+#include <stdint.h>
+
+#include "base/error.h"
+#include "core/batches.h"
+#include "core/config.h"
+#include "core/optim.h"
+#include "core/params.h"
+#include "core/stage.h"
+#include "io/checkpoint.h"
+#include "io/files.h"
+#include "io/metrics.h"
+#include "kernels/backend.h"
+#include "parallel/comm.h"
+#include "parallel/gradsync.h"
+
+#define MT_TIMING_SKIP 5 /* first steps excluded from ms/step (warm-up) */
+
+/* The newest metrics of the run; NaN until measured. */
+typedef struct {
+    double loss, train_acc, grad_norm, lr, test_loss, test_acc;
+} mt_run_metrics;
+
+/* An evaluation over the evaluation split. */
+typedef struct {
+    double loss, accuracy;  /* per label */
+    int64_t correct, total; /* labels hit, labels */
+} mt_eval;
+
+typedef struct {
+    mt_comm *comm;
+    mt_config cfg;
+    char *config_text; /* the resolved INI, as every record stores it */
+    int threads;       /* compute threads per rank */
+    /* the device (device_setup.c) */
+    const mt_backend *be;
+    char gpu[256]; /* the GPU this rank uses; "" on the CPU */
+    /* data, model, optimizer (run_setup.c) */
+    mt_batches data;
+    mt_params params; /* the flat parameters and gradient, in the backend's memory */
+    mt_stage st;      /* the model stage this rank runs, and its pipeline */
+    mt_optim opt;
+    mt_gradsync sync; /* the gradient's reductions */
+    int64_t mb_rows;  /* rows per micro-batch */
+    /* host copies of the parameters and optimizer state for init, checkpoints
+     * and resume: the real ones when the backend's memory is host memory */
+    mt_params *hp, hp_store;
+    mt_optim *hopt, hopt_store;
+    /* progress */
+    int64_t start_step;   /* 0, or the step of the checkpoint resumed */
+    int64_t step_done;    /* steps completed so far */
+    int64_t stop_step;    /* where an early stop ended the run */
+    double busy_fraction; /* of the timed loop spent computing (the rest: pipeline bubble) */
+    mt_run_metrics last;
+    /* checkpoints (ckpt_policy.c) */
+    char resume_path[MT_CKPT_PATH];    /* "" for a fresh start */
+    mt_ckpt_meta resumed;              /* what that checkpoint recorded */
+    char resume_sha[72];               /* that file's SHA-256 */
+    char ckpt_dir[MT_CKPT_PATH];       /* "" when this run writes none */
+    char ckpt_last[MT_CKPT_PATH + 64]; /* newest checkpoint this run wrote */
+    char ckpt_last_sha[72];            /* its SHA-256 and size, for the registry */
+    int64_t ckpt_last_bytes;
+    double ckpt_time; /* seconds spent writing checkpoints */
+    /* the run's files and records (run_record.c; rank 0) */
+    char run_dir[MT_PATH_LEN], run_id[37];
+    mt_metrics metrics;
+    char registry[MT_CFG_STR_LEN + 32]; /* "" when registry.enabled is false */
+    char hosts[4096];                   /* distinct host names of the ranks */
+    int registered;                     /* START is in the registry */
+    mt_err retire_err;                  /* a DELETE record that could not be written */
+} mt_run;
+
+/* run_setup.c */
+int mt_run_load_config(mt_run *r, const char *path, const char **overrides, int n, mt_err *e);
+int mt_run_open_data(mt_run *r, mt_err *e);
+int mt_run_build(mt_run *r, mt_err *e);
+void mt_run_release(mt_run *r);
+
+/* device_setup.c */
+int mt_run_setup_device(mt_run *r, mt_err *e);
+int mt_run_host_views(mt_run *r, mt_err *e);
+/* Parameters and optimizer state: device -> host copies (before a
+ * checkpoint or the model file), host copies -> device (after init or a
+ * resume). Nothing to do when they are the same memory. */
+void mt_run_state_to_host(mt_run *r);
+void mt_run_state_to_device(mt_run *r);
+
+/* ckpt_policy.c */
+int mt_run_writes_checkpoints(const mt_config *cfg);
+int mt_run_resume(mt_run *r, mt_err *e);
+int mt_run_check_ckpt_dir(mt_run *r, mt_err *e);
+int mt_run_save_checkpoint(mt_run *r, int64_t step, mt_err *e);
+/* The trained model at path (io/modelfile.h). */
+int mt_run_write_model(mt_run *r, const char *path, mt_err *e);
+
+/* run_record.c */
+int mt_run_open_folder(mt_run *r, mt_err *e);
+/* Rank 0: run.json with result (taken over; NULL: none yet). */
+int mt_run_write_record(mt_run *r, cJSON *result, mt_err *e);
+/* Rank 0: a registry event of type (CHECKPOINT: the checkpoint written at
+ * step; COMPLETE: the model file model_path; ABORT; FAIL). */
+int mt_run_register_checkpoint(mt_run *r, const char *path, const char *sha, int64_t bytes,
+                               int64_t step, mt_err *e);
+int mt_run_register_end(mt_run *r, const char *type, const char *model_path, int64_t step,
+                        const mt_eval *ev, const char *why, int code, mt_err *e);
+/* After the run folder exists, a failure is recorded in run.json and the registry. */
+void mt_run_record_failure(mt_run *r, const mt_err *e);
+/* Retention deleting a checkpoint (io/checkpoint.h's mt_ckpt_removed_fn). */
+void mt_run_on_ckpt_removed(const char *path, const char *sha256, void *ctx);
+
+/* report.c */
+void mt_run_print_header(const mt_run *r);
+/* Rank 0: the progress line and the metrics record of step `done`. */
+typedef struct {
+    int64_t done, epoch, from; /* step done; its epoch; first step of this log interval */
+    double loss, train_acc, lr, norm;
+    double seconds, since_log, since_start; /* since the log interval began; since the start */
+    int logged, evaluated;
+    mt_eval ev;
+} mt_step_report;
+void mt_run_report_step(mt_run *r, const mt_step_report *s, mt_err *e);
+/* The pipeline's record (collective; JSON on rank 0, NULL elsewhere). */
+cJSON *mt_run_pipeline_record(const mt_run *r);
+void mt_run_print_end(const mt_run *r, double ms_per_step, const mt_eval *ev);
+
+/* signals.c */
+void mt_run_catch_signals(void);
+/* The first stop signal received (SIGTERM, SIGUSR1, SIGUSR2), or 0. */
+int mt_run_stop_signal(void);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * run_setup.c - setting a run up (core/run.h): the configuration every rank
+ * agrees on, the data, the model stage, its optimizer and the gradient's
+ * reductions; and releasing them.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/run.h"
+
+static char *read_config(const char *path, mt_err *e) {
+    char *buf;
+    size_t len;
+    if (mt_file_read(path, "config file", MT_ERR_USAGE, &buf, &len, e)) return NULL;
+    if (strlen(buf) != len) {
+        free(buf);
+        mt_err_set(e, MT_ERR_USAGE, "config file %s contains a NUL byte (not a text file?)", path);
+        return NULL;
+    }
+    return buf;
+}
+
+/* The layout's demands on the batch: whole micro-batches on every replica. */
+static int check_batch(const mt_run *r, mt_err *e) {
+    const mt_comm *c = r->comm;
+    int64_t B = r->cfg.train.global_batch, m = r->cfg.parallel.microbatches;
+    if (B % c->dp_size != 0) {
+        mt_err_set(e, MT_ERR_USAGE,
+                   "train.global_batch = %lld is not divisible by the %d data-parallel replicas "
+                   "(%d ranks / (tp %d x pp %d))",
+                   (long long)B, c->dp_size, c->size, c->tp_size, c->pp_size);
+        mt_err_hint(e, "choose a global batch that is a multiple of the replica count");
+    } else if ((B / c->dp_size) % m) {
+        mt_err_set(e, MT_ERR_USAGE,
+                   "each data-parallel replica's %lld samples per step (train.global_batch / %d) "
+                   "do not split into parallel.microbatches = %lld equal micro-batches",
+                   (long long)(B / c->dp_size), c->dp_size, (long long)m);
+        mt_err_hint(e, "choose a global batch that is a multiple of replicas x microbatches");
+    }
+    return e->code;
+}
+
+/* Rank 0 reads the file and shares its text, so every rank parses the same
+ * bytes and reaches the same verdict. */
+int mt_run_load_config(mt_run *r, const char *path, const char **overrides, int n, mt_err *e) {
+    mt_comm *c = r->comm;
+    char *text = NULL;
+    if (c->rank == 0) text = read_config(path, e);
+    if (mt_comm_agree(c, e)) return e->code;
+    mt_coll_bcast_text(c->world, 0, &text);
+    mt_config_defaults(&r->cfg);
+    int rc = mt_config_parse(&r->cfg, text, path, e);
+    free(text);
+    for (int i = 0; !rc && i < n; i++) rc = mt_config_set(&r->cfg, overrides[i], e);
+    if (!rc) rc = mt_config_validate(&r->cfg, e);
+    /* the same verdict on every rank: all parsed the same text */
+    if (!rc) rc = mt_comm_layout(c, (int)r->cfg.parallel.tp, (int)r->cfg.parallel.pp, e);
+    if (!rc) rc = check_batch(r, e);
+    if (!rc) mt_config_text(&r->cfg, &r->config_text, e);
+    return mt_comm_agree(c, e);
+}
+
+int mt_run_open_data(mt_run *r, mt_err *e) {
+    mt_batches_open(&r->data, &r->cfg, e);
+    return mt_comm_agree(r->comm, e);
+}
+
+/* The model stage, the optimizer, the initial weights (a function of
+ * run.seed and each element's global index only: every layout starts from
+ * the same model), the batch buffers and the gradient's reductions. */
+int mt_run_build(mt_run *r, mt_err *e) {
+    const mt_config *cfg = &r->cfg;
+    const mt_comm *c = r->comm;
+    int64_t local_batch = cfg->train.global_batch / c->dp_size;
+    r->mb_rows = local_batch / cfg->parallel.microbatches;
+    mt_params_init(&r->params);
+    int64_t eval_rows = mt_batches_eval_rows(&r->data, r->mb_rows);
+    if (!mt_stage_build(&r->st, c, cfg, r->be, &r->params, r->mb_rows, eval_rows, e) &&
+        !mt_optim_init(&r->opt, cfg, &r->params, r->be, e) && !mt_run_host_views(r, e)) {
+        mt_params_init_values(r->hp, (uint64_t)cfg->run.seed);
+        mt_run_state_to_device(r);
+        mt_gradsync_init(&r->sync, c, r->be, r->params.grad, r->params.numel);
+        if (!mt_params_gradsync(&r->params, c->tp_rank, &r->sync, e))
+            mt_batches_alloc(&r->data, r->be, c->dp_rank, c->dp_size, r->mb_rows, e);
+    }
+    return mt_comm_agree(c, e);
+}
+
+void mt_run_release(mt_run *r) {
+    if (r->metrics.f) fclose(r->metrics.f);
+    if (r->be) {
+        mt_stage_free(&r->st);
+        if (r->opt.m) mt_optim_free(&r->opt, r->be);
+    }
+    if (r->hp == &r->hp_store) {
+        free(r->hp_store.data);
+        free(r->hopt_store.m);
+        free(r->hopt_store.v);
+    }
+    mt_gradsync_free(&r->sync);
+    mt_params_free(&r->params);
+    mt_batches_close(&r->data);
+    free(r->config_text);
+}

@@ -1,0 +1,85 @@
+/* collectives.c - host-buffer collectives in int-sized pieces (see collectives.h). */
+#include "collectives.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK (1 << 28) /* elements per MPI call, well under INT_MAX */
+
+void mt_coll_sum_floats(MPI_Comm comm, float *buf, size_t n) {
+    for (size_t i = 0; i < n; i += CHUNK) {
+        int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
+        MPI_Allreduce(MPI_IN_PLACE, buf + i, cnt, MPI_FLOAT, MPI_SUM, comm);
+    }
+}
+
+void mt_coll_sum_doubles(MPI_Comm comm, double *buf, size_t n) {
+    for (size_t i = 0; i < n; i += CHUNK) {
+        int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
+        MPI_Allreduce(MPI_IN_PLACE, buf + i, cnt, MPI_DOUBLE, MPI_SUM, comm);
+    }
+}
+
+void mt_coll_min_ints(MPI_Comm comm, int *buf, int n) {
+    MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_INT, MPI_MIN, comm);
+}
+
+void mt_coll_max_ints(MPI_Comm comm, int *buf, int n) {
+    MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_INT, MPI_MAX, comm);
+}
+
+void mt_coll_bcast(MPI_Comm comm, int root, void *buf, size_t n) {
+    for (size_t off = 0; off < n; off += CHUNK) {
+        int cnt = (int)(n - off < CHUNK ? n - off : CHUNK);
+        MPI_Bcast((char *)buf + off, cnt, MPI_BYTE, root, comm);
+    }
+}
+
+void mt_coll_bcast_text(MPI_Comm comm, int root, char **text) {
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    long long len = rank == root && *text ? (long long)strlen(*text) : 0;
+    MPI_Bcast(&len, 1, MPI_LONG_LONG, root, comm);
+    if (rank != root) {
+        *text = malloc((size_t)len + 1);
+        if (!*text) abort();
+        (*text)[len] = '\0';
+    }
+    for (long long off = 0; off < len; off += CHUNK) {
+        int cnt = (int)(len - off < CHUNK ? len - off : CHUNK);
+        MPI_Bcast(*text + off, cnt, MPI_CHAR, root, comm);
+    }
+}
+
+void mt_coll_gather(MPI_Comm comm, int root, const void *mine, size_t n, void *all) {
+    /* the callers gather a few hundred bytes per rank */
+    MPI_Gather(mine, (int)n, MPI_BYTE, all, (int)n, MPI_BYTE, root, comm);
+}
+
+void mt_coll_send_floats(MPI_Comm comm, int to, const float *buf, size_t n) {
+    for (size_t i = 0; i < n; i += CHUNK) {
+        int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
+        MPI_Send(buf + i, cnt, MPI_FLOAT, to, 0, comm);
+    }
+}
+
+void mt_coll_recv_floats(MPI_Comm comm, int from, float *buf, size_t n) {
+    for (size_t i = 0; i < n; i += CHUNK) {
+        int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
+        MPI_Recv(buf + i, cnt, MPI_FLOAT, from, 0, comm, MPI_STATUS_IGNORE);
+    }
+}
+
+double mt_wtime(void) {
+    return MPI_Wtime();
+}
+
+void mt_coll_mpi_version(char *buf, size_t n) {
+    char v[MPI_MAX_LIBRARY_VERSION_STRING]; /* MPI allows this before MPI_Init */
+    int len = 0;
+    MPI_Get_library_version(v, &len);
+    v[len < (int)sizeof v ? len : (int)sizeof v - 1] = '\0';
+    v[strcspn(v, "\r\n,")] = '\0';
+    snprintf(buf, n, "%s", v);
+}

@@ -1,0 +1,63 @@
+/* gradsync.c - the reductions of the parameter gradients (see gradsync.h). */
+#include "gradsync.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parallel/collectives.h"
+
+void mt_gradsync_init(mt_gradsync *g, const mt_comm *c, const mt_backend *be, float *grad,
+                      size_t numel) {
+    memset(g, 0, sizeof *g);
+    g->c = c;
+    g->be = be;
+    g->grad = grad;
+    g->numel = numel;
+}
+
+static int add_span(mt_grad_span **v, int *n, int *cap, size_t offset, size_t numel, mt_err *e) {
+    if (*n == *cap) {
+        int nc = *cap ? 2 * *cap : 16;
+        mt_grad_span *nv = realloc(*v, (size_t)nc * sizeof *nv);
+        if (!nv) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the gradient spans");
+        *v = nv, *cap = nc;
+    }
+    (*v)[(*n)++] = (mt_grad_span){offset, numel};
+    return MT_OK;
+}
+
+int mt_gradsync_add_tied(mt_gradsync *g, size_t offset, size_t numel, mt_err *e) {
+    if (g->c->emb == MPI_COMM_NULL) return MT_OK;
+    return add_span(&g->tied, &g->ntied, &g->cap_tied, offset, numel, e);
+}
+
+int mt_gradsync_add_norm(mt_gradsync *g, size_t offset, size_t numel, mt_err *e) {
+    return add_span(&g->norm, &g->nnorm, &g->cap_norm, offset, numel, e);
+}
+
+void mt_gradsync_reduce(const mt_gradsync *g) {
+    for (int i = 0; i < g->ntied; i++)
+        mt_xcomm_sum(&g->c->xemb, g->grad + g->tied[i].offset, g->tied[i].numel);
+    mt_xcomm_sum(&g->c->xdp, g->grad, g->numel);
+}
+
+double mt_gradsync_norm(const mt_gradsync *g) {
+    int size = 1;
+    if (g->c->mp != MPI_COMM_NULL) MPI_Comm_size(g->c->mp, &size);
+    double ss = 0.0;
+    if (size == 1) { /* one rank holds the replica: the whole buffer in one sum */
+        ss = g->be->sumsq(g->grad, g->numel);
+    } else {
+        for (int i = 0; i < g->nnorm; i++)
+            ss += g->be->sumsq(g->grad + g->norm[i].offset, g->norm[i].numel);
+        mt_coll_sum_doubles(g->c->mp, &ss, 1);
+    }
+    return sqrt(ss);
+}
+
+void mt_gradsync_free(mt_gradsync *g) {
+    free(g->tied);
+    free(g->norm);
+    memset(g, 0, sizeof *g);
+}

@@ -1,0 +1,69 @@
+/*
+ * gradsync.h - every reduction of the parameter gradients, in one place:
+ *
+ *   tied sums      tensors held on two pipeline stages (the GPT's token
+ *                  embedding, also the head's weight on the last stage)
+ *                  take the sum of both copies' gradients, over the
+ *                  first-and-last-stage group, so the copies stay equal;
+ *   data-parallel  the flat gradient is summed over the replicas (each rank
+ *                  scaled its share by 1 / global batch: the sum is the mean);
+ *   global norm    the L2 norm of the whole model's gradient, each tensor
+ *                  counted once per replica, for clipping and the NaN check.
+ *
+ * The gradient is one flat buffer in the backend's memory (core/params.h);
+ * what this layer needs to know of its tensors is a list of spans (offset,
+ * length) per role, set once after the model is built. Buckets, overlap
+ * with the backward and ZeRO-1 (reduce-scatter, sharded update, all-gather)
+ * belong here next.
+ *
+ * The tensor-parallel sums inside the layers (Megatron's forward sum of a
+ * row-parallel output and backward sum of a column-parallel input's
+ * gradient) are activations, not parameter gradients: the models make them
+ * through the tensor-parallel group's xcomm (core/split.h). Replicated
+ * tensors (LayerNorms, row-parallel biases, embeddings) need no sum over
+ * the tensor-parallel group: every rank of it computes the same gradient.
+ */
+#ifndef MT_GRADSYNC_H
+#define MT_GRADSYNC_H
+
+#include <stddef.h>
+
+#include "base/error.h"
+#include "kernels/backend.h"
+#include "parallel/comm.h"
+
+typedef struct {
+    size_t offset, numel; /* elements [offset, offset + numel) of the flat gradient */
+} mt_grad_span;
+
+typedef struct {
+    const mt_comm *c;
+    const mt_backend *be; /* whose memory grad is in */
+    float *grad;          /* (numel) the flat gradient */
+    size_t numel;
+    mt_grad_span *tied; /* (ntied) tensors summed over c->xemb */
+    int ntied;
+    mt_grad_span *norm; /* (nnorm) tensors this rank counts in the norm */
+    int nnorm;
+    int cap_tied, cap_norm;
+} mt_gradsync;
+
+void mt_gradsync_init(mt_gradsync *g, const mt_comm *c, const mt_backend *be, float *grad,
+                      size_t numel);
+/* A held tensor with a copy on the other end of the pipeline (sums over the
+ * tied group; ignored when this rank is in none, pp = 1). */
+int mt_gradsync_add_tied(mt_gradsync *g, size_t offset, size_t numel, mt_err *e);
+/* A tensor this rank counts in the global norm: one rank of its replica per
+ * tensor (tensor-parallel rank 0 for a replicated one, never a mirror). */
+int mt_gradsync_add_norm(mt_gradsync *g, size_t offset, size_t numel, mt_err *e);
+
+/* After the backward of a step: the tied sums, then the data-parallel sum.
+ * Collective over the tied group and the data-parallel group. */
+void mt_gradsync_reduce(const mt_gradsync *g);
+/* The global L2 norm of the reduced gradient (double sums in a fixed order;
+ * one replica's tensors over its model-parallel group). Collective over
+ * c->mp. */
+double mt_gradsync_norm(const mt_gradsync *g);
+void mt_gradsync_free(mt_gradsync *g);
+
+#endif
