@@ -140,24 +140,6 @@ echo "workload: mpirun -np $NP, MLP $LAYERS, AdamW, global batch $((32 * NP)), 1
     "each keeps its last $KEEP files (0: all); medians"
 echo
 
-# ---- dd, same bytes, same directory, same files kept ----
-# dd_phase NAME: REPEATS timed dd runs, appending seconds to DD_S
-dd_phase() {
-    local i old t0 t1
-    for ((i = 1; i <= REPEATS; i++)); do
-        echo "dd ($1): run $i/$REPEATS ..." >&2
-        t0=$(now_ns)
-        dd if=/dev/zero of="$WORK/dd_$i.bin" bs=4M count="$BYTES" iflag=count_bytes conv=fsync \
-            2>"$WORK/dd.log" || fail "dd failed" "$WORK/dd.log"
-        t1=$(now_ns)
-        [[ $(stat -c %s "$WORK/dd_$i.bin") -eq "$BYTES" ]] || fail "dd wrote a different size" "$WORK/dd.log"
-        old=$((i - KEEP))
-        [[ "$KEEP" -gt 0 && "$old" -ge 1 ]] && rm -f "$WORK/dd_$old.bin"
-        DD_S+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')")
-    done
-    rm -f "$WORK"/dd_*.bin
-}
-
 # ---- mpitrain runs ----
 LOG="$WORK/mpitrain.log"
 RUNDIR="$WORK/runs"
