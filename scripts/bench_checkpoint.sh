@@ -26,6 +26,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 BIN="${MPITRAIN:-$ROOT/build/mpitrain}"
 DATA="$ROOT/build/data/mnist.h5"
 DIR=""
@@ -68,10 +70,6 @@ Environment passed to the ranks as set: HDF5_USE_FILE_LOCKING, OMPI_MCA_io
 EOF
 }
 
-die() { echo "bench_checkpoint.sh: error: $*" >&2; exit 2; }
-need_arg() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value (see --help)"; }
-is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
-
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --data) need_arg "$@"; DATA="$2"; shift 2 ;;
@@ -85,53 +83,39 @@ while [[ $# -gt 0 ]]; do
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
-is_uint "$REPEATS" || die "--repeats: positive integer expected, got '$REPEATS'"
+need_uints REPEATS
 [[ "$KEEP" =~ ^[0-9]+$ ]] || die "--keep: non-negative integer expected, got '$KEEP'"
 WARM=0 # runs that fill never-used page cache: the first KEEP + 1 (none left out with --keep 0)
 [[ "$KEEP" -gt 0 ]] && WARM=$((KEEP + 1))
 [[ "$REPEATS" -gt "$WARM" ]] || die "--repeats must be more than --keep + 1 ($WARM)"
-is_uint "$NP" || die "--np: positive integer expected, got '$NP'"
+need_uints NP
 [[ "$LAYERS" =~ ^[1-9][0-9]*(,[1-9][0-9]*)+$ ]] || die "--layers: comma-separated widths expected, got '$LAYERS'"
-[[ -x "$BIN" ]] || die "no mpitrain binary at $BIN (build it: cmake -S . -B build && cmake --build build)"
+need_mpitrain "$BIN"
 command -v mpirun >/dev/null || die "mpirun not found"
 command -v dd >/dev/null || die "dd not found"
 [[ -z "$DIR" ]] && DIR="$ROOT/build"
 [[ -d "$DIR" ]] || die "--dir: no directory $DIR"
-if [[ ! -f "$DATA" ]]; then
-    echo "bench_checkpoint.sh: no dataset at $DATA; making it with scripts/fetch_mnist.sh" >&2
-    mkdir -p "$(dirname "$DATA")"
-    "$ROOT/scripts/fetch_mnist.sh" --out "$DATA" --mpitrain "$BIN" >&2 ||
-        die "scripts/fetch_mnist.sh failed (pass --data FILE)"
-fi
+ensure_mnist "$DATA" "$BIN"
 DATA=$(cd "$(dirname "$DATA")" && pwd)/$(basename "$DATA")
 
 # before OMP_NUM_THREADS=1 is exported below: GNU nproc honours it
-NPROC=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+NPROC=$(nproc_all)
 WORK=$(mktemp -d "$DIR/bench_checkpoint.XXXXXX")
 WORK=$(cd "$WORK" && pwd)
 trap 'rm -rf "$WORK"' EXIT
 
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+mpi_env_oversubscribe
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 MPI_X=(-x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS)
 [[ -n "${HDF5_USE_FILE_LOCKING:-}" ]] && MPI_X+=(-x HDF5_USE_FILE_LOCKING)
 
-fail() {
-    echo "bench_checkpoint.sh: error: $1; output:" >&2
-    tail -n 30 "$2" >&2
-    exit 1
-}
-now_ns() { date +%s%N; }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=int((NR+1)/2); print (NR%2) ? v[m] : (v[m]+v[m+1])/2}'; }
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN {printf "%.1f", b / 1e6 / s}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 # ---- header ----
-CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
 FSTYPE=$(stat -f -c %T "$WORK")
 echo "# bench_checkpoint.sh  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "machine: ${CPU:-unknown CPU}, nproc $NPROC, $(uname -sr)"
-echo "mpitrain: $("$BIN" --version 2>/dev/null | head -n 2 | tr -s ' \n' ' ')($BIN)"
+host_line "$NPROC"
+mpitrain_line "$("$BIN" --version 2>/dev/null)" "$BIN"
 echo "mpi: $(mpirun --version 2>/dev/null | head -n 1), io component: ${OMPI_MCA_io:-default}," \
     "HDF5_USE_FILE_LOCKING: ${HDF5_USE_FILE_LOCKING:-unset}"
 echo "dir: $WORK ($FSTYPE, $(df -h --output=avail "$WORK" | tail -n 1 | tr -d ' ') free)"
@@ -139,24 +123,6 @@ echo "workload: mpirun -np $NP, MLP $LAYERS, AdamW, global batch $((32 * NP)), 1
     "checkpoint every step x $REPEATS; dd bs=4M conv=fsync x $REPEATS before and after;" \
     "each keeps its last $KEEP files (0: all); medians"
 echo
-
-# ---- dd, same bytes, same directory, same files kept ----
-# dd_phase NAME: REPEATS timed dd runs, appending seconds to DD_S
-dd_phase() {
-    local i old t0 t1
-    for ((i = 1; i <= REPEATS; i++)); do
-        echo "dd ($1): run $i/$REPEATS ..." >&2
-        t0=$(now_ns)
-        dd if=/dev/zero of="$WORK/dd_$i.bin" bs=4M count="$BYTES" iflag=count_bytes conv=fsync \
-            2>"$WORK/dd.log" || fail "dd failed" "$WORK/dd.log"
-        t1=$(now_ns)
-        [[ $(stat -c %s "$WORK/dd_$i.bin") -eq "$BYTES" ]] || fail "dd wrote a different size" "$WORK/dd.log"
-        old=$((i - KEEP))
-        [[ "$KEEP" -gt 0 && "$old" -ge 1 ]] && rm -f "$WORK/dd_$old.bin"
-        DD_S+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')")
-    done
-    rm -f "$WORK"/dd_*.bin
-}
 
 # ---- mpitrain runs ----
 LOG="$WORK/mpitrain.log"
@@ -203,7 +169,7 @@ dd_phase() {
         [[ $(stat -c %s "$WORK/dd_$i.bin") -eq "$BYTES" ]] || fail "dd wrote a different size" "$WORK/dd.log"
         old=$((i - KEEP))
         if [[ "$KEEP" -gt 0 && "$old" -ge 1 ]]; then rm -f "$WORK/dd_$old.bin"; fi
-        DD_S+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')")
+        DD_S+=("$(secs_between "$t0" "$t1")")
     done
     rm -f "$WORK"/dd_*.bin
 }
@@ -259,9 +225,9 @@ echo "  mpitrain + sha256:  ${WH_S[*]}"
 echo "  dd before:          ${DD_S[*]:0:$REPEATS}"
 echo "  dd after:           ${DD_S[*]:$REPEATS}"
 echo
-r_all=$(awk -v a="$(median "${DD_S[@]}")" -v b="$(median "${W_S[@]}")" 'BEGIN {printf "%.2f", a / b}')
-r_st=$(awk -v a="$(median "${DD_ST[@]}")" -v b="$(median "${W_ST[@]}")" 'BEGIN {printf "%.2f", a / b}')
-r_sth=$(awk -v a="$(median "${DD_ST[@]}")" -v b="$(median "${WH_ST[@]}")" 'BEGIN {printf "%.2f", a / b}')
+r_all=$(ratio "$(median "${DD_S[@]}")" "$(median "${W_S[@]}")")
+r_st=$(ratio "$(median "${DD_ST[@]}")" "$(median "${W_ST[@]}")")
+r_sth=$(ratio "$(median "${DD_ST[@]}")" "$(median "${WH_ST[@]}")")
 echo "ratio mpitrain/dd throughput, write, steady state: $r_st (goal >= $GOAL)"
 echo "ratio mpitrain/dd throughput, write, all runs:     $r_all"
 echo "ratio mpitrain/dd throughput, write + sha256, steady state: $r_sth"

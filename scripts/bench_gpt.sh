@@ -30,6 +30,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 BIN="${MPITRAIN:-$ROOT/build/mpitrain}"
 PY="${PYTHON:-/usr/bin/python3}"
 TEXT=""
@@ -76,10 +78,6 @@ and mpitrain GFLOP/s / sgemm GFLOP/s (goal >= 0.5).
 EOF
 }
 
-die() { echo "bench_gpt.sh: error: $*" >&2; exit 2; }
-need_arg() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value (see --help)"; }
-is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
-
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --threads) need_arg "$@"; THREADS="$2"; shift 2 ;;
@@ -100,14 +98,12 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 # before OMP_NUM_THREADS is exported below: GNU nproc honours it
-NPROC=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+NPROC=$(nproc_all)
 [[ -z "$THREADS" ]] && THREADS="$NPROC"
-for v in THREADS STEPS RUNS LAYERS HEADS EMBD SEQ BATCH SGEMM_REPS; do
-    is_uint "${!v}" || die "--$(tr 'A-Z_' 'a-z-' <<<"$v"): positive integer expected, got '${!v}'"
-done
+need_uints THREADS STEPS RUNS LAYERS HEADS EMBD SEQ BATCH SGEMM_REPS
 [[ "$STEPS" -gt 5 ]] || die "--steps must be > 5 (the first 5 steps are not timed)"
 [[ $((EMBD % HEADS)) -eq 0 ]] || die "--embd ($EMBD) must be divisible by --heads ($HEADS)"
-[[ -x "$BIN" ]] || die "no mpitrain binary at $BIN (build it: cmake -S . -B build && cmake --build build)"
+need_mpitrain "$BIN"
 command -v mpirun >/dev/null || die "mpirun not found"
 [[ -x "$PY" ]] || die "no python interpreter at $PY (pass --python PATH)"
 # h5py: tests/reference/gpt_parity.py, which holds the PyTorch model, imports it
@@ -126,7 +122,7 @@ BLAS_LIB=$(readlink -f "$BLAS_LIB")
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench_gpt.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpi_env
 export OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS"
 MPI_X=(-x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS)
 # the environment's wait policy for the main rows; PASSIVE for the extra rows
@@ -134,14 +130,7 @@ WAIT_POLICY="${OMP_WAIT_POLICY:-}"
 [[ -n "$WAIT_POLICY" ]] && PASSIVE_ROWS=0
 [[ -n "${OPENBLAS_CORETYPE:-}" ]] && MPI_X+=(-x OPENBLAS_CORETYPE)
 
-fail() {
-    echo "bench_gpt.sh: error: $1; output:" >&2
-    tail -n 30 "$2" >&2
-    exit 1
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=int((NR+1)/2); print (NR%2) ? v[m] : (v[m]+v[m+1])/2}'; }
 min() { printf '%s\n' "$@" | sort -g | head -n 1; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 tok_s() { awk -v ms="$1" -v n="$((BATCH * SEQ))" 'BEGIN {printf "%.0f", 1e3 * n / ms}'; }
 gflops() { awk -v ms="$1" -v n="$((BATCH * SEQ))" -v f="$TRAIN_FLOPS" 'BEGIN {printf "%.1f", n * f / ms / 1e6}'; }
 
@@ -151,28 +140,16 @@ FWD_FLOPS=$(awk -v L="$LAYERS" -v C="$EMBD" -v V="$VOCAB" -v T="$SEQ" \
 TRAIN_FLOPS=$((3 * FWD_FLOPS))
 
 # ---- token shards ----
-CORPUS="$TMP/corpus.txt"
-if [[ -n "$TEXT" ]]; then
-    cp "$TEXT" "$CORPUS"
-    TEXT_DESC="$TEXT"
-else
-    cat "$ROOT/README.md" "$ROOT"/docs/*.md >"$CORPUS"
-    TEXT_DESC="README.md + docs/*.md"
-fi
-"$BIN" data tokenize --bytes "$CORPUS" "$TMP/tok" --name corpus >"$TMP/tokenize.log" 2>&1 ||
-    fail "mpitrain data tokenize failed" "$TMP/tokenize.log"
-TRAIN_GLOB="$TMP/tok/corpus_train_*.bin"
-VAL_GLOB="$TMP/tok/corpus_val_*.bin"
+text_shards "$TEXT" "$TMP" "$BIN"
 N_TRAIN=$(sed -n 's/.*: \([0-9]*\) train tokens.*/\1/p' "$TMP/tokenize.log")
 N_VAL=$(sed -n 's/.*, \([0-9]*\) val tokens.*/\1/p' "$TMP/tokenize.log")
 
 # ---- header ----
-CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
 MT_VERSION=$("$BIN" --version 2>/dev/null || true)
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)
 echo "# bench_gpt.sh  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "machine: ${CPU:-unknown CPU}, nproc $NPROC, $(uname -sr)"
-echo "mpitrain: $(head -n 2 <<<"$MT_VERSION" | tr -s ' \n' ' ')($BIN)"
+host_line "$NPROC"
+mpitrain_line "$MT_VERSION" "$BIN"
 echo "torch: $TORCH_VERSION ($PY)"
 echo "threads: $THREADS (OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS," \
     "OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}); mpitrain under mpirun -np 1 --bind-to none"
@@ -195,22 +172,14 @@ SG_SQ=$(sed -n 's/^sgemm square .* \([0-9.]*\) GFLOP\/s.*/\1/p' "$TMP/sgemm.log"
 [[ -n "$SG_MIX" && -n "$SG_SQ" ]] || fail "no sgemm rate in the probe's output" "$TMP/sgemm.log"
 
 # ---- mpitrain and PyTorch, alternating ----
+gpt_bench_sets
 # run_mpitrain LOG POLICY: POLICY is OMP_WAIT_POLICY's value (empty: unset)
 run_mpitrain() {
     local dir="$TMP/runs" x=("${MPI_X[@]}")
     [[ -n "$2" ]] && x+=(-x OMP_WAIT_POLICY)
     rm -rf "$dir"
     with_policy "$2" mpirun -np 1 --bind-to none "${x[@]}" "$BIN" train --config "$ROOT/configs/mnist_mlp.ini" \
-        --set "model.kind=gpt" --set "data.train_tokens=$TRAIN_GLOB" --set "data.val_tokens=$VAL_GLOB" \
-        --set "model.n_layer=$LAYERS" --set "model.n_head=$HEADS" --set "model.n_embd=$EMBD" \
-        --set "model.block_size=$SEQ" --set "model.vocab_size=$VOCAB" --set "model.dropout=0" \
-        --set "train.seq_len=$SEQ" --set "train.global_batch=$BATCH" --set "train.steps=$STEPS" \
-        --set "train.shuffle=true" --set "train.eval_every=0" --set "train.eval_windows=1" \
-        --set "optim.kind=adamw" --set "optim.lr=0.001" --set "optim.beta1=0.9" \
-        --set "optim.beta2=0.999" --set "optim.eps=1e-8" --set "optim.weight_decay=0.01" \
-        --set "optim.grad_clip=0" --set "optim.schedule=constant" --set "optim.warmup_steps=0" \
-        --set "checkpoint.save_final=false" --set "checkpoint.every_steps=0" \
-        --set "checkpoint.every_seconds=0" --set "registry.enabled=false" \
+        "${GPT_SETS[@]}" --set "optim.beta1=0.9" --set "optim.beta2=0.999" --set "optim.eps=1e-8" \
         --set "run.threads=$THREADS" --set "run.dir=$dir" --set "run.log_every=10" \
         >"$1" 2>&1 || fail "the mpitrain run failed" "$1"
     rm -rf "$dir"
@@ -229,11 +198,7 @@ with_policy() { # with_policy POLICY COMMAND...: COMMAND with OMP_WAIT_POLICY=PO
 }
 ms_of() { # ms_of mpitrain|torch LOG
     local v
-    if [[ "$1" == mpitrain ]]; then
-        v=$(sed -n 's/^time: \([0-9.]*\) ms\/step.*/\1/p' "$2" | tail -n 1)
-    else
-        v=$(sed -n 's/^ms\/step \([0-9.]*\).*/\1/p' "$2" | tail -n 1)
-    fi
+    v=$(ms_per_step "$1" "$2")
     [[ -n "$v" ]] || fail "no ms/step in the $1 output" "$2"
     echo "$v"
 }

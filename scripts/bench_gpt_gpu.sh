@@ -30,6 +30,8 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 BUNDLE=""
 BATCH=8
 STEPS=20
@@ -106,10 +108,6 @@ config (auto: 1 on the GPU; with --dry-run-cpu only when the binary knows the ke
 EOF
 }
 
-die() { echo "bench_gpt_gpu.sh: error: $*" >&2; exit 2; }
-need_arg() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value (see --help)"; }
-is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
-
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --bundle) need_arg "$@"; BUNDLE="$2"; shift 2 ;;
@@ -148,14 +146,12 @@ elif [[ "$MODE" == dry ]]; then
     DEVICE=cpu PRECISION=fp32
 fi
 for v in "${!SET[@]}"; do printf -v "$v" '%s' "${SET[$v]}"; done
-for v in BATCH STEPS LAYERS HEADS EMBD SEQ VOCAB BUDGET COMPILE_TIMEOUT GEMM_SIZE GEMM_ITERS; do
-    is_uint "${!v}" || die "--$(tr 'A-Z_' 'a-z-' <<<"$v"): positive integer expected, got '${!v}'"
-done
+need_uints BATCH STEPS LAYERS HEADS EMBD SEQ VOCAB BUDGET COMPILE_TIMEOUT GEMM_SIZE GEMM_ITERS
 [[ -z "$THREADS" ]] || is_uint "$THREADS" || die "--threads: positive integer expected"
 [[ "$PRECISION" == bf16 || "$PRECISION" == fp32 ]] || die "--precision: bf16 or fp32, got '$PRECISION'"
 [[ $((EMBD % HEADS)) -eq 0 ]] || die "--embd ($EMBD) must be divisible by --heads ($HEADS)"
 [[ "$VOCAB" -le 65536 ]] || die "--vocab must be <= 65536 (uint16 token shards)"
-NPROC=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+NPROC=$(nproc_all)
 if [[ -z "$THREADS" ]]; then
     if [[ "$MODE" == dry ]]; then THREADS=$NPROC; else THREADS=$((NPROC < 8 ? NPROC : 8)); fi
 fi
@@ -188,7 +184,7 @@ if [[ -n "$BUNDLE" ]]; then
         ENV_DESC="BUNDLE/bin on PATH, BUNDLE/lib on LD_LIBRARY_PATH (no scripts/device_env.sh)"
     fi
 fi
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpi_env
 export OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS"
 
 pyrun() { # pyrun ARGS...: python with the LD_LIBRARY_PATH from before the bundle's
@@ -580,7 +576,7 @@ for key in torch_eager torch_compile; do
 done
 
 # ---- (d) the table ----
-ratio() { # ratio KEY_A KEY_B: ms[A] / ms[B], or n/a
+ms_ratio() { # ms_ratio KEY_A KEY_B: ms[A] / ms[B], or n/a
     [[ -n "${MS[$1]:-}" && -n "${MS[$2]:-}" ]] || { echo "n/a"; return; }
     calc "%.2f" "${MS[$1]} / ${MS[$2]}"
 }
@@ -619,8 +615,8 @@ echo "- card: ${GPU_NAME:-none (CPU)}; gemm_peak ${GEMM_SIZE}^3: bf16 ${PEAK:-n/
 echo "- MFU = 6 x parameters x tokens/s / peak; peak = gemm_peak's measured bf16 rate" \
     "(${PEAK:-n/a} TFLOP/s); MFU spec: against the data sheet's dense bf16 rate" \
     "(${SPEC:-unknown for this card}${SPEC:+ TFLOP/s}); attention FLOPs not counted"
-echo "- ratio mpitrain / PyTorch step time: eager $(ratio mpitrain torch_eager)," \
-    "compiled $(ratio mpitrain torch_compile) (goal <= 1.0)"
+echo "- ratio mpitrain / PyTorch step time: eager $(ms_ratio mpitrain torch_eager)," \
+    "compiled $(ms_ratio mpitrain torch_compile) (goal <= 1.0)"
 echo "- ms/step: mpitrain the mean of $STEPS steps after 5 untimed (run.json result.ms_per_step);" \
     "PyTorch the median of $STEPS steps after 3 warm-up steps, each synchronized"
 echo "- PyTorch: $TORCH_DESC, optimizer ${TORCH_OPT:-?}; mpitrain launcher ${MT_LAUNCH_USED:-none}"
@@ -653,8 +649,8 @@ jnum() { if [[ -n "$1" ]]; then printf '%s' "$1"; else printf 'null'; fi; }
         sep=","
     done
     printf '},"ratio_mpitrain_torch_eager":%s,"ratio_mpitrain_torch_compile":%s,"failed":%s}\n' \
-        "$(r=$(ratio mpitrain torch_eager); jnum "${r#n/a}")" \
-        "$(r=$(ratio mpitrain torch_compile); jnum "${r#n/a}")" \
+        "$(r=$(ms_ratio mpitrain torch_eager); jnum "${r#n/a}")" \
+        "$(r=$(ms_ratio mpitrain torch_compile); jnum "${r#n/a}")" \
         "$([[ $FAILED -eq 0 ]] && echo false || echo true)"
 } >"$OUT/results.json"
 exit "$FAILED"

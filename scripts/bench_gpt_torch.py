@@ -23,7 +23,9 @@ The Python side of scripts/bench_gpt.sh (see docs/BENCHMARKS.md). Two modes:
 Token shards (docs/DATA.md): a 1024-byte header of 256 little-endian int32
 (magic 20240520, version 1, token count), then uint16 tokens. Windows follow
 mpitrain's (and llm.c's) loader: window i of a shard is tokens [i*T, i*T+T],
-inputs the first T, targets the last T; a new seeded order every epoch.
+inputs the first T, targets the last T; a new seeded order every epoch. The
+thread setting, the first line and the timed loop of train are
+scripts/benchlib.py's, shared with bench_mnist_torch.py.
 """
 import argparse
 import ctypes
@@ -34,7 +36,9 @@ import time
 
 import numpy as np
 
-TIMING_SKIP = 5  # same as mpitrain (core/trainer.c)
+import benchlib
+from benchlib import TIMING_SKIP
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -157,34 +161,13 @@ def read_shard(path):
     return raw[1024:].view("<u2").astype(np.int64)
 
 
-def openblas():
-    """The OpenBLAS that torch loaded (Debian's torch calls the system libblas.so.3), or None."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {l.split()[-1] for l in f if "openblas" in l and l.split()[-1].startswith("/")}
-    except OSError:
-        return None
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)  # already loaded: same handle
-            lib.openblas_get_config.restype = ctypes.c_char_p
-            return lib
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
 def train_mode(a):
     import torch
     sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
     from gpt_parity import GPT  # the PyTorch definition of mpitrain's model
 
-    torch.set_num_threads(a.threads)
+    blas = benchlib.set_threads(torch, a.threads)
     torch.manual_seed(a.seed)
-    _ = torch.zeros(1) @ torch.zeros(1)  # make torch load its BLAS before looking for it
-    blas = openblas()
-    if blas is not None:  # mpitrain sets OpenBLAS's threads too (parallel/threads.c)
-        blas.openblas_set_num_threads(ctypes.c_int(a.threads))
     if a.embd % a.heads:
         die("--embd %d is not divisible by --heads %d" % (a.embd, a.heads))
 
@@ -232,10 +215,7 @@ def train_mode(a):
                             lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
     gen = torch.Generator().manual_seed(a.seed)
 
-    print("torch %s | %d thread(s) (torch.get_num_threads %d, interop %d) | BLAS %s"
-          % (torch.__version__, a.threads, torch.get_num_threads(),
-             torch.get_num_interop_threads(),
-             blas.openblas_get_config().decode() if blas is not None else "unknown"))
+    print(benchlib.banner(torch, a.threads, blas))
     print("data: %s: %d windows of %d tokens" % (", ".join(files), n, T))
     print("model: gpt %d layers, %d heads, n_embd %d, block_size %d, vocab %d | %d parameters"
           " | optimizer adamw" % (a.layers, a.heads, a.embd, T, a.vocab,
@@ -244,27 +224,13 @@ def train_mode(a):
                                                                      steps_per_epoch))
     sys.stdout.flush()
 
-    model.train()
-    order, order_epoch = None, -1
-    t_start = time.perf_counter()
-    t_timed = t_start
-    loss = None
-    for step in range(a.steps):
-        if step == TIMING_SKIP:
-            t_timed = time.perf_counter()
-        epoch, b = divmod(step, steps_per_epoch)
-        if epoch != order_epoch:
-            order, order_epoch = torch.randperm(n, generator=gen), epoch
-        idx = order[b * a.batch:(b + 1) * a.batch]
-        loss = model(x_all[idx], y_all[idx])
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    def progress(step, loss):
         if step == 0 or (step + 1) % 10 == 0:
             print("step %d/%d | loss %.4f" % (step + 1, a.steps, loss.item()))
-    t_end = time.perf_counter()
-    timed = a.steps - TIMING_SKIP
-    ms = 1e3 * ((t_end - t_timed) / timed if timed > 0 else (t_end - t_start) / a.steps)
+
+    model.train()
+    ms, _ = benchlib.train_timed(torch, opt, n, a.batch, a.steps, gen,
+                                 lambda idx: model(x_all[idx], y_all[idx]), progress)
     print("ms/step %.3f (%d steps, first %d excluded), %.0f tokens/s"
           % (ms, a.steps, TIMING_SKIP, 1e3 * a.batch * T / ms))
 

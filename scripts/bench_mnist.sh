@@ -13,6 +13,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 BIN="${MPITRAIN:-$ROOT/build/mpitrain}"
 PY="${PYTHON:-/usr/bin/python3}"
 DATA="$ROOT/data/mnist.h5"
@@ -47,10 +49,6 @@ Times mpitrain and PyTorch (scripts/bench_mnist_torch.py) on the same MNIST MLP
 EOF
 }
 
-die() { echo "bench_mnist.sh: error: $*" >&2; exit 2; }
-need_arg() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value (see --help)"; }
-is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
-
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --threads) need_arg "$@"; THREADS="$2"; shift 2 ;;
@@ -66,12 +64,9 @@ while [[ $# -gt 0 ]]; do
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
-is_uint "$THREADS" || die "--threads: positive integer expected, got '$THREADS'"
-is_uint "$STEPS" || die "--steps: positive integer expected, got '$STEPS'"
-is_uint "$BATCH" || die "--batch: positive integer expected, got '$BATCH'"
-is_uint "$RUNS" || die "--runs: positive integer expected, got '$RUNS'"
+need_uints THREADS STEPS BATCH RUNS
 [[ "$STEPS" -gt 5 ]] || die "--steps must be > 5 (the first 5 steps are not timed)"
-[[ -x "$BIN" ]] || die "no mpitrain binary at $BIN (build it: cmake -S . -B build && cmake --build build)"
+need_mpitrain "$BIN"
 [[ -f "$DATA" ]] || die "no dataset at $DATA (make it: scripts/fetch_mnist.sh, or pass --data FILE)"
 DATA=$(cd "$(dirname "$DATA")" && pwd)/$(basename "$DATA")
 [[ -x "$PY" ]] || die "no python interpreter at $PY (pass --python PATH)"
@@ -95,7 +90,7 @@ env_for() {
     echo "$s"
 }
 
-MPI_ENV="OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
+MPI_ENV="$MT_MPI_ROOT_ENV"
 MPI_X_EXTRA=""
 [[ "$PASSIVE" -eq 1 ]] && MPI_X_EXTRA+=" -x OMP_WAIT_POLICY"
 [[ -n "${OPENBLAS_CORETYPE:-}" ]] && MPI_X_EXTRA+=" -x OPENBLAS_CORETYPE"
@@ -123,10 +118,10 @@ run_mpitrain() {
         # shellcheck disable=SC2046,SC2086
         env $(env_for "$t") $MPI_ENV mpirun -np "$np" \
             -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS ${MPI_X_EXTRA} \
-            "${cmd[@]}" >"$log" 2>&1 || fail mpitrain "$log"
+            "${cmd[@]}" >"$log" 2>&1 || run_failed mpitrain "$log"
     else
         # shellcheck disable=SC2046,SC2086
-        env $(env_for "$t") "${cmd[@]}" >"$log" 2>&1 || fail mpitrain "$log"
+        env $(env_for "$t") "${cmd[@]}" >"$log" 2>&1 || run_failed mpitrain "$log"
     fi
     rm -rf "$dir"
 }
@@ -136,42 +131,31 @@ run_torch() {
     local t="$1" log="$2"
     # shellcheck disable=SC2046,SC2086
     env $(env_for "$t") "$PY" "$TORCH_SCRIPT" --data "$DATA" --steps "$STEPS" --batch "$BATCH" \
-        --threads "$t" --layers "$LAYERS" >"$log" 2>&1 || fail torch "$log"
+        --threads "$t" --layers "$LAYERS" >"$log" 2>&1 || run_failed torch "$log"
 }
 
-fail() {
-    echo "bench_mnist.sh: error: the $1 run failed; its output:" >&2
-    tail -n 30 "$2" >&2
-    exit 1
-}
+run_failed() { fail "the $1 run failed" "$2"; } # run_failed TOOL LOG
 
 # ms_of TOOL LOG / acc_of TOOL LOG: the numbers each tool prints at the end.
 ms_of() {
     local v
-    if [[ "$1" == mpitrain ]]; then
-        v=$(sed -n 's/^time: \([0-9.]*\) ms\/step.*/\1/p' "$2" | tail -n 1)
-    else
-        v=$(sed -n 's/^ms\/step \([0-9.]*\).*/\1/p' "$2" | tail -n 1)
-    fi
-    [[ -n "$v" ]] || fail "$1" "$2"
+    v=$(ms_per_step "$1" "$2")
+    [[ -n "$v" ]] || run_failed "$1" "$2"
     echo "$v"
 }
 acc_of() {
     local v
     v=$(sed -n 's/^final test accuracy: \([0-9.]*%\).*/\1/p' "$2" | tail -n 1)
-    [[ -n "$v" ]] || fail "$1" "$2"
+    [[ -n "$v" ]] || run_failed "$1" "$2"
     echo "$v"
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=int((NR+1)/2); print (NR%2) ? v[m] : (v[m]+v[m+1])/2}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 # ---- header ----
-CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
 echo "# bench_mnist.sh  $(date '+%Y-%m-%d %H:%M:%S %Z')"
-echo "machine: ${CPU:-unknown CPU}, nproc $NPROC, $(uname -sr)"
+host_line "$NPROC"
 MT_VERSION=$("$BIN" --version 2>/dev/null || true)
 MT_BLAS=$(sed -n 's/^BLAS: *//p' <<<"$MT_VERSION" | head -n 1)
-echo "mpitrain: $(head -n 2 <<<"$MT_VERSION" | tr -s ' \n' ' ')($BIN)"
+mpitrain_line "$MT_VERSION" "$BIN"
 echo "torch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null) ($PY)"
 echo "data: $DATA"
 echo "workload: MLP $LAYERS relu, AdamW lr 1e-3 wd 0.01 (weights only), batch $BATCH," \

@@ -14,18 +14,19 @@ in-memory tensors, forward, loss, backward, optimizer.step, zero_grad; the first
 
 Prints `ms/step X` and `final test accuracy: Y%` (plus a few informative lines).
 Run it with /usr/bin/python3 (the interpreter that has torch and h5py here).
+The thread setting, the first line and the timed loop are scripts/benchlib.py's,
+shared with bench_gpt_torch.py.
 """
 import argparse
-import ctypes
 import os
 import sys
-import time
 
 import h5py
 import numpy as np
 import torch
 
-TIMING_SKIP = 5  # same as mpitrain (core/trainer.c)
+import benchlib
+from benchlib import TIMING_SKIP
 
 
 def parse_args():
@@ -50,24 +51,6 @@ def parse_args():
     return a
 
 
-def openblas():
-    """The OpenBLAS that torch loaded (Debian's torch calls the system libblas.so.3), or None."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {l.split()[-1] for l in f if "openblas" in l and l.split()[-1].startswith("/")}
-    except OSError:
-        return None
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)  # already loaded: same handle
-            lib.openblas_get_config.restype = ctypes.c_char_p
-            lib.openblas_get_corename.restype = ctypes.c_char_p
-            return lib
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
 def load(path):
     with h5py.File(path, "r") as f:
         def get(name):
@@ -83,10 +66,7 @@ def load(path):
 
 def main():
     a = parse_args()
-    torch.set_num_threads(a.threads)
-    blas = openblas()
-    if blas is not None:  # mpitrain sets OpenBLAS's threads too (parallel/threads.c)
-        blas.openblas_set_num_threads(ctypes.c_int(a.threads))
+    blas = benchlib.set_threads(torch, a.threads)
     torch.manual_seed(a.seed)
 
     if not os.path.isfile(a.data):
@@ -115,10 +95,7 @@ def main():
     loss_fn = torch.nn.CrossEntropyLoss()  # mean over the batch
     gen = torch.Generator().manual_seed(a.seed)
 
-    print("torch %s | %d thread(s) (torch.get_num_threads %d, interop %d) | BLAS %s"
-          % (torch.__version__, a.threads, torch.get_num_threads(),
-             torch.get_num_interop_threads(),
-             blas.openblas_get_config().decode() if blas is not None else "unknown"))
+    print(benchlib.banner(torch, a.threads, blas))
     print("data: %s: %d train, %d test samples of %d inputs" % (a.data, n, xte.shape[0], dim))
     print("model: mlp %s relu | %d parameters | optimizer adamw"
           % ("-".join(map(str, a.layers)), sum(p.numel() for p in model.parameters())))
@@ -126,25 +103,8 @@ def main():
     sys.stdout.flush()
 
     model.train()
-    order, order_epoch = None, -1
-    t_start = time.perf_counter()
-    t_timed = t_start
-    loss = None
-    for step in range(a.steps):
-        if step == TIMING_SKIP:
-            t_timed = time.perf_counter()
-        epoch, b = divmod(step, steps_per_epoch)
-        if epoch != order_epoch:
-            order, order_epoch = torch.randperm(n, generator=gen), epoch
-        idx = order[b * a.batch:(b + 1) * a.batch]
-        xb, yb = xtr[idx], ytr[idx]
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    t_end = time.perf_counter()
-    timed = a.steps - TIMING_SKIP
-    ms = 1e3 * ((t_end - t_timed) / timed if timed > 0 else (t_end - t_start) / a.steps)
+    ms, loss = benchlib.train_timed(torch, opt, n, a.batch, a.steps, gen,
+                                    lambda idx: loss_fn(model(xtr[idx]), ytr[idx]))
 
     model.eval()
     with torch.no_grad():

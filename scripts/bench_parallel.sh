@@ -62,6 +62,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 BIN="${MPITRAIN:-$ROOT/build/mpitrain}"
 TEXT=""
 STEPS=15
@@ -113,10 +115,6 @@ pipeline against (pp-1)/(m+pp-1) for m = $BUBBLE_MS micro-batches.
 EOF
 }
 
-die() { echo "bench_parallel.sh: error: $*" >&2; exit 2; }
-need_arg() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value (see --help)"; }
-is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
-
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --steps) need_arg "$@"; STEPS="$2"; shift 2 ;;
@@ -138,17 +136,15 @@ while [[ $# -gt 0 ]]; do
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
-NPROC=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
-for v in STEPS RUNS MICRO LAYERS HEADS EMBD SEQ BATCH RUN_TIMEOUT; do
-    is_uint "${!v}" || die "--$(tr 'A-Z_' 'a-z-' <<<"$v"): positive integer expected, got '${!v}'"
-done
+NPROC=$(nproc_all)
+need_uints STEPS RUNS MICRO LAYERS HEADS EMBD SEQ BATCH RUN_TIMEOUT
 [[ "$STEPS" -gt 5 ]] || die "--steps must be > 5 (the first 5 steps are not timed)"
 [[ $((EMBD % HEADS)) -eq 0 ]] || die "--embd ($EMBD) must be divisible by --heads ($HEADS)"
 for m in $BUBBLE_MS; do
     is_uint "$m" || die "--bubble-m: positive integers expected, got '$m'"
     [[ $((BATCH % m)) -eq 0 ]] || die "--bubble-m: $m does not divide the batch ($BATCH)"
 done
-[[ -x "$BIN" ]] || die "no mpitrain binary at $BIN (build it: cmake -S . -B build && cmake --build build)"
+need_mpitrain "$BIN"
 command -v mpirun >/dev/null || die "mpirun not found"
 command -v jq >/dev/null || die "jq not found (it reads run.json and metrics.jsonl; apt package jq)"
 if [[ -n "$TEXT" ]]; then
@@ -186,16 +182,10 @@ done
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench_parallel.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpi_env
 export OMPI_MCA_mpi_yield_when_idle=1
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 unset OMP_WAIT_POLICY
-
-fail() {
-    echo "bench_parallel.sh: error: $1; output:" >&2
-    tail -n 30 "$2" >&2
-    exit 1
-}
 
 # ---- token shards ----
 if [[ -z "$TEXT" ]] && compgen -G "$ROOT/data/fortunes/fortunes_train_[0-9]*.bin" >/dev/null &&
@@ -204,19 +194,9 @@ if [[ -z "$TEXT" ]] && compgen -G "$ROOT/data/fortunes/fortunes_train_[0-9]*.bin
     VAL_GLOB="$ROOT/data/fortunes/fortunes_val_*.bin"
     TEXT_DESC="fortunes (data/fortunes, scripts/fetch_fortunes.sh)"
 else
-    CORPUS="$TMP/corpus.txt"
-    if [[ -n "$TEXT" ]]; then
-        cp "$TEXT" "$CORPUS"
-        TEXT_DESC="$TEXT"
-    else
-        cat "$ROOT/README.md" "$ROOT"/docs/*.md >"$CORPUS"
-        TEXT_DESC="README.md + docs/*.md"
-    fi
-    "$BIN" data tokenize --bytes "$CORPUS" "$TMP/tok" --name corpus >"$TMP/tokenize.log" 2>&1 ||
-        fail "mpitrain data tokenize failed" "$TMP/tokenize.log"
-    TRAIN_GLOB="$TMP/tok/corpus_train_*.bin"
-    VAL_GLOB="$TMP/tok/corpus_val_*.bin"
+    text_shards "$TEXT" "$TMP" "$BIN"
 fi
+gpt_bench_sets
 
 # ---- one run ----
 # run_one NAME NP TP PP MICROBATCHES THREADS BIND: trains, leaves NAME.log,
@@ -238,16 +218,7 @@ run_one() {
         timeout -k 10 "$RUN_TIMEOUT" mpirun -np "$np" "${over[@]}" --bind-to "$bind" \
         -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x OMPI_MCA_mpi_yield_when_idle \
         "${wrap[@]}" "$BIN" train --config "$ROOT/configs/mnist_mlp.ini" --set "run.name=bench_parallel" \
-        --set "model.kind=gpt" --set "data.train_tokens=$TRAIN_GLOB" --set "data.val_tokens=$VAL_GLOB" \
-        --set "model.n_layer=$LAYERS" --set "model.n_head=$HEADS" --set "model.n_embd=$EMBD" \
-        --set "model.block_size=$SEQ" --set "model.vocab_size=$VOCAB" --set "model.dropout=0" \
-        --set "train.seq_len=$SEQ" --set "train.global_batch=$BATCH" --set "train.steps=$STEPS" \
-        --set "train.shuffle=true" --set "train.eval_every=0" --set "train.eval_windows=1" \
-        --set "optim.kind=adamw" --set "optim.lr=0.001" --set "optim.weight_decay=0.01" \
-        --set "optim.grad_clip=0" --set "optim.schedule=constant" --set "optim.warmup_steps=0" \
-        --set "checkpoint.save_final=false" --set "checkpoint.every_steps=0" \
-        --set "checkpoint.every_seconds=0" --set "registry.enabled=false" \
-        --set "parallel.tp=$tp" --set "parallel.pp=$pp" --set "parallel.microbatches=$mb" \
+        "${GPT_SETS[@]}" --set "parallel.tp=$tp" --set "parallel.pp=$pp" --set "parallel.microbatches=$mb" \
         --set "parallel.schedule=1f1b" \
         --set "run.threads=$threads" --set "run.dir=$TMP/runs/$name" --set "run.log_every=10" \
         >"$log" 2>&1 || fail "the $name run failed (exit $?)" "$log"
@@ -273,7 +244,7 @@ others_load() {
 # results of run NAME, each on stdout
 ms_of() {
     local v
-    v=$(sed -n 's/^time: \([0-9.]*\) ms\/step.*/\1/p' "$TMP/$1.log" | tail -n 1)
+    v=$(ms_per_step mpitrain "$TMP/$1.log")
     [[ -n "$v" ]] || fail "no ms/step in the $1 output" "$TMP/$1.log"
     printf '%.1f' "$v"
 }
@@ -312,11 +283,10 @@ final_loss() { jq -rs 'map(select(.loss != null)) | last | .loss' "$(metrics "$1
 layout_line() { sed -n 's/^layout: \(.*\) | [0-9]* thread(s) per rank.*/\1/p' "$TMP/$1.log" | head -n 1; }
 
 # ---- header ----
-CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
 MT_VERSION=$("$BIN" --version 2>/dev/null || true)
 echo "# bench_parallel.sh  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "machine: ${CPU:-unknown CPU}, nproc $NPROC, $(uname -sr)"
-echo "mpitrain: $(head -n 2 <<<"$MT_VERSION" | tr -s ' \n' ' ')($BIN)"
+host_line "$NPROC"
+mpitrain_line "$MT_VERSION" "$BIN"
 echo "model: gpt $LAYERS layers, $HEADS heads, n_embd $EMBD, T = block_size $SEQ, vocab $VOCAB, no dropout;" \
     "global batch $BATCH sequences; AdamW lr 1e-3 wd 0.01"
 echo "data: $TEXT_DESC, byte-level"
@@ -393,7 +363,6 @@ done
 # ---- tables ----
 BASE_NAME=$([[ " $LAYOUTS " == *" dp4 "* ]] && echo dp4 || echo "${LAYOUTS%% *}")
 BASE=$(ms_of "${BEST[$BASE_NAME]}")
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 # ms/step of run R, with a "!" when other processes used more than 0.2 cores during it
 ms_flag() {
     local l

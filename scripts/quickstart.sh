@@ -4,13 +4,13 @@
 # 2 ranks. It ends with the final test accuracy and the run's folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 bash scripts/install_deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
 bash scripts/fetch_mnist.sh --out data/mnist.h5
-if [ "$(id -u)" -eq 0 ]; then # Open MPI refuses root unless told
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fi
+mpi_env # Open MPI refuses root unless told
 MPIFLAGS=()
 [ "$(nproc)" -ge 2 ] || MPIFLAGS+=(--oversubscribe)
 mpirun "${MPIFLAGS[@]}" -np 2 build/mpitrain train --config configs/mnist_mlp.ini

@@ -20,15 +20,16 @@
 # chroot/mount, no data).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 BUNDLE=$ROOT/bundle DATA="" KEEP=0
-die() { echo "test_bundle.sh: error: $*" >&2; exit 2; }
 skip() { echo "SKIPPED: test_bundle.sh: $*"; exit 77; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --bundle) [[ $# -ge 2 ]] || die "--bundle needs a folder"; BUNDLE=$2; shift 2 ;;
         --data) [[ $# -ge 2 ]] || die "--data needs a file"; DATA=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) header_help 2 20; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
@@ -126,10 +127,11 @@ if [[ $(readelf -d "$CH/tmp/mpitrain.probe" | grep -c 'libnccl') -gt 0 ]]; then
 fi
 rm -f "$CH/tmp/mpitrain.probe"
 
-# 3. The project's part: the packed bundle, the two scripts, a config, data.
+# 3. The project's part: the packed bundle, the scripts (device_check.sh
+#    sources lib.sh), a config, data.
 put "$TAR" /opt/mt/bundle.tar.xz
 mkdir -p "$CH/opt/mt/scripts" "$CH/opt/mt/configs" "$CH/opt/mt/data"
-cp "$ROOT/scripts/device_env.sh" "$ROOT/scripts/device_check.sh" "$CH/opt/mt/scripts/"
+cp "$ROOT/scripts/device_env.sh" "$ROOT/scripts/device_check.sh" "$ROOT/scripts/lib.sh" "$CH/opt/mt/scripts/"
 cp "$ROOT/configs/mnist_mlp.ini" "$CH/opt/mt/configs/"
 put "$(readlink -f "$DATA")" /opt/mt/data/mnist.h5
 
