@@ -32,6 +32,7 @@
 #include "core/optim.h"
 #include "core/params.h"
 #include "core/resume.h"
+#include "core/state_views.h"
 #include "base/rng.h"
 #include "core/version.h"
 #include "io/checkpoint.h"
@@ -417,7 +418,14 @@ static int resume(trainer *t, mt_err *e) {
     MPI_Bcast(t->resume_path, sizeof t->resume_path, MPI_CHAR, 0, c->world);
     if (!t->resume_path[0]) return MT_OK;
     MPI_Bcast(&t->resumed, sizeof t->resumed, MPI_BYTE, 0, c->world);
-    if (mt_ckpt_load(c, t->resume_path, t->hp, t->hopt, e)) return e->code;
+    mt_state_views sv;
+    mt_state_views_build(&sv, t->hp, t->hopt, e);
+    if (mt_comm_agree(c, e)) return e->code;
+    int64_t optim_steps = 0;
+    mt_ckpt_load(c, t->resume_path, mt_state_optim_kind(t->hopt), sv.v, sv.n, &optim_steps, e);
+    mt_state_views_free(&sv);
+    if (e->code) return e->code;
+    t->hopt->t = optim_steps;
     params_to_device(t);
     t->start_step = t->step_done = t->resumed.step;
     if (t->start_step > t->cfg.train.steps) {
@@ -576,6 +584,7 @@ static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
     m.tp = c->tp_size;
     m.pp = c->pp_size;
     m.code_dirty = v.dirty;
+    m.hyper = mt_state_hyper(t->hopt);
     snprintf(m.optim_kind, sizeof m.optim_kind, "%s",
              mt_config_enum_name("optim", "kind", cfg->optim.kind));
     snprintf(m.model_kind, sizeof m.model_kind, "%s",
@@ -594,9 +603,13 @@ static int save_checkpoint(trainer *t, int64_t done, mt_err *e) {
     snprintf(path, sizeof path, "%s/%s", t->ckpt_dir, name);
     double write_s = 0.0;
     params_to_host(t);
-    if (mt_ckpt_write(c, path, &m, t->config_text, t->hp, t->hopt, cfg->checkpoint.timeout,
-                      &write_s, sha, e))
-        return e->code;
+    mt_state_views sv;
+    mt_state_views_build(&sv, t->hp, t->hopt, e);
+    if (mt_comm_agree(c, e)) return e->code;
+    mt_ckpt_write(c, path, &m, t->config_text, sv.v, sv.n, cfg->checkpoint.timeout, &write_s, sha,
+                  e);
+    mt_state_views_free(&sv);
+    if (e->code) return e->code;
     if (c->rank == 0) {
         double hash_s = MPI_Wtime() - t0 - write_s;
         struct stat st = {0};
@@ -1266,12 +1279,22 @@ static int finish_run(trainer *t, double ms_per_step, const eval_result *ev, mt_
     const mt_comm *c = t->comm;
     char model_path[1100];
     snprintf(model_path, sizeof model_path, "%s/model.h5", t->run_dir);
-    mt_modelfile_meta meta = {t->config_text, t->run_id,
+    mt_version_info v;
+    mt_version_get(&v);
+    mt_modelfile_meta meta = {t->config_text,
+                              t->run_id,
                               mt_config_enum_name("model", "kind", t->cfg.model.kind),
-                              (long long)t->cfg.train.steps};
+                              (long long)t->cfg.train.steps,
+                              v.version,
+                              v.commit};
     /* collective: rank 0 gathers each tensor from the ranks holding it */
     params_to_host(t);
-    if (mt_modelfile_write(c, model_path, t->hp, &meta, e)) return e->code;
+    mt_state_views sv;
+    mt_state_views_build(&sv, t->hp, NULL, e);
+    if (mt_comm_agree(c, e)) return e->code;
+    mt_modelfile_write(c, model_path, sv.v, sv.n, &meta, e);
+    mt_state_views_free(&sv);
+    if (e->code) return e->code;
     cJSON *pipe = pipeline_record(t);
     if (c->rank == 0) {
         {
