@@ -13,6 +13,7 @@
 #include "core/lineage.h"
 #include "core/resume.h"
 #include "core/run.h"
+#include "core/state_views.h"
 #include "core/version.h"
 #include "io/modelfile.h"
 #include "io/sha256.h"
@@ -43,7 +44,14 @@ int mt_run_resume(mt_run *r, mt_err *e) {
     mt_coll_bcast(c->world, 0, r->resume_path, sizeof r->resume_path);
     if (!r->resume_path[0]) return MT_OK;
     mt_coll_bcast(c->world, 0, &r->resumed, sizeof r->resumed);
-    if (mt_ckpt_load(c, r->resume_path, r->hp, r->hopt, e)) return e->code;
+    mt_state_views sv;
+    mt_state_views_build(&sv, r->hp, r->hopt, e);
+    if (mt_comm_agree(c, e)) return e->code;
+    int64_t optim_steps = 0;
+    mt_ckpt_load(c, r->resume_path, mt_state_optim_kind(r->hopt), sv.v, sv.n, &optim_steps, e);
+    mt_state_views_free(&sv);
+    if (e->code) return e->code;
+    r->hopt->t = optim_steps;
     mt_run_state_to_device(r);
     r->start_step = r->step_done = r->resumed.step;
     if (r->start_step > r->cfg.train.steps) {
@@ -112,6 +120,7 @@ static void meta_of(const mt_run *r, int64_t done, mt_ckpt_meta *m) {
     m->tp = c->tp_size;
     m->pp = c->pp_size;
     m->code_dirty = v.dirty;
+    m->hyper = mt_state_hyper(r->hopt);
     snprintf(m->optim_kind, sizeof m->optim_kind, "%s",
              mt_config_enum_name("optim", "kind", cfg->optim.kind));
     snprintf(m->model_kind, sizeof m->model_kind, "%s",
@@ -160,19 +169,33 @@ int mt_run_save_checkpoint(mt_run *r, int64_t done, mt_err *e) {
     snprintf(path, sizeof path, "%s/%s", r->ckpt_dir, name);
     double write_s = 0.0;
     mt_run_state_to_host(r);
-    if (mt_ckpt_write(c, path, &m, r->config_text, r->hp, r->hopt, r->cfg.checkpoint.timeout,
-                      &write_s, sha, e))
-        return e->code;
+    mt_state_views sv;
+    mt_state_views_build(&sv, r->hp, r->hopt, e);
+    if (mt_comm_agree(c, e)) return e->code;
+    mt_ckpt_write(c, path, &m, r->config_text, sv.v, sv.n, r->cfg.checkpoint.timeout, &write_s,
+                  sha, e);
+    mt_state_views_free(&sv);
+    if (e->code) return e->code;
     if (c->rank == 0) publish(r, name, path, sha, done, write_s, mt_wtime() - t0 - write_s, e);
     r->ckpt_time += mt_wtime() - t0;
     return mt_comm_agree(c, e);
 }
 
 int mt_run_write_model(mt_run *r, const char *path, mt_err *e) {
-    mt_modelfile_meta meta = {r->config_text, r->run_id,
+    mt_version_info v;
+    mt_version_get(&v);
+    mt_modelfile_meta meta = {r->config_text,
+                              r->run_id,
                               mt_config_enum_name("model", "kind", r->cfg.model.kind),
-                              (long long)r->cfg.train.steps};
+                              (long long)r->cfg.train.steps,
+                              v.version,
+                              v.commit};
     /* collective: rank 0 gathers each tensor from the ranks holding it */
     mt_run_state_to_host(r);
-    return mt_modelfile_write(r->comm, path, r->hp, &meta, e);
+    mt_state_views sv;
+    mt_state_views_build(&sv, r->hp, NULL, e);
+    if (mt_comm_agree(r->comm, e)) return e->code;
+    mt_modelfile_write(r->comm, path, sv.v, sv.n, &meta, e);
+    mt_state_views_free(&sv);
+    return e->code;
 }

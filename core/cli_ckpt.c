@@ -1,6 +1,6 @@
 /*
  * cli_ckpt.c - `mpitrain ckpt inspect | verify` (see cli_ckpt.h). Both run
- * the full check of io/checkpoint.c (SHA-256 beside the file, HDF5
+ * the full check of mt_ckpt_verify (SHA-256 beside the file, HDF5
  * structure, format version, Fletcher32 of every tensor, optimizer state)
  * and also that the tensors are those the stored config's model defines.
  */

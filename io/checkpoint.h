@@ -4,10 +4,22 @@
  * parallel HDF5 and read back under any layout. The layout of the file is
  * docs/CHECKPOINT_FORMAT.md.
  *
+ * The tensors come as a list of views (io/tensor_view.h): what io/ needs to
+ * know of each, nothing of core's types; core/state_views.c builds the list
+ * from the parameters and optimizer state.
+ *
  * A checkpoint directory holds step_NNNNNNNN.h5 files, a NAME.sha256 beside
  * each (sha256sum format) and a `latest` file naming the newest complete
  * one. Writing is: temporary name in the same folder, fsync on every rank,
  * rename, SHA-256 file, then `latest`; retention runs after that.
+ *
+ * The module is one header over several files, one concept each:
+ * checkpoint_write.c (the collective write, room check, watchdog),
+ * checkpoint_load.c (the collective load), checkpoint_verify.c (the
+ * one-process check), checkpoint_dir.c (names, listing, latest, retention),
+ * checkpoint_format.c (attributes, config, optimizer state names) and
+ * checkpoint_layout.c (chunks, blocks, shares, selections); what they share
+ * is checkpoint_private.h.
  */
 #ifndef MT_CHECKPOINT_H
 #define MT_CHECKPOINT_H
@@ -16,13 +28,25 @@
 #include <stdio.h>
 
 #include "base/error.h"
-#include "core/optim.h"
-#include "core/params.h"
+#include "io/tensor_view.h"
 #include "parallel/comm.h"
 
 #define MT_CKPT_FORMAT  "mpitrain-checkpoint"
 #define MT_CKPT_VERSION 1
-#define MT_CKPT_PATH    4096
+/* Every path buffer: PATH_MAX on Linux, the longest path the kernel takes,
+ * its NUL included. A longer path is an error, never truncated. */
+#define MT_CKPT_PATH 4096
+/* String fields that hold a config string (run_name): as long as those. */
+#define MT_CKPT_STR_LEN 4096
+/* Optimizer state tensors of one kind, at most (AdamW: m and v). */
+#define MT_CKPT_MAX_STATES 2
+
+/* The optimizer's hyperparameters as it uses them (float32). Written as
+ * /optim attributes for readers, all five for either kind; a resume takes
+ * them from the config, so nothing reads them back (zero after verify). */
+typedef struct {
+    float beta1, beta2, eps, momentum, weight_decay;
+} mt_ckpt_hyper;
 
 /* Everything in a checkpoint besides the tensors and the config text. */
 typedef struct {
@@ -38,10 +62,11 @@ typedef struct {
     double loss, train_acc, grad_norm, test_loss, test_acc;
     int world, dp, tp, pp; /* layout that wrote it */
     int code_dirty;
-    char optim_kind[16];
+    mt_ckpt_hyper hyper;
+    char optim_kind[16]; /* "adamw" | "sgd": names the state tensors (mt_ckpt_state_names) */
     char model_kind[16];
     char run_id[40];
-    char run_name[256];
+    char run_name[MT_CKPT_STR_LEN]; /* the model's name (run.name or registry.model_name) */
     char created_utc[32];
     char mpitrain_version[32];
     char code_commit[64];
@@ -50,9 +75,9 @@ typedef struct {
 } mt_ckpt_meta;
 
 typedef struct {
-    char path[128]; /* "/model/fc1.weight", "/optim/m/fc1.weight" */
+    char path[MT_VIEW_PATH_LEN]; /* "/model/fc1.weight", "/optim/m/fc1.weight" */
     int ndim;
-    int64_t shape[MT_PARAM_MAX_DIMS];
+    int64_t shape[MT_VIEW_MAX_DIMS];
     char sha256[72]; /* of the float32 data, little-endian; filled by inspect */
 } mt_ckpt_tensor;
 
@@ -67,6 +92,12 @@ typedef struct {
     mt_ckpt_tensor *tensors;
 } mt_ckpt_info;
 
+/* The optimizer state tensors a checkpoint holds for optimizer kind, in
+ * file order: their group names under /optim ("m", "v" for adamw;
+ * "momentum" for sgd). Returns how many, or -1 for an unknown kind. Core
+ * names its state views /optim/<name>/<tensor> with these. */
+int mt_ckpt_state_names(const char *kind, const char *names[MT_CKPT_MAX_STATES]);
+
 /* "step_00000050.h5" */
 void mt_ckpt_name(int64_t step, char *buf, size_t n);
 /* The step of a file name of the checkpoint naming scheme, or -1. */
@@ -74,20 +105,23 @@ int64_t mt_ckpt_parse_name(const char *name);
 
 /*
  * Collective over c->world: writes path (atomically: temporary name, fsync,
- * rename), then path.sha256. Tensors are written global-view, each by the
- * stage that owns it (never from a mirror): the ranks holding the same block
- * (the data-parallel group for a tensor split over tensor-parallel ranks,
- * every rank of the stage for a whole one) each write a share of its
- * chunks. meta and config_text are taken from rank 0. On return *write_s is
- * the time from create to rename and sha_hex the file's SHA-256 (both on
- * rank 0).
+ * rename), then path.sha256. views (n) are every tensor of the file, in file
+ * order: the weights (/model/...), then each optimizer state of
+ * meta->optim_kind (/optim/<state>/...); every rank lists the same paths
+ * and shapes (core/state_views.c builds them). Tensors are written
+ * global-view, each by the stage that owns it (never from a mirror): the
+ * ranks holding the same block (the data-parallel group for a tensor split
+ * over tensor-parallel ranks, every rank of the stage for a whole one) each
+ * write a share of its chunks. meta and config_text are taken from rank 0.
+ * On return *write_s is the time from create to rename and sha_hex the
+ * file's SHA-256 (both on rank 0).
  * Before writing, rank 0 checks that the folder has room for the file. A
  * write that takes longer than timeout_s (0: 300 s + 1 s per 20 MB) ends
  * every rank with exit status MT_ERR_CKPT: collective I/O cannot recover
  * when one rank fails inside it, and a hung job would lose its allocation.
  */
 int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
-                  const char *config_text, const mt_params *p, const mt_optim *o, double timeout_s,
+                  const char *config_text, const mt_tensor_view *views, int n, double timeout_s,
                   double *write_s, char sha_hex[72], mt_err *e);
 
 /*
@@ -100,20 +134,25 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
 int mt_ckpt_verify(const char *path, int hash_tensors, mt_ckpt_info *info, mt_err *e);
 void mt_ckpt_info_free(mt_ckpt_info *info);
 
-/* Collective: every rank reads its block of each weight and optimizer state
- * tensor it holds (mirrors included) from a verified checkpoint written
- * under any layout, and the optimizer step count. */
-int mt_ckpt_load(const mt_comm *c, const char *path, mt_params *p, mt_optim *o, mt_err *e);
+/* Collective: every rank reads what it holds of each view (its block, or
+ * range of it; mirrors included) from a verified checkpoint written under
+ * any layout, and *optim_steps, the optimizer step count. The file's
+ * optimizer must be optim_kind (the kind whose state the views name). */
+int mt_ckpt_load(const mt_comm *c, const char *path, const char *optim_kind,
+                 const mt_tensor_view *views, int n, int64_t *optim_steps, mt_err *e);
 
-/* This rank's views of p fit c's grid: each split tensor is tp_size blocks
+/* This rank's views (n) fit c's grid: each split tensor is tp_size blocks
  * of shard_parts x shard_len rows along shard_dim and this rank holds block
- * tp_rank. MT_ERR_INTERNAL naming the tensor otherwise. Not collective;
- * mt_ckpt_write, mt_ckpt_load and mt_modelfile_write check it first. */
-int mt_ckpt_check_views(const mt_comm *c, const mt_params *p, mt_err *e);
+ * tp_rank, whole (begin 0, count = block size: ranges of a block are not
+ * written or read yet). MT_ERR_INTERNAL naming the tensor otherwise. Not
+ * collective; mt_ckpt_write, mt_ckpt_load and mt_modelfile_write check it
+ * first. */
+int mt_ckpt_check_views(const mt_comm *c, const mt_tensor_view *views, int n, mt_err *e);
 
 /* Steps of the checkpoint files in dir, ascending (malloc'd; *n may be 0). */
 int mt_ckpt_list(const char *dir, int64_t **steps, int *n, mt_err *e);
-/* The file `latest` names in dir ("" when there is none or it is unreadable). */
+/* The file `latest` names in dir ("" when there is none, it is unreadable,
+ * or dir/latest would be longer than a path can be). */
 void mt_ckpt_latest(const char *dir, char *name, size_t n);
 int mt_ckpt_set_latest(const char *dir, const char *name, mt_err *e);
 /*

@@ -28,6 +28,7 @@
 #include "core/config.h"
 #include "core/optim.h"
 #include "core/params.h"
+#include "core/state_views.h"
 #include "io/checkpoint.h"
 #include "io/modelfile.h"
 #include "parallel/comm.h"
@@ -163,7 +164,10 @@ static void check_load(const mt_comm *c, const char *ckpt, const char *wrote) {
     for (size_t j = 0; j < p.numel; j++) p.data[j] = o.m[j] = o.v[j] = -999.0f;
     mt_err e = {0};
     double t0 = MPI_Wtime();
-    int rc = mt_ckpt_load(c, ckpt, &p, &o, &e);
+    mt_state_views sv;
+    int rc = mt_state_views_build(&sv, &p, &o, &e);
+    if (!rc) rc = mt_ckpt_load(c, ckpt, "adamw", sv.v, sv.n, &o.t, &e);
+    mt_state_views_free(&sv);
     CHECK(rc == 0, "rank %d: load of %s checkpoint under %s: %s", c->rank, wrote, grid, e.msg);
     CHECK(o.t == 42, "rank %d: optimizer step count %lld after load, want 42", c->rank,
           (long long)o.t);
@@ -209,12 +213,15 @@ static void check_bad_view(mt_comm *c, const char *dir) {
     snprintf(path, sizeof path, "%s/bad.h5", dir);
     double ws;
     int rc[3];
-    rc[0] = mt_ckpt_write(c, path, &m, "", &p, &o, 0, &ws, sha, &e);
+    mt_state_views sv;
+    if (mt_state_views_build(&sv, &p, &o, &e)) MPI_Abort(MPI_COMM_WORLD, 1);
+    rc[0] = mt_ckpt_write(c, path, &m, "", sv.v, sv.n, 0, &ws, sha, &e);
     e = (mt_err){0};
-    rc[1] = mt_ckpt_load(c, path, &p, &o, &e);
+    rc[1] = mt_ckpt_load(c, path, "adamw", sv.v, sv.n, &o.t, &e);
     e = (mt_err){0};
-    mt_modelfile_meta mm = {"", "test", "gpt", 0};
-    rc[2] = mt_modelfile_write(c, path, &p, &mm, &e);
+    mt_modelfile_meta mm = {"", "test", "gpt", 0, "0", "none"};
+    rc[2] = mt_modelfile_write(c, path, sv.v, sv.n_model, &mm, &e);
+    mt_state_views_free(&sv);
     for (int k = 0; k < 3; k++)
         CHECK(rc[k] == MT_ERR_INTERNAL, "rank %d: a wrong shard of a.w gave %d (call %d), want %d",
               c->rank, rc[k], k, MT_ERR_INTERNAL);
@@ -272,9 +279,13 @@ int main(int argc, char **argv) {
         snprintf(m.optim_kind, sizeof m.optim_kind, "adamw");
         snprintf(m.model_kind, sizeof m.model_kind, "gpt");
         snprintf(m.run_id, sizeof m.run_id, "test");
+        m.hyper = mt_state_hyper(&o);
         double write_s = 0, t0 = MPI_Wtime();
         char sha[72] = "";
-        int rc = mt_ckpt_write(&c, ckpt, &m, "[model]\nkind = gpt\n", &p, &o, 0, &write_s, sha, &e);
+        mt_state_views sv;
+        if (mt_state_views_build(&sv, &p, &o, &e)) MPI_Abort(MPI_COMM_WORLD, 1);
+        int rc =
+            mt_ckpt_write(&c, ckpt, &m, "[model]\nkind = gpt\n", sv.v, sv.n, 0, &write_s, sha, &e);
         CHECK(rc == 0, "rank %d: checkpoint write under %s: %s", c.rank, wrote, e.msg);
         if (c.rank == 0) {
             printf("%s: checkpoint written in %.2f s\n", wrote, MPI_Wtime() - t0);
@@ -286,8 +297,9 @@ int main(int argc, char **argv) {
             mt_ckpt_info_free(&info);
             check_file(ckpt, &whole, 1);
         }
-        mt_modelfile_meta mm = {"[model]\nkind = gpt\n", "test", "gpt", 42};
-        rc = mt_modelfile_write(&c, model, &p, &mm, &e);
+        mt_modelfile_meta mm = {"[model]\nkind = gpt\n", "test", "gpt", 42, "0", "none"};
+        rc = mt_modelfile_write(&c, model, sv.v, sv.n_model, &mm, &e);
+        mt_state_views_free(&sv);
         CHECK(rc == 0, "rank %d: model file under %s: %s", c.rank, wrote, e.msg);
         if (c.rank == 0 && rc == 0) check_file(model, &whole, 0);
         free(o.m), free(o.v);

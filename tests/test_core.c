@@ -1,9 +1,13 @@
 /*
  * test_core.c - counter-based RNG, parameter init, LR schedules and the
- * optimizers against straightforward double-precision references.
+ * optimizers against straightforward double-precision references; the
+ * checkpoint folder's names and long paths.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/config.h"
 #include "core/optim.h"
@@ -227,6 +231,76 @@ static void test_ckpt_names(void) {
         CHECK(mt_ckpt_parse_name(foreign[i]) == -1, "'%s' taken for a checkpoint name", foreign[i]);
 }
 
+/* Makes dir (mkdir -p, absolute) out of components of at most 200 bytes
+ * until it is `len` characters long; returns 0 on success. */
+static int deep_dir(char *dir, size_t len) {
+    while (strlen(dir) < len) {
+        size_t n = strlen(dir), add = len - n - 1 > 200 ? 200 : len - n - 1;
+        dir[n] = '/';
+        memset(dir + n + 1, 'd', add);
+        dir[n + 1 + add] = '\0';
+        if (mkdir(dir, 0755) != 0) return -1;
+    }
+    return 0;
+}
+
+/* A checkpoint folder whose paths come close to PATH_MAX: paths up to 4095
+ * characters work; a file name that would make one longer is an error,
+ * never a truncated path (which would name another file). */
+static void test_ckpt_long_paths(void) {
+    char dir[MT_CKPT_PATH + 64], side[MT_CKPT_PATH + 64];
+    snprintf(dir, sizeof dir, "%s/mt_long.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(dir)) return;
+    char top[MT_CKPT_PATH + 64];
+    snprintf(top, sizeof top, "%s", dir);
+    const char *name = "step_00000001.h5";
+    mt_err e = {0};
+    /* dir/step_00000001.h5 is 4095 characters: it fits */
+    int ok = deep_dir(dir, MT_CKPT_PATH - 2 - strlen(name)) == 0;
+    CHECK(ok, "cannot make a folder of %zu characters", strlen(dir));
+    int fd = ok ? open(dir, O_RDONLY | O_DIRECTORY) : -1;
+    int64_t *steps = NULL;
+    int n = 0;
+    if (fd >= 0) close(openat(fd, name, O_WRONLY | O_CREAT, 0644));
+    CHECK(fd >= 0 && mt_ckpt_list(dir, &steps, &n, &e) == 0 && n == 1 && steps[0] == 1,
+          "a folder of %zu characters: %d checkpoints listed (%s)", strlen(dir), n, e.msg);
+    free(steps);
+    /* dir/latest fits, dir/step_00000001.h5.sha256 does not */
+    CHECK(fd >= 0 && mt_ckpt_set_latest(dir, name, &e) == 0, "latest in a long folder: %s", e.msg);
+    char got[64];
+    mt_ckpt_latest(dir, got, sizeof got);
+    CHECK(strcmp(got, name) == 0, "latest in a long folder names '%s'", got);
+    snprintf(side, sizeof side, "%s/%s", dir, name);
+    mt_ckpt_info info;
+    e = (mt_err){0};
+    CHECK(mt_ckpt_verify(side, 0, &info, &e) == MT_ERR_CKPT && strstr(e.msg, "too long"),
+          "verify of a 4095-character path whose .sha256 name is longer: '%s'", e.msg);
+    mt_ckpt_info_free(&info);
+    /* one character more: listing names a path of 4096 */
+    char *deeper = dir + strlen(dir);
+    snprintf(deeper, sizeof dir - strlen(dir), "/x");
+    int fd2 = ok && mkdir(dir, 0755) == 0 ? open(dir, O_RDONLY | O_DIRECTORY) : -1;
+    if (fd2 >= 0) close(openat(fd2, name, O_WRONLY | O_CREAT, 0644));
+    e = (mt_err){0};
+    CHECK(fd2 >= 0 && mt_ckpt_list(dir, &steps, &n, &e) == MT_ERR_CKPT &&
+              strstr(e.msg, "too long") && n == 0,
+          "listing a folder whose files' paths exceed PATH_MAX: code %d, %d listed, '%s'", e.code,
+          n, e.msg);
+    e = (mt_err){0};
+    CHECK(fd2 >= 0 && mt_ckpt_set_latest(dir, name, &e) == MT_ERR_CKPT,
+          "latest in a folder whose latest exceeds PATH_MAX: code %d", e.code);
+    if (fd2 >= 0) unlinkat(fd2, name, 0), close(fd2);
+    *deeper = '\0';
+    if (fd >= 0) {
+        unlinkat(fd, name, 0);
+        unlinkat(fd, "latest", 0);
+        unlinkat(fd, "x", AT_REMOVEDIR);
+        close(fd);
+    }
+    while (strlen(dir) > strlen(top) && rmdir(dir) == 0) *strrchr(dir, '/') = '\0';
+    rmdir(top);
+}
+
 /* Pipeline stages: balanced by cost, each with a layer, or as configured. */
 static void test_split(void) {
     mt_config cfg;
@@ -272,6 +346,7 @@ int main(void) {
     test_split();
     test_rng();
     test_ckpt_names();
+    test_ckpt_long_paths();
     test_init_layout_independent();
     test_lr();
     test_optim(MT_OPTIM_ADAMW);

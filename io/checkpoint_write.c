@@ -1,0 +1,348 @@
+/*
+ * checkpoint_write.c - writing a checkpoint: rank 0 checks the room and lays
+ * out the file (attributes, config, every tensor's chunks), then all ranks
+ * write their shares of the tensors with collective parallel HDF5, sync,
+ * and rank 0 renames the file into place and writes its .sha256. A
+ * watchdog ends a write that hangs (see mt_ckpt_write in checkpoint.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "io/checkpoint_private.h"
+#include "io/files.h"
+#include "io/h5util.h"
+#include "io/sha256.h"
+
+/* A temporary name: path (< MT_CKPT_PATH) + ".tmp." + a pid. */
+#define TMP_LEN (MT_CKPT_PATH + 32)
+
+/* Rank 0, serial: creates the dataset of tensor t (chunked as its geometry
+ * says, Fletcher32, no fill value) and places every chunk in the file
+ * without writing its data.
+ *
+ * Parallel HDF5 1.10 needs every chunk of a filtered dataset allocated before
+ * a collective write (it tells chunks apart by file address), and when it
+ * allocates them itself, at creation or at opening for writing, it writes
+ * the whole tensor once in fill values: twice the bytes of the checkpoint.
+ * So rank 0 creates the dataset serially with incremental allocation and
+ * gives each chunk a 4-byte placeholder (H5Dwrite_chunk); the collective
+ * write then moves each chunk to full-size space and writes it once. That
+ * holds only for a chunk one rank overwrites whole: any other chunk (the
+ * partial last one, one that straddles two writers' rows) gets a real,
+ * checksummed chunk of zeros instead, since the collective write reads and
+ * unfilters it before merging the new elements (a placeholder there fails to
+ * unfilter on one rank and leaves the others waiting in the collective call
+ * until the checkpoint timeout: keep mt_ckpt_row_writer in step with
+ * mt_ckpt_share). The placeholders never outlive the write: the file is
+ * renamed into place only after every chunk has been written. Rank 0 may
+ * hold none of t (another stage's tensor): everything here follows from the
+ * shard description and the layout. */
+static int create_tensor(hid_t f, const mt_tensor_view *t, int dp, int tp, const float *zeros,
+                         mt_err *e) {
+    mt_ckpt_geom g;
+    mt_ckpt_geometry(t, dp, tp, &g);
+    hsize_t start[MT_VIEW_MAX_DIMS] = {0}, count[MT_VIEW_MAX_DIMS];
+    hid_t space = H5Screate_simple(g.ndim, g.gdims, NULL);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    H5Pset_chunk(dcpl, g.ndim, g.chunk);
+    H5Pset_fletcher32(dcpl);
+    H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_INCR);
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    hid_t ds = H5Dcreate2(f, t->path, H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT);
+    int bad = ds < 0;
+    const uint32_t placeholder = 0;
+    /* chunks across sd > 0: each lies in one block, split by rows alike */
+    hsize_t across = g.sd > 0 ? g.gdims[g.sd] / g.len : 1;
+    for (hsize_t r = 0; !bad && r < g.gdims[0]; r += g.chunk[0]) {
+        int whole = r + g.chunk[0] <= g.gdims[0];
+        for (hsize_t q = r + 1, w = mt_ckpt_row_writer(&g, r); whole && q < r + g.chunk[0]; q++)
+            whole = mt_ckpt_row_writer(&g, q) == w;
+        memcpy(count, g.chunk, sizeof count);
+        if (r + count[0] > g.gdims[0]) count[0] = g.gdims[0] - r;
+        start[0] = r;
+        for (hsize_t a = 0; !bad && a < across; a++) {
+            if (g.sd > 0) start[g.sd] = a * g.len;
+            if (whole) {
+                bad =
+                    H5Dwrite_chunk(ds, H5P_DEFAULT, 0, start, sizeof placeholder, &placeholder) < 0;
+            } else {
+                hid_t mspace = H5Screate_simple(g.ndim, count, NULL);
+                H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+                bad = H5Dwrite(ds, H5T_NATIVE_FLOAT, mspace, space, H5P_DEFAULT, zeros) < 0;
+                H5Sclose(mspace);
+            }
+        }
+    }
+    if (ds >= 0) H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    if (bad) mt_err_set(e, MT_ERR_CKPT, "cannot create tensor %s", t->path);
+    return bad;
+}
+
+/* Bytes of the largest chunk of the views' tensors written by dp x tp ranks a stage. */
+static size_t max_chunk_bytes(const mt_tensor_view *views, int nv, int dp, int tp) {
+    size_t n = 0;
+    for (int i = 0; i < nv; i++) {
+        mt_ckpt_geom g;
+        mt_ckpt_geometry(&views[i], dp, tp, &g);
+        size_t b = sizeof(float);
+        for (int d = 0; d < g.ndim; d++) b *= (size_t)g.chunk[d];
+        if (b > n) n = b;
+    }
+    return n;
+}
+
+/* Rank 0, serial: everything but the tensors' data. */
+static int create_structure(hid_t f, const mt_ckpt_meta *m, const char *config,
+                            const mt_tensor_view *views, int nv, const mt_comm *c, mt_err *e) {
+    if (mt_ckpt_write_header(f, m, config, e)) return e->code;
+    float *zeros = calloc(1, max_chunk_bytes(views, nv, c->dp_size, c->tp_size));
+    if (!zeros) return mt_err_set(e, MT_ERR_CKPT, "out of memory creating a checkpoint");
+    for (int k = 0; k < nv; k++)
+        if (create_tensor(f, &views[k], c->dp_size, c->tp_size, zeros, e)) break;
+    free(zeros);
+    return e->code;
+}
+
+/* Collective: writes this rank's share of the chunks of tensor t. Only the
+ * owner's copies are written (held, not a mirror); the ranks holding the
+ * same block (the data-parallel group for a split tensor, every rank of the
+ * stage for a whole one) each write a share. */
+static int write_tensor(const mt_comm *c, hid_t f, hid_t dxpl, const mt_tensor_view *t, mt_err *e) {
+    mt_ckpt_geom g;
+    mt_ckpt_geometry(t, c->dp_size, c->tp_size, &g);
+    hid_t ds = H5Dopen2(f, t->path, H5P_DEFAULT);
+    hid_t space = ds >= 0 ? H5Dget_space(ds) : H5Screate_simple(g.ndim, g.gdims, NULL);
+    hsize_t lo = 0, hi = 0;
+    if (t->held && !t->mirror)
+        mt_ckpt_share(&g, (hsize_t)(g.sd >= 0 ? c->dp_rank : c->tp_rank * c->dp_size + c->dp_rank),
+                      &lo, &hi);
+    hid_t mspace;
+    mt_ckpt_select_rows(&g, lo, hi, space, &mspace);
+    /* data holds the whole block (begin 0: mt_ckpt_check_views) */
+    const float *buf = t->data ? t->data + lo * g.inner : mt_ckpt_no_data();
+    int bad = ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, mspace, space, dxpl, buf) < 0;
+    H5Sclose(mspace);
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(space);
+    if (bad) mt_err_set(e, MT_ERR_CKPT, "cannot write tensor %s", t->path);
+    return bad;
+}
+
+/* ---- room, watchdog ---- */
+
+/* Bytes of the tensors the views hold in the file, at their global shapes. */
+static double tensor_bytes(const mt_tensor_view *views, int nv) {
+    double n = 0;
+    for (int i = 0; i < nv; i++) n += (double)mt_view_global_numel(&views[i]);
+    return n * sizeof(float);
+}
+
+static int check_room(const char *path, double need, mt_err *e) {
+    char dir[MT_CKPT_PATH];
+    mt_file_dir(path, dir, sizeof dir);
+    struct statvfs v;
+    if (statvfs(dir, &v) != 0) return MT_OK; /* the write itself will report it */
+    double avail = (double)v.f_bavail * (double)v.f_frsize;
+    if (avail < need) {
+        mt_err_set(e, MT_ERR_CKPT,
+                   "no room for checkpoint %s: it needs about %.1f MB, %s has %.1f MB free", path,
+                   need / 1e6, dir, avail / 1e6);
+        mt_err_hint(e, "free space there, lower checkpoint.keep_last, or set checkpoint.dir");
+    }
+    return e->code;
+}
+
+static char wd_msg[512], wd_tmp[TMP_LEN];
+static int wd_rank;
+
+/* SIGALRM during a write: only async-signal-safe calls. */
+static void on_watchdog(int sig) {
+    (void)sig;
+    if (wd_rank == 0) {
+        ssize_t w = write(2, wd_msg, strlen(wd_msg));
+        (void)w;
+        unlink(wd_tmp);
+    }
+    _exit(MT_ERR_CKPT);
+}
+
+static void arm_watchdog(const mt_comm *c, const char *tmp, int64_t step, double timeout) {
+    wd_rank = c->rank;
+    snprintf(wd_tmp, sizeof wd_tmp, "%s", tmp);
+    snprintf(wd_msg, sizeof wd_msg,
+             "mpitrain: error: the checkpoint write of step %lld did not finish within %.0f s "
+             "(checkpoint.timeout): a rank failed inside the collective write, or the file "
+             "system stalls; the previous checkpoint and `latest` are intact\n",
+             (long long)step, timeout);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_watchdog;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm((unsigned)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout));
+}
+
+/* Test-only: MPITRAIN_TEST_STALL_CKPT=STEP stops the writer of that step's
+ * checkpoint midway (after the weights), so a test can kill a rank there. */
+static void test_stall(const mt_comm *c, int64_t step) {
+    const char *s = getenv("MPITRAIN_TEST_STALL_CKPT");
+    if (!s || atoll(s) != step) return;
+    if (c->rank == 0) {
+        printf("test hook: stalling the checkpoint write of step %lld\n", (long long)step);
+        fflush(stdout);
+    }
+    for (;;) pause();
+}
+
+/* ---- writing ---- */
+
+/* Every rank: the views name the tensors of a checkpoint of optimizer kind:
+ * /model/<name>, or /optim/<state>/<name> with a state of that kind. */
+static int check_paths(const mt_tensor_view *views, int nv, const char *kind, mt_err *e) {
+    const char *states[MT_CKPT_MAX_STATES];
+    int ns = mt_ckpt_state_names(kind, states);
+    if (ns < 0) return mt_err_set(e, MT_ERR_INTERNAL, "unknown optimizer '%s'", kind);
+    for (int i = 0; i < nv; i++) {
+        const char *p = views[i].path;
+        int ok = strncmp(p, "/model/", 7) == 0 && p[7];
+        for (int s = 0; s < ns && !ok; s++) {
+            size_t n = strlen(states[s]);
+            ok = strncmp(p, "/optim/", 7) == 0 && strncmp(p + 7, states[s], n) == 0 &&
+                 p[7 + n] == '/' && p[8 + n];
+        }
+        if (!ok)
+            return mt_err_set(e, MT_ERR_INTERNAL,
+                              "tensor %s is not a weight or %s optimizer state of a checkpoint", p,
+                              kind);
+    }
+    return MT_OK;
+}
+
+/* Collective: every rank writes its share of every tensor. */
+static int write_data(const mt_comm *c, hid_t f, const char *tmp, const mt_ckpt_meta *m,
+                      const mt_tensor_view *views, int nv, mt_err *e) {
+    /* After each tensor, start the write-back of what is written so far, so
+     * that the final fsync has little left to wait for: the disk works while
+     * the next tensors are checksummed and copied. */
+    int fd = open(tmp, O_RDONLY);
+    mt_err local = {0}; /* every rank makes every collective call, even after an error */
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    /* Most chunks are written whole by one rank, and HDF5 gives any chunk that
+     * several ranks write to one of them, which merges the others' elements
+     * first: so the collective call may write chunks with independent MPI-IO,
+     * no two-phase aggregation through other ranks. */
+    H5Pset_dxpl_mpio_collective_opt(dxpl, H5FD_MPIO_INDIVIDUAL_IO);
+    for (int k = 0; k < nv; k++) {
+        if (k > 0 && strncmp(views[k].path, "/model/", 7) != 0 &&
+            strncmp(views[k - 1].path, "/model/", 7) == 0)
+            test_stall(c, m->step); /* after the weights */
+        write_tensor(c, f, dxpl, &views[k], &local);
+        if (fd >= 0) sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    }
+    if (fd >= 0) close(fd);
+    H5Pclose(dxpl);
+    if (local.code) *e = local;
+    return e->code;
+}
+
+/* Rank 0, serial: creates tmp and lays out the whole file. */
+static int create_file(const mt_comm *c, const char *tmp, const mt_ckpt_meta *m,
+                       const char *config_text, const mt_tensor_view *views, int nv, mt_err *e) {
+    hid_t fapl = mt_ckpt_fapl(MPI_COMM_NULL);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0) return mt_err_set(e, MT_ERR_CKPT, "cannot create checkpoint file %s", tmp);
+    create_structure(f, m, config_text, views, nv, c, e);
+    if (H5Fclose(f) < 0 && !e->code)
+        mt_err_set(e, MT_ERR_CKPT, "cannot finish checkpoint file %s", tmp);
+    return e->code;
+}
+
+/* Collective: opens tmp with MPI-IO and writes every rank's data into it;
+ * then each rank makes its own writes durable (parallel file systems sync
+ * per client). */
+static int fill_file(const mt_comm *c, const char *tmp, const mt_ckpt_meta *m,
+                     const mt_tensor_view *views, int nv, mt_err *e) {
+    hid_t fapl = mt_ckpt_fapl(c->world);
+    hid_t f = H5Fopen(tmp, H5F_ACC_RDWR, fapl);
+    H5Pclose(fapl);
+    if (f < 0) return mt_err_set(e, MT_ERR_CKPT, "cannot open checkpoint file %s for writing", tmp);
+    write_data(c, f, tmp, m, views, nv, e);
+    if (H5Fclose(f) < 0) mt_err_set(e, MT_ERR_CKPT, "cannot finish checkpoint file %s", tmp);
+    if (!e->code) {
+        int fd = open(tmp, O_RDONLY);
+        if (fd < 0 || fsync(fd) != 0)
+            mt_err_set(e, MT_ERR_CKPT, "cannot sync checkpoint file %s: %s", tmp, strerror(errno));
+        if (fd >= 0) close(fd);
+    }
+    return e->code;
+}
+
+/* Rank 0: path.sha256 in sha256sum's format, with the file's base name. */
+static int write_sidecar(const char *path, char sha_hex[72], mt_err *e) {
+    if (mt_sha256_file(path, sha_hex, e)) return e->code;
+    char side[MT_CKPT_PATH + 16], line[MT_CKPT_PATH + 96]; /* path < MT_CKPT_PATH */
+    snprintf(side, sizeof side, "%s.sha256", path);
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    snprintf(line, sizeof line, "%s  %s\n", sha_hex, base);
+    return mt_file_write_atomic(side, line, strlen(line), e);
+}
+
+int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
+                  const char *config_text, const mt_tensor_view *views, int nv, double timeout_s,
+                  double *write_s, char sha_hex[72], mt_err *e) {
+    /* HDF5's filter pipeline allocates a fresh buffer per chunk; glibc would
+     * mmap each one and fault in every page again. Keeping buffers up to
+     * 64 MiB on the heap, and freed memory there, lets them be reused. */
+    static int tuned;
+    if (!tuned) {
+        mallopt(M_MMAP_THRESHOLD, 64 << 20);
+        mallopt(M_TRIM_THRESHOLD, 256 << 20);
+        tuned = 1;
+    }
+    mt_ckpt_meta m = *meta;
+    MPI_Bcast(&m, sizeof m, MPI_BYTE, 0, c->world);
+    char tmp[TMP_LEN] = "";
+    if (c->rank == 0 && strlen(path) >= MT_CKPT_PATH)
+        mt_err_set(e, MT_ERR_CKPT,
+                   "checkpoint path too long (%zu characters, at most %d): %.60s...", strlen(path),
+                   MT_CKPT_PATH - 1, path);
+    else if (c->rank == 0)
+        mt_file_tmp_name(path, tmp, sizeof tmp);
+    MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, c->world);
+    double bytes = tensor_bytes(views, nv);
+    if (c->rank == 0 && !e->code)
+        check_room(path, 1.02 * bytes + (double)strlen(config_text) + 1e6, e);
+    if (!e->code) check_paths(views, nv, m.optim_kind, e);
+    if (!e->code) mt_ckpt_check_views(c, views, nv, e);
+    if (mt_comm_agree(c, e)) return e->code;
+    arm_watchdog(c, tmp, m.step, timeout_s > 0 ? timeout_s : 300.0 + bytes / 20e6);
+    mt_h5_quiet();
+    double t0 = MPI_Wtime();
+    /* rank 0 lays out the file; then every rank writes its part of the data */
+    if (c->rank == 0) create_file(c, tmp, &m, config_text, views, nv, e);
+    if (!mt_comm_agree(c, e)) fill_file(c, tmp, &m, views, nv, e);
+    if (mt_comm_agree(c, e)) {
+        alarm(0);
+        if (c->rank == 0) unlink(tmp);
+        return e->code;
+    }
+    if (c->rank == 0 && mt_file_commit(tmp, path, e)) e->code = MT_ERR_CKPT;
+    alarm(0);
+    if (mt_comm_agree(c, e)) return e->code;
+    *write_s = MPI_Wtime() - t0;
+    if (c->rank == 0) write_sidecar(path, sha_hex, e);
+    if (e->code) e->code = MT_ERR_CKPT;
+    return mt_comm_agree(c, e);
+}
