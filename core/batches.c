@@ -7,6 +7,7 @@
 
 #include "base/rng.h"
 #include "io/sha256.h"
+#include "core/models.h"
 
 #define EVAL_CHUNK 256 /* samples per evaluation forward */
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/run.h"
+#include "kernels/backends.h"
 
 /* Every rank probes and takes its GPU; then all agree: any rank without one
  * is an error for cuda, the CPU everywhere for auto. Returns 1 when every

@@ -97,9 +97,4 @@ typedef struct mt_model_ops {
     void (*describe)(const mt_config *cfg, char *buf, size_t n);
 } mt_model_ops;
 
-/* The model of model.kind = kind, or NULL. */
-const mt_model_ops *mt_model_find(const char *kind);
-/* The model cfg names (model.kind). */
-const mt_model_ops *mt_model_of(const mt_config *cfg);
-
 #endif

@@ -1,5 +1,6 @@
 /* stage.c - the model stage a rank runs and its pipeline (see stage.h). */
 #include "stage.h"
+#include "core/models.h"
 
 #include <stdlib.h>
 #include <string.h>

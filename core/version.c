@@ -1,15 +1,14 @@
 /* version.c - build and library versions (see version.h). */
 #include "version.h"
 
-#include <hdf5.h>
 #include <string.h>
 
 #include "buildinfo.h"
+#include "io/h5util.h"
 #include "kernels/backend.h"
+#include "kernels/backends.h"
 #include "parallel/collectives.h"
 #include "parallel/xcomm.h"
-
-char *openblas_get_config(void);
 
 void mt_version_get(mt_version_info *info) {
     memset(info, 0, sizeof *info);
@@ -19,16 +18,8 @@ void mt_version_get(mt_version_info *info) {
     info->dirty = MT_GIT_DIRTY;
     info->compiler = MT_COMPILER;
     mt_coll_mpi_version(info->mpi, sizeof info->mpi);
-    unsigned maj = 0, min = 0, rel = 0;
-    H5get_libversion(&maj, &min, &rel);
-    snprintf(info->hdf5, sizeof info->hdf5, "%u.%u.%u%s", maj, min, rel,
-#ifdef H5_HAVE_PARALLEL
-             " (parallel)"
-#else
-             " (serial)"
-#endif
-    );
-    snprintf(info->blas, sizeof info->blas, "%s", openblas_get_config());
+    mt_h5_version(info->hdf5, sizeof info->hdf5);
+    mt_backend_blas_version(info->blas, sizeof info->blas);
     mt_backend_versions bv;
     mt_backend_versions_get(&bv);
     snprintf(info->cuda_runtime, sizeof info->cuda_runtime, "%s", bv.cuda_runtime);

@@ -312,7 +312,7 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
         tuned = 1;
     }
     mt_ckpt_meta m = *meta;
-    MPI_Bcast(&m, sizeof m, MPI_BYTE, 0, c->world);
+    mt_coll_bcast(c->world, 0, &m, sizeof m);
     char tmp[TMP_LEN] = "";
     if (c->rank == 0 && strlen(path) >= MT_CKPT_PATH)
         mt_err_set(e, MT_ERR_CKPT,
@@ -320,7 +320,7 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
                    MT_CKPT_PATH - 1, path);
     else if (c->rank == 0)
         mt_file_tmp_name(path, tmp, sizeof tmp);
-    MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, c->world);
+    mt_coll_bcast(c->world, 0, tmp, sizeof tmp);
     double bytes = tensor_bytes(views, nv);
     if (c->rank == 0 && !e->code)
         check_room(path, 1.02 * bytes + (double)strlen(config_text) + 1e6, e);
@@ -329,7 +329,7 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     if (mt_comm_agree(c, e)) return e->code;
     arm_watchdog(c, tmp, m.step, timeout_s > 0 ? timeout_s : 300.0 + bytes / 20e6);
     mt_h5_quiet();
-    double t0 = MPI_Wtime();
+    double t0 = mt_wtime();
     /* rank 0 lays out the file; then every rank writes its part of the data */
     if (c->rank == 0) create_file(c, tmp, &m, config_text, views, nv, e);
     if (!mt_comm_agree(c, e)) fill_file(c, tmp, &m, views, nv, e);
@@ -341,7 +341,7 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     if (c->rank == 0 && mt_file_commit(tmp, path, e)) e->code = MT_ERR_CKPT;
     alarm(0);
     if (mt_comm_agree(c, e)) return e->code;
-    *write_s = MPI_Wtime() - t0;
+    *write_s = mt_wtime() - t0;
     if (c->rank == 0) write_sidecar(path, sha_hex, e);
     if (e->code) e->code = MT_ERR_CKPT;
     return mt_comm_agree(c, e);

@@ -2,6 +2,7 @@
 #include "h5util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 void mt_h5_quiet(void) {
@@ -66,4 +67,16 @@ int mt_h5_write_attr_str(hid_t file, const char *path, const char *name, const c
     H5Sclose(space);
     H5Tclose(type);
     return rc;
+}
+
+void mt_h5_version(char *buf, size_t n) {
+    unsigned maj = 0, min = 0, rel = 0;
+    H5get_libversion(&maj, &min, &rel);
+    snprintf(buf, n, "%u.%u.%u%s", maj, min, rel,
+#ifdef H5_HAVE_PARALLEL
+             " (parallel)"
+#else
+             " (serial)"
+#endif
+    );
 }

@@ -9,6 +9,9 @@
 
 #include "base/error.h"
 
+/* "1.10.8 (parallel)": the HDF5 library's version and whether it is parallel. */
+void mt_h5_version(char *buf, size_t n);
+
 /* Turns off HDF5's own error-stack printing: mpitrain reports errors itself. */
 void mt_h5_quiet(void);
 

@@ -10,20 +10,6 @@
 #include "io/files.h"
 #include "io/h5util.h"
 
-#define MSG_FLOATS ((size_t)1 << 28) /* floats per message, well under INT_MAX */
-#define TAG_MODEL  7301              /* the tensors sent to rank 0 */
-
-static void send_floats(const float *x, size_t n, int dest, MPI_Comm comm) {
-    for (size_t i = 0; i < n; i += MSG_FLOATS)
-        MPI_Send(x + i, (int)(n - i < MSG_FLOATS ? n - i : MSG_FLOATS), MPI_FLOAT, dest, TAG_MODEL,
-                 comm);
-}
-
-static void recv_floats(float *x, size_t n, int src, MPI_Comm comm) {
-    for (size_t i = 0; i < n; i += MSG_FLOATS)
-        MPI_Recv(x + i, (int)(n - i < MSG_FLOATS ? n - i : MSG_FLOATS), MPI_FLOAT, src, TAG_MODEL,
-                 comm, MPI_STATUS_IGNORE);
-}
 
 /* Copies tensor-parallel block r of t, in its memory layout (part-major rows
  * along shard_dim, see tensor_view.h), into the full tensor. */
@@ -94,7 +80,7 @@ static void gather_tensor(const mt_comm *c, hid_t f, const mt_tensor_view *t, fl
     int senders = split ? c->tp_size : 1, first = t->stage * c->dp_size * c->tp_size;
     if (c->rank != 0) {
         if (c->rank >= first && c->rank < first + senders && t->held && !t->mirror)
-            send_floats(t->data, (size_t)t->count, 0, c->world);
+            mt_coll_send_floats(c->world, 0, t->data, (size_t)t->count);
         return;
     }
     size_t nb = mt_view_block_numel(t);
@@ -105,7 +91,7 @@ static void gather_tensor(const mt_comm *c, hid_t f, const mt_tensor_view *t, fl
         if (first + r == 0)
             memcpy(dst, t->data, nb * sizeof(float));
         else
-            recv_floats(dst, nb, first + r, c->world);
+            mt_coll_recv_floats(c->world, first + r, dst, nb);
         if (!direct) place_block(t, r, blk, full);
     }
     if (!e->code) {

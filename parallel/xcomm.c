@@ -8,6 +8,7 @@
 #include "parallel/collectives.h"
 #ifdef MT_HAVE_NCCL
 #include "parallel/nccl.h"
+#include "kernels/backends.h"
 #endif
 
 /* host copies of device buffers go through in pieces of this many floats */

@@ -28,6 +28,7 @@
 
 #include "base/rng.h"
 #include "kernels/backend.h"
+#include "kernels/backends.h"
 #include "kernels/bf16.h"
 #include "test_util.h"
 

@@ -339,3 +339,9 @@ static const mt_backend cpu_backend = {
 const mt_backend *mt_backend_cpu(void) {
     return &cpu_backend;
 }
+
+char *openblas_get_config(void);
+
+void mt_backend_blas_version(char *buf, size_t n) {
+    snprintf(buf, n, "%s", openblas_get_config());
+}

@@ -2,7 +2,7 @@
 function(mt_unit_test name)
   add_executable(${name} ${CMAKE_SOURCE_DIR}/tests/${name}.c)
   target_compile_options(${name} PRIVATE ${MT_WARN})
-  target_link_libraries(${name} PRIVATE mtcore)
+  target_link_libraries(${name} PRIVATE mt_core)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT 120 ENVIRONMENT "OMP_NUM_THREADS=1")
 endfunction()

@@ -4,7 +4,7 @@
 # tests at 4 ranks; `mpirun -np 8` runs dp, tp and pp all 2, in about a minute).
 add_executable(test_ckpt_shard ${CMAKE_SOURCE_DIR}/tests/test_ckpt_shard.c)
 target_compile_options(test_ckpt_shard PRIVATE ${MT_WARN})
-target_link_libraries(test_ckpt_shard PRIVATE mtcore)
+target_link_libraries(test_ckpt_shard PRIVATE mt_core)
 foreach(np 2 3 4)
   add_test(NAME ckpt_shard_np${np}
            COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --oversubscribe $<TARGET_FILE:test_ckpt_shard>)

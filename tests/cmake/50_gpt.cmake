@@ -5,7 +5,7 @@ mt_unit_test(test_gpt_model)
 # tests/reference/gpt_parity.py repeats it in PyTorch and compares.
 add_executable(gpt_parity ${CMAKE_SOURCE_DIR}/tests/gpt_parity.c)
 target_compile_options(gpt_parity PRIVATE ${MT_WARN})
-target_link_libraries(gpt_parity PRIVATE mtcore)
+target_link_libraries(gpt_parity PRIVATE mt_core)
 add_test(NAME gpt_torch_parity
          COMMAND bash -c "$<TARGET_FILE:gpt_parity> gpt_parity_run.h5 10 && /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/reference/gpt_parity.py gpt_parity_run.h5")
 set_tests_properties(gpt_torch_parity PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77

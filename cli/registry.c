@@ -1,12 +1,12 @@
 /*
- * cli_registry.c - `mpitrain registry ...`: the model versions of a registry
+ * registry.c - `mpitrain registry ...`: the model versions of a registry
  * file (io/registry.h), their aliases, lineage and artifacts. No MPI.
  *
  * A model version is a CHECKPOINT record. Aliases are ALIAS records replayed
  * in file order (set moves an alias, rm removes it); nothing is ever
  * rewritten.
  */
-#include "core/cli_registry.h"
+#include "cli/registry.h"
 
 #include <errno.h>
 #include <stdlib.h>

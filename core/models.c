@@ -1,6 +1,6 @@
-/* model.c - the table of models (see model.h). A new model is its own file
- * filling an mt_model_ops, and one line here. */
-#include "model.h"
+/* models.c - the table of models (see models.h). A new model is its own
+ * file filling an mt_model_ops, and one line here. */
+#include "models.h"
 
 #include <string.h>
 

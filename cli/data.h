@@ -1,5 +1,5 @@
 /*
- * cli_data.h - the `mpitrain data ...` command: prepares datasets in
+ * data.h - the `mpitrain data ...` command: prepares datasets in
  * mpitrain's layouts (docs/DATA.md). Runs on one process without MPI (main
  * calls it before MPI_Init).
  *

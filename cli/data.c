@@ -1,5 +1,5 @@
 /*
- * cli_data.c - `mpitrain data <command>`: turns public datasets into
+ * data.c - `mpitrain data <command>`: turns public datasets into
  * mpitrain's HDF5 dataset layout and text into llm.c token shards
  * (docs/DATA.md). Each command is one entry of data_cmds[]; parses its own
  * options and returns an exit status. Runs before MPI_Init on one process,
@@ -7,7 +7,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "core/cli_data.h"
+#include "cli/data.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * cli_generate.h - the `mpitrain generate` command: samples tokens from a
+ * generate.h - the `mpitrain generate` command: samples tokens from a
  * GPT checkpoint on one process, without MPI.
  *
  *   mpitrain generate --checkpoint FILE [--prompt TEXT | --prompt-tokens IDS]

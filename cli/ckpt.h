@@ -1,5 +1,5 @@
 /*
- * cli_ckpt.h - the `mpitrain ckpt ...` command: looks into checkpoint files
+ * ckpt.h - the `mpitrain ckpt ...` command: looks into checkpoint files
  * on one process, without MPI.
  *
  *   mpitrain ckpt inspect FILE         position, identity, config, tensors

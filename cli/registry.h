@@ -1,5 +1,5 @@
 /*
- * cli_registry.h - the `mpitrain registry ...` command: model versions,
+ * registry.h - the `mpitrain registry ...` command: model versions,
  * aliases, lineage, artifact checks and OpenLineage export of a registry
  * file, on one process, without MPI.
  */

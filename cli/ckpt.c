@@ -1,10 +1,10 @@
 /*
- * cli_ckpt.c - `mpitrain ckpt inspect | verify` (see cli_ckpt.h). Both run
+ * ckpt.c - `mpitrain ckpt inspect | verify` (see ckpt.h). Both run
  * the full check of mt_ckpt_verify (SHA-256 beside the file, HDF5
  * structure, format version, Fletcher32 of every tensor, optimizer state)
  * and also that the tensors are those the stored config's model defines.
  */
-#include "core/cli_ckpt.h"
+#include "cli/ckpt.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -13,11 +13,12 @@
 
 #include "core/config.h"
 #include "base/error.h"
-#include "core/gpt.h"
-#include "core/mlp.h"
+#include "core/model.h"
 #include "core/params.h"
 #include "core/resume.h"
 #include "io/checkpoint.h"
+#include "kernels/backends.h"
+#include "core/models.h"
 
 static void usage(FILE *out) {
     fprintf(out, "usage: mpitrain ckpt inspect FILE\n"
@@ -44,22 +45,24 @@ static int check(const char *path, int hash, mt_ckpt_info *info, mt_err *e) {
     if (mt_config_parse(&cfg, info->config_text, path, &perr) || mt_config_validate(&cfg, &perr))
         return mt_err_set(e, MT_ERR_CKPT, "the config stored in checkpoint %s is invalid: %s", path,
                           perr.msg);
+    /* the whole model on one rank: every tensor at its full shape */
+    const mt_model_ops *ops = mt_model_of(&cfg);
+    double first, last;
+    mt_split sp;
+    mt_split_whole(&sp, ops->layers(&cfg, NULL, &first, &last));
     mt_params p;
-    mt_mlp m;
-    mt_gpt g;
     mt_params_init(&p);
-    memset(&m, 0, sizeof m);
-    memset(&g, 0, sizeof g);
-    mt_gpt_config gc = mt_gpt_config_of(&cfg);
+    void *m = calloc(1, ops->size);
     FILE *devnull = fopen("/dev/null", "w");
-    int bad = cfg.model.kind == MT_MODEL_GPT ? mt_gpt_build(&g, &gc, &p, &perr)
-                                             : mt_mlp_build(&m, &cfg, &p, &perr);
-    if (!bad)
-        mt_resume_check(&cfg, &p, path, info, devnull ? devnull : stderr, e);
-    else
+    if (!m)
+        mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+    else if (ops->build(m, &cfg, &p, &sp, &perr))
         mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: its model cannot be built: %s", path, perr.msg);
+    else
+        mt_resume_check(&cfg, &p, path, info, devnull ? devnull : stderr, e);
     if (devnull) fclose(devnull);
-    free(g.block);
+    if (m) ops->free(m, mt_backend_cpu());
+    free(m);
     mt_params_free(&p);
     return e->code;
 }

@@ -1,5 +1,6 @@
-/* backend.c - backend selection by name, device choice, library versions. */
-#include "backend.h"
+/* backends.c - the table of backends: selection by name, device choice,
+ * library versions (see backends.h). */
+#include "backends.h"
 
 #include <stdio.h>
 #include <string.h>

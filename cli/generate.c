@@ -1,5 +1,5 @@
 /*
- * cli_generate.c - `mpitrain generate` (see cli_generate.h). Loads a GPT
+ * generate.c - `mpitrain generate` (see cli_generate.h). Loads a GPT
  * checkpoint on one process (verified first, then its /model tensors read
  * serially with HDF5: no MPI, so it runs without mpirun) and samples one
  * token at a time, re-running the forward over the whole context each step.
@@ -7,7 +7,7 @@
  * small models mpitrain trains; the counter-based RNG makes the output a
  * function of (checkpoint, prompt, options, seed) alone.
  */
-#include "core/cli_generate.h"
+#include "cli/generate.h"
 
 #include <errno.h>
 #include <hdf5.h>

@@ -4,9 +4,9 @@
  *   mpitrain --version | --help
  *   mpitrain train --config FILE [--set section.key=value ...]
  *   mpitrain train --help-config [--markdown]
- *   mpitrain data ...            (dataset conversion; see core/cli_data.c)
- *   mpitrain ckpt inspect|verify (checkpoint files; see core/cli_ckpt.c)
- *   mpitrain generate ...        (sampling from a GPT checkpoint; core/cli_generate.c)
+ *   mpitrain data ...            (dataset conversion; see cli/data.c)
+ *   mpitrain ckpt inspect|verify (checkpoint files; see cli/ckpt.c)
+ *   mpitrain generate ...        (sampling from a GPT checkpoint; cli/generate.c)
  *
  * `train` starts MPI first, so a usage error is reported once (by rank 0)
  * and every rank exits with the same status.
@@ -15,10 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/cli_ckpt.h"
-#include "core/cli_generate.h"
-#include "core/cli_registry.h"
-#include "core/cli_data.h"
+#include "cli/ckpt.h"
+#include "cli/generate.h"
+#include "cli/registry.h"
+#include "cli/data.h"
 #include "core/config.h"
 #include "base/error.h"
 #include "core/trainer.h"

@@ -1,0 +1,39 @@
+/*
+ * backends.h - the table of backends (kernels/backend.h is the interface
+ * each fills): choosing one by name, whether it can run here, the device a
+ * rank takes, and the versions of the GPU libraries a build has.
+ */
+#ifndef MT_BACKENDS_H
+#define MT_BACKENDS_H
+
+#include <stddef.h>
+
+#include "kernels/backend.h"
+
+/* The CPU backend posing as a device backend (host_memory 0, name
+ * "cpu-staged"): the trainer, pipeline and comms then take every path they
+ * take for GPU memory (host copies, staging), on the CPU. For tests
+ * (MPITRAIN_TEST_STAGED=1 with train.device = cpu; docs/CUDA.md). */
+const mt_backend *mt_backend_cpu_staged(void);
+/* Chooses a backend by name ("cpu", "cuda", "cpu-staged"); NULL if unknown
+ * or not built. */
+const mt_backend *mt_backend_get(const char *name);
+/* Whether backend `name` can run here: > 0 (devices; 1 for the CPU), or 0
+ * with the reason in why (not built, no driver, no device). */
+int mt_backend_probe(const char *name, char *why, size_t n);
+/* Backend "cuda": makes the GPU of this node-local rank current (local_rank
+ * modulo the visible GPUs) and describes it in desc. Returns the device
+ * index, or -1 with the reason in desc. */
+int mt_backend_select_device(const char *name, int local_rank, char *desc, size_t n);
+/* "<host>/<PCI bus id>" of this rank's current GPU ("" without CUDA). */
+void mt_backend_device_uid(char *buf, size_t n);
+
+/* Versions of the GPU libraries this binary was built with ("" when it was
+ * built without them; the driver "" when there is none). NCCL's is the comm
+ * layer's (parallel/xcomm.h). */
+typedef struct {
+    char cuda_runtime[32], cuda_driver[32], cublas[32];
+} mt_backend_versions;
+void mt_backend_versions_get(mt_backend_versions *v);
+
+#endif

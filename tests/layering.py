@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""layering.py - keeps the architecture true (docs/ARCHITECTURE.md).
+
+usage: layering.py REPO includes   the `layering` test
+       layering.py REPO shape      the `code_shape` test
+
+includes: the layers, bottom up, are
+    base <- kernels <- parallel <- io <- core <- cli
+and a file may include only headers of its own layer or of layers below it
+(base/ is the leaf vocabulary: the error type and the counter-based RNG,
+which every layer may use). No two files may include each other, directly
+or through others (a file and its header count as one module). No layer but
+parallel/ calls MPI: the others use parallel/'s interface (io/ may still
+hand a communicator to parallel HDF5, which is not an MPI_ call).
+
+shape: no source file of kernels/, parallel/, io/ or core/ is over 700
+lines, and no function in them over 120 lines (from the line that opens its
+body to the one that closes it, both included).
+
+Each finding is one line naming the file and line; exit 1 if there is any.
+"""
+import os
+import re
+import sys
+
+LAYERS = ["base", "kernels", "parallel", "io", "core", "cli"]
+SHAPED = ["kernels", "parallel", "io", "core"]
+SOURCE = (".c", ".h", ".cu", ".cuh")
+MAX_FILE, MAX_FUNC = 700, 120
+
+INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
+MPI_CALL = re.compile(r"\bMPI_[A-Z][a-z_]+\s*\(")
+
+
+def sources(repo):
+    for layer in LAYERS:
+        for root, _, files in os.walk(os.path.join(repo, layer)):
+            for f in sorted(files):
+                if f.endswith(SOURCE):
+                    path = os.path.join(root, f)
+                    yield layer, os.path.relpath(path, repo)
+
+
+def code_lines(text):
+    """The lines of text with comments removed and the contents of string
+    and character literals blanked (line numbers kept), so a commented-out
+    include or an MPI_ word in a message does not count. Preprocessor lines
+    keep their strings (the include paths)."""
+    out, i, n, line_start = [], 0, len(text), True
+    while i < n:
+        c = text[i]
+        if line_start and c in " \t":
+            out.append(c)
+            i += 1
+            continue
+        if line_start and c == "#":  # a directive: verbatim to the end of the line
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            out.append(text[i:j].split("//")[0])
+            i, line_start = j, False
+            continue
+        line_start = False
+        if text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append("".join("\n" if ch == "\n" else " " for ch in text[i:j]))
+            i = j
+        elif text.startswith("//", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif c in "\"'":
+            j = i + 1
+            while j < n and text[j] != c and text[j] != "\n":
+                j += 2 if text[j] == "\\" else 1
+            out.append(c + c)
+            i = j + 1
+        else:
+            if c == "\n":
+                line_start = True
+            out.append(c)
+            i += 1
+    return "".join(out).split("\n")
+
+
+def module(path):
+    return os.path.splitext(path)[0]
+
+
+def check_includes(repo):
+    findings = []
+    graph = {}
+    for layer, path in sources(repo):
+        rank = LAYERS.index(layer)
+        text = open(os.path.join(repo, path), encoding="utf-8", errors="replace").read()
+        lines = code_lines(text)
+        for no, line in enumerate(lines, 1):
+            m = INCLUDE.match(line)
+            if m:
+                inc = m.group(1)
+                target = inc if "/" in inc else os.path.join(os.path.dirname(path), inc)
+                top = target.split("/")[0]
+                if top in LAYERS and LAYERS.index(top) > rank:
+                    findings.append(
+                        f"{path}:{no}: includes {inc}: {layer}/ may not include from {top}/, "
+                        f"a layer above it (order: {' <- '.join(LAYERS)})"
+                    )
+                if os.path.exists(os.path.join(repo, target)) and module(target) != module(path):
+                    graph.setdefault(module(path), set()).add(module(target))
+            if layer != "parallel" and MPI_CALL.search(line):
+                findings.append(
+                    f"{path}:{no}: calls MPI ({MPI_CALL.search(line).group(0).rstrip('( ')}): "
+                    f"outside parallel/, communication goes through parallel/'s interface"
+                )
+    findings += cycles(graph)
+    return findings
+
+
+def cycles(graph):
+    """Every include circle between modules, each reported once."""
+    found, seen = [], set()
+    state = {}
+
+    def visit(node, stack):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                loop = stack[stack.index(nxt):] + [nxt]
+                key = frozenset(loop)
+                if key not in seen:
+                    seen.add(key)
+                    found.append("include circle: " + " -> ".join(loop))
+            elif not state.get(nxt):
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if not state.get(node):
+            visit(node, [])
+    return found
+
+
+FUNC_START = re.compile(r"^[A-Za-z_][^;{}()]*\([^;]*$|^[A-Za-z_][^;{}]*\)\s*\{\s*$")
+
+
+def check_shape(repo):
+    findings = []
+    for layer, path in sources(repo):
+        if layer not in SHAPED:
+            continue
+        text = open(os.path.join(repo, path), encoding="utf-8", errors="replace").read()
+        raw = text.split("\n")
+        if text.endswith("\n"):
+            raw = raw[:-1]
+        if len(raw) > MAX_FILE:
+            findings.append(f"{path}: {len(raw)} lines (at most {MAX_FILE}: split it by concept)")
+        lines = code_lines(text)
+        depth, start, name = 0, None, ""
+        for no, line in enumerate(lines, 1):
+            for ch in line:
+                if ch == "{":
+                    if depth == 0:
+                        start = no
+                        head = "".join(lines[max(0, no - 4):no])
+                        m = re.findall(r"([A-Za-z_][A-Za-z_0-9]*)\s*\(", head)
+                        name = m[-1] if m else "?"
+                    depth += 1
+                elif ch == "}":
+                    depth -= 1
+                    if depth == 0 and start is not None:
+                        length = no - start + 1
+                        top = lines[start - 1].lstrip()
+                        is_func = ")" in "".join(lines[max(0, start - 4):start]) and not re.match(
+                            r"(typedef|struct|enum|union|static const|const|extern)\b", top
+                        ) and "=" not in lines[start - 1]
+                        if is_func and length > MAX_FUNC:
+                            findings.append(
+                                f"{path}:{start}: function {name} is {length} lines "
+                                f"(at most {MAX_FUNC})"
+                            )
+                        start = None
+    return findings
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[2] not in ("includes", "shape"):
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return 2
+    repo, mode = sys.argv[1], sys.argv[2]
+    findings = check_includes(repo) if mode == "includes" else check_shape(repo)
+    for f in findings:
+        print(f)
+    what = "layering" if mode == "includes" else "code shape"
+    if findings:
+        print(f"{what}: {len(findings)} finding(s)")
+        return 1
+    n = sum(1 for _ in sources(repo))
+    print(f"{what}: {n} files, no findings")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
