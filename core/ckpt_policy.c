@@ -172,8 +172,8 @@ int mt_run_save_checkpoint(mt_run *r, int64_t done, mt_err *e) {
     mt_state_views sv;
     mt_state_views_build(&sv, r->hp, r->hopt, e);
     if (mt_comm_agree(c, e)) return e->code;
-    mt_ckpt_write(c, path, &m, r->config_text, sv.v, sv.n, r->cfg.checkpoint.timeout, &write_s,
-                  sha, e);
+    mt_ckpt_write(c, path, &m, r->config_text, sv.v, sv.n, r->cfg.checkpoint.timeout, &write_s, sha,
+                  e);
     mt_state_views_free(&sv);
     if (e->code) return e->code;
     if (c->rank == 0) publish(r, name, path, sha, done, write_s, mt_wtime() - t0 - write_s, e);

@@ -7,7 +7,6 @@
 #ifndef MT_SPLIT_H
 #define MT_SPLIT_H
 
-
 #include "core/config.h"
 #include "base/error.h"
 #include "parallel/comm.h"

@@ -10,7 +10,6 @@
 #include "io/files.h"
 #include "io/h5util.h"
 
-
 /* Copies tensor-parallel block r of t, in its memory layout (part-major rows
  * along shard_dim, see tensor_view.h), into the full tensor. */
 static void place_block(const mt_tensor_view *t, int r, const float *blk, float *full) {
