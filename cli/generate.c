@@ -1,5 +1,5 @@
 /*
- * generate.c - `mpitrain generate` (see cli_generate.h). Loads a GPT
+ * generate.c - `mpitrain generate` (see generate.h). Loads a GPT
  * checkpoint on one process (verified first, then its /model tensors read
  * serially with HDF5: no MPI, so it runs without mpirun) and samples one
  * token at a time, re-running the forward over the whole context each step.

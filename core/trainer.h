@@ -1,7 +1,8 @@
 /*
- * trainer.h - `mpitrain train`: configuration, data, model, the data-parallel
- * training loop, evaluation and the run's files. Called on every rank after
- * MPI is up; returns the exit status every rank agreed on.
+ * trainer.h - `mpitrain train`: configuration, data, model, the training
+ * loop, evaluation and the run's files (core/trainer.c reads top to bottom;
+ * core/run.h lists the files it is made of). Called on every rank after MPI
+ * is up; returns the exit status every rank agreed on.
  */
 #ifndef MT_TRAINER_H
 #define MT_TRAINER_H

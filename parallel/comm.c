@@ -1,4 +1,4 @@
-/* comm.c - MPI process grid, error agreement and host collectives. */
+/* comm.c - the MPI process grid and error agreement (see comm.h). */
 #include "comm.h"
 
 #include <limits.h>

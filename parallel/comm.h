@@ -1,5 +1,7 @@
 /*
- * comm.h - the process grid and host-buffer communication over MPI.
+ * comm.h - the process grid over MPI, and how ranks agree on an error.
+ * Host-buffer collectives are parallel/collectives.h; sums and exchanges
+ * of buffers in the backend's memory are each group's xcomm (xcomm.h).
  *
  * The grid: world = pp x dp x tp ranks, tensor-parallel rank fastest, so a
  * tensor-parallel group is tp consecutive ranks (one node under any
@@ -7,7 +9,7 @@
  *   world rank = (pp_rank * dp + dp_rank) * tp + tp_rank
  * Before mt_comm_layout the grid is pure data parallelism. The node
  * communicator (MPI_COMM_TYPE_SHARED) gives the local rank and the number
- * of ranks on this node, used for thread counts (and GPU choice, later).
+ * of ranks on this node, used for thread counts and GPU choice.
  * mt_comm_agree is how ranks agree on an error at a phase boundary
  * (DESIGN decision 6): every rank ends up with the same code and message.
  */
