@@ -40,11 +40,8 @@ static void usage(FILE *out) {
 static int check(const char *path, int hash, mt_ckpt_info *info, mt_err *e) {
     if (mt_ckpt_verify(path, hash, info, e)) return e->code;
     mt_config cfg;
-    mt_config_defaults(&cfg);
+    if (mt_resume_config_of(path, info, &cfg, e)) return e->code;
     mt_err perr = {0};
-    if (mt_config_parse(&cfg, info->config_text, path, &perr) || mt_config_validate(&cfg, &perr))
-        return mt_err_set(e, MT_ERR_CKPT, "the config stored in checkpoint %s is invalid: %s", path,
-                          perr.msg);
     /* the whole model on one rank: every tensor at its full shape */
     const mt_model_ops *ops = mt_model_of(&cfg);
     double first, last;

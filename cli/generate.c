@@ -22,6 +22,7 @@
 #include "base/error.h"
 #include "core/gpt.h"
 #include "core/params.h"
+#include "core/resume.h"
 #include "base/rng.h"
 #include "io/checkpoint.h"
 #include "io/h5util.h"
@@ -232,11 +233,7 @@ static int read_weights(const char *path, mt_params *p, mt_err *e) {
 static int load(const char *path, mt_ckpt_info *info, mt_gpt *m, mt_params *p, mt_err *e) {
     if (mt_ckpt_verify(path, 0, info, e)) return e->code;
     mt_config cfg;
-    mt_config_defaults(&cfg);
-    mt_err perr = {0};
-    if (mt_config_parse(&cfg, info->config_text, path, &perr) || mt_config_validate(&cfg, &perr))
-        return mt_err_set(e, MT_ERR_CKPT, "the config stored in checkpoint %s is invalid: %s", path,
-                          perr.msg);
+    if (mt_resume_config_of(path, info, &cfg, e)) return e->code;
     if (cfg.model.kind != MT_MODEL_GPT) {
         mt_err_set(e, MT_ERR_USAGE,
                    "checkpoint %s holds a model.kind = %s model; mpitrain generate samples from "
@@ -245,6 +242,7 @@ static int load(const char *path, mt_ckpt_info *info, mt_gpt *m, mt_params *p, m
         return e->code;
     }
     mt_gpt_config gc = mt_gpt_config_of(&cfg);
+    mt_err perr = {0};
     if (mt_gpt_build(m, &gc, p, &perr))
         return mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: its model cannot be built: %s", path,
                           perr.msg);

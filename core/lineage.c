@@ -180,11 +180,7 @@ cJSON *mt_lineage_event(const mt_lineage *l, const char *type) {
     cJSON_AddArrayToObject(ev, "outputs");
 
     cJSON *lin = cJSON_AddObjectToObject(ev, "lineage");
-    cJSON *code = cJSON_AddObjectToObject(lin, "code");
-    cJSON_AddStringToObject(code, "mpitrain_version", v.version);
-    cJSON_AddStringToObject(code, "commit", v.commit);
-    cJSON_AddStringToObject(code, "branch", v.branch);
-    cJSON_AddBoolToObject(code, "dirty", v.dirty);
+    mt_version_add_code(cJSON_AddObjectToObject(lin, "code"), &v);
     cJSON *hp = cJSON_AddObjectToObject(lin, "hyperparameters");
     char hash[65];
     mt_sha256_buf(l->config_text, strlen(l->config_text), hash);
@@ -199,19 +195,8 @@ cJSON *mt_lineage_event(const mt_lineage *l, const char *type) {
                             mt_config_enum_name("model", "kind", cfg->model.kind));
     cJSON_AddStringToObject(fw, "optimizer", mt_config_enum_name("optim", "kind", cfg->optim.kind));
     add_environment(lin, l);
-    cJSON *lib = cJSON_AddObjectToObject(lin, "libraries");
-    cJSON_AddStringToObject(lib, "mpi", v.mpi);
-    cJSON_AddStringToObject(lib, "hdf5", v.hdf5);
-    cJSON_AddStringToObject(lib, "blas", v.blas);
-    cJSON_AddStringToObject(lib, "compiler", v.compiler);
     /* the GPU libraries this build has; null where it has none (or no driver) */
-    const char *gv[4] = {v.cuda_runtime, v.cuda_driver, v.cublas, v.nccl};
-    const char *gk[4] = {"cuda_runtime", "cuda_driver", "cublas", "nccl"};
-    for (int i = 0; i < 4; i++)
-        if (gv[i][0])
-            cJSON_AddStringToObject(lib, gk[i], gv[i]);
-        else
-            cJSON_AddNullToObject(lib, gk[i]);
+    mt_version_add_libraries(cJSON_AddObjectToObject(lin, "libraries"), &v, 1);
     cJSON *lay = cJSON_AddObjectToObject(lin, "layout");
     cJSON_AddNumberToObject(lay, "world", l->world);
     cJSON_AddNumberToObject(lay, "dp", l->dp);

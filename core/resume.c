@@ -200,3 +200,12 @@ int mt_resume_check(const mt_config *cfg, const mt_params *p, const char *path,
                           nmodel, p->n);
     return MT_OK;
 }
+
+int mt_resume_config_of(const char *path, const mt_ckpt_info *info, mt_config *cfg, mt_err *e) {
+    mt_config_defaults(cfg);
+    mt_err perr = {0};
+    if (mt_config_parse(cfg, info->config_text, path, &perr) || mt_config_validate(cfg, &perr))
+        return mt_err_set(e, MT_ERR_CKPT, "the config stored in checkpoint %s is invalid: %s", path,
+                          perr.msg);
+    return MT_OK;
+}

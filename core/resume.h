@@ -35,6 +35,11 @@ int mt_resume_find(const mt_config *cfg, char *path, size_t n, mt_ckpt_info *inf
 int mt_resume_check(const mt_config *cfg, const mt_params *p, const char *path,
                     const mt_ckpt_info *info, FILE *out, mt_err *e);
 
+/* The configuration stored in the verified checkpoint path (info from
+ * mt_ckpt_verify), parsed and validated into cfg. MT_ERR_CKPT naming the
+ * file otherwise. */
+int mt_resume_config_of(const char *path, const mt_ckpt_info *info, mt_config *cfg, mt_err *e);
+
 /* The folder checkpoints of a run go to (checkpoint.dir or RUN_DIR/checkpoints). */
 int mt_resume_ckpt_dir(const mt_config *cfg, const char *run_dir, char *out, size_t n, mt_err *e);
 

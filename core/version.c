@@ -44,3 +44,24 @@ void mt_version_print(FILE *f) {
     else
         fprintf(f, "CUDA:     not built\n");
 }
+
+void mt_version_add_code(cJSON *obj, const mt_version_info *v) {
+    cJSON_AddStringToObject(obj, "mpitrain_version", v->version);
+    cJSON_AddStringToObject(obj, "commit", v->commit);
+    cJSON_AddStringToObject(obj, "branch", v->branch);
+    cJSON_AddBoolToObject(obj, "dirty", v->dirty);
+}
+
+void mt_version_add_libraries(cJSON *obj, const mt_version_info *v, int nulls) {
+    cJSON_AddStringToObject(obj, "mpi", v->mpi);
+    cJSON_AddStringToObject(obj, "hdf5", v->hdf5);
+    cJSON_AddStringToObject(obj, "blas", v->blas);
+    cJSON_AddStringToObject(obj, "compiler", v->compiler);
+    const char *gv[4] = {v->cuda_runtime, v->cuda_driver, v->cublas, v->nccl};
+    const char *gk[4] = {"cuda_runtime", "cuda_driver", "cublas", "nccl"};
+    for (int i = 0; i < 4; i++)
+        if (gv[i][0])
+            cJSON_AddStringToObject(obj, gk[i], gv[i]);
+        else if (nulls)
+            cJSON_AddNullToObject(obj, gk[i]);
+}

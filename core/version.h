@@ -6,6 +6,7 @@
 #ifndef MT_VERSION_H
 #define MT_VERSION_H
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 
 typedef struct {
@@ -25,5 +26,10 @@ typedef struct {
 /* Fills info; safe before MPI_Init. */
 void mt_version_get(mt_version_info *info);
 void mt_version_print(FILE *f);
+/* Records of a run (run.json, the registry): the code (mpitrain_version,
+ * commit, branch, dirty) and the libraries (mpi, hdf5, blas, compiler, then
+ * the GPU libraries: absent ones as null when nulls, else left out). */
+void mt_version_add_code(cJSON *obj, const mt_version_info *v);
+void mt_version_add_libraries(cJSON *obj, const mt_version_info *v, int nulls);
 
 #endif

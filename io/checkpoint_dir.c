@@ -23,13 +23,9 @@
 int mt_ckpt_path(char *buf, size_t n, mt_err *e, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int len = vsnprintf(buf, n, fmt, ap);
+    int rc = mt_path_vfmt(buf, n, MT_ERR_CKPT, e, fmt, ap);
     va_end(ap);
-    if (len >= 0 && (size_t)len < n) return MT_OK;
-    mt_err_set(e, MT_ERR_CKPT, "path too long (%d characters, at most %zu): %.60s...", len, n - 1,
-               buf);
-    buf[0] = '\0';
-    return e->code;
+    return rc;
 }
 
 /* ---- names ---- */

@@ -11,17 +11,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int mt_path_fmt(char *out, size_t n, mt_err *e, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+int mt_path_vfmt(char *out, size_t n, int code, mt_err *e, const char *fmt, va_list ap) {
     int len = vsnprintf(out, n, fmt, ap);
-    va_end(ap);
     if (len >= 0 && (size_t)len < n) return MT_OK;
-    mt_err_set(e, MT_ERR_USAGE, "path too long (%d characters; at most %zu): %.200s...", len, n - 1,
-               out);
+    mt_err_set(e, code, "path too long (%d characters; at most %zu): %.200s...", len, n - 1, out);
     mt_err_hint(e, "use shorter folder names (run.dir, checkpoint.dir), or a symbolic link");
     out[0] = '\0';
     return e->code;
+}
+
+int mt_path_fmt(char *out, size_t n, mt_err *e, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = mt_path_vfmt(out, n, MT_ERR_USAGE, e, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 void mt_file_tmp_name(const char *path, char *tmp, size_t n) {

@@ -9,6 +9,7 @@
 #define MT_FILES_H
 
 #include <limits.h>
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "base/error.h"
@@ -20,6 +21,9 @@
  * MT_ERR_USAGE error naming its start, never a silently shortened path. */
 int mt_path_fmt(char *out, size_t n, mt_err *e, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same with the error code to report (MT_ERR_CKPT for a checkpoint's). */
+int mt_path_vfmt(char *out, size_t n, int code, mt_err *e, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
 
 /* The temporary name a writer of path uses: "<path>.tmp.<pid>". */
 void mt_file_tmp_name(const char *path, char *tmp, size_t n);
