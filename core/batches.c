@@ -9,11 +9,11 @@
 #include "io/sha256.h"
 #include "core/models.h"
 
-#define EVAL_CHUNK 256 /* samples per evaluation forward */
-
-static const mt_source_ops *source_of(mt_data_kind kind) {
-    return kind == MT_DATA_TOKENS ? &mt_source_tokens : &mt_source_samples;
-}
+/* The kinds of data, by mt_data_kind. */
+static const mt_source_ops *const sources[] = {
+    [MT_DATA_SAMPLES] = &mt_source_samples,
+    [MT_DATA_TOKENS] = &mt_source_tokens,
+};
 
 int mt_batches_open(mt_batches *b, const mt_config *cfg, mt_err *e) {
     memset(b, 0, sizeof *b);
@@ -21,7 +21,7 @@ int mt_batches_open(mt_batches *b, const mt_config *cfg, mt_err *e) {
     if (!m) return mt_err_set(e, MT_ERR_INTERNAL, "no model for model.kind");
     m->rows(cfg, &b->shape);
     b->cfg = cfg;
-    b->ops = source_of(b->shape.data);
+    b->ops = sources[b->shape.data];
     b->src = calloc(1, b->ops->size);
     b->order_epoch = -1;
     if (!b->src) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
@@ -32,7 +32,7 @@ int mt_batches_open(mt_batches *b, const mt_config *cfg, mt_err *e) {
 }
 
 int64_t mt_batches_eval_rows(const mt_batches *b, int64_t mb_rows) {
-    return b->shape.data == MT_DATA_TOKENS ? mb_rows : EVAL_CHUNK;
+    return b->ops->eval_chunk ? b->ops->eval_chunk : mb_rows;
 }
 
 int mt_batches_alloc(mt_batches *b, const mt_backend *be, int dp_rank, int dp_size, int64_t mb_rows,

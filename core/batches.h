@@ -31,7 +31,8 @@ typedef struct mt_batches mt_batches;
 /* What each kind of data provides. Splits are 0 (training) and 1 (evaluation). */
 typedef struct {
     mt_data_kind kind;
-    size_t size; /* bytes of the kind's own state (mt_batches.src) */
+    size_t size;        /* bytes of the kind's own state (mt_batches.src) */
+    int64_t eval_chunk; /* rows per evaluation forward; 0: a training micro-batch */
     /* Opens both splits (every rank; errors name the file and key). */
     int (*open)(mt_batches *b, const mt_config *cfg, mt_err *e);
     /* Row r of split `split`: x_width inputs (4-byte elements) and y_width labels. */
@@ -86,9 +87,8 @@ struct mt_batches {
 /* Opens the data the model of cfg reads (every rank). MT_ERR_USAGE or
  * MT_ERR_DATA naming the file, on every rank alike. */
 int mt_batches_open(mt_batches *b, const mt_config *cfg, mt_err *e);
-/* Rows per evaluation forward for micro-batches of mb_rows rows: a
- * micro-batch of sequences (the shape training runs; token windows are
- * long), or a fixed chunk of samples that bounds the activations. */
+/* Rows per evaluation forward for micro-batches of mb_rows rows (the
+ * kind's eval_chunk, or a micro-batch). */
 int64_t mt_batches_eval_rows(const mt_batches *b, int64_t mb_rows);
 /* This replica's share: dp_rank of dp_size replicas, micro-batches of
  * mb_rows rows; buffers in be's memory. */

@@ -88,6 +88,7 @@ static void close_samples(mt_batches *b) {
 const mt_source_ops mt_source_samples = {
     .kind = MT_DATA_SAMPLES,
     .size = sizeof(samples),
+    .eval_chunk = 256, /* a fixed chunk of samples bounds the activations */
     .open = open_samples,
     .row = row,
     .nfiles = nfiles,

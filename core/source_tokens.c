@@ -108,6 +108,7 @@ static void close_tokens(mt_batches *b) {
 const mt_source_ops mt_source_tokens = {
     .kind = MT_DATA_TOKENS,
     .size = sizeof(tokens),
+    .eval_chunk = 0, /* a micro-batch: the shape training runs (windows are long) */
     .open = open_tokens,
     .row = row,
     .nfiles = nfiles,
