@@ -15,6 +15,9 @@ for c in slurmctld slurmd sbatch srun sinfo; do
 done
 S=$TMP
 mkdir -p "$S/state" "$S/spool" "$S/log"
+# the CPUs this test may use: nproc alone would obey OMP_NUM_THREADS (1, lib.sh)
+# and give the node 1 CPU, on which the 2-task job below never starts
+CPUS=$(env -u OMP_NUM_THREADS nproc)
 cat >"$S/slurm.conf" <<CONF
 ClusterName=mtest
 SlurmctldHost=localhost
@@ -38,7 +41,7 @@ SlurmctldPidFile=$S/slurmctld.pid
 SlurmdPidFile=$S/slurmd.pid
 SlurmctldLogFile=$S/log/slurmctld.log
 SlurmdLogFile=$S/log/slurmd.log
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(nproc) State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 MailProg=/bin/true
 CONF
