@@ -53,37 +53,10 @@ static float *rnd(size_t n, float lo, float hi) {
     return x;
 }
 
-static float *copy(const float *x, size_t n) {
-    float *y = malloc((n ? n : 1) * sizeof *y);
-    if (!y) abort();
-    memcpy(y, x, n * sizeof *y);
-    return y;
-}
-
 static float *rounded(const float *x, size_t n) {
-    float *y = copy(x, n);
+    float *y = mt_test_copy(x, n);
     for (size_t i = 0; i < n; i++) y[i] = mt_bf16_round(y[i]);
     return y;
-}
-
-/* ||a - b|| / ||b|| */
-static double nerr(const float *a, const float *b, size_t n) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = (double)a[i] - (double)b[i];
-        d += e * e;
-        r += (double)b[i] * (double)b[i];
-    }
-    return r > 0 ? sqrt(d / r) : sqrt(d);
-}
-
-static double nerr_d(const float *a, const double *b, size_t n) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        r += b[i] * b[i];
-    }
-    return r > 0 ? sqrt(d / r) : sqrt(d);
 }
 
 static int same(const float *a, const float *b, size_t n) {
@@ -173,10 +146,7 @@ static void test_round(void) {
 
 /* (rows, cols) with lead ld, padding NaN: a read past cols poisons C */
 static float *rnd_padded(int rows, int cols, int ld) {
-    float *x = rnd((size_t)rows * ld, -1, 1);
-    for (int r = 0; r < rows; r++)
-        for (int c = cols; c < ld; c++) x[(size_t)r * ld + c] = NAN;
-    return x;
+    return mt_test_nan_pad(rnd((size_t)rows * ld, -1, 1), rows, cols, ld);
 }
 
 static void test_matmul(void) {
@@ -187,10 +157,11 @@ static void test_matmul(void) {
             int lda = ac + 3, ldb = bc + 5, ldc = N + 2;
             size_t na = (size_t)ar * lda, nb = (size_t)br * ldb, nc = (size_t)M * ldc;
             float *A = rnd_padded(ar, ac, lda), *B = rnd_padded(br, bc, ldb), *C0 = rnd(nc, -1, 1);
-            float *A0 = copy(A, na), *B0 = copy(B, nb);
+            float *A0 = mt_test_copy(A, na), *B0 = mt_test_copy(B, nb);
             float *Ar = rounded(A, na), *Br = rounded(B, nb);
-            float *c32 = copy(C0, nc), *cbf = copy(C0, nc), *cref = copy(C0, nc);
-            float *cbf4 = copy(C0, nc), *cback = copy(C0, nc);
+            float *c32 = mt_test_copy(C0, nc), *cbf = mt_test_copy(C0, nc),
+                  *cref = mt_test_copy(C0, nc);
+            float *cbf4 = mt_test_copy(C0, nc), *cback = mt_test_copy(C0, nc);
 
             be->matmul(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.3f, c32, ldc);
             be->set_precision(1);
@@ -208,12 +179,12 @@ static void test_matmul(void) {
                   "matmul ta%d tb%d: bf16 mode changed its inputs", ta, tb);
             CHECK(same(cbf, cref, nc),
                   "matmul ta%d tb%d: bf16 differs from sgemm on pre-rounded operands (%.2e)", ta,
-                  tb, nerr(cbf, cref, nc));
+                  tb, mt_test_nerr(cbf, cref, nc));
             CHECK(same(cbf, cbf4, nc), "matmul ta%d tb%d: bf16 with 4 threads differs from 1", ta,
                   tb);
             CHECK(same(cback, c32, nc),
                   "matmul ta%d tb%d: fp32 after set_precision(0) differs from fp32 before", ta, tb);
-            double e = nerr(cbf, c32, nc);
+            double e = mt_test_nerr(cbf, c32, nc);
             CHECK(e > BF16_MIN_ERR && e < BF16_MAX_ERR,
                   "matmul ta%d tb%d: bf16 vs fp32 normalized error %.2e outside (%.0e, %.0e)", ta,
                   tb, e, BF16_MIN_ERR, BF16_MAX_ERR);
@@ -324,14 +295,14 @@ static void test_attention(void) {
 
     /* the scores product sees bf16 q and k, nothing else changes att */
     CHECK(same(abf, ar, na), "attention bf16: att differs from fp32 on pre-rounded qkv (%.2e)",
-          nerr(abf, ar, na));
+          mt_test_nerr(abf, ar, na));
     /* every product has bf16 factors: against the double reference */
     double *oref = malloc(no * sizeof *oref), *gref = malloc(nq * sizeof *gref);
     double *tref = malloc(no * sizeof *tref);
     float *t = malloc(no * sizeof *t);
     if (!oref || !gref || !tref || !t) abort();
     attention_ref(oref, gref, qkv, abf, dout);
-    double e = nerr_d(obf, oref, no);
+    double e = mt_test_nerr_d(obf, oref, no);
     CHECK(e <= REF_TOL, "attention bf16: out vs reference %.2e > %.0e", e, REF_TOL);
     printf("  attention bf16: att = fp32(pre-rounded qkv) bitwise: %s; out vs ref %.2e\n",
            same(abf, ar, na) ? "yes" : "no", e);
@@ -340,12 +311,12 @@ static void test_attention(void) {
     for (int w = 0; w < 3; w++) {
         third(t, gbf, w);
         third_d(tref, gref, w);
-        e = nerr_d(t, tref, no);
+        e = mt_test_nerr_d(t, tref, no);
         CHECK(e <= tols[w], "attention bf16: %s vs reference %.2e > %.0e", names[w], e, tols[w]);
         printf("  attention bf16: %s vs ref %.2e\n", names[w], e);
     }
     /* the mode changes something, not much */
-    double eo = nerr(obf, o32, no), eg = nerr(gbf, g32, nq);
+    double eo = mt_test_nerr(obf, o32, no), eg = mt_test_nerr(gbf, g32, nq);
     CHECK(eo > BF16_MIN_ERR && eo < BF16_MAX_ERR && eg > BF16_MIN_ERR && eg < BF16_MAX_ERR,
           "attention: bf16 vs fp32 normalized errors out %.2e, dqkv %.2e outside (%.0e, %.0e)", eo,
           eg, BF16_MIN_ERR, BF16_MAX_ERR);

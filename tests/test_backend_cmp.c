@@ -62,12 +62,6 @@ static float *nan_buf(size_t n) {
     return x;
 }
 
-static float *copy(const float *x, size_t n) {
-    float *y = malloc((n ? n : 1) * sizeof *y);
-    memcpy(y, x, n * sizeof *y);
-    return y;
-}
-
 /* device copies: int32 data travel as their bits through the float copy */
 static float *up(const void *h, size_t n) {
     float *d = gpu->alloc(n);
@@ -81,20 +75,9 @@ static float *down(const float *d, size_t n) {
     return h;
 }
 
-/* ||a - b|| / ||b|| (a NaN anywhere gives NaN) */
-static double nerr(const float *a, const float *b, size_t n) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = (double)a[i] - (double)b[i];
-        d += e * e;
-        r += (double)b[i] * (double)b[i];
-    }
-    return r > 0 ? sqrt(d / r) : sqrt(d);
-}
-
 static void expect(const char *op, const char *what, const float *g, const float *c, size_t n,
                    double tol) {
-    double e = nerr(g, c, n);
+    double e = mt_test_nerr(g, c, n);
     CHECK(e <= tol, "%s: %s: normalized error %.2e > %.0e", op, what, e, tol);
     printf("  %-22s %-8s normalized error %.2e\n", op, what, e);
 }
@@ -107,10 +90,7 @@ static void expect_same(const char *op, const float *a, const float *b, size_t n
 /* n floats of a (rows, cols) matrix with lead ld, the padding NaN (an op that
  * reads past cols fails) */
 static float *rnd_padded(int rows, int cols, int ld) {
-    float *x = rnd((size_t)rows * ld, -1, 1);
-    for (int r = 0; r < rows; r++)
-        for (int c = cols; c < ld; c++) x[(size_t)r * ld + c] = NAN;
-    return x;
+    return mt_test_nan_pad(rnd((size_t)rows * ld, -1, 1), rows, cols, ld);
 }
 
 /* Odd sizes, every transpose pair, leads wider than the rows (A, B and C):
@@ -123,7 +103,7 @@ static void test_matmul(void) {
             int lda = ac + 3, ldb = bc + 5, ldc = N + 2;
             size_t nc = (size_t)M * ldc;
             float *A = rnd_padded(ar, ac, lda), *B = rnd_padded(br, bc, ldb);
-            float *C0 = rnd(nc, -1, 1), *Cc = copy(C0, nc);
+            float *C0 = rnd(nc, -1, 1), *Cc = mt_test_copy(C0, nc);
             cpu->matmul(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.3f, Cc, ldc);
             float *dA = up(A, (size_t)ar * lda), *dB = up(B, (size_t)br * ldb), *dC = up(C0, nc);
             gpu->matmul(ta, tb, M, N, K, 0.7f, dA, lda, dB, ldb, 0.3f, dC, ldc);
@@ -179,7 +159,7 @@ static void test_binary(const char *op, binary_fn c, binary_fn g, float lo, floa
 
 static void test_bias(int rows, int cols) {
     size_t n = (size_t)rows * cols;
-    float *y = rnd(n, -1, 1), *b = rnd((size_t)cols, -1, 1), *yc = copy(y, n);
+    float *y = rnd(n, -1, 1), *b = rnd((size_t)cols, -1, 1), *yc = mt_test_copy(y, n);
     cpu->bias_add(yc, b, rows, cols);
     float *dyb = up(y, n), *db = up(b, (size_t)cols);
     gpu->bias_add(dyb, db, rows, cols);
@@ -187,7 +167,7 @@ static void test_bias(int rows, int cols) {
     expect("bias_add", "y", g, yc, n, TOL_FP32);
     /* db = beta db + column sums of y (a random start: beta 0 must ignore it) */
     for (int beta = 0; beta < 2; beta++) {
-        float *d0 = rnd((size_t)cols, -1, 1), *dc = copy(d0, (size_t)cols);
+        float *d0 = rnd((size_t)cols, -1, 1), *dc = mt_test_copy(d0, (size_t)cols);
         cpu->bias_grad(dc, y, rows, cols, (float)beta);
         float *dd = up(d0, (size_t)cols), *dy = up(y, n);
         gpu->bias_grad(dd, dy, rows, cols, (float)beta);
@@ -208,7 +188,7 @@ static void test_add_scale(void) {
     gpu->add(dout, da, db, n);
     float *r = down(dout, n);
     expect("add", "out", r, oc, n, TOL_FP32);
-    float *ac = copy(a, n);
+    float *ac = mt_test_copy(a, n);
     cpu->accumulate(ac, b, n);
     gpu->accumulate(da, db, n);
     float *r2 = down(da, n);
@@ -302,7 +282,8 @@ static void test_layernorm(void) {
     /* backward accumulates into random dx, dw, db */
     float *g = rnd(n, -1, 1), *ax = rnd(n, -1, 1), *aw = rnd((size_t)C, -1, 1);
     float *ab = rnd((size_t)C, -1, 1);
-    float *cx = copy(ax, n), *cw = copy(aw, (size_t)C), *cb = copy(ab, (size_t)C);
+    float *cx = mt_test_copy(ax, n), *cw = mt_test_copy(aw, (size_t)C),
+          *cb = mt_test_copy(ab, (size_t)C);
     cpu->layernorm_backward(cx, cw, cb, g, x, w, mc, rc, N, C);
     float *dg = up(g, n), *gx = up(ax, n), *gw = up(aw, (size_t)C), *gb = up(ab, (size_t)C);
     gpu->layernorm_backward(gx, gw, gb, dg, dx, dw, dm, dr, N, C);
@@ -356,7 +337,8 @@ static void test_embedding(void) {
     gpu->embedding_forward(dout, (const int32_t *)dtok, dwte, dwpe, B, T, C);
     float *go = down(dout, n);
     expect("embedding_forward", "out", go, oc, n, TOL_FP32);
-    float *g = rnd(n, -1, 1), *cw = copy(wte, (size_t)V * C), *cp = copy(wpe, (size_t)maxT * C);
+    float *g = rnd(n, -1, 1), *cw = mt_test_copy(wte, (size_t)V * C),
+          *cp = mt_test_copy(wpe, (size_t)maxT * C);
     cpu->embedding_backward(cw, cp, g, tok, B, T, C);
     float *dg = up(g, n);
     gpu->embedding_backward(dwte, dwpe, dg, (const int32_t *)dtok, B, T, C);
@@ -400,7 +382,7 @@ static void test_optim(void) {
     CHECK(sg == sg2, "sumsq: two CUDA runs differ");
     printf("  %-22s %-8s relative error %.2e\n", "sumsq", "sum", fabs(sg - sc) / sc);
     float *g = rnd(n, -1, 1), *m = rnd(n, -0.1f, 0.1f), *v = rnd(n, 0.001f, 0.01f);
-    float *cx = copy(x, n), *cm = copy(m, n), *cv = copy(v, n);
+    float *cx = mt_test_copy(x, n), *cm = mt_test_copy(m, n), *cv = mt_test_copy(v, n);
     cpu->adamw_update(cx, g, cm, cv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.3f);
     float *dg = up(g, n), *dm = up(m, n), *dv = up(v, n);
     gpu->adamw_update(dx, dg, dm, dv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.3f);
@@ -408,7 +390,7 @@ static void test_optim(void) {
     expect("adamw_update", "p", rx, cx, n, TOL_FP32);
     expect("adamw_update", "m", rm, cm, n, TOL_FP32);
     expect("adamw_update", "v", rv, cv, n, TOL_FP32);
-    float *sx = copy(x, n), *sb = copy(m, n);
+    float *sx = mt_test_copy(x, n), *sb = mt_test_copy(m, n);
     cpu->sgd_update(sx, g, sb, n, 0.01f, 0.9f, 1e-4f);
     gpu->to_device(dx, x, n);
     gpu->to_device(dm, m, n);

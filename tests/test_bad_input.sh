@@ -211,7 +211,7 @@ bad() {
         for ((r = 0; r < n; r++)); do want+="${want:+ }$code"; done
         [ "$got" = "$want" ] || why+=("exit status per rank [$got], want [$want]")
         # (b) exactly one error line, from rank 0, naming the problem
-        local nerr nerr0 errline
+        local nerr nerr0 errline next
         nerr=$(cat "$out"/err.* 2>/dev/null | grep -c '^mpitrain: error:')
         nerr0=$(grep -c '^mpitrain: error:' "$out/err.0" 2>/dev/null)
         if [ "$nerr" != 1 ]; then
@@ -220,14 +220,14 @@ bad() {
             why+=("the error line did not come from rank 0")
         else
             errline=$(grep '^mpitrain: error:' "$out/err.0")
-            echo "$errline" | grep -Eqi -- "$pat" ||
+            grep -Eqi -- "$pat" <<<"$errline" ||
                 why+=("error line does not match /$pat/: $errline")
             local nh
             nh=$(cat "$out"/err.* | grep -c '^mpitrain: hint:')
             if [ "$nh" -gt 1 ]; then
                 why+=("$nh hint lines, want at most 1")
-            elif [ "$nh" = 1 ] &&
-                ! grep -A1 '^mpitrain: error:' "$out/err.0" | tail -n 1 | grep -q '^mpitrain: hint:'; then
+            elif [ "$nh" = 1 ] && ! { next=$(grep -A1 '^mpitrain: error:' "$out/err.0" | tail -n 1) &&
+                grep -q '^mpitrain: hint:' <<<"$next"; }; then
                 why+=("hint line does not directly follow the error line on rank 0")
             fi
         fi

@@ -43,15 +43,8 @@
 #   cli        `mpitrain ckpt inspect` shows step, config and every tensor with
 #              shape and checksum; `ckpt verify` exits 0 / 4 / 2.
 set -uo pipefail
+. "$(dirname "$0")/lib.sh"
 MODE=$1 MPITRAIN=$(realpath "$2") H5CMP=$(realpath "$3") REPO=$(realpath "$4") DATA=$(realpath "$5")
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
-PY=/usr/bin/python3
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_ckpt.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-ok() { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
 
 # train NP LOG ARGS... -> runs mpitrain; status in RC
 train() {
@@ -67,17 +60,7 @@ train() {
 # must_train NP LOG ARGS...: a run that must succeed
 must_train() {
     train "$@"
-    if [ "$RC" != 0 ]; then
-        bad "run $2 exited $RC"
-        tail -20 "$2" | sed 's/^/   | /'
-        exit 1
-    fi
-}
-
-losses() { # METRICS... -> every logged loss, exact text
-    $PY -c 'import json,sys
-for f in sys.argv[1:]:
-    for l in open(f): print(repr(json.loads(l)["loss"]))' "$@"
+    must_succeed "run $2" "$2"
 }
 
 same_losses() { # label A-files -- B-files
@@ -205,7 +188,7 @@ if [ "$MODE" = crash ]; then
         [ "$(cat /proc/$pid/comm 2>/dev/null)" = mpitrain ] && { victim=$pid; break; }
     done
     [ -n "$victim" ] || { bad "crash: no rank process found"; exit 1; }
-    ls "$CK" | grep -q '^step_00000010\.h5\.tmp\.' && ok "crash: step 10 was mid-write (temporary present)" ||
+    out_has '^step_00000010\.h5\.tmp\.' ls "$CK" && ok "crash: step 10 was mid-write (temporary present)" ||
         bad "crash: no temporary of step 10 while stalled"
     kill -KILL "$victim"
     wait $launcher
@@ -223,7 +206,7 @@ if [ "$MODE" = crash ]; then
         ok "crash: resume=auto continued from step 5" || bad "crash: resume line missing"
     cmp_h5 "crash: resumed run ends bitwise equal to the uninterrupted one" \
         "$(run_of "$TMP/ref" 0001)/checkpoints/step_00000020.h5" "$CK/step_00000020.h5" --bitwise
-    if ls "$CK" | grep -q '\.tmp\.'; then bad "crash: stale temporary left: $(ls "$CK")"; else
+    if out_has '\.tmp\.' ls "$CK"; then bad "crash: stale temporary left: $(ls "$CK")"; else
         ok "crash: the dead writer's temporary was removed"; fi
 fi
 
@@ -232,7 +215,6 @@ fi
 # failed inside it), removing the temporary and leaving `latest` intact.
 if [ "$MODE" = crash ]; then
     W=$TMP/wd
-    WRAP='o=$1; shift; r=${OMPI_COMM_WORLD_RANK:-0}; "$@" >"$o/out.$r" 2>"$o/err.$r"; echo $? >"$o/status.$r"'
     mkdir -p "$W/o"
     MPITRAIN_TEST_STALL_CKPT=10 timeout -k 5 120 mpirun -np 2 bash -c "$WRAP" _ "$W/o" "$MPITRAIN" \
         train --config "$REPO/configs/mnist_mlp.ini" --set data.path="$DATA" \
@@ -241,7 +223,7 @@ if [ "$MODE" = crash ]; then
     ck=$(run_of "$W/runs" 0001)/checkpoints
     if [ "$(cat "$W"/o/status.* | tr '\n' ' ')" = "4 4 " ] &&
         grep -q "^mpitrain: error: the checkpoint write of step 10 did not finish within 2 s" "$W/o/err.0" &&
-        [ "$(cat "$ck/latest")" = step_00000005.h5 ] && ! ls "$ck" | grep -q tmp; then
+        [ "$(cat "$ck/latest")" = step_00000005.h5 ] && ! out_has tmp ls "$ck"; then
         ok "watchdog: a stalled write ends every rank with exit 4, temporary removed, latest = step 5"
     else
         bad "watchdog: statuses $(cat "$W"/o/status.* | tr '\n' ' '), files: $(ls "$ck" | tr '\n' ' ')"
@@ -328,7 +310,6 @@ if [ "$MODE" = corrupt ]; then
     must_train 1 "$TMP/other.log" --set run.dir="$TMP/other" --set model.layers=784,64,10 \
         --set train.steps=4
     OTHER=$(run_of "$TMP/other" 0001)/checkpoints/step_00000004.h5
-    WRAP='o=$1; shift; r=${OMPI_COMM_WORLD_RANK:-0}; "$@" >"$o/out.$r" 2>"$o/err.$r"; echo $? >"$o/status.$r"'
     n=0
     # expect_error NAME PATTERN DIR RESUME [ARGS...]: fresh copy of the checkpoint folder
     # (after SETUP ran on it), then -np 2 must fail with exit 4 on both ranks.

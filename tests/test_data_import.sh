@@ -357,8 +357,8 @@ if want script; then
     indent <<<"$out"
     grep -q 'already there' <<<"$out" || fail "second run did not report the file as already there"
     check "fetch_mnist.sh --force converts again; a missing binary fails clearly"
-    "$FETCH" --idx "$T/gz" --out "$T/fetched/mnist.h5" --mpitrain "$BIN" \
-        --force | grep -q 'mpitrain: wrote' || fail "--force did not convert again"
+    out=$("$FETCH" --idx "$T/gz" --out "$T/fetched/mnist.h5" --mpitrain "$BIN" --force) &&
+        grep -q 'mpitrain: wrote' <<<"$out" || fail "--force did not convert again"
     rc=0
     "$FETCH" --idx "$T/gz" --out "$T/other.h5" --mpitrain "$T/nope" \
         >/dev/null 2>"$T/stderr" || rc=$?

@@ -31,29 +31,17 @@
 #      and the registry record the precision; a bf16 checkpoint (always fp32
 #      tensors) resumes under fp32.
 set -uo pipefail
+. "$(dirname "$0")/lib.sh"
 MPITRAIN=$(realpath "$1") REPO=$(realpath "$2") DATA=$(realpath "$3")
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
 unset MPITRAIN_TEST_STAGED
-PY=/usr/bin/python3
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_dev.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-ok() { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
 
-cp "$REPO"/tests/data/gpt_corpus.txt "$TMP/text.txt"
-"$MPITRAIN" data tokenize --bytes "$TMP/text.txt" "$TMP/tok" --name docs >"$TMP/tok.log" 2>&1 ||
-    { bad "data tokenize"; cat "$TMP/tok.log"; exit 1; }
+gpt_tokens
 COMMON=(--config "$REPO/configs/mnist_mlp.ini" --set run.log_every=1 --set run.threads=1
     --set registry.enabled=false)
 MLP=("${COMMON[@]}" --set data.path="$DATA" --set model.layers=784,32,32,10
     --set train.global_batch=32 --set optim.kind=adamw --set optim.lr=1e-3 --set train.steps=10)
-GPT=("${COMMON[@]}" --set model.kind=gpt --set data.train_tokens="$TMP/tok/docs_train_000000.bin"
-    --set data.val_tokens="$TMP/tok/docs_val_000000.bin" --set model.n_layer=2
-    --set model.n_head=2 --set model.n_embd=32 --set model.block_size=32
-    --set train.global_batch=8 --set optim.lr=3e-3 --set train.eval_windows=16
-    --set model.dropout=0.1 --set train.steps=10 --set parallel.microbatches=2)
+GPT=("${COMMON[@]}" "${GPT_TINY[@]}" --set model.dropout=0.1 --set train.steps=10
+    --set parallel.microbatches=2)
 
 # run NP KIND DIR LOG ARGS...: status in RC
 run() {
@@ -66,11 +54,7 @@ run() {
 }
 must_run() {
     run "$@"
-    if [ "$RC" != 0 ]; then
-        bad "run $3 exited $RC"
-        tail -20 "$4" | sed 's/^/   | /'
-        exit 1
-    fi
+    must_succeed "run $3" "$4"
 }
 # same_run LABEL DIR_A DIR_B: bitwise equal losses and checkpoint tensors
 same_run() {

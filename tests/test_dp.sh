@@ -17,13 +17,8 @@
 #  - two runs with the same -np (2) are bitwise identical: parameters
 #    (memcmp through h5cmp --bitwise) and every logged loss.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 MPITRAIN=$1 H5CMP=$2 REPO=$3 DATA=$4
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
-PY=/usr/bin/python3
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail=0
 
 run() { # run NAME NP OPTIM
     local out=$TMP/$1
@@ -33,9 +28,6 @@ run() { # run NAME NP OPTIM
         >"$TMP/$1.log" 2>&1 || { echo "FAIL - run $1 exited $?"; cat "$TMP/$1.log"; exit 1; }
     echo "$out/mnist_mlp/0001"
 }
-
-# losses FILE -> one loss per line, exact text from the metrics file
-losses() { $PY -c 'import json,sys; [print(repr(json.loads(l)["loss"])) for l in open(sys.argv[1])]' "$1"; }
 
 compare_losses() { # A B label
     if $PY - "$1" "$2" <<'PY'; then echo "ok - losses $3"; else echo "FAIL - losses $3"; return 1; fi

@@ -18,25 +18,14 @@
 #      one "mpitrain: error:" line and nothing on stdout; with MNIST_H5 (the
 #      ctest fixture's file, when it exists), an MLP checkpoint exits 2.
 set -uo pipefail
+. "$(dirname "$0")/lib.sh"
 MPITRAIN=$(realpath "$1") REPO=$(realpath "$2") MNIST=${3:-}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
-PY=/usr/bin/python3
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_gen.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-ok() { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
 
 # ---- 1. data and models ----
-cp "$REPO"/tests/data/gpt_corpus.txt "$TMP/text.txt"
-"$MPITRAIN" data tokenize --bytes "$TMP/text.txt" "$TMP/tok" --name docs >"$TMP/tok.log" 2>&1 ||
-    { bad "data tokenize"; cat "$TMP/tok.log"; exit 1; }
-GPT=(--set model.kind=gpt --set data.train_tokens="$TMP/tok/docs_train_000000.bin"
-    --set data.val_tokens="$TMP/tok/docs_val_000000.bin" --set model.n_layer=2
-    --set model.n_head=2 --set model.n_embd=64 --set model.block_size=64
-    --set train.global_batch=16 --set optim.lr=3e-3 --set train.eval_every=0
-    --set train.eval_windows=16)
+gpt_tokens
+# the tiny GPT, twice as wide and with twice the context (a later --set wins)
+GPT=("${GPT_TINY[@]}" --set model.n_embd=64 --set model.block_size=64
+    --set train.global_batch=16 --set train.eval_every=0)
 # train NAME ARGS...: a run in $TMP/NAME; exits the test if it fails
 train() {
     local name=$1

@@ -23,10 +23,6 @@
 
 static const mt_backend *be;
 
-static void fill(float *x, size_t n, uint64_t stream, float lo, float hi) {
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * mt_rng_uniform(7, stream, i);
-}
-
 static float *falloc(size_t n) {
     float *p = calloc(n ? n : 1, sizeof(float));
     if (!p) abort();
@@ -51,25 +47,13 @@ static double max_abs_diff(const float *a, const float *b, size_t n) {
     return m;
 }
 
-/* Compares analytic and numeric gradients; prints both errors. */
+/* Compares analytic (float, exact in double) and numeric gradients; prints
+ * both errors (test_util.h). */
 static void compare(const char *what, const float *ana_f, const double *num, size_t n) {
-    double d2 = 0, n2 = 0, maxn = 0, worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        double a = ana_f[i];
-        d2 += (a - num[i]) * (a - num[i]);
-        n2 += num[i] * num[i];
-        if (fabs(num[i]) > maxn) maxn = fabs(num[i]);
-    }
-    for (size_t i = 0; i < n; i++) {
-        double ex = fabs(ana_f[i] - num[i]) / (ELEM_TOL * maxn + 1e-5);
-        if (ex > worst) worst = ex;
-    }
-    double rel = n2 > 0 ? sqrt(d2 / n2) : sqrt(d2);
-    printf("%-30s n=%-5zu normalized error %.2e (bound %.0e), worst element %.2f of its bound\n",
-           what, n, rel, GRAD_TOL, worst);
-    CHECK(n2 > 0, "%s: numeric gradient is all zero (test cannot fail)", what);
-    CHECK(rel <= GRAD_TOL, "%s: normalized error %.3e > %.0e", what, rel, GRAD_TOL);
-    CHECK(worst <= 1.0, "%s: an element is off by %.2f times its bound", what, worst);
+    double *ana = dalloc(n);
+    for (size_t i = 0; i < n; i++) ana[i] = ana_f[i];
+    mt_test_grad_compare(what, ana, num, n, GRAD_TOL, ELEM_TOL);
+    free(ana);
 }
 
 /* num[i] = dL/dv[i] by central differences; loss() reads v through globals. */
@@ -110,9 +94,9 @@ static void check_add(void) {
     float a[N], b[N], r[N], y[N], da[N] = {0}, dst[N];
     double num[N];
     ad = (add_state){a, b, r, y, N};
-    fill(a, N, 11, -1, 1);
-    fill(b, N, 12, -1, 1);
-    fill(r, N, 13, -1, 1);
+    mt_test_fill(a, N, 11, -1, 1);
+    mt_test_fill(b, N, 12, -1, 1);
+    mt_test_fill(r, N, 13, -1, 1);
     /* dL/da = dL/db = dy = r, formed with accumulate into zero */
     be->accumulate(da, r, N);
     numeric(a, N, num, add_loss);
@@ -150,11 +134,11 @@ static void check_layernorm(void) {
     float dx[N * C] = {0}, dw[C] = {0}, db[C] = {0};
     double num[N * C];
     ln = (ln_state){x, w, b, r, out, mean, rstd, N, C};
-    fill(x, N * C, 21, -2, 2);
+    mt_test_fill(x, N * C, 21, -2, 2);
     for (int i = 0; i < N * C; i++) x[i] += 0.5f * (float)(i / C); /* per-row offsets */
-    fill(w, C, 22, 0.5f, 1.5f);
-    fill(b, C, 23, -0.5f, 0.5f);
-    fill(r, N * C, 24, -1, 1);
+    mt_test_fill(w, C, 22, 0.5f, 1.5f);
+    mt_test_fill(b, C, 23, -0.5f, 0.5f);
+    mt_test_fill(r, N * C, 24, -1, 1);
 
     /* forward against a double-precision reference */
     be->layernorm_forward(out, mean, rstd, x, w, b, N, C);
@@ -194,10 +178,10 @@ static void check_layernorm_det(void) {
     float *out = falloc(nc), *mean = falloc(N), *rstd = falloc(N);
     float *g[2][3]; /* [run][dx, dw, db] */
     for (int k = 0; k < 2; k++) g[k][0] = falloc(nc), g[k][1] = falloc(C), g[k][2] = falloc(C);
-    fill(x, nc, 31, -3, 3);
-    fill(w, C, 32, 0.5f, 1.5f);
-    fill(b, C, 33, -1, 1);
-    fill(dout, nc, 34, -1, 1);
+    mt_test_fill(x, nc, 31, -3, 3);
+    mt_test_fill(w, C, 32, 0.5f, 1.5f);
+    mt_test_fill(b, C, 33, -1, 1);
+    mt_test_fill(dout, nc, 34, -1, 1);
     be->layernorm_forward(out, mean, rstd, x, w, b, N, C);
     const char *names[3] = {"dx", "dw", "db"};
     size_t sizes[3] = {nc, C, C};
@@ -278,8 +262,8 @@ static void check_attention(int B, int T, int C, int NH) {
     float *dqkv = falloc(nqkv), *datt = falloc(natt);
     double *num = dalloc(nqkv), *rout = dalloc(nout), *ratt = dalloc(natt);
     at = (att_state){qkv, r, out, att, B, T, C, NH};
-    fill(qkv, nqkv, 41, -1.5f, 1.5f);
-    fill(r, nout, 42, -1, 1);
+    mt_test_fill(qkv, nqkv, 41, -1.5f, 1.5f);
+    mt_test_fill(r, nout, 42, -1, 1);
     char what[64];
 
     be->attention_forward(out, att, qkv, B, T, C, NH);
@@ -325,8 +309,8 @@ static void check_attention_det(void) {
     size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
     float *qkv = falloc(nqkv), *dout = falloc(nout);
     float *out[2], *att[2], *dqkv[2], *datt[2];
-    fill(qkv, nqkv, 51, -2, 2);
-    fill(dout, nout, 52, -1, 1);
+    mt_test_fill(qkv, nqkv, 51, -2, 2);
+    mt_test_fill(dout, nout, 52, -1, 1);
     for (int mode = 0; mode < 2; mode++) {
         for (int k = 0; k < 2; k++) {
             omp_set_num_threads(mode == 1 && k == 0 ? 1 : 2);
@@ -370,9 +354,9 @@ static void check_embedding(void) {
     float dwte[V * C] = {0}, dwpe[T * C] = {0};
     double num[V * C];
     em = (emb_state){tok, wte, wpe, r, out, B, T, C};
-    fill(wte, V * C, 61, -1, 1);
-    fill(wpe, T * C, 62, -1, 1);
-    fill(r, B * T * C, 63, -1, 1);
+    mt_test_fill(wte, V * C, 61, -1, 1);
+    mt_test_fill(wpe, T * C, 62, -1, 1);
+    mt_test_fill(r, B * T * C, 63, -1, 1);
     be->embedding_forward(out, tok, wte, wpe, B, T, C);
     int bad = 0;
     for (int i = 0; i < B * T; i++)
@@ -397,7 +381,7 @@ static void check_embedding_det(void) {
     double *ref = dalloc((size_t)V * C);
     if (!tok) abort();
     for (size_t i = 0; i < n; i++) tok[i] = (int32_t)mt_rng_below(7, 71, i, V);
-    fill(dout, n * C, 72, -1, 1);
+    mt_test_fill(dout, n * C, 72, -1, 1);
     for (int k = 0; k < 2; k++) g[k][0] = falloc((size_t)V * C), g[k][1] = falloc((size_t)T * C);
     be->embedding_backward(g[0][0], g[0][1], dout, tok, B, T, C);
     for (size_t i = 0; i < n; i++)
@@ -452,8 +436,8 @@ static void check_dropout(void) {
     float x[N], r[N], y[N], dx[N];
     double num[N];
     dr = (drop_state){x, r, y, 0.3f, N};
-    fill(x, N, 81, -1, 1);
-    fill(r, N, 82, -1, 1);
+    mt_test_fill(x, N, 81, -1, 1);
+    mt_test_fill(r, N, 82, -1, 1);
     be->dropout_backward(dx, r, N, 0.3f, 5, 77, 1000);
     numeric(x, N, num, drop_loss);
     compare("dropout p=0.3 d/dx", dx, num, N);
@@ -471,7 +455,7 @@ static void check_dropout(void) {
     /* p = 0.5 on 1e5 elements: kept fraction, kept values, same mask both ways */
     enum { M = 100000 };
     float *a = falloc(M), *b = falloc(M), *ones = falloc(M), *da = falloc(M);
-    fill(a, M, 83, 0.5f, 2.0f); /* nonzero, so dropped and kept are told apart */
+    mt_test_fill(a, M, 83, 0.5f, 2.0f); /* nonzero, so dropped and kept are told apart */
     for (size_t i = 0; i < M; i++) ones[i] = 1.0f;
     const float p = 0.5f;
     be->dropout_forward(b, a, M, p, 9, 3, 0);

@@ -24,29 +24,14 @@
 #      the data): one error line naming the problem, the same status on every
 #      rank (3 for data, 2 for config), no run folder.
 set -uo pipefail
+. "$(dirname "$0")/lib.sh"
 MPITRAIN=$(realpath "$1") H5CMP=$(realpath "$2") REPO=$(realpath "$3")
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
-PY=/usr/bin/python3
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_gpt.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-ok() { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
 
-# ---- data: tests/data/gpt_corpus.txt as bytes: README.md and docs/*.md as of
-# 4835c30, frozen so that editing the docs does not change the trajectories
-# compared here (AdamW turns summation-order noise in gradients near its eps
-# into lr-sized steps, so a tight comparison depends on the exact data) ----
-cp "$REPO"/tests/data/gpt_corpus.txt "$TMP/text.txt"
-"$MPITRAIN" data tokenize --bytes "$TMP/text.txt" "$TMP/tok" --name docs >"$TMP/tok.log" 2>&1 ||
-    { bad "data tokenize"; cat "$TMP/tok.log"; exit 1; }
-TRAIN=$TMP/tok/docs_train_000000.bin VAL=$TMP/tok/docs_val_000000.bin
+# ---- data: tests/data/gpt_corpus.txt as bytes (lib.sh, gpt_tokens) ----
+gpt_tokens
+TRAIN=$TMP/tok/docs_train_000000.bin
 
-GPT=(--set model.kind=gpt --set data.train_tokens="$TRAIN" --set data.val_tokens="$VAL"
-    --set model.n_layer=2 --set model.n_head=2 --set model.n_embd=32 --set model.block_size=32
-    --set train.global_batch=8 --set optim.lr=3e-3 --set train.eval_every=10
-    --set train.eval_windows=16 --set run.log_every=1 --set run.threads=1)
+GPT=("${GPT_TINY[@]}" --set train.eval_every=10 --set run.log_every=1 --set run.threads=1)
 # train NP DIR LOG ARGS... -> status in RC
 train() {
     local np=$1 dir=$2 log=$3
@@ -57,15 +42,9 @@ train() {
 }
 must_train() {
     train "$@"
-    if [ "$RC" != 0 ]; then
-        bad "run $3 exited $RC"
-        tail -20 "$3" | sed 's/^/   | /'
-        exit 1
-    fi
+    must_succeed "run $3" "$3"
 }
 run_of() { ls -d "$1"/mnist_mlp/0001; }
-losses() { $PY -c 'import json,sys
-for l in open(sys.argv[1]): print(repr(json.loads(l)["loss"]))' "$1"; }
 
 # ---- 1. data parallelism ----
 for np in 1 2 4; do
@@ -162,8 +141,6 @@ else
 fi
 
 # ---- 5. bad shards and configs ----
-WRAP='o=$1; shift; r=${OMPI_COMM_WORLD_RANK:-0}
-"$@" >"$o/out.$r" 2>"$o/err.$r" </dev/null; echo $? >"$o/status.$r"'
 # expect_error NAME STATUS PATTERN ARGS...: -np 2, both ranks exit STATUS,
 # exactly one "mpitrain: error:" line in all, matching PATTERN; no run folder
 expect_error() {

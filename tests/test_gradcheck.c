@@ -26,28 +26,9 @@
 
 static const mt_backend *be;
 
-static void fill(float *x, size_t n, uint64_t stream, float lo, float hi) {
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * mt_rng_uniform(7, stream, i);
-}
-
-/* Compares analytic and numeric gradients; prints both errors. */
+/* Compares analytic and numeric gradients; prints both errors (test_util.h). */
 static void compare(const char *what, const double *ana, const double *num, size_t n) {
-    double d2 = 0, n2 = 0, maxn = 0, worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        d2 += (ana[i] - num[i]) * (ana[i] - num[i]);
-        n2 += num[i] * num[i];
-        if (fabs(num[i]) > maxn) maxn = fabs(num[i]);
-    }
-    for (size_t i = 0; i < n; i++) {
-        double ex = fabs(ana[i] - num[i]) / (ELEM_TOL * maxn + 1e-5);
-        if (ex > worst) worst = ex;
-    }
-    double rel = n2 > 0 ? sqrt(d2 / n2) : sqrt(d2);
-    printf("%-28s n=%-5zu normalized error %.2e (bound %.0e), worst element %.2f of its bound\n",
-           what, n, rel, GRAD_TOL, worst);
-    CHECK(n2 > 0, "%s: numeric gradient is all zero (test cannot fail)", what);
-    CHECK(rel <= GRAD_TOL, "%s: normalized error %.3e > %.0e", what, rel, GRAD_TOL);
-    CHECK(worst <= 1.0, "%s: an element is off by %.2f times its bound", what, worst);
+    mt_test_grad_compare(what, ana, num, n, GRAD_TOL, ELEM_TOL);
 }
 
 /* ---- elementwise activations ---- */
@@ -66,11 +47,11 @@ static void check_activation(const char *name, fwd_fn f, bwd_fn b, int avoid_zer
     enum { N = 257 };
     float x[N], r[N], y[N], dx[N];
     double ana[N], num[N];
-    fill(x, N, 1, -3.0f, 3.0f);
+    mt_test_fill(x, N, 1, -3.0f, 3.0f);
     if (avoid_zero)
         for (int i = 0; i < N; i++)
             if (fabsf(x[i]) < 0.05f) x[i] = x[i] < 0 ? -0.05f : 0.05f;
-    fill(r, N, 2, -1.0f, 1.0f);
+    mt_test_fill(r, N, 2, -1.0f, 1.0f);
     b(dx, r, x, N);
     for (int i = 0; i < N; i++) ana[i] = dx[i];
     const float h = 1e-2f;
@@ -117,10 +98,10 @@ static void check_linear(void) {
     float x[LB * LIN], W[LOUT * LIN], bias[LOUT], r[LB * LOUT];
     float dx[LB * LIN], dW[LOUT * LIN], db[LOUT];
     double ana[LOUT * LIN + LB * LIN], num[LOUT * LIN + LB * LIN];
-    fill(x, LB * LIN, 3, -1, 1);
-    fill(W, LOUT * LIN, 4, -1, 1);
-    fill(bias, LOUT, 5, -1, 1);
-    fill(r, LB * LOUT, 6, -1, 1);
+    mt_test_fill(x, LB * LIN, 3, -1, 1);
+    mt_test_fill(W, LOUT * LIN, 4, -1, 1);
+    mt_test_fill(bias, LOUT, 5, -1, 1);
+    mt_test_fill(r, LB * LOUT, 6, -1, 1);
     /* backward with dy = r: dx = dy W, dW = dy^T x, db = sum dy */
     be->matmul(0, 0, LB, LIN, LOUT, 1.0f, r, LOUT, W, LIN, 0.0f, dx, LIN);
     be->matmul(1, 0, LOUT, LIN, LB, 1.0f, r, LOUT, x, LIN, 0.0f, dW, LIN);
@@ -150,7 +131,7 @@ static void check_softmax_xent(void) {
     float z[B * C], p[B * C], d[B * C];
     int32_t y[B] = {0, 4, 2, 2, 1, 3};
     double ana[B * C], num[B * C];
-    fill(z, B * C, 8, -4, 4);
+    mt_test_fill(z, B * C, 8, -4, 4);
     double loss = be->softmax_xent_forward(p, z, y, B, C);
     /* reference loss in double */
     double ref = 0;
@@ -214,7 +195,7 @@ static void check_mlp(int activation) {
     enum { B = 4 };
     float x[B * 6];
     int32_t y[B] = {0, 2, 1, 2};
-    fill(x, B * 6, 9, -1, 1);
+    mt_test_fill(x, B * 6, 9, -1, 1);
     mt_mlp_forward(&m, be, &p, x, y, B);
     mt_mlp_backward(&m, be, &p, x, y, B, 1.0f / B, 0);
     /* Keep ReLU inputs away from 0 where the derivative jumps: with h small

@@ -9,12 +9,10 @@
 #          no thread settings: test accuracy >= 94% on the 2,000 held-out
 #          digits; each rank runs nproc/2 threads.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 MPITRAIN=$1 REPO=$2 DATA=$3 MODE=$4
-PY=/usr/bin/python3
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+# the default threads per rank is checked: no thread count from outside
 unset OMP_NUM_THREADS OPENBLAS_NUM_THREADS
-fail=0
 check() { if eval "$2"; then echo "ok - $1"; else echo "FAIL - $1"; fail=1; fi; }
 
 if [ "$MODE" = smoke ]; then
@@ -63,7 +61,7 @@ PY"
 check "config.ini is the resolved config and parses again" \
     "'$MPITRAIN' train --help-config >/dev/null && grep -q '^global_batch = 64' '$run/config.ini'"
 check "model.h5 holds the 6 tensors at full shape" \
-    "h5ls -r '$run/model.h5' | grep -q 'fc1.weight *Dataset {256, 784}' && [ \$(h5ls -r '$run/model.h5' | grep -c Dataset) = 6 ]"
+    "out_has 'fc1.weight *Dataset {256, 784}' h5ls -r '$run/model.h5' && [ \$(h5ls -r '$run/model.h5' | grep -c Dataset) = 6 ]"
 if [ "$MODE" = smoke ]; then
     # Images stored (N, 28, 28) feed the 784-input model: trailing dims flatten.
     $PY -c 'import h5py, sys

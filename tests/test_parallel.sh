@@ -40,31 +40,18 @@
 #      from mpirun, exactly one "mpitrain: error:" line over all ranks, naming
 #      the key, no hang (timeout) and no run folder.
 set -uo pipefail
+. "$(dirname "$0")/lib.sh"
 MPITRAIN=$(realpath "$1") REPO=$(realpath "$2") DATA=$(realpath "$3")
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
-PY=/usr/bin/python3
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_par.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-ok() { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
 T0=$SECONDS
 
-# ---- GPT data: tests/data/gpt_corpus.txt as bytes (see test_gpt_train.sh) ----
-cp "$REPO"/tests/data/gpt_corpus.txt "$TMP/text.txt"
-"$MPITRAIN" data tokenize --bytes "$TMP/text.txt" "$TMP/tok" --name docs >"$TMP/tok.log" 2>&1 ||
-    { bad "data tokenize"; cat "$TMP/tok.log"; exit 1; }
+# ---- GPT data: tests/data/gpt_corpus.txt as bytes (lib.sh, gpt_tokens) ----
+gpt_tokens
 
 COMMON=(--config "$REPO/configs/mnist_mlp.ini" --set run.log_every=1 --set run.threads=1
     --set parallel.microbatches=2)
 MLP=("${COMMON[@]}" --set data.path="$DATA" --set model.layers=784,32,32,10
     --set train.global_batch=32 --set optim.kind=adamw --set optim.lr=1e-3)
-GPT=("${COMMON[@]}" --set model.kind=gpt --set data.train_tokens="$TMP/tok/docs_train_000000.bin"
-    --set data.val_tokens="$TMP/tok/docs_val_000000.bin" --set model.n_layer=2
-    --set model.n_head=2 --set model.n_embd=32 --set model.block_size=32
-    --set train.global_batch=8 --set optim.lr=3e-3 --set train.eval_windows=16
-    --set model.dropout=0.1)
+GPT=("${COMMON[@]}" "${GPT_TINY[@]}" --set model.dropout=0.1)
 
 # train KIND LAYOUT DIR LOG ARGS...: LAYOUT = dp.tp.pp digits (e.g. 212);
 # status in RC
@@ -80,11 +67,7 @@ train() {
 }
 must_train() {
     train "$@"
-    if [ "$RC" != 0 ]; then
-        bad "$1 layout $2 (run $4) exited $RC"
-        tail -20 "$4" | sed 's/^/   | /'
-        exit 1
-    fi
+    must_succeed "$1 layout $2 (run $4)" "$4"
 }
 
 # cmp_losses LABEL STEPS REF_METRICS -- METRICS...: per-step loss and
@@ -298,12 +281,9 @@ for kind in MLP GPT; do
 done
 
 # ---- 5. bad layouts ----
-# Run twice: once under a wrapper that keeps each rank's stdout, stderr and
-# status in files (it exits 0 itself, or mpirun would kill the other ranks as
-# soon as the first one exits non-zero, before they record their status), and
-# once plainly, for mpirun's own exit status and its merged stderr.
-WRAP='o=$1; shift; r=${OMPI_COMM_WORLD_RANK:-0}
-"$@" >"$o/out.$r" 2>"$o/err.$r" </dev/null; echo $? >"$o/status.$r"'
+# Run twice: once under WRAP (lib.sh), which keeps each rank's stdout, stderr
+# and status in files, and once plainly, for mpirun's own exit status and its
+# merged stderr.
 # expect_error NAME NP PATTERN KIND ARGS...: every rank and mpirun exit 2,
 # exactly one "mpitrain: error:" line over all ranks, matching PATTERN; no
 # hang, no run folder
@@ -323,7 +303,7 @@ expect_error() {
     lines=$(cat "$o"/err.* 2>/dev/null | grep -c '^mpitrain: error:')
     mlines=$(grep -c '^mpitrain: error:' "$o/mpirun.err")
     if [ "$st" = "$want" ] && [ "$wrc" = 0 ] && [ "$mrc" = 2 ] && [ "$lines" = 1 ] &&
-        [ "$mlines" = 1 ] && grep -h '^mpitrain: error:' "$o"/err.* | grep -qE "$pat" &&
+        [ "$mlines" = 1 ] && out_has -E "$pat" grep -h '^mpitrain: error:' "$o"/err.* &&
         [ ! -e "$o/runs" ]; then
         ok "$name: -np $np, exit 2 on every rank and from mpirun, one error: $(grep -h '^mpitrain: error:' "$o"/err.* | cut -c1-140)"
     else

@@ -21,18 +21,11 @@
 #      a registry that cannot be written stops the run before training (exit 7).
 #   7. export --openlineage: one OpenLineage RunEvent per run event.
 set -uo pipefail
+. "$(dirname "$0")/lib.sh"
 MPITRAIN=$(realpath "$1") REPO=$(realpath "$2") DATA=$(realpath "$3")
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
-PY=/usr/bin/python3
 SCHEMA=$REPO/docs/registry.schema.json
 CHECK=$REPO/tests/registry_check.py
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_registry.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
 REG=$TMP/runs/registry.jsonl
-fail=0
-ok() { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
 
 if ! $PY -c 'import jsonschema' 2>/dev/null; then
     echo "FAIL - python3-jsonschema is not installed (scripts/install_deps.sh --tests installs it)"
@@ -52,11 +45,7 @@ train() {
 }
 must_train() {
     train "$@"
-    if [ "$RC" != 0 ]; then
-        bad "run $2 exited $RC"
-        tail -20 "$2" | sed 's/^/   | /'
-        exit 1
-    fi
+    must_succeed "run $2" "$2"
 }
 reg() { "$MPITRAIN" registry --registry "$REG" "$@"; }
 field() { # field LINE EXPR: a Python expression on record r of line LINE
@@ -139,9 +128,9 @@ reg list >"$TMP/list.log" 2>&1 && [ "$(grep -c '^mnist_mlp ' "$TMP/list.log")" =
     ok "list shows 6 versions" || { bad "list"; cat "$TMP/list.log"; }
 reg show mnist_mlp:2 >"$TMP/show.log" 2>&1 && grep -q "model mnist_mlp version 2" "$TMP/show.log" &&
     grep -q "$SHA2" "$TMP/show.log" && ok "show NAME:VERSION" || { bad "show"; cat "$TMP/show.log"; }
-reg show mnist_mlp | grep -q "version 6" && ok "show NAME is the newest version" || bad "show NAME"
+out_has "version 6" reg show mnist_mlp && ok "show NAME is the newest version" || bad "show NAME"
 reg alias set mnist_mlp production 2 >/dev/null && reg alias set mnist_mlp staging >/dev/null &&
-    reg show mnist_mlp@production | grep -q "version 2" && reg show mnist_mlp@staging | grep -q "version 6" &&
+    out_has "version 2" reg show mnist_mlp@production && out_has "version 6" reg show mnist_mlp@staging &&
     ok "alias set, show NAME@ALIAS" || bad "alias set"
 reg alias set mnist_mlp production 5 >/dev/null && reg show --json mnist_mlp:5 >"$TMP/show5.json" &&
     [ "$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"]["aliases"])' "$TMP/show5.json")" = "['production']" ] &&
@@ -180,7 +169,7 @@ must_train 2 "$TMP/r.log" --set registry.path="$REG2" --set checkpoint.keep_last
 "$MPITRAIN" registry --registry "$REG2" verify >"$TMP/v3.log" 2>&1; rc=$?
 if [ "$rc" = 0 ] && grep -q "^DELETED  mnist_mlp:1 " "$TMP/v3.log" && grep -q "^DELETED  mnist_mlp:2 " "$TMP/v3.log" &&
     grep -q "1 OK, 2 deleted on purpose, 0 failing" "$TMP/v3.log" && [ "$(grep -c '"eventType":"DELETE"' "$REG2")" = 2 ] &&
-    "$MPITRAIN" registry --registry "$REG2" list | grep -q "(deleted) .*step_00000005.h5" &&
+    out_has "(deleted) .*step_00000005.h5" "$MPITRAIN" registry --registry "$REG2" list &&
     $PY "$CHECK" "$SCHEMA" "$REG2" START CHECKPOINT CHECKPOINT DELETE CHECKPOINT DELETE COMPLETE >"$TMP/check4.log"; then
     ok "retention (keep_last=1): DELETE records; verify says DELETED, not failing (exit 0); list marks them"
 else
@@ -208,14 +197,14 @@ fi
 
 # ---- 6. ABORT, FAIL, an unwritable registry ----
 must_train 2 "$TMP/c.log" --set train.exit_after_steps=5
-tail -n 1 "$REG" | grep -q '"eventType":"ABORT"' && ok "exit_after_steps: ABORT recorded" || bad "ABORT"
+out_has '"eventType":"ABORT"' tail -n 1 "$REG" && ok "exit_after_steps: ABORT recorded" || bad "ABORT"
 $PY -c 'import json,sys
 lines = open(sys.argv[1]).readlines()
 json.loads(lines[-1]); json.loads(lines[-2]); json.loads(lines[-3])' "$REG" 2>/dev/null &&
     ok "the next run's records start on their own line after the torn one" || bad "records after a torn line"
 train 2 "$TMP/d.log" --set optim.kind=sgd --set optim.lr=1000 --set train.steps=200 --set checkpoint.every_steps=0 \
     --set checkpoint.save_final=false
-if [ "$RC" = 6 ] && tail -n 1 "$REG" | grep -q '"eventType":"FAIL"' && tail -n 1 "$REG" | grep -q '"exit_code":6'; then
+if [ "$RC" = 6 ] && out_has '"eventType":"FAIL"' tail -n 1 "$REG" && out_has '"exit_code":6' tail -n 1 "$REG"; then
     ok "a NaN loss (exit 6): FAIL recorded with its exit code"
 else
     bad "FAIL record (exit $RC)"

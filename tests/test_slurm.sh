@@ -8,13 +8,16 @@
 # ports 6817/6818 on localhost) and stops them on exit. The test set-up
 # (scripts/install_deps.sh --tests) installs slurmctld, slurmd, slurm-client.
 set -uo pipefail
+. "$(dirname "$0")/lib.sh"
 BIN=$(realpath "$1") REPO=$(realpath "$2") DATA=$(realpath "$3")
-PY=/usr/bin/python3
 for c in slurmctld slurmd sbatch srun sinfo; do
     command -v $c >/dev/null || { echo "FAIL - $c not found: run scripts/install_deps.sh --tests"; exit 1; }
 done
-S=$(mktemp -d)
+S=$TMP
 mkdir -p "$S/state" "$S/spool" "$S/log"
+# the CPUs this test may use: nproc alone would obey OMP_NUM_THREADS (1, lib.sh)
+# and give the node 1 CPU, on which the 2-task job below never starts
+CPUS=$(env -u OMP_NUM_THREADS nproc)
 cat >"$S/slurm.conf" <<CONF
 ClusterName=mtest
 SlurmctldHost=localhost
@@ -38,12 +41,12 @@ SlurmctldPidFile=$S/slurmctld.pid
 SlurmdPidFile=$S/slurmd.pid
 SlurmctldLogFile=$S/log/slurmctld.log
 SlurmdLogFile=$S/log/slurmd.log
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(nproc) State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 MailProg=/bin/true
 CONF
 export SLURM_CONF=$S/slurm.conf
-stop() { # TERM, wait up to 5 s for the daemons to go, then KILL
+stop() { # TERM, wait up to 5 s for the daemons to go, then KILL; removes $S (= $TMP)
     local pids=() p
     for p in "$S/slurmd.pid" "$S/slurmctld.pid"; do [ -s "$p" ] && pids+=("$(cat "$p")"); done
     [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null
@@ -54,11 +57,9 @@ stop() { # TERM, wait up to 5 s for the daemons to go, then KILL
 trap stop EXIT
 slurmctld -f "$SLURM_CONF" && slurmd -f "$SLURM_CONF" -N localhost \
     || { echo "FAIL - cannot start slurmctld/slurmd"; cat "$S"/log/*; exit 1; }
-for _ in $(seq 50); do sinfo -h -o %t 2>/dev/null | grep -q idle && break; sleep 0.2; done
-sinfo -h -o %t | grep -q idle || { echo "FAIL - the Slurm node never became idle"; cat "$S"/log/*; exit 1; }
+for _ in $(seq 50); do out_has idle sinfo -h -o %t 2>/dev/null && break; sleep 0.2; done
+out_has idle sinfo -h -o %t || { echo "FAIL - the Slurm node never became idle"; cat "$S"/log/*; exit 1; }
 echo "ok - single-node Slurm up ($(sinfo -h -o '%P %D %t'))"
-fail=0
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 cat >"$S/job.sh" <<JOB
 #!/bin/bash
 #SBATCH -n 2
@@ -90,7 +91,7 @@ out=$(cd "$S" && timeout 120 srun --mpi=pmix -n 2 "$BIN" train --config "$REPO/c
 n=$(echo "$out" | grep -c '^mpitrain: error:.*not divisible')
 [ $rc = 2 ] && [ "$n" = 1 ] && echo "ok - bad config under srun: exit 2, one error line" \
     || { echo "FAIL - bad config under srun: exit $rc, $n error lines: $out"; fail=1; }
-[ "$n" = 1 ] && echo "$out" | grep -q 'tasks 0-1: Exited with exit code 2' && echo "ok - both tasks exited 2" \
+[ "$n" = 1 ] && grep -q 'tasks 0-1: Exited with exit code 2' <<<"$out" && echo "ok - both tasks exited 2" \
     || { echo "FAIL - srun did not report both tasks exiting 2"; fail=1; }
 [ $fail = 0 ] && echo "slurm: all checks passed" || echo "slurm: FAILED"
 exit $fail

@@ -117,7 +117,7 @@ tokenize_fails() { # CODE TEXT ARGS...
     [ "$rc" = "$code" ] || fail "tokenize $*: expected exit $code, got $rc; stderr: $(cat "$T/stderr")"
     [ "$(grep -c '^mpitrain: error: ' "$T/stderr")" = 1 ] ||
         fail "tokenize $*: expected one 'mpitrain: error:' line: $(cat "$T/stderr")"
-    head -n 1 "$T/stderr" | grep -q '^mpitrain: error: ' ||
+    grep -q '^mpitrain: error: ' <<<"$(head -n 1 "$T/stderr")" ||
         fail "tokenize $*: stderr does not start with the error: $(cat "$T/stderr")"
     grep -v '^mpitrain: \(error\|hint\): ' "$T/stderr" && fail "tokenize $*: other stderr lines"
     grep -qF -- "$text" "$T/stderr" || fail "tokenize $*: error does not say '$text': $(cat "$T/stderr")"

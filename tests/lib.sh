@@ -1,0 +1,84 @@
+# lib.sh - the shared prelude of the test scripts, sourced first thing:
+#   . "$(dirname "$0")/lib.sh"
+# It changes no shell options (each script sets its own) and, once sourced,
+# gives:
+#   - the environment ctest's ENVIRONMENT sets (mpirun as root, more ranks
+#     than cores, one OpenMP thread), so a script runs the same by hand;
+#   - PY, the interpreter that has h5py, numpy and torch (not the one on PATH);
+#   - TMP, a fresh folder removed on exit (a script that sets its own EXIT
+#     trap removes it there);
+#   - fail=0, ok MSG and bad MSG (prints a FAIL line, sets fail=1): scripts
+#     end with `exit $fail`;
+#   - helpers below: out_has, must_succeed, losses, gpt_tokens, WRAP.
+# shellcheck shell=bash disable=SC2034  # fail, GPT_TINY, WRAP: for the scripts
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
+PY=/usr/bin/python3
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_$(basename "$0" .sh).XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+fail=0
+ok() { echo "ok - $*"; }
+bad() { echo "FAIL - $*"; fail=1; }
+
+# out_has [GREP-OPTIONS] [--] PATTERN CMD [ARGS...]: runs CMD with its stdout
+# in $TMP/out_has.txt (kept for a failure message) and succeeds when CMD
+# succeeded and a line of it matches PATTERN: what `CMD | grep -q PATTERN`
+# means under pipefail. Use this, not the pipe: grep -q exits at the first
+# match, CMD's next write then dies of SIGPIPE (exit 141) and pipefail fails
+# the check, but only once the output outgrows the pipe buffer (4 KiB), e.g.
+# when it names files under a long path.
+out_has() {
+    local opts=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --) shift; break ;;
+            -*) opts+=("$1"); shift ;;
+            *) break ;;
+        esac
+    done
+    local pat=$1
+    shift
+    "$@" >"$TMP/out_has.txt" || return
+    grep -q "${opts[@]}" -e "$pat" "$TMP/out_has.txt"
+}
+
+# must_succeed LABEL LOG: ends the test unless the last run's status, RC, is
+# 0, showing the end of its LOG.
+must_succeed() {
+    [ "$RC" = 0 ] && return 0
+    bad "$1 exited $RC"
+    tail -20 "$2" | sed 's/^/   | /'
+    exit 1
+}
+
+# losses METRICS.jsonl...: every logged loss, one a line, exact text (repr).
+losses() {
+    $PY -c 'import json,sys
+for f in sys.argv[1:]:
+    for l in open(f): print(repr(json.loads(l)["loss"]))' "$@"
+}
+
+# gpt_tokens: byte-level token shards of tests/data/gpt_corpus.txt (also
+# copied to $TMP/text.txt) in $TMP/tok, as docs_train_000000.bin and
+# docs_val_000000.bin; needs MPITRAIN and REPO. The corpus is README.md and
+# docs/*.md as of 4835c30, frozen so that editing the docs does not change the
+# trajectories compared (AdamW turns summation-order noise in gradients near
+# its eps into lr-sized steps, so a tight comparison depends on the exact
+# data). Sets GPT_TINY, the options of a tiny GPT on them, which scripts
+# extend.
+gpt_tokens() {
+    cp "$REPO"/tests/data/gpt_corpus.txt "$TMP/text.txt"
+    "$MPITRAIN" data tokenize --bytes "$TMP/text.txt" "$TMP/tok" --name docs >"$TMP/tok.log" 2>&1 ||
+        { bad "data tokenize"; cat "$TMP/tok.log"; exit 1; }
+    GPT_TINY=(--set model.kind=gpt --set data.train_tokens="$TMP/tok/docs_train_000000.bin"
+        --set data.val_tokens="$TMP/tok/docs_val_000000.bin" --set model.n_layer=2
+        --set model.n_head=2 --set model.n_embd=32 --set model.block_size=32
+        --set train.global_batch=8 --set optim.lr=3e-3 --set train.eval_windows=16)
+}
+
+# WRAP: `mpirun -np N bash -c "$WRAP" _ DIR CMD...` runs CMD on every rank
+# with its stdout, stderr and exit status in DIR/out.R, err.R and status.R
+# (R the rank). The wrapper itself exits 0, or mpirun would kill the other
+# ranks as soon as the first exits non-zero, before they record a status.
+WRAP='o=$1; shift; r=${OMPI_COMM_WORLD_RANK:-0}
+"$@" >"$o/out.$r" 2>"$o/err.$r" </dev/null; echo $? >"$o/status.$r"'
