@@ -13,11 +13,14 @@
 #      + resume + 10: checkpoint tensors and every logged loss identical.
 #   4. Checkpoints and registry: `ckpt verify` accepts a GPT checkpoint; the
 #      registry records validate against the schema and list the shards.
-#   6. PyTorch parity through the trainer: a 10-step run at -np 2 writes its
-#      initial checkpoint (checkpoint.save_initial); tests/reference/
-#      gpt_parity.py --run loads it with h5py into its own PyTorch model, runs
-#      the same 10 AdamW steps on the same batches and compares per-step
-#      losses (1e-4 relative) and final parameters (1e-4 of max). Skipped,
+#   6. PyTorch parity through the trainer: a 10-step run at -np 2 writes a
+#      checkpoint of every step, the initial one included; tests/reference/
+#      gpt_parity.py --run loads each into its own PyTorch model and compares
+#      every step from the same state: loss (1e-4 relative), gradients (1e-5
+#      of max per tensor, read back from AdamW's m), the AdamW update of
+#      torch.optim.AdamW (1e-4 of the largest update, beyond 1 float32 ulp)
+#      and v (1e-5 of max); and PyTorch's own 10-step run from the initial
+#      checkpoint gives the same per-step losses (1e-4 relative). Skipped,
 #      saying why, only when torch is not installed.
 #   5. Bad shards (wrong magic, truncated, a token >= model.vocab_size) and bad
 #      model configs (n_embd not divisible by n_head, block_size longer than
@@ -178,21 +181,23 @@ expect_error longer 2 "longer than|larger than the data" --set model.block_size=
     --set model.n_embd=8 --set model.n_layer=1
 
 # ---- 6. PyTorch parity through the trainer ----
-# (lr 1e-3: AdamW turns rounding noise in gradients near its eps into update
-# differences of order lr for a few elements; at 3e-3 the worst element of
-# this run comes within 20% of the bound, at 1e-3 it is a third of it)
+# Each step is compared from mpitrain's checkpoint before it, not the end of
+# two free runs: AdamW turns rounding noise in gradients near its eps into
+# update differences of ~1% of lr for a few elements, and how large depends on
+# the BLAS kernel and the rank count (the free run's final parameters ended
+# 1.9e-5 to 1.35e-4 of max apart as those changed); see gpt_parity.py.
 must_train 2 "$TMP/parity" "$TMP/parity.log" --set train.steps=10 --set train.shuffle=false \
-    --set checkpoint.save_initial=true --set train.eval_every=0 --set model.dropout=0 \
-    --set optim.lr=1e-3
+    --set checkpoint.save_initial=true --set checkpoint.every_steps=1 --set checkpoint.keep_last=0 \
+    --set train.eval_every=0 --set model.dropout=0 --set optim.lr=1e-3
 $PY "$REPO/tests/reference/gpt_parity.py" --run "$(run_of "$TMP/parity")" >"$TMP/torch.log" 2>&1
 rc=$?
 if [ $rc = 77 ]; then
     echo "skip - PyTorch parity: $(head -n 1 "$TMP/torch.log")"
 elif [ $rc = 0 ]; then
-    ok "PyTorch repeats the 10 steps from mpitrain's initial checkpoint: $(grep 'final parameters' "$TMP/torch.log")"
+    ok "PyTorch repeats each of the 10 steps from mpitrain's checkpoint before it; worst ratio to the bound:$(grep '^per step from the same state' "$TMP/torch.log" | cut -d: -f2-)"
 else
     bad "PyTorch parity through the trainer (exit $rc)"
-    sed 's/^/   | /' "$TMP/torch.log" | tail -15
+    sed 's/^/   | /' "$TMP/torch.log" | tail -20
 fi
 
 [ $fail = 0 ] && echo "gpt train: all checks passed" || echo "gpt train: FAILED"
