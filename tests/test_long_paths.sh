@@ -16,16 +16,7 @@
 #    one character more is a usage error (exit 2) naming the key.
 set -euo pipefail
 MPITRAIN=$1 REPO=$2 MNIST=$3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-ok() { echo "ok: $*"; }
-bad() {
-    echo "FAIL: $*"
-    fail=1
-}
+. "$(dirname "$0")/lib.sh"
 
 LONG=$TMP
 for i in $(seq 1 15); do LONG=$LONG/$(printf 'd%02d_%0196d' "$i" 0); done
