@@ -159,17 +159,20 @@ int mt_cli_ckpt(int argc, char **argv) {
             usage(stdout);
             return 0;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
-            fprintf(stderr, "mpitrain: error: unknown option '%s' for mpitrain ckpt %s\n", argv[i],
-                    cmd);
+            mt_err e = {0}; /* through mt_err: one line whatever argv holds */
+            mt_err_set(&e, MT_ERR_USAGE, "unknown option '%s' for mpitrain ckpt %s", argv[i], cmd);
+            mt_err_print(&e);
             return MT_ERR_USAGE;
         }
     if (strcmp(cmd, "inspect") == 0 && argc == 3) return inspect(argv[2]);
     if (strcmp(cmd, "verify") == 0 && argc >= 3) return verify(argc - 2, argv + 2);
+    mt_err e = {0};
     if (strcmp(cmd, "inspect") == 0 || strcmp(cmd, "verify") == 0)
-        fprintf(stderr, "mpitrain: error: mpitrain ckpt %s needs %s\n", cmd,
-                cmd[0] == 'i' ? "exactly one FILE" : "at least one FILE");
+        mt_err_set(&e, MT_ERR_USAGE, "mpitrain ckpt %s needs %s", cmd,
+                   cmd[0] == 'i' ? "exactly one FILE" : "at least one FILE");
     else
-        fprintf(stderr, "mpitrain: error: unknown ckpt command '%s'\n", cmd);
+        mt_err_set(&e, MT_ERR_USAGE, "unknown ckpt command '%s'", cmd);
+    mt_err_print(&e);
     usage(stderr);
     return MT_ERR_USAGE;
 }

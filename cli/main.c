@@ -122,7 +122,9 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "ckpt") == 0) return mt_cli_ckpt(argc - 1, argv + 1);
     if (strcmp(cmd, "generate") == 0) return mt_cli_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "registry") == 0) return mt_cli_registry(argc - 1, argv + 1);
-    fprintf(stderr, "mpitrain: error: unknown command '%s'\n", cmd);
+    mt_err e = {0}; /* through mt_err: a message stays one line whatever argv holds */
+    mt_err_set(&e, MT_ERR_USAGE, "unknown command '%s'", cmd);
+    mt_err_print(&e);
     usage(stderr);
     return MT_ERR_USAGE;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "core/config.h"
 #include "core/lineage.h"
 #include "core/version.h"
 #include "io/registry.h"
@@ -151,7 +152,11 @@ static const char *aliases_of(const reg_view *v, const char *model, int64_t vers
 
 /* NAME, NAME:VERSION or NAME@ALIAS -> a version record. */
 static const cJSON *resolve(const reg_view *v, const char *spec, mt_err *e) {
-    char name[160];
+    char name[MT_CFG_STR_LEN + 64]; /* registry.model_name, ':' and a version or '@' and an alias */
+    if (strlen(spec) >= sizeof name) {
+        mt_err_set(e, MT_ERR_USAGE, "'%.80s...' is longer than any model name", spec);
+        return NULL;
+    }
     snprintf(name, sizeof name, "%s", spec);
     char *colon = strchr(name, ':'), *at = strchr(name, '@');
     int64_t version = 0;
@@ -415,7 +420,7 @@ static int cmd_lineage(reg_view *v, const char *spec, mt_err *e) {
 
 static int cmd_verify(reg_view *v, const char *spec, mt_err *e) {
     const cJSON *only = NULL;
-    char name[160] = "";
+    char name[MT_CFG_STR_LEN] = ""; /* registry.model_name */
     if (spec) {
         if (strchr(spec, ':') || strchr(spec, '@')) {
             if (!(only = resolve(v, spec, e))) return e->code;

@@ -40,8 +40,8 @@ typedef struct {
     /* The data files, training split first (for hashing and the lineage). */
     int (*nfiles)(const mt_batches *b);
     const char *(*file)(const mt_batches *b, int i);
-    /* The header's "data: ..." line (without the newline). */
-    void (*describe)(const mt_batches *b, char *buf, size_t n);
+    /* The header's "data: ..." line (paths whole: they may be 4095 characters). */
+    void (*describe)(const mt_batches *b, FILE *f);
     /* run.json's data object (the data's SHA-256 in b->sha256). */
     void (*record)(const mt_batches *b, cJSON *data);
     /* The lines an evaluation prints (at a step, and at the end). */

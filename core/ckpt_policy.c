@@ -46,7 +46,10 @@ int mt_run_resume(mt_run *r, mt_err *e) {
     mt_coll_bcast(c->world, 0, &r->resumed, sizeof r->resumed);
     mt_state_views sv;
     mt_state_views_build(&sv, r->hp, r->hopt, e);
-    if (mt_comm_agree(c, e)) return e->code;
+    if (mt_comm_agree(c, e)) { /* another rank's error: this one's views are built */
+        mt_state_views_free(&sv);
+        return e->code;
+    }
     int64_t optim_steps = 0;
     mt_ckpt_load(c, r->resume_path, mt_state_optim_kind(r->hopt), sv.v, sv.n, &optim_steps, e);
     mt_state_views_free(&sv);
@@ -171,7 +174,10 @@ int mt_run_save_checkpoint(mt_run *r, int64_t done, mt_err *e) {
     mt_run_state_to_host(r);
     mt_state_views sv;
     mt_state_views_build(&sv, r->hp, r->hopt, e);
-    if (mt_comm_agree(c, e)) return e->code;
+    if (mt_comm_agree(c, e)) { /* another rank's error: this one's views are built */
+        mt_state_views_free(&sv);
+        return e->code;
+    }
     mt_ckpt_write(c, path, &m, r->config_text, sv.v, sv.n, r->cfg.checkpoint.timeout, &write_s, sha,
                   e);
     mt_state_views_free(&sv);
@@ -194,7 +200,10 @@ int mt_run_write_model(mt_run *r, const char *path, mt_err *e) {
     mt_run_state_to_host(r);
     mt_state_views sv;
     mt_state_views_build(&sv, r->hp, NULL, e);
-    if (mt_comm_agree(r->comm, e)) return e->code;
+    if (mt_comm_agree(r->comm, e)) {
+        mt_state_views_free(&sv);
+        return e->code;
+    }
     mt_modelfile_write(r->comm, path, sv.v, sv.n, &meta, e);
     mt_state_views_free(&sv);
     return e->code;

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/registry.h"
+
 #define NKEYS_MAX        128
 #define ENUM_CHOICES_MAX 16 /* values of one enum key */
 
@@ -312,6 +314,15 @@ static int handler(void *user, const char *section, const char *name, const char
     return ok;
 }
 
+/* The buffer inih reads a line into (3 more than the longest line it takes). */
+static int line_limit(void) {
+#ifdef MT_INIH_RUNTIME_LIMITS
+    return ini_max_line;
+#else
+    return INI_MAX_LINE;
+#endif
+}
+
 /* inih reads a line into a buffer of ini_max_line bytes (Debian's libinih
  * makes its compile-time limits run-time settings): 200 by default, which
  * cuts any line over 197 characters. Size the buffer for the longest line
@@ -327,9 +338,11 @@ static void fit_line_buffer(const char *text) {
     size_t need = longest + 3; /* '\r', '\n' and the NUL */
     if (need < 200) need = 200;
     if (need > INT_MAX / 2) need = INT_MAX / 2; /* the reader reports what does not fit */
+#ifdef MT_INIH_RUNTIME_LIMITS
     ini_use_stack = 0;
     ini_allow_realloc = 0;
     ini_max_line = ini_initial_alloc = (int)need;
+#endif
 }
 
 int mt_config_parse(mt_config *c, const char *text, const char *origin, mt_err *e) {
@@ -341,7 +354,7 @@ int mt_config_parse(mt_config *c, const char *text, const char *origin, mt_err *
     if (e->code) return e->code;
     if (s.long_line)
         return mt_err_set(e, MT_ERR_USAGE, "line is longer than %d characters (%s line %d)",
-                          ini_max_line - 3, origin, s.long_line);
+                          line_limit() - 3, origin, s.long_line);
     if (rc > 0)
         return mt_err_set(e, MT_ERR_USAGE,
                           "malformed line: expected 'key = value' or '[section]' (%s line %d)",
@@ -416,36 +429,15 @@ int mt_config_validate(const mt_config *c, mt_err *e) {
                               m);
     if (m[0] && (strcmp(m, ".") == 0 || strcmp(m, "..") == 0))
         return mt_err_set(e, MT_ERR_USAGE, "registry.model_name = '%s' is not a usable name", m);
-    if (c->model.kind == MT_MODEL_GPT) {
-        if (!c->data.train_tokens[0])
-            return mt_err_set(e, MT_ERR_USAGE,
-                              "data.train_tokens is empty (model.kind = gpt trains on token "
-                              "shards; make them with `mpitrain data tokenize`)");
-        if (!c->data.val_tokens[0])
-            return mt_err_set(e, MT_ERR_USAGE, "data.val_tokens is empty (model.kind = gpt)");
-        if (c->model.n_embd % c->model.n_head != 0)
-            return mt_err_set(e, MT_ERR_USAGE,
-                              "model.n_embd = %lld is not divisible by model.n_head = %lld",
-                              (long long)c->model.n_embd, (long long)c->model.n_head);
-        if (c->train.seq_len > c->model.block_size)
-            return mt_err_set(e, MT_ERR_USAGE,
-                              "train.seq_len = %lld is longer than model.block_size = %lld",
-                              (long long)c->train.seq_len, (long long)c->model.block_size);
-    } else if (!c->data.path[0]) {
-        return mt_err_set(e, MT_ERR_USAGE, "data.path is empty");
-    }
-    const mt_cfg_intlist *sl = &c->parallel.stage_layers;
-    if (!(sl->n == 1 && sl->v[0] == 0)) {
-        int64_t layers = c->model.kind == MT_MODEL_GPT ? c->model.n_layer : c->model.layers.n - 1,
-                sum = 0;
-        for (int i = 0; i < sl->n; i++) sum += sl->v[i];
-        int zero = 0;
-        for (int i = 0; i < sl->n; i++) zero |= sl->v[i] == 0;
-        if (sl->n != c->parallel.pp || sum != layers || zero)
-            return mt_err_set(e, MT_ERR_USAGE,
-                              "parallel.stage_layers must be parallel.pp = %lld numbers >= 1 "
-                              "summing to the model's %lld layers (or 0 for balanced stages)",
-                              (long long)c->parallel.pp, (long long)layers);
+    /* the registry's lookups take names up to MT_REGISTRY_NAME_MAX */
+    if (c->registry.enabled && strlen(m[0] ? m : n) > MT_REGISTRY_NAME_MAX) {
+        mt_err_set(e, MT_ERR_USAGE,
+                   "%s is %zu characters long; the registry names models in at "
+                   "most %d",
+                   m[0] ? "registry.model_name" : "run.name (the registry's model name)",
+                   strlen(m[0] ? m : n), MT_REGISTRY_NAME_MAX);
+        mt_err_hint(e, "set a shorter registry.model_name");
+        return e->code;
     }
     if (!c->checkpoint.resume[0])
         return mt_err_set(e, MT_ERR_USAGE,

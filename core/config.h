@@ -133,7 +133,8 @@ void mt_config_defaults(mt_config *c);
 int mt_config_parse(mt_config *c, const char *text, const char *origin, mt_err *e);
 /* Applies one "section.key=value" override (from --set). */
 int mt_config_set(mt_config *c, const char *assignment, mt_err *e);
-/* Checks rules that span keys (e.g. min_lr <= lr). */
+/* Checks rules that span keys (e.g. min_lr <= lr); the model's own rules
+ * are mt_model_check's (core/models.h). */
 int mt_config_validate(const mt_config *c, mt_err *e);
 /* Writes the resolved configuration as INI text; returns the length needed. */
 size_t mt_config_format(const mt_config *c, char *buf, size_t n);

@@ -202,6 +202,8 @@ static void release(float **x, const mt_backend *be) {
 int mt_gpt_clone(mt_gpt *dst, const mt_gpt *src, const mt_backend *be, mt_err *e) {
     *dst = *src; /* the parameter indices and shapes; then activations of its own */
     dst->owns_scratch = 0;
+    dst->block = NULL;
+    each_stored(dst, forget, be); /* src's model-level activations are not dst's to free */
     dst->block = malloc((size_t)src->cfg.n_layer * sizeof *dst->block);
     if (!dst->block) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
     memcpy(dst->block, src->block, (size_t)src->cfg.n_layer * sizeof *dst->block);
@@ -445,6 +447,24 @@ static int seq_len_of(const mt_config *cfg) {
     return (int)(cfg->train.seq_len ? cfg->train.seq_len : cfg->model.block_size);
 }
 
+static int op_check(const mt_config *c, mt_err *e) {
+    if (!c->data.train_tokens[0])
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "data.train_tokens is empty (model.kind = gpt trains on token "
+                          "shards; make them with `mpitrain data tokenize`)");
+    if (!c->data.val_tokens[0])
+        return mt_err_set(e, MT_ERR_USAGE, "data.val_tokens is empty (model.kind = gpt)");
+    if (c->model.n_embd % c->model.n_head != 0)
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "model.n_embd = %lld is not divisible by model.n_head = %lld",
+                          (long long)c->model.n_embd, (long long)c->model.n_head);
+    if (c->train.seq_len > c->model.block_size)
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "train.seq_len = %lld is longer than model.block_size = %lld",
+                          (long long)c->train.seq_len, (long long)c->model.block_size);
+    return MT_OK;
+}
+
 static void op_rows(const mt_config *cfg, mt_model_rows *r) {
     r->data = MT_DATA_TOKENS;
     r->x_width = r->y_width = seq_len_of(cfg);
@@ -525,6 +545,7 @@ static void op_describe(const mt_config *cfg, char *buf, size_t n) {
 const mt_model_ops mt_gpt_model = {
     .kind = "gpt",
     .size = sizeof(mt_gpt),
+    .check = op_check,
     .rows = op_rows,
     .layers = op_layers,
     .build = op_build,

@@ -218,6 +218,11 @@ void mt_mlp_free(mt_mlp *m, const mt_backend *be) {
 
 /* ---- the model interface (core/model.h) ---- */
 
+static int op_check(const mt_config *cfg, mt_err *e) {
+    if (!cfg->data.path[0]) return mt_err_set(e, MT_ERR_USAGE, "data.path is empty");
+    return MT_OK;
+}
+
 static void op_rows(const mt_config *cfg, mt_model_rows *r) {
     r->data = MT_DATA_SAMPLES;
     r->x_width = cfg->model.layers.v[0];
@@ -301,6 +306,7 @@ static void op_describe(const mt_config *cfg, char *buf, size_t n) {
 const mt_model_ops mt_mlp_model = {
     .kind = "mlp",
     .size = sizeof(mt_mlp),
+    .check = op_check,
     .rows = op_rows,
     .layers = op_layers,
     .build = op_build,

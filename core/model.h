@@ -58,6 +58,9 @@ typedef struct {
 typedef struct mt_model_ops {
     const char *kind; /* model.kind */
     size_t size;      /* bytes of one instance */
+    /* The model's own rules on cfg (the data it needs, its shape), after
+     * mt_config_validate: MT_ERR_USAGE naming the key. */
+    int (*check)(const mt_config *cfg, mt_err *e);
     /* The rows this model reads under cfg. */
     void (*rows)(const mt_config *cfg, mt_model_rows *r);
     /* Layers for pipeline balancing: returns their count; cost (when not

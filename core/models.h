@@ -13,5 +13,9 @@
 const mt_model_ops *mt_model_find(const char *kind);
 /* The model cfg names (model.kind). */
 const mt_model_ops *mt_model_of(const mt_config *cfg);
+/* The rules of cfg that depend on its model: the model's own (ops->check)
+ * and parallel.stage_layers against its layer count. Call after
+ * mt_config_validate. */
+int mt_model_check(const mt_config *cfg, mt_err *e);
 
 #endif

@@ -98,9 +98,8 @@ void mt_run_print_header(const mt_run *r) {
            r->be->name);
     if (mem) print_memory(r, mem);
     free(mem);
-    char line[1024];
-    r->data.ops->describe(&r->data, line, sizeof line);
-    printf("%s\n", line);
+    r->data.ops->describe(&r->data, stdout);
+    char line[512]; /* the model's shape: no paths */
     r->st.ops->describe(cfg, line, sizeof line);
     printf("model: %s | %zu parameters | optimizer %s\n", line, mt_params_global_count(&r->params),
            mt_config_enum_name("optim", "kind", cfg->optim.kind));

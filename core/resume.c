@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/models.h"
 #include "io/files.h"
 
 /* Keys a resumed run must share with its checkpoint: they define the
@@ -204,7 +205,8 @@ int mt_resume_check(const mt_config *cfg, const mt_params *p, const char *path,
 int mt_resume_config_of(const char *path, const mt_ckpt_info *info, mt_config *cfg, mt_err *e) {
     mt_config_defaults(cfg);
     mt_err perr = {0};
-    if (mt_config_parse(cfg, info->config_text, path, &perr) || mt_config_validate(cfg, &perr))
+    if (mt_config_parse(cfg, info->config_text, path, &perr) || mt_config_validate(cfg, &perr) ||
+        mt_model_check(cfg, &perr))
         return mt_err_set(e, MT_ERR_CKPT, "the config stored in checkpoint %s is invalid: %s", path,
                           perr.msg);
     return MT_OK;

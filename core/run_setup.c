@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/models.h"
 #include "core/run.h"
 
 static char *read_config(const char *path, mt_err *e) {
@@ -53,6 +54,7 @@ int mt_run_load_config(mt_run *r, const char *path, const char **overrides, int 
     free(text);
     for (int i = 0; !rc && i < n; i++) rc = mt_config_set(&r->cfg, overrides[i], e);
     if (!rc) rc = mt_config_validate(&r->cfg, e);
+    if (!rc) rc = mt_model_check(&r->cfg, e);
     /* the same verdict on every rank: all parsed the same text */
     if (!rc) rc = mt_comm_layout(c, (int)r->cfg.parallel.tp, (int)r->cfg.parallel.pp, e);
     if (!rc) rc = check_batch(r, e);

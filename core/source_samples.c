@@ -53,11 +53,11 @@ static const char *file(const mt_batches *b, int i) {
     return b->cfg->data.path;
 }
 
-static void describe(const mt_batches *b, char *buf, size_t n) {
+static void describe(const mt_batches *b, FILE *f) {
     const samples *s = b->src;
-    snprintf(buf, n, "data: %s: %lld train, %lld test samples of %lld inputs (sha256 %.16s...)",
-             b->cfg->data.path, (long long)s->split[0].n, (long long)s->split[1].n,
-             (long long)s->split[0].dim, b->sha256);
+    fprintf(f, "data: %s: %lld train, %lld test samples of %lld inputs (sha256 %.16s...)\n",
+            b->cfg->data.path, (long long)s->split[0].n, (long long)s->split[1].n,
+            (long long)s->split[0].dim, b->sha256);
 }
 
 static void record(const mt_batches *b, cJSON *data) {

@@ -66,14 +66,14 @@ static const char *file(const mt_batches *b, int i) {
                              : s->split[1].shard[i - s->split[0].n].path;
 }
 
-static void describe(const mt_batches *b, char *buf, size_t n) {
+static void describe(const mt_batches *b, FILE *f) {
     const tokens *s = b->src;
-    snprintf(buf, n,
-             "data: %s: %lld tokens in %d shard(s), %lld sequences of %d; %s: %lld tokens, %lld "
-             "sequences for validation (sha256 %.16s...)",
-             b->cfg->data.train_tokens, (long long)s->split[0].total, s->split[0].n,
-             (long long)b->n_train, s->T, b->cfg->data.val_tokens, (long long)s->split[1].total,
-             (long long)b->n_eval, b->sha256);
+    fprintf(f,
+            "data: %s: %lld tokens in %d shard(s), %lld sequences of %d; %s: %lld tokens, %lld "
+            "sequences for validation (sha256 %.16s...)\n",
+            b->cfg->data.train_tokens, (long long)s->split[0].total, s->split[0].n,
+            (long long)b->n_train, s->T, b->cfg->data.val_tokens, (long long)s->split[1].total,
+            (long long)b->n_eval, b->sha256);
 }
 
 static void record(const mt_batches *b, cJSON *data) {

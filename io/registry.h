@@ -48,6 +48,8 @@ void mt_registry_free(mt_registry *r);
 
 /* A model name (and alias) may hold letters, digits, '_', '-', '.'. */
 int mt_registry_valid_name(const char *s);
+/* The longest model or alias name mt_registry_valid_name accepts. */
+#define MT_REGISTRY_NAME_MAX 128
 
 /* Small accessors for records: the string or number at a dotted path
  * ("model.name"), or NULL / fallback when missing or of another type. */

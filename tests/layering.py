@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """layering.py - keeps the architecture true (docs/ARCHITECTURE.md).
 
-usage: layering.py REPO includes   the `layering` test
-       layering.py REPO shape      the `code_shape` test
+usage: layering.py REPO includes [BUILD]   the `layering` test
+       layering.py REPO shape              the `code_shape` test
 
 includes: the layers, bottom up, are
     base <- kernels <- parallel <- io <- core <- cli
@@ -11,7 +11,10 @@ and a file may include only headers of its own layer or of layers below it
 which every layer may use). No two files may include each other, directly
 or through others (a file and its header count as one module). No layer but
 parallel/ calls MPI: the others use parallel/'s interface (io/ may still
-hand a communicator to parallel HDF5, which is not an MPI_ call).
+hand a communicator to parallel HDF5, which is not an MPI_ call); with
+BUILD, the compiled layer libraries there (libmt_<layer>.a) are checked too:
+no MPI symbol undefined in any but libmt_parallel.a, however the source
+spelled the call.
 
 shape: no source file of kernels/, parallel/, io/ or core/ is over 700
 lines, and no function in them over 120 lines (from the line that opens its
@@ -21,6 +24,7 @@ Each finding is one line naming the file and line; exit 1 if there is any.
 """
 import os
 import re
+import subprocess
 import sys
 
 LAYERS = ["base", "kernels", "parallel", "io", "core", "cli"]
@@ -28,8 +32,9 @@ SHAPED = ["kernels", "parallel", "io", "core"]
 SOURCE = (".c", ".h", ".cu", ".cuh")
 MAX_FILE, MAX_FUNC = 700, 120
 
-INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
-MPI_CALL = re.compile(r"\bMPI_[A-Z][a-z_]+\s*\(")
+INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^">]+)[">]')
+MPI_CALL = re.compile(r"\bP?MPI_[A-Za-z0-9_]+\s*\(")
+MPI_SYMBOL = re.compile(r"^\s*U\s+(P?MPI_\w+)")
 
 
 def sources(repo):
@@ -86,7 +91,22 @@ def module(path):
     return os.path.splitext(path)[0]
 
 
-def check_includes(repo):
+def include_target(path, kind, inc):
+    """The repository path an include names ("kernels/backend.h"), or None
+    for a system header: quoted paths are relative to the including file's
+    folder first, then to the repository root (how the build finds them);
+    <...> names a repository header when it starts with a layer."""
+    if kind == '"':
+        here = os.path.normpath(os.path.join(os.path.dirname(path), inc))
+        if here.split(os.sep)[0] in LAYERS and "/" not in inc:
+            return here
+        rooted = os.path.normpath(inc if "/" in inc and not inc.startswith(".") else here)
+        return rooted
+    top = inc.split("/")[0]
+    return os.path.normpath(inc) if top in LAYERS else None
+
+
+def check_includes(repo, build=None):
     findings = []
     graph = {}
     for layer, path in sources(repo):
@@ -95,24 +115,46 @@ def check_includes(repo):
         lines = code_lines(text)
         for no, line in enumerate(lines, 1):
             m = INCLUDE.match(line)
-            if m:
-                inc = m.group(1)
-                target = inc if "/" in inc else os.path.join(os.path.dirname(path), inc)
-                top = target.split("/")[0]
-                if top in LAYERS and LAYERS.index(top) > rank:
-                    findings.append(
-                        f"{path}:{no}: includes {inc}: {layer}/ may not include from {top}/, "
-                        f"a layer above it (order: {' <- '.join(LAYERS)})"
-                    )
-                if os.path.exists(os.path.join(repo, target)) and module(target) != module(path):
-                    graph.setdefault(module(path), set()).add(module(target))
-            if layer != "parallel" and MPI_CALL.search(line):
+            if not m:
+                continue
+            target = include_target(path, m.group(1), m.group(2))
+            if target is None:
+                continue
+            top = target.split(os.sep)[0]
+            if top in LAYERS and LAYERS.index(top) > rank:
                 findings.append(
-                    f"{path}:{no}: calls MPI ({MPI_CALL.search(line).group(0).rstrip('( ')}): "
-                    f"outside parallel/, communication goes through parallel/'s interface"
+                    f"{path}:{no}: includes {m.group(2)}: {layer}/ may not include from {top}/, "
+                    f"a layer above it (order: {' <- '.join(LAYERS)})"
+                )
+            if os.path.exists(os.path.join(repo, target)) and module(target) != module(path):
+                graph.setdefault(module(path), set()).add(module(target))
+        if layer != "parallel":
+            code = "\n".join(lines)
+            for m in MPI_CALL.finditer(code):
+                no = code.count("\n", 0, m.start()) + 1
+                findings.append(
+                    f"{path}:{no}: calls MPI ({m.group(0).rstrip('( ').strip()}): outside "
+                    f"parallel/, communication goes through parallel/'s interface"
                 )
     findings += cycles(graph)
+    if build:
+        findings += mpi_symbols(build)
     return findings
+
+
+def mpi_symbols(build):
+    """What the compiled layers call, whatever the source spelled: no MPI
+    symbol may be undefined in a layer's library but parallel/'s."""
+    found = []
+    for layer in LAYERS:
+        lib = os.path.join(build, f"libmt_{layer}.a")
+        if layer == "parallel" or not os.path.exists(lib):
+            continue
+        out = subprocess.run(["nm", "-u", lib], capture_output=True, text=True).stdout
+        names = sorted({m.group(1) for m in map(MPI_SYMBOL.match, out.splitlines()) if m})
+        if names:
+            found.append(f"{lib}: calls MPI ({', '.join(names)}): outside parallel/")
+    return found
 
 
 def cycles(graph):
@@ -141,7 +183,20 @@ def cycles(graph):
     return found
 
 
-FUNC_START = re.compile(r"^[A-Za-z_][^;{}()]*\([^;]*$|^[A-Za-z_][^;{}]*\)\s*\{\s*$")
+def is_function_head(head):
+    """Whether the code before a top-level '{' opens a function body: it
+    ends with the parameter list's ')' (attributes and qualifiers after it
+    allowed), and is not a type, an initializer or a linkage block."""
+    head = head.strip()
+    if not head or re.match(r"(typedef|struct|enum|union)\b", head):
+        return False
+    depth = 0
+    for ch in head:  # '=' outside parentheses: an initializer, not a definition
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "=" and depth == 0:
+            return False
+    return bool(re.search(r"\)\s*(const|__attribute__\s*\(\(.*\)\)|\w+)?\s*$", head))
 
 
 def check_shape(repo):
@@ -156,39 +211,44 @@ def check_shape(repo):
         if len(raw) > MAX_FILE:
             findings.append(f"{path}: {len(raw)} lines (at most {MAX_FILE}: split it by concept)")
         lines = code_lines(text)
-        depth, start, name = 0, None, ""
+        depth, start, head, name = 0, None, [], "?"
         for no, line in enumerate(lines, 1):
+            if depth == 0 and line.lstrip().startswith("#"):
+                head = []  # a directive ends whatever came before
+                continue
             for ch in line:
                 if ch == "{":
                     if depth == 0:
-                        start = no
-                        head = "".join(lines[max(0, no - 4):no])
-                        m = re.findall(r"([A-Za-z_][A-Za-z_0-9]*)\s*\(", head)
-                        name = m[-1] if m else "?"
+                        h = "".join(head)
+                        names = re.findall(r"([A-Za-z_]\w*)\s*\(", h)
+                        start = no if is_function_head(h) else None
+                        name = names[0] if names else "?"
                     depth += 1
                 elif ch == "}":
                     depth -= 1
-                    if depth == 0 and start is not None:
-                        length = no - start + 1
-                        top = lines[start - 1].lstrip()
-                        is_func = ")" in "".join(lines[max(0, start - 4):start]) and not re.match(
-                            r"(typedef|struct|enum|union|static const|const|extern)\b", top
-                        ) and "=" not in lines[start - 1]
-                        if is_func and length > MAX_FUNC:
+                    if depth == 0:
+                        if start is not None and no - start + 1 > MAX_FUNC:
                             findings.append(
-                                f"{path}:{start}: function {name} is {length} lines "
+                                f"{path}:{start}: function {name} is {no - start + 1} lines "
                                 f"(at most {MAX_FUNC})"
                             )
-                        start = None
+                        start, head = None, []
+                elif depth == 0:
+                    head.append(ch)
+                    if ch == ";":
+                        head = []
+            if depth == 0:
+                head.append(" ")
     return findings
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[2] not in ("includes", "shape"):
+    if len(sys.argv) not in (3, 4) or sys.argv[2] not in ("includes", "shape"):
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     repo, mode = sys.argv[1], sys.argv[2]
-    findings = check_includes(repo) if mode == "includes" else check_shape(repo)
+    build = sys.argv[3] if len(sys.argv) == 4 else None
+    findings = check_includes(repo, build) if mode == "includes" else check_shape(repo)
     for f in findings:
         print(f)
     what = "layering" if mode == "includes" else "code shape"

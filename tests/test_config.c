@@ -169,6 +169,16 @@ int main(void) {
     c.model.layers.n = 1;
     CHECK(mt_config_validate(&c, &e) == MT_ERR_USAGE, "one-entry layers accepted");
 
+    /* Model names the registry can look up: at most 128 characters. */
+    mt_config_defaults(&c);
+    mt_err_clear(&e);
+    memset(c.registry.model_name, 'm', 128);
+    c.registry.model_name[128] = '\0';
+    CHECK(mt_config_validate(&c, &e) == MT_OK, "a 128-character model name refused: %s", e.msg);
+    strcat(c.registry.model_name, "m");
+    CHECK(mt_config_validate(&c, &e) == MT_ERR_USAGE && strstr(e.msg, "at most 128"),
+          "a 129-character model name accepted (%s)", e.msg);
+
     /* An enum's name stays valid however many names are asked for after it
      * (records keep them: a registry record once named the precision "gpt"). */
     const char *prec = mt_config_enum_name("train", "precision", MT_PREC_BF16);

@@ -248,7 +248,7 @@ static int deep_dir(char *dir, size_t len) {
  * characters work; a file name that would make one longer is an error,
  * never a truncated path (which would name another file). */
 static void test_ckpt_long_paths(void) {
-    char dir[MT_CKPT_PATH + 64], side[MT_CKPT_PATH + 64];
+    char dir[MT_CKPT_PATH + 64], side[MT_CKPT_PATH + 64 + 32];
     snprintf(dir, sizeof dir, "%s/mt_long.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) return;
     char top[MT_CKPT_PATH + 64];

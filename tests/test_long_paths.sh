@@ -47,6 +47,8 @@ else
     bad "MLP resume failed (exit $?):"
     tail -5 "$TMP/mlp2.log" | cut -c1-300
 fi
+grep -c "^data: $LONG/mnist.h5: .* (sha256 [0-9a-f]*\.\.\.)$" "$TMP/mlp1.log" >/dev/null &&
+    ok "the header's data line holds the whole path" || bad "the header's data line is cut"
 grep -c "^resume: from $LONG/runs/mnist_mlp/0001/checkpoints/step_00000008.h5" "$TMP/mlp2.log" \
     >/dev/null && ok "the resume took step 8's checkpoint" || bad "the resume did not start at step 8"
 run2=$LONG/runs/mnist_mlp/0002
