@@ -9,7 +9,8 @@
 #     trap removes it there);
 #   - fail=0, ok MSG and bad MSG (prints a FAIL line, sets fail=1): scripts
 #     end with `exit $fail`;
-#   - helpers below: out_has, must_succeed, losses, gpt_tokens, WRAP.
+#   - helpers below: out_has, must_succeed, losses, gpt_tokens, WRAP,
+#     slurm_up / slurm_down (a single-node Slurm of the test's own).
 # shellcheck shell=bash disable=SC2034  # fail, GPT_TINY, WRAP: for the scripts
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
@@ -82,3 +83,74 @@ gpt_tokens() {
 # ranks as soon as the first exits non-zero, before they record a status.
 WRAP='o=$1; shift; r=${OMPI_COMM_WORLD_RANK:-0}
 "$@" >"$o/out.$r" 2>"$o/err.$r" </dev/null; echo $? >"$o/status.$r"'
+
+# slurm_up [SLURM.CONF-LINES]: starts a single-node Slurm of the test's own
+# (slurmctld + slurmd, auth/none, state, spool, logs and pid files in
+# $TMP/slurm, ports 6817/6818 on localhost; a ctest using it is RUN_SERIAL)
+# with the extra slurm.conf lines given, exports SLURM_CONF, and waits until
+# the node is idle; on failure it shows the daemons' logs and ends the test.
+# The EXIT trap becomes slurm_down + removing $TMP. Needs slurmctld, slurmd
+# and slurm-client (scripts/install_deps.sh --tests).
+slurm_up() {
+    local c
+    for c in slurmctld slurmd sbatch srun sinfo squeue scontrol scancel; do
+        command -v $c >/dev/null || { bad "$c not found: run scripts/install_deps.sh --tests"; exit 1; }
+    done
+    SLURM_DIR=$TMP/slurm
+    mkdir -p "$SLURM_DIR/state" "$SLURM_DIR/spool" "$SLURM_DIR/log"
+    # the CPUs this test may use: nproc alone obeys OMP_NUM_THREADS (1, above)
+    # and would give the node 1 CPU, on which a 2-task job never starts
+    local cpus
+    cpus=$(env -u OMP_NUM_THREADS nproc)
+    cat >"$SLURM_DIR/slurm.conf" <<CONF
+ClusterName=mtest
+SlurmctldHost=localhost
+SlurmUser=$(id -un)
+SlurmdUser=root
+AuthType=auth/none
+CredType=cred/none
+MpiDefault=pmix
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+SlurmctldPort=6817
+SlurmdPort=6818
+StateSaveLocation=$SLURM_DIR/state
+SlurmdSpoolDir=$SLURM_DIR/spool
+SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
+SlurmdPidFile=$SLURM_DIR/slurmd.pid
+SlurmctldLogFile=$SLURM_DIR/log/slurmctld.log
+SlurmdLogFile=$SLURM_DIR/log/slurmd.log
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+MailProg=/bin/true
+CONF
+    printf '%s\n' "$@" >>"$SLURM_DIR/slurm.conf"
+    export SLURM_CONF=$SLURM_DIR/slurm.conf
+    trap 'slurm_down; rm -rf "$TMP"' EXIT
+    slurmctld -f "$SLURM_CONF" && slurmd -f "$SLURM_CONF" -N localhost ||
+        { bad "cannot start slurmctld/slurmd"; cat "$SLURM_DIR"/log/*; exit 1; }
+    for _ in $(seq 50); do out_has idle sinfo -h -o %t 2>/dev/null && break; sleep 0.2; done
+    out_has idle sinfo -h -o %t ||
+        { bad "the Slurm node never became idle"; cat "$SLURM_DIR"/log/*; exit 1; }
+    ok "single-node Slurm up ($(sinfo -h -o '%P %D %t'))"
+}
+
+# slurm_down: stops the two daemons slurm_up started, by the PIDs in their pid
+# files: TERM, up to 5 s to go, then KILL.
+slurm_down() {
+    local pids=() p
+    for p in slurmd slurmctld; do # only a live daemon of that name: never a reused PID
+        [ -s "$SLURM_DIR/$p.pid" ] && [ "$(cat /proc/"$(cat "$SLURM_DIR/$p.pid")"/comm 2>/dev/null)" = $p ] &&
+            pids+=("$(cat "$SLURM_DIR/$p.pid")")
+    done
+    [ ${#pids[@]} -gt 0 ] || return 0
+    kill -TERM "${pids[@]}" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "${pids[@]}" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "${pids[@]}" 2>/dev/null
+    return 0
+}

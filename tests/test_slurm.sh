@@ -4,62 +4,15 @@
 # Slurm job id; a bad config under srun exits 2 on both tasks.
 #
 # usage: test_slurm.sh MPITRAIN REPO DATA.h5
-# Starts its own slurmctld and slurmd (auth/none, state in a temp folder,
-# ports 6817/6818 on localhost) and stops them on exit. The test set-up
-# (scripts/install_deps.sh --tests) installs slurmctld, slurmd, slurm-client.
+# Starts its own slurmctld and slurmd (tests/lib.sh, slurm_up: auth/none, state
+# in a temp folder, ports 6817/6818 on localhost) and stops them on exit. The
+# test set-up (scripts/install_deps.sh --tests) installs slurmctld, slurmd,
+# slurm-client.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 BIN=$(realpath "$1") REPO=$(realpath "$2") DATA=$(realpath "$3")
-for c in slurmctld slurmd sbatch srun sinfo; do
-    command -v $c >/dev/null || { echo "FAIL - $c not found: run scripts/install_deps.sh --tests"; exit 1; }
-done
 S=$TMP
-mkdir -p "$S/state" "$S/spool" "$S/log"
-# the CPUs this test may use: nproc alone would obey OMP_NUM_THREADS (1, lib.sh)
-# and give the node 1 CPU, on which the 2-task job below never starts
-CPUS=$(env -u OMP_NUM_THREADS nproc)
-cat >"$S/slurm.conf" <<CONF
-ClusterName=mtest
-SlurmctldHost=localhost
-SlurmUser=$(id -un)
-SlurmdUser=root
-AuthType=auth/none
-CredType=cred/none
-MpiDefault=pmix
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-ReturnToService=2
-SlurmctldPort=6817
-SlurmdPort=6818
-StateSaveLocation=$S/state
-SlurmdSpoolDir=$S/spool
-SlurmctldPidFile=$S/slurmctld.pid
-SlurmdPidFile=$S/slurmd.pid
-SlurmctldLogFile=$S/log/slurmctld.log
-SlurmdLogFile=$S/log/slurmd.log
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-MailProg=/bin/true
-CONF
-export SLURM_CONF=$S/slurm.conf
-stop() { # TERM, wait up to 5 s for the daemons to go, then KILL; removes $S (= $TMP)
-    local pids=() p
-    for p in "$S/slurmd.pid" "$S/slurmctld.pid"; do [ -s "$p" ] && pids+=("$(cat "$p")"); done
-    [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "${pids[@]}" 2>/dev/null || break; sleep 0.1; done
-    [ ${#pids[@]} -gt 0 ] && kill -KILL "${pids[@]}" 2>/dev/null
-    rm -rf "$S"
-}
-trap stop EXIT
-slurmctld -f "$SLURM_CONF" && slurmd -f "$SLURM_CONF" -N localhost \
-    || { echo "FAIL - cannot start slurmctld/slurmd"; cat "$S"/log/*; exit 1; }
-for _ in $(seq 50); do out_has idle sinfo -h -o %t 2>/dev/null && break; sleep 0.2; done
-out_has idle sinfo -h -o %t || { echo "FAIL - the Slurm node never became idle"; cat "$S"/log/*; exit 1; }
-echo "ok - single-node Slurm up ($(sinfo -h -o '%P %D %t'))"
+slurm_up
 cat >"$S/job.sh" <<JOB
 #!/bin/bash
 #SBATCH -n 2
