@@ -140,10 +140,18 @@ CONF
     ok "single-node Slurm up ($(sinfo -h -o '%P %D %t'))"
 }
 
-# slurm_down: stops the two daemons slurm_up started, by the PIDs in their pid
-# files: TERM, up to 5 s to go, then KILL.
+# slurm_down: cancels the jobs left in this test's Slurm (all its own: a test
+# that failed midway), gives them up to 10 s to end, then stops the two daemons
+# slurm_up started, by the PIDs in their pid files: TERM, up to 5 s to go, then
+# KILL.
 slurm_down() {
-    local pids=() p
+    local pids=() p jobs
+    jobs=$(squeue -h -o %i 2>/dev/null)
+    if [ -n "$jobs" ]; then
+        # shellcheck disable=SC2086 # one job id a word
+        scancel $jobs 2>/dev/null
+        for _ in $(seq 50); do [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break; sleep 0.2; done
+    fi
     for p in slurmd slurmctld; do # only a live daemon of that name: never a reused PID
         [ -s "$SLURM_DIR/$p.pid" ] && [ "$(cat /proc/"$(cat "$SLURM_DIR/$p.pid")"/comm 2>/dev/null)" = $p ] &&
             pids+=("$(cat "$SLURM_DIR/$p.pid")")

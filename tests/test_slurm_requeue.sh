@@ -8,38 +8,43 @@
 #      shows the job's time left, the run is not stopped (and is the
 #      uninterrupted reference of B and C).
 #   B. The warning: `scancel --batch --signal=USR1` (what --signal=B:USR1@T
-#      sends) to the batch shell mid-run; the template forwards it to srun:
+#      sends) to the batch shell mid-run (rank 0 stalls 2 s at step 300, the
+#      signal is sent at step 250); the template forwards it to srun:
 #      a checkpoint, exit 75, a registry ABORT (reason "preempted", exit code
 #      75), `scontrol requeue`; the requeued job (Restarts=1,
 #      SLURM_RESTART_COUNT 1 in its log lines) resumes from that step, appends
 #      to the same output file and registry, and ends bitwise equal to A.
-#   C. train.time_limit = SECONDS (a third of A's run time past the margin):
-#      the run stops itself mid-run (ABORT reason "time_limit"), is requeued
+#   C. train.time_limit = 8 s, with rank 0 stalling 8 s at step 500: the run
+#      stops itself mid-run (ABORT reason "time_limit"), is requeued
 #      (as often as it takes: each incarnation gets the same budget), resumes
 #      and ends bitwise equal to A.
 # slurm.conf here sets AuthInfo=cred_expire=5 (the least Slurm 22.05 accepts)
 # so a requeued job waits 6 s, not 121, and sched_interval=1 so it starts
 # as soon as it may. B and C overlap: C runs while B waits to restart.
 set -uo pipefail
+# shellcheck source=tests/lib.sh
 . "$(dirname "$0")/lib.sh"
 MPITRAIN=$(realpath "$1") H5CMP=$(realpath "$2") REPO=$(realpath "$3")
 SBATCH=$REPO/scripts/slurm/mpitrain.sbatch
 export MPITRAIN
+[ -x "$H5CMP" ] || { bad "no h5cmp at $H5CMP"; exit 1; }
 slurm_up "AuthInfo=cred_expire=5" "SchedulerParameters=sched_interval=1"
 gpt_tokens
-STEPS=3000
-GPT=("${GPT_TINY[@]}" --set run.name=tiny --set train.steps=$STEPS --set run.log_every=100
+STEPS=1000
+GPT=("${GPT_TINY[@]}" --set run.name=tiny --set train.steps="$STEPS" --set run.log_every=50
     --set train.eval_every=0 --set checkpoint.keep_last=0 --set run.threads=1)
 
 # submit NAME SBATCH-OPTIONS... -- TRAIN-OPTIONS...: the template with the
-# tiny GPT, run.dir $TMP/NAME, output $TMP/NAME.out; the job id in JOB_NAME
+# tiny GPT, run.dir $TMP/NAME, output $TMP/NAME.out, MPITRAIN_FAULT=$FAULT
+# (sbatch passes the environment on, to every incarnation); the job id in
+# JOB_NAME
 submit() {
     local name=$1 opts=()
     shift
     while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     shift
     local id
-    id=$(cd "$TMP" && sbatch --parsable -J "$name" -o "$TMP/$name.out" --ntasks-per-node=2 \
+    id=$(cd "$TMP" && MPITRAIN_FAULT=${FAULT:-} sbatch --parsable -J "$name" -o "$TMP/$name.out" --ntasks-per-node=2 \
         --time=10 "${opts[@]}" "$SBATCH" "$REPO/configs/mnist_mlp.ini" "$TMP/$name" \
         "${GPT[@]}" "$@") || { bad "sbatch of $name failed"; exit 1; }
     printf -v "JOB_$name" %s "$id"
@@ -91,7 +96,7 @@ EOF
 # ---- A: time_limit = auto, not stopping; the reference ----
 t0=$(date +%s)
 submit A -- --set train.time_limit=auto
-wait_job "$JOB_A" 120
+wait_job "$JOB_A" 90
 t_a=$(($(date +%s) - t0))
 if [ "$(job_field "$JOB_A" ExitCode)" = 0:0 ] && [ -f "$(final_ck A 0001)" ]; then
     ok "A: the template's job completed ($(grep -o 'time: .* ms/step' "$TMP/A.out"), $t_a s in all)"
@@ -100,33 +105,40 @@ else
     show_log "$TMP/A.out"
     exit 1
 fi
-# the header line of train.time_limit = auto: the job's time left, from squeue
-if grep -iE 'time.?limit.*auto' "$TMP/A.out" | grep -qE '[0-9]'; then
-    ok "A: time_limit = auto read the allocation: $(grep -iE 'time.?limit.*auto' "$TMP/A.out" | head -1)"
+# the header line of train.time_limit = auto: the job's time left (10 minutes
+# at most), from squeue
+hdr=$(grep -E "^time limit: [0-9]+ s \(auto: the Slurm job's time left\)" "$TMP/A.out")
+left=$(echo "$hdr" | grep -oE '^time limit: [0-9]+' | grep -oE '[0-9]+$')
+if [ -n "$left" ] && [ "$left" -le 600 ] && [ "$left" -ge 480 ]; then
+    ok "A: time_limit = auto read the allocation's time left: ${hdr%%;*}"
 else
-    bad "A: no header line of train.time_limit = auto with the job's time left"
+    bad "A: no header line 'time limit: N s (auto: ...)' with N in 480..600 (the job has --time=10)"
     show_log "$TMP/A.out"
 fi
 grep -q "stopped at step" "$TMP/A.out" && bad "A: time_limit = auto stopped a short run"
-MS=$(grep -o 'time: [0-9.]* ms/step' "$TMP/A.out" | grep -o '[0-9.]*' | head -1)
 
 # ---- B: SIGUSR1 to the batch shell mid-run ----
-submit B --
+# Rank 0 stalls 2 s at the start of step 300 (MPITRAIN_FAULT), so a signal
+# sent once step 250 is logged arrives mid-run on a machine of any speed.
+FAULT=stall:rank=0:step=300:seconds=2 submit B --
 M=$(run_of B 0001)/metrics.jsonl
 for _ in $(seq 600); do
-    [ -f "$M" ] && [ "$(wc -l <"$M")" -ge 5 ] && break # step 500 (log_every 100) is done
+    [ -f "$M" ] && [ "$(wc -l <"$M")" -ge 6 ] && break # step 250 is done (1, 50, 100, ...)
     sleep 0.1
 done
 scancel --batch --signal=USR1 "$JOB_B"
 t_sig=$(date +%s)
-# ---- C: train.time_limit = SECONDS, while B waits to be requeued ----
-# The budget: a third of A's steps past the margin (5 s), so the first
-# incarnation stops after about a third of the run.
-LIMIT=$(awk -v n=$STEPS -v ms="$MS" 'BEGIN { printf "%d", n * ms / 3000 + 5.5 }')
-submit C -- --set train.time_limit="$LIMIT" --set train.time_margin=5
-wait_job "$JOB_B" 120
+# ---- C: train.time_limit = 8 s, while B waits to be requeued ----
+# Rank 0 stalls 8 s at the start of step 500: the budget is spent there, the
+# first incarnation stops at step 500, the second has 500 steps left and 6 s
+# (margin 1 s, the checkpoint estimate 1 s) for them. On a slow day
+# another incarnation finishes; that is fine, each must resume bitwise.
+LIMIT=8
+FAULT=stall:rank=0:step=500:seconds=$LIMIT submit C -- --set train.time_limit=$LIMIT \
+    --set train.time_margin=1
+wait_job "$JOB_B" 90
 t_b=$(($(date +%s) - t_sig))
-wait_job "$JOB_C" 180
+wait_job "$JOB_C" 120
 
 # B's log: the warning forwarded, a stop at step S, the requeue, the resume from S
 S=$(grep -o 'stopped at step [0-9]* of [0-9]* (signal SIGUSR1)' "$TMP/B.out" | grep -o '[0-9]*' | head -1)

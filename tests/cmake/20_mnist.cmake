@@ -33,6 +33,13 @@ add_test(NAME slurm_srun
                  ${CMAKE_SOURCE_DIR} ${MT_MNIST})
 set_tests_properties(slurm_srun PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 400 RUN_SERIAL TRUE)
 
+# scripts/slurm/mpitrain.sbatch: a tiny GPT (no MNIST) stopped by SIGUSR1 and
+# by train.time_limit, requeued, resumed bitwise; about 45 s on 2 busy cores.
+add_test(NAME slurm_requeue
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_slurm_requeue.sh $<TARGET_FILE:mpitrain>
+                 $<TARGET_FILE:h5cmp> ${CMAKE_SOURCE_DIR})
+set_tests_properties(slurm_requeue PROPERTIES TIMEOUT 360 RUN_SERIAL TRUE)
+
 # Checkpoints and resume (tests/test_checkpoint.sh): one ctest per mode.
 foreach(mode exact layout crash signal corrupt retention cli)
   add_test(NAME ckpt_${mode}
