@@ -18,6 +18,8 @@
 #      stops itself mid-run (ABORT reason "time_limit"), is requeued
 #      (as often as it takes: each incarnation gets the same budget), resumes
 #      and ends bitwise equal to A.
+#   D. A plain `scancel` mid-run (SIGTERM to every task): a checkpoint, exit
+#      75, and the template does not requeue a cancelled job.
 # slurm.conf here sets AuthInfo=cred_expire=5 (the least Slurm 22.05 accepts)
 # so a requeued job waits 6 s, not 121, and sched_interval=1 so it starts
 # as soon as it may. B and C overlap: C runs while B waits to restart.
@@ -62,6 +64,17 @@ wait_job() {
     done
     bad "job $1 still $s after $2 s"
     return 1
+}
+# wait_step NAME S: until run 0001 of job NAME has logged step S (S a
+# multiple of run.log_every, 50), at most 60 s
+wait_step() {
+    local m n=$(($2 / 50 + 1))
+    m=$(run_of "$1" 0001)/metrics.jsonl
+    for _ in $(seq 600); do
+        [ -f "$m" ] && [ "$(wc -l <"$m")" -ge $n ] && return 0
+        sleep 0.1
+    done
+    bad "job $1 never logged step $2"
 }
 show_log() { grep -vE '^(step |  |\[|$)' "$1" | tail -"${2:-25}" | sed 's/^/   | /'; }
 run_of() { echo "$TMP/$1/tiny/$2"; } # NAME NNNN
@@ -121,11 +134,7 @@ grep -q "stopped at step" "$TMP/A.out" && bad "A: time_limit = auto stopped a sh
 # Rank 0 stalls 2 s at the start of step 300 (MPITRAIN_FAULT), so a signal
 # sent once step 250 is logged arrives mid-run on a machine of any speed.
 FAULT=stall:rank=0:step=300:seconds=2 submit B --
-M=$(run_of B 0001)/metrics.jsonl
-for _ in $(seq 600); do
-    [ -f "$M" ] && [ "$(wc -l <"$M")" -ge 6 ] && break # step 250 is done (1, 50, 100, ...)
-    sleep 0.1
-done
+wait_step B 250
 scancel --batch --signal=USR1 "$JOB_B"
 t_sig=$(date +%s)
 # ---- C: train.time_limit = 8 s, while B waits to be requeued ----
@@ -184,6 +193,25 @@ if out=$(registry_ends C time_limit); then ok "C: registry: $out"; else
 fi
 cmp_h5 "C: stopped by its time limit + resumed ends bitwise equal to A" "$(final_ck A 0001)" \
     "$(final_ck C "$(printf %04d $((restarts + 1)))")"
+
+# ---- D: plain scancel mid-run: a checkpoint, and no requeue ----
+FAULT=stall:rank=0:step=300:seconds=2 submit D --
+wait_step D 250
+scancel "$JOB_D"
+for _ in $(seq 300); do
+    grep -qE "^mpitrain.sbatch: job $JOB_D restart 0: .*requeueing" "$TMP/D.out" && break
+    sleep 0.2
+done
+sleep 1 # a wrong requeue would show by now
+S=$(grep -o 'stopped at step [0-9]* of [0-9]* (signal SIGTERM)' "$TMP/D.out" | grep -o '[0-9]*' | head -1)
+if [ -n "$S" ] && [ -f "$(run_of D 0001)/checkpoints/step_$(printf %08d "$S").h5" ] &&
+    grep -q "^mpitrain.sbatch: job $JOB_D restart 0: .* not requeueing" "$TMP/D.out" &&
+    [ "$(job_field "$JOB_D" Restarts)" = 0 ] && [ "$(job_field "$JOB_D" JobState)" = CANCELLED ]; then
+    ok "D: scancel: stopped at step $S with a checkpoint, job CANCELLED, not requeued"
+else
+    bad "D: scancel: Restarts=$(job_field "$JOB_D" Restarts) $(job_field "$JOB_D" JobState), stop step '$S'"
+    show_log "$TMP/D.out"
+fi
 
 [ $fail = 0 ] && echo "slurm_requeue: all checks passed" || echo "slurm_requeue: FAILED"
 exit $fail
