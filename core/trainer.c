@@ -316,6 +316,10 @@ static int finish_run(mt_run *r, double ms_per_step, const mt_eval *ev, mt_err *
     return MT_OK;
 }
 
+void mt_train_catch_signals(void) {
+    mt_run_catch_signals();
+}
+
 int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e) {
     mt_run *r = calloc(1, sizeof *r);
     if (!r) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
@@ -343,5 +347,6 @@ int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e) {
     }
     mt_run_release(r);
     free(r);
+    mt_run_signals_finished(e->code);
     return e->code;
 }
