@@ -183,7 +183,8 @@ int mt_run_save_checkpoint(mt_run *r, int64_t done, mt_err *e) {
     mt_state_views_free(&sv);
     if (e->code) return e->code;
     if (c->rank == 0) publish(r, name, path, sha, done, write_s, mt_wtime() - t0 - write_s, e);
-    r->ckpt_time += mt_wtime() - t0;
+    r->ckpt_last_s = mt_wtime() - t0;
+    r->ckpt_time += r->ckpt_last_s;
     return mt_comm_agree(c, e);
 }
 

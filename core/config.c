@@ -402,7 +402,23 @@ int mt_config_set(mt_config *c, const char *assignment, mt_err *e) {
     return set_value(c, k, value, where, e);
 }
 
+int mt_config_time_limit(const mt_config *c, double *seconds) {
+    const char *v = c->train.time_limit;
+    *seconds = 0.0;
+    if (strcmp(v, "auto") == 0) return 1;
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !isfinite(x) || x < 0) return -1;
+    *seconds = x;
+    return 0;
+}
+
 int mt_config_validate(const mt_config *c, mt_err *e) {
+    double limit;
+    if (mt_config_time_limit(c, &limit) < 0)
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "train.time_limit = '%s': give seconds (0 = off) or auto",
+                          c->train.time_limit);
     if (c->model.layers.n < 2)
         return mt_err_set(e, MT_ERR_USAGE,
                           "model.layers needs at least 2 sizes (inputs and classes), got %d",

@@ -31,6 +31,7 @@ typedef enum { MT_SCHED_CONSTANT = 0, MT_SCHED_COSINE = 1 } mt_sched_kind;
 typedef enum { MT_PIPE_1F1B = 0, MT_PIPE_GPIPE = 1 } mt_pipe_schedule;
 typedef enum { MT_DEVICE_CPU = 0, MT_DEVICE_CUDA = 1, MT_DEVICE_AUTO = 2 } mt_device_kind;
 typedef enum { MT_PREC_FP32 = 0, MT_PREC_BF16 = 1 } mt_precision;
+typedef enum { MT_NAN_STOP = 0, MT_NAN_SKIP = 1 } mt_nan_policy;
 
 typedef struct {
     struct {
@@ -78,6 +79,10 @@ typedef struct {
         int64_t eval_windows;     /* GPT: validation sequences per evaluation; 0 = all */
         int device;               /* mt_device_kind */
         int precision;            /* mt_precision */
+        char time_limit[MT_CFG_STR_LEN]; /* "0" (off) | seconds | "auto" (the Slurm job's end) */
+        double time_margin;              /* seconds kept free before the time limit */
+        int nan_policy;                  /* mt_nan_policy */
+        int64_t nan_max_skips;           /* consecutive skipped steps before the run stops */
     } train;
     struct {
         int64_t tp, pp;       /* tensor- and pipeline-parallel ranks; dp = world / (tp x pp) */
@@ -136,6 +141,9 @@ int mt_config_set(mt_config *c, const char *assignment, mt_err *e);
 /* Checks rules that span keys (e.g. min_lr <= lr); the model's own rules
  * are mt_model_check's (core/models.h). */
 int mt_config_validate(const mt_config *c, mt_err *e);
+/* train.time_limit: 0 with *seconds set (0 = off), 1 for "auto", -1 when
+ * it is neither a number of seconds nor "auto". */
+int mt_config_time_limit(const mt_config *c, double *seconds);
 /* Writes the resolved configuration as INI text; returns the length needed. */
 size_t mt_config_format(const mt_config *c, char *buf, size_t n);
 /* The resolved configuration as INI text (malloc'd into *text), checked to

@@ -97,6 +97,18 @@ const mt_cfg_key mt_cfg_keys[] = {
      "stop after this many steps in this invocation, writing a checkpoint first (for time-sliced "
      "jobs; resume with checkpoint.resume=auto); 0 = off"},
 
+    {"train", "time_limit", MT_CFG_STR, "0", 0, 0, 0, 0, NULL, OFF(train.time_limit),
+     "wall-time budget of this invocation: seconds, or auto (the Slurm job's end, from squeue); "
+     "the run stops with a checkpoint and exit 75 while one more step, a checkpoint write and "
+     "train.time_margin still fit; 0 = off"},
+    {"train", "time_margin", MT_CFG_FLOAT, "30", 0, NOMAX, 0, 0, NULL, OFF(train.time_margin),
+     "seconds train.time_limit keeps free after the last checkpoint is written"},
+    {"train", "nan_policy", MT_CFG_ENUM, "stop", 0, 0, 0, 0, "stop|skip", OFF(train.nan_policy),
+     "a step whose loss or gradient norm is NaN or infinite: stop the run (exit 6), or skip it "
+     "(no update; the batch is used up; optimizer and schedule do not advance)"},
+    {"train", "nan_max_skips", MT_CFG_INT, "10", 0, NOMAX, 0, 0, NULL, OFF(train.nan_max_skips),
+     "train.nan_policy = skip: more consecutive skipped steps than this stop the run (exit 6)"},
+
     {"train", "seq_len", MT_CFG_INT, "0", 0, 65536, 0, 0, NULL, OFF(train.seq_len),
      "gpt: tokens per training sequence; 0 = model.block_size"},
     {"train", "eval_windows", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(train.eval_windows),

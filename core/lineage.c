@@ -263,9 +263,11 @@ void mt_lineage_add_model(cJSON *ev, const mt_lineage *l, const char *path, cons
     cJSON_AddNumberToObject(m, "step", (double)step);
 }
 
-void mt_lineage_add_result(cJSON *ev, const char *status, int code, const char *message) {
+void mt_lineage_add_result(cJSON *ev, const char *status, int code, const char *message,
+                           const char *reason) {
     cJSON *r = cJSON_AddObjectToObject(ev, "result");
     cJSON_AddStringToObject(r, "status", status);
     cJSON_AddNumberToObject(r, "exit_code", code);
     add_str_or_null(r, "message", message);
+    if (reason) cJSON_AddStringToObject(r, "reason", reason);
 }

@@ -5,9 +5,11 @@
  * the pipeline's record, and the closing lines. Rank 0 speaks; the
  * gathers behind it are collective.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fault.h"
 #include "core/run.h"
 #include "core/version.h"
 #include "parallel/threads.h"
@@ -106,6 +108,16 @@ void mt_run_print_header(const mt_run *r) {
     printf("training: %lld steps of %lld %s (%lld per replica), %lld steps per epoch\n",
            (long long)cfg->train.steps, (long long)cfg->train.global_batch, r->data.row_unit,
            (long long)r->data.local_batch, (long long)r->data.steps_per_epoch);
+    if (r->time_how[0])
+        printf("time limit: %s; the run stops with a checkpoint while one more step, a checkpoint "
+               "write and %g s (train.time_margin) still fit\n",
+               r->time_how, cfg->train.time_margin);
+    if (cfg->train.nan_policy == MT_NAN_SKIP)
+        printf("NaN policy: skip steps whose loss or gradient norm is NaN or infinite, at most "
+               "%lld in a row\n",
+               (long long)cfg->train.nan_max_skips);
+    if (mt_fault_spec()[0])
+        printf("fault injection (MPITRAIN_FAULT, a test aid): %s\n", mt_fault_spec());
     print_files(r);
     if (!mt_threads_blas_openmp())
         printf("warning: the OpenBLAS loaded is not its OpenMP build; with more than one thread "
@@ -122,7 +134,15 @@ static void fmt_duration(double s, char *buf, size_t n) {
         snprintf(buf, n, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
 }
 
+/* A value for a progress line: NaN, inf, -inf or the number. */
+static const char *value_name(double v, char *buf, size_t n) {
+    if (isnan(v)) return "NaN";
+    snprintf(buf, n, "%.4g", v);
+    return buf;
+}
+
 void mt_run_report_step(mt_run *r, const mt_step_report *s, mt_err *e) {
+    char v1[32], v2[32];
     const mt_batches *d = &r->data;
     int64_t steps = r->cfg.train.steps, B = d->global_batch;
     double labels = (double)(B * d->shape.y_width);
@@ -130,12 +150,19 @@ void mt_run_report_step(mt_run *r, const mt_step_report *s, mt_err *e) {
     double per_step = s->since_start / (double)s->done;
     char eta[32];
     fmt_duration(per_step * (double)(steps - s->done), eta, sizeof eta);
-    if (s->logged)
+    int width = (int)snprintf(NULL, 0, "%lld", (long long)steps);
+    if (s->skipped)
+        printf(
+            "step %*lld/%lld | epoch %lld | skipped: loss %s, gradient norm %s (train.nan_policy "
+            "= skip: %lld in a row, %lld in all)\n",
+            width, (long long)s->done, (long long)steps, (long long)s->epoch,
+            value_name(s->loss, v1, sizeof v1), value_name(s->norm, v2, sizeof v2),
+            (long long)r->nan_in_row, (long long)r->nan_skips);
+    else if (s->logged)
         printf("step %*lld/%lld | epoch %lld | loss %.4f | acc %5.1f%% | lr %.2e | %.0f %s/s | "
                "eta %s\n",
-               (int)snprintf(NULL, 0, "%lld", (long long)steps), (long long)s->done,
-               (long long)steps, (long long)s->epoch, s->loss, 100.0 * s->train_acc, s->lr, rate,
-               d->label_unit, eta);
+               width, (long long)s->done, (long long)steps, (long long)s->epoch, s->loss,
+               100.0 * s->train_acc, s->lr, rate, d->label_unit, eta);
     if (s->evaluated)
         d->ops->print_eval(stdout, s->done, s->ev.loss, s->ev.accuracy, s->ev.correct, s->ev.total);
     fflush(stdout);
@@ -155,6 +182,8 @@ void mt_run_report_step(mt_run *r, const mt_step_report *s, mt_err *e) {
         cJSON_AddNumberToObject(m, key, rate);
     }
     cJSON_AddNumberToObject(m, "time_s", s->since_start);
+    if (s->skipped) cJSON_AddTrueToObject(m, "skipped");
+    if (r->nan_skips) cJSON_AddNumberToObject(m, "nan_skips", (double)r->nan_skips);
     if (s->evaluated) {
         cJSON_AddNumberToObject(m, "test_loss", s->ev.loss);
         cJSON_AddNumberToObject(m, "test_acc", s->ev.accuracy);

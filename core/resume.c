@@ -163,6 +163,7 @@ int mt_resume_check(const mt_config *cfg, const mt_params *p, const char *path,
         mt_config_value(cfg, k, b, sizeof b);
         if (strcmp(a, b) == 0) continue;
         if (locked(k)) {
+            if (changed) fprintf(out, "\n"); /* every message ends its line */
             mt_err_set(e, MT_ERR_CKPT,
                        "checkpoint %s does not fit the config: %s.%s is %s in the checkpoint "
                        "but %s in the config",

@@ -8,7 +8,8 @@
  *   ckpt_policy.c   when checkpoints are written, writing one, resuming
  *   run_record.c    the run folder, run.json (one writer), the registry events
  *   report.c        what rank 0 prints and the metrics record of a step
- *   signals.c       SIGTERM / SIGUSR1 / SIGUSR2: checkpoint and stop
+ *   signals.c       SIGTERM / SIGINT / SIGUSR1 / SIGUSR2: checkpoint and stop
+ *   time_budget.c   train.time_limit: stop while a checkpoint still fits
  *
  * Every function taking an mt_run is collective over the world unless its
  * comment says "rank 0".
@@ -68,6 +69,13 @@ typedef struct {
     int64_t step_done;    /* steps completed so far */
     int64_t stop_step;    /* where an early stop ended the run */
     double busy_fraction; /* of the timed loop spent computing (the rest: pipeline bubble) */
+    int64_t nan_skips;    /* steps skipped by train.nan_policy = skip, in this invocation */
+    int64_t nan_in_row;   /* of them, the latest consecutive ones */
+    /* train.time_limit (time_budget.c; rank 0) */
+    double time_left0; /* seconds the run had at time_t0; 0 = no limit */
+    double time_t0;    /* mt_wtime() when the limit was read */
+    char time_how[96]; /* the limit, for the header and the stop message; "" = none */
+    double step_s_max; /* longest step so far, without its checkpoint */
     mt_run_metrics last;
     /* checkpoints (ckpt_policy.c) */
     char resume_path[MT_CKPT_PATH];    /* "" for a fresh start */
@@ -77,7 +85,8 @@ typedef struct {
     char ckpt_last[MT_CKPT_PATH + 64]; /* newest checkpoint this run wrote */
     char ckpt_last_sha[72];            /* its SHA-256 and size, for the registry */
     int64_t ckpt_last_bytes;
-    double ckpt_time; /* seconds spent writing checkpoints */
+    double ckpt_time;   /* seconds spent writing checkpoints */
+    double ckpt_last_s; /* seconds the newest checkpoint took (write, hash, rename) */
     /* the run's files and records (run_record.c; rank 0) */
     char run_dir[MT_PATH_LEN], run_id[37];
     mt_metrics metrics;
@@ -119,7 +128,8 @@ int mt_run_write_record(mt_run *r, cJSON *result, mt_err *e);
 int mt_run_register_checkpoint(mt_run *r, const char *path, const char *sha, int64_t bytes,
                                int64_t step, mt_err *e);
 int mt_run_register_end(mt_run *r, const char *type, const char *model_path, int64_t step,
-                        const mt_eval *ev, const char *why, int code, mt_err *e);
+                        const mt_eval *ev, const char *why, const char *reason, int code,
+                        mt_err *e);
 /* After the run folder exists, a failure is recorded in run.json and the registry. */
 void mt_run_record_failure(mt_run *r, const mt_err *e);
 /* Retention deleting a checkpoint (io/checkpoint.h's mt_ckpt_removed_fn). */
@@ -133,6 +143,7 @@ typedef struct {
     double loss, train_acc, lr, norm;
     double seconds, since_log, since_start; /* since the log interval began; since the start */
     int logged, evaluated;
+    int skipped; /* train.nan_policy = skip dropped the step */
     mt_eval ev;
 } mt_step_report;
 void mt_run_report_step(mt_run *r, const mt_step_report *s, mt_err *e);
@@ -140,9 +151,16 @@ void mt_run_report_step(mt_run *r, const mt_step_report *s, mt_err *e);
 cJSON *mt_run_pipeline_record(const mt_run *r);
 void mt_run_print_end(const mt_run *r, double ms_per_step, const mt_eval *ev);
 
+/* time_budget.c */
+/* Reads train.time_limit (auto: the Slurm job's time left, on rank 0). */
+int mt_run_time_budget(mt_run *r, mt_err *e);
+/* Rank 0: 1 when the run should stop after this step (one more step of
+ * step_s seconds, a checkpoint and train.time_margin no longer fit). */
+int mt_run_time_up(mt_run *r, double step_s);
+
 /* signals.c */
 void mt_run_catch_signals(void);
-/* The first stop signal received (SIGTERM, SIGUSR1, SIGUSR2), or 0. */
+/* The first stop signal received (SIGTERM, SIGINT, SIGUSR1, SIGUSR2), or 0. */
 int mt_run_stop_signal(void);
 
 #endif

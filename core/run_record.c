@@ -217,7 +217,8 @@ int mt_run_register_checkpoint(mt_run *r, const char *path, const char *sha, int
 }
 
 int mt_run_register_end(mt_run *r, const char *type, const char *model_path, int64_t step,
-                        const mt_eval *ev, const char *why, int code, mt_err *e) {
+                        const mt_eval *ev, const char *why, const char *reason, int code,
+                        mt_err *e) {
     if (!r->registry[0]) return MT_OK;
     char sha[72] = "";
     if (model_path && mt_sha256_file(model_path, sha, e)) return e->code;
@@ -239,9 +240,9 @@ int mt_run_register_end(mt_run *r, const char *type, const char *model_path, int
         char msg[160];
         snprintf(msg, sizeof msg, "stopped at step %lld of %lld by %s", (long long)step,
                  (long long)r->cfg.train.steps, why);
-        mt_lineage_add_result(rec, "stopped", code, msg);
+        mt_lineage_add_result(rec, "stopped", code, msg, reason);
     } else {
-        mt_lineage_add_result(rec, "completed", 0, NULL);
+        mt_lineage_add_result(rec, "completed", 0, NULL, NULL);
     }
     return registry_append(r, rec, NULL, e);
 }
@@ -272,7 +273,7 @@ void mt_run_record_failure(mt_run *r, const mt_err *e) {
     cJSON *ev = mt_lineage_event(&l, "FAIL");
     mt_lineage_metrics mm = metrics_at(r, r->step_done);
     mt_lineage_add_metrics(ev, &mm);
-    mt_lineage_add_result(ev, "failed", e->code, e->msg);
+    mt_lineage_add_result(ev, "failed", e->code, e->msg, NULL);
     mt_err quiet = {0};
     if (registry_append(r, ev, NULL, &quiet))
         fprintf(stderr, "mpitrain: warning: could not record the failure in the registry: %s\n",

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fault.h"
 #include "core/models.h"
 #include "core/run.h"
 
@@ -58,8 +59,10 @@ int mt_run_load_config(mt_run *r, const char *path, const char **overrides, int 
     /* the same verdict on every rank: all parsed the same text */
     if (!rc) rc = mt_comm_layout(c, (int)r->cfg.parallel.tp, (int)r->cfg.parallel.pp, e);
     if (!rc) rc = check_batch(r, e);
+    if (!rc) rc = mt_fault_init(getenv("MPITRAIN_FAULT"), c->rank, e);
     if (!rc) mt_config_text(&r->cfg, &r->config_text, e);
-    return mt_comm_agree(c, e);
+    if (mt_comm_agree(c, e)) return e->code;
+    return mt_run_time_budget(r, e);
 }
 
 int mt_run_open_data(mt_run *r, mt_err *e) {

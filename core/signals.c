@@ -1,19 +1,44 @@
 /*
- * signals.c - stopping a run on a signal (core/run.h). The first SIGTERM,
- * SIGUSR1 or SIGUSR2 (Slurm's warning of a time limit or preemption,
- * scancel --signal, or mpirun forwarding USR1/USR2) asks for a checkpoint
- * at the end of the current step and exit status 75; the step loop learns
- * of it through its per-step reduction, so every rank stops at the same step.
+ * signals.c - stopping a run on a signal (core/run.h; docs/SIGNALS.md).
+ *
+ * The first SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 (Slurm's warning of a time
+ * limit or preemption, scancel --signal, mpirun forwarding USR1/USR2, a
+ * Ctrl-C) asks for a checkpoint at the end of the current step and exit
+ * status 75; the step loop learns of it through its per-step reduction, so
+ * every rank stops at the same step. A signal that arrives while a
+ * checkpoint is written lets that write finish: the handler only records it.
+ *
+ * A second SIGTERM or SIGINT means "now": the rank writes one line and
+ * exits 128 + the signal's number at once. Checkpoints are written to a
+ * temporary name and renamed into place, so the newest complete one stays.
  */
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/run.h"
 
 static volatile sig_atomic_t stop_signal;
 
+/* Only async-signal-safe calls here: write and _exit. */
+static void exit_now(int sig) {
+    static const char term[] = "mpitrain: error: second SIGTERM: exiting at once without a "
+                               "checkpoint (the newest complete checkpoint stays)\n";
+    static const char intr[] = "mpitrain: error: second SIGINT: exiting at once without a "
+                               "checkpoint (the newest complete checkpoint stays)\n";
+    const char *msg = sig == SIGTERM ? term : intr;
+    size_t n = sig == SIGTERM ? sizeof term - 1 : sizeof intr - 1;
+    ssize_t w = write(STDERR_FILENO, msg, n);
+    (void)w;
+    _exit(128 + sig);
+}
+
 static void on_stop_signal(int sig) {
-    if (!stop_signal) stop_signal = sig;
+    if (!stop_signal) {
+        stop_signal = sig;
+        return;
+    }
+    if (sig == SIGTERM || sig == SIGINT) exit_now(sig);
 }
 
 void mt_run_catch_signals(void) {
@@ -22,9 +47,8 @@ void mt_run_catch_signals(void) {
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGUSR2, &sa, NULL);
+    const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
 }
 
 int mt_run_stop_signal(void) {

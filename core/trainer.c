@@ -19,20 +19,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fault.h"
 #include "core/run.h"
 #include "parallel/threads.h"
 
 /* What every rank adds up after a step's backward: the loss and hits of the
  * replicas (their last stage's tensor-parallel rank 0 speaks for each), and
- * flags any rank may raise. One reduction of five doubles. */
+ * flags any rank may raise. One reduction of six doubles. */
 typedef struct {
     double loss_sum; /* the losses of the global batch's labels */
     double correct;  /* labels the model's top guess hit */
     double failed;   /* ranks that met an error last step */
     double ckpt_due; /* rank 0: checkpoint.every_seconds has passed */
     double signals;  /* ranks that received a stop signal */
+    double time_up;  /* rank 0: train.time_limit leaves room for no further step */
 } step_totals;
-_Static_assert(sizeof(step_totals) == 5 * sizeof(double), "step_totals is summed as doubles");
+_Static_assert(sizeof(step_totals) == 6 * sizeof(double), "step_totals is summed as doubles");
+
+/* Why a run ends before train.steps (stop_reason): a signal's number, or one of these. */
+enum { STOP_AFTER_STEPS = -1, STOP_TIME_LIMIT = -2 };
 
 /* Each data-parallel replica evaluates its contiguous share of the
  * evaluation split through its pipeline; losses and hits are summed over
@@ -55,43 +60,105 @@ static mt_eval evaluate(mt_run *r) {
     return ev;
 }
 
+/* MPITRAIN_FAULT's nan (base/fault.h): this rank's loss and gradient NaN. */
+static void inject_nan(mt_run *r) {
+    const float nan = NAN;
+    r->st.loss = NAN;
+    r->be->to_device(r->params.grad, &nan, 1);
+}
+
 /* One training step: the replica's batch through the pipeline, the
  * gradient's reductions, the step totals over every rank, clipping and the
  * optimizer. Returns the totals; *norm gets the gradient's global norm.
- * t_ckpt: when the last checkpoint was written (checkpoint.every_seconds). */
-static step_totals train_step(mt_run *r, int64_t step, double t_ckpt, double *norm,
+ * A step whose loss or norm is not finite changes nothing (the caller
+ * applies train.nan_policy). t_ckpt: when the last checkpoint was written
+ * (checkpoint.every_seconds); t0: when this step began. */
+static step_totals train_step(mt_run *r, int64_t step, double t_ckpt, double t0, double *norm,
                               const mt_err *e) {
     const mt_comm *c = r->comm;
+    mt_fault_at(MT_FAULT_STEP_BEGIN, step + 1); /* a test aid (base/fault.h) */
     mt_model_batch b = mt_batches_step(&r->data, step);
     float scale = 1.0f / (float)(r->data.global_batch * r->data.shape.y_width);
     r->st.loss = r->st.correct = 0.0;
     mt_stage_train(&r->st, &b, scale); /* every micro-batch's forward and backward */
-    mt_gradsync_reduce(&r->sync);      /* tied copies, then over the replicas */
-    double every_s = r->cfg.checkpoint.every_seconds;
-    int ckpt_due = c->rank == 0 && every_s > 0 && mt_wtime() - t_ckpt >= every_s;
-    int reports = mt_stage_reports(&r->st);
-    step_totals tot = {reports ? r->st.loss : 0.0, reports ? (double)(int64_t)r->st.correct : 0.0,
-                       e->code ? 1.0 : 0.0, ckpt_due ? 1.0 : 0.0, mt_run_stop_signal() ? 1.0 : 0.0};
+    if (mt_fault_nan(step + 1)) inject_nan(r);
+    mt_gradsync_reduce(&r->sync); /* tied copies, then over the replicas */
+    double every_s = r->cfg.checkpoint.every_seconds, now = mt_wtime();
+    int rank0 = c->rank == 0, reports = mt_stage_reports(&r->st);
+    double step_s = r->step_s_max > now - t0 ? r->step_s_max : now - t0;
+    step_totals tot = {reports ? r->st.loss : 0.0,
+                       reports ? (double)(int64_t)r->st.correct : 0.0,
+                       e->code ? 1.0 : 0.0,
+                       rank0 && every_s > 0 && now - t_ckpt >= every_s ? 1.0 : 0.0,
+                       mt_run_stop_signal() ? 1.0 : 0.0,
+                       rank0 && mt_run_time_up(r, step_s) ? 1.0 : 0.0};
     mt_coll_sum_doubles(c->world, (double *)&tot, sizeof tot / sizeof(double));
     if (tot.failed > 0) return tot;
     *norm = mt_gradsync_norm(&r->sync);
     double loss = tot.loss_sum / (double)(r->data.global_batch * r->data.shape.y_width);
-    if (!isfinite(loss) || !isfinite(*norm)) return tot; /* the caller stops on it */
+    if (!isfinite(loss) || !isfinite(*norm)) return tot; /* see nan_policy */
     mt_optim_clip(&r->params, r->be, *norm, r->cfg.optim.grad_clip);
-    mt_optim_step(&r->opt, &r->params, r->be, (float)mt_lr_at(&r->cfg, step));
+    /* the schedule follows the updates taken: steps skipped for a NaN do not count */
+    mt_optim_step(&r->opt, &r->params, r->be, (float)mt_lr_at(&r->cfg, r->opt.t));
     return tot;
 }
 
-/* Why a run ends before train.steps: -1 for train.exit_after_steps, else
- * the highest signal number any rank received (0: it goes on). */
+/* A step whose loss or gradient norm is NaN or infinite (every rank saw the
+ * same reduced values): an error under train.nan_policy = stop, or past
+ * train.nan_max_skips consecutive skips; otherwise the step is skipped.
+ * Its gradient is cleared: the models zero theirs by scaling with 0, which
+ * keeps a NaN. */
+static int nan_policy(mt_run *r, double loss, double norm, int64_t step, mt_err *e) {
+    const mt_config *cfg = &r->cfg;
+    int skip = cfg->train.nan_policy == MT_NAN_SKIP;
+    const char *what = isfinite(loss) ? "gradient norm" : "loss";
+    const char *value = isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite";
+    if (skip && r->nan_in_row < cfg->train.nan_max_skips) {
+        r->nan_skips++, r->nan_in_row++;
+        float *zero = calloc(r->params.numel, sizeof *zero);
+        if (!zero) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+        r->be->to_device(r->params.grad, zero, r->params.numel);
+        free(zero);
+        return MT_OK;
+    }
+    if (skip)
+        mt_err_set(e, MT_ERR_NUMERIC,
+                   "%s is %s at step %lld, the %lld%s consecutive step with a NaN or infinite "
+                   "value (train.nan_max_skips = %lld)",
+                   what, value, (long long)step + 1, (long long)r->nan_in_row + 1,
+                   r->nan_in_row == 0   ? "st"
+                   : r->nan_in_row == 1 ? "nd"
+                   : r->nan_in_row == 2 ? "rd"
+                                        : "th",
+                   (long long)cfg->train.nan_max_skips);
+    else
+        mt_err_set(e, MT_ERR_NUMERIC, "%s is %s at step %lld", what, value, (long long)step + 1);
+    mt_err_hint(e, "lower optim.lr, or set optim.grad_clip (e.g. 1.0)%s",
+                skip ? "" : "; train.nan_policy = skip skips such steps");
+    return e->code;
+}
+
+/* Why a run ends before train.steps: a signal's number (the highest any
+ * rank received), STOP_TIME_LIMIT, STOP_AFTER_STEPS, or 0: it goes on. A
+ * run that has just done its last step completes. */
 static int stop_reason(const mt_run *r, const step_totals *tot, int64_t done, int last) {
-    if (tot->signals > 0) { /* a signal on some rank: which one (the highest, if several) */
+    if (last) return 0;
+    if (tot->signals > 0) {
         int sig = mt_run_stop_signal();
         mt_coll_max_ints(r->comm->world, &sig, 1);
-        return last ? 0 : sig;
+        return sig;
     }
+    if (tot->time_up > 0) return STOP_TIME_LIMIT;
     int64_t after = r->cfg.train.exit_after_steps;
-    return after > 0 && done - r->start_step == after && !last ? -1 : 0;
+    return after > 0 && done - r->start_step == after ? STOP_AFTER_STEPS : 0;
+}
+
+/* A signal that arrived during a checkpoint write: the write finished, and
+ * the run stops with that checkpoint (one small reduction per checkpoint). */
+static int signal_after_checkpoint(const mt_run *r) {
+    int sig = mt_run_stop_signal();
+    mt_coll_max_ints(r->comm->world, &sig, 1);
+    return sig;
 }
 
 /* Trains from r->start_step. *stopped is set when the run ends early (see
@@ -112,34 +179,32 @@ static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *
         return mt_comm_agree(r->comm, e);
     }
     for (int64_t step = start; step < steps; step++) {
+        double t_step = mt_wtime(), ckpt_before = r->ckpt_time;
         if (step - start == MT_TIMING_SKIP)
-            t_timed = mt_wtime(), eval_time = 0.0, ckpt_time0 = r->ckpt_time,
-            r->st.pipe.busy_s = 0.0;
+            t_timed = t_step, eval_time = 0.0, ckpt_time0 = r->ckpt_time, r->st.pipe.busy_s = 0.0;
         double norm = 0.0;
-        step_totals tot = train_step(r, step, t_ckpt, &norm, e);
+        step_totals tot = train_step(r, step, t_ckpt, t_step, &norm, e);
         if (tot.failed > 0) return mt_comm_agree(r->comm, e);
         double loss = tot.loss_sum / (double)labels;
-        if (!isfinite(loss) || !isfinite(norm)) { /* every rank saw the same reduced values */
-            mt_err_set(e, MT_ERR_NUMERIC, "%s is %s at step %lld",
-                       isfinite(loss) ? "gradient norm" : "loss",
-                       isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite",
-                       (long long)step + 1);
-            mt_err_hint(e, "lower optim.lr, or set optim.grad_clip (e.g. 1.0)");
-            return e->code;
-        }
+        int skipped = !isfinite(loss) || !isfinite(norm);
+        if (skipped && nan_policy(r, loss, norm, step, e)) return e->code;
+        if (!skipped) r->nan_in_row = 0;
         mt_step_report rep = {.done = step + 1,
                               .epoch = step / r->data.steps_per_epoch,
                               .from = log_from,
                               .loss = loss,
                               .train_acc = tot.correct / (double)labels,
-                              .lr = mt_lr_at(cfg, step),
-                              .norm = norm};
-        r->last.loss = loss, r->last.train_acc = rep.train_acc;
-        r->last.grad_norm = norm, r->last.lr = rep.lr;
+                              .lr = mt_lr_at(cfg, r->opt.t - (skipped ? 0 : 1)),
+                              .norm = norm,
+                              .skipped = skipped};
+        if (!skipped) {
+            r->last.loss = loss, r->last.train_acc = rep.train_acc;
+            r->last.grad_norm = norm, r->last.lr = rep.lr;
+        }
         int64_t done = r->step_done = step + 1;
         int last = done == steps;
         rep.evaluated = last || (cfg->train.eval_every > 0 && done % cfg->train.eval_every == 0);
-        rep.logged = last || done % cfg->run.log_every == 0 || done == 1;
+        rep.logged = last || done % cfg->run.log_every == 0 || done == 1 || skipped;
         if (rep.evaluated) {
             double t0 = mt_wtime();
             rep.ev = evaluate(r);
@@ -160,7 +225,10 @@ static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *
             (last && cfg->checkpoint.save_final) || stop) {
             if (mt_run_save_checkpoint(r, done, e)) return e->code;
             t_ckpt = mt_wtime();
+            if (!stop && !last) stop = signal_after_checkpoint(r);
         }
+        double took = mt_wtime() - t_step - (r->ckpt_time - ckpt_before);
+        if (took > r->step_s_max) r->step_s_max = took;
         if (stop) {
             *stopped = stop;
             r->stop_step = end_step = done;
@@ -179,24 +247,31 @@ static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *
 /* A run ended early (how: see stop_reason): its checkpoint is the result.
  * A signal ends with MT_ERR_STOPPED (75), so a job script can requeue. */
 static int finish_stopped(mt_run *r, double ms_per_step, int how, mt_err *e) {
-    char why[64];
-    if (how < 0)
+    char why[160];
+    const char *reason = how > 0                  ? "preempted"
+                         : how == STOP_TIME_LIMIT ? "time_limit"
+                                                  : "exit_after_steps";
+    if (how == STOP_AFTER_STEPS)
         snprintf(why, sizeof why, "train.exit_after_steps = %lld",
                  (long long)r->cfg.train.exit_after_steps);
+    else if (how == STOP_TIME_LIMIT)
+        snprintf(why, sizeof why, "train.time_limit = %s", r->time_how);
     else
         snprintf(why, sizeof why, "signal SIG%s", sigabbrev_np(how) ? sigabbrev_np(how) : "?");
     int64_t step = r->stop_step;
+    int code = how == STOP_AFTER_STEPS ? 0 : MT_ERR_STOPPED;
     if (r->comm->rank == 0) {
         cJSON *res = cJSON_CreateObject();
         cJSON_AddStringToObject(res, "status", "stopped");
-        cJSON_AddStringToObject(res, "reason", why);
+        cJSON_AddStringToObject(res, "reason", reason);
+        cJSON_AddStringToObject(res, "by", why);
         cJSON_AddNumberToObject(res, "steps", (double)step);
         cJSON_AddStringToObject(res, "checkpoint", r->ckpt_last);
         cJSON_AddNumberToObject(res, "ms_per_step", ms_per_step);
+        cJSON_AddNumberToObject(res, "nan_skips", (double)r->nan_skips);
         mt_run_write_record(r, res, e);
         mt_metrics_close(&r->metrics, e);
-        if (!e->code)
-            mt_run_register_end(r, "ABORT", NULL, step, NULL, why, how > 0 ? MT_ERR_STOPPED : 0, e);
+        if (!e->code) mt_run_register_end(r, "ABORT", NULL, step, NULL, why, reason, code, e);
     }
     if (mt_comm_agree(r->comm, e)) return e->code;
     if (r->comm->rank == 0) {
@@ -206,8 +281,8 @@ static int finish_stopped(mt_run *r, double ms_per_step, int how, mt_err *e) {
         printf("continue with: --set checkpoint.resume=auto\n");
         fflush(stdout);
     }
-    if (how > 0) {
-        mt_err_set(e, MT_ERR_STOPPED,
+    if (code) {
+        mt_err_set(e, code,
                    "stopped by %s at step %lld after writing checkpoint %s (exit status 75: "
                    "requeue the job)",
                    why, (long long)step, r->ckpt_last);
@@ -232,11 +307,13 @@ static int finish_run(mt_run *r, double ms_per_step, const mt_eval *ev, mt_err *
         cJSON_AddNumberToObject(res, "test_loss", ev->loss);
         cJSON_AddNumberToObject(res, "test_accuracy", ev->accuracy);
         cJSON_AddNumberToObject(res, "ms_per_step", ms_per_step);
+        cJSON_AddNumberToObject(res, "nan_skips", (double)r->nan_skips);
         cJSON_AddStringToObject(res, "model", model_path);
         mt_run_write_record(r, res, e);
         mt_metrics_close(&r->metrics, e);
         if (!e->code)
-            mt_run_register_end(r, "COMPLETE", model_path, r->cfg.train.steps, ev, NULL, 0, e);
+            mt_run_register_end(r, "COMPLETE", model_path, r->cfg.train.steps, ev, NULL, NULL, 0,
+                                e);
     }
     if (mt_comm_agree(r->comm, e)) return e->code;
     if (r->comm->rank == 0) mt_run_print_end(r, ms_per_step, ev);

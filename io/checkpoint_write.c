@@ -14,6 +14,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "base/fault.h"
 #include "io/checkpoint_private.h"
 #include "io/files.h"
 #include "io/h5util.h"
@@ -338,6 +339,7 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
         if (c->rank == 0) unlink(tmp);
         return e->code;
     }
+    mt_fault_at(MT_FAULT_CKPT_WRITE, m.step); /* a test aid (base/fault.h) */
     if (c->rank == 0 && mt_file_commit(tmp, path, e)) e->code = MT_ERR_CKPT;
     alarm(0);
     if (mt_comm_agree(c, e)) return e->code;
