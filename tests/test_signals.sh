@@ -46,6 +46,7 @@ TRAIN=(train --config "$REPO/configs/mnist_mlp.ini" --set data.path="$DATA"
     --set train.eval_every=0 --set optim.schedule=cosine --set optim.warmup_steps=3
     --set optim.lr=0.003 --set checkpoint.every_steps=10 --set checkpoint.keep_last=0)
 TABLE=()
+T0=$(date +%s%N) AT=0 STOP="" STOP_RC=""
 
 run_of() { echo "$1/mnist_mlp/$2"; } # RUN_DIR NNNN
 cmp_h5() {                            # label A B MODE
