@@ -69,7 +69,7 @@ static int parse_field(fault *f, const char *key, const char *val) {
 /* One fault "kind:key=val:..." (item is modified). */
 static int parse_fault(char *item, fault *f, mt_err *e) {
     static const char *kinds[] = {"kill", "stall", "nan", "signal"};
-    char *save = NULL, *tok = strtok_r(item, ":", &save);
+    char *rest = item, *tok = strsep(&rest, ":");
     *f = (fault){.kind = F_KILL, .rank = -1, .step = 0, .seconds = -1.0};
     int k = -1;
     for (int i = 0; tok && i < 4; i++)
@@ -79,7 +79,7 @@ static int parse_fault(char *item, fault *f, mt_err *e) {
                           "MPITRAIN_FAULT: unknown fault '%s' (kill, stall, nan, signal)",
                           tok ? tok : "");
     f->kind = (fault_kind)k;
-    while ((tok = strtok_r(NULL, ":", &save))) {
+    while ((tok = strsep(&rest, ":"))) {
         char *eq = strchr(tok, '=');
         if (eq) *eq = '\0';
         if (!eq || parse_field(f, tok, eq + 1))
@@ -104,8 +104,8 @@ int mt_fault_init(const char *spec, int rank, mt_err *e) {
                           sizeof spec_text - 1);
     char buf[sizeof spec_text];
     snprintf(buf, sizeof buf, "%s", spec);
-    char *save = NULL;
-    for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+    char *rest = buf;
+    for (char *item = strsep(&rest, ","); item; item = strsep(&rest, ",")) {
         if (n_faults == MAX_FAULTS)
             return mt_err_set(e, MT_ERR_USAGE, "MPITRAIN_FAULT: more than %d faults", MAX_FAULTS);
         char one[sizeof spec_text];

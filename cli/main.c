@@ -104,6 +104,10 @@ static int cmd_train(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* Whole lines on stdout, whatever it is (a Slurm log takes stdout and
+     * stderr into one file): a block-buffered stdout would be written in
+     * pieces that cut lines, and an error line on stderr could land inside one. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
         usage(stderr);
         return MT_ERR_USAGE;

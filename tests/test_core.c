@@ -1,7 +1,8 @@
 /*
  * test_core.c - counter-based RNG, parameter init, LR schedules and the
  * optimizers against straightforward double-precision references; the
- * checkpoint folder's names and long paths.
+ * checkpoint folder's names and long paths; Slurm's time-left text and
+ * the time budget's rule; MPITRAIN_FAULT's parser.
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -13,7 +14,9 @@
 #include "core/optim.h"
 #include "core/params.h"
 #include "base/rng.h"
+#include "base/fault.h"
 #include "core/split.h"
+#include "core/time_budget.h"
 #include "parallel/pipeline.h"
 #include "io/checkpoint.h"
 #include "kernels/backend.h"
@@ -342,7 +345,79 @@ static void test_split(void) {
           "pipeline slot counts");
 }
 
+static void test_time_budget(void) {
+    static const struct {
+        const char *text;
+        int rc;
+        double s;
+    } cases[] = {{"1-02:03:04\n", 0, 93784},
+                 {"02:03:04", 0, 7384},
+                 {"59:59", 0, 3599},
+                 {"45", 0, 45},
+                 {"0:00", 0, 0},
+                 {" 9:05 \n", 0, 545},
+                 {"UNLIMITED\n", 1, 0},
+                 {"NOT_SET", 1, 0},
+                 {"", -1, 0},
+                 {"1-02:03", -1, 0},
+                 {"1:2:3:4", -1, 0},
+                 {"INVALID", -1, 0},
+                 {"-5", -1, 0},
+                 {"12:xx", -1, 0},
+                 {"3-", -1, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double s = -1;
+        int rc = mt_slurm_time_left(cases[i].text, &s);
+        CHECK(rc == cases[i].rc && (rc != 0 || s == cases[i].s),
+              "squeue time left '%s': rc %d, %g s; want rc %d, %g s", cases[i].text, rc, s,
+              cases[i].rc, cases[i].s);
+    }
+    CHECK(!mt_time_is_up(100, 10, 20, 30) && mt_time_is_up(59.9, 10, 20, 30),
+          "time budget: 100 s left covers a 10 s step + a 20 s checkpoint + 30 s margin; 59.9 does "
+          "not");
+}
+
+static void test_fault_spec(void) {
+    static const char *good[] = {"",
+                                 "kill:rank=1:step=3",
+                                 "stall:rank=0:step=2:seconds=5",
+                                 "nan:step=4",
+                                 "nan:step=4:rank=2",
+                                 "signal:rank=1:step=5:sig=TERM:during=checkpoint",
+                                 "signal:rank=0:step=1:sig=SIGUSR1,nan:step=2"};
+    static const char *bad[] = {"boom",
+                                "kill:step=3",
+                                "kill:rank=1",
+                                "nan:step=0",
+                                "nan:step=x",
+                                "stall:rank=0:step=2:seconds=",
+                                "signal:rank=0:step=1",
+                                "signal:rank=0:step=1:sig=HUP",
+                                "nan:step=1:sig=TERM",
+                                "kill:rank=-1:step=2",
+                                "signal:rank=0:step=1:sig=INT:during=eval",
+                                "nan:step=1,",
+                                "kill:rank=1:step=2:extra"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        mt_err e = {0};
+        CHECK(mt_fault_init(good[i], 1, &e) == MT_OK, "MPITRAIN_FAULT='%s' refused: %s", good[i],
+              e.msg);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        mt_err e = {0};
+        CHECK(mt_fault_init(bad[i], 1, &e) == MT_ERR_USAGE && strstr(e.msg, "MPITRAIN_FAULT"),
+              "MPITRAIN_FAULT='%s' accepted (or not named in the error: '%s')", bad[i], e.msg);
+    }
+    mt_err e = {0};
+    mt_fault_init("nan:step=4:rank=2,nan:step=6", 1, &e);
+    CHECK(!mt_fault_nan(4) && mt_fault_nan(6) && !mt_fault_nan(5),
+          "nan faults fire on the wrong rank or step");
+    mt_fault_init("", 1, &e);
+}
+
 int main(void) {
+    test_time_budget();
+    test_fault_spec();
     test_split();
     test_rng();
     test_ckpt_names();
