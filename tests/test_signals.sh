@@ -49,16 +49,6 @@ TABLE=()
 T0=$(date +%s%N) AT=0 STOP="" STOP_RC=""
 
 run_of() { echo "$1/mnist_mlp/$2"; } # RUN_DIR NNNN
-cmp_h5() {                            # label A B MODE
-    local label=$1
-    shift
-    if "$H5CMP" "$@" >"$TMP/cmp.txt"; then
-        ok "$label ($(tail -1 "$TMP/cmp.txt"))"
-    else
-        bad "$label"
-        sed 's/^/   | /' "$TMP/cmp.txt"
-    fi
-}
 steps_done() { # steps_done CASE: lines of the first run's metrics so far
     local m
     m=$(run_of "$TMP/$1" 0001)/metrics.jsonl
@@ -194,9 +184,10 @@ finish
 stopped $c 75 SIGINT && resumed $c
 row $c "SIGINT to both ranks"
 
-# ---- term_mpirun_T3 / term_mpirun: SIGTERM to mpirun. Rank 0 stalls at step 8
-# for longer than mpirun waits before passing the SIGTERM on, so the run is
-# still there to receive it.
+# ---- term_mpirun_T3 / term_mpirun: SIGTERM to mpirun, which passes it on T s
+# later and sends SIGKILL T s after that. Rank 0 stalls at step 8 (4 s for
+# T = 3, 1 s for T = 1) so that the run is still there when the SIGTERM comes
+# and has stopped before the SIGKILL.
 for T in 3 1; do
     c=term_mpirun$([ $T = 3 ] && echo _T3)
     # the stall ends after the SIGTERM and before the SIGKILL (T s later)
