@@ -27,6 +27,8 @@
 #   second_launcher SIGTERM twice to the launcher while rank 0 stalls (the
 #                   stall fault): the second reaches the ranks as SIGTERM;
 #                   exit 143
+# and, without running anything, the launcher's exit 2 without a GPU and
+# its --dry-run lines for --cpu 2 and three GPUs.
 # The cases whose signal must outlast a wait (mpirun's timeout, the second
 # signal) hold rank 0 in a stall fault at a known step, so the test does not
 # depend on the machine's speed. Every stopped or failed run's output
@@ -274,6 +276,18 @@ grep -q "^mpitrain-local: second SIGTERM: SIGTERM to the ranks" "$TMP/$c.log" &&
 STOP=""
 second_signal $c '[01]'
 STOP=$AT row $c "SIGTERM twice to mpitrain-local"
+
+# ---- the launcher's choices, without running anything
+out=$(CUDA_VISIBLE_DEVICES='' "$LAUNCHER" --bin "$MPITRAIN" train --config x.ini 2>&1)
+rc=$?
+[ $rc = 2 ] && [ "$(echo "$out" | wc -l)" = 1 ] && [[ "$out" == "mpitrain-local: error: no GPU found"* ]] &&
+    ok "launcher: no GPU and no --cpu: exit 2, one line: $out" || bad "launcher without a GPU: exit $rc: $out"
+out=$("$LAUNCHER" --cpu 2 --bin "$MPITRAIN" --dry-run train --config x.ini 2>&1)
+[[ "$out" == *"mpirun -np 2 --"*" -x OMP_NUM_THREADS="*" $MPITRAIN train --config x.ini --set train.device=cpu" ]] &&
+    ok "launcher --cpu 2 --dry-run: ${out##*$'\n'}" || bad "launcher --dry-run: $out"
+out=$(CUDA_VISIBLE_DEVICES=0,1,2 "$LAUNCHER" --bin "$MPITRAIN" --dry-run train --config x.ini 2>&1)
+[[ "$out" == *"mpirun -np 3 "*" train --set train.device=cuda --config x.ini" ]] &&
+    ok "launcher, CUDA_VISIBLE_DEVICES=0,1,2: 3 ranks, train.device=cuda" || bad "launcher with 3 GPUs: $out"
 
 echo
 echo "delays from the signal to the exit ($(env -u OMP_NUM_THREADS nproc) CPUs, $(date +%F)):"
