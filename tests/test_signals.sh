@@ -41,10 +41,10 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 MPITRAIN=$(realpath "$1") H5CMP=$(realpath "$2") REPO=$(realpath "$3") DATA=$(realpath "$4")
 LAUNCHER=$REPO/scripts/mpitrain-local
-N=60
+N=40
 FINAL=step_$(printf %08d $N).h5
 TRAIN=(train --config "$REPO/configs/mnist_mlp.ini" --set data.path="$DATA"
-    --set train.global_batch=1000 --set train.steps="$N" --set run.log_every=1
+    --set train.global_batch=500 --set train.steps="$N" --set run.log_every=1
     --set train.eval_every=0 --set optim.schedule=cosine --set optim.warmup_steps=3
     --set optim.lr=0.003 --set checkpoint.every_steps=10 --set checkpoint.keep_last=0)
 TABLE=()
