@@ -82,3 +82,17 @@ gpt_tokens() {
 # ranks as soon as the first exits non-zero, before they record a status.
 WRAP='o=$1; shift; r=${OMPI_COMM_WORLD_RANK:-0}
 "$@" >"$o/out.$r" 2>"$o/err.$r" </dev/null; echo $? >"$o/status.$r"'
+
+# cmp_h5 LABEL A.h5 B.h5 MODE [TOL]: ok/bad from the test helper h5cmp (path in
+# H5CMP) comparing every tensor of A and B (MODE: --bitwise, --rtol TOL, --nrtol
+# TOL), with h5cmp's last line, or its whole report on a difference.
+cmp_h5() {
+    local label=$1
+    shift
+    if "$H5CMP" "$@" >"$TMP/cmp.txt"; then
+        ok "$label ($(tail -1 "$TMP/cmp.txt"))"
+    else
+        bad "$label"
+        sed 's/^/   | /' "$TMP/cmp.txt"
+    fi
+}
