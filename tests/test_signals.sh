@@ -96,15 +96,13 @@ finish() {
     STOP_RC=$RC
     DT=$(awk -v a="$T0" -v b="$(date +%s%N)" 'BEGIN {printf "%.2f", (b - a) / 1e9}')
 }
-# error_line CASE PATTERN: the output holds "mpitrain: error: PATTERN" starting a
-# line. mpirun relays a rank's stdout and stderr separately, so the line can be
-# glued to the end of a progress line still in transit: that counts, and is said.
+# error_line CASE PATTERN: the output (2>&1) holds "mpitrain: error: PATTERN"
+# starting a line (stdout is line-buffered: a progress line is written whole,
+# so mpirun's relay cannot cut one and glue the error line to it).
 error_line() {
     local log=$TMP/$1.log
     if grep -aq "^mpitrain: error: $2" "$log"; then
         ok "$1: error line: $(grep -a -m1 "^mpitrain: error: $2" "$log" | cut -c1-110)..."
-    elif grep -aq "mpitrain: error: $2" "$log"; then
-        ok "$1: error line (mpirun glued it after a partial progress line): $(grep -ao -m1 "mpitrain: error: $2.*" "$log" | cut -c1-80)..."
     else
         bad "$1: no line 'mpitrain: error: $2' in the output"
         grep -av '^step ' "$log" | tail -12 | sed 's/^/   | /'
