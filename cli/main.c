@@ -89,6 +89,7 @@ static int cmd_train(int argc, char **argv) {
         }
     mt_err e = {0};
     mt_comm comm;
+    mt_train_catch_signals();
     if (mt_comm_init(&comm, &argc, &argv, &e)) {
         mt_err_print(&e);
         return e.code;

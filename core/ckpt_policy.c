@@ -25,6 +25,17 @@ int mt_run_writes_checkpoints(const mt_config *cfg) {
 }
 
 /* Rank 0 picks and checks the checkpoint; then every rank reads its part. */
+/* Rank 0: a run stopped by a second signal in the middle of a checkpoint
+ * write left its temporary in its own folder, which the resumed run (in a
+ * new run folder) would never clean otherwise. */
+static void remove_temporaries_beside(const char *ckpt) {
+    char dir[MT_CKPT_PATH];
+    snprintf(dir, sizeof dir, "%s", ckpt);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    mt_ckpt_remove_temporaries(slash ? dir : ".", stdout);
+}
+
 int mt_run_resume(mt_run *r, mt_err *e) {
     const mt_comm *c = r->comm;
     mt_ckpt_info info = {0};
@@ -38,6 +49,7 @@ int mt_run_resume(mt_run *r, mt_err *e) {
         /* without a .sha256 beside it, hash it here: the registry names the parent by it */
         if (!e->code && r->resume_path[0] && !r->resume_sha[0] && r->cfg.registry.enabled)
             mt_sha256_file(r->resume_path, r->resume_sha, e);
+        if (!e->code && r->resume_path[0]) remove_temporaries_beside(r->resume_path);
         fflush(stdout);
     }
     if (mt_comm_agree(c, e)) return e->code;

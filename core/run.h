@@ -160,6 +160,8 @@ int mt_run_time_up(mt_run *r, double step_s);
 
 /* signals.c */
 void mt_run_catch_signals(void);
+/* The run has ended with status code: a second signal exits with it. */
+void mt_run_signals_finished(int code);
 /* The first stop signal received (SIGTERM, SIGINT, SIGUSR1, SIGUSR2), or 0. */
 int mt_run_stop_signal(void);
 

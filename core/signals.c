@@ -9,8 +9,10 @@
  * checkpoint is written lets that write finish: the handler only records it.
  *
  * A second SIGTERM or SIGINT means "now": the rank writes one line and
- * exits 128 + the signal's number at once. Checkpoints are written to a
- * temporary name and renamed into place, so the newest complete one stays.
+ * exits 128 + the signal's number at once; once the run has ended (records
+ * written, MPI finishing), it exits with the run's status instead. The
+ * handlers are installed before MPI_Init, so an early signal is not fatal. Checkpoints are written
+ * to a temporary name and renamed into place, so the newest complete one stays.
  */
 #include <signal.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 #include "core/run.h"
 
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t finished = -1; /* the run's exit status once it has ended */
 
 /* Only async-signal-safe calls here: write and _exit. */
 static void exit_now(int sig) {
@@ -33,12 +36,24 @@ static void exit_now(int sig) {
     _exit(128 + sig);
 }
 
+/* A second signal after the run ended (its checkpoint and records are
+ * written; MPI is finishing): the run's own status, not a false alarm. */
+static void exit_finished(void) {
+    static const char msg[] = "mpitrain: a second stop signal after the run ended: exiting with "
+                              "the run's status\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+    _exit(finished);
+}
+
 static void on_stop_signal(int sig) {
     if (!stop_signal) {
         stop_signal = sig;
         return;
     }
-    if (sig == SIGTERM || sig == SIGINT) exit_now(sig);
+    if (sig != SIGTERM && sig != SIGINT) return;
+    if (finished >= 0) exit_finished();
+    exit_now(sig);
 }
 
 void mt_run_catch_signals(void) {
@@ -49,6 +64,10 @@ void mt_run_catch_signals(void) {
     sa.sa_flags = SA_RESTART;
     const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+}
+
+void mt_run_signals_finished(int code) {
+    finished = code;
 }
 
 int mt_run_stop_signal(void) {

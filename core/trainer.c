@@ -123,13 +123,9 @@ static int nan_policy(mt_run *r, double loss, double norm, int64_t step, mt_err 
     }
     if (skip)
         mt_err_set(e, MT_ERR_NUMERIC,
-                   "%s is %s at step %lld, the %lld%s consecutive step with a NaN or infinite "
-                   "value (train.nan_max_skips = %lld)",
+                   "%s is %s at step %lld: %lld steps in a row with a NaN or infinite value, "
+                   "more than train.nan_max_skips = %lld",
                    what, value, (long long)step + 1, (long long)r->nan_in_row + 1,
-                   r->nan_in_row == 0   ? "st"
-                   : r->nan_in_row == 1 ? "nd"
-                   : r->nan_in_row == 2 ? "rd"
-                                        : "th",
                    (long long)cfg->train.nan_max_skips);
     else
         mt_err_set(e, MT_ERR_NUMERIC, "%s is %s at step %lld", what, value, (long long)step + 1);
@@ -320,6 +316,10 @@ static int finish_run(mt_run *r, double ms_per_step, const mt_eval *ev, mt_err *
     return MT_OK;
 }
 
+void mt_train_catch_signals(void) {
+    mt_run_catch_signals();
+}
+
 int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e) {
     mt_run *r = calloc(1, sizeof *r);
     if (!r) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
@@ -347,5 +347,6 @@ int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e) {
     }
     mt_run_release(r);
     free(r);
+    mt_run_signals_finished(e->code);
     return e->code;
 }

@@ -16,6 +16,9 @@ typedef struct {
     int n_overrides;
 } mt_train_args;
 
+/* Installs the stop signals' handlers (core/signals.c); called before
+ * MPI_Init, so that a signal in the first moments of a job is not fatal. */
+void mt_train_catch_signals(void);
 int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e);
 
 #endif

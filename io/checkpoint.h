@@ -166,5 +166,9 @@ int mt_ckpt_set_latest(const char *dir, const char *name, mt_err *e);
 typedef void (*mt_ckpt_removed_fn)(const char *path, const char *sha256, void *ctx);
 int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE *log,
                    mt_ckpt_removed_fn removed, void *ctx, mt_err *e);
+/* Deletes the temporaries of the naming scheme in dir that writers left when
+ * they died (a writer on this host still alive keeps its own), printing each
+ * to log. */
+void mt_ckpt_remove_temporaries(const char *dir, FILE *log);
 
 #endif

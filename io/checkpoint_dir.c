@@ -170,7 +170,7 @@ int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE 
     char latest[NAME_LEN];
     mt_ckpt_latest(dir, latest, sizeof latest);
     int64_t keep_latest = latest[0] ? mt_ckpt_parse_name(latest) : -1;
-    char name[NAME_LEN], path[MT_CKPT_PATH];
+    char name[NAME_LEN];
     /* Files newer than `latest` were never committed (a writer died between
      * rename and pointer); they are neither counted nor deleted. */
     int committed = n;
@@ -185,6 +185,12 @@ int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE 
     }
     free(steps);
     /* temporaries left by writers that died; this process's own are gone by now */
+    mt_ckpt_remove_temporaries(dir, log);
+    return e->code;
+}
+
+void mt_ckpt_remove_temporaries(const char *dir, FILE *log) {
+    char path[MT_CKPT_PATH];
     DIR *d = opendir(dir);
     mt_err too_long = {0}; /* such a name cannot be one of ours: skip it */
     for (struct dirent *de; d && (de = readdir(d));)
@@ -194,5 +200,4 @@ int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE 
                 fprintf(log, "checkpoint: removed %s (left by an interrupted write)\n", path);
         }
     if (d) closedir(d);
-    return e->code;
 }

@@ -10,7 +10,7 @@
 #   - fail=0, ok MSG and bad MSG (prints a FAIL line, sets fail=1): scripts
 #     end with `exit $fail`;
 #   - helpers below: out_has, must_succeed, losses, gpt_tokens, WRAP,
-#     slurm_up / slurm_down (a single-node Slurm of the test's own).
+#     slurm_up / slurm_down (a single-node Slurm of the test's own), cmp_h5.
 # shellcheck shell=bash disable=SC2034  # fail, GPT_TINY, WRAP: for the scripts
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
@@ -161,4 +161,18 @@ slurm_down() {
     for _ in $(seq 50); do kill -0 "${pids[@]}" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "${pids[@]}" 2>/dev/null
     return 0
+}
+
+# cmp_h5 LABEL A.h5 B.h5 MODE [TOL]: ok/bad from the test helper h5cmp (path in
+# H5CMP) comparing every tensor of A and B (MODE: --bitwise, --rtol TOL, --nrtol
+# TOL), with h5cmp's last line, or its whole report on a difference.
+cmp_h5() {
+    local label=$1
+    shift
+    if "$H5CMP" "$@" >"$TMP/cmp.txt"; then
+        ok "$label ($(tail -1 "$TMP/cmp.txt"))"
+    else
+        bad "$label"
+        sed 's/^/   | /' "$TMP/cmp.txt"
+    fi
 }

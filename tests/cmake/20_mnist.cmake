@@ -48,3 +48,11 @@ foreach(mode exact layout crash signal corrupt retention cli)
   set_tests_properties(ckpt_${mode} PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 300
                        ENVIRONMENT "${MT_MPI_ENV};OMP_NUM_THREADS=1")
 endforeach()
+
+# Stopping by signal, every way one arrives (tests/test_signals.sh,
+# docs/SIGNALS.md): ranks, mpirun, scripts/mpitrain-local, the fault hook.
+add_test(NAME signals
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_signals.sh $<TARGET_FILE:mpitrain>
+                 $<TARGET_FILE:h5cmp> ${CMAKE_SOURCE_DIR} ${MT_MNIST})
+set_tests_properties(signals PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 300
+                     ENVIRONMENT "${MT_MPI_ENV};OMP_NUM_THREADS=1")
