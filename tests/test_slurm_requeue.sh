@@ -150,9 +150,12 @@ else
     bad "B: no stop with a checkpoint after SIGUSR1 (job $JOB_B)"
     show_log "$TMP/B.out"
 fi
-grep -q "^mpitrain: error: stopped by signal SIGUSR1 at step $S .*(exit status 75" "$TMP/B.out" &&
-    grep -q "^mpitrain.sbatch: job $JOB_B restart 0: .* stopped after a checkpoint (exit 75): requeueing" "$TMP/B.out" &&
-    ok "B: exit 75, the template requeued the job" || bad "B: no exit 75 + requeue in the log"
+if grep -q "^mpitrain: error: stopped by signal SIGUSR1 at step $S .*(exit status 75" "$TMP/B.out" &&
+    grep -q "^mpitrain.sbatch: job $JOB_B restart 0: .* stopped after a checkpoint (exit 75): requeueing" "$TMP/B.out"; then
+    ok "B: exit 75, the template requeued the job"
+else
+    bad "B: no exit 75 + requeue in the log"
+fi
 if [ "$(job_field "$JOB_B" Restarts)" = 1 ] && [ "$(job_field "$JOB_B" ExitCode)" = 0:0 ] &&
     grep -q "^mpitrain.sbatch: job $JOB_B restart 1: .* mpitrain completed" "$TMP/B.out"; then
     ok "B: requeued once (Restarts=1, SLURM_RESTART_COUNT 1 in the log), completed ${t_b} s after the signal"
@@ -160,9 +163,11 @@ else
     bad "B: Restarts=$(job_field "$JOB_B" Restarts) ExitCode=$(job_field "$JOB_B" ExitCode) $(job_field "$JOB_B" JobState)"
     show_log "$TMP/B.out"
 fi
-grep -q "^resume: from $(run_of B 0001)/checkpoints/step_$(printf %08d "$S").h5 (step $S of run" "$TMP/B.out" &&
-    ok "B: the requeued job resumed from step $S (same output file, appended)" ||
+if grep -q "^resume: from $(run_of B 0001)/checkpoints/step_$(printf %08d "$S").h5 (step $S of run" "$TMP/B.out"; then
+    ok "B: the requeued job resumed from step $S (same output file, appended)"
+else
     bad "B: no 'resume: from ... (step $S' line"
+fi
 if out=$(registry_ends B preempted); then ok "B: registry: $out"; else
     bad "B: registry records"
     echo "$out" | tail -3 | sed 's/^/   | /'
