@@ -94,17 +94,6 @@ sys.exit(0 if worst <= 1e-5 else 1)
 PY
 }
 
-cmp_h5() { # label A B MODE [TOL]
-    local label=$1
-    shift
-    if "$H5CMP" "$@" >"$TMP/cmp.txt"; then
-        ok "$label ($(tail -1 "$TMP/cmp.txt"))"
-    else
-        bad "$label"
-        sed 's/^/   | /' "$TMP/cmp.txt"
-    fi
-}
-
 run_of() { echo "$1/mnist_mlp/$2"; } # RUN_DIR NNNN
 
 # ---------------------------------------------------------------- exact
