@@ -50,8 +50,11 @@ static int parse_field(fault *f, const char *key, const char *val) {
         if (parse_int(val, 1, &x)) return -1;
         f->step = x;
     } else if (strcmp(key, "seconds") == 0 && f->kind == F_STALL) {
-        if (parse_int(val, 0, &x)) return -1;
-        f->seconds = (double)x;
+        char *end;
+        errno = 0;
+        double sec = strtod(val, &end);
+        if (errno || end == val || *end || !(sec >= 0 && sec < 1e9)) return -1;
+        f->seconds = sec;
     } else if (strcmp(key, "sig") == 0 && f->kind == F_SIGNAL) {
         if (strncmp(val, "SIG", 3) == 0) val += 3;
         for (size_t i = 0; i < sizeof sig_names / sizeof sig_names[0]; i++)
@@ -128,7 +131,7 @@ static void stall(double seconds) {
     if (seconds < 0) {
         for (;;) pause(); /* a stop signal is recorded; a second TERM still exits */
     }
-    struct timespec left = {(time_t)seconds, 0};
+    struct timespec left = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
     while (nanosleep(&left, &left) != 0 && errno == EINTR) {
     }
 }

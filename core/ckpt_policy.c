@@ -27,13 +27,16 @@ int mt_run_writes_checkpoints(const mt_config *cfg) {
 /* Rank 0 picks and checks the checkpoint; then every rank reads its part. */
 /* Rank 0: a run stopped by a second signal in the middle of a checkpoint
  * write left its temporary in its own folder, which the resumed run (in a
- * new run folder) would never clean otherwise. */
+ * new run folder) would never clean otherwise. That folder may belong to a
+ * run still alive on another host (a branch from its checkpoint), whose
+ * writer the process check cannot see: only temporaries untouched for a
+ * minute go (a live writer keeps writing into its own). */
 static void remove_temporaries_beside(const char *ckpt) {
     char dir[MT_CKPT_PATH];
     snprintf(dir, sizeof dir, "%s", ckpt);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
-    mt_ckpt_remove_temporaries(slash ? dir : ".", stdout);
+    mt_ckpt_remove_temporaries(slash ? dir : ".", 60.0, stdout);
 }
 
 int mt_run_resume(mt_run *r, mt_err *e) {
@@ -124,7 +127,7 @@ static void meta_of(const mt_run *r, int64_t done, mt_ckpt_meta *m) {
     m->seed = cfg->run.seed;
     m->optim_steps = r->opt.t;
     m->lr_last = r->last.lr;
-    m->lr_next = mt_lr_at(cfg, done);
+    m->lr_next = mt_lr_at(cfg, r->opt.t); /* steps skipped for a NaN do not advance it */
     m->loss = r->last.loss;
     m->train_acc = r->last.train_acc;
     m->grad_norm = r->last.grad_norm;
@@ -181,8 +184,13 @@ int mt_run_save_checkpoint(mt_run *r, int64_t done, mt_err *e) {
     meta_of(r, done, &m);
     char name[64], path[MT_CKPT_PATH + 64], sha[72] = "";
     mt_ckpt_name(done, name, sizeof name);
-    snprintf(path, sizeof path, "%s/%s", r->ckpt_dir, name);
     double write_s = 0.0;
+    /* a run configured to write none still checkpoints when a signal or
+     * train.time_limit stops it: its folder is made now */
+    if (c->rank == 0 && !r->ckpt_dir[0] &&
+        !mt_resume_ckpt_dir(&r->cfg, r->run_dir, r->ckpt_dir, sizeof r->ckpt_dir, e))
+        mt_mkdirs(r->ckpt_dir, e);
+    snprintf(path, sizeof path, "%s/%s", r->ckpt_dir, name);
     mt_run_state_to_host(r);
     mt_state_views sv;
     mt_state_views_build(&sv, r->hp, r->hopt, e);

@@ -73,7 +73,7 @@ static void print_files(const mt_run *r) {
                "%.3e)\n",
                r->resume_path, (long long)r->resumed.step, r->resumed.run_id,
                (long long)r->resumed.epoch, (long long)r->resumed.samples_seen,
-               mt_lr_at(cfg, r->resumed.step));
+               mt_lr_at(cfg, r->opt.t)); /* the schedule follows optimizer steps */
         if (strcmp(r->resumed.data_sha256, r->data.sha256) != 0)
             printf("warning: the data file differs from the one the checkpoint was trained on "
                    "(sha256 %.16s... then, %.16s... now)\n",
@@ -108,10 +108,12 @@ void mt_run_print_header(const mt_run *r) {
     printf("training: %lld steps of %lld %s (%lld per replica), %lld steps per epoch\n",
            (long long)cfg->train.steps, (long long)cfg->train.global_batch, r->data.row_unit,
            (long long)r->data.local_batch, (long long)r->data.steps_per_epoch);
-    if (r->time_how[0])
+    if (r->time_left0 > 0)
         printf("time limit: %s; the run stops with a checkpoint while one more step, a checkpoint "
                "write and %g s (train.time_margin) still fit\n",
                r->time_how, cfg->train.time_margin);
+    else if (r->time_how[0])
+        printf("time limit: %s\n", r->time_how);
     if (cfg->train.nan_policy == MT_NAN_SKIP)
         printf("NaN policy: skip steps whose loss or gradient norm is NaN or infinite, at most "
                "%lld in a row\n",

@@ -155,8 +155,9 @@ void mt_run_print_end(const mt_run *r, double ms_per_step, const mt_eval *ev);
 /* Reads train.time_limit (auto: the Slurm job's time left, on rank 0). */
 int mt_run_time_budget(mt_run *r, mt_err *e);
 /* Rank 0: 1 when the run should stop after this step (one more step of
- * step_s seconds, a checkpoint and train.time_margin no longer fit). */
-int mt_run_time_up(mt_run *r, double step_s);
+ * step_s seconds, a checkpoint — two when this step writes one too,
+ * ckpt_due — and train.time_margin no longer fit). */
+int mt_run_time_up(mt_run *r, double step_s, int ckpt_due);
 
 /* signals.c */
 void mt_run_catch_signals(void);

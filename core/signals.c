@@ -9,10 +9,13 @@
  * checkpoint is written lets that write finish: the handler only records it.
  *
  * A second SIGTERM or SIGINT means "now": the rank writes one line and
- * exits 128 + the signal's number at once; once the run has ended (records
- * written, MPI finishing), it exits with the run's status instead. The
- * handlers are installed before MPI_Init, so an early signal is not fatal. Checkpoints are written
- * to a temporary name and renamed into place, so the newest complete one stays.
+ * exits 128 + the signal's number at once. A SIGUSR1/2 does not count:
+ * after Slurm's USR1 warning, the time limit's SIGTERM is the first, and a
+ * checkpoint under way may use Slurm's KillWait to finish. Once the run has
+ * ended (records written, MPI finishing), a second signal exits with the
+ * run's status instead. Checkpoints are written to a temporary name and
+ * renamed into place, so the newest complete one stays. The handlers are
+ * installed before MPI_Init, so an early signal is not fatal.
  */
 #include <signal.h>
 #include <string.h>
@@ -21,6 +24,7 @@
 #include "core/run.h"
 
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t terms;         /* SIGTERMs and SIGINTs received */
 static volatile sig_atomic_t finished = -1; /* the run's exit status once it has ended */
 
 /* Only async-signal-safe calls here: write and _exit. */
@@ -46,12 +50,11 @@ static void exit_finished(void) {
     _exit(finished);
 }
 
+/* The handlers block each other (sa_mask), so this never nests. */
 static void on_stop_signal(int sig) {
-    if (!stop_signal) {
-        stop_signal = sig;
-        return;
-    }
+    if (!stop_signal) stop_signal = sig;
     if (sig != SIGTERM && sig != SIGINT) return;
+    if (terms++ == 0) return;
     if (finished >= 0) exit_finished();
     exit_now(sig);
 }
@@ -60,9 +63,10 @@ void mt_run_catch_signals(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
     const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2};
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaddset(&sa.sa_mask, sigs[i]);
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
 }
 

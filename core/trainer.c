@@ -60,11 +60,15 @@ static mt_eval evaluate(mt_run *r) {
     return ev;
 }
 
-/* MPITRAIN_FAULT's nan (base/fault.h): this rank's loss and gradient NaN. */
-static void inject_nan(mt_run *r) {
-    const float nan = NAN;
-    r->st.loss = NAN;
-    r->be->to_device(r->params.grad, &nan, 1);
+/* Rank 0: whether step `done` writes a checkpoint of its own (every_steps,
+ * every_seconds; since_ckpt: seconds since the last one), which the time
+ * budget must then also fit. */
+static int ckpt_now(const mt_run *r, int64_t done, double since_ckpt) {
+    const mt_config *cfg = &r->cfg;
+    int64_t every = cfg->checkpoint.every_steps;
+    double every_s = cfg->checkpoint.every_seconds;
+    return (every > 0 && done % every == 0) || (every_s > 0 && since_ckpt >= every_s) ||
+           (done == cfg->train.steps && cfg->checkpoint.save_final);
 }
 
 /* One training step: the replica's batch through the pipeline, the
@@ -79,19 +83,23 @@ static step_totals train_step(mt_run *r, int64_t step, double t_ckpt, double t0,
     mt_fault_at(MT_FAULT_STEP_BEGIN, step + 1); /* a test aid (base/fault.h) */
     mt_model_batch b = mt_batches_step(&r->data, step);
     float scale = 1.0f / (float)(r->data.global_batch * r->data.shape.y_width);
+    /* MPITRAIN_FAULT's nan: NaN through the whole backward (from the loss's
+     * gradient, on the last stage) and in this rank's gradient (any stage) */
+    int nan = mt_fault_nan(step + 1);
     r->st.loss = r->st.correct = 0.0;
-    mt_stage_train(&r->st, &b, scale); /* every micro-batch's forward and backward */
-    if (mt_fault_nan(step + 1)) inject_nan(r);
+    mt_stage_train(&r->st, &b, nan ? NAN : scale); /* every micro-batch's forward and backward */
+    if (nan) r->st.loss = NAN, r->be->scale(r->params.grad, NAN, r->params.numel);
     mt_gradsync_reduce(&r->sync); /* tied copies, then over the replicas */
     double every_s = r->cfg.checkpoint.every_seconds, now = mt_wtime();
     int rank0 = c->rank == 0, reports = mt_stage_reports(&r->st);
     double step_s = r->step_s_max > now - t0 ? r->step_s_max : now - t0;
-    step_totals tot = {reports ? r->st.loss : 0.0,
-                       reports ? (double)(int64_t)r->st.correct : 0.0,
-                       e->code ? 1.0 : 0.0,
-                       rank0 && every_s > 0 && now - t_ckpt >= every_s ? 1.0 : 0.0,
-                       mt_run_stop_signal() ? 1.0 : 0.0,
-                       rank0 && mt_run_time_up(r, step_s) ? 1.0 : 0.0};
+    step_totals tot = {
+        reports ? r->st.loss : 0.0,
+        reports ? (double)(int64_t)r->st.correct : 0.0,
+        e->code ? 1.0 : 0.0,
+        rank0 && every_s > 0 && now - t_ckpt >= every_s ? 1.0 : 0.0,
+        mt_run_stop_signal() ? 1.0 : 0.0,
+        rank0 && mt_run_time_up(r, step_s, ckpt_now(r, step + 1, now - t_ckpt)) ? 1.0 : 0.0};
     mt_coll_sum_doubles(c->world, (double *)&tot, sizeof tot / sizeof(double));
     if (tot.failed > 0) return tot;
     *norm = mt_gradsync_norm(&r->sync);
@@ -105,9 +113,9 @@ static step_totals train_step(mt_run *r, int64_t step, double t_ckpt, double t0,
 
 /* A step whose loss or gradient norm is NaN or infinite (every rank saw the
  * same reduced values): an error under train.nan_policy = stop, or past
- * train.nan_max_skips consecutive skips; otherwise the step is skipped.
- * Its gradient is cleared: the models zero theirs by scaling with 0, which
- * keeps a NaN. */
+ * train.nan_max_skips consecutive skips; otherwise the step is skipped and
+ * its gradient cleared (the models' own buffers clear with a scale by 0,
+ * which turns NaN and Inf into 0; kernels/backend.h). */
 static int nan_policy(mt_run *r, double loss, double norm, int64_t step, mt_err *e) {
     const mt_config *cfg = &r->cfg;
     int skip = cfg->train.nan_policy == MT_NAN_SKIP;
@@ -115,10 +123,7 @@ static int nan_policy(mt_run *r, double loss, double norm, int64_t step, mt_err 
     const char *value = isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite";
     if (skip && r->nan_in_row < cfg->train.nan_max_skips) {
         r->nan_skips++, r->nan_in_row++;
-        float *zero = calloc(r->params.numel, sizeof *zero);
-        if (!zero) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
-        r->be->to_device(r->params.grad, zero, r->params.numel);
-        free(zero);
+        r->be->scale(r->params.grad, 0.0f, r->params.numel); /* NaN and Inf too */
         return MT_OK;
     }
     if (skip)

@@ -167,8 +167,9 @@ typedef void (*mt_ckpt_removed_fn)(const char *path, const char *sha256, void *c
 int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE *log,
                    mt_ckpt_removed_fn removed, void *ctx, mt_err *e);
 /* Deletes the temporaries of the naming scheme in dir that writers left when
- * they died (a writer on this host still alive keeps its own), printing each
- * to log. */
-void mt_ckpt_remove_temporaries(const char *dir, FILE *log);
+ * they died (a writer on this host still alive keeps its own, and so does
+ * any temporary modified less than min_age seconds ago), printing each to
+ * log. */
+void mt_ckpt_remove_temporaries(const char *dir, double min_age, FILE *log);
 
 #endif

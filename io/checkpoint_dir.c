@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "io/checkpoint_private.h"
@@ -185,17 +186,20 @@ int mt_ckpt_retain(const char *dir, int64_t keep_last, int64_t keep_every, FILE 
     }
     free(steps);
     /* temporaries left by writers that died; this process's own are gone by now */
-    mt_ckpt_remove_temporaries(dir, log);
+    mt_ckpt_remove_temporaries(dir, 0.0, log);
     return e->code;
 }
 
-void mt_ckpt_remove_temporaries(const char *dir, FILE *log) {
+void mt_ckpt_remove_temporaries(const char *dir, double min_age, FILE *log) {
     char path[MT_CKPT_PATH];
     DIR *d = opendir(dir);
     mt_err too_long = {0}; /* such a name cannot be one of ours: skip it */
+    time_t now = time(NULL);
+    struct stat st;
     for (struct dirent *de; d && (de = readdir(d));)
         if (stale_temporary(de->d_name) &&
-            !mt_ckpt_path(path, sizeof path, &too_long, "%s/%s", dir, de->d_name)) {
+            !mt_ckpt_path(path, sizeof path, &too_long, "%s/%s", dir, de->d_name) &&
+            stat(path, &st) == 0 && difftime(now, st.st_mtime) >= min_age) {
             if (unlink(path) == 0 && log)
                 fprintf(log, "checkpoint: removed %s (left by an interrupted write)\n", path);
         }

@@ -112,7 +112,8 @@ typedef struct mt_backend {
 
     /* sum of squares in double, fixed reduction order */
     double (*sumsq)(const float *x, size_t n);
-    /* x *= s */
+    /* x *= s; with s = 0 a NaN or Inf becomes 0 as well (scale by 0 clears a
+     * buffer, even after a NaN step: train.nan_policy = skip relies on it) */
     void (*scale)(float *x, float s, size_t n);
 
     /* AdamW on n elements (PyTorch's formulation): p *= 1 - lr*wd, then the

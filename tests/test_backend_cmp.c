@@ -197,6 +197,16 @@ static void test_add_scale(void) {
     gpu->scale(da, -0.37f, n);
     float *r3 = down(da, n);
     expect("scale", "x", r3, ac, n, TOL_FP32);
+    /* scale by 0 clears NaN and Inf too (train.nan_policy = skip) */
+    ac[0] = NAN, ac[1] = INFINITY, ac[2] = -INFINITY, ac[3] = -2.5f;
+    gpu->to_device(da, ac, 4);
+    cpu->scale(ac, 0.0f, n);
+    gpu->scale(da, 0.0f, n);
+    float *r4 = down(da, n);
+    expect("scale by 0", "x", r4, ac, n, 0.0);
+    CHECK(ac[0] == 0.0f && ac[1] == 0.0f && ac[2] == 0.0f && ac[3] == 0.0f,
+          "scale by 0 left %g %g %g %g", ac[0], ac[1], ac[2], ac[3]);
+    free(r4);
     free(a), free(b), free(oc), free(o0), free(r), free(ac), free(r2), free(r3);
     gpu->free(da), gpu->free(db), gpu->free(dout);
 }

@@ -5,6 +5,7 @@
  * the time budget's rule; MPITRAIN_FAULT's parser.
  */
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -377,10 +378,22 @@ static void test_time_budget(void) {
           "not");
 }
 
+/* scale by 0 clears a buffer even where a NaN step left NaN or Inf, and
+ * keeps x * 0 (its sign of zero) for finite x, as before */
+static void test_scale_zero(void) {
+    const mt_backend *be = mt_backend_cpu();
+    float x[5] = {NAN, INFINITY, -INFINITY, -2.5f, 3.0f};
+    be->scale(x, 0.0f, 5);
+    CHECK(x[0] == 0.0f && x[1] == 0.0f && x[2] == 0.0f && x[3] == 0.0f && x[4] == 0.0f &&
+              signbit(x[3]) && !signbit(x[4]),
+          "scale by 0: %g %g %g %g %g", x[0], x[1], x[2], x[3], x[4]);
+}
+
 static void test_fault_spec(void) {
     static const char *good[] = {"",
                                  "kill:rank=1:step=3",
                                  "stall:rank=0:step=2:seconds=5",
+                                 "stall:rank=0:step=2:seconds=1.5",
                                  "nan:step=4",
                                  "nan:step=4:rank=2",
                                  "signal:rank=1:step=5:sig=TERM:during=checkpoint",
@@ -391,6 +404,7 @@ static void test_fault_spec(void) {
                                 "nan:step=0",
                                 "nan:step=x",
                                 "stall:rank=0:step=2:seconds=",
+                                "stall:rank=0:step=2:seconds=-1",
                                 "signal:rank=0:step=1",
                                 "signal:rank=0:step=1:sig=HUP",
                                 "nan:step=1:sig=TERM",
@@ -417,6 +431,7 @@ static void test_fault_spec(void) {
 
 int main(void) {
     test_time_budget();
+    test_scale_zero();
     test_fault_spec();
     test_split();
     test_rng();

@@ -54,4 +54,19 @@ case_ "train.time_limit reached" 75 -- --set train.time_limit=1 --set train.time
 case_ "second SIGTERM during the checkpoint write" 143 \
     MPITRAIN_FAULT=signal:rank=0:step=2:sig=TERM,signal:rank=0:step=2:sig=TERM:during=checkpoint -- \
     --set checkpoint.every_steps=2
+
+# A rank killed outright (MPITRAIN_FAULT kill) prints nothing itself: the
+# launcher ends the job and says which rank died (a watchdog that names a
+# stalled rank is issue 16's); no hang, and the checkpoint before it stays.
+log=$TMP/kill.log
+MPITRAIN_FAULT=kill:rank=1:step=4 timeout -k 5 60 mpirun -np 2 "$MPITRAIN" train "${BASE[@]}" \
+    --set run.dir="$TMP/kill" --set checkpoint.every_steps=2 >"$log" 2>&1 </dev/null
+rc=$?
+if [ $rc != 0 ] && [ $rc != 124 ] && grep -q 'exited on signal 9' "$log" &&
+    "$MPITRAIN" ckpt verify "$TMP/kill/mnist_mlp/0001/checkpoints/step_00000002.h5" >/dev/null 2>&1; then
+    ok "rank 1 killed at step 4: mpirun exits $rc and names it; the checkpoint of step 2 verifies"
+else
+    bad "rank 1 killed at step 4: exit $rc"
+    tail -6 "$log" | sed 's/^/   | /'
+fi
 exit $fail

@@ -186,12 +186,13 @@ row $c "SIGINT to both ranks"
 
 # ---- term_mpirun_T3 / term_mpirun: SIGTERM to mpirun, which passes it on T s
 # later and sends SIGKILL T s after that. Rank 0 stalls at step 8 (4 s for
-# T = 3, 1 s for T = 1) so that the run is still there when the SIGTERM comes
-# and has stopped before the SIGKILL.
+# T = 3, 1.5 s for T = 1) so that the run is still there when the SIGTERM
+# comes (T s after the signal, which follows the stall's start by less than
+# the 0.05 s polling) and has stopped before the SIGKILL (2T s).
 for T in 3 1; do
     c=term_mpirun$([ $T = 3 ] && echo _T3)
     # the stall ends after the SIGTERM and before the SIGKILL (T s later)
-    envs=(MPITRAIN_FAULT=stall:rank=0:step=8:seconds=1)
+    envs=(MPITRAIN_FAULT=stall:rank=0:step=8:seconds=1.5)
     [ $T = 3 ] && envs=(MPITRAIN_FAULT=stall:rank=0:step=8:seconds=4 OMPI_MCA_odls_base_sigkill_timeout=3)
     start $c "${envs[@]}" -- "${mpirun_cmd[@]}" --set run.dir="$TMP/$c"
     if await_steps $c 7; then

@@ -267,6 +267,11 @@ static void cpu_from_bf16(float *dst, const uint16_t *src, size_t n) {
 }
 
 static void cpu_scale(float *x, float s, size_t n) {
+    if (s == 0.0f) { /* x * 0 keeps a finite value's sign of zero, and turns NaN/Inf into 0 */
+#pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN)
+        for (size_t i = 0; i < n; i++) x[i] = isfinite(x[i]) ? x[i] * 0.0f : 0.0f;
+        return;
+    }
 #pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN)
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }

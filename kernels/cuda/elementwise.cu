@@ -159,8 +159,9 @@ static __global__ void accumulate_kernel(float *dst, const float *src, size_t n)
     MT_CUDA_GRID_STRIDE(i, n) dst[i] += src[i];
 }
 
+/* as the CPU's: with s = 0, NaN and Inf become 0 (a finite x keeps x * 0) */
 static __global__ void scale_kernel(float *x, float s, size_t n) {
-    MT_CUDA_GRID_STRIDE(i, n) x[i] *= s;
+    MT_CUDA_GRID_STRIDE(i, n) x[i] = s == 0.0f && !isfinite(x[i]) ? 0.0f : x[i] * s;
 }
 
 void mt_cuda_add(float *out, const float *a, const float *b, size_t n) {
