@@ -13,6 +13,8 @@
 #   (b) stderr (all ranks together) holds exactly one `mpitrain: error:` line,
 #       written by rank 0, naming the key or the problem (a case-specific
 #       pattern), followed by at most one `mpitrain: hint:` line;
+#   (b') every rank's stdout and stderr end their last line (merged with
+#       2>&1, as a Slurm log is, nothing is glued to the error line);
 #   (c) no hang: every run is wrapped in `timeout` (60 s; MT_CASE_TIMEOUT);
 #   (d) nothing is written: the run.dir given does not exist afterwards and
 #       the (fresh, empty) working directory of the run stays empty.
@@ -231,6 +233,12 @@ bad() {
                 why+=("hint line does not directly follow the error line on rank 0")
             fi
         fi
+        # (b') every stream ends its last line: merged (2>&1, as Slurm logs
+        # them), an unterminated stdout line would swallow the error line
+        local f
+        for f in "$out"/out.* "$out"/err.*; do
+            [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ] && why+=("${f##*/} does not end its last line")
+        done
         # (d) no partial output
         if [ -e "$rd" ]; then
             why+=("run.dir $rd was created ($(find "$rd" | wc -l) entries: $(find "$rd" -mindepth 1 | sed "s|^$rd/||" | head -n 4 | tr '\n' ' '))")
