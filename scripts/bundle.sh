@@ -50,7 +50,8 @@ while [[ $# -gt 0 ]]; do
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
-BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || die "no build folder $BUILD"
+BUILD_ABS=$(cd "$BUILD" 2>/dev/null && pwd) || die "no build folder $BUILD"
+BUILD=$BUILD_ABS
 OUT=$(realpath -m "$OUT")
 [[ "$OUT" != / && "$OUT" != "$ROOT" && "$OUT" != "$BUILD" ]] || die "refusing --out $OUT"
 
