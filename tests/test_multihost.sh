@@ -106,7 +106,7 @@ done
 mount --move "$dir/newtmp" /tmp
 mount -t sysfs sysfs /sys
 ip link set lo up
-echo ready >"$dir/ready"
+echo $$ >"$dir/ready" # the keeper: this PID, once sleep replaces the shell
 exec sleep infinity'
 
 # host_up I: starts host I's keeper (a sleep holding its namespaces).
@@ -120,11 +120,11 @@ host_up() {
     echo "keeper ended: $?" >&2) 2>"$d/keeper.log" &
     UNSHARE+=($!)
     for _ in $(seq 100); do
-        [ -e "$d/ready" ] && u=$(pgrep -P "${UNSHARE[$i]}") && k=$(pgrep -P "$u") && break
+        [ -s "$d/ready" ] && k=$(cat "$d/ready") && u=$(ps -o ppid= -p "$k") && break
         sleep 0.05
     done
     [ -n "$k" ] || { bad "host ${NAMES[$i]}: namespaces not ready"; cat "$d/keeper.log"; exit 1; }
-    UNSHARE_IN+=("$u")
+    UNSHARE_IN+=("${u// /}")
     KEEPER+=("$k")
     NS_IDS+=("$(readlink "/proc/$k/ns/net")" "$(readlink "/proc/$k/ns/mnt")")
 }
