@@ -18,8 +18,9 @@
 #      run.json's `host` is rank 0's, host A.
 #   4. Nothing the test made outlives it: namespaces, veth, mounts, processes.
 #
-# Skips (exit 77, saying why) where the namespaces cannot be made: not root,
-# no `ip`/`unshare`/`nsenter`, or the kernel refuses. Needs iproute2 and
+# Skips (exit 77, saying why) where the hosts cannot be made: not root,
+# no `ip`/`unshare`/`nsenter`, or the kernel refuses namespaces, a tmpfs or
+# a veth pair (tried first in throwaway namespaces). Needs iproute2 and
 # util-linux (scripts/install_deps.sh --tests).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -33,8 +34,12 @@ skip() {
 for c in ip unshare nsenter; do
     command -v $c >/dev/null || skip "no $c: install iproute2 and util-linux (scripts/install_deps.sh --tests)"
 done
-unshare --net --uts --mount true 2>"$TMP/probe.log" ||
-    skip "the kernel refuses new namespaces: $(head -1 "$TMP/probe.log")"
+# what a host needs, tried once in throwaway namespaces (gone when sh ends):
+# a refusal here is the machine's (no privilege in a container, no veth
+# driver), so a skip; a failure later is the test's, so a FAIL
+unshare --net --uts --mount --propagation private sh -c 'hostname mt-probe &&
+    mount -t tmpfs tmpfs /dev/shm && ip link add mt0 type veth peer name mt1' 2>"$TMP/probe.log" ||
+    skip "cannot make a host (namespaces, tmpfs, veth): $(head -1 "$TMP/probe.log")"
 
 # The two hosts. The subnet is a private test range only these namespaces
 # hold: their sole interfaces are lo and the veth, so no packet can leave them.
