@@ -2,7 +2,8 @@
 # install_deps.sh - installs the Debian packages mpitrain needs.
 #
 #   scripts/install_deps.sh            build + run (compiler, MPI, HDF5, BLAS, ...)
-#   scripts/install_deps.sh --tests    + what the test suite uses (h5py, numpy, Slurm)
+#   scripts/install_deps.sh --tests    + what the test suite uses (h5py, numpy, Slurm,
+#                                        iproute2 and util-linux for the two-host test)
 #   scripts/install_deps.sh --torch    + PyTorch, for benchmarks and references
 #   scripts/install_deps.sh --bundle   + what scripts/bundle.sh uses (patchelf, xz)
 #
@@ -23,10 +24,10 @@ PKGS=(
 )
 for arg in "$@"; do
   case $arg in
-    --tests) PKGS+=(python3-h5py python3-numpy python3-jsonschema python3-torch slurmctld slurmd slurm-client) ;;
+    --tests) PKGS+=(python3-h5py python3-numpy python3-jsonschema python3-torch slurmctld slurmd slurm-client iproute2 util-linux) ;;
     --torch) PKGS+=(python3-torch python3-h5py python3-numpy) ;;
     --bundle) PKGS+=(patchelf xz-utils) ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "install_deps: unknown option $arg" >&2; exit 2 ;;
   esac
 done
