@@ -113,14 +113,7 @@ static void add_environment(cJSON *lin, const mt_lineage *l) {
     add_str_or_null(env, "container", image);
     add_str_or_null(env, "container_runtime",
                     image ? (image == app ? "apptainer" : "singularity") : NULL);
-    cJSON *hosts = cJSON_AddArrayToObject(env, "hosts");
-    for (const char *p = l->hosts; p && *p;) {
-        size_t n = strcspn(p, "\n");
-        char h[256];
-        snprintf(h, sizeof h, "%.*s", (int)(n < 255 ? n : 255), p);
-        if (h[0]) cJSON_AddItemToArray(hosts, cJSON_CreateString(h));
-        p += n + (p[n] == '\n');
-    }
+    mt_lineage_add_hosts(env, "hosts", l->hosts);
 }
 
 static void add_scheduler(cJSON *lin) {
@@ -261,6 +254,17 @@ void mt_lineage_add_model(cJSON *ev, const mt_lineage *l, const char *path, cons
     cJSON_AddStringToObject(m, "sha256", sha256);
     cJSON_AddNumberToObject(m, "size_bytes", (double)bytes);
     cJSON_AddNumberToObject(m, "step", (double)step);
+}
+
+void mt_lineage_add_hosts(cJSON *obj, const char *key, const char *hosts) {
+    cJSON *arr = cJSON_AddArrayToObject(obj, key);
+    for (const char *p = hosts; p && *p;) {
+        size_t n = strcspn(p, "\n");
+        char h[256];
+        snprintf(h, sizeof h, "%.*s", (int)(n < 255 ? n : 255), p);
+        if (h[0]) cJSON_AddItemToArray(arr, cJSON_CreateString(h));
+        p += n + (p[n] == '\n');
+    }
 }
 
 void mt_lineage_add_result(cJSON *ev, const char *status, int code, const char *message,

@@ -62,6 +62,8 @@ void mt_lineage_add_output(cJSON *ev, const char *kind, const char *path, const 
                            int64_t bytes);
 void mt_lineage_add_model(cJSON *ev, const mt_lineage *l, const char *path, const char *sha256,
                           int64_t bytes, int64_t step);
+/* Adds key: the host names of hosts (one a line) as an array. */
+void mt_lineage_add_hosts(cJSON *obj, const char *key, const char *hosts);
 /* Adds "result": status, and for failures the exit code and message; for
  * an early stop, its reason (preempted, time_limit, exit_after_steps). */
 void mt_lineage_add_result(cJSON *ev, const char *status, int code, const char *message,

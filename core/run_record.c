@@ -104,6 +104,7 @@ static cJSON *run_json(const mt_run *r) {
         cJSON_AddStringToObject(cm, "pp", c->xpp.how);
     }
     cJSON_AddStringToObject(j, "host", host);
+    mt_lineage_add_hosts(j, "hosts", r->hosts); /* every rank's, distinct */
     /* The scheduler's view, when there is one (Slurm today). */
     cJSON *sched = cJSON_AddObjectToObject(j, "scheduler");
     static const char *slurm_vars[] = {"SLURM_JOB_ID",       "SLURM_RESTART_COUNT",

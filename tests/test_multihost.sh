@@ -14,8 +14,9 @@
 #   2. Each run's losses (metrics.jsonl, exact text) and final checkpoint
 #      (every tensor, bitwise) equal those of the same run on one host (plain
 #      mpirun -np N outside the namespaces).
-#   3. The registry's records name both hosts (lineage.environment.hosts);
-#      run.json's `host` is rank 0's, host A.
+#   3. run.json (`hosts`) and the registry's records
+#      (lineage.environment.hosts) name both hosts; run.json's `host` is
+#      rank 0's, host A.
 #   4. Nothing the test made outlives it: namespaces, veth, mounts, processes.
 #
 # Skips (exit 77, saying why) where the hosts cannot be made: not root,
@@ -274,14 +275,16 @@ check() {
     if $PY - "$m2/run.json" "$TMP/$name.two/registry.jsonl" "${NAMES[@]}" <<'EOF'; then
 import json, sys
 run, reg, a, b = sys.argv[1:]
-assert json.load(open(run))["host"] == a, "run.json host is not rank 0's"
+rj = json.load(open(run))
+assert rj["host"] == a, "run.json host is not rank 0's"
+assert sorted(rj["hosts"]) == sorted([a, b]), "run.json hosts: %s" % rj["hosts"]
 recs = [json.loads(l) for l in open(reg)]
 assert [r["eventType"] for r in recs] == ["START", "CHECKPOINT", "COMPLETE"], recs
 for r in recs:
     h = r["lineage"]["environment"]["hosts"]
     assert sorted(h) == sorted([a, b]), h
 EOF
-        ok "$name: registry records name both hosts; run.json's host is ${NAMES[0]} (rank 0)"
+        ok "$name: run.json and the registry records name both hosts; run.json's host is ${NAMES[0]} (rank 0)"
     else
         bad "$name: host names in run.json / registry"
     fi
