@@ -4,7 +4,10 @@
  * start-up, lists faults separated by commas:
  *
  *   kill:rank=R:step=S               rank R sends itself SIGKILL as it begins step S
- *   stall:rank=R:step=S[:seconds=N]  rank R sleeps N seconds (e.g. 1.5; default: until killed)
+ *   stall:rank=R:step=S[:seconds=N][:during=checkpoint]
+ *                                    rank R sleeps N seconds (e.g. 1.5; default: until killed)
+ *                                    as it begins step S, or in the middle of writing the
+ *                                    checkpoint of step S (as signal's during)
  *   nan:step=S[:rank=R]              step S's loss and gradient are NaN (on rank R; default all)
  *   signal:rank=R:step=S:sig=NAME[:during=checkpoint]
  *                                    rank R raises SIGNAME (USR1, USR2, TERM, INT) on itself

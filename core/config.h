@@ -89,6 +89,7 @@ typedef struct {
         int64_t microbatches; /* per step and data-parallel replica */
         int schedule;         /* mt_pipe_schedule */
         mt_cfg_intlist stage_layers; /* layers of each stage; {0} = balanced */
+        double timeout;              /* seconds a loop's wait may take; 0 = off */
     } parallel;
     struct {
         char dir[MT_CFG_STR_LEN]; /* "" = <run folder>/checkpoints */

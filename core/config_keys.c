@@ -139,6 +139,11 @@ const mt_cfg_key mt_cfg_keys[] = {
      "layers of each pipeline stage, first to last (pp numbers summing to the MLP's layers or "
      "model.n_layer); 0 = balanced by parameter count"},
 
+    {"parallel", "timeout", MT_CFG_FLOAT, "300", 0, NOMAX, 0, 0, NULL, OFF(parallel.timeout),
+     "seconds a communication of the training loop (from its second step) may wait before the "
+     "job ends with exit 5, naming the rank behind (docs/PARALLEL.md, \"Watchdog\"); set-up, "
+     "checkpoint writes and the end have no deadline; 0 = off"},
+
     {"checkpoint", "dir", MT_CFG_STR, "", 0, 0, 0, 0, NULL, OFF(checkpoint.dir),
      "folder of checkpoint files step_NNNNNNNN.h5; empty = <run folder>/checkpoints"},
     {"checkpoint", "every_steps", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(checkpoint.every_steps),

@@ -22,6 +22,7 @@
 #include "base/fault.h"
 #include "core/run.h"
 #include "parallel/threads.h"
+#include "parallel/watchdog.h"
 
 /* What every rank adds up after a step's backward: the loss and hits of the
  * replicas (their last stage's tensor-parallel rank 0 speaks for each), and
@@ -80,6 +81,10 @@ static int ckpt_now(const mt_run *r, int64_t done, double since_ckpt) {
 static step_totals train_step(mt_run *r, int64_t step, double t_ckpt, double t0, double *norm,
                               const mt_err *e) {
     const mt_comm *c = r->comm;
+    /* parallel.timeout from the second step this process runs: the first
+     * carries the set-up's skew (rank 0 hashing data or verifying the
+     * checkpoint it resumes from, first allocations, device warm-up) */
+    mt_watchdog_phase("training", step + 1, step > r->start_step);
     mt_fault_at(MT_FAULT_STEP_BEGIN, step + 1); /* a test aid (base/fault.h) */
     mt_model_batch b = mt_batches_step(&r->data, step);
     float scale = 1.0f / (float)(r->data.global_batch * r->data.shape.y_width);
@@ -207,6 +212,7 @@ static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *
         rep.evaluated = last || (cfg->train.eval_every > 0 && done % cfg->train.eval_every == 0);
         rep.logged = last || done % cfg->run.log_every == 0 || done == 1 || skipped;
         if (rep.evaluated) {
+            mt_watchdog_phase("evaluation", done, 1);
             double t0 = mt_wtime();
             rep.ev = evaluate(r);
             eval_time += mt_wtime() - t0;
@@ -224,6 +230,7 @@ static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *
         const int64_t every = cfg->checkpoint.every_steps;
         if ((every > 0 && done % every == 0) || tot.ckpt_due > 0 ||
             (last && cfg->checkpoint.save_final) || stop) {
+            mt_watchdog_phase("checkpoint", done, 0); /* checkpoint.timeout's */
             if (mt_run_save_checkpoint(r, done, e)) return e->code;
             t_ckpt = mt_wtime();
             if (!stop && !last) stop = signal_after_checkpoint(r);
@@ -332,6 +339,7 @@ int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e) {
     r->last = (mt_run_metrics){NAN, NAN, NAN, NAN, NAN, NAN};
     mt_run_catch_signals();
     if (!mt_run_load_config(r, args->config_path, args->overrides, args->n_overrides, e)) {
+        mt_watchdog_enable(r->cfg.parallel.timeout); /* same config on every rank */
         char why[128];
         r->threads = mt_threads_choose((int)r->cfg.run.threads, comm->local_size, why, sizeof why);
         mt_threads_apply(r->threads);
@@ -341,7 +349,9 @@ int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e) {
             double ms = 0.0;
             mt_eval ev = {0};
             int stopped = 0;
-            if (!train_loop(r, &ms, &ev, &stopped, e)) {
+            int failed = train_loop(r, &ms, &ev, &stopped, e);
+            mt_watchdog_phase("finish", r->step_done, 0); /* rank 0 writes the model file */
+            if (!failed) {
                 if (stopped)
                     finish_stopped(r, ms, stopped, e);
                 else
@@ -350,6 +360,7 @@ int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e) {
             if (e->code) mt_run_record_failure(r, e);
         }
     }
+    mt_watchdog_enable(0.0);
     mt_run_release(r);
     free(r);
     mt_run_signals_finished(e->code);

@@ -5,34 +5,52 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel/watchdog.h"
+
 #define CHUNK (1 << 28) /* elements per MPI call, well under INT_MAX */
 
 void mt_coll_sum_floats(MPI_Comm comm, float *buf, size_t n) {
     for (size_t i = 0; i < n; i += CHUNK) {
         int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
-        MPI_Allreduce(MPI_IN_PLACE, buf + i, cnt, MPI_FLOAT, MPI_SUM, comm);
+        MPI_Request r;
+        MPI_Iallreduce(MPI_IN_PLACE, buf + i, cnt, MPI_FLOAT, MPI_SUM, comm, &r);
+        mt_watchdog_wait(&r, 1, "allreduce", comm, -1);
     }
 }
 
 void mt_coll_sum_doubles(MPI_Comm comm, double *buf, size_t n) {
     for (size_t i = 0; i < n; i += CHUNK) {
         int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
-        MPI_Allreduce(MPI_IN_PLACE, buf + i, cnt, MPI_DOUBLE, MPI_SUM, comm);
+        MPI_Request r;
+        MPI_Iallreduce(MPI_IN_PLACE, buf + i, cnt, MPI_DOUBLE, MPI_SUM, comm, &r);
+        mt_watchdog_wait(&r, 1, "allreduce", comm, -1);
     }
 }
 
+static void extreme_ints(MPI_Comm comm, int *buf, int n, MPI_Op op) {
+    MPI_Request r;
+    MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_INT, op, comm, &r);
+    mt_watchdog_wait(&r, 1, "allreduce", comm, -1);
+}
+
 void mt_coll_min_ints(MPI_Comm comm, int *buf, int n) {
-    MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_INT, MPI_MIN, comm);
+    extreme_ints(comm, buf, n, MPI_MIN);
 }
 
 void mt_coll_max_ints(MPI_Comm comm, int *buf, int n) {
-    MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_INT, MPI_MAX, comm);
+    extreme_ints(comm, buf, n, MPI_MAX);
+}
+
+static void bcast(MPI_Comm comm, int root, void *buf, int cnt, MPI_Datatype t) {
+    MPI_Request r;
+    MPI_Ibcast(buf, cnt, t, root, comm, &r);
+    mt_watchdog_wait(&r, 1, "bcast", comm, -1);
 }
 
 void mt_coll_bcast(MPI_Comm comm, int root, void *buf, size_t n) {
     for (size_t off = 0; off < n; off += CHUNK) {
         int cnt = (int)(n - off < CHUNK ? n - off : CHUNK);
-        MPI_Bcast((char *)buf + off, cnt, MPI_BYTE, root, comm);
+        bcast(comm, root, (char *)buf + off, cnt, MPI_BYTE);
     }
 }
 
@@ -40,7 +58,7 @@ void mt_coll_bcast_text(MPI_Comm comm, int root, char **text) {
     int rank;
     MPI_Comm_rank(comm, &rank);
     long long len = rank == root && *text ? (long long)strlen(*text) : 0;
-    MPI_Bcast(&len, 1, MPI_LONG_LONG, root, comm);
+    bcast(comm, root, &len, 1, MPI_LONG_LONG);
     if (rank != root) {
         *text = malloc((size_t)len + 1);
         if (!*text) abort();
@@ -48,26 +66,32 @@ void mt_coll_bcast_text(MPI_Comm comm, int root, char **text) {
     }
     for (long long off = 0; off < len; off += CHUNK) {
         int cnt = (int)(len - off < CHUNK ? len - off : CHUNK);
-        MPI_Bcast(*text + off, cnt, MPI_CHAR, root, comm);
+        bcast(comm, root, *text + off, cnt, MPI_CHAR);
     }
 }
 
 void mt_coll_gather(MPI_Comm comm, int root, const void *mine, size_t n, void *all) {
     /* the callers gather a few hundred bytes per rank */
-    MPI_Gather(mine, (int)n, MPI_BYTE, all, (int)n, MPI_BYTE, root, comm);
+    MPI_Request r;
+    MPI_Igather(mine, (int)n, MPI_BYTE, all, (int)n, MPI_BYTE, root, comm, &r);
+    mt_watchdog_wait(&r, 1, "gather", comm, -1);
 }
 
 void mt_coll_send_floats(MPI_Comm comm, int to, const float *buf, size_t n) {
     for (size_t i = 0; i < n; i += CHUNK) {
         int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
-        MPI_Send(buf + i, cnt, MPI_FLOAT, to, 0, comm);
+        MPI_Request r;
+        MPI_Isend(buf + i, cnt, MPI_FLOAT, to, 0, comm, &r);
+        mt_watchdog_wait(&r, 1, "send", comm, to);
     }
 }
 
 void mt_coll_recv_floats(MPI_Comm comm, int from, float *buf, size_t n) {
     for (size_t i = 0; i < n; i += CHUNK) {
         int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
-        MPI_Recv(buf + i, cnt, MPI_FLOAT, from, 0, comm, MPI_STATUS_IGNORE);
+        MPI_Request r;
+        MPI_Irecv(buf + i, cnt, MPI_FLOAT, from, 0, comm, &r);
+        mt_watchdog_wait(&r, 1, "recv", comm, from);
     }
 }
 

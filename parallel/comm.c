@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel/watchdog.h"
+
 int mt_comm_init(mt_comm *c, int *argc, char ***argv, mt_err *e) {
     memset(c, 0, sizeof *c);
     /* Open MPI 4.1's shared-file-pointer component "lockedfile" formats the
@@ -24,10 +26,12 @@ int mt_comm_init(mt_comm *c, int *argc, char ***argv, mt_err *e) {
     MPI_Comm_split_type(c->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &c->node);
     MPI_Comm_rank(c->node, &c->local_rank);
     MPI_Comm_size(c->node, &c->local_size);
+    MPI_Comm_set_name(c->node, "node");
     c->tp = c->pp = c->mp = c->emb = MPI_COMM_NULL;
     c->dp = MPI_COMM_NULL;
     mt_err ignored = {0};
     mt_comm_layout(c, 1, 1, &ignored);
+    mt_watchdog_init(c->world);
     if (provided < MPI_THREAD_FUNNELED)
         return mt_err_set(e, MT_ERR_COMM, "the MPI library does not support MPI_THREAD_FUNNELED");
     return MT_OK;
@@ -66,6 +70,10 @@ int mt_comm_layout(mt_comm *c, int tp, int pp, mt_err *e) {
                    &c->emb);
     c->prev = c->pp_rank > 0 ? c->rank - tp * dp : -1;
     c->next = c->pp_rank < pp - 1 ? c->rank + tp * dp : -1;
+    /* the names the watchdog's error line gives them */
+    MPI_Comm_set_name(c->dp, "dp"), MPI_Comm_set_name(c->tp, "tp");
+    MPI_Comm_set_name(c->pp, "pp"), MPI_Comm_set_name(c->mp, "mp");
+    if (c->emb != MPI_COMM_NULL) MPI_Comm_set_name(c->emb, "emb");
     mt_xcomm_host(&c->xdp, c->dp);
     mt_xcomm_host(&c->xtp, c->tp);
     mt_xcomm_host(&c->xemb, c->emb);
@@ -90,17 +98,18 @@ void mt_comm_finalize(mt_comm *c) {
     mt_xcomm_free(&c->xpp);
     MPI_Comm *all[] = {&c->node, &c->dp, &c->tp, &c->pp, &c->mp, &c->emb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) comm_free(all[i]);
+    mt_watchdog_free();
     MPI_Finalize();
 }
 
 int mt_comm_agree(const mt_comm *c, mt_err *e) {
-    int mine = e->code != MT_OK ? c->rank : INT_MAX, first = INT_MAX;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->world);
+    int first = e->code != MT_OK ? c->rank : INT_MAX;
+    mt_coll_min_ints(c->world, &first, 1);
     if (first == INT_MAX) return MT_OK;
     if (c->rank == first && first != 0) {
         size_t len = strlen(e->msg);
         snprintf(e->msg + len, sizeof e->msg - len, " [rank %d]", first);
     }
-    MPI_Bcast(e, (int)sizeof *e, MPI_BYTE, first, c->world);
+    mt_coll_bcast(c->world, first, e, sizeof *e);
     return e->code;
 }

@@ -6,6 +6,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel/watchdog.h"
+
+/* An NCCL communicator and the MPI group it was made over (whose name the
+ * watchdog's error line gives). */
+typedef struct {
+    ncclComm_t c;
+    MPI_Comm mpi;
+} mt_nccl;
+
+/* Every communicator made, for ncclCommAbort when the watchdog ends the job. */
+#define LIVE_MAX 8
+static ncclComm_t live[LIVE_MAX];
+static int n_live;
+
+static void abort_all(void) {
+    for (int i = 0; i < n_live; i++)
+        if (live[i]) ncclCommAbort(live[i]);
+    n_live = 0;
+}
+
+/* The legacy default stream (NCCL's and the kernels') has run dry. */
+static int stream_done(void *arg) {
+    (void)arg;
+    return cudaStreamQuery(0) != cudaErrorNotReady;
+}
+
+/* With the watchdog on, an NCCL call is waited for here, polling, so a
+ * peer that never arrives trips the deadline instead of hanging the next
+ * CUDA call; off, the work stays queued and orders with the kernels. */
+static void watch(const mt_nccl *n, const char *op, int peer) {
+    if (mt_watchdog_enabled()) mt_watchdog_wait_for(stream_done, NULL, op, n->mpi, peer);
+}
+
 int mt_nccl_create(void **nc, MPI_Comm comm, char *why, size_t n) {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
@@ -37,18 +70,28 @@ int mt_nccl_create(void **nc, MPI_Comm comm, char *why, size_t n) {
         fflush(stderr);
         MPI_Abort(MPI_COMM_WORLD, 5); /* MT_ERR_COMM */
     }
-    *nc = c;
+    mt_nccl *h = malloc(sizeof *h);
+    if (!h) {
+        fprintf(stderr, "mpitrain: error: out of memory\n");
+        MPI_Abort(MPI_COMM_WORLD, 5);
+    }
+    h->c = c, h->mpi = comm;
+    if (n_live < LIVE_MAX) live[n_live++] = c;
+    mt_watchdog_on_abort(abort_all);
+    *nc = h;
     return 0;
 }
 
 void mt_nccl_sum(void *nc, float *buf, size_t n) {
     if (n == 0) return;
-    ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, (ncclComm_t)nc, 0);
+    const mt_nccl *x = nc;
+    ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, x->c, 0);
     if (r != ncclSuccess) {
         fprintf(stderr, "mpitrain: error: ncclAllReduce of %zu floats failed: %s\n", n,
                 ncclGetErrorString(r));
         abort();
     }
+    watch(x, "nccl allreduce", -1);
 }
 
 static void nccl_check(ncclResult_t r, const char *what) {
@@ -59,15 +102,26 @@ static void nccl_check(ncclResult_t r, const char *what) {
 
 void mt_nccl_exchange(void *nc, const float *sbuf, size_t sn, int to, float *rbuf, size_t rn,
                       int from) {
-    ncclComm_t c = (ncclComm_t)nc;
+    const mt_nccl *x = nc;
+    ncclComm_t c = x->c;
     nccl_check(ncclGroupStart(), "ncclGroupStart");
     if (to >= 0) nccl_check(ncclSend(sbuf, sn, ncclFloat32, to, c, 0), "ncclSend");
     if (from >= 0) nccl_check(ncclRecv(rbuf, rn, ncclFloat32, from, c, 0), "ncclRecv");
     nccl_check(ncclGroupEnd(), "ncclGroupEnd");
+    watch(x,
+          from >= 0 && to >= 0 ? "nccl send/recv"
+          : from >= 0          ? "nccl recv"
+                               : "nccl send",
+          from >= 0 ? from : to);
 }
 
 void mt_nccl_destroy(void *nc) {
-    if (nc) ncclCommDestroy((ncclComm_t)nc);
+    mt_nccl *x = nc;
+    if (!x) return;
+    for (int i = 0; i < n_live; i++)
+        if (live[i] == x->c) live[i] = NULL;
+    ncclCommDestroy(x->c);
+    free(x);
 }
 
 void mt_nccl_version(char *buf, size_t n) {

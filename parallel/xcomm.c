@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "parallel/collectives.h"
+#include "parallel/watchdog.h"
 #ifdef MT_HAVE_NCCL
 #include "parallel/nccl.h"
 #include "kernels/backends.h"
@@ -133,7 +134,8 @@ static void host_exchange(MPI_Comm comm, const float *sbuf, size_t sn, int to, f
             int cnt = (int)(sn - off < P2P_CHUNK ? sn - off : P2P_CHUNK);
             MPI_Issend(sbuf + off, sn ? cnt : 0, MPI_FLOAT, to, P2P_TAG, comm, &r[nreq++]);
         }
-        MPI_Waitall(nreq, r, MPI_STATUSES_IGNORE);
+        const char *op = k < nr && k < ns ? "send/recv" : k < nr ? "recv" : "send";
+        mt_watchdog_wait(r, nreq, op, comm, k < nr ? from : to);
     }
 }
 

@@ -394,6 +394,7 @@ static void test_fault_spec(void) {
                                  "kill:rank=1:step=3",
                                  "stall:rank=0:step=2:seconds=5",
                                  "stall:rank=0:step=2:seconds=1.5",
+                                 "stall:rank=0:step=2:seconds=12:during=checkpoint",
                                  "nan:step=4",
                                  "nan:step=4:rank=2",
                                  "signal:rank=1:step=5:sig=TERM:during=checkpoint",
@@ -410,6 +411,8 @@ static void test_fault_spec(void) {
                                 "nan:step=1:sig=TERM",
                                 "kill:rank=-1:step=2",
                                 "signal:rank=0:step=1:sig=INT:during=eval",
+                                "stall:rank=0:step=1:during=eval",
+                                "kill:rank=0:step=1:during=checkpoint",
                                 "nan:step=1,",
                                 "kill:rank=1:step=2:extra"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {

@@ -56,8 +56,8 @@ case_ "second SIGTERM during the checkpoint write" 143 \
     --set checkpoint.every_steps=2
 
 # A rank killed outright (MPITRAIN_FAULT kill) prints nothing itself: the
-# launcher ends the job and says which rank died (a watchdog that names a
-# stalled rank is issue 16's); no hang, and the checkpoint before it stays.
+# launcher ends the job and says which rank died (a stalled rank is named by
+# the watchdog: tests/test_watchdog.sh); no hang, and the checkpoint before it stays.
 log=$TMP/kill.log
 MPITRAIN_FAULT=kill:rank=1:step=4 timeout -k 5 60 mpirun -np 2 "$MPITRAIN" train "${BASE[@]}" \
     --set run.dir="$TMP/kill" --set checkpoint.every_steps=2 >"$log" 2>&1 </dev/null
