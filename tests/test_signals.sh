@@ -201,7 +201,25 @@ for T in 3 1; do
     fi
     finish
     # the ranks stop cleanly (75), mpirun reports its own status: 1
-    stopped $c 1 SIGTERM && resumed $c
+    if [ $T = 3 ]; then
+        stopped $c 1 SIGTERM && resumed $c
+    else
+        # With T = 1 the ranks have the half second between the stall's end
+        # and the SIGKILL (2T) to finish the step and write the checkpoint:
+        # whether they make it depends on the machine's load (docs/SIGNALS.md
+        # says so), so only what is certain is checked: mpirun's own status,
+        # and that whatever `latest` names verifies.
+        [ "$RC" = 1 ] && ok "$c: exit status 1 (mpirun's own)" || bad "$c: exit status $RC, not 1"
+        dir=$(run_of "$TMP/$c" 0001)
+        if [ -s "$dir/checkpoints/latest" ]; then
+            ck=$dir/checkpoints/$(cat "$dir/checkpoints/latest")
+            "$MPITRAIN" ckpt verify "$ck" >/dev/null 2>&1 && ok "$c: latest (${ck##*/}) verifies" ||
+                bad "$c: latest (${ck##*/}) does not verify"
+        else
+            ok "$c: no checkpoint before the SIGKILL this time (the stop did not fit in 2T)"
+        fi
+        STOP=$(grep -ao "stopped at step [0-9]* of $N" "$TMP/$c.log" | grep -o '[0-9]*' | head -1)
+    fi
     row $c "SIGTERM to mpirun (timeout $T s)"
 done
 
