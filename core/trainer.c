@@ -212,7 +212,7 @@ static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *
         rep.evaluated = last || (cfg->train.eval_every > 0 && done % cfg->train.eval_every == 0);
         rep.logged = last || done % cfg->run.log_every == 0 || done == 1 || skipped;
         if (rep.evaluated) {
-            mt_watchdog_phase("evaluation", done, 1);
+            mt_watchdog_phase("evaluation", done, step > r->start_step);
             double t0 = mt_wtime();
             rep.ev = evaluate(r);
             eval_time += mt_wtime() - t0;
@@ -249,6 +249,7 @@ static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *
                              : 1e3 * (end - t_start - other) / (double)ran;
     double loop_s = (timed > 0 ? end - t_timed : end - t_start) - other;
     r->busy_fraction = loop_s > 0 ? r->st.pipe.busy_s / loop_s : 0.0;
+    mt_watchdog_phase("finish", r->step_done, 0); /* rank 0 may still be writing its records */
     return mt_comm_agree(r->comm, e);
 }
 

@@ -9,22 +9,48 @@
 
 #define CHUNK (1 << 28) /* elements per MPI call, well under INT_MAX */
 
-void mt_coll_sum_floats(MPI_Comm comm, float *buf, size_t n) {
-    for (size_t i = 0; i < n; i += CHUNK) {
-        int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
+/* Open MPI's non-blocking allreduce (libnbc) reduces an in-place buffer to
+ * one rank and broadcasts it back, 2 log2(p) times the data through that
+ * rank; from a separate send buffer it takes a ring for large sums, as the
+ * blocking one does. So a watched sum copies its data, a piece at a time,
+ * into a scratch buffer kept for the next call (mt_coll_release frees it). */
+#define SCRATCH_BYTES ((size_t)32 << 20)
+static void *scratch;
+
+void mt_coll_release(void) {
+    free(scratch);
+    scratch = NULL;
+}
+
+static void sum(MPI_Comm comm, void *buf, size_t n, MPI_Datatype t, size_t size) {
+    if (!mt_watchdog_enabled()) { /* the blocking call: nothing to watch */
+        for (size_t i = 0; i < n; i += CHUNK) {
+            int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
+            MPI_Allreduce(MPI_IN_PLACE, (char *)buf + i * size, cnt, t, MPI_SUM, comm);
+        }
+        return;
+    }
+    if (!scratch && !(scratch = malloc(SCRATCH_BYTES))) {
+        fprintf(stderr, "mpitrain: error: out of memory for the reduction buffer\n");
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    size_t piece = SCRATCH_BYTES / size;
+    for (size_t i = 0; i < n; i += piece) {
+        int cnt = (int)(n - i < piece ? n - i : piece);
+        char *at = (char *)buf + i * size;
+        memcpy(scratch, at, (size_t)cnt * size);
         MPI_Request r;
-        MPI_Iallreduce(MPI_IN_PLACE, buf + i, cnt, MPI_FLOAT, MPI_SUM, comm, &r);
+        MPI_Iallreduce(scratch, at, cnt, t, MPI_SUM, comm, &r);
         mt_watchdog_wait(&r, 1, "allreduce", comm, -1);
     }
 }
 
+void mt_coll_sum_floats(MPI_Comm comm, float *buf, size_t n) {
+    sum(comm, buf, n, MPI_FLOAT, sizeof *buf);
+}
+
 void mt_coll_sum_doubles(MPI_Comm comm, double *buf, size_t n) {
-    for (size_t i = 0; i < n; i += CHUNK) {
-        int cnt = (int)(n - i < CHUNK ? n - i : CHUNK);
-        MPI_Request r;
-        MPI_Iallreduce(MPI_IN_PLACE, buf + i, cnt, MPI_DOUBLE, MPI_SUM, comm, &r);
-        mt_watchdog_wait(&r, 1, "allreduce", comm, -1);
-    }
+    sum(comm, buf, n, MPI_DOUBLE, sizeof *buf);
 }
 
 static void extreme_ints(MPI_Comm comm, int *buf, int n, MPI_Op op) {

@@ -15,6 +15,8 @@
 /* In-place sums over comm. */
 void mt_coll_sum_floats(MPI_Comm comm, float *buf, size_t n);
 void mt_coll_sum_doubles(MPI_Comm comm, double *buf, size_t n);
+/* Frees the sums' scratch buffer (at the end, before MPI_Finalize). */
+void mt_coll_release(void);
 /* In-place extremes of n ints over comm. */
 void mt_coll_min_ints(MPI_Comm comm, int *buf, int n);
 void mt_coll_max_ints(MPI_Comm comm, int *buf, int n);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel/collectives.h"
 #include "parallel/watchdog.h"
 
 int mt_comm_init(mt_comm *c, int *argc, char ***argv, mt_err *e) {
@@ -99,6 +100,7 @@ void mt_comm_finalize(mt_comm *c) {
     MPI_Comm *all[] = {&c->node, &c->dp, &c->tp, &c->pp, &c->mp, &c->emb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) comm_free(all[i]);
     mt_watchdog_free();
+    mt_coll_release();
     MPI_Finalize();
 }
 

@@ -76,7 +76,9 @@ int mt_nccl_create(void **nc, MPI_Comm comm, char *why, size_t n) {
         MPI_Abort(MPI_COMM_WORLD, 5);
     }
     h->c = c, h->mpi = comm;
-    if (n_live < LIVE_MAX) live[n_live++] = c;
+    int slot = 0; /* a slot a destroyed communicator freed, else a new one */
+    while (slot < n_live && live[slot]) slot++;
+    if (slot < LIVE_MAX) live[slot] = c, n_live = slot == n_live ? n_live + 1 : n_live;
     mt_watchdog_on_abort(abort_all);
     *nc = h;
     return 0;

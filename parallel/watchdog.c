@@ -12,9 +12,10 @@
 #define TAG_REPLY 2
 #define POLL_S    0.002 /* how often a polling wait looks at the side channel */
 #define REPLY_MAX 3.0   /* the reply window: seconds a timed-out rank collects answers */
-#define QUIET_S   10.0  /* a rank that left the report to another reports after this */
-#define RING      64    /* replies in flight per rank */
-#define LIST_MAX  8     /* ranks named in the error line */
+#define QUIET_S                                                                                    \
+    7.0 /* with the reply window: a rank that left the report to another reports 10 s later */
+#define RING     64 /* replies in flight per rank */
+#define LIST_MAX 8  /* ranks named in the error line */
 
 /* What a rank says about itself when asked. */
 typedef struct {
@@ -44,10 +45,12 @@ static struct {
     int lower_asker; /* a lower rank asking at the same time; -1: none */
     void (*on_abort)(void);
     wd_reply ring[RING];
+    MPI_Request ring_req[RING]; /* a slot is reused only once its reply is sent */
     int ring_next;
 } wd = {.side = MPI_COMM_NULL, .deferred_to = -1, .lower_asker = -1};
 
 void mt_watchdog_init(MPI_Comm world) {
+    for (int i = 0; i < RING; i++) wd.ring_req[i] = MPI_REQUEST_NULL;
     MPI_Comm_dup(world, &wd.side);
     MPI_Comm_set_name(wd.side, "watchdog");
     MPI_Comm_rank(world, &wd.rank);
@@ -56,6 +59,8 @@ void mt_watchdog_init(MPI_Comm world) {
 }
 
 void mt_watchdog_free(void) {
+    for (int i = 0; i < RING; i++) /* replies still going out (a query came at the very end) */
+        if (wd.ring_req[i] != MPI_REQUEST_NULL) MPI_Wait(&wd.ring_req[i], MPI_STATUS_IGNORE);
     if (wd.side != MPI_COMM_NULL) MPI_Comm_free(&wd.side);
     wd.side = MPI_COMM_NULL;
     wd.timeout = 0.0;
@@ -133,11 +138,11 @@ static void serve(void) {
         if (wd.investigating && st.MPI_SOURCE < wd.rank &&
             (wd.lower_asker < 0 || st.MPI_SOURCE < wd.lower_asker))
             wd.lower_asker = st.MPI_SOURCE;
-        wd_reply *r = &wd.ring[wd.ring_next++ % RING];
-        describe(r, MPI_Wtime());
-        MPI_Request req;
-        MPI_Isend(r, (int)sizeof *r, MPI_BYTE, st.MPI_SOURCE, TAG_REPLY, wd.side, &req);
-        MPI_Request_free(&req);
+        int k = wd.ring_next++ % RING;
+        if (wd.ring_req[k] != MPI_REQUEST_NULL) MPI_Wait(&wd.ring_req[k], MPI_STATUS_IGNORE);
+        describe(&wd.ring[k], MPI_Wtime());
+        MPI_Isend(&wd.ring[k], (int)sizeof wd.ring[k], MPI_BYTE, st.MPI_SOURCE, TAG_REPLY, wd.side,
+                  &wd.ring_req[k]);
     }
 }
 

@@ -100,7 +100,7 @@ printf '127.0.0.1 localhost\n%s %s\n%s %s\n' "${ADDRS[0]}" "${NAMES[0]}" "${ADDR
 # built aside, in the test's folder, and moved over /tmp in one step.
 # shellcheck disable=SC2016 # expanded by the keeper
 KEEP='set -e
-name=$1 dir=$2 hosts=$3; shift 3
+name=$1 dir=$2 hosts=$3 test_pid=$4; shift 4
 hostname "$name"
 mount --bind "$hosts" /etc/hosts
 mount -t tmpfs -o size=256m tmpfs /dev/shm
@@ -112,8 +112,10 @@ done
 mount --move "$dir/newtmp" /tmp
 mount -t sysfs sysfs /sys
 ip link set lo up
-echo $$ >"$dir/ready" # the keeper: this PID, once sleep replaces the shell
-exec sleep infinity'
+echo $$ >"$dir/ready" # the keeper: this shell, for as long as the test lives
+set +e
+# ends on its own when the test is gone, even SIGKILLed: nothing outlives it
+while kill -0 "$test_pid" 2>/dev/null; do sleep 1; done'
 
 # host_up I: starts host I's keeper (a sleep holding its namespaces).
 host_up() {
@@ -122,7 +124,7 @@ host_up() {
     # in a subshell whose stderr is the log: the shell's "Killed" line for
     # unshare at the end goes there, not into the test's output
     (unshare --net --uts --mount --fork --propagation private bash -c "$KEEP" _ "${NAMES[$i]}" "$d" \
-        "$TMP/hosts" "$TMP" "$(dirname "$MPITRAIN")" "$(dirname "$H5CMP")" "$REPO"
+        "$TMP/hosts" $$ "$TMP" "$(dirname "$MPITRAIN")" "$(dirname "$H5CMP")" "$REPO"
     echo "keeper ended: $?" >&2) 2>"$d/keeper.log" &
     UNSHARE+=($!)
     for _ in $(seq 100); do
@@ -132,7 +134,10 @@ host_up() {
     [ -n "$k" ] || { bad "host ${NAMES[$i]}: namespaces not ready"; cat "$d/keeper.log"; exit 1; }
     UNSHARE_IN+=("${u// /}")
     KEEPER+=("$k")
-    NS_IDS+=("$(readlink "/proc/$k/ns/net")" "$(readlink "/proc/$k/ns/mnt")")
+    local net mnt
+    net=$(readlink "/proc/$k/ns/net") mnt=$(readlink "/proc/$k/ns/mnt")
+    [ -n "$net" ] && [ -n "$mnt" ] || { bad "host ${NAMES[$i]}: its namespaces cannot be read"; exit 1; }
+    NS_IDS+=("$net" "$mnt")
 }
 # on I CMD...: runs CMD on host I (its network, host name and files)
 on() {

@@ -39,8 +39,8 @@ run() {
     RC=$?
     local t1
     t1=$(date +%s.%N)
-    T=$(printf %.1f "$(echo "$t1 - $t0" | bc)")
-    T4=$([ -n "$t4" ] && printf %.1f "$(echo "$t1 - $t4" | bc)" || echo -1)
+    T=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
+    T4=$([ -n "$t4" ] && awk -v a="$t4" -v b="$t1" 'BEGIN {printf "%.1f", b - a}' || echo -1)
 }
 
 # stall NAME NP COMM ARGS...: rank 1 stalls at step 5 for ever
@@ -60,7 +60,7 @@ stall() {
         bad "$name: the error line does not name rank 1 as behind at step 5"
     elif ! echo "$line" | grep -Eq "(allreduce|recv|send|send/recv)( with rank [0-9]+)? over $comm"; then
         bad "$name: the error line names no operation over $comm"
-    elif [ "$(echo "$T4 < 0 || $T4 > 20" | bc)" = 1 ]; then
+    elif ! awk -v t="$T4" 'BEGIN {exit !(t >= 0 && t <= 20)}'; then
         bad "$name: the job took $T4 s after the stall, want at most 20"
     else
         ok "$name: exit 5, one error line naming rank 1, ${T4} s after the stall"
