@@ -90,6 +90,7 @@ typedef struct {
         int schedule;         /* mt_pipe_schedule */
         mt_cfg_intlist stage_layers; /* layers of each stage; {0} = balanced */
         double timeout;              /* seconds a loop's wait may take; 0 = off */
+        int deterministic;           /* bitwise the same at any dp (issue 17) */
     } parallel;
     struct {
         char dir[MT_CFG_STR_LEN]; /* "" = <run folder>/checkpoints */

@@ -22,6 +22,34 @@ static char *read_config(const char *path, mt_err *e) {
     return buf;
 }
 
+static int power_of_two(int64_t n) {
+    return n > 0 && (n & (n - 1)) == 0;
+}
+
+/* parallel.deterministic's demands: the sum's tree (core/gradtree.h,
+ * parallel/detsum.h) is a complete binary tree over the global batch's
+ * micro-batches, each replica's a contiguous, aligned subtree. */
+static int check_deterministic(const mt_run *r, mt_err *e) {
+    const mt_comm *c = r->comm;
+    int64_t m = r->cfg.parallel.microbatches;
+    if (!r->cfg.parallel.deterministic) return MT_OK;
+    if (!power_of_two(c->dp_size) || !power_of_two(m)) {
+        mt_err_set(e, MT_ERR_USAGE,
+                   "parallel.deterministic needs a power of two of data-parallel replicas and of "
+                   "parallel.microbatches; this run has %d replicas (%d ranks / (tp %d x pp %d)) "
+                   "and %lld micro-batches",
+                   c->dp_size, c->size, c->tp_size, c->pp_size, (long long)m);
+        mt_err_hint(e, "run 1, 2, 4, 8, ... replicas with 1, 2, 4, ... micro-batches each, or "
+                       "set parallel.deterministic = false");
+    } else if (c->pp_size > 1) {
+        mt_err_set(e, MT_ERR_USAGE,
+                   "parallel.deterministic does not support pipeline parallelism yet (pp = %d)",
+                   c->pp_size);
+        mt_err_hint(e, "set parallel.pp = 1, or parallel.deterministic = false");
+    }
+    return e->code;
+}
+
 /* The layout's demands on the batch: whole micro-batches on every replica. */
 static int check_batch(const mt_run *r, mt_err *e) {
     const mt_comm *c = r->comm;
@@ -39,7 +67,7 @@ static int check_batch(const mt_run *r, mt_err *e) {
                    (long long)(B / c->dp_size), c->dp_size, (long long)m);
         mt_err_hint(e, "choose a global batch that is a multiple of replicas x microbatches");
     }
-    return e->code;
+    return e->code ? e->code : check_deterministic(r, e);
 }
 
 /* Rank 0 reads the file and shares its text, so every rank parses the same
