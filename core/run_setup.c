@@ -113,7 +113,8 @@ int mt_run_build(mt_run *r, mt_err *e) {
         mt_params_init_values(r->hp, (uint64_t)cfg->run.seed);
         mt_run_state_to_device(r);
         mt_gradsync_init(&r->sync, c, r->be, r->params.grad, r->params.numel);
-        if (!mt_params_gradsync(&r->params, c->tp_rank, &r->sync, e))
+        if (!mt_params_gradsync(&r->params, c->tp_rank, &r->sync, e) &&
+            (!cfg->parallel.deterministic || !mt_gradsync_deterministic(&r->sync, e)))
             mt_batches_alloc(&r->data, r->be, c->dp_rank, c->dp_size, r->mb_rows, e);
     }
     return mt_comm_agree(c, e);

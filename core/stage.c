@@ -39,7 +39,15 @@ static const float *backward(void *ctx, int k, int mb, const float *in, const fl
     mt_stage *s = ctx;
     mt_model_batch b = rows_of(s, mb);
     int acc = s->nbackward++ > 0;
-    s->ops->backward(slot(s, k), s->be, s->p, &b, in, dout, s->scale, acc);
+    if (s->deterministic) { /* its own buffer, overwritten; the tree sums them */
+        float *grad = s->p->grad;
+        s->p->grad = mt_gradtree_leaf(&s->tree, mb);
+        s->ops->backward(slot(s, k), s->be, s->p, &b, in, dout, s->scale, 0);
+        s->p->grad = grad;
+        mt_gradtree_done(&s->tree);
+    } else {
+        s->ops->backward(slot(s, k), s->be, s->p, &b, in, dout, s->scale, acc);
+    }
     return s->ops->dinput(slot(s, k));
 }
 
@@ -67,6 +75,9 @@ static int build_model(mt_stage *s, const mt_comm *c, const mt_config *cfg, mt_e
         return e->code;
     for (int k = 1; k < s->nslots; k++)
         if (s->ops->clone(slot(s, k), slot(s, 0), s->be, e)) return e->code;
+    if (s->deterministic)
+        return mt_gradtree_init(&s->tree, s->be, s->p->grad, s->p->numel,
+                                (int)cfg->parallel.microbatches, e);
     return MT_OK;
 }
 
@@ -80,6 +91,7 @@ int mt_stage_build(mt_stage *s, const mt_comm *c, const mt_config *cfg, const mt
     s->p = p;
     s->rows = rows;
     s->max_rows = max_rows > rows ? max_rows : rows;
+    s->deterministic = cfg->parallel.deterministic;
     mt_pipe *pp = &s->pipe;
     pp->x = &c->xpp; /* ranks of the pipeline group are stages */
     pp->prev = c->pp_rank > 0 ? c->pp_rank - 1 : -1;
@@ -105,6 +117,7 @@ void mt_stage_train(mt_stage *s, const mt_model_batch *b, float scale) {
     s->batch.train = 1;
     s->scale = scale;
     s->nbackward = 0;
+    if (s->deterministic) mt_gradtree_begin(&s->tree);
     message_rows(s, s->rows);
     mt_pipe_step(&s->pipe);
 }
@@ -133,6 +146,7 @@ void mt_stage_free(mt_stage *s) {
     /* clones first: they share slot 0's scratch */
     for (int k = s->nslots - 1; s->slots && k >= 0; k--) s->ops->free(slot(s, k), s->be);
     free(s->slots);
+    if (s->deterministic) mt_gradtree_free(&s->tree);
     mt_pipe_free(&s->pipe);
     memset(s, 0, sizeof *s);
 }

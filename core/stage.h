@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/gradtree.h"
 #include "core/model.h"
 #include "core/params.h"
 #include "core/split.h"
@@ -40,6 +41,8 @@ typedef struct {
     float scale;
     int nbackward;        /* backwards done this step (the first overwrites the gradient) */
     double loss, correct; /* last stage: sums over the batches run since zeroed */
+    int deterministic;    /* parallel.deterministic: micro-batches summed in tree */
+    mt_gradtree tree;     /* (deterministic) their buffers and pending sums */
 } mt_stage;
 
 /* This rank's stage of the model cfg names under c's grid: splits,

@@ -39,7 +39,15 @@ int mt_gradsync_add_norm(mt_gradsync *g, size_t offset, size_t numel, mt_err *e)
 void mt_gradsync_reduce(const mt_gradsync *g) {
     for (int i = 0; i < g->ntied; i++)
         mt_xcomm_sum(&g->c->xemb, g->grad + g->tied[i].offset, g->tied[i].numel);
-    mt_xcomm_sum(&g->c->xdp, g->grad, g->numel);
+    if (g->deterministic)
+        mt_detsum_run(&g->det, g->grad);
+    else
+        mt_xcomm_sum(&g->c->xdp, g->grad, g->numel);
+}
+
+int mt_gradsync_deterministic(mt_gradsync *g, mt_err *e) {
+    g->deterministic = 1;
+    return mt_detsum_init(&g->det, g->c->dp, g->be, g->numel, e);
 }
 
 double mt_gradsync_norm(const mt_gradsync *g) {
@@ -59,5 +67,6 @@ double mt_gradsync_norm(const mt_gradsync *g) {
 void mt_gradsync_free(mt_gradsync *g) {
     free(g->tied);
     free(g->norm);
+    mt_detsum_free(&g->det);
     memset(g, 0, sizeof *g);
 }

@@ -31,6 +31,7 @@
 #include "base/error.h"
 #include "kernels/backend.h"
 #include "parallel/comm.h"
+#include "parallel/detsum.h"
 
 typedef struct {
     size_t offset, numel; /* elements [offset, offset + numel) of the flat gradient */
@@ -46,6 +47,8 @@ typedef struct {
     mt_grad_span *norm; /* (nnorm) tensors this rank counts in the norm */
     int nnorm;
     int cap_tied, cap_norm;
+    int deterministic; /* the data-parallel sum in a fixed tree (mt_detsum) */
+    mt_detsum det;
 } mt_gradsync;
 
 void mt_gradsync_init(mt_gradsync *g, const mt_comm *c, const mt_backend *be, float *grad,
@@ -56,6 +59,12 @@ int mt_gradsync_add_tied(mt_gradsync *g, size_t offset, size_t numel, mt_err *e)
 /* A tensor this rank counts in the global norm: one rank of its replica per
  * tensor (tensor-parallel rank 0 for a replicated one, never a mirror). */
 int mt_gradsync_add_norm(mt_gradsync *g, size_t offset, size_t numel, mt_err *e);
+
+/* parallel.deterministic: the data-parallel sum from now on in a fixed
+ * pairwise tree over the replicas (parallel/detsum.h; dp a power of two),
+ * continuing the tree each replica summed its micro-batches in
+ * (core/gradtree.h). Collective over the data-parallel group. */
+int mt_gradsync_deterministic(mt_gradsync *g, mt_err *e);
 
 /* After the backward of a step: the tied sums, then the data-parallel sum.
  * Collective over the tied group and the data-parallel group. */
