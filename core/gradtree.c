@@ -26,7 +26,7 @@ int mt_gradtree_init(mt_gradtree *t, const mt_backend *be, float *grad, size_t n
 }
 
 void mt_gradtree_begin(mt_gradtree *t) {
-    for (int i = 0; i <= t->levels; i++) t->busy[i] = 0, t->at[i] = -1;
+    for (int i = 0; i <= t->levels; i++) t->busy[i] = 0, t->at[i] = -1, t->loss_has[i] = 0;
     t->leaf = -1;
     t->next = 0;
 }
@@ -68,6 +68,23 @@ void mt_gradtree_done(mt_gradtree *t) {
         carry = out;
     }
     t->at[k] = carry;
+}
+
+void mt_gradtree_add_loss(mt_gradtree *t, double loss) {
+    int k = 0;
+    for (; k < t->levels && t->loss_has[k]; k++) {
+        loss = t->loss_at[k] + loss;
+        t->loss_has[k] = 0;
+    }
+    t->loss_at[k] = loss;
+    t->loss_has[k] = 1;
+}
+
+double mt_gradtree_loss(const mt_gradtree *t) {
+    double sum = 0.0; /* levels high to low: the root alone when complete */
+    for (int k = t->levels; k >= 0; k--)
+        if (t->loss_has[k]) sum += t->loss_at[k];
+    return sum;
 }
 
 double mt_gradtree_bytes(const mt_gradtree *t) {

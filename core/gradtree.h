@@ -38,6 +38,9 @@ typedef struct {
     int at[MT_GRADTREE_MAX_LEVELS];     /* at[k]: the buffer pending at level k, or -1 */
     int leaf;                           /* the buffer the current backward writes */
     int next;                           /* the micro-batch expected next */
+    /* the micro-batches' losses (doubles), summed in the same tree */
+    double loss_at[MT_GRADTREE_MAX_LEVELS];
+    int loss_has[MT_GRADTREE_MAX_LEVELS];
 } mt_gradtree;
 
 /* A tree over microbatches (a power of two) gradients of numel floats in
@@ -52,6 +55,10 @@ float *mt_gradtree_leaf(mt_gradtree *t, int mb);
 /* The leaf is written: sums the pairs it completes. After the last
  * micro-batch the whole sum is in grad. */
 void mt_gradtree_done(mt_gradtree *t);
+/* The loss of the next micro-batch (in order) into the loss tree. */
+void mt_gradtree_add_loss(mt_gradtree *t, double loss);
+/* The loss tree's sum (after a power of two of them: the root). */
+double mt_gradtree_loss(const mt_gradtree *t);
 /* Bytes of the extra buffers. */
 double mt_gradtree_bytes(const mt_gradtree *t);
 void mt_gradtree_free(mt_gradtree *t);

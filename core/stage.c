@@ -29,7 +29,11 @@ static const float *forward(void *ctx, int k, int mb, const float *in) {
     mt_stage *s = ctx;
     mt_model_batch b = rows_of(s, mb);
     int64_t correct = 0;
-    s->loss += s->ops->forward(slot(s, k), s->be, s->p, &b, in, &correct);
+    double loss = s->ops->forward(slot(s, k), s->be, s->p, &b, in, &correct);
+    if (s->deterministic && b.train) /* summed in the gradient's tree */
+        mt_gradtree_add_loss(&s->tree, loss);
+    else
+        s->loss += loss;
     s->correct += (double)correct;
     return s->ops->output(slot(s, k));
 }
@@ -120,6 +124,7 @@ void mt_stage_train(mt_stage *s, const mt_model_batch *b, float scale) {
     if (s->deterministic) mt_gradtree_begin(&s->tree);
     message_rows(s, s->rows);
     mt_pipe_step(&s->pipe);
+    if (s->deterministic) s->loss += mt_gradtree_loss(&s->tree);
 }
 
 void mt_stage_eval(mt_stage *s, const mt_model_batch *b) {

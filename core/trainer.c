@@ -21,6 +21,7 @@
 
 #include "base/fault.h"
 #include "core/run.h"
+#include "parallel/detsum.h"
 #include "parallel/threads.h"
 #include "parallel/watchdog.h"
 
@@ -72,6 +73,17 @@ static int ckpt_now(const mt_run *r, int64_t done, double since_ckpt) {
            (done == cfg->train.steps && cfg->checkpoint.save_final);
 }
 
+/* The replica's loss sum this rank adds to the step's totals (0 unless it
+ * reports). parallel.deterministic: the replicas' sums added in the tree of
+ * the gradient's (parallel/detsum.h), counted once, by data-parallel rank
+ * 0's reporter, so the world sum adds only zeros to it. */
+static double loss_share(const mt_run *r, int reports) {
+    double loss = reports ? r->st.loss : 0.0;
+    if (!r->cfg.parallel.deterministic) return loss;
+    if (r->comm->dp_size > 1) mt_detsum_doubles(r->comm->dp, &loss, 1);
+    return r->comm->dp_rank == 0 ? loss : 0.0;
+}
+
 /* One training step: the replica's batch through the pipeline, the
  * gradient's reductions, the step totals over every rank, clipping and the
  * optimizer. Returns the totals; *norm gets the gradient's global norm.
@@ -99,7 +111,7 @@ static step_totals train_step(mt_run *r, int64_t step, double t_ckpt, double t0,
     int rank0 = c->rank == 0, reports = mt_stage_reports(&r->st);
     double step_s = r->step_s_max > now - t0 ? r->step_s_max : now - t0;
     step_totals tot = {
-        reports ? r->st.loss : 0.0,
+        loss_share(r, reports),
         reports ? (double)(int64_t)r->st.correct : 0.0,
         e->code ? 1.0 : 0.0,
         rank0 && every_s > 0 && now - t_ckpt >= every_s ? 1.0 : 0.0,

@@ -86,6 +86,23 @@ void mt_detsum_run(const mt_detsum *d, float *buf) {
     if (d->host) d->be->to_device(buf, d->host, d->n);
 }
 
+void mt_detsum_doubles(MPI_Comm comm, double *x, int n) {
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    double other[8];
+    for (int at = 0; at < n; at += 8) {
+        int cnt = n - at < 8 ? n - at : 8;
+        for (int dist = 1; dist < size; dist <<= 1) {
+            MPI_Request q[2];
+            MPI_Isend(x + at, cnt, MPI_DOUBLE, rank ^ dist, TAG, comm, &q[0]);
+            MPI_Irecv(other, cnt, MPI_DOUBLE, rank ^ dist, TAG, comm, &q[1]);
+            mt_watchdog_wait(q, 2, "deterministic sum", comm, rank ^ dist);
+            for (int i = 0; i < cnt; i++) x[at + i] += other[i];
+        }
+    }
+}
+
 double mt_detsum_bytes(const mt_detsum *d) {
     return 4.0 * ((d->recv ? (double)(d->n / 2 + 1) : 0) + (d->host ? (double)d->n : 0));
 }

@@ -40,6 +40,10 @@ int mt_detsum_init(mt_detsum *d, MPI_Comm comm, const mt_backend *be, size_t n, 
 /* In-place sum of buf's n floats over the group, in the fixed tree;
  * collective over the group. */
 void mt_detsum_run(const mt_detsum *d, float *buf);
+/* In-place sum of n doubles (a few: the step's loss) over comm, a
+ * power-of-two group, by recursive doubling at distance 1, 2, 4, ...: the
+ * same tree as mt_detsum_run, every rank the whole vector each round. */
+void mt_detsum_doubles(MPI_Comm comm, double *x, int n);
 /* Host bytes it holds. */
 double mt_detsum_bytes(const mt_detsum *d);
 void mt_detsum_free(mt_detsum *d);
