@@ -7,6 +7,8 @@
 # 20 steps at global batch 64 (micro-batches of 16 rows), for SGD and AdamW:
 #  - (dp, micro-batches) = (1, 4), (2, 2), (4, 1): model.h5 and the final
 #    checkpoint (weights and optimizer state) bitwise identical to (1, 4)'s;
+#  - the same for a tiny GPT (dropout 0.1, AdamW, cosine schedule, clipping),
+#    8 steps at global batch 8 (micro-batches of 2 sequences);
 #  - every logged training loss identical too (the micro-batches' losses
 #    are summed in the same tree, and the replicas' by parallel/detsum);
 #  - deterministic off at (1, 4) vs (4, 1) is NOT bitwise identical (the
@@ -17,34 +19,47 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 MPITRAIN=$1 H5CMP=$2 REPO=$3 DATA=$4
 
+MODEL=(--set data.path="$DATA" --set train.steps=20) # the MLP; GPT below
+STEPS=20
 run() { # run NAME NP MICROBATCHES OPTIM DETERMINISTIC
     local out=$TMP/$1
     RC=0
     timeout 300 mpirun -np "$2" "$MPITRAIN" train --config "$REPO/configs/mnist_mlp.ini" \
-        --set data.path="$DATA" --set run.dir="$out" --set train.steps=20 \
-        --set run.log_every=1 --set train.eval_every=0 --set optim.kind="$4" \
+        --set run.dir="$out" --set run.log_every=1 --set train.eval_every=0 \
+        --set registry.enabled=false "${MODEL[@]}" --set optim.kind="$4" \
         --set parallel.microbatches="$3" --set parallel.deterministic="$5" \
         >"$TMP/$1.log" 2>&1 || RC=$?
     must_succeed "run $1" "$TMP/$1.log"
     echo "$out/mnist_mlp/0001"
 }
 
-for opt in sgd adamw; do
-    ref=$(run ${opt}_1x4 1 4 $opt true)
+layouts() { # layouts LABEL OPTIM: (2, 2) and (4, 1) against (1, 4)
+    local ref got ck
+    ck=checkpoints/step_$(printf %08d $STEPS).h5
+    ref=$(run "$1_1x4" 1 4 "$2" true)
     for layout in "2 2" "4 1"; do
-        set -- $layout
-        got=$(run ${opt}_${1}x$2 "$1" "$2" $opt true)
-        cmp_h5 "$opt: dp $1 x mb $2 vs dp 1 x mb 4: model.h5 bitwise" \
+        set -- "$1" "$2" $layout
+        got=$(run "$1_${3}x$4" "$3" "$4" "$2" true)
+        cmp_h5 "$1: dp $3 x mb $4 vs dp 1 x mb 4: model.h5 bitwise" \
             "$got/model.h5" "$ref/model.h5" --bitwise
-        cmp_h5 "$opt: dp $1 x mb $2 vs dp 1 x mb 4: final checkpoint bitwise" \
-            "$got/checkpoints/step_00000020.h5" "$ref/checkpoints/step_00000020.h5" --bitwise
+        cmp_h5 "$1: dp $3 x mb $4 vs dp 1 x mb 4: final checkpoint bitwise" \
+            "$got/$ck" "$ref/$ck" --bitwise
         if [ "$(losses "$got/metrics.jsonl")" = "$(losses "$ref/metrics.jsonl")" ]; then
-            ok "$opt: dp $1 x mb $2: every logged loss identical"
+            ok "$1: dp $3 x mb $4: every logged loss identical"
         else
-            bad "$opt: dp $1 x mb $2: logged losses differ from dp 1 x mb 4's"
+            bad "$1: dp $3 x mb $4: logged losses differ from dp 1 x mb 4's"
         fi
     done
-done
+}
+
+layouts "mlp sgd" sgd
+layouts "mlp adamw" adamw
+gpt_tokens
+MODEL=("${GPT_TINY[@]}" --set model.dropout=0.1 --set train.steps=8 --set optim.schedule=cosine
+    --set optim.warmup_steps=2 --set optim.min_lr=3e-4 --set optim.grad_clip=1)
+STEPS=8
+layouts "gpt adamw" adamw
+MODEL=(--set data.path="$DATA" --set train.steps=20)
 
 # the control: without the tree, the layouts round differently
 a=$(run sgd_off_1x4 1 4 sgd false)
