@@ -8,7 +8,8 @@
 #  - (dp, micro-batches) = (1, 4), (2, 2), (4, 1): model.h5 and the final
 #    checkpoint (weights and optimizer state) bitwise identical to (1, 4)'s;
 #  - the same for a tiny GPT (dropout 0.1, AdamW, cosine schedule, clipping),
-#    8 steps at global batch 8 (micro-batches of 2 sequences);
+#    8 steps at global batch 8 (micro-batches of 2 sequences), also with
+#    tensor parallelism 2 (-np 2, 4, 8);
 #  - every logged training loss identical too (the micro-batches' losses
 #    are summed in the same tree, and the replicas' by parallel/detsum);
 #  - deterministic off at (1, 4) vs (4, 1) is NOT bitwise identical (the
@@ -33,13 +34,14 @@ run() { # run NAME NP MICROBATCHES OPTIM DETERMINISTIC
     echo "$out/mnist_mlp/0001"
 }
 
+TP=1 # ranks per replica (parallel.tp, set in MODEL too)
 layouts() { # layouts LABEL OPTIM: (2, 2) and (4, 1) against (1, 4)
     local ref got ck
     ck=checkpoints/step_$(printf %08d $STEPS).h5
-    ref=$(run "$1_1x4" 1 4 "$2" true)
+    ref=$(run "$1_1x4" "$TP" 4 "$2" true)
     for layout in "2 2" "4 1"; do
         set -- "$1" "$2" $layout
-        got=$(run "$1_${3}x$4" "$3" "$4" "$2" true)
+        got=$(run "$1_${3}x$4" $(($3 * TP)) "$4" "$2" true)
         cmp_h5 "$1: dp $3 x mb $4 vs dp 1 x mb 4: model.h5 bitwise" \
             "$got/model.h5" "$ref/model.h5" --bitwise
         cmp_h5 "$1: dp $3 x mb $4 vs dp 1 x mb 4: final checkpoint bitwise" \
@@ -59,6 +61,10 @@ MODEL=("${GPT_TINY[@]}" --set model.dropout=0.1 --set train.steps=8 --set optim.
     --set optim.warmup_steps=2 --set optim.min_lr=3e-4 --set optim.grad_clip=1)
 STEPS=8
 layouts "gpt adamw" adamw
+MODEL+=(--set parallel.tp=2)
+TP=2
+layouts "gpt tp2 adamw" adamw
+TP=1
 MODEL=(--set data.path="$DATA" --set train.steps=20)
 
 # the control: without the tree, the layouts round differently
