@@ -9,8 +9,9 @@
  * forward and backward in the schedule's order, accumulates the gradient in
  * the parameters' flat buffer (parallel.deterministic: each micro-batch's
  * in a buffer of its own, summed in a pairwise tree, core/gradtree.h), and
- * on the last stage sums the losses and hits. Evaluation runs forwards only. Reducing the gradient over ranks is
- * not its business (parallel/gradsync.h).
+ * on the last stage sums the losses and hits. Evaluation runs forwards
+ * only. Reducing the gradient over ranks is not its business
+ * (parallel/gradsync.h).
  */
 #ifndef MT_STAGE_H
 #define MT_STAGE_H
