@@ -144,7 +144,7 @@ const mt_cfg_key mt_cfg_keys[] = {
      "bitwise the same parameters at any data-parallel size (fixed micro-batch size, dp x "
      "microbatches constant): each micro-batch's gradient in its own buffer, summed in one "
      "pairwise tree keyed by the global micro-batch index, across ranks by recursive halving "
-     "and doubling; needs dp and microbatches powers of two and pp = 1 (for now)"},
+     "and doubling; needs dp and microbatches powers of two"},
 
     {"parallel", "timeout", MT_CFG_FLOAT, "300", 0, NOMAX, 0, 0, NULL, OFF(parallel.timeout),
      "seconds a communication of the training loop (from its second step) may wait before the "

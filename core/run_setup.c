@@ -41,11 +41,6 @@ static int check_deterministic(const mt_run *r, mt_err *e) {
                    c->dp_size, c->size, c->tp_size, c->pp_size, (long long)m);
         mt_err_hint(e, "run 1, 2, 4, 8, ... replicas with 1, 2, 4, ... micro-batches each, or "
                        "set parallel.deterministic = false");
-    } else if (c->pp_size > 1) {
-        mt_err_set(e, MT_ERR_USAGE,
-                   "parallel.deterministic does not support pipeline parallelism yet (pp = %d)",
-                   c->pp_size);
-        mt_err_hint(e, "set parallel.pp = 1, or parallel.deterministic = false");
     }
     return e->code;
 }

@@ -37,12 +37,13 @@ int mt_gradsync_add_norm(mt_gradsync *g, size_t offset, size_t numel, mt_err *e)
 }
 
 void mt_gradsync_reduce(const mt_gradsync *g) {
+    /* deterministic: the replicas first, so each tied copy is its stage's
+     * whole tree before the two copies are added (tied first would add the
+     * copies per replica: a tree whose shape depends on dp) */
+    if (g->deterministic) mt_detsum_run(&g->det, g->grad);
     for (int i = 0; i < g->ntied; i++)
         mt_xcomm_sum(&g->c->xemb, g->grad + g->tied[i].offset, g->tied[i].numel);
-    if (g->deterministic)
-        mt_detsum_run(&g->det, g->grad);
-    else
-        mt_xcomm_sum(&g->c->xdp, g->grad, g->numel);
+    if (!g->deterministic) mt_xcomm_sum(&g->c->xdp, g->grad, g->numel);
 }
 
 int mt_gradsync_deterministic(mt_gradsync *g, mt_err *e) {

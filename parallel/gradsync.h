@@ -66,8 +66,9 @@ int mt_gradsync_add_norm(mt_gradsync *g, size_t offset, size_t numel, mt_err *e)
  * (core/gradtree.h). Collective over the data-parallel group. */
 int mt_gradsync_deterministic(mt_gradsync *g, mt_err *e);
 
-/* After the backward of a step: the tied sums, then the data-parallel sum.
- * Collective over the tied group and the data-parallel group. */
+/* After the backward of a step: the tied sums, then the data-parallel sum
+ * (deterministic: the other way round). Collective over the tied group and
+ * the data-parallel group. */
 void mt_gradsync_reduce(const mt_gradsync *g);
 /* The global L2 norm of the reduced gradient (double sums in a fixed order;
  * one replica's tensors over its model-parallel group). Collective over

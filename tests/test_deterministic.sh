@@ -9,7 +9,7 @@
 #    checkpoint (weights and optimizer state) bitwise identical to (1, 4)'s;
 #  - the same for a tiny GPT (dropout 0.1, AdamW, cosine schedule, clipping),
 #    8 steps at global batch 8 (micro-batches of 2 sequences), also with
-#    tensor parallelism 2 (-np 2, 4, 8);
+#    tensor parallelism 2 and with pipeline parallelism 2 (-np 2, 4, 8);
 #  - every logged training loss identical too (the micro-batches' losses
 #    are summed in the same tree, and the replicas' by parallel/detsum);
 #  - deterministic off at (1, 4) vs (4, 1) is NOT bitwise identical (the
@@ -34,7 +34,7 @@ run() { # run NAME NP MICROBATCHES OPTIM DETERMINISTIC
     echo "$out/mnist_mlp/0001"
 }
 
-TP=1 # ranks per replica (parallel.tp, set in MODEL too)
+TP=1 # ranks per replica (parallel.tp x parallel.pp, set in MODEL too)
 layouts() { # layouts LABEL OPTIM: (2, 2) and (4, 1) against (1, 4)
     local ref got ck
     ck=checkpoints/step_$(printf %08d $STEPS).h5
@@ -64,6 +64,8 @@ layouts "gpt adamw" adamw
 MODEL+=(--set parallel.tp=2)
 TP=2
 layouts "gpt tp2 adamw" adamw
+MODEL+=(--set parallel.tp=1 --set parallel.pp=2) # 1F1B; the tied embedding's two copies
+layouts "gpt pp2 adamw" adamw
 TP=1
 MODEL=(--set data.path="$DATA" --set train.steps=20)
 
