@@ -156,27 +156,25 @@ static int nan_policy(mt_run *r, double loss, double norm, int64_t step, mt_err 
     return e->code;
 }
 
+/* The highest stop signal any rank received (0: none); collective. Also
+ * after a checkpoint: a signal that arrived during the write lets it finish
+ * and the run stops with that checkpoint (one small reduction per
+ * checkpoint). */
+static int agreed_signal(const mt_run *r) {
+    int sig = mt_run_stop_signal();
+    mt_coll_max_ints(r->comm->world, &sig, 1);
+    return sig;
+}
+
 /* Why a run ends before train.steps: a signal's number (the highest any
  * rank received), STOP_TIME_LIMIT, STOP_AFTER_STEPS, or 0: it goes on. A
  * run that has just done its last step completes. */
 static int stop_reason(const mt_run *r, const step_totals *tot, int64_t done, int last) {
     if (last) return 0;
-    if (tot->signals > 0) {
-        int sig = mt_run_stop_signal();
-        mt_coll_max_ints(r->comm->world, &sig, 1);
-        return sig;
-    }
+    if (tot->signals > 0) return agreed_signal(r);
     if (tot->time_up > 0) return STOP_TIME_LIMIT;
     int64_t after = r->cfg.train.exit_after_steps;
     return after > 0 && done - r->start_step == after ? STOP_AFTER_STEPS : 0;
-}
-
-/* A signal that arrived during a checkpoint write: the write finished, and
- * the run stops with that checkpoint (one small reduction per checkpoint). */
-static int signal_after_checkpoint(const mt_run *r) {
-    int sig = mt_run_stop_signal();
-    mt_coll_max_ints(r->comm->world, &sig, 1);
-    return sig;
 }
 
 /* Trains from r->start_step. *stopped is set when the run ends early (see
@@ -245,7 +243,7 @@ static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *
             mt_watchdog_phase("checkpoint", done, 0); /* checkpoint.timeout's */
             if (mt_run_save_checkpoint(r, done, e)) return e->code;
             t_ckpt = mt_wtime();
-            if (!stop && !last) stop = signal_after_checkpoint(r);
+            if (!stop && !last) stop = agreed_signal(r);
         }
         double took = mt_wtime() - t_step - (r->ckpt_time - ckpt_before);
         if (took > r->step_s_max) r->step_s_max = took;
