@@ -91,6 +91,9 @@ typedef struct {
         mt_cfg_intlist stage_layers; /* layers of each stage; {0} = balanced */
         double timeout;              /* seconds a loop's wait may take; 0 = off */
         int deterministic;           /* bitwise the same at any dp (issue 17) */
+        double bucket_mb;            /* megabytes of gradient per reduction bucket */
+        int overlap;                 /* bucket reductions overlap the backward */
+        int64_t zero;                /* ZeRO stage: 0 or 1 (optimizer state sharded over dp) */
     } parallel;
     struct {
         char dir[MT_CFG_STR_LEN]; /* "" = <run folder>/checkpoints */

@@ -146,6 +146,18 @@ const mt_cfg_key mt_cfg_keys[] = {
      "pairwise tree keyed by the global micro-batch index, across ranks by recursive halving "
      "and doubling; needs dp and microbatches powers of two"},
 
+    {"parallel", "bucket_mb", MT_CFG_FLOAT, "25", 0, 65536, 1, 0, NULL, OFF(parallel.bucket_mb),
+     "megabytes of gradient per data-parallel reduction bucket (buckets follow the backward "
+     "order: the last layers' gradients first); > 0"},
+    {"parallel", "overlap", MT_CFG_BOOL, "true", 0, 0, 0, 0, NULL, OFF(parallel.overlap),
+     "start each bucket's non-blocking reduction as soon as the last micro-batch's backward has "
+     "made its gradients final, driven between layers while the backward goes on (docs/PARALLEL.md, "
+     "\"Buckets and overlap\"); false = every bucket after the backward"},
+    {"parallel", "zero", MT_CFG_INT, "0", 0, 1, 0, 0, NULL, OFF(parallel.zero),
+     "ZeRO stage: 0 = every replica holds the whole optimizer state; 1 = each data-parallel rank "
+     "holds and updates only its shard of it (gradients reduce-scattered, parameters all-gathered; "
+     "optimizer memory per rank / dp)"},
+
     {"parallel", "timeout", MT_CFG_FLOAT, "300", 0, NOMAX, 0, 0, NULL, OFF(parallel.timeout),
      "seconds a communication of the training loop (from its second step) may wait before the "
      "job ends with exit 5, naming the rank behind (docs/PARALLEL.md, \"Watchdog\"); set-up, "
