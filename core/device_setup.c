@@ -104,8 +104,8 @@ int mt_run_host_views(mt_run *r, mt_err *e) {
     r->hp_store.grad = NULL;
     r->hp_store.data = mt_alloc_floats(r->params.numel);
     r->hopt_store = r->opt;
-    r->hopt_store.m = mt_alloc_floats(r->params.numel);
-    r->hopt_store.v = r->opt.v ? mt_alloc_floats(r->params.numel) : NULL;
+    r->hopt_store.m = mt_alloc_floats(r->opt.numel);
+    r->hopt_store.v = r->opt.v ? mt_alloc_floats(r->opt.numel) : NULL;
     r->hp = &r->hp_store;
     r->hopt = &r->hopt_store;
     if (!r->hp_store.data || !r->hopt_store.m || (r->opt.v && !r->hopt_store.v))
@@ -116,19 +116,19 @@ int mt_run_host_views(mt_run *r, mt_err *e) {
 void mt_run_state_to_host(mt_run *r) {
     if (r->hp == &r->params) return;
     const mt_backend *be = r->be;
-    size_t n = r->params.numel;
+    size_t n = r->params.numel, ns = r->opt.numel;
     be->to_host(r->hp->data, r->params.data, n);
-    be->to_host(r->hopt->m, r->opt.m, n);
-    if (r->opt.v) be->to_host(r->hopt->v, r->opt.v, n);
+    be->to_host(r->hopt->m, r->opt.m, ns);
+    if (r->opt.v) be->to_host(r->hopt->v, r->opt.v, ns);
     r->hopt->t = r->opt.t;
 }
 
 void mt_run_state_to_device(mt_run *r) {
     if (r->hp == &r->params) return;
     const mt_backend *be = r->be;
-    size_t n = r->params.numel;
+    size_t n = r->params.numel, ns = r->opt.numel;
     be->to_device(r->params.data, r->hp->data, n);
-    be->to_device(r->opt.m, r->hopt->m, n);
-    if (r->opt.v) be->to_device(r->opt.v, r->hopt->v, n);
+    be->to_device(r->opt.m, r->hopt->m, ns);
+    if (r->opt.v) be->to_device(r->opt.v, r->hopt->v, ns);
     r->opt.t = r->hopt->t;
 }

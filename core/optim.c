@@ -5,7 +5,7 @@
 #include <string.h>
 
 int mt_optim_init(mt_optim *o, const mt_config *cfg, const mt_params *p, const mt_backend *be,
-                  mt_err *e) {
+                  const mt_zero_piece *shard, mt_err *e) {
     memset(o, 0, sizeof *o);
     o->kind = cfg->optim.kind;
     o->beta1 = (float)cfg->optim.beta1;
@@ -13,15 +13,29 @@ int mt_optim_init(mt_optim *o, const mt_config *cfg, const mt_params *p, const m
     o->eps = (float)cfg->optim.eps;
     o->momentum = (float)cfg->optim.momentum;
     o->weight_decay = (float)cfg->optim.weight_decay;
-    o->m = be->alloc(p->numel);
-    if (o->kind == MT_OPTIM_ADAMW) o->v = be->alloc(p->numel);
+    o->shard = shard;
+    o->numel = p->numel;
+    if (shard) { /* the pieces are consecutive in the shard */
+        o->numel = 0;
+        for (int i = 0; i < p->n; i++) o->numel = shard[i].pos + shard[i].n;
+    }
+    o->m = be->alloc(o->numel);
+    if (o->kind == MT_OPTIM_ADAMW) o->v = be->alloc(o->numel);
     if (!o->m || (o->kind == MT_OPTIM_ADAMW && !o->v))
         return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for optimizer state");
     return MT_OK;
 }
 
-void mt_optim_clip(const mt_params *p, const mt_backend *be, double norm, double max_norm) {
-    if (max_norm > 0.0 && norm > max_norm) be->scale(p->grad, (float)(max_norm / norm), p->numel);
+void mt_optim_clip(const mt_optim *o, const mt_params *p, const mt_backend *be, double norm,
+                   double max_norm) {
+    if (!(max_norm > 0.0 && norm > max_norm)) return;
+    float s = (float)(max_norm / norm);
+    if (!o->shard) {
+        be->scale(p->grad, s, p->numel);
+        return;
+    }
+    for (int i = 0; i < p->n; i++)
+        if (o->shard[i].n) be->scale(p->grad + o->shard[i].off, s, o->shard[i].n);
 }
 
 void mt_optim_step(mt_optim *o, mt_params *p, const mt_backend *be, float lr) {
@@ -31,13 +45,17 @@ void mt_optim_step(mt_optim *o, mt_params *p, const mt_backend *be, float lr) {
     for (int i = 0; i < p->n; i++) {
         const mt_param *t = &p->v[i];
         float wd = t->decay ? o->weight_decay : 0.0f;
-        float *x = p->data + t->offset;
-        const float *g = p->grad + t->offset;
+        /* the parameter's elements [at, at + n) of the flat buffers, state at s */
+        size_t at = o->shard ? o->shard[i].off : t->offset, n = o->shard ? o->shard[i].n : t->numel;
+        size_t s = o->shard ? o->shard[i].pos : t->offset;
+        if (!n) continue;
+        float *x = p->data + at;
+        const float *g = p->grad + at;
         if (o->kind == MT_OPTIM_ADAMW)
-            be->adamw_update(x, g, o->m + t->offset, o->v + t->offset, t->numel, lr, o->beta1,
-                             o->beta2, o->eps, wd, bc1, bc2);
+            be->adamw_update(x, g, o->m + s, o->v + s, n, lr, o->beta1, o->beta2, o->eps, wd, bc1,
+                             bc2);
         else
-            be->sgd_update(x, g, o->m + t->offset, t->numel, lr, o->momentum, wd);
+            be->sgd_update(x, g, o->m + s, n, lr, o->momentum, wd);
     }
 }
 

@@ -13,22 +13,31 @@
 #include "core/config.h"
 #include "core/params.h"
 #include "kernels/backend.h"
+#include "parallel/zero.h"
 
 typedef struct {
     int kind; /* mt_optim_kind */
     float beta1, beta2, eps, momentum, weight_decay;
-    int64_t t; /* optimizer steps taken */
-    float *m;  /* (numel) AdamW first moment, or SGD momentum buffer */
-    float *v;  /* (numel) AdamW second moment; NULL for SGD */
+    int64_t t;    /* optimizer steps taken */
+    float *m;     /* (numel) AdamW first moment, or SGD momentum buffer */
+    float *v;     /* (numel) AdamW second moment; NULL for SGD */
+    size_t numel; /* of each state buffer: the parameters', or the shard's */
+    /* parallel.zero = 1: the pieces of the flat buffers this rank updates,
+     * one per parameter (parallel/zero.h); their state is at m + pos,
+     * v + pos. NULL: every parameter, state in the parameters' layout. */
+    const mt_zero_piece *shard;
 } mt_optim;
 
+/* shard: NULL, or this rank's ZeRO-1 pieces (p->n of them, one per
+ * parameter, kept by the caller). */
 int mt_optim_init(mt_optim *o, const mt_config *cfg, const mt_params *p, const mt_backend *be,
-                  mt_err *e);
+                  const mt_zero_piece *shard, mt_err *e);
 /* Gradient clipping: if max_norm > 0 and the gradient's global norm (its
  * L2 norm over the whole model, parallel/gradsync.h) exceeds it, the
- * gradient is scaled down to max_norm. */
-void mt_optim_clip(const mt_params *p, const mt_backend *be, double norm, double max_norm);
-/* One update of every parameter with learning rate lr. */
+ * gradient (the shard's, with ZeRO-1) is scaled down to max_norm. */
+void mt_optim_clip(const mt_optim *o, const mt_params *p, const mt_backend *be, double norm,
+                   double max_norm);
+/* One update of every parameter (the shard's) with learning rate lr. */
 void mt_optim_step(mt_optim *o, mt_params *p, const mt_backend *be, float lr);
 void mt_optim_free(mt_optim *o, const mt_backend *be);
 

@@ -19,7 +19,9 @@ typedef struct {
     double rank, stage, tp_rank, dp_rank;
     double layer0, layer1; /* layers [layer0, layer1) */
     double params;         /* parameters held */
-    double state_bytes;    /* weights, gradient and optimizer state */
+    double state_bytes;    /* weights and gradient */
+    double optim_bytes;    /* optimizer state (ZeRO-1: the shard's) */
+    double sync_bytes;     /* the gradient reductions' buffers (deterministic, ZeRO-1) */
     double act_bytes;      /* activations, scratch and pipeline buffers */
 } mem_row;
 
@@ -28,6 +30,12 @@ static void gather_memory(const mt_run *r, mem_row *rows) {
     const mt_comm *c = r->comm;
     int nstate = r->cfg.optim.kind == MT_OPTIM_ADAMW ? 2 : 1;
     double n = (double)mt_params_count(&r->params);
+    /* the shard's elements, without the padding between tensors */
+    double shard = n;
+    if (r->opt.shard) {
+        shard = 0.0;
+        for (int i = 0; i < r->params.n; i++) shard += (double)r->opt.shard[i].n;
+    }
     mem_row mine = {c->rank,
                     c->pp_rank,
                     c->tp_rank,
@@ -35,7 +43,9 @@ static void gather_memory(const mt_run *r, mem_row *rows) {
                     r->st.sp.first[c->pp_rank],
                     r->st.sp.first[c->pp_rank + 1],
                     n,
-                    4.0 * n * (2 + nstate),
+                    4.0 * n * 2,
+                    4.0 * shard * nstate,
+                    mt_gradsync_bytes(&r->sync),
                     mt_stage_act_bytes(&r->st)};
     mt_coll_gather(c->world, 0, &mine, sizeof mine, rows);
 }
@@ -43,18 +53,19 @@ static void gather_memory(const mt_run *r, mem_row *rows) {
 static void print_memory(const mt_run *r, const mem_row *rows) {
     printf("per rank (one replica; the others match; memory is an estimate of what mpitrain "
            "allocates):\n");
-    printf("  %4s %5s %3s %9s %12s %14s %13s %10s\n", "rank", "stage", "tp", "layers", "parameters",
-           "weights+grad+", "activations", "total");
-    printf("  %4s %5s %3s %9s %12s %14s %13s %10s\n", "", "", "", "", "", "optimizer MB", "MB",
-           "MB");
+    printf("  %4s %5s %3s %9s %12s %13s %10s %9s %12s %9s\n", "rank", "stage", "tp", "layers",
+           "parameters", "weights+grad", "optimizer", "gradsync", "activations", "total");
+    printf("  %4s %5s %3s %9s %12s %13s %10s %9s %12s %9s\n", "", "", "", "", "", "MB", "MB", "MB",
+           "MB", "MB");
     for (int k = 0; k < r->comm->size; k++) {
         const mem_row *x = &rows[k];
         if (x->dp_rank != 0) continue;
         char layers[32];
         snprintf(layers, sizeof layers, "%d-%d", (int)x->layer0, (int)x->layer1 - 1);
-        printf("  %4d %5d %3d %9s %12.0f %14.1f %13.1f %10.1f\n", (int)x->rank, (int)x->stage,
-               (int)x->tp_rank, layers, x->params, x->state_bytes / 1e6, x->act_bytes / 1e6,
-               (x->state_bytes + x->act_bytes) / 1e6);
+        double total = x->state_bytes + x->optim_bytes + x->sync_bytes + x->act_bytes;
+        printf("  %4d %5d %3d %9s %12.0f %13.2f %10.2f %9.2f %12.2f %9.2f\n", (int)x->rank,
+               (int)x->stage, (int)x->tp_rank, layers, x->params, x->state_bytes / 1e6,
+               x->optim_bytes / 1e6, x->sync_bytes / 1e6, x->act_bytes / 1e6, total / 1e6);
     }
 }
 

@@ -59,6 +59,8 @@ typedef struct {
     mt_stage st;      /* the model stage this rank runs, and its pipeline */
     mt_optim opt;
     mt_gradsync sync; /* the gradient's reductions */
+    mt_zero_piece
+        *zero_pieces; /* parallel.zero = 1: every dp rank's shard (mt_state_zero_pieces) */
     int64_t mb_rows;  /* rows per micro-batch */
     /* host copies of the parameters and optimizer state for init, checkpoints
      * and resume: the real ones when the backend's memory is host memory */

@@ -9,6 +9,7 @@
 #include "base/fault.h"
 #include "core/models.h"
 #include "core/run.h"
+#include "core/state_views.h"
 
 static char *read_config(const char *path, mt_err *e) {
     char *buf;
@@ -103,13 +104,19 @@ int mt_run_build(mt_run *r, mt_err *e) {
     r->mb_rows = local_batch / cfg->parallel.microbatches;
     mt_params_init(&r->params);
     int64_t eval_rows = mt_batches_eval_rows(&r->data, r->mb_rows);
+    int zero = cfg->parallel.zero == 1;
     if (!mt_stage_build(&r->st, c, cfg, r->be, &r->params, r->mb_rows, eval_rows, e) &&
-        !mt_optim_init(&r->opt, cfg, &r->params, r->be, e) && !mt_run_host_views(r, e)) {
+        (!zero || !mt_state_zero_pieces(&r->params, c, &r->zero_pieces, e)) &&
+        !mt_optim_init(&r->opt, cfg, &r->params, r->be,
+                       zero ? r->zero_pieces + (size_t)c->dp_rank * (size_t)r->params.n : NULL,
+                       e) &&
+        !mt_run_host_views(r, e)) {
         mt_params_init_values(r->hp, (uint64_t)cfg->run.seed);
         mt_run_state_to_device(r);
         mt_gradsync_init(&r->sync, c, r->be, r->params.grad, r->params.numel);
         if (!mt_params_gradsync(&r->params, c->tp_rank, &r->sync, e) &&
-            (!cfg->parallel.deterministic || !mt_gradsync_deterministic(&r->sync, e)))
+            (!cfg->parallel.deterministic || !mt_gradsync_deterministic(&r->sync, e)) &&
+            (!zero || !mt_gradsync_zero(&r->sync, r->zero_pieces, r->params.n, e)))
             mt_batches_alloc(&r->data, r->be, c->dp_rank, c->dp_size, r->mb_rows, e);
     }
     return mt_comm_agree(c, e);
@@ -127,6 +134,7 @@ void mt_run_release(mt_run *r) {
         free(r->hopt_store.v);
     }
     mt_gradsync_free(&r->sync);
+    free(r->zero_pieces);
     mt_params_free(&r->params);
     mt_batches_close(&r->data);
     free(r->config_text);

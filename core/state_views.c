@@ -70,11 +70,45 @@ int mt_state_views_build(mt_state_views *sv, mt_params *p, mt_optim *o, mt_err *
     for (int s = 0; s < ns && !e->code; s++) {
         char group[MT_VIEW_PATH_LEN];
         snprintf(group, sizeof group, "/optim/%s", states[s]);
-        for (int i = 0; i < p->n && !e->code; i++)
-            view_of(&p->v[i], group, s == 0 ? o->m : o->v, &sv->v[sv->n++], e);
+        for (int i = 0; i < p->n && !e->code; i++) {
+            mt_tensor_view *v = &sv->v[sv->n++];
+            float *base = s == 0 ? o->m : o->v;
+            view_of(&p->v[i], group, base, v, e);
+            v->dp_shard = o->shard != NULL;
+            if (o->shard && v->held) { /* ZeRO-1: the shard's rows, at pos */
+                const mt_zero_piece *pc = &o->shard[i];
+                v->begin = (int64_t)(pc->off - p->v[i].offset);
+                v->count = (int64_t)pc->n;
+                v->data = base + pc->pos;
+            }
+        }
     }
     if (e->code) mt_state_views_free(sv);
     return e->code;
+}
+
+int mt_state_zero_pieces(const mt_params *p, const mt_comm *c, mt_zero_piece **pieces, mt_err *e) {
+    int dp = c->dp_size;
+    *pieces = calloc((size_t)dp * (size_t)(p->n ? p->n : 1), sizeof **pieces);
+    if (!*pieces) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the ZeRO-1 shards");
+    for (int k = 0; k < dp; k++) {
+        size_t pos = 0;
+        for (int i = 0; i < p->n; i++) {
+            const mt_param *t = &p->v[i];
+            mt_zero_piece *pc = &(*pieces)[(size_t)k * p->n + i];
+            mt_tensor_view v;
+            if (view_of(t, "/optim", p->data, &v, e)) return e->code;
+            v.dp_shard = 1;
+            int64_t lo = 0, hi = 0, row = 0;
+            if (t->local) mt_ckpt_dp_rows(&v, dp, c->tp_size, k, &lo, &hi, &row);
+            pc->off = t->offset + (size_t)(lo * row);
+            pc->n = (size_t)((hi - lo) * row);
+            pc->pos = pos;
+            pc->tensor = i;
+            pos += pc->n;
+        }
+    }
+    return MT_OK;
 }
 
 void mt_state_views_free(mt_state_views *sv) {

@@ -25,8 +25,15 @@ typedef struct {
 /* Views of p's tensors and, when o is not NULL, of o's state tensors; data
  * points into p's and o's buffers, which must be host memory (p->be NULL)
  * and stay allocated while the views are used. Each held tensor is held
- * whole: begin 0, count = its block. */
+ * whole (begin 0, count = its block), except o's state under ZeRO-1
+ * (o->shard): the shard's rows of each block. */
 int mt_state_views_build(mt_state_views *sv, mt_params *p, mt_optim *o, mt_err *e);
+/* ZeRO-1's pieces (parallel/zero.h) of p (allocated and laid out) under c's
+ * grid: for each data-parallel rank k and parameter i, piece k * p->n + i
+ * is the rows of i's block that rank k writes in a checkpoint
+ * (mt_ckpt_dp_rows), with its position in k's shard; *pieces is malloc'd
+ * (c->dp_size x p->n). */
+int mt_state_zero_pieces(const mt_params *p, const mt_comm *c, mt_zero_piece **pieces, mt_err *e);
 void mt_state_views_free(mt_state_views *sv);
 /* The name checkpoints give o's kind ("adamw", "sgd"). */
 const char *mt_state_optim_kind(const mt_optim *o);

@@ -122,9 +122,10 @@ static step_totals train_step(mt_run *r, int64_t step, double t_ckpt, double t0,
     *norm = mt_gradsync_norm(&r->sync);
     double loss = tot.loss_sum / (double)(r->data.global_batch * r->data.shape.y_width);
     if (!isfinite(loss) || !isfinite(*norm)) return tot; /* see nan_policy */
-    mt_optim_clip(&r->params, r->be, *norm, r->cfg.optim.grad_clip);
+    mt_optim_clip(&r->opt, &r->params, r->be, *norm, r->cfg.optim.grad_clip);
     /* the schedule follows the updates taken: steps skipped for a NaN do not count */
     mt_optim_step(&r->opt, &r->params, r->be, (float)mt_lr_at(&r->cfg, r->opt.t));
+    mt_gradsync_gather(&r->sync, r->params.data); /* ZeRO-1: every shard's update */
     return tot;
 }
 

@@ -143,11 +143,24 @@ int mt_ckpt_load(const mt_comm *c, const char *path, const char *optim_kind,
 
 /* This rank's views (n) fit c's grid: each split tensor is tp_size blocks
  * of shard_parts x shard_len rows along shard_dim and this rank holds block
- * tp_rank, whole (begin 0, count = block size: ranges of a block are not
- * written or read yet). MT_ERR_INTERNAL naming the tensor otherwise. Not
- * collective; mt_ckpt_write, mt_ckpt_load and mt_modelfile_write check it
- * first. */
-int mt_ckpt_check_views(const mt_comm *c, const mt_tensor_view *views, int n, mt_err *e);
+ * tp_rank, either whole (begin 0, count = block size) or, when ranges_ok,
+ * a range of whole dim-0 rows of it that contains the rows this rank
+ * writes (mt_ckpt_dp_rows: a ZeRO-1 shard of optimizer state; the model
+ * file takes whole blocks only). MT_ERR_INTERNAL naming the tensor
+ * otherwise. Not collective; mt_ckpt_write, mt_ckpt_load (ranges_ok) and
+ * mt_modelfile_write check it first. */
+int mt_ckpt_check_views(const mt_comm *c, const mt_tensor_view *views, int n, int ranges_ok,
+                        mt_err *e);
+
+/* The dim-0 rows [*lo, *hi) of v's tensor-parallel block that the
+ * checkpoint writers of data-parallel rank dp_rank write under a dp x tp
+ * layout (for a tensor not split, the shares of all tp ranks of it, which
+ * are consecutive), and the elements per row (*row). The rows of dp ranks
+ * 0 .. dp - 1 are consecutive and cover the block: ZeRO-1 shards optimizer
+ * state this way (parallel/zero.h), so each rank writes a checkpoint's
+ * optimizer state from its own shard. */
+void mt_ckpt_dp_rows(const mt_tensor_view *v, int dp, int tp, int dp_rank, int64_t *lo, int64_t *hi,
+                     int64_t *row);
 
 /* Steps of the checkpoint files in dir, ascending (malloc'd; *n may be 0). */
 int mt_ckpt_list(const char *dir, int64_t **steps, int *n, mt_err *e);

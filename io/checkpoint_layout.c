@@ -40,6 +40,27 @@ static hsize_t dim0_rows(hsize_t len, hsize_t parts, hsize_t most, hsize_t w) {
     return any ? len / any : big;
 }
 
+/* A ZeRO-1 shard's chunk rows (dp_shard): n rows in at least w chunks (a
+ * multiple of w where there are rows enough), so that each of the w
+ * sharers writes about n / w rows, or fewer rows where `most` demands. */
+static hsize_t shard_rows(hsize_t n, hsize_t most, hsize_t w) {
+    hsize_t rows = n ? n : 1, nchunks = (rows + most - 1) / most;
+    nchunks = (nchunks + w - 1) / w * w;
+    if (nchunks > rows) nchunks = rows;
+    return (rows + nchunks - 1) / nchunks;
+}
+
+/* The same along a dim 0 split into parts blocks of len rows: a divisor m
+ * of len (chunks never straddle two tensor-parallel ranks) with parts * m
+ * chunks a multiple of w, at most `most` rows each; one-row chunks when no
+ * divisor fits. */
+static hsize_t shard_dim0_rows(hsize_t len, hsize_t parts, hsize_t most, hsize_t w) {
+    if (len == 0) return 1;
+    for (hsize_t m = (len + most - 1) / most; m <= len; m++)
+        if (len % m == 0 && parts * m % w == 0) return len / m;
+    return 1;
+}
+
 void mt_ckpt_geometry(const mt_tensor_view *t, int dp, int tp, mt_ckpt_geom *g) {
     memset(g, 0, sizeof *g);
     g->ndim = t->ndim;
@@ -61,8 +82,12 @@ void mt_ckpt_geometry(const mt_tensor_view *t, int dp, int tp, mt_ckpt_geom *g) 
     for (int d = 1; d < t->ndim; d++) g->inner *= g->ldims[d];
     hsize_t most = MT_CKPT_CHUNK_BYTES / row; /* rows in MT_CKPT_CHUNK_BYTES */
     if (most < 1) most = 1;
-    g->chunk[0] = g->sd == 0 ? dim0_rows(g->len, g->parts, most, g->sharers)
-                             : even_rows(g->gdims[0], most, g->sharers);
+    if (t->dp_shard)
+        g->chunk[0] = g->sd == 0 ? shard_dim0_rows(g->len, g->parts, most, g->sharers)
+                                 : shard_rows(g->gdims[0], most, g->sharers);
+    else
+        g->chunk[0] = g->sd == 0 ? dim0_rows(g->len, g->parts, most, g->sharers)
+                                 : even_rows(g->gdims[0], most, g->sharers);
     g->units = (g->rows + g->chunk[0] - 1) / g->chunk[0];
 }
 
@@ -72,6 +97,23 @@ void mt_ckpt_share(const mt_ckpt_geom *g, hsize_t k, hsize_t *lo, hsize_t *hi) {
     *hi = u1 * g->chunk[0];
     if (*hi > g->rows) *hi = g->rows;
     if (*lo > *hi) *lo = *hi;
+}
+
+hsize_t mt_ckpt_writer(const mt_ckpt_geom *g, int dp_rank, int tp_rank, int tp) {
+    return g->sd >= 0 ? (hsize_t)dp_rank : (hsize_t)dp_rank * (hsize_t)tp + (hsize_t)tp_rank;
+}
+
+void mt_ckpt_dp_rows(const mt_tensor_view *v, int dp, int tp, int dp_rank, int64_t *lo, int64_t *hi,
+                     int64_t *row) {
+    mt_ckpt_geom g;
+    mt_ckpt_geometry(v, dp, tp, &g);
+    hsize_t a, b, x, y;
+    int last = g.sd >= 0 ? 0 : tp - 1; /* a whole tensor's tp ranks write consecutive shares */
+    mt_ckpt_share(&g, mt_ckpt_writer(&g, dp_rank, 0, tp), &a, &b);
+    mt_ckpt_share(&g, mt_ckpt_writer(&g, dp_rank, last, tp), &x, &y);
+    *lo = (int64_t)a;
+    *hi = (int64_t)(y > a ? y : a);
+    *row = (int64_t)g.inner;
 }
 
 /* Which writer writes global dim-0 row r (along sd > 0, every block splits its
@@ -138,15 +180,34 @@ float *mt_ckpt_no_data(void) {
     return &none;
 }
 
-int mt_ckpt_check_views(const mt_comm *c, const mt_tensor_view *views, int n, mt_err *e) {
+/* A held range of t that is not its whole block: whole dim-0 rows that
+ * contain the rows this rank writes. */
+static int range_fits(const mt_comm *c, const mt_tensor_view *t) {
+    mt_ckpt_geom g;
+    mt_ckpt_geometry(t, c->dp_size, c->tp_size, &g);
+    if (t->begin < 0 || t->count < 0 || g.inner == 0 || (hsize_t)t->begin % g.inner ||
+        (hsize_t)t->count % g.inner || (size_t)(t->begin + t->count) > mt_view_block_numel(t))
+        return 0;
+    hsize_t lo = 0, hi = 0;
+    if (!t->mirror)
+        mt_ckpt_share(&g, mt_ckpt_writer(&g, c->dp_rank, c->tp_rank, c->tp_size), &lo, &hi);
+    return hi <= lo ||
+           ((hsize_t)t->begin <= lo * g.inner && hi * g.inner <= (hsize_t)(t->begin + t->count));
+}
+
+int mt_ckpt_check_views(const mt_comm *c, const mt_tensor_view *views, int n, int ranges_ok,
+                        mt_err *e) {
     for (int i = 0; i < n; i++) {
         const mt_tensor_view *t = &views[i];
-        if (t->held && (t->begin != 0 || (size_t)t->count != mt_view_block_numel(t)))
+        int whole = t->begin == 0 && (size_t)t->count == mt_view_block_numel(t);
+        if (t->held && !whole && (!ranges_ok || !range_fits(c, t)))
             return mt_err_set(e, MT_ERR_INTERNAL,
                               "tensor %s: this rank holds elements %lld..%lld of its block of "
-                              "%zu; checkpoints and model files take whole blocks only",
+                              "%zu; %s",
                               t->path, (long long)t->begin, (long long)(t->begin + t->count),
-                              mt_view_block_numel(t));
+                              mt_view_block_numel(t),
+                              ranges_ok ? "not whole rows containing the rows it writes"
+                                        : "model files take whole blocks only");
         if (t->shard_dim < 0) continue;
         int64_t rows = t->shard_dim < t->ndim ? t->shape[t->shard_dim] : -1;
         if (t->shard_parts < 1 || t->shard_len < 1 ||

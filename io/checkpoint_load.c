@@ -27,9 +27,12 @@ static int read_tensor(hid_t f, hid_t dxpl, const char *file, const mt_tensor_vi
                    path);
         H5Sselect_none(space); /* still join the collective read */
     }
+    /* the rows held: the whole block, or a range of whole rows of it
+     * (mt_ckpt_check_views) */
+    hsize_t lo = g.inner ? (hsize_t)t->begin / g.inner : 0;
+    hsize_t hi = g.inner ? (hsize_t)(t->begin + t->count) / g.inner : 0;
     hid_t mspace;
-    mt_ckpt_select_rows(&g, 0, t->held && !bad ? g.rows : 0, space, &mspace);
-    /* data holds the whole block (begin 0: mt_ckpt_check_views) */
+    mt_ckpt_select_rows(&g, lo, t->held && !bad ? hi : lo, space, &mspace);
     float *buf = t->data ? t->data : mt_ckpt_no_data();
     if (H5Dread(ds, H5T_NATIVE_FLOAT, mspace, space, dxpl, buf) < 0 && !bad) {
         bad = 1;
@@ -57,7 +60,7 @@ static void read_optim(hid_t f, const char *path, char kind[16], int64_t *steps,
 
 int mt_ckpt_load(const mt_comm *c, const char *path, const char *optim_kind,
                  const mt_tensor_view *views, int nv, int64_t *optim_steps, mt_err *e) {
-    mt_ckpt_check_views(c, views, nv, e);
+    mt_ckpt_check_views(c, views, nv, 1, e);
     if (mt_comm_agree(c, e)) return e->code;
     mt_h5_quiet();
     hid_t fapl = mt_ckpt_fapl(c->world);

@@ -45,6 +45,11 @@ typedef struct {
 /* The layout of tensor v in the file and in memory when written by dp x tp
  * ranks per stage; read by any layout (the chunking is then the file's own). */
 void mt_ckpt_geometry(const mt_tensor_view *v, int dp, int tp, mt_ckpt_geom *g);
+/* Which sharer of g's block data-parallel rank dp_rank, tensor-parallel
+ * rank tp_rank of tp writes as: dp_rank for a split tensor (each tp rank
+ * has its own block), dp_rank * tp + tp_rank for a whole one, so that a dp
+ * rank's tp ranks write consecutive shares (mt_ckpt_dp_rows). */
+hsize_t mt_ckpt_writer(const mt_ckpt_geom *g, int dp_rank, int tp_rank, int tp);
 /* Rows [lo, hi) of the block that sharer k of g->sharers writes. */
 void mt_ckpt_share(const mt_ckpt_geom *g, hsize_t k, hsize_t *lo, hsize_t *hi);
 /* Which writer writes global dim-0 row r (the inverse of mt_ckpt_share). */

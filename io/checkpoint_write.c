@@ -117,7 +117,7 @@ static int create_structure(hid_t f, const mt_ckpt_meta *m, const char *config,
 /* Collective: writes this rank's share of the chunks of tensor t. Only the
  * owner's copies are written (held, not a mirror); the ranks holding the
  * same block (the data-parallel group for a split tensor, every rank of the
- * stage for a whole one) each write a share. */
+ * stage for a whole one) each write a share (mt_ckpt_writer). */
 static int write_tensor(const mt_comm *c, hid_t f, hid_t dxpl, const mt_tensor_view *t, mt_err *e) {
     mt_ckpt_geom g;
     mt_ckpt_geometry(t, c->dp_size, c->tp_size, &g);
@@ -125,12 +125,12 @@ static int write_tensor(const mt_comm *c, hid_t f, hid_t dxpl, const mt_tensor_v
     hid_t space = ds >= 0 ? H5Dget_space(ds) : H5Screate_simple(g.ndim, g.gdims, NULL);
     hsize_t lo = 0, hi = 0;
     if (t->held && !t->mirror)
-        mt_ckpt_share(&g, (hsize_t)(g.sd >= 0 ? c->dp_rank : c->tp_rank * c->dp_size + c->dp_rank),
-                      &lo, &hi);
+        mt_ckpt_share(&g, mt_ckpt_writer(&g, c->dp_rank, c->tp_rank, c->tp_size), &lo, &hi);
     hid_t mspace;
     mt_ckpt_select_rows(&g, lo, hi, space, &mspace);
-    /* data holds the whole block (begin 0: mt_ckpt_check_views) */
-    const float *buf = t->data ? t->data + lo * g.inner : mt_ckpt_no_data();
+    /* data holds block elements [begin, begin + count), whole rows that
+     * contain [lo, hi) (mt_ckpt_check_views) */
+    const float *buf = t->data ? t->data + (lo * g.inner - (hsize_t)t->begin) : mt_ckpt_no_data();
     int bad = ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, mspace, space, dxpl, buf) < 0;
     H5Sclose(mspace);
     if (ds >= 0) H5Dclose(ds);
@@ -326,7 +326,7 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     if (c->rank == 0 && !e->code)
         check_room(path, 1.02 * bytes + (double)strlen(config_text) + 1e6, e);
     if (!e->code) check_paths(views, nv, m.optim_kind, e);
-    if (!e->code) mt_ckpt_check_views(c, views, nv, e);
+    if (!e->code) mt_ckpt_check_views(c, views, nv, 1, e);
     if (mt_comm_agree(c, e)) return e->code;
     arm_watchdog(c, tmp, m.step, timeout_s > 0 ? timeout_s : 300.0 + bytes / 20e6);
     mt_h5_quiet();

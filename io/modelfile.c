@@ -105,7 +105,7 @@ int mt_modelfile_write(const mt_comm *c, const char *path, const mt_tensor_view 
     char tmp[MT_CKPT_PATH + 32] = ""; /* path (< MT_CKPT_PATH) + ".tmp." + a pid */
     hid_t f = -1;
     float *full = NULL, *blk = NULL; /* rank 0 */
-    mt_ckpt_check_views(c, views, nv, e);
+    mt_ckpt_check_views(c, views, nv, 0, e);
     if (c->rank == 0 && !e->code)
         f = open_file(path, views, nv, meta, tmp, sizeof tmp, &full, &blk, e);
     if (mt_comm_agree(c, e)) {

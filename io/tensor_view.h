@@ -17,14 +17,13 @@
  *  3. the range: elements [begin, begin + count) of that block, in the
  *     block's row-major order; data points at element begin.
  *
- * Today every holder holds its whole block (begin 0, count = block size),
- * and mt_ckpt_check_views refuses anything else with MT_ERR_INTERNAL.
- * The range is there for ZeRO-1 (each data-parallel rank keeps only its
- * contiguous slice of the optimizer state's block): the checkpoint writer
- * will then make each sharer's share of the block's rows line up with the
- * ranges, and the loader read each rank's range alone. The weights stay
- * whole blocks. A rank that holds nothing of a tensor still lists it (every
- * rank must know every tensor to lay out the file): held 0, data NULL,
+ * A holder holds its whole block (begin 0, count = block size), except
+ * under ZeRO-1 (parallel.zero = 1), where each data-parallel rank keeps
+ * only its rows of the optimizer state's block: the rows it writes in a
+ * checkpoint (mt_ckpt_dp_rows; dp_shard set, so that the chunks spread
+ * over the ranks), and the loader reads each rank's rows alone. The
+ * weights stay whole blocks; model files take whole blocks only. A rank that holds nothing of a
+ * tensor still lists it (every rank must know every tensor to lay out the file): held 0, data NULL,
  * count 0.
  *
  * data is host memory the caller owns: the live buffers, or a staging copy
@@ -57,6 +56,8 @@ typedef struct {
     /* the range of the block held here (step 3 above) */
     int64_t begin; /* first element held, in the block's row-major order (0 today) */
     int64_t count; /* elements held: the block's size today, 0 when not held */
+    int dp_shard;  /* held as a ZeRO-1 shard (mt_ckpt_dp_rows): its chunks are laid out
+                    * so that every data-parallel rank writes about as many rows */
     int stage;     /* pipeline stage that owns it: only its ranks write it */
     int held;      /* this rank holds it (data valid; a mirror counts) */
     int mirror;    /* a copy of a tensor another stage owns (the tied embedding

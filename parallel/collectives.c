@@ -53,6 +53,10 @@ void mt_coll_sum_doubles(MPI_Comm comm, double *buf, size_t n) {
     sum(comm, buf, n, MPI_DOUBLE, sizeof *buf);
 }
 
+void mt_coll_sum_u64(MPI_Comm comm, uint64_t *buf, size_t n) {
+    sum(comm, buf, n, MPI_UINT64_T, sizeof *buf);
+}
+
 static void extreme_ints(MPI_Comm comm, int *buf, int n, MPI_Op op) {
     MPI_Request r;
     MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_INT, op, comm, &r);

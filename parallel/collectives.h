@@ -15,6 +15,8 @@
 /* In-place sums over comm. */
 void mt_coll_sum_floats(MPI_Comm comm, float *buf, size_t n);
 void mt_coll_sum_doubles(MPI_Comm comm, double *buf, size_t n);
+/* Integers: exact, so the result does not depend on the order of the adds. */
+void mt_coll_sum_u64(MPI_Comm comm, uint64_t *buf, size_t n);
 /* Frees the sums' scratch buffer (at the end, before MPI_Finalize). */
 void mt_coll_release(void);
 /* In-place extremes of n ints over comm. */

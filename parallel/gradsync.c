@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/sumsq_exact.h"
 #include "parallel/collectives.h"
 
 void mt_gradsync_init(mt_gradsync *g, const mt_comm *c, const mt_backend *be, float *grad,
@@ -36,7 +37,58 @@ int mt_gradsync_add_norm(mt_gradsync *g, size_t offset, size_t numel, mt_err *e)
     return add_span(&g->norm, &g->nnorm, &g->cap_norm, offset, numel, e);
 }
 
-void mt_gradsync_reduce(const mt_gradsync *g) {
+/* The tied span a piece of a tied tensor lies in, and the span's first
+ * element in tied_host; -1 when it is not tied. */
+static int tied_of(const mt_gradsync *g, const mt_zero_piece *p, size_t *at) {
+    size_t base = 0;
+    for (int i = 0; i < g->ntied; i++) {
+        const mt_grad_span *s = &g->tied[i];
+        if (p->off >= s->offset && p->off + p->n <= s->offset + s->numel) {
+            *at = base + (p->off - s->offset);
+            return i;
+        }
+        base += s->numel;
+    }
+    return -1;
+}
+
+/* ZeRO-1's reduction. Deterministic with tied tensors: the tied copies are
+ * added after each one's sum over the replicas (see mt_gradsync_reduce),
+ * but a shard holds only its own rows of the two copies (the stages lay
+ * out their buffers differently), so the tied tensors' whole gradient is
+ * summed apart, on the host, and replaces the shard's rows of them. */
+static void reduce_zero(mt_gradsync *g) {
+    const mt_backend *be = g->be;
+    if (!g->deterministic) {
+        for (int i = 0; i < g->ntied; i++)
+            mt_xcomm_sum(&g->c->xemb, g->grad + g->tied[i].offset, g->tied[i].numel);
+        mt_zero_scatter(&g->z, g->grad);
+        mt_zero_scatter_done(&g->z, g->grad);
+        return;
+    }
+    size_t at = 0;
+    for (int i = 0; i < g->ntied; i++) {
+        be->to_host(g->tied_host + at, g->grad + g->tied[i].offset, g->tied[i].numel);
+        at += g->tied[i].numel;
+    }
+    if (g->ntied) {
+        mt_detsum_run(&g->tied_det, g->tied_host);
+        mt_coll_sum_floats(g->c->emb, g->tied_host, g->tied_numel);
+    }
+    float *x = mt_zero_scatter(&g->z, g->grad);
+    const mt_zero_piece *mine = mt_zero_mine(&g->z);
+    for (int j = 0; g->ntied && j < g->z.np; j++)
+        if (mine[j].n && tied_of(g, &mine[j], &at) >= 0)
+            memcpy(x + mine[j].off, g->tied_host + at, mine[j].n * sizeof *x);
+    g->shard_host = x;
+    mt_zero_scatter_done(&g->z, g->grad);
+}
+
+void mt_gradsync_reduce(mt_gradsync *g) {
+    if (g->zero) {
+        reduce_zero(g);
+        return;
+    }
     /* deterministic: the replicas first, so each tied copy is its stage's
      * whole tree before the two copies are added (tied first would add the
      * copies per replica: a tree whose shape depends on dp) */
@@ -51,7 +103,66 @@ int mt_gradsync_deterministic(mt_gradsync *g, mt_err *e) {
     return mt_detsum_init(&g->det, g->c->dp, g->be, g->numel, e);
 }
 
+int mt_gradsync_zero(mt_gradsync *g, const mt_zero_piece *pieces, int np, mt_err *e) {
+    g->zero = 1;
+    mt_detsum_free(&g->det); /* deterministic: zero.c's halving takes its place */
+    if (mt_zero_init(&g->z, g->c->dp, g->be, g->numel, pieces, np, g->deterministic, e))
+        return e->code;
+    /* a piece counts in the norm when its tensor does (norm spans are whole tensors) */
+    size_t all = (size_t)g->z.size * (size_t)np;
+    for (size_t j = 0; j < all; j++) {
+        mt_zero_piece *p = &g->z.pieces[j];
+        for (int i = 0; i < g->nnorm && !p->norm; i++)
+            p->norm = p->off >= g->norm[i].offset &&
+                      p->off + p->n <= g->norm[i].offset + g->norm[i].numel;
+    }
+    if (!g->deterministic || !g->ntied) return MT_OK;
+    for (int i = 0; i < g->ntied; i++) g->tied_numel += g->tied[i].numel;
+    g->tied_host = malloc(g->tied_numel * sizeof *g->tied_host);
+    if (!g->tied_host)
+        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the tied tensors' gradient");
+    return mt_detsum_init(&g->tied_det, g->c->dp, NULL, g->tied_numel, e);
+}
+
+void mt_gradsync_gather(const mt_gradsync *g, float *data) {
+    if (g->zero) mt_zero_gather(&g->z, data);
+}
+
+/* deterministic: the exact sum of squares of the spans this rank counts, of
+ * the reduced gradient on the host (x), over group. */
+static double exact_norm(const mt_gradsync *g, const float *x, MPI_Comm group) {
+    mt_sumsq s;
+    mt_sumsq_zero(&s);
+    if (g->zero) {
+        const mt_zero_piece *mine = mt_zero_mine(&g->z);
+        for (int j = 0; j < g->z.np; j++)
+            if (mine[j].norm) mt_sumsq_add(&s, x + mine[j].off, mine[j].n);
+    } else {
+        for (int i = 0; i < g->nnorm; i++)
+            mt_sumsq_add(&s, x + g->norm[i].offset, g->norm[i].numel);
+    }
+    mt_sumsq_normalise(&s);
+    int size = 1;
+    if (group != MPI_COMM_NULL) MPI_Comm_size(group, &size);
+    if (size > 1) mt_coll_sum_u64(group, (uint64_t *)&s, MT_SUMSQ_WORDS);
+    return sqrt(mt_sumsq_value(&s));
+}
+
 double mt_gradsync_norm(const mt_gradsync *g) {
+    if (g->deterministic)
+        return exact_norm(g,
+                          g->zero       ? g->shard_host
+                          : g->det.host ? g->det.host
+                                        : g->grad,
+                          g->zero ? g->c->world : g->c->mp);
+    if (g->zero) { /* each rank's shard, over every rank */
+        double ss = 0.0;
+        const mt_zero_piece *mine = mt_zero_mine(&g->z);
+        for (int j = 0; j < g->z.np; j++)
+            if (mine[j].norm) ss += g->be->sumsq(g->grad + mine[j].off, mine[j].n);
+        mt_coll_sum_doubles(g->c->world, &ss, 1);
+        return sqrt(ss);
+    }
     int size = 1;
     if (g->c->mp != MPI_COMM_NULL) MPI_Comm_size(g->c->mp, &size);
     double ss = 0.0;
@@ -65,9 +176,17 @@ double mt_gradsync_norm(const mt_gradsync *g) {
     return sqrt(ss);
 }
 
+double mt_gradsync_bytes(const mt_gradsync *g) {
+    return mt_detsum_bytes(&g->det) + mt_zero_bytes(&g->z) + mt_detsum_bytes(&g->tied_det) +
+           4.0 * (double)(g->tied_host ? g->tied_numel : 0);
+}
+
 void mt_gradsync_free(mt_gradsync *g) {
     free(g->tied);
     free(g->norm);
     mt_detsum_free(&g->det);
+    mt_zero_free(&g->z);
+    mt_detsum_free(&g->tied_det);
+    free(g->tied_host);
     memset(g, 0, sizeof *g);
 }

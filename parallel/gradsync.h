@@ -12,9 +12,16 @@
  *
  * The gradient is one flat buffer in the backend's memory (core/params.h);
  * what this layer needs to know of its tensors is a list of spans (offset,
- * length) per role, set once after the model is built. Buckets, overlap
- * with the backward and ZeRO-1 (reduce-scatter, sharded update, all-gather)
- * belong here next.
+ * length) per role, set once after the model is built.
+ *
+ * ZeRO-1 (parallel.zero = 1, parallel/zero.h): the data-parallel sum is a
+ * reduce-scatter (each rank gets its shard's sum only), the norm is summed
+ * from every rank's shard, the optimizer updates the shard, and
+ * mt_gradsync_gather all-gathers the parameters after it.
+ *
+ * parallel.deterministic: the data-parallel sum in a fixed tree
+ * (parallel/detsum.h, or zero.h's halving), and the norm exact
+ * (base/sumsq_exact.h), so it is the same for any split of the gradient.
  *
  * The tensor-parallel sums inside the layers (Megatron's forward sum of a
  * row-parallel output and backward sum of a column-parallel input's
@@ -32,6 +39,7 @@
 #include "kernels/backend.h"
 #include "parallel/comm.h"
 #include "parallel/detsum.h"
+#include "parallel/zero.h"
 
 typedef struct {
     size_t offset, numel; /* elements [offset, offset + numel) of the flat gradient */
@@ -49,6 +57,14 @@ typedef struct {
     int cap_tied, cap_norm;
     int deterministic; /* the data-parallel sum in a fixed tree (mt_detsum) */
     mt_detsum det;
+    int zero; /* ZeRO-1: reduce-scatter, sharded norm, parameter all-gather */
+    mt_zero z;
+    /* deterministic ZeRO-1 with tied tensors: their whole gradient, summed
+     * over the replicas (tied_det) and then the tied group, on the host */
+    float *tied_host;
+    size_t tied_numel;
+    mt_detsum tied_det;
+    float *shard_host; /* deterministic: where the reduced gradient is on the host */
 } mt_gradsync;
 
 void mt_gradsync_init(mt_gradsync *g, const mt_comm *c, const mt_backend *be, float *grad,
@@ -66,14 +82,26 @@ int mt_gradsync_add_norm(mt_gradsync *g, size_t offset, size_t numel, mt_err *e)
  * (core/gradtree.h). Collective over the data-parallel group. */
 int mt_gradsync_deterministic(mt_gradsync *g, mt_err *e);
 
+/* parallel.zero = 1 (after mt_gradsync_deterministic when that is on):
+ * pieces are every data-parallel rank's shard (core's
+ * mt_state_zero_pieces: np per rank). Collective over the data-parallel
+ * group. */
+int mt_gradsync_zero(mt_gradsync *g, const mt_zero_piece *pieces, int np, mt_err *e);
+
 /* After the backward of a step: the tied sums, then the data-parallel sum
- * (deterministic: the other way round). Collective over the tied group and
+ * (deterministic: the other way round); with ZeRO-1 only this rank's shard
+ * of the gradient is the sum afterwards. Collective over the tied group and
  * the data-parallel group. */
-void mt_gradsync_reduce(const mt_gradsync *g);
+void mt_gradsync_reduce(mt_gradsync *g);
+/* After the optimizer step: ZeRO-1's all-gather of the parameters data
+ * (nothing otherwise). Collective over the data-parallel group. */
+void mt_gradsync_gather(const mt_gradsync *g, float *data);
 /* The global L2 norm of the reduced gradient (double sums in a fixed order;
- * one replica's tensors over its model-parallel group). Collective over
- * c->mp. */
+ * one replica's tensors over its model-parallel group; deterministic: an
+ * exact sum). Collective over c->mp (ZeRO-1: over the world). */
 double mt_gradsync_norm(const mt_gradsync *g);
+/* Host bytes its buffers take (deterministic sum, ZeRO-1). */
+double mt_gradsync_bytes(const mt_gradsync *g);
 void mt_gradsync_free(mt_gradsync *g);
 
 #endif

@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
     mt_optim o;
     mt_params_init(&p);
     if (mt_gpt_build(&m, &gc, &p, &e) || mt_params_alloc(&p, &e) ||
-        mt_gpt_alloc(&m, be, B, T, &e) || mt_optim_init(&o, &cfg, &p, be, &e)) {
+        mt_gpt_alloc(&m, be, B, T, &e) || mt_optim_init(&o, &cfg, &p, be, NULL, &e)) {
         fprintf(stderr, "gpt_parity: %s\n", e.msg);
         return 1;
     }

@@ -169,7 +169,7 @@ static void test_optim(int kind) {
     mt_params_alloc(&p, &e);
     mt_params_init_values(&p, 5);
     mt_optim o;
-    mt_optim_init(&o, &c, &p, be, &e);
+    mt_optim_init(&o, &c, &p, be, NULL, &e);
     size_t n = p.numel;
     double *x = calloc(n, 8), *m = calloc(n, 8), *v = calloc(n, 8);
     for (size_t i = 0; i < n; i++) x[i] = p.data[i];
@@ -205,7 +205,7 @@ static void test_optim(int kind) {
     for (int k = 0; k < p.n; k++)
         for (size_t j = 0; j < p.v[k].numel; j++) p.grad[p.v[k].offset + j] = 1.0f;
     double norm = sqrt(be->sumsq(p.grad, n)); /* one rank: what gradsync's norm is */
-    mt_optim_clip(&p, be, norm, 1.0);
+    mt_optim_clip(&o, &p, be, norm, 1.0);
     double after = sqrt(be->sumsq(p.grad, n));
     CHECK(fabs(norm - sqrt(15.0)) < 1e-6 && fabs(after - 1.0) < 1e-6,
           "clip: norm %.6f (want %.6f), after %.6f (want 1)", norm, sqrt(15.0), after);

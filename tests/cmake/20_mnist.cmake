@@ -62,3 +62,9 @@ add_test(NAME deterministic
                  $<TARGET_FILE:h5cmp> ${CMAKE_SOURCE_DIR} ${MT_MNIST})
 set_tests_properties(deterministic PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 600
                      ENVIRONMENT "${MT_MPI_ENV};OMP_NUM_THREADS=1")
+
+add_test(NAME zero
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_zero.sh $<TARGET_FILE:mpitrain>
+                 $<TARGET_FILE:h5cmp> ${CMAKE_SOURCE_DIR} ${MT_MNIST})
+set_tests_properties(zero PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 600
+                     ENVIRONMENT "${MT_MPI_ENV};OMP_NUM_THREADS=1")
