@@ -109,6 +109,13 @@ void mt_run_print_header(const mt_run *r) {
            (long long)r->mb_rows,
            mt_config_enum_name("parallel", "schedule", cfg->parallel.schedule), r->threads,
            r->be->name);
+    printf("gradient sync: %s over dp %d%s\n",
+           cfg->parallel.deterministic ? "a fixed pairwise tree (parallel.deterministic)"
+                                       : "MPI/NCCL sums",
+           c->dp_size,
+           cfg->parallel.zero == 1 ? " | ZeRO-1: each rank holds its shard of the optimizer state "
+                                     "(reduce-scatter, all-gather)"
+                                   : "");
     if (mem) print_memory(r, mem);
     free(mem);
     r->data.ops->describe(&r->data, stdout);

@@ -248,15 +248,16 @@ ms_of() {
     [[ -n "$v" ]] || fail "no ms/step in the $1 output" "$TMP/$1.log"
     printf '%.1f' "$v"
 }
-# per-rank "total MB" column of the "per rank" table: the largest, and all
-# (as "total (weights+grad+optimizer + activations)")
+# per-rank "total MB" column of the "per rank" table (columns weights+grad,
+# optimizer, gradsync, activations, total): the largest, and all (as "total
+# (weights+grad+optimizer+gradsync + activations)")
 model_mb_max() {
-    awk '/^per rank/ {t = 1; next} t && /^ *[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+(-[0-9]+)? +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ *$/ {
+    awk '/^per rank/ {t = 1; next} t && /^ *[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+(-[0-9]+)? +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ *$/ {
         if ($NF > m) m = $NF; n++} t && /^[a-z]/ {t = 0} END {if (n) printf "%.1f", m; else print "?"}' "$TMP/$1.log"
 }
 model_mb_all() {
-    awk '/^per rank/ {t = 1; next} t && /^ *[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+(-[0-9]+)? +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ *$/ {
-        printf "%s%s (%s+%s)", (n++ ? " " : ""), $NF, $(NF - 2), $(NF - 1)} t && /^[a-z]/ {t = 0}' "$TMP/$1.log"
+    awk '/^per rank/ {t = 1; next} t && /^ *[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+(-[0-9]+)? +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ *$/ {
+        printf "%s%s (%.2f+%s)", (n++ ? " " : ""), $NF, $(NF - 4) + $(NF - 3) + $(NF - 2), $(NF - 1)} t && /^[a-z]/ {t = 0}' "$TMP/$1.log"
 }
 rss_all() { # peak RSS in MB of each rank, in rank order
     local r=0 out=""
