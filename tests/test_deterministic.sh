@@ -16,6 +16,10 @@
 #    time, resumed at (4, 1) and at (1, 4), ends with model.h5 and the final
 #    checkpoint bitwise those of the uninterrupted (1, 4) run, and logs its
 #    second half of losses (MLP AdamW; GPT; GPT pp 2);
+#  - train.nan_policy = skip with a NaN at step 5: completes, skips it,
+#    model.h5 finite, (2, 2) = (1, 4) bitwise;
+#  - run.threads = 2 vs 1 (one rank, MLP): compared bitwise; KNOWN to differ
+#    (OpenBLAS's threaded sgemm), reported as a TODO line, not a failure;
 #  - deterministic off at (1, 4) vs (4, 1) is NOT bitwise identical (the
 #    test would prove nothing if in-place accumulation already were);
 #  - bad layouts: -np 3 and microbatches = 3 each give one error line on
@@ -93,6 +97,23 @@ resumes() {
 layouts "mlp sgd" sgd
 RESUME=1
 layouts "mlp adamw" adamw
+
+# thread counts: one rank at 2 threads against the (1, 4) run above at 1.
+# KNOWN to differ: OpenBLAS 0.3.21's threaded sgemm rounds differently at each
+# thread count (our own OpenMP loops do not: with sgemm held at 1 thread the
+# 2-thread run is bitwise equal; docs/PARALLEL.md, "Deterministic
+# summation"). Compared bitwise and reported either way; a difference is a
+# TODO line, not a failure, until the CPU matmul is made thread-invariant.
+ref="$TMP/mlp adamw_1x4/mnist_mlp/0001"
+got=$(OMP_NUM_THREADS=2 run mlp_threads2 1 4 adamw true --set run.threads=2)
+grep -q "| 2 thread(s) per rank |" "$TMP/mlp_threads2.log" || bad "threads: the run did not use 2 threads"
+if "$H5CMP" "$got/model.h5" "$ref/model.h5" --bitwise >"$TMP/cmp.txt"; then
+    ok "mlp adamw: 2 threads vs 1 (dp 1 x mb 4): model.h5 bitwise ($(tail -1 "$TMP/cmp.txt"))"
+else
+    echo "TODO - mlp adamw: 2 threads vs 1: model.h5 NOT bitwise ($(tail -1 "$TMP/cmp.txt")):" \
+        "OpenBLAS's threaded sgemm; parallel.deterministic holds at a fixed thread count per rank"
+fi
+
 gpt_tokens
 MODEL=("${GPT_TINY[@]}" --set model.dropout=0.1 --set train.steps=8 --set optim.schedule=cosine
     --set optim.warmup_steps=2 --set optim.min_lr=3e-4 --set optim.grad_clip=1)
@@ -106,6 +127,33 @@ RESUME=1
 layouts "gpt pp2 adamw" adamw
 TP=1 RESUME=0
 MODEL=(--set data.path="$DATA" --set train.steps=20)
+
+# train.nan_policy = skip: a NaN loss and gradient at step 5 on every rank
+# (MPITRAIN_FAULT) through the tree; the leaves are overwritten each step, so
+# nothing of it may survive: the run completes, step 5 is skipped, model.h5
+# is finite and (2, 2) and (1, 4) still agree bitwise
+for layout in "2 2" "1 4"; do
+    set -- $layout
+    got=$(MPITRAIN_FAULT=nan:step=5 run "nan_${1}x$2" "$1" "$2" adamw true \
+        --set train.nan_policy=skip)
+    grep -q '^step  5/20 .* skipped: loss NaN' "$TMP/nan_${1}x$2.log" ||
+        bad "nan skip: dp $1 x mb $2: no skip line for step 5"
+    [ "$1" = 2 ] && nan_ref=$got
+done
+if $PY - "$got/model.h5" <<'PY'; then
+import h5py, numpy, sys
+bad = []
+with h5py.File(sys.argv[1], "r") as f:
+    f.visititems(lambda n, o: bad.append(n) if isinstance(o, h5py.Dataset)
+                 and not numpy.isfinite(o[()]).all() else None)
+sys.exit(1 if bad else 0)
+PY
+    ok "nan skip (deterministic): both runs complete, step 5 skipped, model.h5 finite"
+else
+    bad "nan skip (deterministic): model.h5 has non-finite values"
+fi
+cmp_h5 "nan skip (deterministic): dp 2 x mb 2 vs dp 1 x mb 4: model.h5 bitwise" \
+    "$nan_ref/model.h5" "$got/model.h5" --bitwise
 
 # the control: without the tree, the layouts round differently
 a=$(run sgd_off_1x4 1 4 sgd false)
