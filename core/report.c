@@ -21,6 +21,8 @@ typedef struct {
     double params;         /* parameters held */
     double state_bytes;    /* weights, gradient and optimizer state */
     double act_bytes;      /* activations, scratch and pipeline buffers */
+    double tree_bytes;     /* parallel.deterministic: the micro-batch gradients' tree */
+    double detsum_bytes;   /* parallel.deterministic: the replicas' sum's host buffers */
 } mem_row;
 
 /* Collective: every rank's row, gathered on rank 0 into rows (world). */
@@ -36,26 +38,42 @@ static void gather_memory(const mt_run *r, mem_row *rows) {
                     r->st.sp.first[c->pp_rank + 1],
                     n,
                     4.0 * n * (2 + nstate),
-                    mt_stage_act_bytes(&r->st)};
+                    mt_stage_act_bytes(&r->st),
+                    r->st.deterministic ? mt_gradtree_bytes(&r->st.tree) : 0.0,
+                    r->sync.deterministic ? mt_detsum_bytes(&r->sync.det) : 0.0};
     mt_coll_gather(c->world, 0, &mine, sizeof mine, rows);
 }
 
+/* The table; with parallel.deterministic one more column, "det. sum" (its
+ * buffers: core/gradtree.h, parallel/detsum.h), before the activations so
+ * that the last two columns stay activations and total. */
 static void print_memory(const mt_run *r, const mem_row *rows) {
+    int det = r->cfg.parallel.deterministic;
     printf("per rank (one replica; the others match; memory is an estimate of what mpitrain "
            "allocates):\n");
-    printf("  %4s %5s %3s %9s %12s %14s %13s %10s\n", "rank", "stage", "tp", "layers", "parameters",
-           "weights+grad+", "activations", "total");
-    printf("  %4s %5s %3s %9s %12s %14s %13s %10s\n", "", "", "", "", "", "optimizer MB", "MB",
-           "MB");
+    printf("  %4s %5s %3s %9s %12s %14s", "rank", "stage", "tp", "layers", "parameters",
+           "weights+grad+");
+    if (det) printf(" %9s", "det. sum");
+    printf(" %13s %10s\n", "activations", "total");
+    printf("  %4s %5s %3s %9s %12s %14s", "", "", "", "", "", "optimizer MB");
+    if (det) printf(" %9s", "MB (*)");
+    printf(" %13s %10s\n", "MB", "MB");
     for (int k = 0; k < r->comm->size; k++) {
         const mem_row *x = &rows[k];
         if (x->dp_rank != 0) continue;
         char layers[32];
+        double extra = x->tree_bytes + x->detsum_bytes;
         snprintf(layers, sizeof layers, "%d-%d", (int)x->layer0, (int)x->layer1 - 1);
-        printf("  %4d %5d %3d %9s %12.0f %14.1f %13.1f %10.1f\n", (int)x->rank, (int)x->stage,
-               (int)x->tp_rank, layers, x->params, x->state_bytes / 1e6, x->act_bytes / 1e6,
-               (x->state_bytes + x->act_bytes) / 1e6);
+        printf("  %4d %5d %3d %9s %12.0f %14.1f", (int)x->rank, (int)x->stage, (int)x->tp_rank,
+               layers, x->params, x->state_bytes / 1e6);
+        if (det) printf(" %9.1f", extra / 1e6);
+        printf(" %13.1f %10.1f\n", x->act_bytes / 1e6,
+               (x->state_bytes + extra + x->act_bytes) / 1e6);
     }
+    if (det)
+        printf("  (*) parallel.deterministic, rank 0: %.1f MB gradient tree (log2(microbatches) "
+               "gradients, backend memory) + %.1f MB host buffers of the replicas' sum\n",
+               rows[0].tree_bytes / 1e6, rows[0].detsum_bytes / 1e6);
 }
 
 /* Rank 0: where the run writes, and what it continues from. */
