@@ -23,6 +23,7 @@ typedef struct {
     double optim_bytes;    /* optimizer state (ZeRO-1: the shard's) */
     double sync_bytes;     /* the gradient reductions' buffers (deterministic, ZeRO-1) */
     double act_bytes;      /* activations, scratch and pipeline buffers */
+    double tree_bytes;     /* parallel.deterministic: the micro-batch gradients' tree */
 } mem_row;
 
 /* Collective: every rank's row, gathered on rank 0 into rows (world). */
@@ -46,27 +47,37 @@ static void gather_memory(const mt_run *r, mem_row *rows) {
                     4.0 * n * 2,
                     4.0 * shard * nstate,
                     mt_gradsync_bytes(&r->sync),
-                    mt_stage_act_bytes(&r->st)};
+                    mt_stage_act_bytes(&r->st),
+                    r->st.deterministic ? mt_gradtree_bytes(&r->st.tree) : 0.0};
     mt_coll_gather(c->world, 0, &mine, sizeof mine, rows);
 }
 
+/* The table: "gradsync" holds the gradient reductions' buffers (ZeRO-1's
+ * receive buffer; parallel.deterministic's tree of micro-batch gradients,
+ * core/gradtree.h, and host buffers, parallel/detsum.h). */
 static void print_memory(const mt_run *r, const mem_row *rows) {
+    int det = r->cfg.parallel.deterministic;
     printf("per rank (one replica; the others match; memory is an estimate of what mpitrain "
            "allocates):\n");
     printf("  %4s %5s %3s %9s %12s %13s %10s %9s %12s %9s\n", "rank", "stage", "tp", "layers",
            "parameters", "weights+grad", "optimizer", "gradsync", "activations", "total");
-    printf("  %4s %5s %3s %9s %12s %13s %10s %9s %12s %9s\n", "", "", "", "", "", "MB", "MB", "MB",
-           "MB", "MB");
+    printf("  %4s %5s %3s %9s %12s %13s %10s %9s %12s %9s\n", "", "", "", "", "", "MB", "MB",
+           det ? "MB (*)" : "MB", "MB", "MB");
     for (int k = 0; k < r->comm->size; k++) {
         const mem_row *x = &rows[k];
         if (x->dp_rank != 0) continue;
         char layers[32];
         snprintf(layers, sizeof layers, "%d-%d", (int)x->layer0, (int)x->layer1 - 1);
-        double total = x->state_bytes + x->optim_bytes + x->sync_bytes + x->act_bytes;
+        double sync = x->sync_bytes + x->tree_bytes;
+        double total = x->state_bytes + x->optim_bytes + sync + x->act_bytes;
         printf("  %4d %5d %3d %9s %12.0f %13.2f %10.2f %9.2f %12.2f %9.2f\n", (int)x->rank,
                (int)x->stage, (int)x->tp_rank, layers, x->params, x->state_bytes / 1e6,
-               x->optim_bytes / 1e6, x->sync_bytes / 1e6, x->act_bytes / 1e6, total / 1e6);
+               x->optim_bytes / 1e6, sync / 1e6, x->act_bytes / 1e6, total / 1e6);
     }
+    if (det)
+        printf("  (*) parallel.deterministic, rank 0: %.2f MB gradient tree (log2(microbatches) "
+               "gradients, backend memory) + %.2f MB host buffers of the replicas' sum\n",
+               rows[0].tree_bytes / 1e6, rows[0].sync_bytes / 1e6);
 }
 
 /* Rank 0: where the run writes, and what it continues from. */
