@@ -12,9 +12,9 @@
  *
  * The gradient is one flat buffer in the backend's memory (core/params.h);
  * what this layer needs to know of its tensors is a list of spans (offset,
- * length) per role, set once after the model is built. Buckets, overlap
- * with the backward and ZeRO-1 (reduce-scatter, sharded update, all-gather)
- * belong here next.
+ * length) per role, set once after the model is built. The data-parallel
+ * sum may go in buckets overlapped with the backward (parallel/buckets.h);
+ * ZeRO-1 (reduce-scatter, sharded update, all-gather) belongs here next.
  *
  * The tensor-parallel sums inside the layers (Megatron's forward sum of a
  * row-parallel output and backward sum of a column-parallel input's
@@ -27,9 +27,11 @@
 #define MT_GRADSYNC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/error.h"
 #include "kernels/backend.h"
+#include "parallel/buckets.h"
 #include "parallel/comm.h"
 #include "parallel/detsum.h"
 
@@ -49,6 +51,7 @@ typedef struct {
     int cap_tied, cap_norm;
     int deterministic; /* the data-parallel sum in a fixed tree (mt_detsum) */
     mt_detsum det;
+    mt_buckets *bk; /* the data-parallel sum in buckets (NULL: the paths above) */
 } mt_gradsync;
 
 void mt_gradsync_init(mt_gradsync *g, const mt_comm *c, const mt_backend *be, float *grad,
@@ -65,6 +68,18 @@ int mt_gradsync_add_norm(mt_gradsync *g, size_t offset, size_t numel, mt_err *e)
  * continuing the tree each replica summed its micro-batches in
  * (core/gradtree.h). Collective over the data-parallel group. */
 int mt_gradsync_deterministic(mt_gradsync *g, mt_err *e);
+
+/* parallel.bucket_mb, parallel.overlap (after the tied spans are added):
+ * the data-parallel sum in buckets cut at the tensor starts given (n,
+ * ascending), those holding a tied tensor started after the tied sums.
+ * Not for parallel.deterministic or ZeRO, which keep their own paths. */
+int mt_gradsync_buckets(mt_gradsync *g, const size_t *starts, int n, double bucket_mb, int overlap,
+                        mt_err *e);
+/* A step begins (mt_buckets_begin; nothing without buckets). */
+void mt_gradsync_begin(const mt_gradsync *g, int64_t step, int timed, int may_overlap);
+/* The stage's hook (core/params.h, mt_grad_ready_fn; ctx is the
+ * mt_gradsync): the gradient from offset on is final. */
+void mt_gradsync_ready(void *ctx, size_t offset);
 
 /* After the backward of a step: the tied sums, then the data-parallel sum
  * (deterministic: the other way round). Collective over the tied group and
