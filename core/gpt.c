@@ -380,6 +380,7 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
         be->scale(m->dres, 0.0f, NC);
         be->layernorm_backward(m->dres, G(p, m->lnfw), G(p, m->lnfb), m->dtmp, top,
                                P(m, p, m->lnfw), m->lnf_mean, m->lnf_rstd, N, C);
+        mt_params_grad_final(p, m->lnfw); /* ln_f; wte (first in the buffer) is not */
     } else {
         be->scale(m->dres, 0.0f, NC);
         be->accumulate(m->dres, dout, NC);
@@ -413,10 +414,12 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
         mt_split_tp_sum(&m->sp, m->dtmp, NC);
         be->layernorm_backward(m->dres, G(p, b->ln1w), G(p, b->ln1b), m->dtmp, res,
                                P(m, p, b->ln1w), b->ln1_mean, b->ln1_rstd, N, C);
+        mt_params_grad_final(p, b->ln1w); /* the block's first tensor */
     }
     if (!m->first) return; /* m->dres is d(in) */
     dropout(m, be, m->dres, NC, "embd", 0, 1);
     be->embedding_backward(G(p, m->wte), G(p, m->wpe), m->dres, x, B, T, C);
+    mt_params_grad_final(p, m->wte);
 }
 
 void mt_gpt_free(mt_gpt *m, const mt_backend *be) {

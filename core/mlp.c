@@ -193,6 +193,7 @@ void mt_mlp_backward_stage(mt_mlp *m, const mt_backend *be, mt_params *p, const 
         /* dW = dz^T (dout,B) . in (B,din) */
         be->matmul(1, 0, dout_w, din, B, 1.0f, m->dz, dout_w, in, din, beta, dW, din);
         be->bias_grad(db, m->dz, B, dout_w, beta);
+        mt_params_grad_final(p, m->w[l]); /* layer l's weight, then its bias */
         if (l == 0) break;
         /* dh (B,din) = dz (B,dout) . W (dout,din); a column-parallel layer's input
          * gradient is the sum of every rank's part */

@@ -56,14 +56,28 @@ typedef struct {
     float init_scale;
 } mt_param;
 
+/* A model's backward calls this after a layer's parameter gradients are
+ * final, with the lowest flat offset from which on every gradient is (the
+ * layers run in reverse of registration, the buffer's order); the stage
+ * sets it for the last micro-batch's backward only (parallel/buckets.h). */
+typedef void (*mt_grad_ready_fn)(void *ctx, size_t offset);
+
 typedef struct {
     mt_param *v; /* (nparams) */
     int n, cap;
-    size_t numel;         /* total elements in each flat buffer */
-    float *data;          /* (numel) parameters */
-    float *grad;          /* (numel) gradients, same layout */
-    const mt_backend *be; /* data and grad are in this backend's device memory; NULL: host */
+    size_t numel;                /* total elements in each flat buffer */
+    float *data;                 /* (numel) parameters */
+    float *grad;                 /* (numel) gradients, same layout */
+    const mt_backend *be;        /* data and grad are in this backend's device memory; NULL: host */
+    mt_grad_ready_fn grad_ready; /* NULL: nobody waits on the gradient */
+    void *grad_ready_ctx;
 } mt_params;
+
+/* For the models: tensor idx's gradient and every one after it in the
+ * buffer are final for this step (calls p->grad_ready, if set). */
+static inline void mt_params_grad_final(const mt_params *p, int idx) {
+    if (p->grad_ready) p->grad_ready(p->grad_ready_ctx, p->v[idx].offset);
+}
 
 void mt_params_init(mt_params *p);
 /* Registers a tensor owned whole by this rank; returns its index. */

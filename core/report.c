@@ -103,6 +103,40 @@ static void print_files(const mt_run *r) {
     }
 }
 
+/* How the data-parallel sum goes: parallel.deterministic, ZeRO, or
+ * buckets (rank 0's stage: another stage's gradient may cut otherwise). */
+static const char *sync_path(const mt_run *r) {
+    const mt_buckets *k = r->sync.bk;
+    return r->cfg.parallel.deterministic ? "deterministic"
+           : r->cfg.parallel.zero        ? "zero"
+           : k && k->n > 1               ? "buckets"
+                                         : "flat";
+}
+
+static void print_gradsync(const mt_run *r) {
+    const mt_buckets *k = r->sync.bk;
+    const char *path = sync_path(r);
+    int zero = r->cfg.parallel.zero == 1;
+    printf("gradient sum over dp %d: ", r->comm->dp_size);
+    if (!strcmp(path, "deterministic"))
+        printf("deterministic tree after the backward (parallel.overlap and bucket_mb have no "
+               "effect)");
+    else if (!strcmp(path, "buckets"))
+        printf("%d buckets of ~%g MB, %s", k->n, k->mb,
+               k->overlap ? "overlapped with the last micro-batch's backward"
+                          : "after the backward (parallel.overlap = false)");
+    else if (!strcmp(path, "flat"))
+        printf("one flat sum after the backward (one bucket: the gradient fits "
+               "parallel.bucket_mb, dp is 1, or device memory goes through the host)");
+    else
+        printf("a reduce-scatter after the backward (parallel.overlap and bucket_mb have no "
+               "effect)");
+    if (zero)
+        printf(" | ZeRO-1: each rank holds and updates its shard of the optimizer state, the "
+               "parameters all-gathered after the update");
+    printf("\n");
+}
+
 void mt_run_print_header(const mt_run *r) {
     const mt_comm *c = r->comm;
     mem_row *mem = c->rank == 0 ? calloc((size_t)c->size, sizeof *mem) : NULL;
@@ -120,13 +154,7 @@ void mt_run_print_header(const mt_run *r) {
            (long long)r->mb_rows,
            mt_config_enum_name("parallel", "schedule", cfg->parallel.schedule), r->threads,
            r->be->name);
-    printf("gradient sync: %s over dp %d%s\n",
-           cfg->parallel.deterministic ? "a fixed pairwise tree (parallel.deterministic)"
-                                       : "MPI/NCCL sums",
-           c->dp_size,
-           cfg->parallel.zero == 1 ? " | ZeRO-1: each rank holds its shard of the optimizer state "
-                                     "(reduce-scatter, all-gather)"
-                                   : "");
+    print_gradsync(r);
     if (mem) print_memory(r, mem);
     free(mem);
     r->data.ops->describe(&r->data, stdout);
@@ -274,4 +302,33 @@ void mt_run_print_end(const mt_run *r, double ms_per_step, const mt_eval *ev) {
                : "");
     if (r->ckpt_last[0]) printf("last checkpoint: %s\n", r->ckpt_last);
     fflush(stdout);
+}
+
+cJSON *mt_run_gradsync_record(const mt_run *r) {
+    const mt_comm *c = r->comm;
+    const mt_buckets *k = r->sync.bk;
+    double mine[3] = {0.0, 0.0, k ? k->n : 0}; /* tail ms, sync ms, buckets */
+    if (k) mt_buckets_means(k, &mine[0], &mine[1]);
+    double *all = c->rank == 0 ? calloc((size_t)c->size, sizeof mine) : NULL;
+    mt_coll_gather(c->world, 0, mine, sizeof mine, all);
+    if (c->rank != 0) return NULL;
+    cJSON *g = cJSON_CreateObject();
+    cJSON_AddStringToObject(g, "path", sync_path(r));
+    cJSON_AddNumberToObject(g, "bucket_mb", r->cfg.parallel.bucket_mb);
+    cJSON_AddBoolToObject(g, "overlap", k && k->overlap && k->n > 1);
+    if (k && all) {
+        double tail = 0.0, tail_max = 0.0, sync = 0.0, most = 0.0;
+        for (int i = 0; i < c->size; i++) {
+            const double *a = all + 3 * i;
+            tail += a[0] / c->size, sync += a[1] / c->size;
+            tail_max = a[0] > tail_max ? a[0] : tail_max;
+            most = a[2] > most ? a[2] : most;
+        }
+        cJSON_AddNumberToObject(g, "buckets", most); /* the most on any stage */
+        cJSON_AddNumberToObject(g, "exposed_tail_ms", tail);
+        cJSON_AddNumberToObject(g, "exposed_tail_ms_max", tail_max);
+        cJSON_AddNumberToObject(g, "sync_ms", sync);
+    }
+    free(all);
+    return g;
 }

@@ -151,6 +151,10 @@ typedef struct {
 void mt_run_report_step(mt_run *r, const mt_step_report *s, mt_err *e);
 /* The pipeline's record (collective; JSON on rank 0, NULL elsewhere). */
 cJSON *mt_run_pipeline_record(const mt_run *r);
+/* The gradient sum's record: its path, buckets, and the means over the
+ * ranks of the exposed tail and the reduction phase (collective; JSON on
+ * rank 0, NULL elsewhere). */
+cJSON *mt_run_gradsync_record(const mt_run *r);
 void mt_run_print_end(const mt_run *r, double ms_per_step, const mt_eval *ev);
 
 /* time_budget.c */

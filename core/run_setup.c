@@ -94,6 +94,24 @@ int mt_run_open_data(mt_run *r, mt_err *e) {
     return mt_comm_agree(r->comm, e);
 }
 
+/* parallel.bucket_mb and overlap: the data-parallel sum in buckets cut at
+ * the held tensors' starts, told by the stage what the backward has made
+ * final. parallel.deterministic and ZeRO keep their own reductions. */
+static int setup_buckets(mt_run *r, mt_err *e) {
+    const mt_params *p = &r->params;
+    if (r->cfg.parallel.deterministic || r->cfg.parallel.zero) return MT_OK;
+    size_t *starts = malloc((size_t)(p->n > 0 ? p->n : 1) * sizeof *starts);
+    if (!starts) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
+    int n = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->v[i].numel) starts[n++] = p->v[i].offset;
+    int rc = mt_gradsync_buckets(&r->sync, starts, n, r->cfg.parallel.bucket_mb,
+                                 r->cfg.parallel.overlap, e);
+    free(starts);
+    if (!rc) mt_stage_on_grad_ready(&r->st, mt_gradsync_ready, &r->sync);
+    return rc;
+}
+
 /* The model stage, the optimizer, the initial weights (a function of
  * run.seed and each element's global index only: every layout starts from
  * the same model), the batch buffers and the gradient's reductions. */
@@ -116,7 +134,8 @@ int mt_run_build(mt_run *r, mt_err *e) {
         mt_gradsync_init(&r->sync, c, r->be, r->params.grad, r->params.numel);
         if (!mt_params_gradsync(&r->params, c->tp_rank, &r->sync, e) &&
             (!cfg->parallel.deterministic || !mt_gradsync_deterministic(&r->sync, e)) &&
-            (!zero || !mt_gradsync_zero(&r->sync, r->zero_pieces, r->params.n, e)))
+            (!zero || !mt_gradsync_zero(&r->sync, r->zero_pieces, r->params.n, e)) &&
+            !setup_buckets(r, e))
             mt_batches_alloc(&r->data, r->be, c->dp_rank, c->dp_size, r->mb_rows, e);
     }
     return mt_comm_agree(c, e);

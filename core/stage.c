@@ -50,7 +50,10 @@ static const float *backward(void *ctx, int k, int mb, const float *in, const fl
         s->p->grad = grad;
         mt_gradtree_done(&s->tree);
     } else {
+        if (s->nbackward == s->pipe.microbatches) /* the last: gradients become final */
+            s->p->grad_ready = s->grad_ready, s->p->grad_ready_ctx = s->grad_ready_ctx;
         s->ops->backward(slot(s, k), s->be, s->p, &b, in, dout, s->scale, acc);
+        s->p->grad_ready = NULL;
     }
     return s->ops->dinput(slot(s, k));
 }
@@ -125,6 +128,11 @@ void mt_stage_train(mt_stage *s, const mt_model_batch *b, float scale) {
     message_rows(s, s->rows);
     mt_pipe_step(&s->pipe);
     if (s->deterministic) s->loss += mt_gradtree_loss(&s->tree);
+}
+
+void mt_stage_on_grad_ready(mt_stage *s, mt_grad_ready_fn fn, void *ctx) {
+    s->grad_ready = fn;
+    s->grad_ready_ctx = ctx;
 }
 
 void mt_stage_eval(mt_stage *s, const mt_model_batch *b) {

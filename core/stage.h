@@ -41,10 +41,12 @@ typedef struct {
     /* the batch being run: a step's rows (training) or one evaluation forward */
     mt_model_batch batch;
     float scale;
-    int nbackward;        /* backwards done this step (the first overwrites the gradient) */
-    double loss, correct; /* last stage: sums over the batches run since zeroed */
-    int deterministic;    /* parallel.deterministic: micro-batches summed in tree */
-    mt_gradtree tree;     /* (deterministic) their buffers and pending sums */
+    int nbackward;               /* backwards done this step (the first overwrites the gradient) */
+    double loss, correct;        /* last stage: sums over the batches run since zeroed */
+    int deterministic;           /* parallel.deterministic: micro-batches summed in tree */
+    mt_gradtree tree;            /* (deterministic) their buffers and pending sums */
+    mt_grad_ready_fn grad_ready; /* told, in a step's last backward, what is final */
+    void *grad_ready_ctx;
 } mt_stage;
 
 /* This rank's stage of the model cfg names under c's grid: splits,
@@ -60,6 +62,11 @@ int mt_stage_build(mt_stage *s, const mt_comm *c, const mt_config *cfg, const mt
  * Adds the last stage's loss and hit sums to s->loss, s->correct.
  * Collective over the replica's pipeline. */
 void mt_stage_train(mt_stage *s, const mt_model_batch *b, float scale);
+/* fn (ctx) is told during the last micro-batch's backward of each step,
+ * after each layer, from which flat offset on the gradient is final (the
+ * data-parallel buckets, parallel/buckets.h); earlier backwards only
+ * accumulate. Not with parallel.deterministic (its tree sums later). */
+void mt_stage_on_grad_ready(mt_stage *s, mt_grad_ready_fn fn, void *ctx);
 /* Forward only over b->rows <= max_rows rows (evaluation), adding to
  * s->loss and s->correct on the last stage. Collective over the pipeline. */
 void mt_stage_eval(mt_stage *s, const mt_model_batch *b);

@@ -104,6 +104,8 @@ static step_totals train_step(mt_run *r, int64_t step, double t_ckpt, double t0,
      * gradient, on the last stage) and in this rank's gradient (any stage) */
     int nan = mt_fault_nan(step + 1);
     r->st.loss = r->st.correct = 0.0;
+    /* the buckets start during the backward, unless the fault's NaN comes after it */
+    mt_gradsync_begin(&r->sync, step + 1, step - r->start_step >= MT_TIMING_SKIP, !nan);
     mt_stage_train(&r->st, &b, nan ? NAN : scale); /* every micro-batch's forward and backward */
     if (nan) r->st.loss = NAN, r->be->scale(r->params.grad, NAN, r->params.numel);
     mt_gradsync_reduce(&r->sync); /* tied copies, then over the replicas */
@@ -318,10 +320,11 @@ static int finish_run(mt_run *r, double ms_per_step, const mt_eval *ev, mt_err *
     if (mt_path_fmt(model_path, sizeof model_path, e, "%s/model.h5", r->run_dir) ||
         mt_run_write_model(r, model_path, e))
         return mt_comm_agree(r->comm, e);
-    cJSON *pipe = mt_run_pipeline_record(r);
+    cJSON *pipe = mt_run_pipeline_record(r), *sync = mt_run_gradsync_record(r);
     if (r->comm->rank == 0) {
         cJSON *res = cJSON_CreateObject();
         cJSON_AddItemToObject(res, "pipeline", pipe);
+        cJSON_AddItemToObject(res, "gradsync", sync);
         cJSON_AddStringToObject(res, "status", "completed");
         cJSON_AddNumberToObject(res, "steps", (double)r->cfg.train.steps);
         cJSON_AddNumberToObject(res, "test_loss", ev->loss);

@@ -37,6 +37,11 @@ int mt_gradsync_add_norm(mt_gradsync *g, size_t offset, size_t numel, mt_err *e)
     return add_span(&g->norm, &g->nnorm, &g->cap_norm, offset, numel, e);
 }
 
+static void tied_sums(const mt_gradsync *g) {
+    for (int i = 0; i < g->ntied; i++)
+        mt_xcomm_sum(&g->c->xemb, g->grad + g->tied[i].offset, g->tied[i].numel);
+}
+
 /* The tied span a piece of a tied tensor lies in, and the span's first
  * element in tied_host; -1 when it is not tied. */
 static int tied_of(const mt_gradsync *g, const mt_zero_piece *p, size_t *at) {
@@ -60,8 +65,7 @@ static int tied_of(const mt_gradsync *g, const mt_zero_piece *p, size_t *at) {
 static void reduce_zero(mt_gradsync *g) {
     const mt_backend *be = g->be;
     if (!g->deterministic) {
-        for (int i = 0; i < g->ntied; i++)
-            mt_xcomm_sum(&g->c->xemb, g->grad + g->tied[i].offset, g->tied[i].numel);
+        tied_sums(g);
         mt_zero_scatter(&g->z, g->grad);
         mt_zero_scatter_done(&g->z, g->grad);
         return;
@@ -89,13 +93,41 @@ void mt_gradsync_reduce(mt_gradsync *g) {
         reduce_zero(g);
         return;
     }
+    if (g->bk) {
+        /* the buckets not started during the backward start after the tied
+         * sums: those holding a tied tensor must (the sum of both copies,
+         * then over the replicas, as on the flat path), and the rest follow
+         * them in the fixed order. The tied tensors (the GPT's wte) sit at
+         * the buffer's start, whose bucket is the backward's last anyway. */
+        mt_buckets_backward_end(g->bk);
+        tied_sums(g);
+        mt_buckets_finish(g->bk);
+        return;
+    }
     /* deterministic: the replicas first, so each tied copy is its stage's
      * whole tree before the two copies are added (tied first would add the
      * copies per replica: a tree whose shape depends on dp) */
     if (g->deterministic) mt_detsum_run(&g->det, g->grad);
-    for (int i = 0; i < g->ntied; i++)
-        mt_xcomm_sum(&g->c->xemb, g->grad + g->tied[i].offset, g->tied[i].numel);
+    tied_sums(g);
     if (!g->deterministic) mt_xcomm_sum(&g->c->xdp, g->grad, g->numel);
+}
+
+int mt_gradsync_buckets(mt_gradsync *g, const size_t *starts, int n, double bucket_mb, int overlap,
+                        mt_err *e) {
+    g->bk =
+        mt_buckets_new(&g->c->xdp, g->grad, g->numel, starts, n, bucket_mb, overlap, g->c->rank, e);
+    if (!g->bk) return e->code;
+    for (int i = 0; i < g->ntied; i++) mt_buckets_hold(g->bk, g->tied[i].offset, g->tied[i].numel);
+    return MT_OK;
+}
+
+void mt_gradsync_begin(const mt_gradsync *g, int64_t step, int timed, int may_overlap) {
+    if (g->bk) mt_buckets_begin(g->bk, step, timed, may_overlap);
+}
+
+void mt_gradsync_ready(void *ctx, size_t offset) {
+    const mt_gradsync *g = ctx;
+    if (g->bk) mt_buckets_ready(g->bk, offset);
 }
 
 int mt_gradsync_deterministic(mt_gradsync *g, mt_err *e) {
@@ -188,5 +220,6 @@ void mt_gradsync_free(mt_gradsync *g) {
     mt_zero_free(&g->z);
     mt_detsum_free(&g->tied_det);
     free(g->tied_host);
+    mt_buckets_free(g->bk);
     memset(g, 0, sizeof *g);
 }

@@ -12,7 +12,8 @@
  *
  * The gradient is one flat buffer in the backend's memory (core/params.h);
  * what this layer needs to know of its tensors is a list of spans (offset,
- * length) per role, set once after the model is built.
+ * length) per role, set once after the model is built. The data-parallel
+ * sum may go in buckets overlapped with the backward (parallel/buckets.h).
  *
  * ZeRO-1 (parallel.zero = 1, parallel/zero.h): the data-parallel sum is a
  * reduce-scatter (each rank gets its shard's sum only), the norm is summed
@@ -34,9 +35,11 @@
 #define MT_GRADSYNC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/error.h"
 #include "kernels/backend.h"
+#include "parallel/buckets.h"
 #include "parallel/comm.h"
 #include "parallel/detsum.h"
 #include "parallel/zero.h"
@@ -65,6 +68,7 @@ typedef struct {
     size_t tied_numel;
     mt_detsum tied_det;
     float *shard_host; /* deterministic: where the reduced gradient is on the host */
+    mt_buckets *bk;    /* the data-parallel sum in buckets (NULL: the paths above) */
 } mt_gradsync;
 
 void mt_gradsync_init(mt_gradsync *g, const mt_comm *c, const mt_backend *be, float *grad,
@@ -87,6 +91,17 @@ int mt_gradsync_deterministic(mt_gradsync *g, mt_err *e);
  * mt_state_zero_pieces: np per rank). Collective over the data-parallel
  * group. */
 int mt_gradsync_zero(mt_gradsync *g, const mt_zero_piece *pieces, int np, mt_err *e);
+/* parallel.bucket_mb, parallel.overlap (after the tied spans are added):
+ * the data-parallel sum in buckets cut at the tensor starts given (n,
+ * ascending), those holding a tied tensor started after the tied sums.
+ * Not for parallel.deterministic or ZeRO, which keep their own paths. */
+int mt_gradsync_buckets(mt_gradsync *g, const size_t *starts, int n, double bucket_mb, int overlap,
+                        mt_err *e);
+/* A step begins (mt_buckets_begin; nothing without buckets). */
+void mt_gradsync_begin(const mt_gradsync *g, int64_t step, int timed, int may_overlap);
+/* The stage's hook (core/params.h, mt_grad_ready_fn; ctx is the
+ * mt_gradsync): the gradient from offset on is final. */
+void mt_gradsync_ready(void *ctx, size_t offset);
 
 /* After the backward of a step: the tied sums, then the data-parallel sum
  * (deterministic: the other way round); with ZeRO-1 only this rank's shard

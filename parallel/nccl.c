@@ -1,6 +1,7 @@
 /* nccl.c - NCCL communicators over MPI groups (see nccl.h). */
 #include "parallel/nccl.h"
 
+#include <cuda_runtime.h>
 #include <nccl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 typedef struct {
     ncclComm_t c;
     MPI_Comm mpi;
+    cudaStream_t side;         /* the bucket sums' stream (made at the first) */
+    cudaEvent_t ready, joined; /* kernels before a bucket; the buckets' end */
 } mt_nccl;
 
 /* Every communicator made, for ncclCommAbort when the watchdog ends the job. */
@@ -30,6 +33,18 @@ static void abort_all(void) {
 static int stream_done(void *arg) {
     (void)arg;
     return cudaStreamQuery(0) != cudaErrorNotReady;
+}
+
+static void nccl_check(ncclResult_t r, const char *what) {
+    if (r == ncclSuccess) return;
+    fprintf(stderr, "mpitrain: error: %s failed: %s\n", what, ncclGetErrorString(r));
+    abort();
+}
+
+static void cuda_check(cudaError_t r, const char *what) {
+    if (r == cudaSuccess) return;
+    fprintf(stderr, "mpitrain: error: %s failed: %s\n", what, cudaGetErrorString(r));
+    abort();
 }
 
 /* With the watchdog on, an NCCL call is waited for here, polling, so a
@@ -75,6 +90,7 @@ int mt_nccl_create(void **nc, MPI_Comm comm, char *why, size_t n) {
         fprintf(stderr, "mpitrain: error: out of memory\n");
         MPI_Abort(MPI_COMM_WORLD, 5);
     }
+    memset(h, 0, sizeof *h);
     h->c = c, h->mpi = comm;
     int slot = 0; /* a slot a destroyed communicator freed, else a new one */
     while (slot < n_live && live[slot]) slot++;
@@ -96,12 +112,6 @@ void mt_nccl_sum(void *nc, float *buf, size_t n) {
     watch(x, "nccl allreduce", -1);
 }
 
-static void nccl_check(ncclResult_t r, const char *what) {
-    if (r == ncclSuccess) return;
-    fprintf(stderr, "mpitrain: error: %s failed: %s\n", what, ncclGetErrorString(r));
-    abort();
-}
-
 void mt_nccl_exchange(void *nc, const float *sbuf, size_t sn, int to, float *rbuf, size_t rn,
                       int from) {
     const mt_nccl *x = nc;
@@ -117,9 +127,42 @@ void mt_nccl_exchange(void *nc, const float *sbuf, size_t sn, int to, float *rbu
           from >= 0 ? from : to);
 }
 
+void mt_nccl_sum_start(void *nc, float *buf, size_t n) {
+    mt_nccl *x = nc;
+    if (n == 0) return;
+    if (!x->side) { /* non-blocking: no implicit order with the legacy stream, only the events */
+        cuda_check(cudaStreamCreateWithFlags(&x->side, cudaStreamNonBlocking), "cudaStreamCreate");
+        cuda_check(cudaEventCreateWithFlags(&x->ready, cudaEventDisableTiming), "cudaEventCreate");
+        cuda_check(cudaEventCreateWithFlags(&x->joined, cudaEventDisableTiming), "cudaEventCreate");
+    }
+    /* a wait takes the event's latest record: one event serves every bucket */
+    cuda_check(cudaEventRecord(x->ready, 0), "cudaEventRecord");
+    cuda_check(cudaStreamWaitEvent(x->side, x->ready, 0), "cudaStreamWaitEvent");
+    nccl_check(ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, x->c, x->side), "ncclAllReduce");
+}
+
+/* The buckets' stream has run dry. */
+static int side_done(void *arg) {
+    return cudaStreamQuery(((const mt_nccl *)arg)->side) != cudaErrorNotReady;
+}
+
+void mt_nccl_sum_join(void *nc) {
+    mt_nccl *x = nc;
+    if (!x->side) return;
+    cuda_check(cudaEventRecord(x->joined, x->side), "cudaEventRecord");
+    cuda_check(cudaStreamWaitEvent(0, x->joined, 0), "cudaStreamWaitEvent");
+    if (mt_watchdog_enabled()) mt_watchdog_wait_for(side_done, x, "nccl allreduce", x->mpi, -1);
+}
+
 void mt_nccl_destroy(void *nc) {
     mt_nccl *x = nc;
     if (!x) return;
+    if (x->side) {
+        cudaStreamSynchronize(x->side);
+        cudaEventDestroy(x->ready);
+        cudaEventDestroy(x->joined);
+        cudaStreamDestroy(x->side);
+    }
     for (int i = 0; i < n_live; i++)
         if (live[i] == x->c) live[i] = NULL;
     ncclCommDestroy(x->c);

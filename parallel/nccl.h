@@ -18,6 +18,13 @@
 int mt_nccl_create(void **nc, MPI_Comm comm, char *why, size_t n);
 /* In-place sum of n floats; aborts with a message on an NCCL error. */
 void mt_nccl_sum(void *nc, float *buf, size_t n);
+/* The sum of n floats in place on the communicator's own stream, after
+ * the work queued on the legacy default stream so far (an event recorded
+ * there): the gradient's buckets, which overlap the backward's kernels. */
+void mt_nccl_sum_start(void *nc, float *buf, size_t n);
+/* The legacy default stream waits (an event) for every sum started; with
+ * the watchdog on, the host waits for them too, polling. */
+void mt_nccl_sum_join(void *nc);
 /* One group of ncclSend (sn floats to peer `to`, when to >= 0) and ncclRecv
  * (rn floats from `from`, when from >= 0); aborts on an NCCL error. */
 void mt_nccl_exchange(void *nc, const float *sbuf, size_t sn, int to, float *rbuf, size_t rn,

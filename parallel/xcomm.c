@@ -110,6 +110,32 @@ void mt_xcomm_sum(const mt_xcomm *x, float *buf, size_t n) {
     }
 }
 
+int mt_xcomm_can_start(const mt_xcomm *x) {
+    if (x->mpi == MPI_COMM_NULL || x->size <= 1) return MT_XSTART_NONE;
+    if (!x->be || x->be->host_memory) return MT_XSTART_COPY;
+    return x->nccl ? MT_XSTART_NCCL : MT_XSTART_NONE;
+}
+
+void mt_xcomm_sum_start(const mt_xcomm *x, float *send, float *buf, size_t n, MPI_Request *r) {
+    *r = MPI_REQUEST_NULL;
+#ifdef MT_HAVE_NCCL
+    if (x->nccl) {
+        mt_nccl_sum_start(x->nccl, buf, n);
+        return;
+    }
+#endif
+    memcpy(send, buf, n * sizeof *buf);
+    MPI_Iallreduce(send, buf, (int)n, MPI_FLOAT, MPI_SUM, x->mpi, r);
+}
+
+void mt_xcomm_sum_join(const mt_xcomm *x) {
+#ifdef MT_HAVE_NCCL
+    if (x->nccl) mt_nccl_sum_join(x->nccl);
+#else
+    (void)x;
+#endif
+}
+
 /* pieces of at most this many floats per MPI message (int counts) */
 #define P2P_CHUNK ((size_t)1 << 28)
 #define P2P_TAG   103

@@ -47,6 +47,24 @@ void mt_xcomm_host(mt_xcomm *x, MPI_Comm comm);
 int mt_xcomm_device(mt_xcomm *x, const mt_backend *be, int use_nccl, int node, mt_err *e);
 /* In-place sum of n floats over the group; collective over x->mpi. */
 void mt_xcomm_sum(const mt_xcomm *x, float *buf, size_t n);
+/* Sums that return at once (the gradient's buckets, parallel/buckets.h):
+ * what x can do. MT_XSTART_COPY: host memory, MPI_Iallreduce from a send
+ * copy (Open MPI's in-place non-blocking sum is a reduce and a broadcast
+ * through one rank; collectives.c); MT_XSTART_NCCL: ncclAllReduce in place
+ * on a stream of its own; MT_XSTART_NONE: device memory summed through the
+ * host, or no group. */
+enum { MT_XSTART_NONE = 0, MT_XSTART_COPY = 1, MT_XSTART_NCCL = 2 };
+int mt_xcomm_can_start(const mt_xcomm *x);
+/* Starts the sum of buf's n floats (n < 2^31) over the group. COPY: send
+ * is the caller's room for n floats, both untouched until *r completes
+ * (MPI_Test, mt_watchdog_wait). NCCL: send unused, *r = MPI_REQUEST_NULL;
+ * the sum runs after the kernels queued so far, and mt_xcomm_sum_join
+ * queues the kernels after it. Collective over x->mpi, in the same order
+ * on every member. */
+void mt_xcomm_sum_start(const mt_xcomm *x, float *send, float *buf, size_t n, MPI_Request *r);
+/* After the sums started: NCCL's stream joins the kernels' (and, with the
+ * watchdog on, is waited for); nothing on the other paths. */
+void mt_xcomm_sum_join(const mt_xcomm *x);
 /* Point to point inside the group (the pipeline): sends sn floats of sbuf
  * to group rank `to` and receives rn floats into rbuf from group rank
  * `from` (a side is skipped when its rank is < 0), both at once; returns

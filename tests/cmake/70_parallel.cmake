@@ -15,3 +15,17 @@ set_tests_properties(parallel_layouts PROPERTIES
   LABELS "mpi"
   TIMEOUT 900
   ENVIRONMENT "${MT_MPI_ENV};OMP_NUM_THREADS=1")
+
+# tests/test_buckets.sh: the data-parallel sum in buckets overlapped with the
+# backward (parallel.bucket_mb, parallel.overlap): MLP and tiny GPT at dp 2
+# and 4, tp2 and pp2, small buckets against the flat sum (bitwise at two
+# replicas, 1e-6 at four), the traces show early buckets only with overlap,
+# run.json's result.gradsync. About 30 s on 2 cores.
+add_test(NAME buckets
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_buckets.sh $<TARGET_FILE:mpitrain>
+                 $<TARGET_FILE:h5cmp> ${CMAKE_SOURCE_DIR} ${MT_MNIST})
+set_tests_properties(buckets PROPERTIES
+  FIXTURES_REQUIRED mnist
+  LABELS "mpi"
+  TIMEOUT 300
+  ENVIRONMENT "${MT_MPI_ENV};OMP_NUM_THREADS=1")
