@@ -307,8 +307,11 @@ void mt_run_print_end(const mt_run *r, double ms_per_step, const mt_eval *ev) {
 cJSON *mt_run_gradsync_record(const mt_run *r) {
     const mt_comm *c = r->comm;
     const mt_buckets *k = r->sync.bk;
-    double mine[3] = {0.0, 0.0, k ? k->n : 0}; /* tail ms, sync ms, buckets */
-    if (k) mt_buckets_means(k, &mine[0], &mine[1]);
+    double mine[4] = {0.0, 0.0, k ? k->n : 0, 0.0}; /* tail ms, sync ms, buckets, gather ms */
+    if (k)
+        mt_buckets_means(k, &mine[0], &mine[1]);
+    else
+        mt_gradsync_means(&r->sync, &mine[0], &mine[3]), mine[1] = mine[0];
     double *all = c->rank == 0 ? calloc((size_t)c->size, sizeof mine) : NULL;
     mt_coll_gather(c->world, 0, mine, sizeof mine, all);
     if (c->rank != 0) return NULL;
@@ -316,18 +319,19 @@ cJSON *mt_run_gradsync_record(const mt_run *r) {
     cJSON_AddStringToObject(g, "path", sync_path(r));
     cJSON_AddNumberToObject(g, "bucket_mb", r->cfg.parallel.bucket_mb);
     cJSON_AddBoolToObject(g, "overlap", k && k->overlap && k->n > 1);
-    if (k && all) {
-        double tail = 0.0, tail_max = 0.0, sync = 0.0, most = 0.0;
+    if (all) {
+        double tail = 0.0, tail_max = 0.0, sync = 0.0, most = 0.0, gather = 0.0;
         for (int i = 0; i < c->size; i++) {
-            const double *a = all + 3 * i;
-            tail += a[0] / c->size, sync += a[1] / c->size;
+            const double *a = all + 4 * i;
+            tail += a[0] / c->size, sync += a[1] / c->size, gather += a[3] / c->size;
             tail_max = a[0] > tail_max ? a[0] : tail_max;
             most = a[2] > most ? a[2] : most;
         }
-        cJSON_AddNumberToObject(g, "buckets", most); /* the most on any stage */
+        if (k) cJSON_AddNumberToObject(g, "buckets", most); /* the most on any stage */
         cJSON_AddNumberToObject(g, "exposed_tail_ms", tail);
         cJSON_AddNumberToObject(g, "exposed_tail_ms_max", tail_max);
         cJSON_AddNumberToObject(g, "sync_ms", sync);
+        if (r->cfg.parallel.zero == 1) cJSON_AddNumberToObject(g, "gather_ms", gather);
     }
     free(all);
     return g;

@@ -89,8 +89,10 @@ static void reduce_zero(mt_gradsync *g) {
 }
 
 void mt_gradsync_reduce(mt_gradsync *g) {
+    double t0 = mt_wtime();
     if (g->zero) {
         reduce_zero(g);
+        if (g->timed) g->reduce_s += mt_wtime() - t0, g->timed_steps++;
         return;
     }
     if (g->bk) {
@@ -110,6 +112,7 @@ void mt_gradsync_reduce(mt_gradsync *g) {
     if (g->deterministic) mt_detsum_run(&g->det, g->grad);
     tied_sums(g);
     if (!g->deterministic) mt_xcomm_sum(&g->c->xdp, g->grad, g->numel);
+    if (g->timed) g->reduce_s += mt_wtime() - t0, g->timed_steps++;
 }
 
 int mt_gradsync_buckets(mt_gradsync *g, const size_t *starts, int n, double bucket_mb, int overlap,
@@ -121,8 +124,15 @@ int mt_gradsync_buckets(mt_gradsync *g, const size_t *starts, int n, double buck
     return MT_OK;
 }
 
-void mt_gradsync_begin(const mt_gradsync *g, int64_t step, int timed, int may_overlap) {
+void mt_gradsync_begin(mt_gradsync *g, int64_t step, int timed, int may_overlap) {
+    g->timed = timed;
     if (g->bk) mt_buckets_begin(g->bk, step, timed, may_overlap);
+}
+
+void mt_gradsync_means(const mt_gradsync *g, double *reduce_ms, double *gather_ms) {
+    double n = g->timed_steps > 0 ? (double)g->timed_steps : 1.0;
+    *reduce_ms = 1e3 * g->reduce_s / n;
+    *gather_ms = 1e3 * g->gather_s / n;
 }
 
 void mt_gradsync_ready(void *ctx, size_t offset) {
@@ -156,8 +166,11 @@ int mt_gradsync_zero(mt_gradsync *g, const mt_zero_piece *pieces, int np, mt_err
     return mt_detsum_init(&g->tied_det, g->c->dp, NULL, g->tied_numel, e);
 }
 
-void mt_gradsync_gather(const mt_gradsync *g, float *data) {
-    if (g->zero) mt_zero_gather(&g->z, data);
+void mt_gradsync_gather(mt_gradsync *g, float *data) {
+    if (!g->zero) return;
+    double t0 = mt_wtime();
+    mt_zero_gather(&g->z, data);
+    if (g->timed) g->gather_s += mt_wtime() - t0;
 }
 
 /* deterministic: the exact sum of squares of the spans this rank counts, of

@@ -68,7 +68,13 @@ typedef struct {
     size_t tied_numel;
     mt_detsum tied_det;
     float *shard_host; /* deterministic: where the reduced gradient is on the host */
-    mt_buckets *bk;    /* the data-parallel sum in buckets (NULL: the paths above) */
+    /* the paths without buckets (deterministic, ZeRO-1): seconds the
+     * reductions after the backward and ZeRO-1's all-gather took, summed
+     * over the timed steps */
+    int timed;
+    double reduce_s, gather_s;
+    int64_t timed_steps;
+    mt_buckets *bk; /* the data-parallel sum in buckets (NULL: the paths above) */
 } mt_gradsync;
 
 void mt_gradsync_init(mt_gradsync *g, const mt_comm *c, const mt_backend *be, float *grad,
@@ -98,7 +104,7 @@ int mt_gradsync_zero(mt_gradsync *g, const mt_zero_piece *pieces, int np, mt_err
 int mt_gradsync_buckets(mt_gradsync *g, const size_t *starts, int n, double bucket_mb, int overlap,
                         mt_err *e);
 /* A step begins (mt_buckets_begin; nothing without buckets). */
-void mt_gradsync_begin(const mt_gradsync *g, int64_t step, int timed, int may_overlap);
+void mt_gradsync_begin(mt_gradsync *g, int64_t step, int timed, int may_overlap);
 /* The stage's hook (core/params.h, mt_grad_ready_fn; ctx is the
  * mt_gradsync): the gradient from offset on is final. */
 void mt_gradsync_ready(void *ctx, size_t offset);
@@ -110,11 +116,15 @@ void mt_gradsync_ready(void *ctx, size_t offset);
 void mt_gradsync_reduce(mt_gradsync *g);
 /* After the optimizer step: ZeRO-1's all-gather of the parameters data
  * (nothing otherwise). Collective over the data-parallel group. */
-void mt_gradsync_gather(const mt_gradsync *g, float *data);
+void mt_gradsync_gather(mt_gradsync *g, float *data);
 /* The global L2 norm of the reduced gradient (double sums in a fixed order;
  * one replica's tensors over its model-parallel group; deterministic: an
  * exact sum). Collective over c->mp (ZeRO-1: over the world). */
 double mt_gradsync_norm(const mt_gradsync *g);
+/* Mean milliseconds per timed step of the deterministic or ZeRO-1 path:
+ * the reductions after the backward (all exposed), ZeRO-1's all-gather;
+ * 0 for the others (parallel/buckets.h measures those). */
+void mt_gradsync_means(const mt_gradsync *g, double *reduce_ms, double *gather_ms);
 /* Host bytes its buffers take (deterministic sum, ZeRO-1). */
 double mt_gradsync_bytes(const mt_gradsync *g);
 void mt_gradsync_free(mt_gradsync *g);
