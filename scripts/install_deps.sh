@@ -5,6 +5,7 @@
 #   scripts/install_deps.sh --tests    + what the test suite uses (h5py, numpy, Slurm,
 #                                        iproute2 and util-linux for the two-host test)
 #   scripts/install_deps.sh --torch    + PyTorch, for benchmarks and references
+#   scripts/install_deps.sh --bench    + matplotlib, for the benchmarks' pictures
 #   scripts/install_deps.sh --bundle   + what scripts/bundle.sh uses (patchelf, xz)
 #
 # Idempotent: packages already present are not reinstalled, and apt is not
@@ -27,7 +28,8 @@ for arg in "$@"; do
     --tests) PKGS+=(python3-h5py python3-numpy python3-jsonschema python3-torch slurmctld slurmd slurm-client iproute2 util-linux) ;;
     --torch) PKGS+=(python3-torch python3-h5py python3-numpy) ;;
     --bundle) PKGS+=(patchelf xz-utils) ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --bench) PKGS+=(python3-matplotlib) ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "install_deps: unknown option $arg" >&2; exit 2 ;;
   esac
 done
