@@ -15,6 +15,7 @@
 #include "core/optim.h"
 #include "core/params.h"
 #include "base/rng.h"
+#include "base/sumsq_exact.h"
 #include "base/fault.h"
 #include "core/split.h"
 #include "core/time_budget.h"
@@ -432,7 +433,62 @@ static void test_fault_spec(void) {
     mt_fault_init("", 1, &e);
 }
 
+/* base/sumsq_exact: the exact value (against long double on values whose
+ * squares and sums it holds exactly), whatever the order and split of the
+ * elements; subnormals, the largest float, infinities, NaN. */
+static void test_sumsq_exact(void) {
+    enum { N = 5000 };
+    static float x[N], y[N];
+    long double ref = 0.0L;
+    for (int i = 0; i < N; i++) {
+        /* 11-bit mantissas times powers of two in [2^-20, 2^-10]: squares
+         * and their sums fit long double's 64 bits exactly */
+        x[i] = (float)ldexp((double)(mt_rng_below(3, 7, (uint64_t)i, 2048) + 1),
+                            -20 - (int)mt_rng_below(3, 8, (uint64_t)i, 10));
+        ref += (long double)x[i] * x[i];
+    }
+    for (int i = 0; i < N; i++) y[i] = x[(i * 7919) % N]; /* a permutation (7919 prime) */
+    mt_sumsq a, b;
+    mt_sumsq_zero(&a);
+    mt_sumsq_add(&a, x, N);
+    mt_sumsq_zero(&b);
+    mt_sumsq_add(&b, y + 1234, N - 1234);
+    mt_sumsq_add(&b, y, 1234);
+    double va = mt_sumsq_value(&a), vb = mt_sumsq_value(&b);
+    CHECK(va == (double)ref && vb == va,
+          "exact sum of squares %.17g, permuted and split %.17g, "
+          "long double %.17Lg",
+          va, vb, ref);
+    /* word by word sums of normalised accumulators are the sum (two ranks) */
+    mt_sumsq c, d;
+    mt_sumsq_zero(&c);
+    mt_sumsq_add(&c, x, N / 2);
+    mt_sumsq_zero(&d);
+    mt_sumsq_add(&d, x + N / 2, N - N / 2);
+    uint64_t *cw = (uint64_t *)&c, *dw = (uint64_t *)&d;
+    for (int k = 0; k < MT_SUMSQ_WORDS; k++) cw[k] += dw[k];
+    CHECK(mt_sumsq_value(&c) == va, "accumulators summed word by word: %.17g, want %.17g",
+          mt_sumsq_value(&c), va);
+    float odd[3] = {1e-45f, 3.4028235e38f, -2.0f}; /* subnormal, the largest, negative */
+    mt_sumsq_zero(&a);
+    mt_sumsq_add(&a, odd, 3);
+    double want = (double)odd[1] * odd[1] + 4.0; /* 1e-90 is far below its last bit */
+    CHECK(mt_sumsq_value(&a) == want, "odd values: %.17g, want %.17g", mt_sumsq_value(&a), want);
+    mt_sumsq_zero(&a);
+    mt_sumsq_add(&a, odd, 1);
+    CHECK(mt_sumsq_value(&a) == (double)odd[0] * odd[0], "a subnormal's square: %.17g",
+          mt_sumsq_value(&a));
+    float bad[2] = {INFINITY, 1.0f};
+    mt_sumsq_zero(&a);
+    mt_sumsq_add(&a, bad, 2);
+    CHECK(isinf(mt_sumsq_value(&a)), "infinity: %g", mt_sumsq_value(&a));
+    bad[1] = NAN;
+    mt_sumsq_add(&a, bad + 1, 1);
+    CHECK(isnan(mt_sumsq_value(&a)), "NaN: %g", mt_sumsq_value(&a));
+}
+
 int main(void) {
+    test_sumsq_exact();
     test_time_budget();
     test_scale_zero();
     test_fault_spec();
