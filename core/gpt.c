@@ -396,25 +396,28 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
         dropout(m, be, m->dbranch, NC, "mlp", l, 1);
         linear_backward(be, m->dfch, G(p, b->fcprojw), G(p, b->fcprojb), m->dbranch, b->fch_gelu,
                         P(m, p, b->fcprojw), N, 4 * Cl, C);
+        mt_params_grad_final(p, b->fcprojw); /* (the hook's calls follow the buffer's order) */
         be->gelu_backward(m->dfch, m->dfch, b->fch, (size_t)N * 4 * (size_t)Cl);
         linear_backward(be, m->dtmp, G(p, b->fcw), G(p, b->fcb), m->dfch, b->ln2, P(m, p, b->fcw),
                         N, C, 4 * Cl);
         mt_split_tp_sum(&m->sp, m->dtmp, NC); /* the column-parallel input's gradient */
         be->layernorm_backward(m->dres, G(p, b->ln2w), G(p, b->ln2b), m->dtmp, b->res2,
                                P(m, p, b->ln2w), b->ln2_mean, b->ln2_rstd, N, C);
+        mt_params_grad_final(p, b->ln2w); /* ln_2 and mlp.c_fc */
         /* attention branch: res2 = res + drop(proj) */
         be->scale(m->dbranch, 0.0f, NC);
         be->accumulate(m->dbranch, m->dres, NC);
         dropout(m, be, m->dbranch, NC, "attn", l, 1);
         linear_backward(be, m->dtmp, G(p, b->projw), G(p, b->projb), m->dbranch, b->atty,
                         P(m, p, b->projw), N, Cl, C);
+        mt_params_grad_final(p, b->projw);
         be->attention_backward(m->dqkv, m->datt, m->dtmp, b->qkv, b->att, B, T, Cl, NHl);
         linear_backward(be, m->dtmp, G(p, b->qkvw), G(p, b->qkvb), m->dqkv, b->ln1,
                         P(m, p, b->qkvw), N, C, 3 * Cl);
         mt_split_tp_sum(&m->sp, m->dtmp, NC);
         be->layernorm_backward(m->dres, G(p, b->ln1w), G(p, b->ln1b), m->dtmp, res,
                                P(m, p, b->ln1w), b->ln1_mean, b->ln1_rstd, N, C);
-        mt_params_grad_final(p, b->ln1w); /* the block's first tensor */
+        mt_params_grad_final(p, b->ln1w); /* ln_1 and attn.c_attn: the block's first tensors */
     }
     if (!m->first) return; /* m->dres is d(in) */
     dropout(m, be, m->dres, NC, "embd", 0, 1);
