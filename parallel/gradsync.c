@@ -111,6 +111,10 @@ void mt_gradsync_reduce(mt_gradsync *g) {
      * copies per replica: a tree whose shape depends on dp) */
     if (g->deterministic) mt_detsum_run(&g->det, g->grad);
     tied_sums(g);
+    /* the exact norm reads det.host (device memory): it must hold the tied sums too */
+    for (int i = 0; g->det.host && i < g->ntied; i++)
+        g->be->to_host(g->det.host + g->tied[i].offset, g->grad + g->tied[i].offset,
+                       g->tied[i].numel);
     if (!g->deterministic) mt_xcomm_sum(&g->c->xdp, g->grad, g->numel);
     if (g->timed) g->reduce_s += mt_wtime() - t0, g->timed_steps++;
 }
@@ -173,18 +177,34 @@ void mt_gradsync_gather(mt_gradsync *g, float *data) {
     if (g->timed) g->gather_s += mt_wtime() - t0;
 }
 
+/* Adds the squares of x[off, off + n) to s; x in device memory (the
+ * gradient itself, when no host copy holds it: dp 1) is read through a
+ * bounded host buffer. */
+static void sumsq_span(mt_sumsq *s, const mt_gradsync *g, const float *x, size_t off, size_t n) {
+    if (x != g->grad || !g->be || g->be->host_memory) {
+        mt_sumsq_add(s, x + off, n);
+        return;
+    }
+    enum { STAGE = 1 << 16 };
+    static float stage[STAGE];
+    for (size_t i = 0; i < n; i += STAGE) {
+        size_t m = n - i < STAGE ? n - i : STAGE;
+        g->be->to_host(stage, x + off + i, m);
+        mt_sumsq_add(s, stage, m);
+    }
+}
+
 /* deterministic: the exact sum of squares of the spans this rank counts, of
- * the reduced gradient on the host (x), over group. */
+ * the reduced gradient x (a host copy, or the gradient), over group. */
 static double exact_norm(const mt_gradsync *g, const float *x, MPI_Comm group) {
     mt_sumsq s;
     mt_sumsq_zero(&s);
     if (g->zero) {
         const mt_zero_piece *mine = mt_zero_mine(&g->z);
         for (int j = 0; j < g->z.np; j++)
-            if (mine[j].norm) mt_sumsq_add(&s, x + mine[j].off, mine[j].n);
+            if (mine[j].norm) sumsq_span(&s, g, x, mine[j].off, mine[j].n);
     } else {
-        for (int i = 0; i < g->nnorm; i++)
-            mt_sumsq_add(&s, x + g->norm[i].offset, g->norm[i].numel);
+        for (int i = 0; i < g->nnorm; i++) sumsq_span(&s, g, x, g->norm[i].offset, g->norm[i].numel);
     }
     mt_sumsq_normalise(&s);
     int size = 1;

@@ -119,6 +119,11 @@ int mt_zero_init(mt_zero *z, MPI_Comm comm, const mt_backend *be, size_t numel,
         z->count[k] = pos;
         if (pos > most) most = pos;
     }
+    /* device memory: the host copy even for one rank, so that what
+     * mt_zero_scatter returns is always host memory (the exact norm and the
+     * tied rows of gradsync read and write it there) */
+    if (be && !be->host_memory && !(z->host = malloc((numel ? numel : 1) * sizeof *z->host)))
+        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the ZeRO-1 buffers");
     if (z->size == 1) return MT_OK;
     if (deterministic && (z->size & (z->size - 1)))
         return mt_err_set(e, MT_ERR_INTERNAL, "deterministic ZeRO-1 over %d ranks", z->size);
@@ -130,8 +135,7 @@ int mt_zero_init(mt_zero *z, MPI_Comm comm, const mt_backend *be, size_t numel,
                           "parallel.zero = 1: a message of %zu MB exceeds MPI's 2 GB per call",
                           recv * sizeof(float) >> 20);
     z->recv = malloc((recv ? recv : 1) * sizeof *z->recv);
-    if (be && !be->host_memory) z->host = malloc((numel ? numel : 1) * sizeof *z->host);
-    if (!z->recv || (be && !be->host_memory && !z->host))
+    if (!z->recv)
         return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the ZeRO-1 buffers");
     for (; z->ntypes < z->size; z->ntypes++)
         if (make_type(z, z->ntypes, &z->type[z->ntypes]))
@@ -207,7 +211,7 @@ float *mt_zero_scatter(const mt_zero *z, float *grad) {
 }
 
 void mt_zero_scatter_done(const mt_zero *z, float *grad) {
-    if (!z->host || z->size == 1) return;
+    if (!z->host) return;
     const mt_zero_piece *mine = mt_zero_mine(z);
     for (int j = 0; j < z->np; j++)
         if (mine[j].n) z->be->to_device(grad + mine[j].off, z->host + mine[j].off, mine[j].n);
