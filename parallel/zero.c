@@ -18,16 +18,17 @@ size_t mt_zero_shard_numel(const mt_zero *z) {
     return z->count[z->rank];
 }
 
-/* Rank k's pieces of a flat float buffer as one datatype (committed). */
+/* Rank k's pieces of a flat float buffer as one datatype (committed; byte
+ * displacements, so the buffer may pass 2^31 floats). */
 static int make_type(const mt_zero *z, int k, MPI_Datatype *t) {
     int *len = malloc((size_t)(z->np ? z->np : 1) * sizeof *len);
-    int *disp = malloc((size_t)(z->np ? z->np : 1) * sizeof *disp);
+    MPI_Aint *disp = malloc((size_t)(z->np ? z->np : 1) * sizeof *disp);
     int m = 0;
     for (int j = 0; len && disp && j < z->np; j++) {
         const mt_zero_piece *p = &z->pieces[(size_t)k * z->np + j];
-        if (p->n) len[m] = (int)p->n, disp[m] = (int)p->off, m++;
+        if (p->n) len[m] = (int)p->n, disp[m] = (MPI_Aint)(p->off * sizeof(float)), m++;
     }
-    int rc = !len || !disp || MPI_Type_indexed(m, len, disp, MPI_FLOAT, t) != MPI_SUCCESS ||
+    int rc = !len || !disp || MPI_Type_create_hindexed(m, len, disp, MPI_FLOAT, t) != MPI_SUCCESS ||
              MPI_Type_commit(t) != MPI_SUCCESS;
     free(len);
     free(disp);
@@ -111,8 +112,13 @@ int mt_zero_init(mt_zero *z, MPI_Comm comm, const mt_backend *be, size_t numel,
         size_t pos = 0;
         for (int j = 0; j < np; j++) {
             mt_zero_piece *p = &z->pieces[(size_t)k * np + j];
-            if (p->off + p->n > numel || p->off > INT_MAX)
+            if (p->off + p->n > numel)
                 return mt_err_set(e, MT_ERR_INTERNAL, "ZeRO-1 piece outside the flat buffer");
+            if (p->n > INT_MAX)
+                return mt_err_set(e, MT_ERR_USAGE,
+                                  "parallel.zero = 1: one tensor's shard of %zu floats exceeds "
+                                  "MPI's int counts",
+                                  p->n);
             p->pos = pos;
             pos += p->n;
         }
@@ -135,8 +141,7 @@ int mt_zero_init(mt_zero *z, MPI_Comm comm, const mt_backend *be, size_t numel,
                           "parallel.zero = 1: a message of %zu MB exceeds MPI's 2 GB per call",
                           recv * sizeof(float) >> 20);
     z->recv = malloc((recv ? recv : 1) * sizeof *z->recv);
-    if (!z->recv)
-        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the ZeRO-1 buffers");
+    if (!z->recv) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the ZeRO-1 buffers");
     for (; z->ntypes < z->size; z->ntypes++)
         if (make_type(z, z->ntypes, &z->type[z->ntypes]))
             return mt_err_set(e, MT_ERR_INTERNAL, "cannot make the ZeRO-1 datatypes");

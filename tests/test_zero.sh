@@ -16,6 +16,12 @@
 #    of dp 2 resumed at dp 1 with zero = 0 and at dp 4 with zero = 1, and a
 #    zero = 0 checkpoint of dp 2 resumed at dp 4 with zero = 1, end equal to
 #    the uninterrupted run;
+#  - the device-memory paths (MPITRAIN_TEST_STAGED=1: the CPU backend
+#    posing as a device, docs/CUDA.md): GPT pp 2 zero 1 bitwise as on the
+#    host; deterministic GPT pp 2 (tied
+#    embedding, clipping): zero 0 at dp 2 and zero 1 at dp 2 and dp 1 end
+#    bitwise where the host paths end (the exact norm once read a stale or
+#    device buffer there);
 #  - the memory table: optimizer state per rank at -np 4 about 1/4 of
 #    zero = 0's;
 #  - parallel.zero = 2: one error line, exit 2.
@@ -73,6 +79,9 @@ for mp in "tp=2" "pp=2"; do
     b=$(run "gpt_${mp}_z1" 4 --set parallel."$mp" --set parallel.zero=1)
     same "gpt $mp -np 4: zero 1 vs 0" "$b" "$a" --rtol 1e-6
 done
+# ZeRO-1 through the device-memory paths (host copy, MPI) ends where the host path does
+a=$(MPITRAIN_TEST_STAGED=1 run gpt_pp2_z1_staged 4 --set parallel.pp=2 --set parallel.zero=1)
+same "gpt pp=2 -np 4 zero 1: device-memory paths vs host" "$a" "$b" --bitwise
 
 det() { # det NAME TP: (1, 4) at zero 0 against (2, 2) and (4, 1) at zero 1
     local ref got
@@ -86,6 +95,17 @@ det() { # det NAME TP: (1, 4) at zero 0 against (2, 2) and (4, 1) at zero 1
 }
 DET=(--set parallel.deterministic=true --set parallel.pp=2)
 det gpt_pp2 2
+# the same through the device-memory paths: host copies, staged norms
+staged() { # staged NAME NP MICROBATCHES ZERO: against gpt_pp2_1x4
+    local got
+    got=$(MPITRAIN_TEST_STAGED=1 run "$1" "$2" "${DET[@]}" --set parallel.microbatches="$3" \
+        --set parallel.zero="$4")
+    same "deterministic gpt_pp2, device-memory paths: dp $(($2 / 2)) x mb $3 zero $4 vs host" \
+        "$got" "$TMP/gpt_pp2_1x4/mnist_mlp/0001" --bitwise
+}
+staged staged_z0 4 2 0
+staged staged_z1 4 2 1
+staged staged_z1_dp1 2 4 1
 MODEL=("${MLP[@]}")
 STEPS=20
 DET=(--set parallel.deterministic=true --set optim.kind=adamw --set optim.grad_clip=0.5)
