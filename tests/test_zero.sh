@@ -7,8 +7,8 @@
 #  - MLP, AdamW, -np 2: zero = 1 gives bitwise zero = 0's model.h5 and final
 #    checkpoint (optimizer state written by each shard's holder); SGD with
 #    momentum at -np 4 within 1e-6 (the ring sums in another order);
-#  - tiny GPT (clipping on) with tp 2 and with pp 2 (1F1B, the tied
-#    embedding) at dp 2: within 1e-6 of zero = 0;
+#  - tiny GPT (clipping on) at -np 2, and with tp 2 and with pp 2 (1F1B,
+#    the tied embedding) at -np 4 (dp 2): within 1e-6 of zero = 0;
 #  - with parallel.deterministic: (dp, micro-batches) = (2, 2) and (4, 1)
 #    at zero = 1 bitwise equal to (1, 4) at zero = 0, for the MLP and for the
 #    GPT with pp 2;
@@ -74,10 +74,11 @@ MODEL=("${GPT_TINY[@]}" --set model.dropout=0.1 --set train.steps=8 --set optim.
     --set optim.warmup_steps=2 --set optim.min_lr=3e-4 --set optim.grad_clip=1
     --set checkpoint.every_steps=4)
 STEPS=8
-for mp in "tp=2" "pp=2"; do
-    a=$(run "gpt_${mp}_z0" 4 --set parallel."$mp")
-    b=$(run "gpt_${mp}_z1" 4 --set parallel."$mp" --set parallel.zero=1)
-    same "gpt $mp -np 4: zero 1 vs 0" "$b" "$a" --rtol 1e-6
+for layout in "2 tp=1" "4 tp=2" "4 pp=2"; do
+    set -- $layout
+    a=$(run "gpt_${2}_z0" "$1" --set parallel."$2")
+    b=$(run "gpt_${2}_z1" "$1" --set parallel."$2" --set parallel.zero=1)
+    same "gpt $2 -np $1: zero 1 vs 0" "$b" "$a" --rtol 1e-6
 done
 # ZeRO-1 through the device-memory paths (host copy, MPI) ends where the host path does
 a=$(MPITRAIN_TEST_STAGED=1 run gpt_pp2_z1_staged 4 --set parallel.pp=2 --set parallel.zero=1)
