@@ -1,8 +1,16 @@
 /*
  * backend_cpu.c - the CPU backend: matmuls through OpenBLAS sgemm, the rest
  * plain C loops, split across OpenMP threads only where the work is large
- * enough to pay for waking them (MT_OMP_MIN elements). Reductions use fixed
- * blocks summed in order, so results do not depend on the thread count.
+ * enough to pay for waking them (MT_OMP_MIN elements).
+ *
+ * Invariant: results do not depend on the thread count (run.threads,
+ * OMP_NUM_THREADS), bitwise. Reductions use fixed blocks summed in order; a
+ * matmul is cut into tiles whose shape depends only on (M, N, K), each tile
+ * one single-threaded sgemm (see matmul_tiles). OpenBLAS's own threading is
+ * never used: its multi-threaded sgemm splits the work by its thread count,
+ * and the bits change with it (0.3.21, 64x256x784: 1, 2 and 3 threads give
+ * three different results). tests/test_core.c and tests/test_learning.sh
+ * check it.
  */
 #include <cblas.h>
 #include <math.h>
@@ -40,7 +48,7 @@ static void cpu_synchronize(void) {}
 /* ---- matmul precision ----
  * bf16 mode emulates bf16 operands with fp32 accumulation: A and B are
  * rounded to bf16 (kernels/bf16.h) into a scratch copy with the same lead
- * dimensions, and the very same cblas_sgemm call runs on the copies. Products
+ * dimensions, and the very same sgemm tiles run on the copies. Products
  * of two bf16 values are exact in fp32, so this differs from a tensor-core
  * bf16 GEMM only in the order of the fp32 sums. fp32 mode makes no copy. */
 
@@ -87,6 +95,71 @@ static size_t span(int rows, int cols, int ld) {
     return rows > 0 && cols > 0 ? (size_t)(rows - 1) * ld + cols : 0;
 }
 
+/* ---- matmul tiles ----
+ * C(M,N) is cut into tiles of tm x tn (the last row and column of tiles
+ * smaller), each computed by one single-threaded sgemm over the whole K, so
+ * every element of C is summed in an order fixed by (M, N, K) alone; OpenMP
+ * threads share out the tiles. The plan halves the longer tile side (rounded
+ * up to TILE_ROUND) until there are TILE_MAX tiles or a tile would fall below
+ * TILE_MIN_WORK multiply-adds: big products get enough tiles to balance a
+ * few threads, small ones stay whole (one sgemm, no thread woken). Measured
+ * on the GPT bench's shapes (2-core EPYC, docs/BENCHMARKS.md): the tiles at
+ * 1 thread within the noise of one whole sgemm. */
+#define TILE_MIN_WORK (1L << 21) /* multiply-adds: about 50 us of one core */
+#define TILE_MAX      16         /* tiles of one product at most */
+#define TILE_ROUND    16         /* tile sides: multiples of OpenBLAS's sgemm unroll */
+
+static int round_up(int x, int r) {
+    return (x + r - 1) / r * r;
+}
+
+/* *tm, *tn: the tile shape for C(M,N) = op(A)(M,K) op(B)(K,N); M, N > 0 */
+static void tile_plan(int M, int N, int K, int *tm, int *tn) {
+    int m = M, n = N;
+    for (;;) {
+        long tiles = (long)((M + m - 1) / m) * ((N + n - 1) / n);
+        if (tiles >= TILE_MAX || (long)m * n * (K > 0 ? K : 1) < 2 * TILE_MIN_WORK) break;
+        if (n >= m && n > TILE_ROUND)
+            n = round_up((n + 1) / 2, TILE_ROUND);
+        else if (m > TILE_ROUND)
+            m = round_up((m + 1) / 2, TILE_ROUND);
+        else
+            break;
+    }
+    *tm = m;
+    *tn = n;
+}
+
+void mt_cpu_blas_serial(void) {
+    /* In an active parallel region OpenBLAS (OpenMP build) runs one thread by
+     * itself; in a team of one it follows omp_get_max_threads() of the
+     * calling task, which this sets for this region's task only. */
+    if (!omp_in_parallel()) omp_set_num_threads(1);
+}
+
+static void matmul_tiles(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                         int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    int tm, tn;
+    tile_plan(M, N, K, &tm, &tn);
+    int mt = (M + tm - 1) / tm, nt = (N + tn - 1) / tn;
+#pragma omp parallel if (mt * nt > 1)
+    {
+        mt_cpu_blas_serial();
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < mt * nt; t++) {
+            int i0 = t / nt * tm, j0 = t % nt * tn;
+            int m = M - i0 < tm ? M - i0 : tm, n = N - j0 < tn ? N - j0 : tn;
+            /* rows i0.. of op(A): A stored (K,M) when transposed; columns j0.. of op(B) */
+            const float *a = trans_a ? A + i0 : A + (size_t)i0 * lda;
+            const float *b = trans_b ? B + (size_t)j0 * ldb : B + j0;
+            cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                        trans_b ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b, ldb, beta,
+                        C + (size_t)i0 * ldc + j0, ldc);
+        }
+    }
+}
+
 static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                        int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (cpu_bf16 && M > 0 && N > 0 && K > 0) {
@@ -102,8 +175,7 @@ static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alph
         A = s;
         B = s + na;
     }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    matmul_tiles(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 static void cpu_bias_add(float *y, const float *b, int rows, int cols) {
