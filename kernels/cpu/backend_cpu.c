@@ -8,9 +8,9 @@
  * matmul is cut into tiles whose shape depends only on (M, N, K), each tile
  * one single-threaded sgemm (see matmul_tiles). OpenBLAS's own threading is
  * never used: its multi-threaded sgemm splits the work by its thread count,
- * and the bits change with it (0.3.21, 64x256x784: 1, 2 and 3 threads give
- * three different results). tests/test_core.c and tests/test_learning.sh
- * check it.
+ * and the bits change with it (0.3.21, 64x256x784: 2 and 3 threads each
+ * differ from 1). Checked by tests/test_core.c (matmuls), test_learning.sh
+ * and test_gpt_train.sh (whole trainings).
  */
 #include <cblas.h>
 #include <math.h>
@@ -102,11 +102,12 @@ static size_t span(int rows, int cols, int ld) {
  * threads share out the tiles. The plan halves the longer tile side (rounded
  * up to TILE_ROUND) until there are TILE_MAX tiles or a tile would fall below
  * TILE_MIN_WORK multiply-adds: big products get enough tiles to balance a
- * few threads, small ones stay whole (one sgemm, no thread woken). Measured
- * on the GPT bench's shapes (2-core EPYC, docs/BENCHMARKS.md): the tiles at
- * 1 thread within the noise of one whole sgemm. */
-#define TILE_MIN_WORK (1L << 21) /* multiply-adds: about 50 us of one core */
-#define TILE_MAX      16         /* tiles of one product at most */
+ * few threads, small ones stay whole (one sgemm, no thread woken). Smaller
+ * tiles cost speed at 1 thread: on the GPT bench's 15 shapes (2-core EPYC,
+ * docs/BENCHMARKS.md) 2^21 and 16 tiles ran 62 GFLOP/s, these 70, one whole
+ * sgemm 84 (best of 3, a noisy machine). */
+#define TILE_MIN_WORK (1L << 22) /* multiply-adds: about 0.1 ms of one core */
+#define TILE_MAX      8          /* tiles of one product at most */
 #define TILE_ROUND    16         /* tile sides: multiples of OpenBLAS's sgemm unroll */
 
 static int round_up(int x, int r) {
@@ -132,8 +133,10 @@ static void tile_plan(int M, int N, int K, int *tm, int *tn) {
 
 void mt_cpu_blas_serial(void) {
     /* In an active parallel region OpenBLAS (OpenMP build) runs one thread by
-     * itself; in a team of one it follows omp_get_max_threads() of the
-     * calling task, which this sets for this region's task only. */
+     * itself; in a team of one (an if clause, or OMP_NUM_THREADS=1) it would
+     * fork as many as omp_get_max_threads() of the calling task says, which
+     * this sets to 1 for this region's implicit task only (OpenMP gives each
+     * its own copy of the setting; the caller's is untouched). */
     if (!omp_in_parallel()) omp_set_num_threads(1);
 }
 
