@@ -396,10 +396,19 @@ static void test_scale_zero(void) {
  * every transpose pair, padded leads, beta 0 and 1, fp32 and bf16. OpenBLAS
  * 0.3.21's own threading fails this at the MLP's shapes. */
 static void test_matmul_threads(void) {
-    static const int shapes[][3] = {/* M, N, K */
-                                    {64, 256, 784},   {256, 784, 64}, {64, 10, 256},
-                                    {1024, 768, 256}, {97, 133, 301}, {333, 517, 129},
-                                    {5, 3, 1000},     {1, 700, 700}};
+    static const int shapes[][3] = {
+        /* M, N, K */
+        {64, 256, 784},
+        {256, 784, 64},
+        {64, 10, 256},
+        {1024, 768, 256},
+        {97, 133, 301},
+        {333, 517, 129},
+        {5, 3, 1000},
+        {1, 700, 700},
+        /* cut into tiles: 2 x 1 with odd rows, 1 x 2 with odd columns */
+        {600, 1100, 130},
+        {300, 1500, 200}};
     const mt_backend *be = mt_backend_cpu();
     long differ = 0, cases = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)

@@ -99,16 +99,19 @@ static size_t span(int rows, int cols, int ld) {
  * C(M,N) is cut into tiles of tm x tn (the last row and column of tiles
  * smaller), each computed by one single-threaded sgemm over the whole K, so
  * every element of C is summed in an order fixed by (M, N, K) alone; OpenMP
- * threads share out the tiles. The plan halves the longer tile side (rounded
- * up to TILE_ROUND) until there are TILE_MAX tiles or a tile would fall below
- * TILE_MIN_WORK multiply-adds: big products get enough tiles to balance a
- * few threads, small ones stay whole (one sgemm, no thread woken). Smaller
- * tiles cost speed at 1 thread: on the GPT bench's 15 shapes (2-core EPYC,
- * docs/BENCHMARKS.md) 2^21 and 16 tiles ran 62 GFLOP/s, these 70, one whole
- * sgemm 84 (best of 3, a noisy machine). */
-#define TILE_MIN_WORK (1L << 22) /* multiply-adds: about 0.1 ms of one core */
-#define TILE_MAX      8          /* tiles of one product at most */
-#define TILE_ROUND    16         /* tile sides: multiples of OpenBLAS's sgemm unroll */
+ * threads share out the tiles. The plan: about one tile per TILE_WORK
+ * multiply-adds (at most TILE_MAX), cut first along the rows, then along the
+ * columns, never thinner than TILE_MIN_SIDE (a thin tile repacks the other
+ * operand for little work) unless the side itself is shorter. Small products
+ * stay one sgemm, on one thread. Measured on the GPT bench's 15 shapes (1024
+ * rows, 2-core EPYC, docs/BENCHMARKS.md): these tiles 85-86 GFLOP/s at 1
+ * thread against one whole sgemm's 87-88; tiles of 2^22 multiply-adds and 64
+ * rows lost about 10 %. Up to 256 tiles: a big product keeps many cores
+ * busy, a small one few. */
+#define TILE_WORK     (1L << 25) /* multiply-adds per tile: about 0.4 ms of one core */
+#define TILE_MIN_SIDE 256        /* rows and columns of a tile at least */
+#define TILE_MAX      256        /* tiles of one product at most */
+#define TILE_ROUND    16         /* tile sides: multiples of 16 */
 
 static int round_up(int x, int r) {
     return (x + r - 1) / r * r;
@@ -116,17 +119,19 @@ static int round_up(int x, int r) {
 
 /* *tm, *tn: the tile shape for C(M,N) = op(A)(M,K) op(B)(K,N); M, N > 0 */
 static void tile_plan(int M, int N, int K, int *tm, int *tn) {
-    int m = M, n = N;
-    for (;;) {
-        long tiles = (long)((M + m - 1) / m) * ((N + n - 1) / n);
-        if (tiles >= TILE_MAX || (long)m * n * (K > 0 ? K : 1) < 2 * TILE_MIN_WORK) break;
-        if (n >= m && n > TILE_ROUND)
-            n = round_up((n + 1) / 2, TILE_ROUND);
-        else if (m > TILE_ROUND)
-            m = round_up((m + 1) / 2, TILE_ROUND);
-        else
-            break;
-    }
+    double work = (double)M * (double)N * (double)(K > 0 ? K : 1);
+    long want = (long)(work / (double)TILE_WORK);
+    if (want < 1) want = 1;
+    if (want > TILE_MAX) want = TILE_MAX;
+    long mt = want, most = M / TILE_MIN_SIDE; /* row tiles */
+    if (mt > most) mt = most > 1 ? most : 1;
+    int m = round_up((int)((M + mt - 1) / mt), TILE_ROUND);
+    if (m > M) m = M;
+    long nt = want / ((M + m - 1) / m), nmost = N / TILE_MIN_SIDE; /* column tiles */
+    if (nt > nmost) nt = nmost;
+    if (nt < 1) nt = 1;
+    int n = round_up((int)((N + nt - 1) / nt), TILE_ROUND);
+    if (n > N) n = N;
     *tm = m;
     *tn = n;
 }
