@@ -2,7 +2,8 @@
  * test_core.c - counter-based RNG, parameter init, LR schedules and the
  * optimizers against straightforward double-precision references; the
  * checkpoint folder's names and long paths; Slurm's time-left text and
- * the time budget's rule; MPITRAIN_FAULT's parser.
+ * the time budget's rule; MPITRAIN_FAULT's parser; the CPU matmul gives the
+ * same bits at 1, 2 and 3 threads.
  */
 #include <fcntl.h>
 #include <math.h>
@@ -20,6 +21,7 @@
 #include "core/split.h"
 #include "core/time_budget.h"
 #include "parallel/pipeline.h"
+#include "parallel/threads.h"
 #include "io/checkpoint.h"
 #include "kernels/backend.h"
 #include "test_util.h"
@@ -390,6 +392,88 @@ static void test_scale_zero(void) {
           "scale by 0: %g %g %g %g %g", x[0], x[1], x[2], x[3], x[4]);
 }
 
+/* The CPU matmul at 2 and 3 threads (set as the trainer sets run.threads)
+ * equals 1 thread bitwise: the MLP's and the GPT bench's shapes, odd sizes,
+ * every transpose pair, padded leads, beta 0 and 1, fp32 and bf16. OpenBLAS
+ * 0.3.21's own threading fails this at the MLP's shapes. */
+static void test_matmul_threads(void) {
+    static const int shapes[][3] = {
+        /* M, N, K */
+        {64, 256, 784},
+        {256, 784, 64},
+        {64, 10, 256},
+        {1024, 768, 256},
+        {97, 133, 301},
+        {333, 517, 129},
+        {5, 3, 1000},
+        {1, 700, 700},
+        /* cut into tiles: 2 x 1 with odd rows, 1 x 2 with odd columns */
+        {600, 1100, 130},
+        {300, 1500, 200}};
+    const mt_backend *be = mt_backend_cpu();
+    long differ = 0, cases = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int v = 0; v < 16; v++) {
+            int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            int ta = v & 1, tb = v >> 1 & 1, bf = v >> 3 & 1;
+            float beta = (float)(v >> 2 & 1);
+            if (bf && M * N > 100000) continue; /* bf16: the small shapes suffice */
+            int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+            int lda = ac + 1, ldb = bc + 3, ldc = N + 2;
+            size_t na = (size_t)ar * lda, nb = (size_t)br * ldb, nc = (size_t)M * ldc;
+            float *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B);
+            float *C0 = malloc(nc * sizeof *C0), *C[3];
+            if (!A || !B || !C0) abort();
+            mt_test_fill(A, na, 11 + s, -1, 1);
+            mt_test_fill(B, nb, 12 + s, -1, 1);
+            mt_test_fill(C0, nc, 13 + s, -1, 1);
+            be->set_precision(bf);
+            for (int t = 0; t < 3; t++) {
+                C[t] = mt_test_copy(C0, nc);
+                mt_threads_apply(t + 1);
+                be->matmul(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, beta, C[t], ldc);
+            }
+            mt_threads_apply(1);
+            be->set_precision(0);
+            /* the tiles cover C exactly: against a double reference (every
+             * stride-th row: ~2e7 multiply-adds), padding untouched */
+            int stride = (int)((long)M * N * K / 20000000) + 1;
+            double err = 0, ref2 = 0;
+            long pad = 0;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < ldc; j++) {
+                    size_t c = (size_t)i * ldc + j;
+                    if (j >= N) {
+                        pad += memcmp(&C[0][c], &C0[c], sizeof(float)) != 0;
+                        continue;
+                    }
+                    if (bf || i % stride) continue;
+                    double r = beta * C0[c];
+                    for (int k = 0; k < K; k++)
+                        r += 0.5 * (double)(ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]) *
+                             (tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+                    err += (C[0][c] - r) * (C[0][c] - r);
+                    ref2 += r * r;
+                }
+            CHECK(pad == 0 && sqrt(err) <= 1e-5 * sqrt(ref2),
+                  "matmul %dx%dx%d ta%d tb%d beta %g: normalized error %.2e vs double, %ld padding "
+                  "element(s) written",
+                  M, N, K, ta, tb, beta, sqrt(err / (ref2 > 0 ? ref2 : 1)), pad);
+            for (int t = 1; t < 3; t++) {
+                int same = memcmp(C[0], C[t], nc * sizeof(float)) == 0;
+                differ += !same;
+                CHECK(same,
+                      "matmul %dx%dx%d ta%d tb%d beta %g %s: %d threads differ from 1 (normalized "
+                      "%.2e)",
+                      M, N, K, ta, tb, beta, bf ? "bf16" : "fp32", t + 1,
+                      mt_test_nerr(C[0], C[t], nc));
+            }
+            cases++;
+            free(A), free(B), free(C0), free(C[0]), free(C[1]), free(C[2]);
+        }
+    printf("  matmul at 2 and 3 threads vs 1: %ld of %ld products differ\n", differ, 2 * cases);
+}
+
 static void test_fault_spec(void) {
     static const char *good[] = {"",
                                  "kill:rank=1:step=3",
@@ -491,6 +575,7 @@ int main(void) {
     test_sumsq_exact();
     test_time_budget();
     test_scale_zero();
+    test_matmul_threads();
     test_fault_spec();
     test_split();
     test_rng();

@@ -26,6 +26,10 @@
 #      model configs (n_embd not divisible by n_head, block_size longer than
 #      the data): one error line naming the problem, the same status on every
 #      rank (3 for data, 2 for config), no run folder.
+#   7. The thread count changes no bits: 10 steps of a wider GPT (n_embd 128,
+#      32 sequences of 32: 1024 rows, so the MLP's matmuls, 67M multiply-adds,
+#      are cut into two tiles; dropout 0.1) at run.threads 1 and 2 give
+#      bitwise the same model.h5.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 MPITRAIN=$(realpath "$1") H5CMP=$(realpath "$2") REPO=$(realpath "$3")
@@ -199,6 +203,15 @@ else
     bad "PyTorch parity through the trainer (exit $rc)"
     sed 's/^/   | /' "$TMP/torch.log" | tail -20
 fi
+
+# ---- 7. thread count ----
+for t in 1 2; do
+    must_train 1 "$TMP/thr$t" "$TMP/thr$t.log" --set train.steps=10 --set model.n_embd=128 \
+        --set model.n_head=4 --set model.dropout=0.1 --set train.eval_every=0 --set run.threads=$t \
+        --set train.global_batch=32
+done
+cmp_h5 "GPT model.h5 at run.threads 2 = 1, bitwise" "$(run_of "$TMP/thr1")/model.h5" \
+    "$(run_of "$TMP/thr2")/model.h5" --bitwise
 
 [ $fail = 0 ] && echo "gpt train: all checks passed" || echo "gpt train: FAILED"
 exit $fail

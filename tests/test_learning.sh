@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # test_learning.sh - mpitrain learns MNIST for real, and leaves its files.
 #
-# usage: test_learning.sh MPITRAIN REPO DATA.h5 (smoke|demo)
+# usage: test_learning.sh MPITRAIN REPO DATA.h5 (smoke|demo) H5CMP
 #   smoke: 150 steps as one process started without mpirun (a singleton
 #          MPI world); test accuracy >= 85%; the run's files are complete;
-#          the default thread count is the CPUs this process may use.
+#          the default thread count is the CPUs this process may use; and
+#          20 steps at run.threads 1, 2 and 3 give bitwise the same model.h5
+#          (3 threads on 2 cores oversubscribe: fine for the bits).
 #   demo:  configs/mnist_mlp.ini unchanged (10 epochs) with mpirun -np 2 and
 #          no thread settings: test accuracy >= 94% on the 2,000 held-out
 #          digits; each rank runs nproc/2 threads.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-MPITRAIN=$1 REPO=$2 DATA=$3 MODE=$4
+MPITRAIN=$1 REPO=$2 DATA=$3 MODE=$4 H5CMP=$5
 # the default threads per rank is checked: no thread count from outside
 unset OMP_NUM_THREADS OPENBLAS_NUM_THREADS
 check() { if eval "$2"; then echo "ok - $1"; else echo "FAIL - $1"; fail=1; fi; }
@@ -69,6 +71,17 @@ f = h5py.File(sys.argv[1]); g = h5py.File(sys.argv[2], "w")
 for s in ("train", "test"):
     g[s + "/images"] = f[s + "/images"][...].reshape(-1, 28, 28); g[s + "/labels"] = f[s + "/labels"][...]' \
         "$DATA" "$TMP/mnist3d.h5"
+    # The thread count changes no bits (backend_cpu.c's invariant).
+    for t in 1 2 3; do
+        "$MPITRAIN" train --config "$REPO/configs/mnist_mlp.ini" --set data.path="$DATA" \
+            --set run.dir="$TMP/thr$t" --set train.steps=20 --set train.eval_every=0 \
+            --set registry.enabled=false --set run.threads=$t >"$TMP/thr$t.log" 2>&1 ||
+            { cat "$TMP/thr$t.log"; echo "FAIL - run at run.threads=$t exited non-zero"; fail=1; }
+    done
+    for t in 2 3; do
+        check "model.h5 at run.threads $t = 1, bitwise" \
+            "'$H5CMP' '$TMP/thr1/mnist_mlp/0001/model.h5' '$TMP/thr$t/mnist_mlp/0001/model.h5' --bitwise >'$TMP/cmp$t' || { cat '$TMP/cmp$t'; false; }"
+    done
     check "(N, 28, 28) images train a 784-input model" \
         "'$MPITRAIN' train --config '$REPO/configs/mnist_mlp.ini' --set data.path='$TMP/mnist3d.h5' \
          --set run.dir='$TMP/runs3d' --set train.steps=20 >/dev/null 2>&1"

@@ -1,8 +1,16 @@
 /*
  * backend_cpu.c - the CPU backend: matmuls through OpenBLAS sgemm, the rest
  * plain C loops, split across OpenMP threads only where the work is large
- * enough to pay for waking them (MT_OMP_MIN elements). Reductions use fixed
- * blocks summed in order, so results do not depend on the thread count.
+ * enough to pay for waking them (MT_OMP_MIN elements).
+ *
+ * Invariant: results do not depend on the thread count (run.threads,
+ * OMP_NUM_THREADS), bitwise. Reductions use fixed blocks summed in order; a
+ * matmul is cut into tiles whose shape depends only on (M, N, K), each tile
+ * one single-threaded sgemm (see matmul_tiles). OpenBLAS's own threading is
+ * never used: its multi-threaded sgemm splits the work by its thread count,
+ * and the bits change with it (0.3.21, 64x256x784: 2 and 3 threads each
+ * differ from 1). Checked by tests/test_core.c (matmuls), test_learning.sh
+ * and test_gpt_train.sh (whole trainings).
  */
 #include <cblas.h>
 #include <math.h>
@@ -40,7 +48,7 @@ static void cpu_synchronize(void) {}
 /* ---- matmul precision ----
  * bf16 mode emulates bf16 operands with fp32 accumulation: A and B are
  * rounded to bf16 (kernels/bf16.h) into a scratch copy with the same lead
- * dimensions, and the very same cblas_sgemm call runs on the copies. Products
+ * dimensions, and the very same sgemm tiles run on the copies. Products
  * of two bf16 values are exact in fp32, so this differs from a tensor-core
  * bf16 GEMM only in the order of the fp32 sums. fp32 mode makes no copy. */
 
@@ -87,6 +95,79 @@ static size_t span(int rows, int cols, int ld) {
     return rows > 0 && cols > 0 ? (size_t)(rows - 1) * ld + cols : 0;
 }
 
+/* ---- matmul tiles ----
+ * C(M,N) is cut into tiles of tm x tn (the last row and column of tiles
+ * smaller), each computed by one single-threaded sgemm over the whole K, so
+ * every element of C is summed in an order fixed by (M, N, K) alone; OpenMP
+ * threads share out the tiles. The plan: about one tile per TILE_WORK
+ * multiply-adds (at most TILE_MAX), cut first along the rows, then along the
+ * columns, never thinner than TILE_MIN_SIDE (a thin tile repacks the other
+ * operand for little work) unless the side itself is shorter. Small products
+ * stay one sgemm, on one thread. Measured on the GPT bench's 15 shapes (1024
+ * rows, 2-core EPYC, docs/BENCHMARKS.md): these tiles 85-86 GFLOP/s at 1
+ * thread against one whole sgemm's 87-88; tiles of 2^22 multiply-adds and 64
+ * rows lost about 10 %. Up to 256 tiles: a big product keeps many cores
+ * busy, a small one few. */
+#define TILE_WORK     (1L << 25) /* multiply-adds per tile: about 0.4 ms of one core */
+#define TILE_MIN_SIDE 256        /* rows and columns of a tile at least */
+#define TILE_MAX      256        /* tiles of one product at most */
+#define TILE_ROUND    16         /* tile sides: multiples of 16 */
+
+static int round_up(int x, int r) {
+    return (x + r - 1) / r * r;
+}
+
+/* *tm, *tn: the tile shape for C(M,N) = op(A)(M,K) op(B)(K,N); M, N > 0 */
+static void tile_plan(int M, int N, int K, int *tm, int *tn) {
+    double work = (double)M * (double)N * (double)(K > 0 ? K : 1);
+    long want = (long)(work / (double)TILE_WORK);
+    if (want < 1) want = 1;
+    if (want > TILE_MAX) want = TILE_MAX;
+    long mt = want, most = M / TILE_MIN_SIDE; /* row tiles */
+    if (mt > most) mt = most > 1 ? most : 1;
+    int m = round_up((int)((M + mt - 1) / mt), TILE_ROUND);
+    if (m > M) m = M;
+    long nt = want / ((M + m - 1) / m), nmost = N / TILE_MIN_SIDE; /* column tiles */
+    if (nt > nmost) nt = nmost;
+    if (nt < 1) nt = 1;
+    int n = round_up((int)((N + nt - 1) / nt), TILE_ROUND);
+    if (n > N) n = N;
+    *tm = m;
+    *tn = n;
+}
+
+void mt_cpu_blas_serial(void) {
+    /* In an active parallel region OpenBLAS (OpenMP build) runs one thread by
+     * itself; in a team of one (an if clause, or OMP_NUM_THREADS=1) it would
+     * fork as many as omp_get_max_threads() of the calling task says, which
+     * this sets to 1 for this region's implicit task only (OpenMP gives each
+     * its own copy of the setting; the caller's is untouched). */
+    if (!omp_in_parallel()) omp_set_num_threads(1);
+}
+
+static void matmul_tiles(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                         int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    int tm, tn;
+    tile_plan(M, N, K, &tm, &tn);
+    int mt = (M + tm - 1) / tm, nt = (N + tn - 1) / tn;
+#pragma omp parallel if (mt * nt > 1)
+    {
+        mt_cpu_blas_serial();
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < mt * nt; t++) {
+            int i0 = t / nt * tm, j0 = t % nt * tn;
+            int m = M - i0 < tm ? M - i0 : tm, n = N - j0 < tn ? N - j0 : tn;
+            /* rows i0.. of op(A): A stored (K,M) when transposed; columns j0.. of op(B) */
+            const float *a = trans_a ? A + i0 : A + (size_t)i0 * lda;
+            const float *b = trans_b ? B + (size_t)j0 * ldb : B + j0;
+            cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                        trans_b ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b, ldb, beta,
+                        C + (size_t)i0 * ldc + j0, ldc);
+        }
+    }
+}
+
 static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                        int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (cpu_bf16 && M > 0 && N > 0 && K > 0) {
@@ -102,8 +183,7 @@ static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alph
         A = s;
         B = s + na;
     }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    matmul_tiles(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 static void cpu_bias_add(float *y, const float *b, int rows, int cols) {

@@ -9,7 +9,8 @@
  * split by channel, never by row, so they are also independent of the thread
  * count. Attention is split over (batch, head) pairs; each pair's products go
  * through a single-threaded sgemm (OpenBLAS's OpenMP build does not fork inside
- * a parallel region).
+ * an active parallel region; mt_cpu_blas_serial covers a team of one), so a
+ * pair's bits do not depend on the thread count either.
  */
 #include "kernels/cpu/gpt_cpu.h"
 
@@ -171,6 +172,7 @@ void mt_cpu_attention_forward(float *out, float *att, const float *qkv, int B, i
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
+        mt_cpu_blas_serial(); /* the sgemms below: one thread each */
         const float *q = qkvm + (size_t)b * T * C3 + (size_t)h * hs;
         const float *k = q + C, *v = q + 2 * C;
         float *a = att + (size_t)bh * T * T;
@@ -208,6 +210,7 @@ void mt_cpu_attention_backward(float *dqkv, float *datt, const float *dout, cons
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
+        mt_cpu_blas_serial(); /* the sgemms below: one thread each */
         size_t qoff = (size_t)b * T * C3 + (size_t)h * hs;
         const float *q = qkvm + qoff, *k = q + C, *v = q + 2 * C;
         float *dq = dqkv + qoff, *dk = dq + C, *dv = dq + 2 * C;

@@ -35,6 +35,10 @@ void mt_cpu_dropout_backward(float *dx, const float *dy, size_t n, float p, uint
  * bf16 (kernels/bf16.h), 0 is plain fp32. */
 void mt_cpu_set_precision(int bf16);
 int mt_cpu_precision_bf16(void);
+/* Called first in every parallel region whose threads call cblas_sgemm:
+ * makes those calls single-threaded even in a team of one, so that a
+ * product's bits never depend on the thread count (backend_cpu.c). */
+void mt_cpu_blas_serial(void);
 /* dst(rows,cols) = bf16(src(rows,cols)), row-major with leads ldd and lds;
  * elements past cols in each row are not touched. */
 void mt_cpu_bf16_round_block(float *dst, int ldd, const float *src, int lds, int rows, int cols);

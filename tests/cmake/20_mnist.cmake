@@ -17,7 +17,7 @@ set_tests_properties(dp_equivalence PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 6
 foreach(mode smoke demo)
   add_test(NAME mnist_${mode}
            COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_learning.sh $<TARGET_FILE:mpitrain>
-                   ${CMAKE_SOURCE_DIR} ${MT_MNIST} ${mode})
+                   ${CMAKE_SOURCE_DIR} ${MT_MNIST} ${mode} $<TARGET_FILE:h5cmp>)
   set_tests_properties(mnist_${mode} PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 600
                        ENVIRONMENT "${MT_MPI_ENV}")
 endforeach()
