@@ -18,8 +18,8 @@
 #    second half of losses (MLP AdamW; GPT; GPT pp 2);
 #  - train.nan_policy = skip with a NaN at step 5: completes, skips it,
 #    model.h5 finite, (2, 2) = (1, 4) bitwise;
-#  - run.threads = 2 vs 1 (one rank, MLP): compared bitwise; KNOWN to differ
-#    (OpenBLAS's threaded sgemm), reported as a TODO line, not a failure;
+#  - run.threads = 2 vs 1 (one rank, MLP): bitwise (the CPU matmul's tiles
+#    do not depend on the thread count; a wider GPT in test_gpt_train.sh);
 #  - deterministic off at (1, 4) vs (4, 1) is NOT bitwise identical (the
 #    test would prove nothing if in-place accumulation already were);
 #  - bad layouts: -np 3 and microbatches = 3 each give one error line on
@@ -98,20 +98,17 @@ layouts "mlp sgd" sgd
 RESUME=1
 layouts "mlp adamw" adamw
 
-# thread counts: one rank at 2 threads against the (1, 4) run above at 1.
-# KNOWN to differ: OpenBLAS 0.3.21's threaded sgemm rounds differently at each
-# thread count (our own OpenMP loops do not: with sgemm held at 1 thread the
-# 2-thread run is bitwise equal; docs/PARALLEL.md, "Deterministic
-# summation"). Compared bitwise and reported either way; a difference is a
-# TODO line, not a failure, until the CPU matmul is made thread-invariant.
+# thread counts: one rank at 2 threads against the (1, 4) run above at 1
+# (OpenBLAS's own threaded sgemm changed bits with the thread count; the CPU
+# backend's matmul tiles do not: kernels/cpu/backend_cpu.c).
 ref="$TMP/mlp adamw_1x4/mnist_mlp/0001"
 got=$(OMP_NUM_THREADS=2 run mlp_threads2 1 4 adamw true --set run.threads=2)
 grep -q "| 2 thread(s) per rank |" "$TMP/mlp_threads2.log" || bad "threads: the run did not use 2 threads"
 if "$H5CMP" "$got/model.h5" "$ref/model.h5" --bitwise >"$TMP/cmp.txt"; then
     ok "mlp adamw: 2 threads vs 1 (dp 1 x mb 4): model.h5 bitwise ($(tail -1 "$TMP/cmp.txt"))"
 else
-    echo "TODO - mlp adamw: 2 threads vs 1: model.h5 NOT bitwise ($(tail -1 "$TMP/cmp.txt")):" \
-        "OpenBLAS's threaded sgemm; parallel.deterministic holds at a fixed thread count per rank"
+    bad "mlp adamw: 2 threads vs 1 (dp 1 x mb 4): model.h5 NOT bitwise"
+    sed 's/^/   | /' "$TMP/cmp.txt"
 fi
 
 gpt_tokens

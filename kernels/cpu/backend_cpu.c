@@ -105,7 +105,7 @@ static size_t span(int rows, int cols, int ld) {
  * operand for little work) unless the side itself is shorter. Small products
  * stay one sgemm, on one thread. Measured on the GPT bench's 15 shapes (1024
  * rows, 2-core EPYC, docs/BENCHMARKS.md): these tiles 85-86 GFLOP/s at 1
- * thread against one whole sgemm's 87-88; tiles of 2^22 multiply-adds and 64
+ * thread against one whole sgemm's 87-88; tiles of 2^24 multiply-adds and 64
  * rows lost about 10 %. Up to 256 tiles: a big product keeps many cores
  * busy, a small one few. */
 #define TILE_WORK     (1L << 25) /* multiply-adds per tile: about 0.4 ms of one core */
