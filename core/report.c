@@ -304,8 +304,35 @@ void mt_run_print_end(const mt_run *r, double ms_per_step, const mt_eval *ev) {
     fflush(stdout);
 }
 
+/* Collective: the mean over the timed steps of the step's exposed tail on
+ * its critical path, the latest end of a reduction minus the latest begin
+ * over all ranks (ms); NAN unless every rank is on one node (where their
+ * clocks agree) and there were timed steps. */
+static double critical_tail_ms(const mt_run *r) {
+    const mt_comm *c = r->comm;
+    const double *at;
+    int n = mt_gradsync_spans(&r->sync, &at), most = n;
+    mt_coll_min_ints(c->world, &n, 1);
+    mt_coll_max_ints(c->world, &most, 1);
+    if (n != most || n == 0 || c->local_size != c->size) return NAN;
+    double *t = malloc(2 * (size_t)n * sizeof *t);
+    int ok = t != NULL;
+    mt_coll_min_ints(c->world, &ok, 1);
+    if (!ok) {
+        free(t);
+        return NAN;
+    }
+    memcpy(t, at, 2 * (size_t)n * sizeof *t);
+    mt_coll_max_doubles(c->world, t, 2 * n);
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += t[2 * i + 1] - t[2 * i];
+    free(t);
+    return 1e3 * sum / n;
+}
+
 cJSON *mt_run_gradsync_record(const mt_run *r) {
     const mt_comm *c = r->comm;
+    double critical = critical_tail_ms(r);
     const mt_buckets *k = r->sync.bk;
     double mine[4] = {0.0, 0.0, k ? k->n : 0, 0.0}; /* tail ms, sync ms, buckets, gather ms */
     if (k)
@@ -331,6 +358,7 @@ cJSON *mt_run_gradsync_record(const mt_run *r) {
         cJSON_AddNumberToObject(g, "exposed_tail_ms", tail);
         cJSON_AddNumberToObject(g, "exposed_tail_ms_max", tail_max);
         cJSON_AddNumberToObject(g, "sync_ms", sync);
+        if (!isnan(critical)) cJSON_AddNumberToObject(g, "exposed_tail_critical_ms", critical);
         if (r->cfg.parallel.zero == 1) cJSON_AddNumberToObject(g, "gather_ms", gather);
     }
     free(all);

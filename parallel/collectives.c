@@ -71,6 +71,12 @@ void mt_coll_max_ints(MPI_Comm comm, int *buf, int n) {
     extreme_ints(comm, buf, n, MPI_MAX);
 }
 
+void mt_coll_max_doubles(MPI_Comm comm, double *buf, int n) {
+    MPI_Request r;
+    MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_MAX, comm, &r);
+    mt_watchdog_wait(&r, 1, "allreduce", comm, -1);
+}
+
 static void bcast(MPI_Comm comm, int root, void *buf, int cnt, MPI_Datatype t) {
     MPI_Request r;
     MPI_Ibcast(buf, cnt, t, root, comm, &r);

@@ -22,6 +22,7 @@ void mt_coll_release(void);
 /* In-place extremes of n ints over comm. */
 void mt_coll_min_ints(MPI_Comm comm, int *buf, int n);
 void mt_coll_max_ints(MPI_Comm comm, int *buf, int n);
+void mt_coll_max_doubles(MPI_Comm comm, double *buf, int n);
 /* Rank root's n bytes at buf to every rank's buf. */
 void mt_coll_bcast(MPI_Comm comm, int root, void *buf, size_t n);
 /* Rank root's text (malloc'd, NUL-terminated) is given to every rank in

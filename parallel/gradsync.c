@@ -88,11 +88,26 @@ static void reduce_zero(mt_gradsync *g) {
     mt_zero_scatter_done(&g->z, g->grad);
 }
 
+/* A timed step's reduction took [t0, now). */
+static void timed(mt_gradsync *g, double t0) {
+    double now = mt_wtime();
+    if (!g->timed) return;
+    g->reduce_s += now - t0, g->timed_steps++;
+    if (!g->span_at) g->span_at = malloc(2 * MT_GRADSYNC_STEPS * sizeof *g->span_at);
+    if (g->span_at && g->nspans < MT_GRADSYNC_STEPS)
+        g->span_at[2 * g->nspans] = t0, g->span_at[2 * g->nspans + 1] = now, g->nspans++;
+}
+
+int mt_gradsync_spans(const mt_gradsync *g, const double **at) {
+    *at = g->span_at;
+    return g->span_at ? g->nspans : 0;
+}
+
 void mt_gradsync_reduce(mt_gradsync *g) {
     double t0 = mt_wtime();
     if (g->zero) {
         reduce_zero(g);
-        if (g->timed) g->reduce_s += mt_wtime() - t0, g->timed_steps++;
+        timed(g, t0);
         return;
     }
     if (g->bk) {
@@ -104,6 +119,7 @@ void mt_gradsync_reduce(mt_gradsync *g) {
         mt_buckets_backward_end(g->bk);
         tied_sums(g);
         mt_buckets_finish(g->bk);
+        timed(g, t0);
         return;
     }
     /* deterministic: the replicas first, so each tied copy is its stage's
@@ -116,7 +132,7 @@ void mt_gradsync_reduce(mt_gradsync *g) {
         g->be->to_host(g->det.host + g->tied[i].offset, g->grad + g->tied[i].offset,
                        g->tied[i].numel);
     if (!g->deterministic) mt_xcomm_sum(&g->c->xdp, g->grad, g->numel);
-    if (g->timed) g->reduce_s += mt_wtime() - t0, g->timed_steps++;
+    timed(g, t0);
 }
 
 int mt_gradsync_buckets(mt_gradsync *g, const size_t *starts, int n, double bucket_mb, int overlap,
@@ -204,7 +220,8 @@ static double exact_norm(const mt_gradsync *g, const float *x, MPI_Comm group) {
         for (int j = 0; j < g->z.np; j++)
             if (mine[j].norm) sumsq_span(&s, g, x, mine[j].off, mine[j].n);
     } else {
-        for (int i = 0; i < g->nnorm; i++) sumsq_span(&s, g, x, g->norm[i].offset, g->norm[i].numel);
+        for (int i = 0; i < g->nnorm; i++)
+            sumsq_span(&s, g, x, g->norm[i].offset, g->norm[i].numel);
     }
     mt_sumsq_normalise(&s);
     int size = 1;
@@ -253,6 +270,7 @@ void mt_gradsync_free(mt_gradsync *g) {
     mt_zero_free(&g->z);
     mt_detsum_free(&g->tied_det);
     free(g->tied_host);
+    free(g->span_at);
     mt_buckets_free(g->bk);
     memset(g, 0, sizeof *g);
 }

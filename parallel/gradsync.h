@@ -74,6 +74,10 @@ typedef struct {
     int timed;
     double reduce_s, gather_s;
     int64_t timed_steps;
+    /* every path: when mt_gradsync_reduce began and ended (mt_wtime), per
+     * timed step, the first MT_GRADSYNC_STEPS of them (mt_gradsync_spans) */
+    double *span_at;
+    int nspans;
     mt_buckets *bk; /* the data-parallel sum in buckets (NULL: the paths above) */
 } mt_gradsync;
 
@@ -125,6 +129,12 @@ double mt_gradsync_norm(const mt_gradsync *g);
  * the reductions after the backward (all exposed), ZeRO-1's all-gather;
  * 0 for the others (parallel/buckets.h measures those). */
 void mt_gradsync_means(const mt_gradsync *g, double *reduce_ms, double *gather_ms);
+/* The timed steps' reductions as (begin, end) pairs of mt_wtime(), at most
+ * MT_GRADSYNC_STEPS; returns how many. On one node the clocks of all ranks
+ * agree, so the latest end minus the latest begin over the ranks is the
+ * step's exposed tail on its critical path (no waiting for a slower rank). */
+#define MT_GRADSYNC_STEPS 4096
+int mt_gradsync_spans(const mt_gradsync *g, const double **at);
 /* Host bytes its buffers take (deterministic sum, ZeRO-1). */
 double mt_gradsync_bytes(const mt_gradsync *g);
 void mt_gradsync_free(mt_gradsync *g);
