@@ -204,8 +204,8 @@ if [[ ! -s "$trace" ]]; then
 elif ! /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     echo "timeline: not drawn: python3-matplotlib is not installed (scripts/install_deps.sh --bench)"
 elif [[ -n "$PNG" ]]; then
-    /usr/bin/python3 "$ROOT/scripts/plot_gradsync.py" "$trace" "$PNG" \
-        --title "gradient buckets of ~$BUCKET_MB MB overlapped with the backward, rank 0, -np 2 ($(date +%F))"
+    /usr/bin/python3 "$ROOT/scripts/plot_gradsync.py" "$PNG" "$OUT"/trace.* \
+        --title "gradient buckets of ~$BUCKET_MB MB overlapped with the backward, -np 2 ($(date +%F))"
 else
     echo "timeline: pass --png FILE to draw it ($trace has it while --keep holds the runs)"
 fi
