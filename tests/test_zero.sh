@@ -24,7 +24,8 @@
 #    device buffer there);
 #  - the memory table: optimizer state per rank at -np 4 about 1/4 of
 #    zero = 0's;
-#  - parallel.zero = 2: one error line, exit 2.
+#  - parallel.zero = 2, parallel.bucket_mb = 0 and -1: one error line, exit 2
+#    (deterministic's layouts: test_deterministic.sh).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 MPITRAIN=$1 H5CMP=$2 REPO=$3 DATA=$4
@@ -133,15 +134,20 @@ resume resume_z1_dp4 "$c1" 4 1 1
 c0=$(stop stop_z0 0)
 resume resume_z0_dp4 "$c0" 4 1 1
 
-RC=0
-timeout 60 mpirun -np 2 "$MPITRAIN" train --config "$REPO/configs/mnist_mlp.ini" \
-    --set data.path="$DATA" --set run.dir="$TMP/bad" --set parallel.zero=2 \
-    >"$TMP/bad.log" 2>&1 || RC=$?
-n=$(grep -c "error: parallel.zero = 2 is out of range" "$TMP/bad.log" || true)
-if [ "$RC" = 2 ] && [ "$n" = 1 ]; then
-    ok "parallel.zero = 2: one error line, exit 2"
-else
-    bad "parallel.zero = 2: exit $RC, $n error lines"
-    tail -5 "$TMP/bad.log" | sed 's/^/   | /'
-fi
+bad_key() { # bad_key SETTING MESSAGE: one error line naming it, exit 2, at -np 2
+    RC=0
+    timeout 60 mpirun -np 2 "$MPITRAIN" train --config "$REPO/configs/mnist_mlp.ini" \
+        --set data.path="$DATA" --set run.dir="$TMP/bad" --set "$1" >"$TMP/bad.log" 2>&1 || RC=$?
+    local n
+    n=$(grep -c "error: $2" "$TMP/bad.log" || true)
+    if [ "$RC" = 2 ] && [ "$n" = 1 ]; then
+        ok "$1: one error line, exit 2"
+    else
+        bad "$1: exit $RC, $n error lines"
+        tail -5 "$TMP/bad.log" | sed 's/^/   | /'
+    fi
+}
+bad_key parallel.zero=2 "parallel.zero = 2 is out of range"
+bad_key parallel.bucket_mb=0 "parallel.bucket_mb = 0 is out of range"
+bad_key parallel.bucket_mb=-1 "parallel.bucket_mb = -1 is out of range"
 exit $fail
