@@ -102,8 +102,8 @@ static size_t span(int rows, int cols, int ld) {
  * threads share out the tiles. The plan: about one tile per TILE_WORK
  * multiply-adds (at most TILE_MAX), cut first along the rows, then along the
  * columns, never thinner than TILE_MIN_SIDE (a thin tile repacks the other
- * operand for little work) unless the side itself is shorter. Small products
- * stay one sgemm, on one thread. Measured on the GPT bench's 15 shapes (1024
+ * operand for little work) unless the side itself is shorter; a small
+ * product in a few smaller tiles (SMALL_*). Measured on the GPT bench's 15 shapes (1024
  * rows, 2-core EPYC, docs/BENCHMARKS.md): these tiles 85-86 GFLOP/s at 1
  * thread against one whole sgemm's 87-88; tiles of 2^24 multiply-adds and 64
  * rows lost about 10 %. Up to 256 tiles: a big product keeps many cores
