@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/fault.h"
 #include "core/run.h"
@@ -306,8 +307,8 @@ void mt_run_print_end(const mt_run *r, double ms_per_step, const mt_eval *ev) {
 
 /* Collective: the mean over the timed steps of the step's exposed tail on
  * its critical path, the latest end of a reduction minus the latest begin
- * over all ranks (ms); NAN unless every rank is on one node (where their
- * clocks agree) and there were timed steps. */
+ * over all ranks (ms); NAN unless every rank is on one node (where
+ * CLOCK_MONOTONIC is one clock) and there were timed steps. */
 static double critical_tail_ms(const mt_run *r) {
     const mt_comm *c = r->comm;
     const double *at;
@@ -322,7 +323,12 @@ static double critical_tail_ms(const mt_run *r) {
         free(t);
         return NAN;
     }
-    memcpy(t, at, 2 * (size_t)n * sizeof *t);
+    /* MPI_Wtime need not be one clock across processes: Open MPI 4.1 counts
+     * from each process's first call. CLOCK_MONOTONIC is one per node. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double shift = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec - mt_wtime();
+    for (int i = 0; i < 2 * n; i++) t[i] = at[i] + shift;
     mt_coll_max_doubles(c->world, t, 2 * n);
     double sum = 0.0;
     for (int i = 0; i < n; i++) sum += t[2 * i + 1] - t[2 * i];

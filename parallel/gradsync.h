@@ -130,9 +130,10 @@ double mt_gradsync_norm(const mt_gradsync *g);
  * 0 for the others (parallel/buckets.h measures those). */
 void mt_gradsync_means(const mt_gradsync *g, double *reduce_ms, double *gather_ms);
 /* The timed steps' reductions as (begin, end) pairs of mt_wtime(), at most
- * MT_GRADSYNC_STEPS; returns how many. On one node the clocks of all ranks
- * agree, so the latest end minus the latest begin over the ranks is the
- * step's exposed tail on its critical path (no waiting for a slower rank). */
+ * MT_GRADSYNC_STEPS; returns how many. mt_wtime's origin may differ per
+ * process (Open MPI 4.1: its first call), so the report shifts them onto
+ * CLOCK_MONOTONIC, one clock per node; there the latest end minus the latest
+ * begin over the ranks is the step's exposed tail on its critical path. */
 #define MT_GRADSYNC_STEPS 4096
 int mt_gradsync_spans(const mt_gradsync *g, const double **at);
 /* Host bytes its buffers take (deterministic sum, ZeRO-1). */

@@ -119,7 +119,7 @@ static size_t span(int rows, int cols, int ld) {
 #define TILE_MAX    256 /* tiles of one product at most */
 #define TILE_ROUND  16  /* tile sides: multiples of 16 */
 
-static int round_up(int x, int r) {
+static long round_up(long x, long r) {
     return (x + r - 1) / r * r;
 }
 
@@ -137,15 +137,15 @@ static void tile_plan(int M, int N, int K, int *tm, int *tn) {
     if (want > TILE_MAX) want = TILE_MAX;
     long mt = want, most = M / side; /* row tiles */
     if (mt > most) mt = most > 1 ? most : 1;
-    int m = round_up((int)((M + mt - 1) / mt), TILE_ROUND);
+    long m = round_up((M + mt - 1) / mt, TILE_ROUND); /* long: M near INT_MAX */
     if (m > M) m = M;
     long nt = want / ((M + m - 1) / m), nmost = N / side; /* column tiles */
     if (nt > nmost) nt = nmost;
     if (nt < 1) nt = 1;
-    int n = round_up((int)((N + nt - 1) / nt), TILE_ROUND);
+    long n = round_up((N + nt - 1) / nt, TILE_ROUND);
     if (n > N) n = N;
-    *tm = m;
-    *tn = n;
+    *tm = (int)m;
+    *tn = (int)n;
 }
 
 void mt_cpu_blas_serial(void) {
@@ -162,7 +162,7 @@ static void matmul_tiles(int trans_a, int trans_b, int M, int N, int K, float al
     if (M <= 0 || N <= 0) return;
     int tm, tn;
     tile_plan(M, N, K, &tm, &tn);
-    int mt = (M + tm - 1) / tm, nt = (N + tn - 1) / tn;
+    int mt = (int)(((long)M + tm - 1) / tm), nt = (int)(((long)N + tn - 1) / tn);
 #pragma omp parallel if (mt * nt > 1)
     {
         mt_cpu_blas_serial();
