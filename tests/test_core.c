@@ -407,8 +407,7 @@ static void test_matmul_threads(void) {
         {333, 517, 129},
         {5, 3, 1000},
         {1, 700, 700},
-        /* cut into tiles: 2 x 1 with odd rows, 1 x 2 with odd columns,
-         * 2 x 2 (80 x 80 tiles, the last 50 x 70) */
+        /* tiles: 2 x 1 with odd rows, 1 x 2 odd columns, 2 x 2 (last 50 x 70) */
         {600, 1100, 130},
         {300, 1500, 200},
         {130, 150, 500}};
