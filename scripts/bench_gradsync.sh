@@ -152,8 +152,11 @@ best() { # best CONFIG: the run (K) with the lowest ms/step
 }
 field() { # field CONFIG K KEY: result.gradsync.KEY of that run's run.json
     /usr/bin/python3 -c 'import json, glob, sys
-f = glob.glob(sys.argv[1] + "/*/*/run.json")[0]
-print("%.3f" % json.load(open(f))["result"]["gradsync"].get(sys.argv[2], float("nan")))' "$OUT/runs/$1.$2" "$3"
+f = glob.glob(sys.argv[1] + "/*/*/run.json")
+if not f:
+    sys.exit("bench_gradsync.sh: error: no run.json under " + sys.argv[1])
+g = json.load(open(f[0])).get("result", {}).get("gradsync", {})
+print("%.3f" % g.get(sys.argv[2], float("nan")))' "$OUT/runs/$1.$2" "$3"
 }
 mem_col() { # mem_col LOG COLUMN: rank 0's row of the memory table
     awk -v c="$2" '/^ +rank +stage/ { getline; getline; print $c; exit }' "$1"

@@ -25,11 +25,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def load(path):
     events = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                events.append(json.loads(line))
+    try:
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                line = line.strip()
+                if line:
+                    events.append(json.loads(line))
+    except OSError as e:
+        sys.exit(f"plot_gradsync: error: cannot read {path}: {e.strerror}")
+    except json.JSONDecodeError:
+        sys.exit(f"plot_gradsync: error: {path} line {n} is not a JSON object (a cut trace?)")
     return events
 
 
