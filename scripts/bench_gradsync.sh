@@ -100,8 +100,7 @@ need_uints STEPS RUNS LAYERS HEADS EMBD SEQ BATCH MICRO
 awk -v x="$BUCKET_MB" 'BEGIN {exit !(x > 0)}' || die "--bucket-mb must be > 0"
 need_mpitrain "$BIN"
 BIN=$(abspath "$BIN")
-FLOOR=${FLOOR:-$(dirname "$BIN")/bench/allreduce_floor}
-[[ -x "$FLOOR" ]] || die "no allreduce_floor at $FLOOR (it is built with mpitrain: build/bench/allreduce_floor)"
+FLOOR=$(allreduce_floor_bin "$BIN" "$FLOOR")
 command -v mpirun >/dev/null || die "mpirun not found"
 [[ -z "$TEXT" || -f "$TEXT" ]] || die "--text: no file $TEXT"
 
@@ -163,9 +162,7 @@ mem_col() { # mem_col LOG COLUMN: rank 0's row of the memory table
 }
 params=$(sed -n 's/^model: .* | \([0-9]*\) parameters | .*/\1/p' "$OUT/flat.1.log" | head -n 1)
 echo "run floor: MPI_Allreduce of $params floats at -np 2 ..." >&2
-mpirun -np 2 --bind-to none "$FLOOR" --floats "$params" --reps 50 --warmup 5 >"$OUT/floor.log" 2>&1 ||
-    fail "allreduce_floor failed" "$OUT/floor.log"
-floor_med=$(sed -n 's/.*median_ms=\([0-9.]*\).*/\1/p' "$OUT/floor.log")
+floor_med=$(allreduce_floor "$FLOOR" 2 "$params" "$OUT/floor.log" median)
 floor_min=$(sed -n 's/.*min_ms=\([0-9.]*\).*/\1/p' "$OUT/floor.log")
 
 echo "$(host_line "$(nproc_all)")"

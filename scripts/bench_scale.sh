@@ -53,8 +53,7 @@ need_uints STEPS BATCH
 [[ "$STEPS" -gt 5 ]] || die "--steps must be > 5 (the first 5 steps are not timed)"
 need_mpitrain "$BIN"
 BIN=$(abspath "$BIN")
-FLOOR=${FLOOR:-$(dirname "$BIN")/bench/allreduce_floor}
-[[ -x "$FLOOR" ]] || die "no allreduce_floor at $FLOOR (built with mpitrain: build/bench/allreduce_floor)"
+FLOOR=$(allreduce_floor_bin "$BIN" "$FLOOR")
 command -v mpirun >/dev/null || die "mpirun not found"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench_scale.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
@@ -85,11 +84,7 @@ run np4_overlap 4 "${OVER[@]}"
 run ckpt 1 --set checkpoint.every_steps=5 --set checkpoint.keep_last=2
 params=$(sed -n 's/^model: .* | \([0-9]*\) parameters | .*/\1/p' "$OUT/np1.log" | head -n 1)
 [[ -n "$params" ]] || fail "no parameter count in the np1 run's header" "$OUT/np1.log"
-floor() { # floor NP FLOATS: median ms of a plain MPI_Allreduce
-    mpirun -np "$1" --bind-to none "$FLOOR" --floats "$2" --reps 50 --warmup 5 >"$OUT/floor_$1_$2.log" 2>&1 ||
-        fail "allreduce_floor -np $1 failed" "$OUT/floor_$1_$2.log"
-    sed -n 's/.*median_ms=\([0-9.]*\).*/\1/p' "$OUT/floor_$1_$2.log"
-}
+floor() { allreduce_floor "$FLOOR" "$1" "$2" "$OUT/floor_$1_$2.log" median; } # floor NP FLOATS
 echo "run floor ..." >&2
 f2s=$(floor 2 1) f4s=$(floor 4 1) f2g=$(floor 2 "$params") f4g=$(floor 4 "$params")
 /usr/bin/python3 - "$OUT" "$params" "$BATCH" "$(nproc_all)" "$(host_line "$(nproc_all)")" \

@@ -11,6 +11,7 @@
 #                       mpi_env_oversubscribe
 #   timing              now_ns, secs_between, ms_per_step
 #   GPT benchmarks      gpt_bench_sets
+#   the all-reduce floor allreduce_floor_bin, allreduce_floor
 # It defines functions and sets MT_PROG, MT_DIE_STATUS and MT_MPI_ROOT_ENV,
 # nothing else: no shell option changes (it works under the caller's
 # set -euo pipefail as under set -uo pipefail), no output, no exports until
@@ -147,4 +148,22 @@ gpt_bench_sets() {
         --set "optim.grad_clip=0" --set "optim.schedule=constant" --set "optim.warmup_steps=0"
         --set "checkpoint.save_final=false" --set "checkpoint.every_steps=0"
         --set "checkpoint.every_seconds=0" --set "registry.enabled=false")
+}
+
+# ---- the all-reduce floor (bench/allreduce_floor) ----
+
+# allreduce_floor_bin BIN [PATH]: PATH, or bench/allreduce_floor beside the
+# mpitrain binary BIN; dies when it is not there
+allreduce_floor_bin() {
+    local f=${2:-$(dirname "$1")/bench/allreduce_floor}
+    [[ -x "$f" ]] || die "no allreduce_floor at $f (it is built with mpitrain: build/bench/allreduce_floor)"
+    echo "$f"
+}
+# allreduce_floor FLOOR NP FLOATS LOG STAT: a plain MPI_Allreduce of FLOATS
+# floats at -np NP, 50 repetitions after 5 warm-up ones, its output in LOG;
+# prints the STAT (median or min) in ms; fails (with the log) when it does
+allreduce_floor() {
+    mpirun -np "$2" --bind-to none "$1" --floats "$3" --reps 50 --warmup 5 >"$4" 2>&1 ||
+        fail "allreduce_floor -np $2 --floats $3 failed" "$4"
+    sed -n "s/.*$5_ms=\([0-9.]*\).*/\1/p" "$4"
 }
