@@ -19,7 +19,7 @@ typedef struct {
     int64_t step;    /* 1-based */
     double seconds;  /* stall; <0: forever */
     int sig;         /* signal */
-    int during_ckpt; /* signal, stall: inside the checkpoint write of step */
+    int during_ckpt; /* kill, signal, stall: inside the checkpoint write of step */
 } fault;
 
 static fault faults[MAX_FAULTS];
@@ -60,7 +60,7 @@ static int parse_field(fault *f, const char *key, const char *val) {
         for (size_t i = 0; i < sizeof sig_names / sizeof sig_names[0]; i++)
             if (strcmp(val, sig_names[i].name) == 0) f->sig = sig_names[i].sig;
         if (!f->sig) return -1;
-    } else if (strcmp(key, "during") == 0 && (f->kind == F_SIGNAL || f->kind == F_STALL)) {
+    } else if (strcmp(key, "during") == 0 && f->kind != F_NAN) {
         if (strcmp(val, "checkpoint") != 0) return -1;
         f->during_ckpt = 1;
     } else {
@@ -142,8 +142,10 @@ void mt_fault_at(mt_fault_point where, int64_t step) {
         if (f->step != step || (f->rank >= 0 && f->rank != my_rank)) continue;
         int in_ckpt = where == MT_FAULT_CKPT_WRITE;
         if (f->kind == F_SIGNAL && f->during_ckpt == in_ckpt) {
-            raise(f->sig);
-        } else if (!in_ckpt && f->kind == F_KILL) {
+            /* to the process, not this thread: an asynchronous checkpoint's
+             * writer thread blocks the stop signals, the main thread takes them */
+            kill(getpid(), f->sig);
+        } else if (f->kind == F_KILL && f->during_ckpt == in_ckpt) {
             fflush(NULL);
             raise(SIGKILL);
         } else if (f->kind == F_STALL && f->during_ckpt == in_ckpt) {

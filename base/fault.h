@@ -3,7 +3,9 @@
  * injection"). The environment variable MPITRAIN_FAULT, read once at
  * start-up, lists faults separated by commas:
  *
- *   kill:rank=R:step=S               rank R sends itself SIGKILL as it begins step S
+ *   kill:rank=R:step=S[:during=checkpoint]
+ *                                    rank R sends itself SIGKILL as it begins step S, or in
+ *                                    the middle of writing the checkpoint of step S
  *   stall:rank=R:step=S[:seconds=N][:during=checkpoint]
  *                                    rank R sleeps N seconds (e.g. 1.5; default: until killed)
  *                                    as it begins step S, or in the middle of writing the
@@ -14,6 +16,10 @@
  *                                    as it begins step S, or in the middle of writing the
  *                                    checkpoint of step S (tensors written, not yet renamed)
  *
+ * "In the middle of writing" is after the tensors are written, before the
+ * file is renamed into place; for an asynchronous checkpoint
+ * (checkpoint.async) that is in the background writer thread, while
+ * training goes on. Signals go to the process (its main thread takes them).
  * S counts steps from 1, as the progress lines do; R is the world rank.
  * Production runs never set it. Lives in base/ so that any layer can hold
  * a fault point.

@@ -5,10 +5,13 @@
  * write, then `latest`, the registry's model version and retention. Also
  * the trained model's file at the end.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/lineage.h"
 #include "core/resume.h"
@@ -89,6 +92,21 @@ static int same_dir(const char *a, const char *b) {
     return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
 }
 
+/* Rank 0: a file can be made in dir (a read-only file system, a folder
+ * of another user), so that the first checkpoint, perhaps written in the
+ * background, does not fail hours into the run. */
+static int probe_dir(const char *dir, mt_err *e) {
+    char probe[MT_CKPT_PATH + 64];
+    snprintf(probe, sizeof probe, "%s/.mpitrain-probe-%ld", dir, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return mt_err_set(e, MT_ERR_CKPT, "checkpoint.dir %s is not writable: %s", dir,
+                          strerror(errno));
+    close(fd);
+    unlink(probe);
+    return MT_OK;
+}
+
 /* A named checkpoint.dir is shared between runs: a run may only write into
  * one that holds checkpoints when it continues from one of them. */
 int mt_run_check_ckpt_dir(mt_run *r, mt_err *e) {
@@ -109,6 +127,14 @@ int mt_run_check_ckpt_dir(mt_run *r, mt_err *e) {
         }
         free(steps);
         if (!e->code) mt_mkdirs(dir, e);
+        if (!e->code) probe_dir(dir, e);
+    }
+    if (r->cfg.checkpoint.async && !r->comm->thread_multiple && !e->code) {
+        mt_err_set(e, MT_ERR_USAGE,
+                   "checkpoint.async = true needs an MPI library that provides "
+                   "MPI_THREAD_MULTIPLE; this one does not");
+        mt_err_hint(e, "set checkpoint.async = false (checkpoints then stop the training while "
+                       "they are written)");
     }
     return mt_comm_agree(r->comm, e);
 }
@@ -153,18 +179,22 @@ static void meta_of(const mt_run *r, int64_t done, mt_ckpt_meta *m) {
     snprintf(m->resumed_from, sizeof m->resumed_from, "%s", r->resume_path);
 }
 
-/* Rank 0, after the file is valid and durable: point `latest` at it,
- * register it as a model version, then apply retention. */
-static int publish(mt_run *r, const char *name, const char *path, const char *sha, int64_t done,
-                   double write_s, double hash_s, mt_err *e) {
+/* Rank 0, after the file is valid and durable and its .sha256 written:
+ * point `latest` at it, register it as a model version, then apply
+ * retention. */
+static int publish(mt_run *r, const mt_ckpt_bg_result *res, double write_s, mt_err *e) {
     const mt_config *cfg = &r->cfg;
+    const char *path = r->ckpt_job.path, *sha = res->sha256;
     struct stat st = {0};
     stat(path, &st);
     double mb = (double)st.st_size / 1e6;
-    printf("checkpoint: step %lld -> %s (%.1f MB in %.3f s = %.1f MB/s; sha256 %.3f s)\n",
-           (long long)done, path, mb, write_s, mb / write_s, hash_s);
-    mt_ckpt_set_latest(r->ckpt_dir, name, e);
-    if (!e->code) mt_run_register_checkpoint(r, path, sha, (int64_t)st.st_size, done, e);
+    printf("checkpoint: step %lld -> %s (%.1f MB in %.3f s = %.1f MB/s; sha256 %.3f s; "
+           "training stalled %.3f s)\n",
+           (long long)r->ckpt_job.step, path, mb, write_s, mb / write_s, res->hash_s,
+           r->ckpt_job.stall_s);
+    mt_ckpt_set_latest(r->ckpt_dir, r->ckpt_job.name, e);
+    if (!e->code)
+        mt_run_register_checkpoint(r, path, sha, (int64_t)st.st_size, r->ckpt_job.step, e);
     if (!e->code)
         mt_ckpt_retain(r->ckpt_dir, cfg->checkpoint.keep_last, cfg->checkpoint.keep_every, stdout,
                        mt_run_on_ckpt_removed, r, e);
@@ -176,13 +206,47 @@ static int publish(mt_run *r, const char *name, const char *path, const char *sh
     return e->code;
 }
 
-/* Writes the checkpoint of step done, points `latest` at it, applies retention. */
+int mt_run_ckpt_busy(const mt_run *r) {
+    return mt_ckpt_bg_busy(r->ckpt_bg);
+}
+
+int mt_run_ckpt_finish(mt_run *r, int64_t waiting_for, mt_err *e) {
+    if (!r->ckpt_job.pending) return MT_OK; /* the same on every rank */
+    const mt_comm *c = r->comm;
+    double t0 = mt_wtime();
+    mt_ckpt_bg_result res;
+    mt_err we = {0};
+    mt_ckpt_bg_wait(r->ckpt_bg, &res, &we);
+    r->ckpt_job.pending = 0;
+    if (mt_comm_agree(c, &we)) {
+        if (!e->code) *e = we;
+        return e->code;
+    }
+    double waited = mt_wtime() - t0;
+    int async = r->cfg.checkpoint.async;
+    double write_s = async ? res.write_s : r->ckpt_job.write_s;
+    if (c->rank == 0 && waiting_for > 0)
+        printf("checkpoint: step %lld waited %.3f s for the %s of step %lld, still in flight "
+               "(checkpoints come faster than one is written)\n",
+               (long long)waiting_for, waited, async ? "write" : "hash",
+               (long long)r->ckpt_job.step);
+    if (waiting_for > 0) r->ckpt_waits++, r->ckpt_wait_s += waited;
+    if (res.stage_mb > 0) r->ckpt_stage_mb = res.stage_mb;
+    if (c->rank == 0) publish(r, &res, write_s, e);
+    /* what it took from the copy to the .sha256 (train.time_limit's estimate) */
+    r->ckpt_last_s = r->ckpt_job.stall_s + (async ? write_s : 0.0) + res.hash_s;
+    return mt_comm_agree(c, e);
+}
+
+/* Writes the checkpoint of step done, or starts its background write. */
 int mt_run_save_checkpoint(mt_run *r, int64_t done, mt_err *e) {
     const mt_comm *c = r->comm;
     double t0 = mt_wtime();
+    if (mt_run_ckpt_finish(r, done, e)) return e->code; /* one job at a time */
+    double t1 = mt_wtime();
     mt_ckpt_meta m;
     meta_of(r, done, &m);
-    char name[64], path[MT_CKPT_PATH + 64], sha[72] = "";
+    char name[64], path[MT_CKPT_PATH + 64];
     mt_ckpt_name(done, name, sizeof name);
     double write_s = 0.0;
     /* a run configured to write none still checkpoints when a signal or
@@ -191,6 +255,7 @@ int mt_run_save_checkpoint(mt_run *r, int64_t done, mt_err *e) {
         !mt_resume_ckpt_dir(&r->cfg, r->run_dir, r->ckpt_dir, sizeof r->ckpt_dir, e))
         mt_mkdirs(r->ckpt_dir, e);
     snprintf(path, sizeof path, "%s/%s", r->ckpt_dir, name);
+    if (!r->ckpt_bg && mt_ckpt_bg_open(&r->ckpt_bg, c, e)) return mt_comm_agree(c, e);
     mt_run_state_to_host(r);
     mt_state_views sv;
     mt_state_views_build(&sv, r->hp, r->hopt, e);
@@ -198,14 +263,50 @@ int mt_run_save_checkpoint(mt_run *r, int64_t done, mt_err *e) {
         mt_state_views_free(&sv);
         return e->code;
     }
-    mt_ckpt_write(c, path, &m, r->config_text, sv.v, sv.n, r->cfg.checkpoint.timeout, &write_s, sha,
-                  e);
+    if (r->cfg.checkpoint.async) {
+        /* the live buffers are copied; a host copy of device memory is
+         * itself the staging copy (nothing writes it until the wait) */
+        int copy = r->hp == &r->params;
+        mt_ckpt_bg_write(r->ckpt_bg, path, &m, r->config_text, sv.v, sv.n, copy,
+                         r->cfg.checkpoint.timeout, e);
+    } else {
+        /* the file is durable on return; rank 0 hashes it while every rank trains on */
+        mt_ckpt_write(c, path, &m, r->config_text, sv.v, sv.n, r->cfg.checkpoint.timeout, &write_s,
+                      NULL, e);
+        if (!e->code && c->rank == 0) mt_ckpt_bg_hash(r->ckpt_bg, path, e);
+        mt_comm_agree(c, e);
+    }
     mt_state_views_free(&sv);
     if (e->code) return e->code;
-    if (c->rank == 0) publish(r, name, path, sha, done, write_s, mt_wtime() - t0 - write_s, e);
-    r->ckpt_last_s = mt_wtime() - t0;
-    r->ckpt_time += r->ckpt_last_s;
-    return mt_comm_agree(c, e);
+    double now = mt_wtime();
+    r->ckpt_job.pending = 1;
+    r->ckpt_job.step = done;
+    snprintf(r->ckpt_job.name, sizeof r->ckpt_job.name, "%s", name);
+    snprintf(r->ckpt_job.path, sizeof r->ckpt_job.path, "%s", path);
+    r->ckpt_job.write_s = write_s;
+    r->ckpt_job.stall_s = now - t1;
+    r->ckpt_count++;
+    r->ckpt_stall_sum += now - t1;
+    if (now - t1 > r->ckpt_stall_max) r->ckpt_stall_max = now - t1;
+    r->ckpt_time += now - t0;
+    return MT_OK;
+}
+
+cJSON *mt_run_ckpt_record(const mt_run *r) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "mode", r->cfg.checkpoint.async ? "async" : "sync");
+    cJSON_AddNumberToObject(o, "written", (double)r->ckpt_count);
+    cJSON_AddNumberToObject(o, "stall_s_mean",
+                            r->ckpt_count ? r->ckpt_stall_sum / (double)r->ckpt_count : 0.0);
+    cJSON_AddNumberToObject(o, "stall_s_max", r->ckpt_stall_max);
+    cJSON_AddNumberToObject(o, "waits", (double)r->ckpt_waits);
+    cJSON_AddNumberToObject(o, "wait_s", r->ckpt_wait_s);
+    for (int k = 0; k < 2; k++)
+        cJSON_AddNumberToObject(o, k ? "step_ms_writing" : "step_ms_idle",
+                                r->steps_n[k] ? 1e3 * r->steps_s[k] / (double)r->steps_n[k] : 0.0);
+    cJSON_AddNumberToObject(o, "steps_writing", (double)r->steps_n[1]);
+    cJSON_AddNumberToObject(o, "staging_mb", r->ckpt_stage_mb);
+    return o;
 }
 
 int mt_run_write_model(mt_run *r, const char *path, mt_err *e) {

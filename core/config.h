@@ -104,6 +104,7 @@ typedef struct {
         int64_t keep_every; /* checkpoints at multiples of this step never deleted; 0 = none */
         int save_final;
         int save_initial;            /* a checkpoint of step 0, before the first update */
+        int async;                   /* written by a background thread while training goes on */
         char resume[MT_CFG_STR_LEN]; /* none | auto | PATH */
     } checkpoint;
     struct {

@@ -183,6 +183,10 @@ const mt_cfg_key mt_cfg_keys[] = {
      "write a checkpoint of step 0 (the initial parameters) before the first step of a fresh run"},
     {"checkpoint", "save_final", MT_CFG_BOOL, "true", 0, 0, 0, 0, NULL, OFF(checkpoint.save_final),
      "write a checkpoint after the last step"},
+    {"checkpoint", "async", MT_CFG_BOOL, "false", 0, 0, 0, 0, NULL, OFF(checkpoint.async),
+     "write checkpoints in the background: each rank copies what it writes at the step boundary "
+     "and trains on while a thread writes the same file (one write at a time; needs "
+     "MPI_THREAD_MULTIPLE and a host copy of the rank's share of the state)"},
     {"checkpoint", "resume", MT_CFG_STR, "none", 0, 0, 0, 0, NULL, OFF(checkpoint.resume),
      "none: start from step 0; auto: continue from the newest valid checkpoint of this run name "
      "(or of checkpoint.dir), if any; or the path of a checkpoint file to continue from"},

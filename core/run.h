@@ -87,8 +87,24 @@ typedef struct {
     char ckpt_last[MT_CKPT_PATH + 64]; /* newest checkpoint this run wrote */
     char ckpt_last_sha[72];            /* its SHA-256 and size, for the registry */
     int64_t ckpt_last_bytes;
-    double ckpt_time;   /* seconds spent writing checkpoints */
+    double ckpt_time;   /* seconds the training stood still for checkpoints */
     double ckpt_last_s; /* seconds the newest checkpoint took (write, hash, rename) */
+    /* the checkpoint job in the background (checkpoint.async's write, or the
+     * SHA-256 after a synchronous one): published once every rank's part
+     * is done; pending on every rank alike */
+    mt_ckpt_bg *ckpt_bg; /* NULL until the first checkpoint */
+    struct {
+        int pending;
+        int64_t step;
+        char name[64], path[MT_CKPT_PATH + 64];
+        double write_s; /* a synchronous write's (rank 0) */
+        double stall_s; /* the training's stop for it (copy, or write) */
+    } ckpt_job;
+    /* what the checkpoints cost the training (run.json's result.checkpoints) */
+    int64_t ckpt_count, ckpt_waits; /* written; of them, waited for a job in flight */
+    double ckpt_stall_sum, ckpt_stall_max, ckpt_wait_s, ckpt_stage_mb;
+    double steps_s[2]; /* timed steps' seconds: [0] no job in flight, [1] one in flight */
+    int64_t steps_n[2];
     /* the run's files and records (run_record.c; rank 0) */
     char run_dir[MT_PATH_LEN], run_id[37];
     mt_metrics metrics;
@@ -117,7 +133,18 @@ void mt_run_state_to_device(mt_run *r);
 int mt_run_writes_checkpoints(const mt_config *cfg);
 int mt_run_resume(mt_run *r, mt_err *e);
 int mt_run_check_ckpt_dir(mt_run *r, mt_err *e);
+/* Writes the checkpoint of step (checkpoint.async: starts its write in the
+ * background), first waiting for the job in flight, if any. */
 int mt_run_save_checkpoint(mt_run *r, int64_t step, mt_err *e);
+/* 1 while this rank's part of the checkpoint job in flight runs (not collective). */
+int mt_run_ckpt_busy(const mt_run *r);
+/* Waits for the checkpoint job in flight (every rank's part), then rank 0
+ * points `latest` at it, registers it and applies retention. Nothing to do
+ * when none is pending. waiting_for: the step whose checkpoint waits for it
+ * (logged), or 0. */
+int mt_run_ckpt_finish(mt_run *r, int64_t waiting_for, mt_err *e);
+/* Rank 0: run.json's result.checkpoints (what checkpoints cost the training). */
+cJSON *mt_run_ckpt_record(const mt_run *r);
 /* The trained model at path (io/modelfile.h). */
 int mt_run_write_model(mt_run *r, const char *path, mt_err *e);
 

@@ -142,6 +142,7 @@ int mt_run_build(mt_run *r, mt_err *e) {
 }
 
 void mt_run_release(mt_run *r) {
+    mt_ckpt_bg_close(r->ckpt_bg); /* its thread reads the state and the config text */
     if (r->metrics.f) fclose(r->metrics.f);
     if (r->be) {
         mt_stage_free(&r->st);

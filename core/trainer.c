@@ -27,7 +27,7 @@
 
 /* What every rank adds up after a step's backward: the loss and hits of the
  * replicas (their last stage's tensor-parallel rank 0 speaks for each), and
- * flags any rank may raise. One reduction of six doubles. */
+ * flags any rank may raise. One reduction of seven doubles. */
 typedef struct {
     double loss_sum; /* the losses of the global batch's labels */
     double correct;  /* labels the model's top guess hit */
@@ -35,8 +35,9 @@ typedef struct {
     double ckpt_due; /* rank 0: checkpoint.every_seconds has passed */
     double signals;  /* ranks that received a stop signal */
     double time_up;  /* rank 0: train.time_limit leaves room for no further step */
+    double writing;  /* ranks whose part of the checkpoint job in flight still runs */
 } step_totals;
-_Static_assert(sizeof(step_totals) == 6 * sizeof(double), "step_totals is summed as doubles");
+_Static_assert(sizeof(step_totals) == 7 * sizeof(double), "step_totals is summed as doubles");
 
 /* Why a run ends before train.steps (stop_reason): a signal's number, or one of these. */
 enum { STOP_AFTER_STEPS = -1, STOP_TIME_LIMIT = -2 };
@@ -118,7 +119,8 @@ static step_totals train_step(mt_run *r, int64_t step, double t_ckpt, double t0,
         e->code ? 1.0 : 0.0,
         rank0 && every_s > 0 && now - t_ckpt >= every_s ? 1.0 : 0.0,
         mt_run_stop_signal() ? 1.0 : 0.0,
-        rank0 && mt_run_time_up(r, step_s, ckpt_now(r, step + 1, now - t_ckpt)) ? 1.0 : 0.0};
+        rank0 && mt_run_time_up(r, step_s, ckpt_now(r, step + 1, now - t_ckpt)) ? 1.0 : 0.0,
+        mt_run_ckpt_busy(r) ? 1.0 : 0.0};
     mt_coll_sum_doubles(c->world, (double *)&tot, sizeof tot / sizeof(double));
     if (tot.failed > 0) return tot;
     *norm = mt_gradsync_norm(&r->sync);
@@ -202,8 +204,11 @@ static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *
         if (step - start == MT_TIMING_SKIP)
             t_timed = t_step, eval_time = 0.0, ckpt_time0 = r->ckpt_time, r->st.pipe.busy_s = 0.0;
         double norm = 0.0;
+        int in_flight = r->ckpt_job.pending; /* a checkpoint job runs beside this step */
         step_totals tot = train_step(r, step, t_ckpt, t_step, &norm, e);
         if (tot.failed > 0) return mt_comm_agree(r->comm, e);
+        /* every rank's part of the checkpoint job is done: publish it */
+        if (tot.writing == 0 && mt_run_ckpt_finish(r, 0, e)) return e->code;
         double loss = tot.loss_sum / (double)labels;
         int skipped = !isfinite(loss) || !isfinite(norm);
         if (skipped && nan_policy(r, loss, norm, step, e)) return e->code;
@@ -250,6 +255,8 @@ static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *
         }
         double took = mt_wtime() - t_step - (r->ckpt_time - ckpt_before);
         if (took > r->step_s_max) r->step_s_max = took;
+        if (step - start >= MT_TIMING_SKIP && !rep.evaluated)
+            r->steps_s[in_flight] += took, r->steps_n[in_flight]++;
         if (stop) {
             *stopped = stop;
             r->stop_step = end_step = done;
@@ -289,6 +296,7 @@ static int finish_stopped(mt_run *r, double ms_per_step, int how, mt_err *e) {
         cJSON_AddStringToObject(res, "by", why);
         cJSON_AddNumberToObject(res, "steps", (double)step);
         cJSON_AddStringToObject(res, "checkpoint", r->ckpt_last);
+        cJSON_AddItemToObject(res, "checkpoints", mt_run_ckpt_record(r));
         cJSON_AddNumberToObject(res, "ms_per_step", ms_per_step);
         cJSON_AddNumberToObject(res, "nan_skips", (double)r->nan_skips);
         mt_run_write_record(r, res, e);
@@ -323,6 +331,7 @@ static int finish_run(mt_run *r, double ms_per_step, const mt_eval *ev, mt_err *
     cJSON *pipe = mt_run_pipeline_record(r), *sync = mt_run_gradsync_record(r);
     if (r->comm->rank == 0) {
         cJSON *res = cJSON_CreateObject();
+        cJSON_AddItemToObject(res, "checkpoints", mt_run_ckpt_record(r));
         cJSON_AddItemToObject(res, "pipeline", pipe);
         cJSON_AddItemToObject(res, "gradsync", sync);
         cJSON_AddStringToObject(res, "status", "completed");
@@ -365,6 +374,10 @@ int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e) {
             mt_eval ev = {0};
             int stopped = 0;
             int failed = train_loop(r, &ms, &ev, &stopped, e);
+            /* the checkpoint in flight is complete and published before
+             * anything else (after a failure too: it is a good checkpoint) */
+            mt_err late = {0};
+            if (mt_run_ckpt_finish(r, 0, failed ? &late : e)) failed = 1;
             mt_watchdog_phase("finish", r->step_done, 0); /* rank 0 writes the model file */
             if (!failed) {
                 if (stopped)

@@ -113,8 +113,11 @@ int64_t mt_ckpt_parse_name(const char *name);
  * ranks holding the same block (the data-parallel group for a tensor split
  * over tensor-parallel ranks, every rank of the stage for a whole one) each
  * write a share of its chunks. meta and config_text are taken from rank 0.
- * On return *write_s is the time from create to rename and sha_hex the
- * file's SHA-256 (both on rank 0).
+ * On return *write_s is the time from create to rename and, unless sha_hex
+ * is NULL, path.sha256 is written and sha_hex holds the file's SHA-256
+ * (both on rank 0). With sha_hex NULL the file is complete and durable but
+ * has no sidecar yet: the caller hashes it later (mt_ckpt_write_sidecar,
+ * or a background job, below), before `latest` may name it.
  * Before writing, rank 0 checks that the folder has room for the file. A
  * write that takes longer than timeout_s (0: 300 s + 1 s per 20 MB) ends
  * every rank with exit status MT_ERR_CKPT: collective I/O cannot recover
@@ -123,6 +126,60 @@ int64_t mt_ckpt_parse_name(const char *name);
 int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
                   const char *config_text, const mt_tensor_view *views, int n, double timeout_s,
                   double *write_s, char sha_hex[72], mt_err *e);
+
+/* One process: the SHA-256 of the (durable) file path into sha_hex and
+ * path.sha256 beside it, in sha256sum's format with the file's base name. */
+int mt_ckpt_write_sidecar(const char *path, char sha_hex[72], mt_err *e);
+
+/*
+ * Background jobs (checkpoint_async.c): a checkpoint written while training
+ * goes on (checkpoint.async), or, after a synchronous write, its SHA-256
+ * taken by rank 0 while every rank trains on. One thread per rank and one
+ * job at a time; docs/CHECKPOINT_FORMAT.md, "Asynchronous checkpoints",
+ * argues the design. While a write job runs, its thread is the only caller
+ * of HDF5 in the process (HDF5 is not thread-safe): nothing else may touch
+ * HDF5 until mt_ckpt_bg_wait has returned.
+ */
+typedef struct mt_ckpt_bg mt_ckpt_bg;
+typedef struct {
+    double write_s;  /* create to rename, as mt_ckpt_write's (rank 0; 0 for a hash job) */
+    double hash_s;   /* rank 0's SHA-256 and sidecar */
+    double stage_s;  /* the staging copy (this rank) */
+    double stage_mb; /* what it copied */
+    double done_at;  /* mt_wtime() when this rank's part ended */
+    char sha256[72]; /* the file's (rank 0) */
+} mt_ckpt_bg_result;
+
+/* Collective over c->world: the jobs' thread state and, for write jobs, a
+ * duplicate of c->world for the writer's collective I/O. */
+int mt_ckpt_bg_open(mt_ckpt_bg **bg, const mt_comm *c, mt_err *e);
+/* Collective: waits for a job still running, frees everything. */
+void mt_ckpt_bg_close(mt_ckpt_bg *bg);
+/*
+ * Collective: a write job. Each rank copies what it writes of views (its
+ * share of each tensor's chunks, mt_ckpt_write) into staging memory the
+ * writer keeps for the next job (copy 0: the views' data is itself a
+ * staging copy, such as the host copy of device memory, which the caller
+ * leaves unchanged until mt_ckpt_bg_wait), then returns while a thread
+ * writes path exactly as mt_ckpt_write does over the duplicate
+ * communicator, and rank 0's thread then writes path.sha256. Needs
+ * MPI_THREAD_MULTIPLE (c->thread_multiple). The thread blocks every signal
+ * (the main thread takes them) and waits on no watchdog (parallel.timeout);
+ * checkpoint.timeout's alarm covers it as it covers a synchronous write.
+ */
+int mt_ckpt_bg_write(mt_ckpt_bg *bg, const char *path, const mt_ckpt_meta *meta,
+                     const char *config_text, const mt_tensor_view *views, int n, int copy,
+                     double timeout_s, mt_err *e);
+/* Rank 0, not collective: a hash job: mt_ckpt_write_sidecar of path (a
+ * complete, durable checkpoint) in the thread. No MPI, no HDF5. */
+int mt_ckpt_bg_hash(mt_ckpt_bg *bg, const char *path, mt_err *e);
+/* 1 while this rank's thread still works on the job (without waiting). */
+int mt_ckpt_bg_busy(const mt_ckpt_bg *bg);
+/* Not collective: waits for this rank's part of the job (none: returns at
+ * once, res zeroed) and returns its error. A write's error is the same on
+ * every rank (agreed over the writer's communicator); a hash job's is rank
+ * 0's alone, so the caller agrees on it. */
+int mt_ckpt_bg_wait(mt_ckpt_bg *bg, mt_ckpt_bg_result *res, mt_err *e);
 
 /*
  * One process: checks path completely (SHA-256 against the .sha256 beside

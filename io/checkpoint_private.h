@@ -77,6 +77,11 @@ int mt_ckpt_read_header(hid_t f, const char *path, int *version, mt_ckpt_meta *m
  * malloc'd *alloc. Nonzero if it is missing, not a string or longer than buf. */
 int mt_ckpt_read_string(hid_t obj, int is_attr, char *buf, size_t n, char **alloc);
 
+/* ---- checkpoint_write.c ---- */
+
+/* glibc's malloc set for HDF5's per-chunk filter buffers (once; main thread). */
+void mt_ckpt_tune_malloc(void);
+
 /* ---- checkpoint_dir.c: paths ---- */
 
 /* snprintf into buf (n bytes); MT_ERR_CKPT naming the start of the path when

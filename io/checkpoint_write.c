@@ -290,8 +290,7 @@ static int fill_file(const mt_comm *c, const char *tmp, const mt_ckpt_meta *m,
     return e->code;
 }
 
-/* Rank 0: path.sha256 in sha256sum's format, with the file's base name. */
-static int write_sidecar(const char *path, char sha_hex[72], mt_err *e) {
+int mt_ckpt_write_sidecar(const char *path, char sha_hex[72], mt_err *e) {
     if (mt_sha256_file(path, sha_hex, e)) return e->code;
     char side[MT_CKPT_PATH + 16], line[MT_CKPT_PATH + 96]; /* path < MT_CKPT_PATH */
     snprintf(side, sizeof side, "%s.sha256", path);
@@ -300,9 +299,7 @@ static int write_sidecar(const char *path, char sha_hex[72], mt_err *e) {
     return mt_file_write_atomic(side, line, strlen(line), e);
 }
 
-int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
-                  const char *config_text, const mt_tensor_view *views, int nv, double timeout_s,
-                  double *write_s, char sha_hex[72], mt_err *e) {
+void mt_ckpt_tune_malloc(void) {
     /* HDF5's filter pipeline allocates a fresh buffer per chunk; glibc would
      * mmap each one and fault in every page again. Keeping buffers up to
      * 64 MiB on the heap, and freed memory there, lets them be reused. */
@@ -312,6 +309,12 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
         mallopt(M_TRIM_THRESHOLD, 256 << 20);
         tuned = 1;
     }
+}
+
+int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
+                  const char *config_text, const mt_tensor_view *views, int nv, double timeout_s,
+                  double *write_s, char sha_hex[72], mt_err *e) {
+    mt_ckpt_tune_malloc();
     mt_ckpt_meta m = *meta;
     mt_coll_bcast(c->world, 0, &m, sizeof m);
     char tmp[TMP_LEN] = "";
@@ -344,7 +347,7 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     alarm(0);
     if (mt_comm_agree(c, e)) return e->code;
     *write_s = mt_wtime() - t0;
-    if (c->rank == 0) write_sidecar(path, sha_hex, e);
+    if (c->rank == 0 && sha_hex) mt_ckpt_write_sidecar(path, sha_hex, e);
     if (e->code) e->code = MT_ERR_CKPT;
     return mt_comm_agree(c, e);
 }

@@ -19,9 +19,10 @@ int mt_comm_init(mt_comm *c, int *argc, char ***argv, mt_err *e) {
      * sharedfp components themselves. Read by MPI_Init from the environment. */
     setenv("OMPI_MCA_sharedfp", "^lockedfile", 0);
     int provided = 0;
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
         return mt_err_set(e, MT_ERR_COMM, "MPI_Init_thread failed");
     c->world = MPI_COMM_WORLD;
+    c->thread_multiple = provided >= MPI_THREAD_MULTIPLE;
     MPI_Comm_rank(c->world, &c->rank);
     MPI_Comm_size(c->world, &c->size);
     MPI_Comm_split_type(c->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &c->node);

@@ -27,7 +27,8 @@
 typedef struct {
     MPI_Comm world;
     int rank, size;
-    MPI_Comm node; /* ranks sharing this node's memory */
+    int thread_multiple; /* MPI gave MPI_THREAD_MULTIPLE (checkpoint.async needs it) */
+    MPI_Comm node;       /* ranks sharing this node's memory */
     int local_rank, local_size;
     MPI_Comm dp; /* data-parallel group: same tp rank and stage */
     int dp_rank, dp_size;
@@ -45,7 +46,9 @@ typedef struct {
     mt_xcomm xdp, xtp, xemb, xpp;
 } mt_comm;
 
-/* MPI_Init_thread (FUNNELED) and the communicators. */
+/* MPI_Init_thread and the communicators. MPI_THREAD_MULTIPLE is asked for
+ * (an asynchronous checkpoint's writer thread calls MPI while training
+ * goes on); FUNNELED is the least accepted. */
 int mt_comm_init(mt_comm *c, int *argc, char ***argv, mt_err *e);
 void mt_comm_finalize(mt_comm *c);
 /* Collective: the grid of tp x pp model-parallel ranks and world / (tp x pp)

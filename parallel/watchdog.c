@@ -70,8 +70,14 @@ void mt_watchdog_enable(double timeout_s) {
     wd.timeout = wd.side != MPI_COMM_NULL && timeout_s > 0 ? timeout_s : 0.0;
 }
 
+static _Thread_local int unwatched; /* this thread's waits are plain (not the trainer's) */
+
+void mt_watchdog_unwatched_thread(void) {
+    unwatched = 1;
+}
+
 int mt_watchdog_enabled(void) {
-    return wd.timeout > 0;
+    return wd.timeout > 0 && !unwatched;
 }
 
 void mt_watchdog_phase(const char *phase, int64_t step, int armed) {
@@ -283,6 +289,10 @@ static int reqs_done(void *arg) {
 
 void mt_watchdog_wait_for(int (*done)(void *), void *arg, const char *op, MPI_Comm comm, int peer) {
     if (done(arg)) return;
+    if (unwatched) { /* not the trainer's thread: no deadline, no side channel */
+        while (!done(arg)) nap();
+        return;
+    }
     wd.op = op, wd.comm = comm, wd.peer = peer, wd.since = MPI_Wtime();
     double next = wd.since + POLL_S;
     while (!done(arg)) {
@@ -296,7 +306,7 @@ void mt_watchdog_wait_for(int (*done)(void *), void *arg, const char *op, MPI_Co
 }
 
 void mt_watchdog_wait(MPI_Request *r, int n, const char *op, MPI_Comm comm, int peer) {
-    if (wd.timeout <= 0) {
+    if (!mt_watchdog_enabled()) {
         MPI_Waitall(n, r, MPI_STATUSES_IGNORE);
         return;
     }

@@ -26,6 +26,11 @@
 void mt_watchdog_init(MPI_Comm world);
 /* Collective: frees the side channel (before MPI_Finalize). */
 void mt_watchdog_free(void);
+/* The calling thread's waits are plain blocking waits from now on, with no
+ * deadline and no part in the side channel, and mt_watchdog_enabled is 0
+ * in it: for a thread other than the training's (the background checkpoint
+ * writer, io/checkpoint.h), which the watchdog's state is not shared with. */
+void mt_watchdog_unwatched_thread(void);
 /* parallel.timeout: seconds an armed wait may take; 0 = off (plain waits,
  * no side channel). The same on every rank. */
 void mt_watchdog_enable(double timeout_s);
