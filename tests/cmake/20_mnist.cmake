@@ -68,3 +68,12 @@ add_test(NAME zero
                  $<TARGET_FILE:h5cmp> ${CMAKE_SOURCE_DIR} ${MT_MNIST})
 set_tests_properties(zero PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 600
                      ENVIRONMENT "${MT_MPI_ENV};OMP_NUM_THREADS=1")
+
+# Asynchronous checkpoints (tests/test_ckpt_async.sh): the same file as a
+# synchronous write, resume, SIGKILL and SIGUSR1 during a background write,
+# a short interval, bad directories, the write's timeout.
+add_test(NAME ckpt_async
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_ckpt_async.sh $<TARGET_FILE:mpitrain>
+                 $<TARGET_FILE:h5cmp> ${CMAKE_SOURCE_DIR} ${MT_MNIST})
+set_tests_properties(ckpt_async PROPERTIES FIXTURES_REQUIRED mnist TIMEOUT 600
+                     ENVIRONMENT "${MT_MPI_ENV};OMP_NUM_THREADS=1")
