@@ -5,11 +5,11 @@
  * rank is inside an MPI call. So the hook tests the outstanding sums after
  * every layer, and every blocking wait of the backward (the tensor-parallel
  * sums, the pipeline's sends and receives) moves them too. A progress
- * thread of our own would need MPI_THREAD_MULTIPLE (MPI is initialised
- * FUNNELED: only the main thread calls it), would take a core from the
- * backward's BLAS and OpenMP threads on a machine whose cores they already
- * fill, and would put every MPI call behind a lock; a layer is a few
- * milliseconds, frequent enough. The waits after the backward go through
+ * thread of our own (MPI is initialised MPI_THREAD_MULTIPLE, for the
+ * asynchronous checkpoint writer) would take a core from the backward's
+ * BLAS and OpenMP threads on a machine whose cores they already fill, and
+ * would contend with the training thread for MPI's locks on every call; a
+ * layer is a few milliseconds, frequent enough. The waits after the backward go through
  * mt_watchdog_wait, so parallel.timeout still names a stalled rank. */
 #include "parallel/buckets.h"
 
