@@ -24,10 +24,13 @@ SHA-256 times. Model (assumptions stated; docs/BENCHMARKS.md):
   step, zero = 1      T = T_c - (1 - 1/N) T_opt + T_ar(N, G)   (reduce-
                       scatter + all-gather, after the backward; the
                       optimizer runs on 1/N of the parameters)
-  checkpoint, sync    every I steps, all ranks wait C / W_fs + C / H_sha
+  checkpoint, sync    every I steps, all ranks wait C / W_fs (rank 0's
+                      SHA-256, C / H_sha, runs beside training)
   checkpoint, async   every I steps, the ranks wait C / N / W_copy (their
                       share copied to host memory); the write and the hash
-                      run beside training (interference not modelled)
+                      run beside training, and the steps they overlap,
+                      min(I, (C / W_fs + C / H_sha) / T), run s times
+                      slower (--async-slowdown, default 1)
   efficiency          T_c / (T + checkpoint cost per step)
 
 On this machine (shared memory, 2 cores) alpha and B are fitted to the
@@ -61,12 +64,17 @@ def step(kind, n, tc, grad, alpha, bw, bucket, f_bwd, t_opt):
     raise ValueError(kind)
 
 
-def ckpt_cost(mode, n, c_bytes, every, w_fs, h_sha, w_copy):
+def ckpt_cost(mode, n, c_bytes, every, w_fs, h_sha, w_copy, t_step, slowdown):
+    """Seconds per step that checkpoints cost the training."""
     if every <= 0:
         return 0.0
-    if mode == "sync":
-        return (c_bytes / w_fs + c_bytes / h_sha) / every
-    return c_bytes / n / w_copy / every
+    if mode == "sync":  # the write stops every rank; the SHA-256 runs beside training
+        return c_bytes / w_fs / every
+    # async: the copy stops the ranks; the steps the write and the hash
+    # overlap run slowdown x slower (the writer's share of the host)
+    busy = c_bytes / w_fs + c_bytes / h_sha
+    steps_busy = min(every, math.ceil(busy / t_step)) if t_step > 0 else every
+    return (c_bytes / n / w_copy + (slowdown - 1.0) * t_step * steps_busy) / every
 
 
 def main():
@@ -93,6 +101,11 @@ def main():
                     help="SHA-256 rate, GB/s (default: this machine's measured rate)")
     ap.add_argument("--copy-gbs", type=float, default=20.0,
                     help="device -> pinned host copy per GPU, GB/s (async staging)")
+    ap.add_argument("--async-slowdown", type=float, default=1.0,
+                    help="step time while a background write runs / without one (default 1.0: "
+                         "on a GPU node the writer uses host cores the training leaves idle; "
+                         "bench_checkpoint.sh measures it on a CPU-only machine, where it is "
+                         "larger)")
     a = ap.parse_args()
     m = json.load(open(a.measured))
 
@@ -167,7 +180,7 @@ def main():
         for k, c in kinds:
             t = step(k, n, tc, grad, alpha_c, bw_c, bucket, a.bwd_share, t_opt)
             t += ckpt_cost(c, n, c_bytes, a.ckpt_every, a.fs_gbs * 1e9, sha_gbs * 1e9,
-                           a.copy_gbs * 1e9)
+                           a.copy_gbs * 1e9, t, a.async_slowdown)
             e = tc / t
             eff[(k, c)].append(e)
             row.append(f"{t * 1e3:.0f} ms, {100 * e:.0f} %")
