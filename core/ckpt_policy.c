@@ -20,6 +20,7 @@
 #include "core/version.h"
 #include "io/modelfile.h"
 #include "io/sha256.h"
+#include "parallel/collectives.h"
 
 int mt_run_writes_checkpoints(const mt_config *cfg) {
     return cfg->checkpoint.every_steps > 0 || cfg->checkpoint.every_seconds > 0 ||
@@ -97,11 +98,15 @@ static int same_dir(const char *a, const char *b) {
  * background, does not fail hours into the run. */
 static int probe_dir(const char *dir, mt_err *e) {
     char probe[MT_CKPT_PATH + 64];
-    snprintf(probe, sizeof probe, "%s/.mpitrain-probe-%ld", dir, (long)getpid());
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    snprintf(probe, sizeof probe, "%s/.mpitrain-probe-%s-%ld", dir, host, (long)getpid());
     int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0)
-        return mt_err_set(e, MT_ERR_CKPT, "checkpoint.dir %s is not writable: %s", dir,
-                          strerror(errno));
+    if (fd < 0) {
+        mt_err_set(e, MT_ERR_CKPT, "checkpoint.dir %s is not writable: %s", dir, strerror(errno));
+        mt_err_hint(e, "choose a folder this job may write (checkpoint.dir)");
+        return e->code;
+    }
     close(fd);
     unlink(probe);
     return MT_OK;
@@ -193,8 +198,13 @@ static int publish(mt_run *r, const mt_ckpt_bg_result *res, double write_s, mt_e
            (long long)r->ckpt_job.step, path, mb, write_s, mb / write_s, res->hash_s,
            r->ckpt_job.stall_s);
     mt_ckpt_set_latest(r->ckpt_dir, r->ckpt_job.name, e);
+    /* the record carries the metrics of the checkpoint's step, not of the
+     * step the job is published at */
+    mt_run_metrics now = r->last;
+    r->last = r->ckpt_job.metrics;
     if (!e->code)
         mt_run_register_checkpoint(r, path, sha, (int64_t)st.st_size, r->ckpt_job.step, e);
+    r->last = now;
     if (!e->code)
         mt_ckpt_retain(r->ckpt_dir, cfg->checkpoint.keep_last, cfg->checkpoint.keep_every, stdout,
                        mt_run_on_ckpt_removed, r, e);
@@ -214,6 +224,9 @@ int mt_run_ckpt_finish(mt_run *r, int64_t waiting_for, mt_err *e) {
     if (!r->ckpt_job.pending) return MT_OK; /* the same on every rank */
     const mt_comm *c = r->comm;
     double t0 = mt_wtime();
+    /* a checkpoint that waits: did any rank's part still run? (logged, counted) */
+    int busy = mt_ckpt_bg_busy(r->ckpt_bg);
+    if (waiting_for > 0) mt_coll_max_ints(c->world, &busy, 1);
     mt_ckpt_bg_result res;
     mt_err we = {0};
     mt_ckpt_bg_wait(r->ckpt_bg, &res, &we);
@@ -225,14 +238,19 @@ int mt_run_ckpt_finish(mt_run *r, int64_t waiting_for, mt_err *e) {
     double waited = mt_wtime() - t0;
     int async = r->cfg.checkpoint.async;
     double write_s = async ? res.write_s : r->ckpt_job.write_s;
-    if (c->rank == 0 && waiting_for > 0)
+    int waited_busy = waiting_for > 0 && busy;
+    if (c->rank == 0 && waited_busy)
         printf("checkpoint: step %lld waited %.3f s for the %s of step %lld, still in flight "
-               "(checkpoints come faster than one is written)\n",
+               "(checkpoints come faster than %s)\n",
                (long long)waiting_for, waited, async ? "write" : "hash",
-               (long long)r->ckpt_job.step);
-    if (waiting_for > 0) r->ckpt_waits++, r->ckpt_wait_s += waited;
+               (long long)r->ckpt_job.step, async ? "one is written" : "rank 0 hashes one");
+    if (waited_busy) r->ckpt_waits++, r->ckpt_wait_s += waited;
     if (res.stage_mb > 0) r->ckpt_stage_mb = res.stage_mb;
-    if (c->rank == 0) publish(r, &res, write_s, e);
+    /* publishing into an error of its own: one rank 0 already holds (from
+     * this step) must not leave the job half published */
+    mt_err pe = {0};
+    if (c->rank == 0) publish(r, &res, write_s, &pe);
+    if (pe.code && !e->code) *e = pe;
     /* what it took from the copy to the .sha256 (train.time_limit's estimate) */
     r->ckpt_last_s = r->ckpt_job.stall_s + (async ? write_s : 0.0) + res.hash_s;
     return mt_comm_agree(c, e);
@@ -255,7 +273,7 @@ int mt_run_save_checkpoint(mt_run *r, int64_t done, mt_err *e) {
         !mt_resume_ckpt_dir(&r->cfg, r->run_dir, r->ckpt_dir, sizeof r->ckpt_dir, e))
         mt_mkdirs(r->ckpt_dir, e);
     snprintf(path, sizeof path, "%s/%s", r->ckpt_dir, name);
-    if (!r->ckpt_bg && mt_ckpt_bg_open(&r->ckpt_bg, c, e)) return mt_comm_agree(c, e);
+    if (!r->ckpt_bg && mt_ckpt_bg_open(&r->ckpt_bg, c, r->cfg.checkpoint.async, e)) return e->code;
     mt_run_state_to_host(r);
     mt_state_views sv;
     mt_state_views_build(&sv, r->hp, r->hopt, e);
@@ -285,6 +303,8 @@ int mt_run_save_checkpoint(mt_run *r, int64_t done, mt_err *e) {
     snprintf(r->ckpt_job.path, sizeof r->ckpt_job.path, "%s", path);
     r->ckpt_job.write_s = write_s;
     r->ckpt_job.stall_s = now - t1;
+    r->ckpt_job.t0 = t1;
+    r->ckpt_job.metrics = r->last;
     r->ckpt_count++;
     r->ckpt_stall_sum += now - t1;
     if (now - t1 > r->ckpt_stall_max) r->ckpt_stall_max = now - t1;

@@ -97,8 +97,10 @@ typedef struct {
         int pending;
         int64_t step;
         char name[64], path[MT_CKPT_PATH + 64];
-        double write_s; /* a synchronous write's (rank 0) */
-        double stall_s; /* the training's stop for it (copy, or write) */
+        double write_s;         /* a synchronous write's (rank 0) */
+        double stall_s;         /* the training's stop for it (copy, or write) */
+        double t0;              /* mt_wtime() when it began */
+        mt_run_metrics metrics; /* the run's metrics at its step (the registry's) */
     } ckpt_job;
     /* what the checkpoints cost the training (run.json's result.checkpoints) */
     int64_t ckpt_count, ckpt_waits; /* written; of them, waited for a job in flight */

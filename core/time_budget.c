@@ -127,6 +127,13 @@ int mt_run_time_up(mt_run *r, double step_s, int ckpt_due) {
         double bytes = 12.0 * (double)r->params.numel * tp * pp; /* weights + two optimizer slots */
         ckpt_s = 1.0 + bytes / 50e6;
     }
-    /* a checkpoint this step writes anyway comes before the next step and its own */
-    return mt_time_is_up(left, step_s, ckpt_due ? 2.0 * ckpt_s : ckpt_s, r->cfg.train.time_margin);
+    /* a checkpoint this step writes anyway comes before the next step and its
+     * own; a job still in flight (checkpoint.async, or the SHA-256) is waited
+     * for first, for about what is left of a whole one */
+    double reserve = ckpt_due ? 2.0 * ckpt_s : ckpt_s;
+    if (r->ckpt_job.pending) {
+        double left_of_job = ckpt_s - (mt_wtime() - r->ckpt_job.t0);
+        reserve += left_of_job > 0.0 ? left_of_job : 0.0;
+    }
+    return mt_time_is_up(left, step_s, reserve, r->cfg.train.time_margin);
 }

@@ -144,15 +144,14 @@ typedef struct mt_ckpt_bg mt_ckpt_bg;
 typedef struct {
     double write_s;  /* create to rename, as mt_ckpt_write's (rank 0; 0 for a hash job) */
     double hash_s;   /* rank 0's SHA-256 and sidecar */
-    double stage_s;  /* the staging copy (this rank) */
-    double stage_mb; /* what it copied */
-    double done_at;  /* mt_wtime() when this rank's part ended */
+    double stage_mb; /* what this rank copied to staging memory */
     char sha256[72]; /* the file's (rank 0) */
 } mt_ckpt_bg_result;
 
-/* Collective over c->world: the jobs' thread state and, for write jobs, a
- * duplicate of c->world for the writer's collective I/O. */
-int mt_ckpt_bg_open(mt_ckpt_bg **bg, const mt_comm *c, mt_err *e);
+/* Collective over c->world: the jobs' thread state and, when writes (write
+ * jobs will come, not only hash jobs), a duplicate of c->world for the
+ * writer's collective I/O. */
+int mt_ckpt_bg_open(mt_ckpt_bg **bg, const mt_comm *c, int writes, mt_err *e);
 /* Collective: waits for a job still running, frees everything. */
 void mt_ckpt_bg_close(mt_ckpt_bg *bg);
 /*

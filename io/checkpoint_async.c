@@ -57,20 +57,16 @@ static double seconds(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-int mt_ckpt_bg_open(mt_ckpt_bg **bg, const mt_comm *c, mt_err *e) {
+int mt_ckpt_bg_open(mt_ckpt_bg **bg, const mt_comm *c, int writes, mt_err *e) {
     mt_ckpt_bg *b = calloc(1, sizeof *b);
     if (!b) mt_err_set(e, MT_ERR_CKPT, "out of memory for the checkpoint writer");
-    int failed = b == NULL;
-    MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, c->world);
-    if (failed) {
+    if (mt_comm_agree(c, e)) {
         free(b);
-        if (!e->code)
-            mt_err_set(e, MT_ERR_CKPT, "another rank could not set up its checkpoint writer");
         return e->code;
     }
     b->main = b->comm = *c;
-    MPI_Comm_dup(c->world, &b->wcomm);
-    MPI_Comm_set_name(b->wcomm, "ckpt");
+    b->wcomm = MPI_COMM_NULL;
+    if (writes) mt_comm_dup_world(c, "ckpt", &b->wcomm);
     b->comm.world = b->wcomm;
     mt_ckpt_tune_malloc(); /* here, on the main thread, before any job */
     *bg = b;
@@ -162,7 +158,6 @@ static int stage(mt_ckpt_bg *b, const mt_tensor_view *views, int n, int copy, mt
                               (double)need * sizeof(float) / 1e6);
         b->stage_cap = need;
     }
-    double t0 = seconds();
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         const mt_tensor_view *v = &views[i];
@@ -182,7 +177,6 @@ static int stage(mt_ckpt_bg *b, const mt_tensor_view *views, int n, int copy, mt
         }
     }
     b->n = n;
-    b->res.stage_s = seconds() - t0;
     b->res.stage_mb = copy ? (double)need * sizeof(float) / 1e6 : 0.0;
     return MT_OK;
 }
@@ -191,7 +185,9 @@ int mt_ckpt_bg_write(mt_ckpt_bg *bg, const char *path, const mt_ckpt_meta *meta,
                      const char *config_text, const mt_tensor_view *views, int n, int copy,
                      double timeout_s, mt_err *e) {
     const mt_comm *c = &bg->comm;
-    if (!c->thread_multiple)
+    if (c->world == MPI_COMM_NULL)
+        mt_err_set(e, MT_ERR_INTERNAL, "a checkpoint writer set up for hashes was asked to write");
+    else if (!c->thread_multiple)
         mt_err_set(e, MT_ERR_USAGE,
                    "checkpoint.async needs an MPI library with MPI_THREAD_MULTIPLE; this one "
                    "gives less");
@@ -240,7 +236,7 @@ void mt_ckpt_bg_close(mt_ckpt_bg *bg) {
     mt_ckpt_bg_result res;
     mt_err ignored = {0};
     mt_ckpt_bg_wait(bg, &res, &ignored);
-    MPI_Comm_free(&bg->wcomm);
+    mt_comm_free_dup(&bg->wcomm);
     free(bg->staged);
     free(bg->stage);
     free(bg);

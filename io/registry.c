@@ -15,7 +15,9 @@
 #define TAIL_BYTES (1 << 20) /* where the newest version of a name is looked for first */
 
 int mt_registry_valid_name(const char *s) {
-    if (!s || !s[0] || strlen(s) > MT_REGISTRY_NAME_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0) return 0;
+    if (!s || !s[0] || strlen(s) > MT_REGISTRY_NAME_MAX || strcmp(s, ".") == 0 ||
+        strcmp(s, "..") == 0)
+        return 0;
     for (const char *p = s; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.') return 0;
     return 1;

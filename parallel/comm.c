@@ -116,3 +116,12 @@ int mt_comm_agree(const mt_comm *c, mt_err *e) {
     mt_coll_bcast(c->world, first, e, sizeof *e);
     return e->code;
 }
+
+void mt_comm_dup_world(const mt_comm *c, const char *name, MPI_Comm *out) {
+    MPI_Comm_dup(c->world, out);
+    MPI_Comm_set_name(*out, name);
+}
+
+void mt_comm_free_dup(MPI_Comm *comm) {
+    comm_free(comm);
+}

@@ -64,5 +64,10 @@ int mt_comm_use_device(mt_comm *c, const mt_backend *be, mt_err *e);
  * the error of the lowest such rank (naming that rank when it is not 0) and
  * the code is returned on all ranks; otherwise returns MT_OK. */
 int mt_comm_agree(const mt_comm *c, mt_err *e);
+/* Collective over c->world: a duplicate of it named name (a thread's own
+ * communicator, so that its collectives never meet the training's), and
+ * its release. */
+void mt_comm_dup_world(const mt_comm *c, const char *name, MPI_Comm *out);
+void mt_comm_free_dup(MPI_Comm *comm);
 
 #endif

@@ -306,6 +306,12 @@ void mt_watchdog_wait_for(int (*done)(void *), void *arg, const char *op, MPI_Co
 }
 
 void mt_watchdog_wait(MPI_Request *r, int n, const char *op, MPI_Comm comm, int peer) {
+    if (unwatched) { /* a background thread: test and sleep, leave the cores to training */
+        int done = 0;
+        struct timespec pause_100us = {0, 100000};
+        while (MPI_Testall(n, r, &done, MPI_STATUSES_IGNORE), !done) nanosleep(&pause_100us, NULL);
+        return;
+    }
     if (!mt_watchdog_enabled()) {
         MPI_Waitall(n, r, MPI_STATUSES_IGNORE);
         return;

@@ -27,7 +27,8 @@ void mt_watchdog_init(MPI_Comm world);
 /* Collective: frees the side channel (before MPI_Finalize). */
 void mt_watchdog_free(void);
 /* The calling thread's waits are plain blocking waits from now on, with no
- * deadline and no part in the side channel, and mt_watchdog_enabled is 0
+ * deadline and no part in the side channel (they test and sleep 0.1 ms
+ * rather than spin, to leave the cores to training), and mt_watchdog_enabled is 0
  * in it: for a thread other than the training's (the background checkpoint
  * writer, io/checkpoint.h), which the watchdog's state is not shared with. */
 void mt_watchdog_unwatched_thread(void);
