@@ -138,16 +138,12 @@ run_mpitrain() {
         --set "checkpoint.keep_last=$2" --set "checkpoint.keep_every=0" --set "checkpoint.save_final=false" \
         --set "checkpoint.resume=none" >"$LOG" 2>&1 || fail "the mpitrain run failed" "$LOG"
 }
-# checkpoint: step S -> PATH (X MB in T s = R MB/s; sha256 H s)
-ck_lines() {
-    sed -n 's/^checkpoint: step [0-9]* -> \(.*\) ([0-9.]* [kMG]*B in \([0-9.]*\) s = .*; sha256 \([0-9.]*\) s)$/\1 \2 \3/p' "$LOG"
-}
 abs_path() { if [[ "$1" == /* ]]; then echo "$1"; else echo "$ROOT/$1"; fi; }
 
 # a one-checkpoint run for the file size dd must match (not timed)
 echo "mpitrain: one checkpoint for its size ..." >&2
 run_mpitrain 1 0
-read -r path _ < <(ck_lines)
+read -r _ _ _ _ _ path < <(ckpt_lines "$LOG")
 path=$(abs_path "${path:-}")
 [[ -f "$path" ]] || fail "no checkpoint file in the sizing run" "$LOG"
 BYTES=$(stat -c %s "$path")
@@ -178,11 +174,11 @@ dd_phase() {
 dd_phase before
 echo "mpitrain: writing $REPEATS checkpoints ..." >&2
 run_mpitrain "$REPEATS" "$KEEP"
-mapfile -t CK < <(ck_lines)
+mapfile -t CK < <(ckpt_lines "$LOG")
 [[ "${#CK[@]}" -eq "$REPEATS" ]] || fail "expected $REPEATS checkpoint lines, found ${#CK[@]}" "$LOG"
 W_S=() WH_S=()
 for line in "${CK[@]}"; do
-    read -r path ws hs <<<"$line"
+    read -r _ _ ws hs _ path <<<"$line"
     path=$(abs_path "$path")
     if [[ -f "$path" ]]; then # the last KEEP are still there
         b=$(stat -c %s "$path")

@@ -10,6 +10,7 @@
 #   the machine, MPI    nproc_all, host_line, mpitrain_line, mpi_env,
 #                       mpi_env_oversubscribe
 #   timing              now_ns, secs_between, ms_per_step
+#   checkpoints         ckpt_lines
 #   GPT benchmarks      gpt_bench_sets
 #   the all-reduce floor allreduce_floor_bin, allreduce_floor
 # It defines functions and sets MT_PROG, MT_DIE_STATUS and MT_MPI_ROOT_ENV,
@@ -128,6 +129,20 @@ ms_per_step() {
     else
         sed -n 's/^ms\/step \([0-9.]*\).*/\1/p' "$2" | tail -n 1
     fi
+}
+
+# ---- checkpoints ----
+
+# ckpt_lines LOG: one line per checkpoint rank 0 published in LOG (mpitrain's
+#   checkpoint: step S -> PATH (X MB in T s = R MB/s; sha256 H s; training stalled S2 s)
+# ), as "S X T H S2 PATH": the path last, so that `read -r s x t h s2 path`
+# keeps one with spaces whole. A line of a binary before checkpoint.async
+# (it ended "; sha256 H s)") gives "-" for S2. The other "checkpoint:" lines
+# (a wait for the write in flight, a removal) give nothing.
+ckpt_lines() {
+    local head='^checkpoint: step ([0-9]+) -> (.*) \(([0-9.]+) MB in ([0-9.]+) s = [0-9.]+ MB/s; sha256 ([0-9.]+) s'
+    sed -n -E -e "s|$head; training stalled ([0-9.]+) s\)\$|\1 \3 \4 \5 \6 \2|p" \
+        -e "s|$head\)\$|\1 \3 \4 \5 - \2|p" "$1"
 }
 
 # ---- the GPT benchmarks ----
