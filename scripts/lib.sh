@@ -96,7 +96,8 @@ text_shards() {
 
 # median X...: the middle value, or the mean of the two middle ones
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=int((NR+1)/2); print (NR%2) ? v[m] : (v[m]+v[m+1])/2}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; } # ratio A B: A / B, 2 decimals
+# ratio A B [DIGITS]: A / B with DIGITS decimals (default 2)
+ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN {printf "%." d "f", a / b}'; }
 
 # ---- the machine and MPI ----
 
