@@ -85,6 +85,7 @@ run ckpt 1 --set checkpoint.every_steps=5 --set checkpoint.keep_last=2
 params=$(sed -n 's/^model: .* | \([0-9]*\) parameters | .*/\1/p' "$OUT/np1.log" | head -n 1)
 [[ -n "$params" ]] || fail "no parameter count in the np1 run's header" "$OUT/np1.log"
 floor() { allreduce_floor "$FLOOR" "$1" "$2" "$OUT/floor_$1_$2.log" median; } # floor NP FLOATS
+ckpt_lines "$OUT/ckpt.log" >"$OUT/ckpt_lines.txt"
 echo "run floor ..." >&2
 f2s=$(floor 2 1) f4s=$(floor 4 1) f2g=$(floor 2 "$params") f4g=$(floor 4 "$params")
 /usr/bin/python3 - "$OUT" "$params" "$BATCH" "$(nproc_all)" "$(host_line "$(nproc_all)")" \
@@ -102,8 +103,8 @@ def gradsync(name, key):
     if not f:
         sys.exit(f"bench_scale.sh: error: no run.json of run {name}")
     return json.load(open(f[0]))["result"]["gradsync"].get(key)
-ck = re.findall(r"^checkpoint: step \d+ -> (\S+) \(([0-9.]+) MB in ([0-9.]+) s = [0-9.]+ MB/s; sha256 ([0-9.]+) s\)",
-                open(f"{out}/ckpt.log").read(), re.M)
+# "STEP MB WRITE_S HASH_S STALL_S PATH" per checkpoint (lib.sh's ckpt_lines)
+ck = [l.split(maxsplit=5) for l in open(f"{out}/ckpt_lines.txt") if l.strip()]
 if not ck:
     sys.exit(f"bench_scale.sh: error: no checkpoint line in {out}/ckpt.log")
 crit = gradsync("np2_flat", "exposed_tail_critical_ms")
@@ -121,5 +122,5 @@ json.dump({
 PY
 png=()
 [[ -n "$PNG" ]] && png=(--png "$PNG")
-echo "$(mpitrain_line "$("$BIN" --version)" "$BIN")"
+mpitrain_line "$("$BIN" --version)" "$BIN"
 /usr/bin/python3 "$ROOT/scripts/scale_model.py" "$OUT/measured.json" "${png[@]}" "${MODEL_ARGS[@]}"

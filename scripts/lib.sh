@@ -10,6 +10,7 @@
 #   the machine, MPI    nproc_all, host_line, mpitrain_line, mpi_env,
 #                       mpi_env_oversubscribe
 #   timing              now_ns, secs_between, ms_per_step
+#   checkpoints         ckpt_lines
 #   GPT benchmarks      gpt_bench_sets
 #   the all-reduce floor allreduce_floor_bin, allreduce_floor
 # It defines functions and sets MT_PROG, MT_DIE_STATUS and MT_MPI_ROOT_ENV,
@@ -95,7 +96,8 @@ text_shards() {
 
 # median X...: the middle value, or the mean of the two middle ones
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m=int((NR+1)/2); print (NR%2) ? v[m] : (v[m]+v[m+1])/2}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; } # ratio A B: A / B, 2 decimals
+# ratio A B [DIGITS]: A / B with DIGITS decimals (default 2)
+ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN {printf "%." d "f", a / b}'; }
 
 # ---- the machine and MPI ----
 
@@ -128,6 +130,20 @@ ms_per_step() {
     else
         sed -n 's/^ms\/step \([0-9.]*\).*/\1/p' "$2" | tail -n 1
     fi
+}
+
+# ---- checkpoints ----
+
+# ckpt_lines LOG: one line per checkpoint rank 0 published in LOG (mpitrain's
+#   checkpoint: step S -> PATH (X MB in T s = R MB/s; sha256 H s; training stalled S2 s)
+# ), as "S X T H S2 PATH": the path last, so that `read -r s x t h s2 path`
+# keeps one with spaces whole. A line of a binary before checkpoint.async
+# (it ended "; sha256 H s)") gives "-" for S2. The other "checkpoint:" lines
+# (a wait for the write in flight, a removal) give nothing.
+ckpt_lines() {
+    local head='^checkpoint: step ([0-9]+) -> (.*) \(([0-9.]+) MB in ([0-9.]+) s = [0-9.]+ MB/s; sha256 ([0-9.]+) s'
+    sed -n -E -e "s|$head; training stalled ([0-9.]+) s\)\$|\1 \3 \4 \5 \6 \2|p" \
+        -e "s|$head\)\$|\1 \3 \4 \5 - \2|p" "$1"
 }
 
 # ---- the GPT benchmarks ----
