@@ -401,8 +401,8 @@ step_00000050.h5 step_00000050.h5.sha256 step_7.h5"
     else
         bad "retention: got $got"
     fi
-    [ "$(grep -c '^checkpoint: step' "$TMP/r.log")" = 10 ] && ok "retention: 10 checkpoints written" ||
-        bad "retention: $(grep -c '^checkpoint: step' "$TMP/r.log") checkpoints written"
+    [ "$(grep -c '^checkpoint: step [0-9]* -> ' "$TMP/r.log")" = 10 ] && ok "retention: 10 checkpoints written" ||
+        bad "retention: $(grep -c '^checkpoint: step [0-9]* -> ' "$TMP/r.log") checkpoints written"
     [ "$(cat "$CK/latest")" = step_00000050.h5 ] && ok "retention: latest = step 50" || bad "latest"
     (cd "$CK" && sha256sum -c --quiet step_*.h5.sha256) && ok "retention: kept files match their .sha256" ||
         bad "retention: sha256 mismatch"
