@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -27,6 +28,8 @@
 #include "io/checkpoint.h"
 #include "io/checkpoint_private.h"
 #include "parallel/watchdog.h"
+
+#define HASH_NICE 10 /* a hash job's nice value (0 = the training's, 19 = the least) */
 
 struct mt_ckpt_bg {
     mt_comm main;   /* the caller's grid: the main thread agrees over its world */
@@ -76,6 +79,13 @@ int mt_ckpt_bg_open(mt_ckpt_bg **bg, const mt_comm *c, int writes, mt_err *e) {
 static void *run(void *arg) {
     mt_ckpt_bg *b = arg;
     mt_watchdog_unwatched_thread();
+    /* A hash job has the whole checkpoint interval and no partner: on a host
+     * whose cores the training fills it runs in the training's gaps (Linux
+     * takes a thread id here: this thread only). A write job stays at the
+     * training's priority: its collective I/O waits for the slowest rank's
+     * thread, and starved writers made every next checkpoint wait
+     * (docs/BENCHMARKS.md). */
+    if (!b->write) setpriority(PRIO_PROCESS, (id_t)gettid(), HASH_NICE);
     mt_err e = {0};
     mt_ckpt_bg_result *res = &b->res;
     if (b->write)
