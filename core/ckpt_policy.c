@@ -184,27 +184,34 @@ static void meta_of(const mt_run *r, int64_t done, mt_ckpt_meta *m) {
     snprintf(m->resumed_from, sizeof m->resumed_from, "%s", r->resume_path);
 }
 
-/* Rank 0, after the file is valid and durable and its .sha256 written:
- * point `latest` at it, register it as a model version, then apply
- * retention. */
-static int publish(mt_run *r, const mt_ckpt_bg_result *res, double write_s, mt_err *e) {
+/*
+ * Rank 0, in the background job's thread (mt_ckpt_done_fn), once the file
+ * is durable on every rank and its .sha256 written: points `latest` at it,
+ * registers it as a model version, applies retention. It runs beside the
+ * training thread, so it reads only what that thread leaves alone while a
+ * job is pending: the job's description (r->ckpt_job, set before the job
+ * started), the config and the run's identity; it writes the registry,
+ * the checkpoint folder, r->ckpt_last* and r->retire_err, which the
+ * training thread reads only after mt_ckpt_bg_wait.
+ */
+static int publish(const mt_ckpt_bg_result *res, void *ctx, mt_err *e) {
+    mt_run *r = ctx;
     const mt_config *cfg = &r->cfg;
     const char *path = r->ckpt_job.path, *sha = res->sha256;
+    int async = cfg->checkpoint.async;
+    double write_s = async ? res->write_s : r->ckpt_job.write_s;
     struct stat st = {0};
     stat(path, &st);
     double mb = (double)st.st_size / 1e6;
     printf("checkpoint: step %lld -> %s (%.1f MB in %.3f s = %.1f MB/s; sha256 %.3f s; "
            "training stalled %.3f s)\n",
            (long long)r->ckpt_job.step, path, mb, write_s, mb / write_s, res->hash_s,
-           r->ckpt_job.stall_s);
+           r->ckpt_job.stall_s + (async ? res->stage_s : 0.0));
     mt_ckpt_set_latest(r->ckpt_dir, r->ckpt_job.name, e);
-    /* the record carries the metrics of the checkpoint's step, not of the
-     * step the job is published at */
-    mt_run_metrics now = r->last;
-    r->last = r->ckpt_job.metrics;
+    /* the record carries the metrics of the checkpoint's step */
     if (!e->code)
-        mt_run_register_checkpoint(r, path, sha, (int64_t)st.st_size, r->ckpt_job.step, e);
-    r->last = now;
+        mt_run_register_checkpoint(r, path, sha, (int64_t)st.st_size, r->ckpt_job.step,
+                                   &r->ckpt_job.metrics, e);
     if (!e->code)
         mt_ckpt_retain(r->ckpt_dir, cfg->checkpoint.keep_last, cfg->checkpoint.keep_every, stdout,
                        mt_run_on_ckpt_removed, r, e);
@@ -229,7 +236,7 @@ int mt_run_ckpt_finish(mt_run *r, int64_t waiting_for, mt_err *e) {
     if (waiting_for > 0) mt_coll_max_ints(c->world, &busy, 1);
     mt_ckpt_bg_result res;
     mt_err we = {0};
-    mt_ckpt_bg_wait(r->ckpt_bg, &res, &we);
+    mt_ckpt_bg_wait(r->ckpt_bg, &res, &we); /* rank 0's thread has published it */
     r->ckpt_job.pending = 0;
     if (mt_comm_agree(c, &we)) {
         if (!e->code) *e = we;
@@ -237,7 +244,6 @@ int mt_run_ckpt_finish(mt_run *r, int64_t waiting_for, mt_err *e) {
     }
     double waited = mt_wtime() - t0;
     int async = r->cfg.checkpoint.async;
-    double write_s = async ? res.write_s : r->ckpt_job.write_s;
     int waited_busy = waiting_for > 0 && busy;
     if (c->rank == 0 && waited_busy)
         printf("checkpoint: step %lld waited %.3f s for the %s of step %lld, still in flight "
@@ -246,14 +252,9 @@ int mt_run_ckpt_finish(mt_run *r, int64_t waiting_for, mt_err *e) {
                (long long)r->ckpt_job.step, async ? "one is written" : "rank 0 hashes one");
     if (waited_busy) r->ckpt_waits++, r->ckpt_wait_s += waited;
     if (res.stage_mb > 0) r->ckpt_stage_mb = res.stage_mb;
-    /* publishing into an error of its own: one rank 0 already holds (from
-     * this step) must not leave the job half published */
-    mt_err pe = {0};
-    if (c->rank == 0) publish(r, &res, write_s, &pe);
-    if (pe.code && !e->code) *e = pe;
-    /* what it took from the copy to the .sha256 (train.time_limit's estimate) */
-    r->ckpt_last_s = r->ckpt_job.stall_s + (async ? write_s : 0.0) + res.hash_s;
-    return mt_comm_agree(c, e);
+    /* what it took from the copy to the .sha256 (train.time_limit's estimate, rank 0) */
+    r->ckpt_last_s = r->ckpt_job.stall_s + (async ? res.stage_s + res.write_s : 0.0) + res.hash_s;
+    return MT_OK;
 }
 
 /* Writes the checkpoint of step done, or starts its background write. */
@@ -281,30 +282,33 @@ int mt_run_save_checkpoint(mt_run *r, int64_t done, mt_err *e) {
         mt_state_views_free(&sv);
         return e->code;
     }
+    /* the job's description, which publish reads in the job's thread */
+    r->ckpt_job.step = done;
+    snprintf(r->ckpt_job.name, sizeof r->ckpt_job.name, "%s", name);
+    snprintf(r->ckpt_job.path, sizeof r->ckpt_job.path, "%s", path);
+    r->ckpt_job.t0 = t1;
+    r->ckpt_job.metrics = r->last;
     if (r->cfg.checkpoint.async) {
         /* the live buffers are copied; a host copy of device memory is
          * itself the staging copy (nothing writes it until the wait) */
         int copy = r->hp == &r->params;
+        r->ckpt_job.write_s = 0.0;
+        r->ckpt_job.stall_s = mt_wtime() - t1; /* publish adds the copy's time */
         mt_ckpt_bg_write(r->ckpt_bg, path, &m, r->config_text, sv.v, sv.n, copy,
-                         r->cfg.checkpoint.timeout, e);
+                         r->cfg.checkpoint.timeout, publish, r, e);
     } else {
         /* the file is durable on return; rank 0 hashes it while every rank trains on */
         mt_ckpt_write(c, path, &m, r->config_text, sv.v, sv.n, r->cfg.checkpoint.timeout, &write_s,
                       NULL, e);
-        if (!e->code && c->rank == 0) mt_ckpt_bg_hash(r->ckpt_bg, path, e);
+        r->ckpt_job.write_s = write_s;
+        r->ckpt_job.stall_s = mt_wtime() - t1;
+        if (!e->code && c->rank == 0) mt_ckpt_bg_hash(r->ckpt_bg, path, publish, r, e);
         mt_comm_agree(c, e);
     }
     mt_state_views_free(&sv);
     if (e->code) return e->code;
     double now = mt_wtime();
     r->ckpt_job.pending = 1;
-    r->ckpt_job.step = done;
-    snprintf(r->ckpt_job.name, sizeof r->ckpt_job.name, "%s", name);
-    snprintf(r->ckpt_job.path, sizeof r->ckpt_job.path, "%s", path);
-    r->ckpt_job.write_s = write_s;
-    r->ckpt_job.stall_s = now - t1;
-    r->ckpt_job.t0 = t1;
-    r->ckpt_job.metrics = r->last;
     r->ckpt_count++;
     r->ckpt_stall_sum += now - t1;
     if (now - t1 > r->ckpt_stall_max) r->ckpt_stall_max = now - t1;

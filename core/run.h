@@ -155,9 +155,10 @@ int mt_run_open_folder(mt_run *r, mt_err *e);
 /* Rank 0: run.json with result (taken over; NULL: none yet). */
 int mt_run_write_record(mt_run *r, cJSON *result, mt_err *e);
 /* Rank 0: a registry event of type (CHECKPOINT: the checkpoint written at
- * step; COMPLETE: the model file model_path; ABORT; FAIL). */
+ * step, with metrics m, from the background job's thread; COMPLETE: the
+ * model file model_path; ABORT; FAIL). */
 int mt_run_register_checkpoint(mt_run *r, const char *path, const char *sha, int64_t bytes,
-                               int64_t step, mt_err *e);
+                               int64_t step, const mt_run_metrics *m, mt_err *e);
 int mt_run_register_end(mt_run *r, const char *type, const char *model_path, int64_t step,
                         const mt_eval *ev, const char *why, const char *reason, int code,
                         mt_err *e);

@@ -52,8 +52,7 @@ static void lineage_of(const mt_run *r, mt_lineage *l) {
     l->parent_step = r->resumed.step;
 }
 
-static mt_lineage_metrics metrics_at(const mt_run *r, int64_t step) {
-    const mt_run_metrics *m = &r->last;
+static mt_lineage_metrics metrics_of(const mt_run_metrics *m, int64_t step) {
     mt_lineage_metrics lm = {step,  m->loss,      m->train_acc, m->grad_norm,
                              m->lr, m->test_loss, m->test_acc};
     return lm;
@@ -201,14 +200,14 @@ int mt_run_open_folder(mt_run *r, mt_err *e) {
 }
 
 int mt_run_register_checkpoint(mt_run *r, const char *path, const char *sha, int64_t bytes,
-                               int64_t step, mt_err *e) {
+                               int64_t step, const mt_run_metrics *m, mt_err *e) {
     if (!r->registry[0]) return MT_OK;
     mt_lineage l;
     lineage_of(r, &l);
     cJSON *ev = mt_lineage_event(&l, "CHECKPOINT");
     mt_lineage_add_output(ev, "checkpoint", path, sha, bytes);
     mt_lineage_add_model(ev, &l, path, sha, bytes, step);
-    mt_lineage_metrics mm = metrics_at(r, step);
+    mt_lineage_metrics mm = metrics_of(m, step);
     mt_lineage_add_metrics(ev, &mm);
     int64_t version;
     if (!registry_append(r, ev, &version, e))
@@ -234,7 +233,7 @@ int mt_run_register_end(mt_run *r, const char *type, const char *model_path, int
     if (r->ckpt_last[0])
         mt_lineage_add_output(rec, "checkpoint", r->ckpt_last, r->ckpt_last_sha,
                               r->ckpt_last_bytes);
-    mt_lineage_metrics mm = metrics_at(r, step);
+    mt_lineage_metrics mm = metrics_of(&r->last, step);
     if (ev) mm.test_loss = ev->loss, mm.test_acc = ev->accuracy;
     mt_lineage_add_metrics(rec, &mm);
     if (why) {
@@ -272,7 +271,7 @@ void mt_run_record_failure(mt_run *r, const mt_err *e) {
     mt_lineage l;
     lineage_of(r, &l);
     cJSON *ev = mt_lineage_event(&l, "FAIL");
-    mt_lineage_metrics mm = metrics_at(r, r->step_done);
+    mt_lineage_metrics mm = metrics_of(&r->last, r->step_done);
     mt_lineage_add_metrics(ev, &mm);
     mt_lineage_add_result(ev, "failed", e->code, e->msg, NULL);
     mt_err quiet = {0};

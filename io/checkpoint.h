@@ -144,9 +144,16 @@ typedef struct mt_ckpt_bg mt_ckpt_bg;
 typedef struct {
     double write_s;  /* create to rename, as mt_ckpt_write's (rank 0; 0 for a hash job) */
     double hash_s;   /* rank 0's SHA-256 and sidecar */
-    double stage_mb; /* what this rank copied to staging memory */
+    double stage_s;  /* this rank's staging copy, seconds */
+    double stage_mb; /* what it copied */
     char sha256[72]; /* the file's (rank 0) */
 } mt_ckpt_bg_result;
+/* Rank 0's thread calls it once the file is complete, durable on every
+ * rank and its .sha256 written, with the job's figures: the caller's
+ * publication (`latest`, records, retention), as early as the file allows.
+ * It runs beside the training thread: it may touch only what that thread
+ * leaves alone until mt_ckpt_bg_wait. Its error is the job's. */
+typedef int (*mt_ckpt_done_fn)(const mt_ckpt_bg_result *res, void *ctx, mt_err *e);
 
 /* Collective over c->world: the jobs' thread state and, when writes (write
  * jobs will come, not only hash jobs), a duplicate of c->world for the
@@ -161,17 +168,19 @@ void mt_ckpt_bg_close(mt_ckpt_bg *bg);
  * staging copy, such as the host copy of device memory, which the caller
  * leaves unchanged until mt_ckpt_bg_wait), then returns while a thread
  * writes path exactly as mt_ckpt_write does over the duplicate
- * communicator, and rank 0's thread then writes path.sha256. Needs
+ * communicator, and rank 0's thread then writes path.sha256 and calls
+ * done(ctx) (NULL: nothing). Needs
  * MPI_THREAD_MULTIPLE (c->thread_multiple). The thread blocks every signal
  * (the main thread takes them) and waits on no watchdog (parallel.timeout);
  * checkpoint.timeout's alarm covers it as it covers a synchronous write.
  */
 int mt_ckpt_bg_write(mt_ckpt_bg *bg, const char *path, const mt_ckpt_meta *meta,
                      const char *config_text, const mt_tensor_view *views, int n, int copy,
-                     double timeout_s, mt_err *e);
+                     double timeout_s, mt_ckpt_done_fn done, void *ctx, mt_err *e);
 /* Rank 0, not collective: a hash job: mt_ckpt_write_sidecar of path (a
- * complete, durable checkpoint) in the thread. No MPI, no HDF5. */
-int mt_ckpt_bg_hash(mt_ckpt_bg *bg, const char *path, mt_err *e);
+ * complete, durable checkpoint) in the thread, then done(ctx). No MPI, no
+ * HDF5. */
+int mt_ckpt_bg_hash(mt_ckpt_bg *bg, const char *path, mt_ckpt_done_fn done, void *ctx, mt_err *e);
 /* 1 while this rank's thread still works on the job (without waiting). */
 int mt_ckpt_bg_busy(const mt_ckpt_bg *bg);
 /* Not collective: waits for this rank's part of the job (none: returns at

@@ -29,7 +29,7 @@
 #include "io/checkpoint_private.h"
 #include "parallel/watchdog.h"
 
-#define HASH_NICE 10 /* a hash job's nice value (0 = the training's, 19 = the least) */
+#define HASH_NICE 10 /* a hash job's nice value above the training's (19 at most) */
 
 struct mt_ckpt_bg {
     mt_comm main;   /* the caller's grid: the main thread agrees over its world */
@@ -44,6 +44,8 @@ struct mt_ckpt_bg {
     mt_ckpt_meta meta;
     const char *config_text;
     double timeout_s;
+    mt_ckpt_done_fn done; /* rank 0's publication, after the hash */
+    void *ctx;
     mt_tensor_view *staged; /* the views over the staging copy */
     int n, cap;
     float *stage; /* staging memory (floats), kept for the next job */
@@ -85,7 +87,13 @@ static void *run(void *arg) {
      * training's priority: its collective I/O waits for the slowest rank's
      * thread, and starved writers made every next checkpoint wait
      * (docs/BENCHMARKS.md). */
-    if (!b->write) setpriority(PRIO_PROCESS, (id_t)gettid(), HASH_NICE);
+    if (!b->write) { /* relative to the process's own nice value, at most 19 */
+        errno = 0;
+        int base = getpriority(PRIO_PROCESS, (id_t)gettid());
+        if (errno == 0)
+            setpriority(PRIO_PROCESS, (id_t)gettid(),
+                        base + HASH_NICE > 19 ? 19 : base + HASH_NICE);
+    }
     mt_err e = {0};
     mt_ckpt_bg_result *res = &b->res;
     if (b->write)
@@ -95,6 +103,7 @@ static void *run(void *arg) {
         double t0 = seconds();
         if (mt_ckpt_write_sidecar(b->path, res->sha256, &e)) e.code = MT_ERR_CKPT;
         res->hash_s = seconds() - t0;
+        if (!e.code && b->done) b->done(res, b->ctx, &e);
     }
     b->err = e;
     atomic_store(&b->busy, 0);
@@ -168,6 +177,7 @@ static int stage(mt_ckpt_bg *b, const mt_tensor_view *views, int n, int copy, mt
                               (double)need * sizeof(float) / 1e6);
         b->stage_cap = need;
     }
+    double t0 = seconds();
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         const mt_tensor_view *v = &views[i];
@@ -187,13 +197,14 @@ static int stage(mt_ckpt_bg *b, const mt_tensor_view *views, int n, int copy, mt
         }
     }
     b->n = n;
+    b->res.stage_s = seconds() - t0;
     b->res.stage_mb = copy ? (double)need * sizeof(float) / 1e6 : 0.0;
     return MT_OK;
 }
 
 int mt_ckpt_bg_write(mt_ckpt_bg *bg, const char *path, const mt_ckpt_meta *meta,
                      const char *config_text, const mt_tensor_view *views, int n, int copy,
-                     double timeout_s, mt_err *e) {
+                     double timeout_s, mt_ckpt_done_fn done, void *ctx, mt_err *e) {
     const mt_comm *c = &bg->comm;
     if (c->world == MPI_COMM_NULL)
         mt_err_set(e, MT_ERR_INTERNAL, "a checkpoint writer set up for hashes was asked to write");
@@ -210,6 +221,7 @@ int mt_ckpt_bg_write(mt_ckpt_bg *bg, const char *path, const mt_ckpt_meta *meta,
     bg->meta = *meta;
     bg->config_text = config_text;
     bg->timeout_s = timeout_s;
+    bg->done = done, bg->ctx = ctx;
     start(bg, e);
     if (mt_comm_agree(&bg->main, e) && bg->running) { /* another rank's thread did not start */
         fprintf(stderr, "mpitrain: error: a checkpoint writer thread did not start; exiting\n");
@@ -218,10 +230,11 @@ int mt_ckpt_bg_write(mt_ckpt_bg *bg, const char *path, const mt_ckpt_meta *meta,
     return e->code;
 }
 
-int mt_ckpt_bg_hash(mt_ckpt_bg *bg, const char *path, mt_err *e) {
+int mt_ckpt_bg_hash(mt_ckpt_bg *bg, const char *path, mt_ckpt_done_fn done, void *ctx, mt_err *e) {
     if (set_path(bg, path, e)) return e->code;
     bg->write = 0;
     bg->n = 0;
+    bg->done = done, bg->ctx = ctx;
     return start(bg, e);
 }
 

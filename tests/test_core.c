@@ -484,6 +484,7 @@ static void test_fault_spec(void) {
                                  "nan:step=4",
                                  "nan:step=4:rank=2",
                                  "signal:rank=1:step=5:sig=TERM:during=checkpoint",
+                                 "kill:rank=0:step=1:during=checkpoint",
                                  "signal:rank=0:step=1:sig=SIGUSR1,nan:step=2"};
     static const char *bad[] = {"boom",
                                 "kill:step=3",
@@ -498,7 +499,8 @@ static void test_fault_spec(void) {
                                 "kill:rank=-1:step=2",
                                 "signal:rank=0:step=1:sig=INT:during=eval",
                                 "stall:rank=0:step=1:during=eval",
-                                "kill:rank=0:step=1:during=checkpoint",
+                                "kill:rank=0:step=1:during=eval",
+                                "nan:step=1:during=checkpoint",
                                 "nan:step=1,",
                                 "kill:rank=1:step=2:extra"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
