@@ -207,11 +207,9 @@ static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *
         int in_flight = r->ckpt_job.pending; /* a checkpoint job runs beside this step */
         step_totals tot = train_step(r, step, t_ckpt, t_step, &norm, e);
         if (tot.failed > 0) return mt_comm_agree(r->comm, e);
-        /* every rank's part of the checkpoint job is done: publish it */
-        if (tot.writing == 0 && r->ckpt_job.pending) {
-            mt_watchdog_phase("checkpoint", step + 1, 0); /* rank 0 publishes: no deadline */
-            if (mt_run_ckpt_finish(r, 0, e)) return e->code;
-        }
+        /* every rank's part of the checkpoint job is done (rank 0's thread
+         * has published it): join and agree on its error */
+        if (tot.writing == 0 && mt_run_ckpt_finish(r, 0, e)) return e->code;
         double loss = tot.loss_sum / (double)labels;
         int skipped = !isfinite(loss) || !isfinite(norm);
         if (skipped && nan_policy(r, loss, norm, step, e)) return e->code;

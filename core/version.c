@@ -10,7 +10,26 @@
 #include "parallel/collectives.h"
 #include "parallel/xcomm.h"
 
-void mt_version_get(mt_version_info *info) {
+static void fill(mt_version_info *info);
+
+/* Filled once: the libraries do not change in a process, and a checkpoint
+ * job's thread (rank 0's registry records) then only reads it, never
+ * calling MPI, HDF5 or OpenBLAS's version queries beside the training. The
+ * trainer's first call comes on its main thread, after the device is set
+ * up (the run folder's record), before any checkpoint job. */
+static mt_version_info cached;
+static int have_cached;
+
+void mt_version_get(mt_version_info *out) {
+    if (!have_cached) {
+        mt_version_info *info = &cached;
+        fill(info);
+        have_cached = 1;
+    }
+    *out = cached;
+}
+
+static void fill(mt_version_info *info) {
     memset(info, 0, sizeof *info);
     info->version = MT_VERSION;
     info->commit = MT_GIT_COMMIT;

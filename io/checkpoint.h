@@ -178,8 +178,9 @@ int mt_ckpt_bg_write(mt_ckpt_bg *bg, const char *path, const mt_ckpt_meta *meta,
                      const char *config_text, const mt_tensor_view *views, int n, int copy,
                      double timeout_s, mt_ckpt_done_fn done, void *ctx, mt_err *e);
 /* Rank 0, not collective: a hash job: mt_ckpt_write_sidecar of path (a
- * complete, durable checkpoint) in the thread, then done(ctx). No MPI, no
- * HDF5. */
+ * complete, durable checkpoint) in the thread, then done(ctx). The job
+ * itself calls no MPI and no HDF5 (done must not either: MPI may be
+ * FUNNELED in sync mode). */
 int mt_ckpt_bg_hash(mt_ckpt_bg *bg, const char *path, mt_ckpt_done_fn done, void *ctx, mt_err *e);
 /* 1 while this rank's thread still works on the job (without waiting). */
 int mt_ckpt_bg_busy(const mt_ckpt_bg *bg);

@@ -87,10 +87,12 @@ static void *run(void *arg) {
      * training's priority: its collective I/O waits for the slowest rank's
      * thread, and starved writers made every next checkpoint wait
      * (docs/BENCHMARKS.md). */
+    int base = 0, niced = 0;
     if (!b->write) { /* relative to the process's own nice value, at most 19 */
         errno = 0;
-        int base = getpriority(PRIO_PROCESS, (id_t)gettid());
-        if (errno == 0)
+        base = getpriority(PRIO_PROCESS, (id_t)gettid());
+        niced = errno == 0;
+        if (niced)
             setpriority(PRIO_PROCESS, (id_t)gettid(),
                         base + HASH_NICE > 19 ? 19 : base + HASH_NICE);
     }
@@ -103,6 +105,10 @@ static void *run(void *arg) {
         double t0 = seconds();
         if (mt_ckpt_write_sidecar(b->path, res->sha256, &e)) e.code = MT_ERR_CKPT;
         res->hash_s = seconds() - t0;
+        /* the publication (`latest`, the registry's lock) at the training's
+         * priority: root may lower a nice value, other users cannot (then
+         * it stays at the hash's; best effort) */
+        if (niced) setpriority(PRIO_PROCESS, (id_t)gettid(), base);
         if (!e.code && b->done) b->done(res, b->ctx, &e);
     }
     b->err = e;
