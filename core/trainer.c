@@ -378,9 +378,9 @@ int mt_train(mt_comm *comm, const mt_train_args *args, mt_err *e) {
             /* the checkpoint in flight is complete and published before
              * anything else (after a failure too: it is a good checkpoint) */
             mt_err late = {0};
-            mt_watchdog_phase("finish", r->step_done, 0); /* rank 0 may still be hashing */
+            /* no deadline: rank 0 may still be hashing, then writes the model file */
+            mt_watchdog_phase("finish", r->step_done, 0);
             if (mt_run_ckpt_finish(r, 0, failed ? &late : e)) failed = 1;
-            mt_watchdog_phase("finish", r->step_done, 0); /* rank 0 writes the model file */
             if (!failed) {
                 if (stopped)
                     finish_stopped(r, ms, stopped, e);

@@ -10,25 +10,6 @@
 #include "parallel/collectives.h"
 #include "parallel/xcomm.h"
 
-static void fill(mt_version_info *info);
-
-/* Filled once: the libraries do not change in a process, and a checkpoint
- * job's thread (rank 0's registry records) then only reads it, never
- * calling MPI, HDF5 or OpenBLAS's version queries beside the training. The
- * trainer's first call comes on its main thread, after the device is set
- * up (the run folder's record), before any checkpoint job. */
-static mt_version_info cached;
-static int have_cached;
-
-void mt_version_get(mt_version_info *out) {
-    if (!have_cached) {
-        mt_version_info *info = &cached;
-        fill(info);
-        have_cached = 1;
-    }
-    *out = cached;
-}
-
 static void fill(mt_version_info *info) {
     memset(info, 0, sizeof *info);
     info->version = MT_VERSION;
@@ -45,6 +26,22 @@ static void fill(mt_version_info *info) {
     snprintf(info->cuda_driver, sizeof info->cuda_driver, "%s", bv.cuda_driver);
     snprintf(info->cublas, sizeof info->cublas, "%s", bv.cublas);
     mt_xcomm_nccl_version(info->nccl, sizeof info->nccl);
+}
+
+/* Filled once: the libraries do not change in a process, and a checkpoint
+ * job's thread (rank 0's registry records) then only reads it, never
+ * calling MPI, HDF5 or OpenBLAS's version queries beside the training. The
+ * trainer's first call comes on its main thread, after the device is set
+ * up (the run folder's record), before any checkpoint job. */
+static mt_version_info cached;
+static int have_cached;
+
+void mt_version_get(mt_version_info *out) {
+    if (!have_cached) {
+        fill(&cached);
+        have_cached = 1;
+    }
+    *out = cached;
 }
 
 void mt_version_print(FILE *f) {
