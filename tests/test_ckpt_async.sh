@@ -9,7 +9,9 @@
 #                async run also under parallel.timeout, whose watchdog the
 #                writer thread stays out of): every checkpoint, the model
 #                file and every logged loss bitwise equal; run.json says
-#                async; each async checkpoint verifies with its .sha256
+#                async; each async checkpoint verifies with its .sha256;
+#                the registry's CHECKPOINT records (sync and async) carry
+#                the loss of their own step
 #   layouts      GPT, sync vs async, bitwise at every checkpoint under
 #                dp 2 with zero=1 (ranged optimizer views), tp 2 (split
 #                tensors), pp 2 (the tied embedding's mirror), and dp 2
@@ -109,6 +111,19 @@ mode=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["result"]["ch
 [ "$mode" = async ] && ok "same_file: run.json result.checkpoints.mode = async" || bad "same_file: mode '$mode'"
 verify "same_file: the async checkpoints" "$(ckdir async)"/step_*.h5
 latest_is same_file "$(ckdir async)" 20
+# the registry's CHECKPOINT records carry their own step's metrics, though
+# they are published a step or more later (by rank 0's job thread)
+for m in sync async; do
+    got=$($PY -c 'import json,sys
+loss = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[2])}
+ev = [json.loads(l) for l in open(sys.argv[1])]
+ck = [e for e in ev if e["eventType"] == "CHECKPOINT"]
+bad = [(e["model"]["step"], e["metrics"]["step"], e["metrics"]["loss"]) for e in ck
+       if e["metrics"]["step"] != e["model"]["step"] or e["metrics"]["loss"] != loss[e["model"]["step"]]]
+print(len(ck), bad)' "$TMP/$m/registry.jsonl" "$TMP/$m/mnist_mlp/0001/metrics.jsonl" 2>&1)
+    [ "$got" = "4 []" ] && ok "same_file: $m: the 4 CHECKPOINT records carry their step's loss" ||
+        bad "same_file: $m: CHECKPOINT records: $got"
+done
 REF=$(ckdir sync)/$(step_name $N)
 
 # ---- layouts: GPT, sync vs async, bitwise ----
