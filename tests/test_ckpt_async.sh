@@ -34,7 +34,10 @@
 #                the wait is logged, the run completes, every checkpoint
 #                verifies, the final one equals a sync run's
 #   bad_dir      checkpoint.dir under a regular file: one error line,
-#                the same non-zero status on both ranks, nothing trained
+#                the same non-zero status on both ranks, nothing trained;
+#                and a checkpoint.dir on a read-only file system (a tmpfs
+#                remounted read-only; skipped, saying why, without mount
+#                rights): refused at start-up, exit 4, one line
 #   timeout      checkpoint.timeout = 2 and the writers stalled for ever:
 #                every rank exits 4 with the timeout's line; step 5 stays
 #                `latest` and verifies
@@ -247,6 +250,30 @@ one_error_line bad_dir "$TMP/bad/err.0"
 [ "$(grep -c '^mpitrain: error:' "$TMP/bad/err.0")" = 1 ] && ok "bad_dir: exactly one error line" ||
     bad "bad_dir: $(grep -c '^mpitrain: error:' "$TMP/bad/err.0") error lines"
 grep -q '^step ' "$TMP/bad/out.0" && bad "bad_dir: trained anyway" || ok "bad_dir: nothing trained"
+
+# ---- bad_dir, read-only: a checkpoint.dir that exists but cannot be
+# written (a read-only tmpfs; needs mount rights) is refused at start-up,
+# not at the first background write
+mkdir -p "$TMP/ro"
+if mount -t tmpfs -o size=1m tmpfs "$TMP/ro" 2>"$TMP/mount.err" && mkdir "$TMP/ro/ck" &&
+    mount -o remount,ro "$TMP/ro" 2>>"$TMP/mount.err"; then
+    mkdir -p "$TMP/rob"
+    timeout 60 mpirun -np 2 bash -c "$WRAP" _ "$TMP/rob" "$MPITRAIN" "${MLP[@]}" --set run.dir="$TMP/rob/run" \
+        --set checkpoint.async=true --set checkpoint.dir="$TMP/ro/ck" >"$TMP/rob/launcher" 2>&1
+    s0=$(cat "$TMP/rob/status.0" 2>/dev/null) s1=$(cat "$TMP/rob/status.1" 2>/dev/null)
+    [ "$s0" = 4 ] && [ "$s1" = 4 ] && ok "bad_dir, read-only: both ranks exit 4" ||
+        bad "bad_dir, read-only: statuses '$s0' '$s1'"
+    [ "$(grep -c '^mpitrain: error:' "$TMP/rob/err.0")" = 1 ] &&
+        grep -q "^mpitrain: error: checkpoint.dir $TMP/ro/ck is not writable: Read-only file system" "$TMP/rob/err.0" &&
+        ok "bad_dir, read-only: one line: $(grep '^mpitrain: error:' "$TMP/rob/err.0" | cut -c1-120)" ||
+        { bad "bad_dir, read-only: not one 'not writable' line"; sed 's/^/   | /' "$TMP/rob/err.0"; }
+    grep -q '^step ' "$TMP/rob/out.0" && bad "bad_dir, read-only: trained anyway" ||
+        ok "bad_dir, read-only: nothing trained"
+    umount "$TMP/ro"
+else
+    umount "$TMP/ro" 2>/dev/null
+    echo "skip - bad_dir, read-only: cannot mount a read-only tmpfs here ($(head -1 "$TMP/mount.err"))"
+fi
 
 # ---- timeout: a writer that never finishes ----
 mkdir -p "$TMP/to"
