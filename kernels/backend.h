@@ -123,6 +123,57 @@ typedef struct mt_backend {
     /* SGD with momentum (PyTorch's): g += wd*p; buf = mom*buf + g; p -= lr*buf */
     void (*sgd_update)(float *p, const float *g, float *buf, size_t n, float lr, float momentum,
                        float wd);
+
+    /* ---- fused ops (train.fused = true). A backend that leaves one NULL
+     * runs the unfused ops above in its place (the CUDA backend until the GPU
+     * issue). Each is specified by the composition of unfused ops it
+     * replaces, and tests/test_backend_cmp.c compares it with that
+     * composition on the CPU backend (within fp32 rounding: a fused op may
+     * sum in another order). ---- */
+
+    /* Flash-style causal attention: attention_forward's out(B,T,C) without
+     * storing att; lse(B,NH,T) receives each query row's log-sum-exp of its
+     * scaled scores (max + log(sum exp(score - max)), natural log), all the
+     * backward needs. Tiled over queries and keys with an online softmax;
+     * memory beyond out and lse: O(tile^2) per thread. */
+    void (*flash_attention_forward)(float *out, float *lse, const float *qkv, int B, int T, int C,
+                                    int NH);
+    /* OVERWRITES dqkv(B,T,3C) with dL/dqkv from dout(B,T,C) and the forward's
+     * qkv, out and lse; the probabilities are recomputed tile by tile. */
+    void (*flash_attention_backward)(float *dqkv, const float *dout, const float *qkv,
+                                     const float *out, const float *lse, int B, int T, int C,
+                                     int NH);
+
+    /* res(N,C) = a + b (add), then layernorm_forward of res into out, mean,
+     * rstd; res may alias a or b. */
+    void (*residual_layernorm_forward)(float *res, float *out, float *mean, float *rstd,
+                                       const float *a, const float *b, const float *w,
+                                       const float *bias, int N, int C);
+
+    /* h(N,C) += bias(C) on every row (h keeps the pre-activation for the
+     * backward), then g(N,C) = gelu(h): bias_add then gelu_forward. */
+    void (*bias_gelu_forward)(float *h, float *g, const float *bias, int N, int C);
+    /* dx(N,C) = dy * gelu'(h) (gelu_backward; dx may alias dy), then
+     * ACCUMULATES db(C) += column sums of dx (bias_grad with beta 1). */
+    void (*gelu_bias_backward)(float *dx, float *db, const float *dy, const float *h, int N,
+                               int C);
+
+    /* Softmax cross-entropy in one pass, no probability matrix: returns the
+     * SUM of the N losses (as softmax_xent_forward) and OVERWRITES logits(N,V)
+     * with probs - onehot(labels), unscaled (softmax_xent_backward with scale
+     * 1; the caller folds its scale into the next matmul's alpha);
+     * *correct += rows whose arg-max (first on ties) is the label
+     * (count_correct on the logits before they are overwritten). */
+    double (*xent_fused)(float *logits, const int32_t *labels, int N, int V, int64_t *correct);
+
+    /* AdamW over many tensors in one pass: for each segment i, adamw_update
+     * of the n[i] elements at p + p_off[i] (gradient g + p_off[i], state m, v
+     * + s_off[i]) with weight decay wd[i], the gradient first multiplied by
+     * gscale (the clip factor; 1 = none). */
+    void (*adamw_multi)(float *p, const float *g, float *m, float *v, int nseg,
+                        const size_t *p_off, const size_t *s_off, const size_t *n,
+                        const float *wd, float gscale, float lr, float beta1, float beta2,
+                        float eps, float bc1, float bc2);
 } mt_backend;
 
 /* The CPU backend (OpenBLAS sgemm + C loops with OpenMP). */
