@@ -79,6 +79,7 @@ typedef struct {
         int64_t eval_windows;     /* GPT: validation sequences per evaluation; 0 = all */
         int device;               /* mt_device_kind */
         int precision;            /* mt_precision */
+        int fused;                /* the backend's fused ops (backend.h) where it has them */
         char time_limit[MT_CFG_STR_LEN]; /* "0" (off) | seconds | "auto" (the Slurm job's end) */
         double time_margin;              /* seconds kept free before the time limit */
         int nan_policy;                  /* mt_nan_policy */

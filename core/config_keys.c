@@ -120,6 +120,10 @@ const mt_cfg_key mt_cfg_keys[] = {
     {"train", "precision", MT_CFG_ENUM, "fp32", 0, 0, 0, 0, "fp32|bf16", OFF(train.precision),
      "matmul precision: fp32, or bf16 (operands rounded to bfloat16, fp32 accumulation; weights, "
      "optimizer state and checkpoints stay fp32; emulated, slowly, on the CPU)"},
+    {"train", "fused", MT_CFG_BOOL, "false", 0, 0, 0, 0, NULL, OFF(train.fused),
+     "fused kernels where the backend has them: flash-style attention (no T x T matrix), "
+     "residual + LayerNorm, bias + GELU, one-pass cross-entropy (no probability matrix), one "
+     "AdamW pass over all tensors; false = the separate ops (same math, other rounding order)"},
 
     {"parallel", "tp", MT_CFG_INT, "1", 1, 1024, 0, 0, NULL, OFF(parallel.tp),
      "tensor-parallel ranks: each layer's matrices split Megatron-style (MLP: pairs of column- "

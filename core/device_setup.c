@@ -79,6 +79,16 @@ int mt_run_setup_device(mt_run *r, mt_err *e) {
     else if (r->be->set_precision)
         r->be->set_precision(cfg->train.precision == MT_PREC_BF16);
     if (mt_comm_agree(c, e) || mt_comm_use_device(c, r->be, e)) return e->code;
+    if (c->rank == 0 && cfg->train.fused) {
+        char have[160], missing[160];
+        mt_backend_fused_ops(r->be, have, missing, sizeof have);
+        if (missing[0])
+            printf("fused ops (train.fused = true): %s; the %s backend lacks %s (the unfused "
+                   "ops run instead)\n",
+                   have, r->be->name, missing);
+        else
+            printf("fused ops (train.fused = true): %s\n", have);
+    }
     if (c->rank == 0) {
         const mt_xcomm *x[4] = {&c->xdp, &c->xtp, &c->xemb, &c->xpp};
         const char *what[4] = {"data-parallel gradient sums", "tensor-parallel sums",

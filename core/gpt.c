@@ -24,6 +24,7 @@ mt_gpt_config mt_gpt_config_of(const mt_config *cfg) {
                        (int)cfg->model.block_size,
                        (int)cfg->model.vocab_size,
                        (float)cfg->model.dropout,
+                       0,
                        0};
     return c;
 }
@@ -128,14 +129,15 @@ static int alloc_stored(mt_gpt *m, const mt_backend *be) {
     size_t N = (size_t)m->max_B * (size_t)m->max_T, C = (size_t)c->n_embd,
            V = (size_t)c->vocab_size;
     size_t Cl = (size_t)m->Cl, TT = (size_t)m->max_B * (size_t)m->NHl * (size_t)m->max_T * m->max_T;
+    size_t lse = (size_t)m->max_B * (size_t)m->NHl * (size_t)m->max_T; /* flash: att's stand-in */
     int bad = 0;
     /* bf16 storage: n values in (n + 1) / 2 floats */
 #define PACKED(n) (c->act_bf16 ? ((n) + 1) / 2 : (n))
     for (int l = m->l0; l < m->l1; l++) {
         mt_gpt_block *b = &m->block[l];
         ALLOC(b->ln1, PACKED(N * C)), ALLOC(b->ln1_mean, N), ALLOC(b->ln1_rstd, N);
-        ALLOC(b->qkv, PACKED(N * 3 * Cl)), ALLOC(b->atty, PACKED(N * Cl)),
-            ALLOC(b->att, PACKED(TT));
+        ALLOC(b->qkv, PACKED(N * 3 * Cl)), ALLOC(b->atty, PACKED(N * Cl));
+        ALLOC(b->att, m->use.flash ? lse : PACKED(TT));
         ALLOC(b->res2, PACKED(N * C)), ALLOC(b->ln2, PACKED(N * C)), ALLOC(b->ln2_mean, N);
         ALLOC(b->ln2_rstd, N), ALLOC(b->fch, PACKED(N * 4 * Cl));
         ALLOC(b->fch_gelu, PACKED(N * 4 * Cl));
@@ -145,7 +147,8 @@ static int alloc_stored(mt_gpt *m, const mt_backend *be) {
     if (m->first) ALLOC(m->encoded, N * C);
     if (m->last) {
         ALLOC(m->lnf, N * C), ALLOC(m->lnf_mean, N), ALLOC(m->lnf_rstd, N);
-        ALLOC(m->logits, N * V), ALLOC(m->probs, N * V);
+        ALLOC(m->logits, N * V);
+        if (!m->use.xent) ALLOC(m->probs, N * V);
     }
     return bad;
 }
@@ -157,14 +160,21 @@ int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *
                           max_T, c->block_size);
     m->max_B = max_B;
     m->max_T = max_T;
+    int f = c->fused;
+    m->use.flash = f && be->flash_attention_forward && be->flash_attention_backward;
+    m->use.resln = f && be->residual_layernorm_forward;
+    m->use.gelu = f && be->bias_gelu_forward && be->gelu_bias_backward;
+    m->use.xent = f && be->xent_fused;
     size_t N = (size_t)max_B * (size_t)max_T, C = (size_t)c->n_embd, Cl = (size_t)m->Cl;
     size_t TT = (size_t)max_B * (size_t)m->NHl * (size_t)max_T * (size_t)max_T;
     int bad = alloc_stored(m, be);
     ALLOC(m->dres, N * C), ALLOC(m->dtmp, N * C), ALLOC(m->dbranch, N * C);
-    ALLOC(m->dqkv, N * 3 * Cl), ALLOC(m->dfch, N * 4 * Cl), ALLOC(m->datt, TT);
-    if (c->act_bf16) { /* the fp32 working copy of one block */
+    ALLOC(m->dqkv, N * 3 * Cl), ALLOC(m->dfch, N * 4 * Cl);
+    if (!m->use.flash) ALLOC(m->datt, TT);
+    if (c->act_bf16) { /* the fp32 working copy of one block (flash: lse stays the block's) */
         mt_gpt_block *w = &m->w;
-        ALLOC(w->ln1, N * C), ALLOC(w->qkv, N * 3 * Cl), ALLOC(w->atty, N * Cl), ALLOC(w->att, TT);
+        ALLOC(w->ln1, N * C), ALLOC(w->qkv, N * 3 * Cl), ALLOC(w->atty, N * Cl);
+        if (!m->use.flash) ALLOC(w->att, TT);
         ALLOC(w->res2, N * C), ALLOC(w->ln2, N * C), ALLOC(w->fch, N * 4 * Cl);
         ALLOC(w->fch_gelu, N * 4 * Cl);
     }
@@ -218,13 +228,17 @@ int mt_gpt_clone(mt_gpt *dst, const mt_gpt *src, const mt_backend *be, mt_err *e
 void mt_gpt_act_bytes(const mt_gpt *m, double *stored, double *scratch) {
     double N = (double)m->max_B * m->max_T, C = m->cfg.n_embd, Cl = m->Cl, V = m->cfg.vocab_size;
     double TT = (double)m->max_B * m->NHl * (double)m->max_T * m->max_T;
+    /* flash attention keeps lse (B,NH,T) in fp32 instead of att, needs no datt */
+    double att = m->use.flash ? 0 : TT,
+           lse = m->use.flash ? (double)m->max_B * m->NHl * m->max_T : 0;
     /* per block: what act_bf16 packs (ln1, qkv, atty, att, res2, ln2, fch,
-     * fch_gelu), and what stays fp32 (res3 and the LayerNorm statistics) */
-    double packable = 3 * N * C + 3 * N * Cl + N * Cl + TT + 8 * N * Cl, kept = N * C + 4 * N;
+     * fch_gelu), and what stays fp32 (res3, the LayerNorm statistics, lse) */
+    double packable = 3 * N * C + 3 * N * Cl + N * Cl + att + 8 * N * Cl,
+           kept = N * C + 4 * N + lse;
     double per_block = kept + (m->cfg.act_bf16 ? 0.5 : 1.0) * packable;
     *stored = 4.0 * ((m->l1 - m->l0) * per_block + (m->first ? N * C : 0) +
-                     (m->last ? N * C + 2 * N + 2 * N * V : 0));
-    *scratch = 4.0 * (3 * N * C + 3 * N * Cl + 4 * N * Cl + TT + (m->cfg.act_bf16 ? packable : 0));
+                     (m->last ? N * C + 2 * N + (m->use.xent ? 1 : 2) * N * V : 0));
+    *scratch = 4.0 * (3 * N * C + 3 * N * Cl + 4 * N * Cl + att + (m->cfg.act_bf16 ? packable : 0));
 }
 
 /* The activations block l computes with: the block's own, or with act_bf16
@@ -234,7 +248,8 @@ static mt_gpt_block *block_view(mt_gpt *m, int l) {
     mt_gpt_block *b = &m->block[l];
     if (!m->cfg.act_bf16) return b;
     mt_gpt_block w = *b;
-    w.ln1 = m->w.ln1, w.qkv = m->w.qkv, w.atty = m->w.atty, w.att = m->w.att;
+    w.ln1 = m->w.ln1, w.qkv = m->w.qkv, w.atty = m->w.atty;
+    if (!m->use.flash) w.att = m->w.att; /* (flash: lse stays the block's, fp32) */
     w.res2 = m->w.res2, w.ln2 = m->w.ln2, w.fch = m->w.fch, w.fch_gelu = m->w.fch_gelu;
     m->w = w;
     return &m->w;
@@ -245,12 +260,14 @@ static mt_gpt_block *block_view(mt_gpt *m, int l) {
 static void pack_block(mt_gpt *m, const mt_backend *be, int l, int unpack) {
     const mt_gpt_block *b = &m->block[l], *w = &m->w;
     size_t N = (size_t)m->B * (size_t)m->T, C = (size_t)m->cfg.n_embd, Cl = (size_t)m->Cl;
-    size_t TT = (size_t)m->B * (size_t)m->NHl * (size_t)m->T * (size_t)m->T;
+    size_t TT = m->use.flash ? 0 : (size_t)m->B * (size_t)m->NHl * (size_t)m->T * (size_t)m->T;
     float *f[] = {w->ln1, w->qkv, w->atty, w->att, w->res2, w->ln2, w->fch, w->fch_gelu};
     float *h[] = {b->ln1, b->qkv, b->atty, b->att, b->res2, b->ln2, b->fch, b->fch_gelu};
     size_t n[] = {N * C, N * 3 * Cl, N * Cl, TT, N * C, N * C, N * 4 * Cl, N * 4 * Cl};
     for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
-        if (unpack)
+        if (!n[i])
+            continue;
+        else if (unpack)
             be->from_bf16(f[i], (const uint16_t *)h[i], n[i]);
         else
             be->to_bf16((uint16_t *)h[i], f[i], n[i]);
@@ -290,12 +307,47 @@ static void linear_row(const mt_gpt *m, const mt_backend *be, float *y, const fl
     be->bias_add(y, b, N, out);
 }
 
-/* dx(N,in) = dy W (beta: 0 overwrite, 1 add); dW(out,in) += dy^T x; db(out) += colsum dy */
+/* dx(N,in) = dy W (overwritten); dW(out,in) += dy^T x; db(out) += colsum dy
+ * (db NULL: the caller has summed it, gelu_bias_backward) */
 static void linear_backward(const mt_backend *be, float *dx, float *dW, float *db, const float *dy,
                             const float *x, const float *W, int N, int in, int out) {
     be->matmul(1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
-    be->bias_grad(db, dy, N, out, 1.0f);
+    if (db) be->bias_grad(db, dy, N, out, 1.0f);
     if (dx) be->matmul(0, 0, N, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in);
+}
+
+/* out = a + b, then LayerNorm of out into ln (the block's, or ln_f) */
+static void residual_ln(const mt_gpt *m, const mt_backend *be, float *out, const float *a,
+                        const float *b, float *ln, float *mean, float *rstd, const float *w,
+                        const float *bias, int N, int C) {
+    if (m->use.resln) {
+        be->residual_layernorm_forward(out, ln, mean, rstd, a, b, w, bias, N, C);
+        return;
+    }
+    be->add(out, a, b, (size_t)N * (size_t)C);
+    be->layernorm_forward(ln, mean, rstd, out, w, bias, N, C);
+}
+
+/* The gradient entering a branch (the attention's or the MLP's) of layer l
+ * from dres, the gradient of the residual after it: dres through the
+ * branch's dropout, in m->dbranch (dres is left as it is). Fused or without
+ * dropout, one pass or none; else the unfused ops' three (the numbers of
+ * earlier versions). */
+static const float *branch_grad(mt_gpt *m, const mt_backend *be, const char *site, int l) {
+    size_t NC = (size_t)m->B * (size_t)m->T * (size_t)m->cfg.n_embd;
+    const mt_gpt_dropout *d = &m->drop;
+    int drops = d->on && m->cfg.dropout > 0.0f;
+    if (m->cfg.fused && !drops) return m->dres;
+    if (m->cfg.fused) {
+        uint64_t off = (uint64_t)d->seq0 * (uint64_t)m->T * (uint64_t)m->cfg.n_embd;
+        be->dropout_backward(m->dbranch, m->dres, NC, m->cfg.dropout, d->seed,
+                             drop_stream(d, site, l), off);
+        return m->dbranch;
+    }
+    be->scale(m->dbranch, 0.0f, NC);
+    be->accumulate(m->dbranch, m->dres, NC);
+    dropout(m, be, m->dbranch, NC, site, l, 1);
+    return m->dbranch;
 }
 
 double mt_gpt_forward(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
@@ -319,34 +371,62 @@ double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p,
         dropout(m, be, m->encoded, NC, "embd", 0, 0);
         res = m->encoded;
     }
+    int normed = 0; /* the block's ln1 (or ln_f) was computed with the residual add before it */
     for (int l = m->l0; l < m->l1; l++) {
         mt_gpt_block *b = block_view(m, l);
-        be->layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, res, P(m, p, b->ln1w),
-                              P(m, p, b->ln1b), N, C);
+        if (!normed)
+            be->layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, res, P(m, p, b->ln1w),
+                                  P(m, p, b->ln1b), N, C);
         linear(be, b->qkv, b->ln1, P(m, p, b->qkvw), P(m, p, b->qkvb), N, C, 3 * Cl);
-        be->attention_forward(b->atty, b->att, b->qkv, B, T, Cl, NHl);
+        if (m->use.flash) /* b->att holds the rows' log-sum-exp */
+            be->flash_attention_forward(b->atty, b->att, b->qkv, B, T, Cl, NHl);
+        else
+            be->attention_forward(b->atty, b->att, b->qkv, B, T, Cl, NHl);
         /* res2 = res + dropout(atty W_proj^T + b_proj) */
         linear_row(m, be, b->res2, b->atty, P(m, p, b->projw), P(m, p, b->projb), N, Cl, C);
         dropout(m, be, b->res2, NC, "attn", l, 0);
-        be->add(b->res2, b->res2, res, NC);
-        be->layernorm_forward(b->ln2, b->ln2_mean, b->ln2_rstd, b->res2, P(m, p, b->ln2w),
-                              P(m, p, b->ln2b), N, C);
-        linear(be, b->fch, b->ln2, P(m, p, b->fcw), P(m, p, b->fcb), N, C, 4 * Cl);
-        be->gelu_forward(b->fch_gelu, b->fch, (size_t)N * 4 * (size_t)Cl);
+        residual_ln(m, be, b->res2, b->res2, res, b->ln2, b->ln2_mean, b->ln2_rstd,
+                    P(m, p, b->ln2w), P(m, p, b->ln2b), N, C);
+        if (m->use.gelu) { /* fch keeps the pre-activation, bias included */
+            be->matmul(0, 1, N, 4 * Cl, C, 1.0f, b->ln2, C, P(m, p, b->fcw), C, 0.0f, b->fch,
+                       4 * Cl);
+            be->bias_gelu_forward(b->fch, b->fch_gelu, P(m, p, b->fcb), N, 4 * Cl);
+        } else {
+            linear(be, b->fch, b->ln2, P(m, p, b->fcw), P(m, p, b->fcb), N, C, 4 * Cl);
+            be->gelu_forward(b->fch_gelu, b->fch, (size_t)N * 4 * (size_t)Cl);
+        }
         /* res3 = res2 + dropout(gelu(fch) W_fcproj^T + b_fcproj) */
         linear_row(m, be, b->res3, b->fch_gelu, P(m, p, b->fcprojw), P(m, p, b->fcprojb), N, 4 * Cl,
                    C);
         dropout(m, be, b->res3, NC, "mlp", l, 0);
-        be->add(b->res3, b->res3, b->res2, NC);
-        res = b->res3;
-        if (c->act_bf16) pack_block(m, be, l, 0);
+        float *res3 = b->res3;
+        const float *res2 = b->res2; /* (b may be m->w, which block_view below changes) */
+        if (c->act_bf16) pack_block(m, be, l, 0); /* (the add below touches none of it) */
+        /* the add, with the next LayerNorm (the next block's ln1, or ln_f) where fused */
+        normed = m->use.resln && (l + 1 < m->l1 || m->last);
+        if (normed && l + 1 < m->l1) {
+            mt_gpt_block *n = block_view(m, l + 1);
+            residual_ln(m, be, res3, res3, res2, n->ln1, n->ln1_mean, n->ln1_rstd, P(m, p, n->ln1w),
+                        P(m, p, n->ln1b), N, C);
+        } else if (normed) {
+            residual_ln(m, be, res3, res3, res2, m->lnf, m->lnf_mean, m->lnf_rstd, P(m, p, m->lnfw),
+                        P(m, p, m->lnfb), N, C);
+        } else {
+            be->add(res3, res3, res2, NC);
+        }
+        res = res3;
     }
     if (!m->last) return 0.0;
-    be->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, P(m, p, m->lnfw), P(m, p, m->lnfb),
-                          N, C);
+    if (!normed)
+        be->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, P(m, p, m->lnfw),
+                              P(m, p, m->lnfb), N, C);
     /* logits (N,V) = lnf (N,C) wte(V,C)^T: the LM head is the token embedding */
     be->matmul(0, 1, N, V, C, 1.0f, m->lnf, C, P(m, p, m->wte), C, 0.0f, m->logits, V);
     if (!y) return 0.0;
+    if (m->use.xent) { /* logits become their unscaled gradient (see the backward) */
+        m->correct = 0;
+        return be->xent_fused(m->logits, y, N, V, &m->correct);
+    }
     return be->softmax_xent_forward(m->probs, m->logits, y, N, V);
 }
 
@@ -371,12 +451,19 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
     size_t NC = (size_t)N * (size_t)C;
     if (!accumulate) be->scale(p->grad, 0.0f, p->numel);
     if (m->last) {
-        /* dlogits (N,V), in place of probs */
-        be->softmax_xent_backward(m->probs, m->probs, y, N, V, scale);
+        /* dlogits (N,V) = scale * (probs - onehot): in place of probs, or
+         * (use.xent) the forward left probs - onehot in logits, and scale
+         * goes into the products' alpha */
+        const float *dlogits = m->logits;
+        float alpha = scale;
+        if (!m->use.xent) {
+            be->softmax_xent_backward(m->probs, m->probs, y, N, V, scale);
+            dlogits = m->probs, alpha = 1.0f;
+        }
         const float *top = m->block[m->l1 - 1].res3;
         /* dwte += dlogits^T lnf; dlnf = dlogits wte */
-        be->matmul(1, 0, V, C, N, 1.0f, m->probs, V, m->lnf, C, 1.0f, G(p, m->wte), C);
-        be->matmul(0, 0, N, C, V, 1.0f, m->probs, V, P(m, p, m->wte), C, 0.0f, m->dtmp, C);
+        be->matmul(1, 0, V, C, N, alpha, dlogits, V, m->lnf, C, 1.0f, G(p, m->wte), C);
+        be->matmul(0, 0, N, C, V, alpha, dlogits, V, P(m, p, m->wte), C, 0.0f, m->dtmp, C);
         be->scale(m->dres, 0.0f, NC);
         be->layernorm_backward(m->dres, G(p, m->lnfw), G(p, m->lnfb), m->dtmp, top,
                                P(m, p, m->lnfw), m->lnf_mean, m->lnf_rstd, N, C);
@@ -391,27 +478,32 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
         if (c->act_bf16) pack_block(m, be, l, 1);
         const float *res = l > m->l0 ? m->block[l - 1].res3 : m->first ? m->encoded : in;
         /* MLP branch: res3 = res2 + drop(fcproj); dres carries on to res2 unchanged */
-        be->scale(m->dbranch, 0.0f, NC);
-        be->accumulate(m->dbranch, m->dres, NC);
-        dropout(m, be, m->dbranch, NC, "mlp", l, 1);
-        linear_backward(be, m->dfch, G(p, b->fcprojw), G(p, b->fcprojb), m->dbranch, b->fch_gelu,
+        const float *dy = branch_grad(m, be, "mlp", l);
+        linear_backward(be, m->dfch, G(p, b->fcprojw), G(p, b->fcprojb), dy, b->fch_gelu,
                         P(m, p, b->fcprojw), N, 4 * Cl, C);
         mt_params_grad_final(p, b->fcprojw); /* (the hook's calls follow the buffer's order) */
-        be->gelu_backward(m->dfch, m->dfch, b->fch, (size_t)N * 4 * (size_t)Cl);
-        linear_backward(be, m->dtmp, G(p, b->fcw), G(p, b->fcb), m->dfch, b->ln2, P(m, p, b->fcw),
-                        N, C, 4 * Cl);
+        float *dfcb = G(p, b->fcb);
+        if (m->use.gelu) { /* the bias gradient in the same pass */
+            be->gelu_bias_backward(m->dfch, dfcb, m->dfch, b->fch, N, 4 * Cl);
+            dfcb = NULL;
+        } else {
+            be->gelu_backward(m->dfch, m->dfch, b->fch, (size_t)N * 4 * (size_t)Cl);
+        }
+        linear_backward(be, m->dtmp, G(p, b->fcw), dfcb, m->dfch, b->ln2, P(m, p, b->fcw), N, C,
+                        4 * Cl);
         mt_split_tp_sum(&m->sp, m->dtmp, NC); /* the column-parallel input's gradient */
         be->layernorm_backward(m->dres, G(p, b->ln2w), G(p, b->ln2b), m->dtmp, b->res2,
                                P(m, p, b->ln2w), b->ln2_mean, b->ln2_rstd, N, C);
         mt_params_grad_final(p, b->ln2w); /* ln_2 and mlp.c_fc */
         /* attention branch: res2 = res + drop(proj) */
-        be->scale(m->dbranch, 0.0f, NC);
-        be->accumulate(m->dbranch, m->dres, NC);
-        dropout(m, be, m->dbranch, NC, "attn", l, 1);
-        linear_backward(be, m->dtmp, G(p, b->projw), G(p, b->projb), m->dbranch, b->atty,
-                        P(m, p, b->projw), N, Cl, C);
+        dy = branch_grad(m, be, "attn", l);
+        linear_backward(be, m->dtmp, G(p, b->projw), G(p, b->projb), dy, b->atty, P(m, p, b->projw),
+                        N, Cl, C);
         mt_params_grad_final(p, b->projw);
-        be->attention_backward(m->dqkv, m->datt, m->dtmp, b->qkv, b->att, B, T, Cl, NHl);
+        if (m->use.flash) /* b->att: the forward's log-sum-exp; b->atty its output */
+            be->flash_attention_backward(m->dqkv, m->dtmp, b->qkv, b->atty, b->att, B, T, Cl, NHl);
+        else
+            be->attention_backward(m->dqkv, m->datt, m->dtmp, b->qkv, b->att, B, T, Cl, NHl);
         linear_backward(be, m->dtmp, G(p, b->qkvw), G(p, b->qkvb), m->dqkv, b->ln1,
                         P(m, p, b->qkvw), N, C, 3 * Cl);
         mt_split_tp_sum(&m->sp, m->dtmp, NC);
@@ -487,6 +579,7 @@ static int op_layers(const mt_config *cfg, double *cost, double *first, double *
 static int op_build(void *m, const mt_config *cfg, mt_params *p, const mt_split *sp, mt_err *e) {
     mt_gpt_config gc = mt_gpt_config_of(cfg);
     gc.act_bf16 = cfg->train.precision == MT_PREC_BF16;
+    gc.fused = cfg->train.fused;
     int rc = mt_gpt_build_split(m, &gc, p, sp, e);
     ((mt_gpt *)m)->seq_len = seq_len_of(cfg);
     return rc;
@@ -517,7 +610,9 @@ static double op_forward(void *mv, const mt_backend *be, const mt_params *p,
     double loss = mt_gpt_forward_stage(m, be, p, b->x, in, b->y, b->rows, m->seq_len,
                                        b->train ? &drop : NULL);
     if (m->last && b->y)
-        *correct = be->count_correct(m->logits, b->y, b->rows * m->seq_len, m->cfg.vocab_size);
+        *correct = m->use.xent ? m->correct
+                               : be->count_correct(m->logits, b->y, b->rows * m->seq_len,
+                                                   m->cfg.vocab_size);
     return loss;
 }
 

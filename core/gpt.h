@@ -51,6 +51,9 @@ typedef struct {
      * fp32 working copy (m->w), packed after its forward and unpacked
      * before its backward. Changes the gradients by bf16 rounding. */
     int act_bf16;
+    /* train.fused: the backend's fused ops where it has them (each one's
+     * use is decided at mt_gpt_alloc, m->use) */
+    int fused;
 } mt_gpt_config;
 
 /* Where dropout masks come from: training step and the global index of the
@@ -69,7 +72,7 @@ typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C), (N), (N) */
     float *qkv;                       /* (N,3C) */
     float *atty;                      /* (N,C) attention output, before c_proj */
-    float *att;                       /* (B,NH,T,T) */
+    float *att;                       /* (B,NH,T,T); flash attention: lse (B,NH,T), fp32 */
     float *res2;                      /* (N,C) residual after attention */
     float *ln2, *ln2_mean, *ln2_rstd; /* (N,C), (N), (N) */
     float *fch, *fch_gelu;            /* (N,4C) */
@@ -89,12 +92,18 @@ typedef struct {
     float *encoded;                   /* (N,C) embeddings (after dropout) */
     float *lnf, *lnf_mean, *lnf_rstd; /* (N,C), (N), (N) */
     float *logits;                    /* (N,V) */
-    float *probs;                     /* (N,V) softmax of logits; its gradient in backward */
+    float *probs;                     /* (N,V) softmax of logits; its gradient in backward
+                                       * (NULL with use.xent: logits becomes the gradient) */
     float *dres, *dtmp, *dbranch;     /* (N,C) scratch gradients */
     float *dqkv;                      /* (N,3C) */
     float *dfch;                      /* (N,4C) */
-    float *datt;                      /* (B,NH,T,T) */
-    mt_gpt_block w;                   /* act_bf16: fp32 working copy of one block (scratch) */
+    float *datt;                      /* (B,NH,T,T); NULL with use.flash */
+    /* which fused ops this model runs (cfg.fused and the backend has them) */
+    struct {
+        int flash, resln, gelu, xent;
+    } use;
+    int64_t correct; /* use.xent: the last forward's rows whose arg-max is the label */
+    mt_gpt_block w;  /* act_bf16: fp32 working copy of one block (scratch) */
     /* the last forward: its shape and dropout masks */
     int B, T;
     mt_gpt_dropout drop;

@@ -18,6 +18,7 @@ int mt_mlp_build_split(mt_mlp *m, const mt_config *cfg, mt_params *p, const mt_s
     if (l->n < 2) return mt_err_set(e, MT_ERR_USAGE, "model.layers needs at least 2 sizes");
     m->nlayers = l->n - 1;
     m->activation = cfg->model.activation;
+    m->fused = cfg->train.fused;
     m->sp = *sp;
     m->l0 = sp->first[sp->stage];
     m->l1 = sp->first[sp->stage + 1];
@@ -82,12 +83,13 @@ static int alloc_stored(mt_mlp *m, const mt_backend *be) {
         bad |= !(m->z[i] = be->alloc(B * (size_t)out_w(m, i)));
         if (i + 1 < m->nlayers) bad |= !(m->h[i + 1] = be->alloc(B * (size_t)out_w(m, i)));
     }
-    if (m->last) bad |= !(m->probs = be->alloc(B * (size_t)m->sizes[m->nlayers]));
+    if (m->last && !m->use_xent) bad |= !(m->probs = be->alloc(B * (size_t)m->sizes[m->nlayers]));
     return bad;
 }
 
 int mt_mlp_alloc(mt_mlp *m, const mt_backend *be, int max_batch, mt_err *e) {
     m->max_batch = max_batch;
+    m->use_xent = m->fused && be->xent_fused;
     int maxw = 0;
     for (int i = 0; i <= m->nlayers; i++) maxw = m->sizes[i] > maxw ? m->sizes[i] : maxw;
     size_t B = (size_t)max_batch;
@@ -115,7 +117,7 @@ void mt_mlp_act_bytes(const mt_mlp *m, double *stored, double *scratch) {
     double B = m->max_batch, n = 0;
     int maxw = 0;
     for (int i = m->l0; i < m->l1; i++) n += (i + 1 < m->nlayers ? 2.0 : 1.0) * B * out_w(m, i);
-    if (m->last) n += B * m->sizes[m->nlayers];
+    if (m->last && !m->use_xent) n += B * m->sizes[m->nlayers];
     for (int i = 0; i <= m->nlayers; i++) maxw = m->sizes[i] > maxw ? m->sizes[i] : maxw;
     *stored = 4.0 * n;
     *scratch = 4.0 * 2.0 * B * maxw;
@@ -159,6 +161,10 @@ double mt_mlp_forward_stage(mt_mlp *m, const mt_backend *be, const mt_params *p,
     }
     if (!labels || !m->last) return 0.0;
     int C = m->sizes[m->nlayers];
+    if (m->use_xent) { /* the logits become probs - onehot (see the backward) */
+        m->correct = 0;
+        return be->xent_fused(m->z[m->nlayers - 1], labels, B, C, &m->correct);
+    }
     return be->softmax_xent_forward(m->probs, m->z[m->nlayers - 1], labels, B, C);
 }
 
@@ -179,9 +185,13 @@ void mt_mlp_backward_stage(mt_mlp *m, const mt_backend *be, mt_params *p, const 
                            const int32_t *labels, const float *dout, int B, float scale,
                            int accumulate) {
     float beta = accumulate ? 1.0f : 0.0f;
-    if (m->last) /* dz (B, D_L) = d loss / d logits */
+    float *dz = m->dz;            /* the gradient of layer l's output */
+    if (m->last && m->use_xent) { /* the forward left probs - onehot in the logits */
+        dz = m->z[m->nlayers - 1];
+        be->scale(dz, scale, (size_t)B * (size_t)m->sizes[m->nlayers]);
+    } else if (m->last) { /* dz (B, D_L) = d loss / d logits */
         be->softmax_xent_backward(m->dz, m->probs, labels, B, m->sizes[m->nlayers], scale);
-    else /* through the activation after this stage's last layer */
+    } else /* through the activation after this stage's last layer */
         act_backward(be, m->activation, m->dz, dout, m->z[m->l1 - 1],
                      (size_t)B * out_w(m, m->l1 - 1));
     for (int l = m->l1 - 1; l >= m->l0; l--) {
@@ -191,16 +201,17 @@ void mt_mlp_backward_stage(mt_mlp *m, const mt_backend *be, mt_params *p, const 
         float *dW = p->grad + p->v[m->w[l]].offset; /* (dout, din) */
         float *db = p->grad + p->v[m->b[l]].offset; /* (dout) */
         /* dW = dz^T (dout,B) . in (B,din) */
-        be->matmul(1, 0, dout_w, din, B, 1.0f, m->dz, dout_w, in, din, beta, dW, din);
-        be->bias_grad(db, m->dz, B, dout_w, beta);
+        be->matmul(1, 0, dout_w, din, B, 1.0f, dz, dout_w, in, din, beta, dW, din);
+        be->bias_grad(db, dz, B, dout_w, beta);
         mt_params_grad_final(p, m->w[l]); /* layer l's weight, then its bias */
         if (l == 0) break;
         /* dh (B,din) = dz (B,dout) . W (dout,din); a column-parallel layer's input
          * gradient is the sum of every rank's part */
-        be->matmul(0, 0, B, din, dout_w, 1.0f, m->dz, dout_w, W, din, 0.0f, m->dh, din);
+        be->matmul(0, 0, B, din, dout_w, 1.0f, dz, dout_w, W, din, 0.0f, m->dh, din);
         if (m->mode[l] == MT_TP_COLUMN) mt_split_tp_sum(&m->sp, m->dh, (size_t)B * din);
         if (l == m->l0) break; /* m->dh is d(x), for the previous stage */
         act_backward(be, m->activation, m->dz, m->dh, m->z[l - 1], (size_t)B * din);
+        dz = m->dz;
     }
 }
 
@@ -270,7 +281,9 @@ static double op_forward(void *mv, const mt_backend *be, const mt_params *p,
     const float *x = m->first ? (const float *)b->x : in;
     double loss = mt_mlp_forward_stage(m, be, p, x, b->y, b->rows);
     if (m->last && b->y)
-        *correct = be->count_correct(m->z[m->nlayers - 1], b->y, b->rows, m->sizes[m->nlayers]);
+        *correct = m->use_xent ? m->correct
+                               : be->count_correct(m->z[m->nlayers - 1], b->y, b->rows,
+                                                   m->sizes[m->nlayers]);
     return loss;
 }
 

@@ -40,8 +40,11 @@ typedef struct {
     int max_batch;
     float *z[MT_CFG_LIST_MAX - 1]; /* (B, D_{l+1}) pre-activation outputs; z[L-1] = logits */
     float *h[MT_CFG_LIST_MAX];     /* (B, D_l) inputs of layer l, l >= 1 (h[0] = the batch) */
-    float *probs;                  /* (B, D_L) softmax of the logits */
-    float *dz, *dh;                /* (B, max D) scratch gradients */
+    float *probs;                  /* (B, D_L) softmax of the logits (NULL with use_xent) */
+    int fused;                     /* train.fused */
+    int use_xent;    /* fused and the backend has xent_fused: logits become their gradient */
+    int64_t correct; /* use_xent: the last forward's rows whose arg-max is the label */
+    float *dz, *dh;  /* (B, max D) scratch gradients */
 } mt_mlp;
 
 /* Registers the parameters of the MLP in cfg->model.layers into p. */

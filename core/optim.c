@@ -2,6 +2,7 @@
 #include "optim.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 int mt_optim_init(mt_optim *o, const mt_config *cfg, const mt_params *p, const mt_backend *be,
@@ -19,6 +20,26 @@ int mt_optim_init(mt_optim *o, const mt_config *cfg, const mt_params *p, const m
         o->numel = 0;
         for (int i = 0; i < p->n; i++) o->numel = shard[i].pos + shard[i].n;
     }
+    o->gscale = 1.0f;
+    o->multi = cfg->train.fused && o->kind == MT_OPTIM_ADAMW && be->adamw_multi;
+    if (o->multi) {
+        o->seg_p = malloc((size_t)p->n * sizeof *o->seg_p);
+        o->seg_s = malloc((size_t)p->n * sizeof *o->seg_s);
+        o->seg_n = malloc((size_t)p->n * sizeof *o->seg_n);
+        o->seg_wd = malloc((size_t)p->n * sizeof *o->seg_wd);
+        if (!o->seg_p || !o->seg_s || !o->seg_n || !o->seg_wd)
+            return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for optimizer state");
+        for (int i = 0; i < p->n; i++) { /* as mt_optim_step's loop, empty pieces left out */
+            const mt_param *t = &p->v[i];
+            size_t n = shard ? shard[i].n : t->numel;
+            if (!n) continue;
+            o->seg_p[o->nseg] = shard ? shard[i].off : t->offset;
+            o->seg_s[o->nseg] = shard ? shard[i].pos : t->offset;
+            o->seg_n[o->nseg] = n;
+            o->seg_wd[o->nseg] = t->decay ? o->weight_decay : 0.0f;
+            o->nseg++;
+        }
+    }
     o->m = be->alloc(o->numel);
     if (o->kind == MT_OPTIM_ADAMW) o->v = be->alloc(o->numel);
     if (!o->m || (o->kind == MT_OPTIM_ADAMW && !o->v))
@@ -26,10 +47,14 @@ int mt_optim_init(mt_optim *o, const mt_config *cfg, const mt_params *p, const m
     return MT_OK;
 }
 
-void mt_optim_clip(const mt_optim *o, const mt_params *p, const mt_backend *be, double norm,
+void mt_optim_clip(mt_optim *o, const mt_params *p, const mt_backend *be, double norm,
                    double max_norm) {
     if (!(max_norm > 0.0 && norm > max_norm)) return;
     float s = (float)(max_norm / norm);
+    if (o->multi) {
+        o->gscale = s;
+        return;
+    }
     if (!o->shard) {
         be->scale(p->grad, s, p->numel);
         return;
@@ -42,6 +67,12 @@ void mt_optim_step(mt_optim *o, mt_params *p, const mt_backend *be, float lr) {
     o->t++;
     float bc1 = (float)(1.0 - pow(o->beta1, (double)o->t));
     float bc2 = (float)(1.0 - pow(o->beta2, (double)o->t));
+    if (o->multi) {
+        be->adamw_multi(p->data, p->grad, o->m, o->v, o->nseg, o->seg_p, o->seg_s, o->seg_n,
+                        o->seg_wd, o->gscale, lr, o->beta1, o->beta2, o->eps, bc1, bc2);
+        o->gscale = 1.0f;
+        return;
+    }
     for (int i = 0; i < p->n; i++) {
         const mt_param *t = &p->v[i];
         float wd = t->decay ? o->weight_decay : 0.0f;
@@ -62,6 +93,7 @@ void mt_optim_step(mt_optim *o, mt_params *p, const mt_backend *be, float lr) {
 void mt_optim_free(mt_optim *o, const mt_backend *be) {
     be->free(o->m);
     be->free(o->v);
+    free(o->seg_p), free(o->seg_s), free(o->seg_n), free(o->seg_wd);
     memset(o, 0, sizeof *o);
 }
 

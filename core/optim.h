@@ -26,6 +26,14 @@ typedef struct {
      * one per parameter (parallel/zero.h); their state is at m + pos,
      * v + pos. NULL: every parameter, state in the parameters' layout. */
     const mt_zero_piece *shard;
+    /* train.fused with AdamW on a backend with adamw_multi: every tensor in
+     * one call over nseg segments (offsets into the parameter and state
+     * buffers, lengths, weight decays), the clip factor gscale applied in
+     * the same pass instead of scaling the gradient first */
+    int multi, nseg;
+    size_t *seg_p, *seg_s, *seg_n;
+    float *seg_wd;
+    float gscale;
 } mt_optim;
 
 /* shard: NULL, or this rank's ZeRO-1 pieces (p->n of them, one per
@@ -34,8 +42,10 @@ int mt_optim_init(mt_optim *o, const mt_config *cfg, const mt_params *p, const m
                   const mt_zero_piece *shard, mt_err *e);
 /* Gradient clipping: if max_norm > 0 and the gradient's global norm (its
  * L2 norm over the whole model, parallel/gradsync.h) exceeds it, the
- * gradient (the shard's, with ZeRO-1) is scaled down to max_norm. */
-void mt_optim_clip(const mt_optim *o, const mt_params *p, const mt_backend *be, double norm,
+ * gradient (the shard's, with ZeRO-1) is scaled down to max_norm: at once,
+ * or (o->multi) inside the next mt_optim_step, which then leaves the
+ * gradient buffer unscaled. */
+void mt_optim_clip(mt_optim *o, const mt_params *p, const mt_backend *be, double norm,
                    double max_norm);
 /* One update of every parameter (the shard's) with learning rate lr. */
 void mt_optim_step(mt_optim *o, mt_params *p, const mt_backend *be, float lr);

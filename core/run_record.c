@@ -13,6 +13,7 @@
 #include "core/lineage.h"
 #include "core/resume.h"
 #include "core/run.h"
+#include "kernels/backends.h"
 #include "core/version.h"
 #include "io/registry.h"
 #include "io/rundir.h"
@@ -94,6 +95,13 @@ static cJSON *run_json(const mt_run *r) {
     cJSON_AddStringToObject(lay, "device", r->be ? r->be->name : "cpu");
     cJSON_AddStringToObject(lay, "precision",
                             mt_config_enum_name("train", "precision", r->cfg.train.precision));
+    if (r->be && r->cfg.train.fused) { /* the fused ops that ran (train.fused) */
+        char have[160], missing[160];
+        mt_backend_fused_ops(r->be, have, missing, sizeof have);
+        cJSON_AddStringToObject(lay, "fused", have);
+    } else {
+        cJSON_AddStringToObject(lay, "fused", "off");
+    }
     if (r->gpu[0]) cJSON_AddStringToObject(lay, "gpu", r->gpu);
     if (r->be && !r->be->host_memory) {
         cJSON *cm = cJSON_AddObjectToObject(lay, "comms");

@@ -155,8 +155,7 @@ typedef struct mt_backend {
     void (*bias_gelu_forward)(float *h, float *g, const float *bias, int N, int C);
     /* dx(N,C) = dy * gelu'(h) (gelu_backward; dx may alias dy), then
      * ACCUMULATES db(C) += column sums of dx (bias_grad with beta 1). */
-    void (*gelu_bias_backward)(float *dx, float *db, const float *dy, const float *h, int N,
-                               int C);
+    void (*gelu_bias_backward)(float *dx, float *db, const float *dy, const float *h, int N, int C);
 
     /* Softmax cross-entropy in one pass, no probability matrix: returns the
      * SUM of the N losses (as softmax_xent_forward) and OVERWRITES logits(N,V)
@@ -170,10 +169,9 @@ typedef struct mt_backend {
      * of the n[i] elements at p + p_off[i] (gradient g + p_off[i], state m, v
      * + s_off[i]) with weight decay wd[i], the gradient first multiplied by
      * gscale (the clip factor; 1 = none). */
-    void (*adamw_multi)(float *p, const float *g, float *m, float *v, int nseg,
-                        const size_t *p_off, const size_t *s_off, const size_t *n,
-                        const float *wd, float gscale, float lr, float beta1, float beta2,
-                        float eps, float bc1, float bc2);
+    void (*adamw_multi)(float *p, const float *g, float *m, float *v, int nseg, const size_t *p_off,
+                        const size_t *s_off, const size_t *n, const float *wd, float gscale,
+                        float lr, float beta1, float beta2, float eps, float bc1, float bc2);
 } mt_backend;
 
 /* The CPU backend (OpenBLAS sgemm + C loops with OpenMP). */

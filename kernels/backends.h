@@ -28,6 +28,11 @@ int mt_backend_select_device(const char *name, int local_rank, char *desc, size_
 /* "<host>/<PCI bus id>" of this rank's current GPU ("" without CUDA). */
 void mt_backend_device_uid(char *buf, size_t n);
 
+/* The fused ops (backend.h) backend be has, by name, space-separated
+ * ("flash_attention residual_layernorm bias_gelu xent adamw_multi"), or
+ * "none"; in missing, the ones it lacks ("" when none). */
+void mt_backend_fused_ops(const mt_backend *be, char *have, char *missing, size_t n);
+
 /* Versions of the GPU libraries this binary was built with ("" when it was
  * built without them; the driver "" when there is none). NCCL's is the comm
  * layer's (parallel/xcomm.h). */

@@ -10,7 +10,10 @@
  *   /x, /y          (steps, B, T) int32 input and target tokens of each step
  *   /losses         (steps) float64 mean token loss of each step (before its update)
  *
- * usage: gpt_parity OUT.h5 [steps]
+ * usage: gpt_parity OUT.h5 [steps] [fused]
+ *   fused: the model and AdamW run the backend's fused ops (train.fused);
+ *   the run must then fail on a backend without them (it would test
+ *   nothing new).
  */
 #include <hdf5.h>
 #include <stdio.h>
@@ -50,7 +53,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     int steps = argc > 2 ? atoi(argv[2]) : 10;
-    if (steps < 1 || steps > 1000) return 2;
+    int fused = argc > 3 && strcmp(argv[3], "fused") == 0;
+    if (steps < 1 || steps > 1000 || (argc > 3 && !fused)) return 2;
     const mt_backend *be = mt_backend_cpu();
     mt_err e = {0};
     mt_config cfg;
@@ -61,7 +65,8 @@ int main(int argc, char **argv) {
     cfg.optim.beta2 = 0.95;
     cfg.optim.eps = 1e-8;
     cfg.optim.weight_decay = 0.1;
-    mt_gpt_config gc = {NL, NH, NC, BS, V, 0.0f, 0};
+    cfg.train.fused = fused;
+    mt_gpt_config gc = {NL, NH, NC, BS, V, 0.0f, 0, fused};
     mt_params p;
     mt_gpt m;
     mt_optim o;
@@ -69,6 +74,13 @@ int main(int argc, char **argv) {
     if (mt_gpt_build(&m, &gc, &p, &e) || mt_params_alloc(&p, &e) ||
         mt_gpt_alloc(&m, be, B, T, &e) || mt_optim_init(&o, &cfg, &p, be, NULL, &e)) {
         fprintf(stderr, "gpt_parity: %s\n", e.msg);
+        return 1;
+    }
+    if (fused && !(m.use.flash && m.use.resln && m.use.gelu && m.use.xent && o.multi)) {
+        fprintf(stderr,
+                "gpt_parity: the backend lacks fused ops (flash %d, resln %d, gelu %d, "
+                "xent %d, adamw_multi %d)\n",
+                m.use.flash, m.use.resln, m.use.gelu, m.use.xent, o.multi);
         return 1;
     }
     mt_params_init_values(&p, 1234);

@@ -16,6 +16,10 @@
  * The CPU's bf16 rounding and matmul are checked on their own, with no GPU,
  * by tests/test_backend_bf16.c.
  *
+ * The fused ops (train.fused) are compared with the CPU's unfused ops they
+ * replace, so the self-check below tests the CPU's fused ops against their
+ * specification; a backend that lacks a fused op says so.
+ *
  * Without a usable GPU (or in a build without the CUDA backend) it prints
  * why and exits 77, which ctest reports as skipped.
  */
@@ -413,6 +417,186 @@ static void test_optim(void) {
     gpu->free(dx), gpu->free(dg), gpu->free(dm), gpu->free(dv);
 }
 
+/* ---- fused ops (train.fused): each against the CPU's UNFUSED composition
+ * it replaces (backend.h), so the self-check compares the CPU's fused ops
+ * with their specification. A backend without one prints so (the model
+ * then runs the unfused ops); the CPU backend must have them all. ---- */
+
+static int has(const char *op, const void *fn) {
+    if (fn) return 1;
+    CHECK(gpu != cpu, "%s: the CPU backend lacks this fused op", op);
+    printf("  %-22s not in this backend: train.fused runs the unfused ops there\n", op);
+    return 0;
+}
+
+/* log-sum-exp of each query row's scaled causal scores, in double */
+static void lse_ref(float *lse, const float *qkv, int B, int T, int C, int NH) {
+    int hs = C / NH;
+    double sc = 1.0 / sqrt((double)hs);
+    double *row = malloc((size_t)T * sizeof *row);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                const float *q = qkv + ((size_t)b * T + t) * 3 * C + (size_t)h * hs;
+                double mx = -INFINITY, sum = 0;
+                for (int u = 0; u <= t; u++) {
+                    const float *k = qkv + ((size_t)b * T + u) * 3 * C + C + (size_t)h * hs;
+                    double d = 0;
+                    for (int c = 0; c < hs; c++) d += (double)q[c] * k[c];
+                    row[u] = d * sc;
+                    mx = fmax(mx, row[u]);
+                }
+                for (int u = 0; u <= t; u++) sum += exp(row[u] - mx);
+                lse[((size_t)b * NH + h) * T + t] = (float)(mx + log(sum));
+            }
+    free(row);
+}
+
+static void test_flash(int B, int T, int C, int NH) {
+    if (!has("flash_attention", (const void *)gpu->flash_attention_forward) ||
+        !has("flash_attention", (const void *)gpu->flash_attention_backward))
+        return;
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+    size_t nl = (size_t)B * NH * T;
+    float *qkv = rnd(nq, -1, 1), *dy = rnd(no, -1, 1), *oc = nan_buf(no), *ac = nan_buf(na);
+    float *dqc = nan_buf(nq), *scr = nan_buf(na), *lc = nan_buf(nl);
+    cpu->attention_forward(oc, ac, qkv, B, T, C, NH);
+    cpu->attention_backward(dqc, scr, dy, qkv, ac, B, T, C, NH);
+    lse_ref(lc, qkv, B, T, C, NH);
+    float *po = nan_buf(no), *pl = nan_buf(nl), *pq = nan_buf(nq);
+    float *dq = up(qkv, nq), *ddy = up(dy, no), *dout = up(po, no), *dl = up(pl, nl);
+    float *ddq = up(pq, nq);
+    gpu->flash_attention_forward(dout, dl, dq, B, T, C, NH);
+    gpu->flash_attention_backward(ddq, ddy, dq, dout, dl, B, T, C, NH);
+    float *go = down(dout, no), *gl = down(dl, nl), *gq = down(ddq, nq);
+    char what[64];
+    snprintf(what, sizeof what, "flash_attention T%d", T);
+    expect(what, "out", go, oc, no, tol_mm);
+    /* lse: bf16 operands change the scores themselves */
+    expect(what, "lse", gl, lc, nl, tol_mm == TOL_FP32 ? 1e-6 : tol_mm);
+    expect(what, "dqkv", gq, dqc, nq, tol_mm);
+    gpu->to_device(ddq, pq, nq);
+    gpu->flash_attention_backward(ddq, ddy, dq, dout, dl, B, T, C, NH);
+    float *gq2 = down(ddq, nq);
+    expect_same("flash_attention_backward", gq, gq2, nq);
+    float *all[] = {qkv, dy, oc, ac, dqc, scr, lc, po, pl, pq, go, gl, gq, gq2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    float *dev[] = {dq, ddy, dout, dl, ddq};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->free(dev[i]);
+}
+
+static void test_residual_layernorm(int N, int C) {
+    if (!has("residual_layernorm", (const void *)gpu->residual_layernorm_forward)) return;
+    size_t n = (size_t)N * C;
+    float *a = rnd(n, -2, 2), *b = rnd(n, -2, 2), *w = rnd((size_t)C, 0.5f, 1.5f);
+    float *bias = rnd((size_t)C, -0.5f, 0.5f);
+    float *rc = nan_buf(n), *oc = nan_buf(n), *mc = nan_buf((size_t)N), *sc = nan_buf((size_t)N);
+    cpu->add(rc, a, b, n);
+    cpu->layernorm_forward(oc, mc, sc, rc, w, bias, N, C);
+    float *pn = nan_buf(n), *pr = nan_buf((size_t)N);
+    float *da = up(a, n), *db = up(b, n), *dw = up(w, (size_t)C), *dbias = up(bias, (size_t)C);
+    float *dres = up(pn, n), *dout = up(pn, n), *dm = up(pr, (size_t)N), *ds = up(pr, (size_t)N);
+    gpu->residual_layernorm_forward(dres, dout, dm, ds, da, db, dw, dbias, N, C);
+    float *gr = down(dres, n), *go = down(dout, n), *gm = down(dm, (size_t)N),
+          *gs = down(ds, (size_t)N);
+    expect("residual_layernorm", "res", gr, rc, n, TOL_FP32);
+    expect("residual_layernorm", "out", go, oc, n, TOL_FP32);
+    expect("residual_layernorm", "mean", gm, mc, (size_t)N, TOL_FP32);
+    expect("residual_layernorm", "rstd", gs, sc, (size_t)N, TOL_FP32);
+    /* res aliasing a, as the model calls it */
+    gpu->residual_layernorm_forward(da, dout, dm, ds, da, db, dw, dbias, N, C);
+    float *ga = down(da, n);
+    expect("residual_layernorm", "res=a", ga, rc, n, TOL_FP32);
+    float *all[] = {a, b, w, bias, rc, oc, mc, sc, pn, pr, gr, go, gm, gs, ga};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    float *dev[] = {da, db, dw, dbias, dres, dout, dm, ds};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->free(dev[i]);
+}
+
+static void test_bias_gelu(int N, int C) {
+    if (!has("bias_gelu", (const void *)gpu->bias_gelu_forward) ||
+        !has("bias_gelu", (const void *)gpu->gelu_bias_backward))
+        return;
+    size_t n = (size_t)N * C;
+    float *h = rnd(n, -5, 5), *bias = rnd((size_t)C, -1, 1), *dy = rnd(n, -1, 1);
+    float *db0 = rnd((size_t)C, -1, 1);
+    float *hc = mt_test_copy(h, n), *gc = nan_buf(n), *dxc = nan_buf(n);
+    float *dbc = mt_test_copy(db0, (size_t)C), *tmp = nan_buf((size_t)C);
+    cpu->bias_add(hc, bias, N, C);
+    cpu->gelu_forward(gc, hc, n);
+    cpu->gelu_backward(dxc, dy, hc, n);
+    cpu->bias_grad(tmp, dxc, N, C, 0.0f); /* db0 + colsum, as the op accumulates */
+    for (int c = 0; c < C; c++) dbc[c] = db0[c] + tmp[c];
+    float *pn = nan_buf(n);
+    float *dh = up(h, n), *dbias = up(bias, (size_t)C), *dg = up(pn, n), *ddy = up(dy, n);
+    float *ddb = up(db0, (size_t)C);
+    gpu->bias_gelu_forward(dh, dg, dbias, N, C);
+    gpu->gelu_bias_backward(ddy, ddb, ddy, dh, N, C); /* dx aliasing dy, as the model calls it */
+    float *gh = down(dh, n), *gg = down(dg, n), *gx = down(ddy, n), *gb = down(ddb, (size_t)C);
+    expect("bias_gelu_forward", "h", gh, hc, n, TOL_FP32);
+    expect("bias_gelu_forward", "gelu", gg, gc, n, TOL_FP32);
+    expect("gelu_bias_backward", "dx", gx, dxc, n, TOL_FP32);
+    expect("gelu_bias_backward", "db", gb, dbc, (size_t)C, TOL_FP32);
+    float *all[] = {h, bias, dy, db0, hc, gc, dxc, dbc, tmp, pn, gh, gg, gx, gb};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    float *dev[] = {dh, dbias, dg, ddy, ddb};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->free(dev[i]);
+}
+
+static void test_xent_fused(int N, int V) {
+    if (!has("xent_fused", (const void *)gpu->xent_fused)) return;
+    size_t n = (size_t)N * V;
+    float *z = rnd(n, -6, 6), *pc = nan_buf(n);
+    int32_t *lab = rnd_int((size_t)N, V);
+    z[0 * V + 1] = z[0 * V + 2] = 9.0f; /* a tie: the first wins */
+    lab[0] = 1;
+    double lc = cpu->softmax_xent_forward(pc, z, lab, N, V);
+    int64_t cc = cpu->count_correct(z, lab, N, V);
+    cpu->softmax_xent_backward(pc, pc, lab, N, V, 1.0f);
+    float *dz = up(z, n), *dlab = up(lab, (size_t)N);
+    int64_t cg = 0;
+    double lg = gpu->xent_fused(dz, (const int32_t *)dlab, N, V, &cg);
+    float *gz = down(dz, n);
+    CHECK(fabs(lg - lc) <= TOL_FP32 * fabs(lc), "xent_fused: loss %.9g vs unfused %.9g", lg, lc);
+    CHECK(cg == cc && cc >= 1, "xent_fused: %lld rows correct, unfused %lld", (long long)cg,
+          (long long)cc);
+    printf("  %-22s %-8s relative error %.2e, correct %lld = %lld\n", "xent_fused", "loss",
+           fabs(lg - lc) / fabs(lc), (long long)cg, (long long)cc);
+    expect("xent_fused", "dlogits", gz, pc, n, TOL_FP32);
+    free(z), free(pc), free(lab), free(gz);
+    gpu->free(dz), gpu->free(dlab);
+}
+
+static void test_adamw_multi(void) {
+    if (!has("adamw_multi", (const void *)gpu->adamw_multi)) return;
+    /* three tensors in a flat buffer of 1000, one piece of state each at another place */
+    enum { NSEG = 4 };
+    size_t po[NSEG] = {0, 300, 301, 600}, so[NSEG] = {500, 0, 480, 100},
+           sn[NSEG] = {300, 1, 0, 379};
+    float wd[NSEG] = {0.1f, 0.0f, 0.1f, 0.05f}, gs = 0.37f;
+    size_t n = 1000;
+    float *x = rnd(n, -1, 1), *g = rnd(n, -1, 1), *m = rnd(n, -0.1f, 0.1f);
+    float *v = rnd(n, 0.001f, 0.01f);
+    float *cx = mt_test_copy(x, n), *cg = mt_test_copy(g, n), *cm = mt_test_copy(m, n),
+          *cv = mt_test_copy(v, n);
+    for (int i = 0; i < NSEG; i++) {
+        cpu->scale(cg + po[i], gs, sn[i]);
+        cpu->adamw_update(cx + po[i], cg + po[i], cm + so[i], cv + so[i], sn[i], 1e-3f, 0.9f, 0.95f,
+                          1e-8f, wd[i], 0.5f, 0.3f);
+    }
+    float *dx = up(x, n), *dg = up(g, n), *dm = up(m, n), *dv = up(v, n);
+    gpu->adamw_multi(dx, dg, dm, dv, NSEG, po, so, sn, wd, gs, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.5f,
+                     0.3f);
+    float *rx = down(dx, n), *rg = down(dg, n), *rm = down(dm, n), *rv = down(dv, n);
+    expect("adamw_multi", "p", rx, cx, n, TOL_FP32);
+    expect("adamw_multi", "m", rm, cm, n, TOL_FP32);
+    expect("adamw_multi", "v", rv, cv, n, TOL_FP32);
+    CHECK(memcmp(rg, g, n * sizeof *g) == 0, "adamw_multi: changed the gradient");
+    float *all[] = {x, g, m, v, cx, cg, cm, cv, rx, rg, rm, rv};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    gpu->free(dx), gpu->free(dg), gpu->free(dm), gpu->free(dv);
+}
+
 static void test_all(void) {
     test_matmul();
     test_unary("relu_forward", cpu->relu_forward, gpu->relu_forward, -2, 2);
@@ -430,6 +614,13 @@ static void test_all(void) {
     test_embedding();
     test_dropout();
     test_optim();
+    test_flash(2, 17, 48, 4);
+    test_flash(1, 130, 32, 2); /* past two key tiles, T not a multiple of one */
+    test_residual_layernorm(23, 96);
+    test_bias_gelu(37, 200);
+    test_xent_fused(19, 257);
+    test_xent_fused(3, 5000);
+    test_adamw_multi();
 }
 
 /* Every op in fp32, then in bf16 matmul mode, then fp32 restored. */
@@ -450,6 +641,7 @@ static void test_both_precisions(const char *who) {
     printf("%s, fp32 restored: tolerance %.0e:\n", who, TOL_FP32);
     test_matmul();
     test_attention();
+    test_flash(2, 17, 48, 4);
 }
 
 int main(void) {

@@ -29,8 +29,8 @@ static void tokens(int32_t *x, int32_t *y) {
     }
 }
 
-static void setup(mt_gpt *m, mt_params *p, float dropout) {
-    mt_gpt_config c = {NL, NH, NC, BS, V, dropout, 0};
+static void setup(mt_gpt *m, mt_params *p, float dropout, int fused) {
+    mt_gpt_config c = {NL, NH, NC, BS, V, dropout, 0, fused};
     mt_err e = {0};
     mt_params_init(p);
     CHECK(mt_gpt_build(m, &c, p, &e) == 0, "build: %s", e.msg);
@@ -48,10 +48,10 @@ static double loss_of(mt_gpt *m, mt_params *p, const int32_t *x, const int32_t *
     return mt_gpt_forward(m, be, p, x, y, B, T, d) / (B * T);
 }
 
-static void check_grads(float dropout) {
+static void check_grads(float dropout, int fused) {
     mt_gpt m;
     mt_params p;
-    setup(&m, &p, dropout);
+    setup(&m, &p, dropout, fused);
     int32_t x[B * T], y[B * T];
     tokens(x, y);
     mt_gpt_dropout d = {1, 7, 3, 0};
@@ -80,9 +80,10 @@ static void check_grads(float dropout) {
         n2 += tn2;
     }
     double rel = sqrt(d2 / n2);
-    printf("whole model, dropout %.2f: %zu parameters, normalized error %.2e (bound 2e-3), worst "
-           "tensor %s %.2e (bound 2e-2)\n",
-           dropout, mt_params_count(&p), rel, worst_name, worst_tensor);
+    printf("whole model, %s ops (flash %d, resln %d, gelu %d, xent %d), dropout %.2f: %zu "
+           "parameters, normalized error %.2e (bound 2e-3), worst tensor %s %.2e (bound 2e-2)\n",
+           fused ? "fused" : "unfused", m.use.flash, m.use.resln, m.use.gelu, m.use.xent, dropout,
+           mt_params_count(&p), rel, worst_name, worst_tensor);
     CHECK(rel <= 2e-3, "dropout %.2f: normalized error %.3e", dropout, rel);
     CHECK(worst_tensor <= 2e-2, "dropout %.2f: %s normalized error %.3e", dropout, worst_name,
           worst_tensor);
@@ -109,7 +110,7 @@ static void check_grads(float dropout) {
 static void check_dropout_layout(void) {
     mt_gpt m;
     mt_params p;
-    setup(&m, &p, 0.3f);
+    setup(&m, &p, 0.3f, 0);
     int32_t x[B * T], y[B * T];
     tokens(x, y);
     mt_gpt_dropout both = {1, 7, 3, 0}, first = {1, 7, 3, 0}, second = {1, 7, 3, 1};
@@ -134,13 +135,13 @@ static void check_errors(void) {
     mt_gpt m;
     mt_params p;
     mt_err e = {0};
-    mt_gpt_config bad = {2, 3, 8, 6, 11, 0.0f, 0};
+    mt_gpt_config bad = {2, 3, 8, 6, 11, 0.0f, 0, 0};
     mt_params_init(&p);
     CHECK(mt_gpt_build(&m, &bad, &p, &e) == MT_ERR_USAGE && strstr(e.msg, "not divisible"),
           "n_embd 8 with n_head 3: %s", e.msg);
     mt_params_free(&p);
     free(m.block);
-    mt_gpt_config ok = {1, 2, 8, 6, 11, 0.0f, 0};
+    mt_gpt_config ok = {1, 2, 8, 6, 11, 0.0f, 0, 0};
     mt_params_init(&p);
     memset(&e, 0, sizeof e);
     mt_gpt_build(&m, &ok, &p, &e);
@@ -153,8 +154,10 @@ static void check_errors(void) {
 
 int main(void) {
     be = mt_backend_cpu();
-    check_grads(0.0f);
-    check_grads(0.25f);
+    for (int fused = 0; fused <= 1; fused++) {
+        check_grads(0.0f, fused);
+        check_grads(0.25f, fused);
+    }
     check_dropout_layout();
     check_errors();
     return mt_test_finish("test_gpt_model");

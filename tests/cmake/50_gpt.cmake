@@ -10,6 +10,12 @@ add_test(NAME gpt_torch_parity
          COMMAND bash -c "$<TARGET_FILE:gpt_parity> gpt_parity_run.h5 10 && /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/reference/gpt_parity.py gpt_parity_run.h5")
 set_tests_properties(gpt_torch_parity PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
                      ENVIRONMENT "OMP_NUM_THREADS=1")
+# The same with the fused ops (train.fused: flash attention, residual +
+# LayerNorm, bias + GELU, one-pass cross-entropy, one AdamW pass).
+add_test(NAME gpt_torch_parity_fused
+         COMMAND bash -c "$<TARGET_FILE:gpt_parity> gpt_parity_fused.h5 10 fused && /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/reference/gpt_parity.py gpt_parity_fused.h5")
+set_tests_properties(gpt_torch_parity_fused PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
+                     ENVIRONMENT "OMP_NUM_THREADS=1")
 
 # Training the GPT model through `mpitrain train` on tests/data/gpt_corpus.txt.
 add_test(NAME gpt_train

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# test_fused.sh - train.fused (the backend's fused ops: flash attention,
+# residual + LayerNorm, bias + GELU, one-pass cross-entropy, one AdamW pass)
+# against the unfused ops, through `mpitrain train`.
+#
+# usage: test_fused.sh MPITRAIN H5CMP REPO MNIST_H5
+#
+#   1. Fused against unfused, 10 steps, one rank: the MLP (MNIST, AdamW,
+#      grad_clip so the clip factor goes through the AdamW pass) and the GPT
+#      (tiny, dropout 0.1, 2 micro-batches), each in fp32 and bf16: every
+#      per-step loss within 1e-4 relative in fp32, 1e-3 in bf16 (the
+#      test_device.sh bound of bf16 against fp32), and not all equal (the
+#      fused ops ran); final parameters ||a-b||/||b|| within 1e-3 per tensor
+#      (the GPT's c_attn key-bias slice excepted, as test_gpt_train.sh
+#      explains). The fused run names its ops on one start-up line, and
+#      run.json's layout.fused lists them ("off" unfused).
+#   2. The thread count changes no bits with the fused ops: a GPT whose
+#      matmuls are tiled (n_embd 128, 32 sequences of 32, dropout 0.1) and the
+#      MLP, 10 steps at run.threads 1 and 2: bitwise the same model.h5.
+#   3. Fused across layouts: the GPT at -np 4 with tp 2 x pp 2 and at dp 2,
+#      fused, against fused on one rank: losses within 1e-5 relative.
+#   4. Fused stop at step 5 + resume to 10 = the uninterrupted fused run,
+#      bitwise (losses and model.h5).
+#   5. Memory: the start-up estimate of the GPT's activations at T 128 drops
+#      with the fused ops (no T x T attention matrix, no probability matrix).
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+MPITRAIN=$(realpath "$1") H5CMP=$(realpath "$2") REPO=$(realpath "$3") DATA=$(realpath "$4")
+
+gpt_tokens
+COMMON=(--config "$REPO/configs/mnist_mlp.ini" --set run.log_every=1 --set run.threads=1
+    --set registry.enabled=false --set train.steps=10)
+MLP=("${COMMON[@]}" --set data.path="$DATA" --set model.layers=784,64,10
+    --set train.global_batch=32 --set optim.kind=adamw --set optim.lr=1e-3
+    --set optim.grad_clip=0.5)
+GPT=("${COMMON[@]}" "${GPT_TINY[@]}" --set model.dropout=0.1 --set parallel.microbatches=2
+    --set optim.grad_clip=1.0)
+
+# run NP KIND DIR LOG ARGS...: status in RC
+run() {
+    local np=$1 kind=$2 dir=$3 log=$4
+    shift 4
+    local -n base=$kind
+    timeout -k 5 180 mpirun -np "$np" "$MPITRAIN" train "${base[@]}" --set run.dir="$dir" "$@" \
+        >"$log" 2>&1
+    RC=$?
+}
+must_run() {
+    run "$@"
+    must_succeed "run $3" "$4"
+}
+metrics() { ls "$1"/*/*/metrics.jsonl 2>/dev/null | head -1; }
+model() { ls "$1"/*/*/model.h5 2>/dev/null | head -1; }
+runjson() { ls "$1"/*/*/run.json 2>/dev/null | head -1; }
+
+# close LABEL DIR_A DIR_B LOSS_TOL PARAM_TOL [ALLOW_EQUAL]: losses within
+# LOSS_TOL relative (and, unless ALLOW_EQUAL, not all equal), parameters
+# within PARAM_TOL per tensor
+close() {
+    local label=$1 a=$2 b=$3 lt=$4 pt=$5 eq=${6:-0}
+    if $PY - "$(metrics "$a")" "$(metrics "$b")" "$(model "$a")" "$(model "$b")" "$lt" "$pt" \
+        "$eq" <<'PYEOF'; then
+import json, sys, h5py, numpy as np
+ma, mb, fa, fb, lt, pt, eq = sys.argv[1:8]
+lt, pt = float(lt), float(pt)
+la = [json.loads(l)["loss"] for l in open(ma)]
+lb = [json.loads(l)["loss"] for l in open(mb)]
+assert len(la) == len(lb) == 10, (len(la), len(lb))
+worst = max(abs(x - y) / abs(x) for x, y in zip(la, lb))
+assert worst <= lt, f"losses differ by {worst:.2e} > {lt}"
+assert eq == "1" or la != lb, "every loss bitwise equal: the other ops did not run"
+a, b = h5py.File(fa, "r")["model"], h5py.File(fb, "r")["model"]
+pw = 0.0
+for name in a:
+    x, y = a[name][...].astype(np.float64), b[name][...].astype(np.float64)
+    if name.endswith("attn.c_attn.bias"):  # the key slice: zero gradient, noise (see header)
+        C = x.size // 3
+        x, y = np.concatenate([x[:C], x[2 * C:]]), np.concatenate([y[:C], y[2 * C:]])
+    n = np.linalg.norm(x)
+    rel = np.linalg.norm(x - y) / n if n else np.linalg.norm(y)
+    pw = max(pw, rel)
+    assert rel <= pt, f"{name}: ||a-b||/||b|| {rel:.2e} > {pt}"
+print(f"   losses: worst relative difference {worst:.2e}; parameters: worst {pw:.2e}")
+PYEOF
+        ok "$label"
+    else
+        bad "$label"
+    fi
+}
+
+# ---- 1. fused against unfused, MLP and GPT, fp32 and bf16 ----
+for kind in MLP GPT; do
+    for pr in fp32 bf16; do
+        must_run 1 $kind "$TMP/u$kind$pr" "$TMP/u$kind$pr.log" --set train.precision=$pr \
+            --set train.fused=false
+        must_run 1 $kind "$TMP/f$kind$pr" "$TMP/f$kind$pr.log" --set train.precision=$pr \
+            --set train.fused=true
+        tol=1e-4
+        [ $pr = bf16 ] && tol=1e-3
+        close "$kind $pr: fused within $tol of unfused (losses), 1e-3 (parameters)" \
+            "$TMP/u$kind$pr" "$TMP/f$kind$pr" $tol 1e-3
+    done
+done
+all="flash_attention residual_layernorm bias_gelu xent adamw_multi"
+if grep -qx "fused ops (train.fused = true): $all" "$TMP/fGPTfp32.log" &&
+    ! grep -q "fused ops" "$TMP/uGPTfp32.log" &&
+    $PY -c 'import json, sys
+a, b = (json.load(open(f))["layout"]["fused"] for f in sys.argv[1:3])
+assert (a, b) == (sys.argv[3], "off"), (a, b)' "$(runjson "$TMP/fGPTfp32")" \
+        "$(runjson "$TMP/uGPTfp32")" "$all"; then
+    ok "the fused run names its ops (start-up line, run.json layout.fused); unfused: off"
+else
+    bad "fused ops not reported"
+    grep "fused" "$TMP/fGPTfp32.log"
+fi
+
+# ---- 2. thread count: bitwise with the fused ops ----
+WIDE=(--set model.n_embd=128 --set model.n_head=4 --set train.global_batch=32
+    --set parallel.microbatches=1)
+for t in 1 2; do
+    must_run 1 GPT "$TMP/g$t" "$TMP/g$t.log" --set train.fused=true "${WIDE[@]}" \
+        --set run.threads=$t
+    must_run 1 MLP "$TMP/m$t" "$TMP/m$t.log" --set train.fused=true --set run.threads=$t
+done
+for k in g m; do
+    if "$H5CMP" "$(model "$TMP/${k}1")" "$(model "$TMP/${k}2")" --bitwise >"$TMP/h5$k.log" 2>&1 &&
+        cmp -s <(losses "$(metrics "$TMP/${k}1")") <(losses "$(metrics "$TMP/${k}2")"); then
+        ok "fused, $([ $k = g ] && echo "GPT (tiled matmuls)" || echo MLP): run.threads 1 and 2 give bitwise the same model.h5 and losses"
+    else
+        bad "fused, $k: run.threads 1 and 2 differ"
+        tail -3 "$TMP/h5$k.log"
+    fi
+done
+
+# ---- 3. fused across layouts ----
+must_run 4 GPT "$TMP/tp" "$TMP/tp.log" --set train.fused=true --set parallel.tp=2 \
+    --set parallel.pp=2 --set model.n_layer=2
+must_run 2 GPT "$TMP/dp" "$TMP/dp.log" --set train.fused=true
+for l in tp dp; do
+    if $PY - "$(metrics "$TMP/fGPTfp32")" "$(metrics "$TMP/$l")" <<'PYEOF'; then
+import json, sys
+a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
+b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+assert len(a) == len(b) == 10, (len(a), len(b))
+worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+print(f"   worst relative loss difference {worst:.2e}")
+assert worst <= 1e-5
+PYEOF
+        ok "fused, $([ $l = tp ] && echo "tp 2 x pp 2" || echo "dp 2"): losses within 1e-5 of fused on one rank"
+    else
+        bad "fused, $l: losses differ from one rank"
+    fi
+done
+
+# ---- 4. fused stop + resume = uninterrupted ----
+must_run 1 GPT "$TMP/r" "$TMP/r1.log" --set train.fused=true --set train.exit_after_steps=5 \
+    --set checkpoint.every_steps=5
+run 1 GPT "$TMP/r" "$TMP/r2.log" --set train.fused=true --set checkpoint.resume=auto
+last=$(ls "$TMP"/r/*/*/model.h5 2>/dev/null | tail -1)
+if [ "$RC" = 0 ] && [ -n "$last" ] && "$H5CMP" "$last" "$(model "$TMP/fGPTfp32")" --bitwise \
+    >"$TMP/h5r.log" 2>&1 &&
+    cmp -s <(losses "$TMP"/r/*/*/metrics.jsonl) <(losses "$(metrics "$TMP/fGPTfp32")"); then
+    ok "fused: stop at 5 + resume to 10 = uninterrupted, bitwise (losses, model.h5)"
+else
+    bad "fused resume (exit $RC) differs from the uninterrupted run"
+    tail -3 "$TMP/r2.log" "$TMP/h5r.log"
+fi
+
+# ---- 5. the activation estimate drops ----
+mem() { awk '$1 == "0" && $2 == "0" && $3 == "0" { print $(NF - 1); exit }' "$1"; }
+for f in false true; do
+    must_run 1 GPT "$TMP/mem$f" "$TMP/mem$f.log" --set train.fused=$f --set model.block_size=128 \
+        --set train.steps=1 --set parallel.microbatches=1
+done
+mu=$(mem "$TMP/memfalse.log") mf=$(mem "$TMP/memtrue.log")
+if [ -n "$mu" ] && [ -n "$mf" ] &&
+    $PY -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(0 if b < 0.8 * a else 1)" "$mu" "$mf"; then
+    ok "activations at T 128: estimate $mf MB fused against $mu MB unfused"
+else
+    bad "fused activation estimate '$mf' MB not below 0.8 x unfused '$mu' MB"
+fi
+
+[ "$fail" = 0 ] && echo "test_fused: all passed" || echo "test_fused: FAILED"
+exit $fail
