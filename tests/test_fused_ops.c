@@ -10,7 +10,8 @@
  *     difference and the count of elements whose bits differ are printed;
  *   - by finite differences (as test_gpt_ops.c: L = sum(r * y), central
  *     differences with h = 1e-2, normalized error <= 2e-3, every element
- *     within 2e-2 * max|num| + 1e-5), the forward against a double reference;
+ *     within 2e-2 * max|num| + 1e-5), the forwards against double references
+ *     (the GELU over [-12, 12] as test_gradcheck.c checks the unfused one);
  *   - bitwise at 1, 2 and 3 OpenMP threads;
  *   - with outputs poisoned with NaN first (every element must be written),
  *     res aliasing a or b, dx aliasing dy, and odd shapes: N = 1, C = 1,
@@ -208,6 +209,36 @@ static void check_bias_gelu(int N, int C) {
     omp_set_num_threads(2);
     free(h), free(g), free(dx), free(db);
     gelu_case_free(&k);
+}
+
+/* The fused GELU against double precision over [-12, 12] (as
+ * test_gradcheck.c checks the unfused one), forward relative where |g| >
+ * 1e-3 and absolute, derivative absolute (it is O(1) and crosses 0): the
+ * nerr above is ruled by the large values and would let a less accurate
+ * exp through. One row of N points, bias 0, dy 1. */
+static void check_gelu_accuracy(void) {
+    enum { N = 100001 };
+    float *h = falloc(N), *g = falloc(N), *bias = falloc(N), *ones = falloc(N), *d = falloc(N);
+    float *db = falloc(N);
+    for (int i = 0; i < N; i++) h[i] = -12.0f + 24.0f * (float)i / (N - 1), ones[i] = 1.0f;
+    be->bias_gelu_forward(h, g, bias, 1, N);
+    be->gelu_bias_backward(d, db, ones, h, 1, N);
+    double rel = 0, abs_err = 0, dabs = 0;
+    for (int i = 0; i < N; i++) {
+        double v = h[i], k = sqrt(2.0 / M_PI), u = k * (v + 0.044715 * v * v * v);
+        double t = tanh(u), ref = 0.5 * v * (1 + t);
+        double dref = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * k * (1 + 3 * 0.044715 * v * v);
+        double e = fabs(g[i] - ref);
+        abs_err = fmax(abs_err, e);
+        if (fabs(ref) > 1e-3) rel = fmax(rel, e / fabs(ref));
+        dabs = fmax(dabs, fabs(d[i] - dref));
+    }
+    printf("%-36s forward max rel %.2e (bound 2e-6), max abs %.2e (bound 2e-6); derivative max "
+           "abs %.2e (bound 4e-7)\n",
+           "fused gelu accuracy on [-12, 12]", rel, abs_err, dabs);
+    CHECK(rel <= 2e-6 && abs_err <= 2e-6, "fused gelu forward: rel %.2e abs %.2e", rel, abs_err);
+    CHECK(dabs <= 4e-7, "fused gelu derivative: max abs error %.2e", dabs);
+    free(h), free(g), free(bias), free(ones), free(d), free(db);
 }
 
 /* ---- bias + GELU: finite differences of the pair ---- */
@@ -427,6 +458,7 @@ int main(void) {
                                        {37, 1029}, {1, 40000}, {3000, 13}, {1024, 256}};
     for (size_t i = 0; i < sizeof gelu_shapes / sizeof gelu_shapes[0]; i++)
         check_bias_gelu(gelu_shapes[i][0], gelu_shapes[i][1]);
+    check_gelu_accuracy();
     check_bias_gelu_grad();
     for (size_t i = 0; i < sizeof ln_shapes / sizeof ln_shapes[0]; i++)
         check_residual_ln(ln_shapes[i][0], ln_shapes[i][1]);
