@@ -5,7 +5,8 @@
  *   - against the unfused composition it replaces (add + layernorm_forward;
  *     bias_add + gelu_forward; gelu_backward + bias_grad with beta 1):
  *     normalized error ||fused - unfused|| / ||unfused|| <= 1e-6 and every
- *     element within 1e-6 * max(1, |unfused|) (FMA contraction and the
+ *     element within 1e-6 * max(1, |unfused|) (db: 1e-6 * its column's sum
+ *     of |terms|, a float sum's condition) (FMA contraction and the
  *     LayerNorm's partial sums move the last bits); the maximum absolute
  *     difference and the count of elements whose bits differ are printed;
  *   - by finite differences (as test_gpt_ops.c: L = sum(r * y), central
