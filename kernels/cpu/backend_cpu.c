@@ -21,6 +21,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/bf16.h"
+#include "kernels/cpu/fused_cpu.h"
 #include "kernels/cpu/gpt_cpu.h"
 
 #define MT_OMP_MIN  (1 << 15)
@@ -431,6 +432,9 @@ static const mt_backend cpu_backend = {
     .from_bf16 = cpu_from_bf16,
     .adamw_update = cpu_adamw_update,
     .sgd_update = cpu_sgd_update,
+    .residual_layernorm_forward = mt_cpu_residual_layernorm_forward,
+    .bias_gelu_forward = mt_cpu_bias_gelu_forward,
+    .gelu_bias_backward = mt_cpu_gelu_bias_backward,
 };
 
 const mt_backend *mt_backend_cpu(void) {
