@@ -5,9 +5,11 @@
  * target_clones, an ifunc). Callers stay plain C and call it from their
  * OpenMP loops.
  *
- * Numerics: the AVX2 copy may contract a * b + c into one FMA (one rounding
- * instead of two), so a fused kernel's bits can differ between a CPU with
- * AVX2 + FMA and one without; they never depend on the thread count (each
+ * Numerics: in a file built with -ffp-contract=fast (CMakeLists.txt says
+ * which: fused_cpu.c), the AVX2 copy contracts a * b + c into one FMA (one
+ * rounding instead of two), so that kernel's bits differ between a CPU with
+ * AVX2 + FMA and one without; elsewhere (-std=c17 contracts nothing) both
+ * copies give the same bits. Never do they depend on the thread count (each
  * element is still computed by one thread in a fixed order). Elsewhere (not
  * x86-64, or a compiler without target_clones) MT_VEC is empty.
  */
