@@ -119,7 +119,8 @@ const mt_cfg_key mt_cfg_keys[] = {
      "saying so)"},
     {"train", "precision", MT_CFG_ENUM, "fp32", 0, 0, 0, 0, "fp32|bf16", OFF(train.precision),
      "matmul precision: fp32, or bf16 (operands rounded to bfloat16, fp32 accumulation; weights, "
-     "optimizer state and checkpoints stay fp32; emulated, slowly, on the CPU)"},
+     "optimizer state and checkpoints stay fp32; on the CPU emulated, slowly, or OpenBLAS's "
+     "sbgemm where the CPU has AVX512-BF16: MPITRAIN_CPU_SBGEMM in docs/CUDA.md)"},
 
     {"parallel", "tp", MT_CFG_INT, "1", 1, 1024, 0, 0, NULL, OFF(parallel.tp),
      "tensor-parallel ranks: each layer's matrices split Megatron-style (MLP: pairs of column- "
