@@ -52,9 +52,10 @@ static void cpu_synchronize(void) {}
  * dimensions, and the very same sgemm tiles run on the copies. Products
  * of two bf16 values are exact in fp32, so this differs from a tensor-core
  * bf16 GEMM only in the order of the fp32 sums. fp32 mode makes no copy.
- * Where the CPU has AVX512-BF16 (or MPITRAIN_CPU_SBGEMM says so), bf16 mode
- * takes OpenBLAS's cblas_sbgemm on bf16 copies instead, the same tiles
- * (sbgemm_cpu.c); the path is chosen once, at the first set_precision(1). */
+ * Where the CPU has AVX512-BF16 and OpenBLAS cblas_sbgemm (or where
+ * MPITRAIN_CPU_SBGEMM = on), bf16 mode takes cblas_sbgemm on bf16 copies
+ * instead, the same tiles (sbgemm_cpu.c); the path is chosen once, at the
+ * first set_precision(1). */
 
 static int cpu_bf16; /* the precision set_precision chose: 1 bf16 operands, 0 fp32 */
 
