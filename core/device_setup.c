@@ -73,12 +73,17 @@ int mt_run_setup_device(mt_run *r, mt_err *e) {
             printf("device: cpu-staged (MPITRAIN_TEST_STAGED=1: host memory treated as a "
                    "device's)\n");
     }
-    if (cfg->train.precision == MT_PREC_BF16 && !r->be->set_precision)
+    char why[512];
+    if (!cuda && mt_backend_cpu_bf16_check(why, sizeof why) < 0)
+        mt_err_set(e, MT_ERR_USAGE, "%s", why); /* before set_precision would exit */
+    else if (cfg->train.precision == MT_PREC_BF16 && !r->be->set_precision)
         mt_err_set(e, MT_ERR_USAGE, "train.precision = bf16: the %s backend has no bf16 matmuls",
                    r->be->name);
     else if (r->be->set_precision)
         r->be->set_precision(cfg->train.precision == MT_PREC_BF16);
     if (mt_comm_agree(c, e) || mt_comm_use_device(c, r->be, e)) return e->code;
+    if (c->rank == 0 && !cuda && cfg->train.precision == MT_PREC_BF16)
+        printf("bf16 matmuls: %s\n", mt_backend_cpu_bf16_path());
     if (c->rank == 0 && cfg->train.fused) {
         char have[160], missing[160];
         mt_backend_fused_ops(r->be, have, missing, sizeof have);

@@ -102,6 +102,8 @@ static cJSON *run_json(const mt_run *r) {
     } else {
         cJSON_AddStringToObject(lay, "fused", "off");
     }
+    if (r->be && strncmp(r->be->name, "cpu", 3) == 0 && r->cfg.train.precision == MT_PREC_BF16)
+        cJSON_AddStringToObject(lay, "bf16_matmuls", mt_backend_cpu_bf16_path());
     if (r->gpu[0]) cJSON_AddStringToObject(lay, "gpu", r->gpu);
     if (r->be && !r->be->host_memory) {
         cJSON *cm = cJSON_AddObjectToObject(lay, "comms");

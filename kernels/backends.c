@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/cpu/sbgemm_cpu.h"
+
 #ifdef MT_HAVE_CUDA
 #include "kernels/cuda/backend_cuda.h"
 #include "kernels/cuda/device.h"
@@ -53,6 +55,14 @@ int mt_backend_select_device(const char *name, int local_rank, char *desc, size_
 #endif
     snprintf(desc, n, "backend '%s' has no devices to choose", name);
     return -1;
+}
+
+int mt_backend_cpu_bf16_check(char *why, size_t n) {
+    return mt_cpu_sbgemm_check(why, n);
+}
+
+const char *mt_backend_cpu_bf16_path(void) {
+    return mt_cpu_bf16_path();
 }
 
 void mt_backend_device_uid(char *buf, size_t n) {

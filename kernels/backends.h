@@ -25,6 +25,14 @@ int mt_backend_probe(const char *name, char *why, size_t n);
  * modulo the visible GPUs) and describes it in desc. Returns the device
  * index, or -1 with the reason in desc. */
 int mt_backend_select_device(const char *name, int local_rank, char *desc, size_t n);
+/* The CPU backend's bf16 matmul path as MPITRAIN_CPU_SBGEMM asks for it
+ * (auto, on, off; docs/CUDA.md): 0, or -1 with one line in why (an unknown
+ * value, or on where the OpenBLAS loaded has no cblas_sbgemm). A run checks
+ * this before set_precision, which would otherwise exit 2 on every rank. */
+int mt_backend_cpu_bf16_check(char *why, size_t n);
+/* One line: the CPU's bf16 matmul path after set_precision(1) and why
+ * ("emulated (MPITRAIN_CPU_SBGEMM = auto: the CPU has no AVX512-BF16)"). */
+const char *mt_backend_cpu_bf16_path(void);
 /* "<host>/<PCI bus id>" of this rank's current GPU ("" without CUDA). */
 void mt_backend_device_uid(char *buf, size_t n);
 

@@ -9,6 +9,9 @@
 #      rank and from mpirun (2 ranks), exactly one "mpitrain: error:" line,
 #      naming train.device, no run folder. (Skipped, saying so, where a GPU
 #      is usable.)
+#   1b. MPITRAIN_CPU_SBGEMM (the CPU's bf16 matmul path) with a bad value:
+#      exit 2 from mpirun (2 ranks), exactly one "mpitrain: error:" line,
+#      naming the variable and its values, no run folder.
 #   2. train.device = auto without a GPU: one line saying it falls back to the
 #      CPU, then the same losses as device = cpu, bitwise.
 #   3. The device paths on the CPU (MPITRAIN_TEST_STAGED=1: the CPU backend
@@ -107,6 +110,17 @@ if grep -q "training on the CPU" "$TMP/auto0.log"; then
     fi
 else
     echo "skip - device = cuda error without a GPU: this machine has a usable GPU"
+fi
+
+# ---- 1b. a bad MPITRAIN_CPU_SBGEMM ----
+MPITRAIN_CPU_SBGEMM=fast run 2 GPT "$TMP/sbg" "$TMP/sbg.log" --set train.precision=bf16
+nerr=$(grep -c "^mpitrain: error:" "$TMP/sbg.log")
+if [ "$RC" = 2 ] && [ "$nerr" = 1 ] && [ ! -e "$TMP/sbg" ] &&
+    grep -q "^mpitrain: error: MPITRAIN_CPU_SBGEMM = 'fast' .*(auto, on or off)" "$TMP/sbg.log"; then
+    ok "MPITRAIN_CPU_SBGEMM=fast: exit 2, one error line: $(grep '^mpitrain: error' "$TMP/sbg.log" | cut -c1-110)"
+else
+    bad "MPITRAIN_CPU_SBGEMM=fast: exit $RC, $nerr error lines"
+    sed 's/^/   | /' "$TMP/sbg.log" | head
 fi
 
 # ---- 2. device = auto falls back ----

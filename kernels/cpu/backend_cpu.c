@@ -23,6 +23,7 @@
 #include "kernels/bf16.h"
 #include "kernels/cpu/fused_cpu.h"
 #include "kernels/cpu/gpt_cpu.h"
+#include "kernels/cpu/sbgemm_cpu.h"
 
 #define MT_OMP_MIN  (1 << 15)
 #define SUMSQ_BLOCK 4096
@@ -51,12 +52,17 @@ static void cpu_synchronize(void) {}
  * rounded to bf16 (kernels/bf16.h) into a scratch copy with the same lead
  * dimensions, and the very same sgemm tiles run on the copies. Products
  * of two bf16 values are exact in fp32, so this differs from a tensor-core
- * bf16 GEMM only in the order of the fp32 sums. fp32 mode makes no copy. */
+ * bf16 GEMM only in the order of the fp32 sums. fp32 mode makes no copy.
+ * Where the CPU has AVX512-BF16 and OpenBLAS cblas_sbgemm (or where
+ * MPITRAIN_CPU_SBGEMM = on), bf16 mode takes cblas_sbgemm on bf16 copies
+ * instead, the same tiles (sbgemm_cpu.c); the path is chosen once, at the
+ * first set_precision(1). */
 
 static int cpu_bf16; /* the precision set_precision chose: 1 bf16 operands, 0 fp32 */
 
 void mt_cpu_set_precision(int bf16) {
     cpu_bf16 = bf16 != 0;
+    if (cpu_bf16) mt_cpu_bf16_native(); /* chooses the path (or exits 2) now, not mid-step */
 }
 
 int mt_cpu_precision_bf16(void) {
@@ -149,6 +155,10 @@ static void tile_plan(int M, int N, int K, int *tm, int *tn) {
     *tn = (int)n;
 }
 
+void mt_cpu_tile_plan(int M, int N, int K, int *tm, int *tn) {
+    tile_plan(M, N, K, tm, tn);
+}
+
 void mt_cpu_blas_serial(void) {
     /* In an active parallel region OpenBLAS (OpenMP build) runs one thread by
      * itself; in a team of one (an if clause, or OMP_NUM_THREADS=1) it would
@@ -184,6 +194,10 @@ static void matmul_tiles(int trans_a, int trans_b, int M, int N, int K, float al
 static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                        int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (cpu_bf16 && M > 0 && N > 0 && K > 0) {
+        if (mt_cpu_bf16_native()) {
+            mt_cpu_sbgemm_matmul(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            return;
+        }
         /* A is stored (M,K), or (K,M) when transposed; B (K,N), or (N,K). */
         static float *scratch; /* [A's copy | B's copy], grown on demand, never freed */
         static size_t cap;

@@ -27,3 +27,12 @@ set_tests_properties(test_backend_cmp_self PROPERTIES TIMEOUT 120
 # rounding, bitwise equality with sgemm on rounded operands, attention
 # against a reference (tests/test_backend_bf16.c). No GPU needed.
 mt_unit_test(test_backend_bf16)
+# The same program with the bf16 path forced (MPITRAIN_CPU_SBGEMM): off is
+# the emulation, bitwise (the checks above); on is cblas_sbgemm (or, where
+# the OpenBLAS loaded has none, as Debian 12's, the test's stand-in kernel)
+# against a reference and the emulation, at many shapes and thread counts.
+foreach(mode off on)
+  add_test(NAME test_backend_bf16_${mode} COMMAND test_backend_bf16)
+  set_tests_properties(test_backend_bf16_${mode} PROPERTIES TIMEOUT 120
+                       ENVIRONMENT "OMP_NUM_THREADS=1;MPITRAIN_CPU_SBGEMM=${mode}")
+endforeach()
