@@ -21,6 +21,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/bf16.h"
+#include "kernels/cpu/flash_attention.h"
 #include "kernels/cpu/fused_cpu.h"
 #include "kernels/cpu/gpt_cpu.h"
 #include "kernels/cpu/sbgemm_cpu.h"
@@ -436,6 +437,8 @@ static const mt_backend cpu_backend = {
     .layernorm_backward = mt_cpu_layernorm_backward,
     .attention_forward = mt_cpu_attention_forward,
     .attention_backward = mt_cpu_attention_backward,
+    .flash_attention_forward = mt_cpu_flash_attention_forward,
+    .flash_attention_backward = mt_cpu_flash_attention_backward,
     .embedding_forward = mt_cpu_embedding_forward,
     .embedding_backward = mt_cpu_embedding_backward,
     .dropout_forward = mt_cpu_dropout_forward,
