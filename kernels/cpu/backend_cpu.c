@@ -22,6 +22,7 @@
 #include "kernels/backend.h"
 #include "kernels/bf16.h"
 #include "kernels/cpu/gpt_cpu.h"
+#include "kernels/cpu/xent_cpu.h"
 
 #define MT_OMP_MIN  (1 << 15)
 #define SUMSQ_BLOCK 4096
@@ -431,6 +432,7 @@ static const mt_backend cpu_backend = {
     .from_bf16 = cpu_from_bf16,
     .adamw_update = cpu_adamw_update,
     .sgd_update = cpu_sgd_update,
+    .xent_fused = mt_cpu_xent_fused,
 };
 
 const mt_backend *mt_backend_cpu(void) {
