@@ -21,6 +21,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/bf16.h"
+#include "kernels/cpu/adamw_cpu.h"
 #include "kernels/cpu/gpt_cpu.h"
 #include "kernels/cpu/xent_cpu.h"
 
@@ -433,6 +434,7 @@ static const mt_backend cpu_backend = {
     .adamw_update = cpu_adamw_update,
     .sgd_update = cpu_sgd_update,
     .xent_fused = mt_cpu_xent_fused,
+    .adamw_multi = mt_cpu_adamw_multi,
 };
 
 const mt_backend *mt_backend_cpu(void) {
