@@ -84,6 +84,8 @@ static void check_grads(float dropout, int fused) {
            "parameters, normalized error %.2e (bound 2e-3), worst tensor %s %.2e (bound 2e-2)\n",
            fused ? "fused" : "unfused", m.use.flash, m.use.resln, m.use.gelu, m.use.xent, dropout,
            mt_params_count(&p), rel, worst_name, worst_tensor);
+    CHECK(!fused || (m.use.flash && m.use.resln && m.use.gelu && m.use.xent),
+          "fused: the CPU backend's fused ops did not all run");
     CHECK(rel <= 2e-3, "dropout %.2f: normalized error %.3e", dropout, rel);
     CHECK(worst_tensor <= 2e-2, "dropout %.2f: %s normalized error %.3e", dropout, worst_name,
           worst_tensor);

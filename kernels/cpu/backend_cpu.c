@@ -21,10 +21,12 @@
 
 #include "kernels/backend.h"
 #include "kernels/bf16.h"
+#include "kernels/cpu/adamw_cpu.h"
 #include "kernels/cpu/flash_attention.h"
 #include "kernels/cpu/fused_cpu.h"
 #include "kernels/cpu/gpt_cpu.h"
 #include "kernels/cpu/sbgemm_cpu.h"
+#include "kernels/cpu/xent_cpu.h"
 
 #define MT_OMP_MIN  (1 << 15)
 #define SUMSQ_BLOCK 4096
@@ -452,6 +454,8 @@ static const mt_backend cpu_backend = {
     .residual_layernorm_forward = mt_cpu_residual_layernorm_forward,
     .bias_gelu_forward = mt_cpu_bias_gelu_forward,
     .gelu_bias_backward = mt_cpu_gelu_bias_backward,
+    .xent_fused = mt_cpu_xent_fused,
+    .adamw_multi = mt_cpu_adamw_multi,
 };
 
 const mt_backend *mt_backend_cpu(void) {
