@@ -520,8 +520,10 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
 void mt_gpt_free(mt_gpt *m, const mt_backend *be) {
     each_stored(m, release, be);
     if (m->owns_scratch) {
+        /* (with flash attention m->w.att is a block's lse, freed above) */
+        float *watt = m->use.flash ? NULL : m->w.att;
         float *scr[] = {m->dres,   m->dtmp,  m->dbranch, m->dqkv,      m->dfch,
-                        m->datt,   m->w.ln1, m->w.qkv,   m->w.atty,    m->w.att,
+                        m->datt,   m->w.ln1, m->w.qkv,   m->w.atty,    watt,
                         m->w.res2, m->w.ln2, m->w.fch,   m->w.fch_gelu};
         for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)
             if (scr[i]) be->free(scr[i]);

@@ -10,9 +10,14 @@
 #      (tiny, dropout 0.1, 2 micro-batches), each in fp32 and bf16: every
 #      per-step loss within 1e-4 relative in fp32, 1e-3 in bf16 (the
 #      test_device.sh bound of bf16 against fp32), and not all equal (the
-#      fused ops ran); final parameters ||a-b||/||b|| within 1e-3 per tensor
-#      (the GPT's c_attn key-bias slice excepted, as test_gpt_train.sh
-#      explains). The fused run names its ops on one start-up line, and
+#      fused ops ran); final parameters ||a-b||/||b|| per tensor within 1e-4
+#      in fp32 and 5e-2 in bf16 (the GPT's c_attn key-bias slice excepted, as
+#      test_gpt_train.sh explains). bf16's bound is its own noise: the fused
+#      ops round other intermediates to bf16 (flash attention's unnormalised
+#      probabilities, for one), and AdamW turns a 2^-9 difference in a small
+#      gradient into a step; over these 10 steps unfused bf16 itself lies up
+#      to 3.7e-2 per tensor from fp32 (fused bf16 from unfused: 3.5e-2,
+#      measured 2026-12-06). The fused run names its ops on one start-up line, and
 #      run.json's layout.fused lists them ("off" unfused).
 #   2. The thread count changes no bits with the fused ops: a GPT whose
 #      matmuls are tiled (n_embd 128, 32 sequences of 32, dropout 0.1) and the
@@ -95,10 +100,10 @@ for kind in MLP GPT; do
             --set train.fused=false
         must_run 1 $kind "$TMP/f$kind$pr" "$TMP/f$kind$pr.log" --set train.precision=$pr \
             --set train.fused=true
-        tol=1e-4
-        [ $pr = bf16 ] && tol=1e-3
-        close "$kind $pr: fused within $tol of unfused (losses), 1e-3 (parameters)" \
-            "$TMP/u$kind$pr" "$TMP/f$kind$pr" $tol 1e-3
+        tol=1e-4 ptol=1e-4
+        [ $pr = bf16 ] && tol=1e-3 ptol=5e-2
+        close "$kind $pr: fused within $tol of unfused (losses), $ptol (parameters)" \
+            "$TMP/u$kind$pr" "$TMP/f$kind$pr" $tol $ptol
     done
 done
 all="flash_attention residual_layernorm bias_gelu xent adamw_multi"
