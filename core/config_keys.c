@@ -121,7 +121,7 @@ const mt_cfg_key mt_cfg_keys[] = {
      "matmul precision: fp32, or bf16 (operands rounded to bfloat16, fp32 accumulation; weights, "
      "optimizer state and checkpoints stay fp32; on the CPU emulated, slowly, or OpenBLAS's "
      "sbgemm where the CPU has AVX512-BF16: MPITRAIN_CPU_SBGEMM in docs/CUDA.md)"},
-    {"train", "fused", MT_CFG_BOOL, "false", 0, 0, 0, 0, NULL, OFF(train.fused),
+    {"train", "fused", MT_CFG_BOOL, "true", 0, 0, 0, 0, NULL, OFF(train.fused),
      "fused kernels where the backend has them: flash-style attention (no T x T matrix), "
      "residual + LayerNorm, bias + GELU, one-pass cross-entropy (no probability matrix), one "
      "AdamW pass over all tensors; false = the separate ops (same math, other rounding order)"},
