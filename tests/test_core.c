@@ -155,12 +155,14 @@ static void test_lr(void) {
     CHECK(mt_lr_at(&c, 1) == 0.5 && mt_lr_at(&c, 9) == 1.0, "constant with warmup");
 }
 
-/* Optimizer steps against a double-precision reference of PyTorch's formulas. */
-static void test_optim(int kind) {
+/* Optimizer steps against a double-precision reference of PyTorch's formulas;
+ * fused: AdamW in one adamw_multi pass (train.fused), clipping folded in. */
+static void test_optim(int kind, int fused) {
     const mt_backend *be = mt_backend_cpu();
     mt_config c;
     mt_config_defaults(&c);
     c.optim.kind = kind;
+    c.train.fused = fused;
     c.optim.weight_decay = 0.1;
     c.optim.lr = 0.01;
     mt_params p;
@@ -173,6 +175,8 @@ static void test_optim(int kind) {
     mt_params_init_values(&p, 5);
     mt_optim o;
     mt_optim_init(&o, &c, &p, be, NULL, &e);
+    CHECK(o.multi == (fused && kind == MT_OPTIM_ADAMW), "fused %d: multi-tensor AdamW %d", fused,
+          o.multi);
     size_t n = p.numel;
     double *x = calloc(n, 8), *m = calloc(n, 8), *v = calloc(n, 8);
     for (size_t i = 0; i < n; i++) x[i] = p.data[i];
@@ -200,8 +204,8 @@ static void test_optim(int kind) {
     }
     double worst = 0;
     for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(x[i] - p.data[i]));
-    printf("%s: 5 steps, max |float - double reference| = %.2e\n",
-           kind == MT_OPTIM_ADAMW ? "adamw" : "sgd", worst);
+    printf("%s%s: 5 steps, max |float - double reference| = %.2e\n",
+           kind == MT_OPTIM_ADAMW ? "adamw" : "sgd", o.multi ? " (one pass)" : "", worst);
     CHECK(worst < 1e-6, "optimizer differs from the reference by %.3e", worst);
     /* clipping scales the gradient to the max norm */
     memset(p.grad, 0, n * sizeof(float)); /* padding between tensors stays zero */
@@ -210,8 +214,30 @@ static void test_optim(int kind) {
     double norm = sqrt(be->sumsq(p.grad, n)); /* one rank: what gradsync's norm is */
     mt_optim_clip(&o, &p, be, norm, 1.0);
     double after = sqrt(be->sumsq(p.grad, n));
-    CHECK(fabs(norm - sqrt(15.0)) < 1e-6 && fabs(after - 1.0) < 1e-6,
-          "clip: norm %.6f (want %.6f), after %.6f (want 1)", norm, sqrt(15.0), after);
+    if (o.multi) { /* the gradient stays; the next step applies the factor */
+        CHECK(fabs(norm - sqrt(15.0)) < 1e-6 && fabs(after - norm) == 0.0 &&
+                  fabs(o.gscale * norm - 1.0) < 1e-6,
+              "clip (one pass): norm %.6f, after %.6f (want unchanged), factor %.6f", norm, after,
+              (double)o.gscale);
+        float *x0 = mt_test_copy(p.data, n), *m0 = mt_test_copy(o.m, n), *v0 = mt_test_copy(o.v, n);
+        mt_optim_step(&o, &p, be, 0.01f);
+        double bc1 = 1 - pow(0.9, 6), bc2 = 1 - pow(0.999, 6), wrong = 0;
+        for (int k = 0; k < p.n; k++)
+            for (size_t j = p.v[k].offset; j < p.v[k].offset + p.v[k].numel; j++) {
+                double g = 1.0 / sqrt(15.0), wd = p.v[k].decay ? 0.1 : 0.0;
+                double mm = 0.9 * m0[j] + 0.1 * g, vv = 0.999 * v0[j] + 0.001 * g * g;
+                double want = x0[j] * (1 - 0.01 * wd) - 0.01 * (mm / bc1) / (sqrt(vv / bc2) + 1e-8);
+                wrong = fmax(wrong, fabs(want - p.data[j]));
+            }
+        CHECK(wrong < 1e-6 && o.gscale == 1.0f,
+              "clip (one pass): the step after differs by %.3e from the clipped reference, "
+              "factor after %g (want 1)",
+              wrong, (double)o.gscale);
+        free(x0), free(m0), free(v0);
+    } else {
+        CHECK(fabs(norm - sqrt(15.0)) < 1e-6 && fabs(after - 1.0) < 1e-6,
+              "clip: norm %.6f (want %.6f), after %.6f (want 1)", norm, sqrt(15.0), after);
+    }
     free(x), free(m), free(v);
     mt_optim_free(&o, be);
     mt_params_free(&p);
@@ -586,7 +612,9 @@ int main(void) {
     test_ckpt_long_paths();
     test_init_layout_independent();
     test_lr();
-    test_optim(MT_OPTIM_ADAMW);
-    test_optim(MT_OPTIM_SGD);
+    for (int fused = 0; fused <= 1; fused++) {
+        test_optim(MT_OPTIM_ADAMW, fused);
+        test_optim(MT_OPTIM_SGD, fused);
+    }
     return mt_test_finish("core");
 }
