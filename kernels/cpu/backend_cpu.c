@@ -117,9 +117,14 @@ static size_t span(int rows, int cols, int ld) {
  * rows, 2-core EPYC, docs/BENCHMARKS.md): these tiles 85-86 GFLOP/s at 1
  * thread against one whole sgemm's 87-88; tiles of 2^24 multiply-adds and 64
  * rows lost about 10 %. Up to 256 tiles: a big product keeps many cores
- * busy, a small one few. */
+ * busy, a small one few. TILE_MIN_SIDE was 256 until issue 19: the GPT's
+ * 256 x 256 x 1024 weight gradients (c_proj, the LM head) were then one tile,
+ * one thread working while the others waited, and 768 x 256 x 1024 three
+ * tiles for two threads; at 128 the GPT bench step took 3-5 % less at 2
+ * threads and the same at 1 (a deliberate change of the bits of those
+ * products, still independent of the thread count). */
 #define TILE_WORK     (1L << 25) /* multiply-adds per tile: about 0.4 ms of one core */
-#define TILE_MIN_SIDE 256        /* rows and columns of a tile at least */
+#define TILE_MIN_SIDE 128        /* rows and columns of a tile at least */
 /* A product under TILE_WORK (the MLP's: 64 x 256 x 784) still gets up to
  * SMALL_TILES tiles of SMALL_WORK, no side under SMALL_SIDE, so that a few
  * threads share it (one tile lost 44 % of the MNIST MLP's step at 2 threads). */
