@@ -24,10 +24,10 @@
 #include <stdlib.h>
 
 #include "kernels/cpu/vec.h"
+#include "kernels/cpu/vmath.h"
 
-#define MT_OMP_MIN  (1 << 15) /* elements below which threads cost more than they save */
-#define CHUNK       8192      /* elements per task: 32 KiB of each of p, g, m, v */
-#define FIRST_STACK 128       /* segments whose chunk table fits on the stack */
+#define CHUNK       8192 /* elements per task: 32 KiB of each of p, g, m, v */
+#define FIRST_STACK 128  /* segments whose chunk table fits on the stack */
 
 /* How the gradient is scaled first: as be->scale does it (backend.h). */
 enum { G_AS_IS, G_SCALED, G_CLEARED };

@@ -26,12 +26,10 @@
 #include "kernels/cpu/fused_cpu.h"
 #include "kernels/cpu/gpt_cpu.h"
 #include "kernels/cpu/sbgemm_cpu.h"
+#include "kernels/cpu/vmath.h"
 #include "kernels/cpu/xent_cpu.h"
 
-#define MT_OMP_MIN  (1 << 15)
 #define SUMSQ_BLOCK 4096
-#define GELU_K      0.7978845608028654f /* sqrt(2/pi) */
-#define GELU_C      0.044715f
 
 static float *cpu_alloc(size_t n) {
     size_t bytes = ((n * sizeof(float)) + 63) & ~(size_t)63;
@@ -249,54 +247,16 @@ static void cpu_relu_backward(float *dx, const float *dy, const float *x, size_t
     for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-/* exp(x) for the GELU, branch-free so that the loops below vectorize (glibc's
- * tanhf and expf are scalar calls): x clamped to [-87, 87], x = k ln2 + r
- * with k rounded to nearest (the 1.5 * 2^23 trick) and ln2 split in two so
- * r is exact, exp(r) by its Taylor series to r^7 (|r| <= ln2/2: truncation
- * < 6e-9 relative), times 2^k built in the exponent bits. Relative error
- * about 2e-7. (This file is built with -fno-trapping-math so the clamps
- * if-convert.) */
-static inline float gelu_exp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 87.0f ? 87.0f : x;
-    float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
-    float r = x - k * 0.693145751953125f; /* ln2, high bits: k * this is exact */
-    r = r - k * 1.4286068203094173e-6f;   /* ln2, the rest */
-    float p =
-        1.0f +
-        r * (1.0f + r * (0.5f + r * (1.0f / 6.0f +
-                                     r * (1.0f / 24.0f +
-                                          r * (1.0f / 120.0f +
-                                               r * (1.0f / 720.0f + r * (1.0f / 5040.0f)))))));
-    int32_t bits = ((int32_t)k + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-/* GELU, tanh form: 0.5 v (1 + tanh(u)), u = K (v + C v^3), computed as
- * v * s with s = 1 / (1 + exp(-2u)) = (1 + tanh(u)) / 2, which has no
- * cancellation for negative v; the derivative is
- * s + 2 v s (1 - s) du/dv (since 1 - tanh^2 = 4 s (1 - s)). */
+/* GELU, tanh form: mt_vgelu and its derivative (kernels/cpu/vmath.h), the
+ * fused ops' too. */
 static void cpu_gelu_forward(float *y, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= MT_OMP_MIN / 4)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float u = GELU_K * (v + GELU_C * v * v * v);
-        y[i] = v / (1.0f + gelu_exp(-2.0f * u));
-    }
+    for (size_t i = 0; i < n; i++) y[i] = mt_vgelu(x[i]);
 }
 
 static void cpu_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= MT_OMP_MIN / 4)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float u = GELU_K * (v + GELU_C * v * v * v);
-        float e = gelu_exp(-2.0f * u);
-        float sg = 1.0f / (1.0f + e); /* and 1 - sg = e * sg, without cancellation */
-        float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
-        dx[i] = dy[i] * (sg + 2.0f * v * sg * (e * sg) * du);
-    }
+    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * mt_vgelu_grad(x[i]);
 }
 
 static double cpu_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels,

@@ -51,6 +51,7 @@
 #include "kernels/bf16.h"
 #include "kernels/cpu/gpt_cpu.h"
 #include "kernels/cpu/vec.h"
+#include "kernels/cpu/vmath.h"
 
 #define FA_BR 64 /* query rows per tile */
 #define FA_BC 64 /* key rows per tile */
@@ -222,34 +223,6 @@ MT_VEC static void tile_gemm(int M, int N, int K, const float *a, int sam, int s
 
 /* ---- elementwise pieces ---- */
 
-/* exp(x), branch-free so that the loops calling it vectorize (expf is a
- * scalar call): x = k ln2 + r with k the nearest integer (adding and
- * subtracting 1.5 * 2^23 rounds it) and ln2 in two parts so that k * ln2hi
- * is exact, exp(r) for |r| <= ln2/2 by Horner's rule on the Taylor series to
- * r^7 (truncation below 1e-8), then 2^k put in the exponent bits; relative
- * error about 2e-7. Below -87 (where 2^k would leave the normal range) the
- * result is 0: every argument here is a score minus its row's max or lse,
- * so this only drops terms far below the row's largest. A NaN stays NaN. */
-static inline float fa_exp(float x) {
-    float xc = x < -87.0f ? -87.0f : x;
-    xc = xc > 88.0f ? 88.0f : xc;
-    float k = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = xc - k * 0.693359375f; /* ln2 high part: 9 significant bits */
-    r = r + k * 2.12194440e-4f;      /* ln2 - 0.693359375 = -2.12194440e-4 */
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t e = ((int32_t)k + 127) << 23;
-    float two_k;
-    memcpy(&two_k, &e, sizeof two_k);
-    return x < -87.0f ? 0.0f : p * two_k;
-}
-
 /* x[j] = exp(x[j] * scale - sub) for j < n; returns their sum, in 8
  * interleaved partial sums added in a fixed order (so it vectorizes). */
 MT_VEC static float exp_row(float *x, int n, float scale, float sub) {
@@ -257,12 +230,12 @@ MT_VEC static float exp_row(float *x, int n, float scale, float sub) {
     int j = 0;
     for (; j + 8 <= n; j += 8)
         for (int u = 0; u < 8; u++) {
-            float e = fa_exp(x[j + u] * scale - sub);
+            float e = mt_vexp_flash(x[j + u] * scale - sub);
             x[j + u] = e;
             acc[u] += e;
         }
     for (; j < n; j++) {
-        float e = fa_exp(x[j] * scale - sub);
+        float e = mt_vexp_flash(x[j] * scale - sub);
         x[j] = e;
         acc[j & 7] += e;
     }
@@ -358,7 +331,7 @@ static void online_softmax_row(fa_scratch *w, const fa_head *hd, int r, int t, i
     float mx = sr[0];
     for (int j = 1; j < n; j++) mx = sr[j] > mx ? sr[j] : mx;
     mx = mx * hd->scale > w->m[r] ? mx * hd->scale : w->m[r]; /* scale > 0 keeps the max */
-    float corr = fa_exp(w->m[r] - mx);                        /* 0 on the first tile (m = -inf) */
+    float corr = mt_vexp_flash(w->m[r] - mx);                 /* 0 on the first tile (m = -inf) */
     float sum = exp_row(sr, n, hd->scale, mx);
     for (int j = n; j < nc; j++) sr[j] = 0.0f;
     w->l[r] = w->l[r] * corr + sum;

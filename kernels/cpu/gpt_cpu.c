@@ -21,11 +21,11 @@
 #include <string.h>
 
 #include "base/rng.h"
+#include "kernels/cpu/vmath.h"
 
-#define MT_OMP_MIN (1 << 15) /* elements below which threads cost more than they save */
-#define CH_BLOCK   64        /* channels per thread task in reductions over rows */
-#define ATT_BLOCK  64        /* query (or key) rows per causal block in attention */
-#define LN_EPS     1e-5
+#define CH_BLOCK  64 /* channels per thread task in reductions over rows */
+#define ATT_BLOCK 64 /* query (or key) rows per causal block in attention */
+#define LN_EPS    1e-5
 
 static int imin(int a, int b) {
     return a < b ? a : b;

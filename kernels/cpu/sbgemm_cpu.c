@@ -30,9 +30,9 @@
 #include "kernels/bf16.h"
 #include "kernels/cpu/gpt_cpu.h"
 #include "kernels/cpu/vec.h"
+#include "kernels/cpu/vmath.h"
 
-#define ENV_NAME    "MPITRAIN_CPU_SBGEMM"
-#define CONVERT_MIN (1 << 15) /* elements before a conversion wakes threads (MT_OMP_MIN) */
+#define ENV_NAME "MPITRAIN_CPU_SBGEMM"
 
 enum { MODE_AUTO, MODE_ON, MODE_OFF, MODE_BAD };
 
@@ -140,7 +140,7 @@ MT_VEC static void bf16_row(uint16_t *dst, const float *src, int cols) {
 /* dst(rows,cols) = bf16 bits of src(rows,cols), both with lead ld; the
  * padding past cols is not written (cblas_sbgemm never reads it) */
 static void bf16_block(uint16_t *dst, const float *src, int ld, int rows, int cols) {
-#pragma omp parallel for schedule(static) if ((size_t)rows * cols >= CONVERT_MIN &&                \
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols >= MT_OMP_MIN &&                 \
                                               !omp_in_parallel())
     for (int r = 0; r < rows; r++) bf16_row(dst + (size_t)r * ld, src + (size_t)r * ld, cols);
 }
