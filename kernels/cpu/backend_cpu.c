@@ -6,7 +6,7 @@
  * Invariant: results do not depend on the thread count (run.threads,
  * OMP_NUM_THREADS), bitwise. Reductions use fixed blocks summed in order; a
  * matmul is cut into tiles whose shape depends only on (M, N, K), each tile
- * one single-threaded sgemm (see matmul_tiles). OpenBLAS's own threading is
+ * one single-threaded sgemm (see mt_cpu_tiles_run). OpenBLAS's own threading is
  * never used: its multi-threaded sgemm splits the work by its thread count,
  * and the bits change with it (0.3.21, 64x256x784: 2 and 3 threads each
  * differ from 1). Checked by tests/test_core.c (matmuls), test_learning.sh
@@ -169,11 +169,11 @@ void mt_cpu_blas_serial(void) {
     if (!omp_in_parallel()) omp_set_num_threads(1);
 }
 
-static void matmul_tiles(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                         int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+void mt_cpu_tiles_run(const mt_cpu_gemm *g, mt_cpu_tile_fn tile) {
+    int M = g->M, N = g->N;
     if (M <= 0 || N <= 0) return;
     int tm, tn;
-    tile_plan(M, N, K, &tm, &tn);
+    tile_plan(M, N, g->K, &tm, &tn);
     int mt = (int)(((long)M + tm - 1) / tm), nt = (int)(((long)N + tn - 1) / tn);
 #pragma omp parallel if (mt * nt > 1)
     {
@@ -183,13 +183,19 @@ static void matmul_tiles(int trans_a, int trans_b, int M, int N, int K, float al
             int i0 = t / nt * tm, j0 = t % nt * tn;
             int m = M - i0 < tm ? M - i0 : tm, n = N - j0 < tn ? N - j0 : tn;
             /* rows i0.. of op(A): A stored (K,M) when transposed; columns j0.. of op(B) */
-            const float *a = trans_a ? A + i0 : A + (size_t)i0 * lda;
-            const float *b = trans_b ? B + (size_t)j0 * ldb : B + j0;
-            cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                        trans_b ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b, ldb, beta,
-                        C + (size_t)i0 * ldc + j0, ldc);
+            size_t a = g->trans_a ? (size_t)i0 : (size_t)i0 * g->lda;
+            size_t b = g->trans_b ? (size_t)j0 * g->ldb : (size_t)j0;
+            tile(g, m, n, a, b, (size_t)i0 * g->ldc + j0);
         }
     }
+}
+
+/* one tile by a single-threaded sgemm (A and B floats) */
+static void sgemm_tile(const mt_cpu_gemm *g, int m, int n, size_t a, size_t b, size_t c) {
+    cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+                g->trans_b ? CblasTrans : CblasNoTrans, m, n, g->K, g->alpha,
+                (const float *)g->A + a, g->lda, (const float *)g->B + b, g->ldb, g->beta, g->C + c,
+                g->ldc);
 }
 
 static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
@@ -211,7 +217,8 @@ static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alph
         A = s;
         B = s + na;
     }
-    matmul_tiles(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    mt_cpu_gemm g = {trans_a, trans_b, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
+    mt_cpu_tiles_run(&g, sgemm_tile);
 }
 
 static void cpu_bias_add(float *y, const float *b, int rows, int cols) {
