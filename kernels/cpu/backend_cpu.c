@@ -359,15 +359,8 @@ static void cpu_adamw_update(float *p, const float *g, float *m, float *v, size_
     float inv_sqrt_bc2 = 1.0f / sqrtf(bc2);
     float decay = 1.0f - lr * wd;
 #pragma omp parallel for simd schedule(static) if (n >= MT_OMP_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        float denom = sqrtf(vi) * inv_sqrt_bc2 + eps;
-        p[i] = p[i] * decay - step * (mi / denom);
-    }
+    for (size_t i = 0; i < n; i++)
+        mt_adamw_elem(&p[i], &m[i], &v[i], g[i], beta1, beta2, eps, step, inv_sqrt_bc2, decay);
 }
 
 static void cpu_sgd_update(float *p, const float *g, float *buf, size_t n, float lr, float momentum,
