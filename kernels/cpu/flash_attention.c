@@ -56,10 +56,6 @@
 #define FA_BR 64 /* query rows per tile */
 #define FA_BC 64 /* key rows per tile */
 
-static int imin(int a, int b) {
-    return a < b ? a : b;
-}
-
 /* One head of one batch row: q, k, v are (T,hs) slices of qkv with lead ld
  * (3C), already offset to the head's channels. */
 typedef struct {
@@ -205,10 +201,11 @@ MT_VEC static void tile_gemm(int M, int N, int K, const float *a, int sam, int s
                              int ldb, float *c, int ldc, int beta0, int tri, int off) {
     for (int i = 0; i < M;) {
         int mr = M - i >= FA_MR ? FA_MR : M - i >= 4 ? 4 : 1;
-        int n = N, k0 = 0, k1 = K;                              /* this panel's columns and terms */
-        if (tri == TRI_N) n = imin(N, (i + mr + off + 7) & ~7); /* whole vectors: no scalar tail */
-        if (tri == TRI_KMAX) k1 = imin(K, i + mr + off);
-        if (tri == TRI_KMIN) k0 = imin(K, i - off > 0 ? i - off : 0);
+        int n = N, k0 = 0, k1 = K; /* this panel's columns and terms */
+        if (tri == TRI_N)
+            n = mt_imin(N, (i + mr + off + 7) & ~7); /* whole vectors: no scalar tail */
+        if (tri == TRI_KMAX) k1 = mt_imin(K, i + mr + off);
+        if (tri == TRI_KMIN) k0 = mt_imin(K, i - off > 0 ? i - off : 0);
         const float *ai = a + (size_t)i * sam + (size_t)k0 * sak, *bk = b + (size_t)k0 * ldb;
         float *ci = c + (size_t)i * ldc;
         if (mr == FA_MR)
@@ -317,7 +314,7 @@ static const float *bf16_tile(float *buf, const float *x, int rows, int cols) {
 /* Keys of the tile at s0 that query row t sees: all nc of them, or up to t
  * in the diagonal tile. */
 static int keys_seen(int t, int s0, int nc) {
-    return imin(nc, t - s0 + 1);
+    return mt_imin(nc, t - s0 + 1);
 }
 
 /* ---- forward ---- */
@@ -350,7 +347,7 @@ static void forward_tile(fa_scratch *w, const fa_head *hd, float *out, int ldo, 
     memset(w->acc, 0, (size_t)nr * hs * sizeof(float));
     for (int r = 0; r < nr; r++) w->m[r] = -INFINITY, w->l[r] = 0.0f;
     for (int s0 = 0; s0 < t1; s0 += FA_BC) {
-        int nc = imin(s0 + FA_BC, t1) - s0, off = t0 - s0;
+        int nc = mt_imin(s0 + FA_BC, t1) - s0, off = t0 - s0;
         fa_mat k = operand(w->k, hd->k + (size_t)s0 * ld, ld, nc, hs, hd->bf);
         fa_mat v = operand(w->v, hd->v + (size_t)s0 * ld, ld, nc, hs, hd->bf);
         transpose(w->kt, k.p, k.ld, nc, hs);
@@ -385,7 +382,7 @@ void mt_cpu_flash_attention_forward(float *out, float *lse, const float *qkv, in
             const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
             fa_head hd = {q, q + C, q + 2 * C, T, hs, C3, scale, bf};
             forward_tile(&w, &hd, out + (size_t)b * T * C + (size_t)h * hs, C, lse + (size_t)bh * T,
-                         t0, imin(t0 + FA_BR, T));
+                         t0, mt_imin(t0 + FA_BR, T));
         }
     }
 }
@@ -434,7 +431,7 @@ static void backward_tile(fa_scratch *w, const fa_head *hd, const fa_grad *g, co
     }
     memset(w->acc, 0, (size_t)nr * hs * sizeof(float));
     for (int s0 = 0; s0 < t1; s0 += FA_BC) {
-        int nc = imin(s0 + FA_BC, t1) - s0, off = t0 - s0;
+        int nc = mt_imin(s0 + FA_BC, t1) - s0, off = t0 - s0;
         fa_mat k = operand(w->k, hd->k + (size_t)s0 * ld, ld, nc, hs, hd->bf);
         fa_mat v = operand(w->v, hd->v + (size_t)s0 * ld, ld, nc, hs, hd->bf);
         transpose(w->kt, k.p, k.ld, nc, hs);
@@ -480,7 +477,7 @@ void mt_cpu_flash_attention_backward(float *dqkv, const float *dout, const float
             }
             for (int t0 = 0; t0 < T; t0 += FA_BR)
                 backward_tile(&w, &hd, &g, dout + ooff, out + ooff, C, lse + (size_t)bh * T, t0,
-                              imin(t0 + FA_BR, T));
+                              mt_imin(t0 + FA_BR, T));
         }
     }
 }

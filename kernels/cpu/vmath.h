@@ -1,8 +1,8 @@
 /*
  * vmath.h - what the CPU kernel files share: the element count below which
- * an OpenMP loop stays on one thread, and the branch-free exps and GELU that
- * their loops vectorize (glibc's expf and tanhf are scalar calls). Internal
- * to kernels/cpu.
+ * an OpenMP loop stays on one thread, an int min, and the branch-free exps
+ * and GELU that their loops vectorize (glibc's expf and tanhf are scalar
+ * calls). Internal to kernels/cpu.
  *
  * Bits: everything here is static inline, so it is compiled with the flags
  * of the file that includes it (CMakeLists.txt): in fused_cpu.c, xent_cpu.c
@@ -37,6 +37,10 @@
 #include <string.h>
 
 #define MT_OMP_MIN (1 << 15) /* elements below which threads cost more than they save */
+
+static inline int mt_imin(int a, int b) {
+    return a < b ? a : b;
+}
 
 #define MT_GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define MT_GELU_C 0.044715f
