@@ -9,8 +9,9 @@
 #     trap removes it there);
 #   - fail=0, ok MSG and bad MSG (prints a FAIL line, sets fail=1): scripts
 #     end with `exit $fail`;
-#   - helpers below: out_has, must_succeed, losses, gpt_tokens, WRAP,
-#     slurm_up / slurm_down (a single-node Slurm of the test's own), cmp_h5.
+#   - helpers below: out_has, must_succeed, run_kind / must_run_kind,
+#     activation_mb, losses, gpt_tokens, WRAP, slurm_up / slurm_down (a single-node Slurm of the
+#     test's own), cmp_h5.
 # shellcheck shell=bash disable=SC2034  # fail, GPT_TINY, WRAP: for the scripts
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
@@ -51,6 +52,30 @@ must_succeed() {
     tail -20 "$2" | sed 's/^/   | /'
     exit 1
 }
+
+# run_kind NP KIND DIR LOG ARGS...: mpitrain train ($MPITRAIN) on NP ranks
+# with the options in the script's array named KIND (its MLP or GPT),
+# run.dir DIR and ARGS, the output in LOG; status in RC. At most RUN_TIMEOUT
+# seconds (default 120).
+run_kind() {
+    local np=$1 kind=$2 dir=$3 log=$4
+    shift 4
+    local -n base=$kind
+    timeout -k 5 "${RUN_TIMEOUT:-120}" mpirun -np "$np" "$MPITRAIN" train "${base[@]}" \
+        --set run.dir="$dir" "$@" >"$log" 2>&1
+    RC=$?
+}
+# must_run_kind NP KIND DIR LOG ARGS...: the same, ending the test unless the
+# run succeeded
+must_run_kind() {
+    run_kind "$@"
+    must_succeed "run $3" "$4"
+}
+
+# activation_mb LOG: the activations column (MB) of rank 0's row (rank 0,
+# stage 0, tp 0) of the per-rank memory table a run's start-up prints in LOG;
+# nothing where there is none.
+activation_mb() { awk '$1 == "0" && $2 == "0" && $3 == "0" { print $(NF - 1); exit }' "$1"; }
 
 # losses METRICS.jsonl...: every logged loss, one a line, exact text (repr).
 losses() {

@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "base/rng.h"
@@ -570,19 +569,13 @@ static void test_sbgemm(void) {
            worst, worst_max);
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* best of 5 of one product C(M,N) = A(M,K) B(K,N), in ms */
 static double time_matmul(int M, int N, int K, const float *A, const float *B, float *C) {
     double best = 1e30;
     for (int r = 0; r < 5; r++) {
-        double t0 = now();
+        double t0 = mt_test_now();
         be->matmul(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
-        double t = now() - t0;
+        double t = mt_test_now() - t0;
         best = t < best ? t : best;
     }
     return 1e3 * best;

@@ -46,19 +46,6 @@ MLP=("${COMMON[@]}" --set data.path="$DATA" --set model.layers=784,32,32,10
 GPT=("${COMMON[@]}" "${GPT_TINY[@]}" --set model.dropout=0.1 --set train.steps=10
     --set parallel.microbatches=2)
 
-# run NP KIND DIR LOG ARGS...: status in RC
-run() {
-    local np=$1 kind=$2 dir=$3 log=$4
-    shift 4
-    local -n base=$kind
-    timeout -k 5 120 mpirun -np "$np" "$MPITRAIN" train "${base[@]}" --set run.dir="$dir" "$@" \
-        >"$log" 2>&1
-    RC=$?
-}
-must_run() {
-    run "$@"
-    must_succeed "run $3" "$4"
-}
 # same_run LABEL DIR_A DIR_B: bitwise equal losses and checkpoint tensors
 same_run() {
     if $PY - "$2" "$3" <<'PYEOF'; then
@@ -97,9 +84,9 @@ PYEOF
 }
 
 # ---- 1. device = cuda without a GPU ----
-run 1 MLP "$TMP/auto0" "$TMP/auto0.log" --set train.device=auto --set train.steps=2
+run_kind 1 MLP "$TMP/auto0" "$TMP/auto0.log" --set train.device=auto --set train.steps=2
 if grep -q "training on the CPU" "$TMP/auto0.log"; then
-    run 2 MLP "$TMP/cuda" "$TMP/cuda.log" --set train.device=cuda
+    run_kind 2 MLP "$TMP/cuda" "$TMP/cuda.log" --set train.device=cuda
     nerr=$(grep -c "^mpitrain: error:" "$TMP/cuda.log")
     if [ "$RC" = 2 ] && [ "$nerr" = 1 ] && grep -q "^mpitrain: error: train.device = cuda" "$TMP/cuda.log" &&
         [ ! -e "$TMP/cuda" ]; then
@@ -113,7 +100,7 @@ else
 fi
 
 # ---- 1b. a bad MPITRAIN_CPU_SBGEMM ----
-MPITRAIN_CPU_SBGEMM=fast run 2 GPT "$TMP/sbg" "$TMP/sbg.log" --set train.precision=bf16
+MPITRAIN_CPU_SBGEMM=fast run_kind 2 GPT "$TMP/sbg" "$TMP/sbg.log" --set train.precision=bf16
 nerr=$(grep -c "^mpitrain: error:" "$TMP/sbg.log")
 if [ "$RC" = 2 ] && [ "$nerr" = 1 ] && [ ! -e "$TMP/sbg" ] &&
     grep -q "^mpitrain: error: MPITRAIN_CPU_SBGEMM = 'fast' .*(auto, on or off)" "$TMP/sbg.log"; then
@@ -125,8 +112,8 @@ fi
 
 # ---- 2. device = auto falls back ----
 if grep -q "training on the CPU" "$TMP/auto0.log"; then
-    must_run 2 MLP "$TMP/a_cpu" "$TMP/a_cpu.log" --set checkpoint.save_final=true
-    must_run 2 MLP "$TMP/a_auto" "$TMP/a_auto.log" --set checkpoint.save_final=true \
+    must_run_kind 2 MLP "$TMP/a_cpu" "$TMP/a_cpu.log" --set checkpoint.save_final=true
+    must_run_kind 2 MLP "$TMP/a_auto" "$TMP/a_auto.log" --set checkpoint.save_final=true \
         --set train.device=auto
     n=$(grep -c "train.device = auto: rank 0 cannot use a GPU (.*); training on the CPU" "$TMP/a_auto.log")
     [ "$n" = 1 ] && ok "device = auto says once that it falls back to the CPU" ||
@@ -148,17 +135,17 @@ for case in "MLP 2 dp2" "GPT 2 dp2" "GPT 4 tp2.pp2" "GPT 2 pp2.gpipe" "GPT 4 pp4
         pp4.m*) extra=(--set parallel.pp=4 --set model.n_layer=4 --set train.global_batch=30
             --set parallel.microbatches="${name#pp4.m}") ;;
     esac
-    must_run "$np" "$kind" "$TMP/p_$kind$name" "$TMP/p_$kind$name.log" "${CK[@]}" "${extra[@]}"
+    must_run_kind "$np" "$kind" "$TMP/p_$kind$name" "$TMP/p_$kind$name.log" "${CK[@]}" "${extra[@]}"
     export MPITRAIN_TEST_STAGED=1
-    must_run "$np" "$kind" "$TMP/s_$kind$name" "$TMP/s_$kind$name.log" "${CK[@]}" "${extra[@]}"
+    must_run_kind "$np" "$kind" "$TMP/s_$kind$name" "$TMP/s_$kind$name.log" "${CK[@]}" "${extra[@]}"
     unset MPITRAIN_TEST_STAGED
     grep -q "device: cpu-staged" "$TMP/s_$kind$name.log" || bad "$kind $name: not staged"
     same_run "staged device paths, $kind $name: same as the CPU" "$TMP/p_$kind$name" "$TMP/s_$kind$name"
 done
 # stop at 5, resume to 10, staged, against the plain uninterrupted dp2 GPT run
 export MPITRAIN_TEST_STAGED=1
-must_run 2 GPT "$TMP/r" "$TMP/r1.log" "${CK[@]}" --set train.exit_after_steps=5
-run 2 GPT "$TMP/r" "$TMP/r2.log" "${CK[@]}" --set checkpoint.resume=auto
+must_run_kind 2 GPT "$TMP/r" "$TMP/r1.log" "${CK[@]}" --set train.exit_after_steps=5
+run_kind 2 GPT "$TMP/r" "$TMP/r2.log" "${CK[@]}" --set checkpoint.resume=auto
 unset MPITRAIN_TEST_STAGED
 if [ "$RC" = 0 ] && grep -q "resum" "$TMP/r2.log"; then
     same_run "staged stop at 5 + resume to 10 = uninterrupted (dp2 GPT)" "$TMP/p_GPTdp2" "$TMP/r"
@@ -168,8 +155,8 @@ else
 fi
 
 # ---- 4. bf16 (emulated on the CPU) ----
-must_run 1 GPT "$TMP/f32" "$TMP/f32.log" "${CK[@]}"
-must_run 1 GPT "$TMP/b16" "$TMP/b16.log" "${CK[@]}" --set train.precision=bf16 \
+must_run_kind 1 GPT "$TMP/f32" "$TMP/f32.log" "${CK[@]}"
+must_run_kind 1 GPT "$TMP/b16" "$TMP/b16.log" "${CK[@]}" --set train.precision=bf16 \
     --set registry.enabled=true
 if $PY - "$TMP/f32" "$TMP/b16" <<'PYEOF'; then
 import glob, json, sys
@@ -197,7 +184,7 @@ fi
 # device paths: tp2.pp2, staged, GPipe with 2 micro-batches in flight (one
 # activation slot each, sharing the fp32 working copy)
 export MPITRAIN_TEST_STAGED=1
-must_run 4 GPT "$TMP/b16pp" "$TMP/b16pp.log" --set train.precision=bf16 --set parallel.tp=2 \
+must_run_kind 4 GPT "$TMP/b16pp" "$TMP/b16pp.log" --set train.precision=bf16 --set parallel.tp=2 \
     --set parallel.pp=2 --set parallel.schedule=gpipe
 unset MPITRAIN_TEST_STAGED
 if $PY - "$TMP/f32" "$TMP/b16" "$TMP/b16pp" <<'PYEOF'; then
@@ -218,12 +205,11 @@ else
 fi
 # bf16 activation storage halves the stored activations: the start-up
 # estimate of a 4-block GPT with 2 micro-batches (2 slots under GPipe)
-mem() { awk '$1 == "0" && $2 == "0" && $3 == "0" { print $(NF - 1); exit }' "$1"; }
 for pr in fp32 bf16; do
-    must_run 1 GPT "$TMP/m$pr" "$TMP/m$pr.log" --set train.precision=$pr --set model.n_layer=4 \
+    must_run_kind 1 GPT "$TMP/m$pr" "$TMP/m$pr.log" --set train.precision=$pr --set model.n_layer=4 \
         --set train.steps=1 --set parallel.schedule=gpipe
 done
-m32=$(mem "$TMP/mfp32.log") m16=$(mem "$TMP/mbf16.log")
+m32=$(activation_mb "$TMP/mfp32.log") m16=$(activation_mb "$TMP/mbf16.log")
 if [ -n "$m32" ] && [ -n "$m16" ] &&
     $PY -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(0 if b < 0.8 * a else 1)" "$m32" "$m16"; then
     ok "bf16 activations: estimate $m16 MB against $m32 MB in fp32 (4 blocks, 2 slots)"
@@ -232,7 +218,7 @@ else
 fi
 ck=$(ls "$TMP"/b16/*/*/checkpoints/step_00000010.h5 2>/dev/null | head -1)
 if [ -n "$ck" ] && $PY -c "import h5py,sys; f=h5py.File(sys.argv[1]); bad=[k for k in f['model'] if f['model'][k].dtype != 'float32']; sys.exit(1 if bad else 0)" "$ck"; then
-    run 1 GPT "$TMP/b16r" "$TMP/b16r.log" --set checkpoint.resume="$ck" --set train.steps=12
+    run_kind 1 GPT "$TMP/b16r" "$TMP/b16r.log" --set checkpoint.resume="$ck" --set train.steps=12
     [ "$RC" = 0 ] && ok "a bf16 checkpoint (fp32 tensors) resumes under fp32" ||
         { bad "bf16 checkpoint resume under fp32 exited $RC"; tail -5 "$TMP/b16r.log"; }
 else

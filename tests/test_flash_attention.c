@@ -22,7 +22,6 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "kernels/backend.h"
 #include "test_util.h"
@@ -49,10 +48,6 @@ static int guard_ok(const float *p, size_t n) {
     for (size_t i = n; i < n + GUARD; i++)
         if (p[i] != -12345.0f) return 0;
     return 1;
-}
-
-static void poison(float *p, size_t n) {
-    for (size_t i = 0; i < n; i++) p[i] = NAN;
 }
 
 /* One problem: inputs, the unfused results, and the flash outputs. */
@@ -92,7 +87,9 @@ static void run_unfused(problem *p) {
 
 /* out, lse, dqkv from the flash ops, each output poisoned with NaN first */
 static void run_flash(problem *p) {
-    poison(p->out, p->nout), poison(p->lse, p->nlse), poison(p->dqkv, p->nqkv);
+    mt_test_poison(p->out, p->nout);
+    mt_test_poison(p->lse, p->nlse);
+    mt_test_poison(p->dqkv, p->nqkv);
     be->flash_attention_forward(p->out, p->lse, p->qkv, p->B, p->T, p->C, p->NH);
     be->flash_attention_backward(p->dqkv, p->dout, p->qkv, p->out, p->lse, p->B, p->T, p->C, p->NH);
 }
@@ -247,12 +244,6 @@ static void check_peaked(int B, int T, int C, int NH) {
 
 /* ---- --bench ---- */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Best of reps (after a warm-up) of unfused and flash forward and backward;
  * att + datt is what the unfused pair needs and flash does not (lse needs
  * B*NH*T floats). */
@@ -262,15 +253,15 @@ static void bench(int B, int T, int C, int NH, int reps) {
     double best[4] = {1e30, 1e30, 1e30, 1e30}; /* seconds: unfused fwd, bwd, flash fwd, bwd */
     for (int r = 0; r < reps + 1; r++) {
         double t[5];
-        t[0] = now();
+        t[0] = mt_test_now();
         be->attention_forward(p.out_ref, att, p.qkv, B, T, C, NH);
-        t[1] = now();
+        t[1] = mt_test_now();
         be->attention_backward(p.dqkv_ref, datt, p.dout, p.qkv, att, B, T, C, NH);
-        t[2] = now();
+        t[2] = mt_test_now();
         be->flash_attention_forward(p.out, p.lse, p.qkv, B, T, C, NH);
-        t[3] = now();
+        t[3] = mt_test_now();
         be->flash_attention_backward(p.dqkv, p.dout, p.qkv, p.out, p.lse, B, T, C, NH);
-        t[4] = now();
+        t[4] = mt_test_now();
         for (int i = 0; r > 0 && i < 4; i++) best[i] = fmin(best[i], t[i + 1] - t[i]);
     }
     double tu = best[0] + best[1], tf = best[2] + best[3];

@@ -41,19 +41,7 @@ MLP=("${COMMON[@]}" --set data.path="$DATA" --set model.layers=784,64,10
 GPT=("${COMMON[@]}" "${GPT_TINY[@]}" --set model.dropout=0.1 --set parallel.microbatches=2
     --set optim.grad_clip=1.0)
 
-# run NP KIND DIR LOG ARGS...: status in RC
-run() {
-    local np=$1 kind=$2 dir=$3 log=$4
-    shift 4
-    local -n base=$kind
-    timeout -k 5 180 mpirun -np "$np" "$MPITRAIN" train "${base[@]}" --set run.dir="$dir" "$@" \
-        >"$log" 2>&1
-    RC=$?
-}
-must_run() {
-    run "$@"
-    must_succeed "run $3" "$4"
-}
+RUN_TIMEOUT=180 # seconds a run may take (run_kind, lib.sh)
 metrics() { ls "$1"/*/*/metrics.jsonl 2>/dev/null | head -1; }
 model() { ls "$1"/*/*/model.h5 2>/dev/null | head -1; }
 runjson() { ls "$1"/*/*/run.json 2>/dev/null | head -1; }
@@ -96,9 +84,9 @@ PYEOF
 # ---- 1. fused against unfused, MLP and GPT, fp32 and bf16 ----
 for kind in MLP GPT; do
     for pr in fp32 bf16; do
-        must_run 1 $kind "$TMP/u$kind$pr" "$TMP/u$kind$pr.log" --set train.precision=$pr \
+        must_run_kind 1 $kind "$TMP/u$kind$pr" "$TMP/u$kind$pr.log" --set train.precision=$pr \
             --set train.fused=false
-        must_run 1 $kind "$TMP/f$kind$pr" "$TMP/f$kind$pr.log" --set train.precision=$pr \
+        must_run_kind 1 $kind "$TMP/f$kind$pr" "$TMP/f$kind$pr.log" --set train.precision=$pr \
             --set train.fused=true
         tol=1e-4 ptol=1e-4
         [ $pr = bf16 ] && tol=1e-3 ptol=5e-2
@@ -123,9 +111,9 @@ fi
 WIDE=(--set model.n_embd=128 --set model.n_head=4 --set train.global_batch=32
     --set parallel.microbatches=1)
 for t in 1 2; do
-    must_run 1 GPT "$TMP/g$t" "$TMP/g$t.log" --set train.fused=true "${WIDE[@]}" \
+    must_run_kind 1 GPT "$TMP/g$t" "$TMP/g$t.log" --set train.fused=true "${WIDE[@]}" \
         --set run.threads=$t
-    must_run 1 MLP "$TMP/m$t" "$TMP/m$t.log" --set train.fused=true --set run.threads=$t
+    must_run_kind 1 MLP "$TMP/m$t" "$TMP/m$t.log" --set train.fused=true --set run.threads=$t
 done
 for k in g m; do
     if "$H5CMP" "$(model "$TMP/${k}1")" "$(model "$TMP/${k}2")" --bitwise >"$TMP/h5$k.log" 2>&1 &&
@@ -138,9 +126,9 @@ for k in g m; do
 done
 
 # ---- 3. fused across layouts ----
-must_run 4 GPT "$TMP/tp" "$TMP/tp.log" --set train.fused=true --set parallel.tp=2 \
+must_run_kind 4 GPT "$TMP/tp" "$TMP/tp.log" --set train.fused=true --set parallel.tp=2 \
     --set parallel.pp=2 --set model.n_layer=2
-must_run 2 GPT "$TMP/dp" "$TMP/dp.log" --set train.fused=true
+must_run_kind 2 GPT "$TMP/dp" "$TMP/dp.log" --set train.fused=true
 for l in tp dp; do
     if $PY - "$(metrics "$TMP/fGPTfp32")" "$(metrics "$TMP/$l")" <<'PYEOF'; then
 import json, sys
@@ -158,9 +146,9 @@ PYEOF
 done
 
 # ---- 4. fused stop + resume = uninterrupted ----
-must_run 1 GPT "$TMP/r" "$TMP/r1.log" --set train.fused=true --set train.exit_after_steps=5 \
+must_run_kind 1 GPT "$TMP/r" "$TMP/r1.log" --set train.fused=true --set train.exit_after_steps=5 \
     --set checkpoint.every_steps=5
-run 1 GPT "$TMP/r" "$TMP/r2.log" --set train.fused=true --set checkpoint.resume=auto
+run_kind 1 GPT "$TMP/r" "$TMP/r2.log" --set train.fused=true --set checkpoint.resume=auto
 last=$(ls "$TMP"/r/*/*/model.h5 2>/dev/null | tail -1)
 if [ "$RC" = 0 ] && [ -n "$last" ] && "$H5CMP" "$last" "$(model "$TMP/fGPTfp32")" --bitwise \
     >"$TMP/h5r.log" 2>&1 &&
@@ -172,12 +160,11 @@ else
 fi
 
 # ---- 5. the activation estimate drops ----
-mem() { awk '$1 == "0" && $2 == "0" && $3 == "0" { print $(NF - 1); exit }' "$1"; }
 for f in false true; do
-    must_run 1 GPT "$TMP/mem$f" "$TMP/mem$f.log" --set train.fused=$f --set model.block_size=128 \
+    must_run_kind 1 GPT "$TMP/mem$f" "$TMP/mem$f.log" --set train.fused=$f --set model.block_size=128 \
         --set train.steps=1 --set parallel.microbatches=1
 done
-mu=$(mem "$TMP/memfalse.log") mf=$(mem "$TMP/memtrue.log")
+mu=$(activation_mb "$TMP/memfalse.log") mf=$(activation_mb "$TMP/memtrue.log")
 if [ -n "$mu" ] && [ -n "$mf" ] &&
     $PY -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(0 if b < 0.8 * a else 1)" "$mu" "$mf"; then
     ok "activations at T 128: estimate $mf MB fused against $mu MB unfused"

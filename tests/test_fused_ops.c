@@ -33,30 +33,6 @@
 
 static const mt_backend *be;
 
-static float *falloc(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) abort();
-    return p;
-}
-
-static double *dalloc(size_t n) {
-    double *p = calloc(n ? n : 1, sizeof(double));
-    if (!p) abort();
-    return p;
-}
-
-/* x(n) all NaN: an element the op does not write stays NaN */
-static float *poison(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = NAN;
-    return x;
-}
-
-static double dot(const float *r, const float *y, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)r[i] * y[i];
-    return s;
-}
-
 static long not_finite(const float *x, size_t n) {
     long k = 0;
     for (size_t i = 0; i < n; i++) k += !isfinite(x[i]);
@@ -97,11 +73,8 @@ typedef struct {
 } bits;
 
 static void bits_add(bits *b, const float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(&x[i], &y[i], sizeof(float)) != 0) {
-            b->differ++;
-            b->maxd = fmax(b->maxd, fabs((double)x[i] - y[i]));
-        }
+    b->differ += (long)mt_test_bits_differ(x, y, n);
+    b->maxd = fmax(b->maxd, mt_test_max_abs_diff(x, y, n));
 }
 
 static void bits_report(const char *what, bits b) {
@@ -130,8 +103,13 @@ typedef struct {
 
 static gelu_case gelu_case_new(int N, int C) {
     size_t n = (size_t)N * C;
-    gelu_case k = {N,         C,         falloc(n), falloc(C), falloc(n), falloc(C), falloc(n),
-                   falloc(n), falloc(n), falloc(C), falloc(n), falloc(n), falloc(n), falloc(C)};
+    gelu_case k = {.N = N, .C = C};
+    k.h0 = mt_test_falloc(n), k.bias = mt_test_falloc(C);
+    k.dy = mt_test_falloc(n), k.db0 = mt_test_falloc(C);
+    k.uh = mt_test_falloc(n), k.ug = mt_test_falloc(n);
+    k.udx = mt_test_falloc(n), k.udb = mt_test_falloc(C);
+    k.fh = mt_test_falloc(n), k.fg = mt_test_falloc(n);
+    k.fdx = mt_test_falloc(n), k.fdb = mt_test_falloc(C);
     fill_gelu_input(k.h0, n, 101);
     mt_test_fill(k.bias, C, 102, -0.5f, 0.5f);
     mt_test_fill(k.dy, n, 103, -1, 1);
@@ -149,9 +127,9 @@ static void gelu_case_free(gelu_case *k) {
 static void gelu_fused(const gelu_case *k, float *h, float *g, float *dx, float *db) {
     size_t n = (size_t)k->N * k->C;
     memcpy(h, k->h0, n * sizeof(float));
-    poison(g, n);
+    mt_test_poison(g, n);
     be->bias_gelu_forward(h, g, k->bias, k->N, k->C);
-    poison(dx, n);
+    mt_test_poison(dx, n);
     memcpy(db, k->db0, k->C * sizeof(float));
     be->gelu_bias_backward(dx, db, k->dy, h, k->N, k->C);
 }
@@ -180,7 +158,7 @@ static void check_bias_gelu(int N, int C) {
     vs_unfused(what, k.fdx, k.udx, n, NULL);
     /* db: a float sum over N rows, whose rounding follows its addends'
      * last bits: bounded by the column's sum of |terms| */
-    double *colabs = dalloc(C);
+    double *colabs = mt_test_dalloc(C);
     for (int c = 0; c < C; c++) colabs[c] = fabs(k.db0[c]);
     for (size_t i = 0; i < n; i++) colabs[i % C] += fabs(k.udx[i]);
     snprintf(what, sizeof what, "gelu_bias_bwd db %dx%d", N, C);
@@ -188,7 +166,8 @@ static void check_bias_gelu(int N, int C) {
     free(colabs);
 
     /* 2 and 3 threads give the bits of 1; so does dx aliasing dy */
-    float *h = falloc(n), *g = falloc(n), *dx = falloc(n), *db = falloc(C);
+    float *h = mt_test_falloc(n), *g = mt_test_falloc(n), *dx = mt_test_falloc(n),
+          *db = mt_test_falloc(C);
     for (int t = 2; t <= 4; t++) {
         bits b = {0};
         if (t <= 3) {
@@ -219,21 +198,14 @@ static void check_bias_gelu(int N, int C) {
  * exp through. One row of N points, bias 0, dy 1. */
 static void check_gelu_accuracy(void) {
     enum { N = 100001 };
-    float *h = falloc(N), *g = falloc(N), *bias = falloc(N), *ones = falloc(N), *d = falloc(N);
-    float *db = falloc(N);
+    float *h = mt_test_falloc(N), *g = mt_test_falloc(N), *bias = mt_test_falloc(N),
+          *ones = mt_test_falloc(N), *d = mt_test_falloc(N);
+    float *db = mt_test_falloc(N);
     for (int i = 0; i < N; i++) h[i] = -12.0f + 24.0f * (float)i / (N - 1), ones[i] = 1.0f;
     be->bias_gelu_forward(h, g, bias, 1, N);
     be->gelu_bias_backward(d, db, ones, h, 1, N);
-    double rel = 0, abs_err = 0, dabs = 0;
-    for (int i = 0; i < N; i++) {
-        double v = h[i], k = sqrt(2.0 / M_PI), u = k * (v + 0.044715 * v * v * v);
-        double t = tanh(u), ref = 0.5 * v * (1 + t);
-        double dref = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * k * (1 + 3 * 0.044715 * v * v);
-        double e = fabs(g[i] - ref);
-        abs_err = fmax(abs_err, e);
-        if (fabs(ref) > 1e-3) rel = fmax(rel, e / fabs(ref));
-        dabs = fmax(dabs, fabs(d[i] - dref));
-    }
+    double rel, abs_err, dabs;
+    mt_test_gelu_errors(h, g, d, N, &rel, &abs_err, &dabs);
     printf("%-36s forward max rel %.2e (bound 2e-6), max abs %.2e (bound 2e-6); derivative max "
            "abs %.2e (bound 4e-7)\n",
            "fused gelu accuracy on [-12, 12]", rel, abs_err, dabs);
@@ -255,27 +227,7 @@ static double bg_loss(void) {
     size_t n = (size_t)bg.N * bg.C;
     memcpy(bg.h, bg.hpre, n * sizeof(float));
     be->bias_gelu_forward(bg.h, bg.g, bg.bias, bg.N, bg.C);
-    return dot(bg.r, bg.g, n);
-}
-
-/* num[i] = dL/dv[i] by central differences */
-static void numeric(float *v, size_t n, double *num, double (*loss)(void)) {
-    for (size_t i = 0; i < n; i++) {
-        float keep = v[i];
-        v[i] = keep + FD_H;
-        double lp = loss();
-        v[i] = keep - FD_H;
-        double lm = loss();
-        v[i] = keep;
-        num[i] = (lp - lm) / (2.0 * FD_H);
-    }
-}
-
-static void compare(const char *what, const float *ana_f, const double *num, size_t n) {
-    double *ana = dalloc(n);
-    for (size_t i = 0; i < n; i++) ana[i] = ana_f[i];
-    mt_test_grad_compare(what, ana, num, n, GRAD_TOL, ELEM_TOL);
-    free(ana);
+    return mt_test_dot(bg.r, bg.g, n);
 }
 
 static void check_bias_gelu_grad(void) {
@@ -287,12 +239,12 @@ static void check_bias_gelu_grad(void) {
     mt_test_fill(bias, C, 112, -1, 1);
     mt_test_fill(r, N * C, 113, -1, 1);
     bg_loss(); /* h = hpre + bias, for the backward */
-    poison(dx, N * C);
+    mt_test_poison(dx, N * C);
     be->gelu_bias_backward(dx, db, r, h, N, C);
-    numeric(hpre, N * C, num, bg_loss);
-    compare("bias_gelu pair d/dh_pre", dx, num, N * C);
-    numeric(bias, C, num, bg_loss);
-    compare("bias_gelu pair d/dbias", db, num, C);
+    mt_test_numeric(hpre, N * C, num, bg_loss, FD_H);
+    mt_test_grad_compare_f("bias_gelu pair d/dh_pre", dx, num, N * C, GRAD_TOL, ELEM_TOL);
+    mt_test_numeric(bias, C, num, bg_loss, FD_H);
+    mt_test_grad_compare_f("bias_gelu pair d/dbias", db, num, C, GRAD_TOL, ELEM_TOL);
 }
 
 /* ---- residual + LayerNorm ---- */
@@ -306,8 +258,13 @@ typedef struct {
 
 static ln_case ln_case_new(int N, int C) {
     size_t n = (size_t)N * C;
-    ln_case k = {N,         C,         falloc(n), falloc(n), falloc(C), falloc(C), falloc(n),
-                 falloc(n), falloc(N), falloc(N), falloc(n), falloc(n), falloc(N), falloc(N)};
+    ln_case k = {.N = N, .C = C};
+    k.a = mt_test_falloc(n), k.b = mt_test_falloc(n);
+    k.w = mt_test_falloc(C), k.bias = mt_test_falloc(C);
+    k.ures = mt_test_falloc(n), k.uout = mt_test_falloc(n);
+    k.umean = mt_test_falloc(N), k.urstd = mt_test_falloc(N);
+    k.fres = mt_test_falloc(n), k.fout = mt_test_falloc(n);
+    k.fmean = mt_test_falloc(N), k.frstd = mt_test_falloc(N);
     mt_test_fill(k.a, n, 121, -2, 2);
     for (size_t i = 0; i < n; i++) k.a[i] += 0.5f * (float)(i / C % 5); /* per-row offsets */
     mt_test_fill(k.b, n, 122, -1, 1);
@@ -325,7 +282,10 @@ static void ln_case_free(ln_case *k) {
 /* the fused op at the current thread count, outputs poisoned first */
 static void ln_fused(const ln_case *k, float *res, float *out, float *mean, float *rstd) {
     size_t n = (size_t)k->N * k->C;
-    poison(res, n), poison(out, n), poison(mean, k->N), poison(rstd, k->N);
+    mt_test_poison(res, n);
+    mt_test_poison(out, n);
+    mt_test_poison(mean, k->N);
+    mt_test_poison(rstd, k->N);
     be->residual_layernorm_forward(res, out, mean, rstd, k->a, k->b, k->w, k->bias, k->N, k->C);
 }
 
@@ -378,7 +338,8 @@ static void check_residual_ln(int N, int C) {
     ln_vs_double(&k);
 
     /* 2 and 3 threads give the bits of 1; so do res aliasing a, and b */
-    float *res = falloc(n), *out = falloc(n), *mean = falloc(N), *rstd = falloc(N);
+    float *res = mt_test_falloc(n), *out = mt_test_falloc(n), *mean = mt_test_falloc(N),
+          *rstd = mt_test_falloc(N);
     for (int t = 2; t <= 5; t++) {
         if (t <= 3) {
             omp_set_num_threads(t);
@@ -387,7 +348,9 @@ static void check_residual_ln(int N, int C) {
         } else {
             int on_b = t == 5; /* res aliases a (t 4), then b (t 5) */
             memcpy(res, on_b ? k.b : k.a, n * sizeof(float));
-            poison(out, n), poison(mean, N), poison(rstd, N);
+            mt_test_poison(out, n);
+            mt_test_poison(mean, N);
+            mt_test_poison(rstd, N);
             be->residual_layernorm_forward(res, out, mean, rstd, on_b ? k.a : res, on_b ? res : k.b,
                                            k.w, k.bias, N, C);
             snprintf(what, sizeof what, "residual_ln %dx%d res = %s, 3 thr", N, C,
@@ -419,7 +382,7 @@ static rl_state rl;
 static double rl_loss(void) {
     be->residual_layernorm_forward(rl.res, rl.out, rl.mean, rl.rstd, rl.a, rl.b, rl.w, rl.bias,
                                    rl.N, rl.C);
-    return dot(rl.r, rl.out, (size_t)rl.N * rl.C);
+    return mt_test_dot(rl.r, rl.out, (size_t)rl.N * rl.C);
 }
 
 static void check_residual_ln_grad(void) {
@@ -435,14 +398,14 @@ static void check_residual_ln_grad(void) {
     mt_test_fill(r, N * C, 135, -1, 1);
     rl_loss();
     be->layernorm_backward(dres, dw, dbias, r, res, w, mean, rstd, N, C);
-    numeric(a, N * C, num, rl_loss);
-    compare("residual_ln d/da", dres, num, N * C);
-    numeric(b, N * C, num, rl_loss);
-    compare("residual_ln d/db", dres, num, N * C);
-    numeric(w, C, num, rl_loss);
-    compare("residual_ln d/dw", dw, num, C);
-    numeric(bias, C, num, rl_loss);
-    compare("residual_ln d/dbias", dbias, num, C);
+    mt_test_numeric(a, N * C, num, rl_loss, FD_H);
+    mt_test_grad_compare_f("residual_ln d/da", dres, num, N * C, GRAD_TOL, ELEM_TOL);
+    mt_test_numeric(b, N * C, num, rl_loss, FD_H);
+    mt_test_grad_compare_f("residual_ln d/db", dres, num, N * C, GRAD_TOL, ELEM_TOL);
+    mt_test_numeric(w, C, num, rl_loss, FD_H);
+    mt_test_grad_compare_f("residual_ln d/dw", dw, num, C, GRAD_TOL, ELEM_TOL);
+    mt_test_numeric(bias, C, num, rl_loss, FD_H);
+    mt_test_grad_compare_f("residual_ln d/dbias", dbias, num, C, GRAD_TOL, ELEM_TOL);
 }
 
 int main(void) {

@@ -23,57 +23,11 @@
 
 static const mt_backend *be;
 
-static float *falloc(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) abort();
-    return p;
-}
-
-static double *dalloc(size_t n) {
-    double *p = calloc(n ? n : 1, sizeof(double));
-    if (!p) abort();
-    return p;
-}
-
-static double dot(const float *r, const float *y, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)r[i] * y[i];
-    return s;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
-    return m;
-}
-
-/* Compares analytic (float, exact in double) and numeric gradients; prints
- * both errors (test_util.h). */
-static void compare(const char *what, const float *ana_f, const double *num, size_t n) {
-    double *ana = dalloc(n);
-    for (size_t i = 0; i < n; i++) ana[i] = ana_f[i];
-    mt_test_grad_compare(what, ana, num, n, GRAD_TOL, ELEM_TOL);
-    free(ana);
-}
-
-/* num[i] = dL/dv[i] by central differences; loss() reads v through globals. */
-static void numeric(float *v, size_t n, double *num, double (*loss)(void)) {
-    for (size_t i = 0; i < n; i++) {
-        float keep = v[i];
-        v[i] = keep + FD_H;
-        double lp = loss();
-        v[i] = keep - FD_H;
-        double lm = loss();
-        v[i] = keep;
-        num[i] = (lp - lm) / (2.0 * FD_H);
-    }
-}
-
 /* Reports whether two runs' outputs a and b match bitwise. */
 static void same_bits(const char *what, const float *a, const float *b, size_t n) {
     int same = memcmp(a, b, n * sizeof(float)) == 0;
     printf("%-30s n=%-7zu bitwise %s\n", what, n, same ? "identical" : "DIFFERENT");
-    CHECK(same, "%s: results differ (max abs diff %.3e)", what, max_abs_diff(a, b, n));
+    CHECK(same, "%s: results differ (max abs diff %.3e)", what, mt_test_max_abs_diff(a, b, n));
 }
 
 /* ---- add, accumulate ---- */
@@ -86,7 +40,7 @@ static add_state ad;
 
 static double add_loss(void) {
     be->add(ad.y, ad.a, ad.b, ad.n);
-    return dot(ad.r, ad.y, ad.n);
+    return mt_test_dot(ad.r, ad.y, ad.n);
 }
 
 static void check_add(void) {
@@ -99,10 +53,10 @@ static void check_add(void) {
     mt_test_fill(r, N, 13, -1, 1);
     /* dL/da = dL/db = dy = r, formed with accumulate into zero */
     be->accumulate(da, r, N);
-    numeric(a, N, num, add_loss);
-    compare("add d/da", da, num, N);
-    numeric(b, N, num, add_loss);
-    compare("add d/db", da, num, N);
+    mt_test_numeric(a, N, num, add_loss, FD_H);
+    mt_test_grad_compare_f("add d/da", da, num, N, GRAD_TOL, ELEM_TOL);
+    mt_test_numeric(b, N, num, add_loss, FD_H);
+    mt_test_grad_compare_f("add d/db", da, num, N, GRAD_TOL, ELEM_TOL);
     /* exact semantics, and out aliasing a */
     int bad = 0;
     memcpy(dst, a, sizeof dst);
@@ -125,7 +79,7 @@ static ln_state ln;
 
 static double ln_loss(void) {
     be->layernorm_forward(ln.out, ln.mean, ln.rstd, ln.x, ln.w, ln.b, ln.N, ln.C);
-    return dot(ln.r, ln.out, (size_t)ln.N * ln.C);
+    return mt_test_dot(ln.r, ln.out, (size_t)ln.N * ln.C);
 }
 
 static void check_layernorm(void) {
@@ -162,22 +116,24 @@ static void check_layernorm(void) {
     CHECK(worst_stat <= 1e-6, "layernorm mean/rstd off by %.3e", worst_stat);
 
     be->layernorm_backward(dx, dw, db, r, x, w, mean, rstd, N, C);
-    numeric(x, N * C, num, ln_loss);
-    compare("layernorm d/dx", dx, num, N * C);
-    numeric(w, C, num, ln_loss);
-    compare("layernorm d/dw", dw, num, C);
-    numeric(b, C, num, ln_loss);
-    compare("layernorm d/db", db, num, C);
+    mt_test_numeric(x, N * C, num, ln_loss, FD_H);
+    mt_test_grad_compare_f("layernorm d/dx", dx, num, N * C, GRAD_TOL, ELEM_TOL);
+    mt_test_numeric(w, C, num, ln_loss, FD_H);
+    mt_test_grad_compare_f("layernorm d/dw", dw, num, C, GRAD_TOL, ELEM_TOL);
+    mt_test_numeric(b, C, num, ln_loss, FD_H);
+    mt_test_grad_compare_f("layernorm d/db", db, num, C, GRAD_TOL, ELEM_TOL);
 }
 
 /* Larger LayerNorm (parallel branches taken): determinism, accumulation. */
 static void check_layernorm_det(void) {
     enum { N = 512, C = 200 };
     size_t nc = (size_t)N * C;
-    float *x = falloc(nc), *w = falloc(C), *b = falloc(C), *dout = falloc(nc);
-    float *out = falloc(nc), *mean = falloc(N), *rstd = falloc(N);
+    float *x = mt_test_falloc(nc), *w = mt_test_falloc(C), *b = mt_test_falloc(C),
+          *dout = mt_test_falloc(nc);
+    float *out = mt_test_falloc(nc), *mean = mt_test_falloc(N), *rstd = mt_test_falloc(N);
     float *g[2][3]; /* [run][dx, dw, db] */
-    for (int k = 0; k < 2; k++) g[k][0] = falloc(nc), g[k][1] = falloc(C), g[k][2] = falloc(C);
+    for (int k = 0; k < 2; k++)
+        g[k][0] = mt_test_falloc(nc), g[k][1] = mt_test_falloc(C), g[k][2] = mt_test_falloc(C);
     mt_test_fill(x, nc, 31, -3, 3);
     mt_test_fill(w, C, 32, 0.5f, 1.5f);
     mt_test_fill(b, C, 33, -1, 1);
@@ -223,7 +179,7 @@ static att_state at;
 
 static double att_loss(void) {
     be->attention_forward(at.out, at.att, at.qkv, at.B, at.T, at.C, at.NH);
-    return dot(at.r, at.out, (size_t)at.B * at.T * at.C);
+    return mt_test_dot(at.r, at.out, (size_t)at.B * at.T * at.C);
 }
 
 /* Naive reference in double: out(B,T,C), att(B,NH,T,T). */
@@ -258,9 +214,10 @@ static void attention_ref(double *out, double *att, const float *qkv, int B, int
 
 static void check_attention(int B, int T, int C, int NH) {
     size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
-    float *qkv = falloc(nqkv), *r = falloc(nout), *out = falloc(nout), *att = falloc(natt);
-    float *dqkv = falloc(nqkv), *datt = falloc(natt);
-    double *num = dalloc(nqkv), *rout = dalloc(nout), *ratt = dalloc(natt);
+    float *qkv = mt_test_falloc(nqkv), *r = mt_test_falloc(nout), *out = mt_test_falloc(nout),
+          *att = mt_test_falloc(natt);
+    float *dqkv = mt_test_falloc(nqkv), *datt = mt_test_falloc(natt);
+    double *num = mt_test_dalloc(nqkv), *rout = mt_test_dalloc(nout), *ratt = mt_test_dalloc(natt);
     at = (att_state){qkv, r, out, att, B, T, C, NH};
     mt_test_fill(qkv, nqkv, 41, -1.5f, 1.5f);
     mt_test_fill(r, nout, 42, -1, 1);
@@ -293,12 +250,12 @@ static void check_attention(int B, int T, int C, int NH) {
     CHECK(masked_nonzero == 0, "%s: %ld masked entries are not 0", what, masked_nonzero);
 
     /* backward OVERWRITES dqkv: start it (and the scratch) from NaN */
-    for (size_t i = 0; i < nqkv; i++) dqkv[i] = NAN;
-    for (size_t i = 0; i < natt; i++) datt[i] = NAN;
+    mt_test_poison(dqkv, nqkv);
+    mt_test_poison(datt, natt);
     be->attention_backward(dqkv, datt, r, qkv, att, B, T, C, NH);
-    numeric(qkv, nqkv, num, att_loss);
+    mt_test_numeric(qkv, nqkv, num, att_loss, FD_H);
     snprintf(what, sizeof what, "attention d/dqkv T%d", T);
-    compare(what, dqkv, num, nqkv);
+    mt_test_grad_compare_f(what, dqkv, num, nqkv, GRAD_TOL, ELEM_TOL);
     free(qkv), free(r), free(out), free(att), free(dqkv), free(datt);
     free(num), free(rout), free(ratt);
 }
@@ -307,15 +264,15 @@ static void check_attention(int B, int T, int C, int NH) {
 static void check_attention_det(void) {
     enum { B = 2, T = 100, C = 32, NH = 4 };
     size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
-    float *qkv = falloc(nqkv), *dout = falloc(nout);
+    float *qkv = mt_test_falloc(nqkv), *dout = mt_test_falloc(nout);
     float *out[2], *att[2], *dqkv[2], *datt[2];
     mt_test_fill(qkv, nqkv, 51, -2, 2);
     mt_test_fill(dout, nout, 52, -1, 1);
     for (int mode = 0; mode < 2; mode++) {
         for (int k = 0; k < 2; k++) {
             omp_set_num_threads(mode == 1 && k == 0 ? 1 : 2);
-            out[k] = falloc(nout), att[k] = falloc(natt);
-            dqkv[k] = falloc(nqkv), datt[k] = falloc(natt);
+            out[k] = mt_test_falloc(nout), att[k] = mt_test_falloc(natt);
+            dqkv[k] = mt_test_falloc(nqkv), datt[k] = mt_test_falloc(natt);
             be->attention_forward(out[k], att[k], qkv, B, T, C, NH);
             be->attention_backward(dqkv[k], datt[k], dout, qkv, att[k], B, T, C, NH);
         }
@@ -344,7 +301,7 @@ static emb_state em;
 
 static double emb_loss(void) {
     be->embedding_forward(em.out, em.tok, em.wte, em.wpe, em.B, em.T, em.C);
-    return dot(em.r, em.out, (size_t)em.B * em.T * em.C);
+    return mt_test_dot(em.r, em.out, (size_t)em.B * em.T * em.C);
 }
 
 static void check_embedding(void) {
@@ -365,10 +322,10 @@ static void check_embedding(void) {
     printf("%-30s %d elements differ from wte[tok] + wpe[t]\n", "embedding forward exact", bad);
     CHECK(bad == 0, "embedding forward: %d elements differ", bad);
     be->embedding_backward(dwte, dwpe, r, tok, B, T, C);
-    numeric(wte, V * C, num, emb_loss);
-    compare("embedding d/dwte", dwte, num, V * C);
-    numeric(wpe, T * C, num, emb_loss);
-    compare("embedding d/dwpe", dwpe, num, T * C);
+    mt_test_numeric(wte, V * C, num, emb_loss, FD_H);
+    mt_test_grad_compare_f("embedding d/dwte", dwte, num, V * C, GRAD_TOL, ELEM_TOL);
+    mt_test_numeric(wpe, T * C, num, emb_loss, FD_H);
+    mt_test_grad_compare_f("embedding d/dwpe", dwpe, num, T * C, GRAD_TOL, ELEM_TOL);
 }
 
 /* Larger embedding backward (parallel branch taken): reference, determinism,
@@ -377,12 +334,13 @@ static void check_embedding_det(void) {
     enum { B = 8, T = 64, C = 200, V = 37 };
     size_t n = (size_t)B * T;
     int32_t *tok = malloc(n * sizeof(int32_t));
-    float *dout = falloc(n * C), *g[2][2]; /* [run][dwte, dwpe] */
-    double *ref = dalloc((size_t)V * C);
+    float *dout = mt_test_falloc(n * C), *g[2][2]; /* [run][dwte, dwpe] */
+    double *ref = mt_test_dalloc((size_t)V * C);
     if (!tok) abort();
     for (size_t i = 0; i < n; i++) tok[i] = (int32_t)mt_rng_below(7, 71, i, V);
     mt_test_fill(dout, n * C, 72, -1, 1);
-    for (int k = 0; k < 2; k++) g[k][0] = falloc((size_t)V * C), g[k][1] = falloc((size_t)T * C);
+    for (int k = 0; k < 2; k++)
+        g[k][0] = mt_test_falloc((size_t)V * C), g[k][1] = mt_test_falloc((size_t)T * C);
     be->embedding_backward(g[0][0], g[0][1], dout, tok, B, T, C);
     for (size_t i = 0; i < n; i++)
         for (int c = 0; c < C; c++) ref[(size_t)tok[i] * C + c] += dout[i * C + c];
@@ -428,7 +386,7 @@ static drop_state dr;
 
 static double drop_loss(void) {
     be->dropout_forward(dr.y, dr.x, dr.n, dr.p, 5, 77, 1000);
-    return dot(dr.r, dr.y, dr.n);
+    return mt_test_dot(dr.r, dr.y, dr.n);
 }
 
 static void check_dropout(void) {
@@ -439,8 +397,8 @@ static void check_dropout(void) {
     mt_test_fill(x, N, 81, -1, 1);
     mt_test_fill(r, N, 82, -1, 1);
     be->dropout_backward(dx, r, N, 0.3f, 5, 77, 1000);
-    numeric(x, N, num, drop_loss);
-    compare("dropout p=0.3 d/dx", dx, num, N);
+    mt_test_numeric(x, N, num, drop_loss, FD_H);
+    mt_test_grad_compare_f("dropout p=0.3 d/dx", dx, num, N, GRAD_TOL, ELEM_TOL);
 
     /* p = 0: an exact copy, also in place */
     be->dropout_forward(y, x, N, 0.0f, 5, 77, 0);
@@ -454,7 +412,8 @@ static void check_dropout(void) {
 
     /* p = 0.5 on 1e5 elements: kept fraction, kept values, same mask both ways */
     enum { M = 100000 };
-    float *a = falloc(M), *b = falloc(M), *ones = falloc(M), *da = falloc(M);
+    float *a = mt_test_falloc(M), *b = mt_test_falloc(M), *ones = mt_test_falloc(M),
+          *da = mt_test_falloc(M);
     mt_test_fill(a, M, 83, 0.5f, 2.0f); /* nonzero, so dropped and kept are told apart */
     for (size_t i = 0; i < M; i++) ones[i] = 1.0f;
     const float p = 0.5f;

@@ -23,81 +23,64 @@
 
 #define GRAD_TOL 2e-3
 #define ELEM_TOL 2e-2
+#define FD_H     1e-2f
 
 static const mt_backend *be;
-
-/* Compares analytic and numeric gradients; prints both errors (test_util.h). */
-static void compare(const char *what, const double *ana, const double *num, size_t n) {
-    mt_test_grad_compare(what, ana, num, n, GRAD_TOL, ELEM_TOL);
-}
 
 /* ---- elementwise activations ---- */
 
 typedef void (*fwd_fn)(float *, const float *, size_t);
 typedef void (*bwd_fn)(float *, const float *, const float *, size_t);
 
-static double act_loss(fwd_fn f, const float *x, const float *r, float *y, size_t n) {
-    f(y, x, n);
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)r[i] * y[i];
-    return s;
+typedef struct {
+    fwd_fn f;
+    const float *x, *r; /* (n) */
+    float *y;           /* (n) */
+    size_t n;
+} act_state;
+static act_state act;
+
+static double act_loss(void) {
+    act.f(act.y, act.x, act.n);
+    return mt_test_dot(act.r, act.y, act.n);
 }
 
 static void check_activation(const char *name, fwd_fn f, bwd_fn b, int avoid_zero) {
     enum { N = 257 };
     float x[N], r[N], y[N], dx[N];
-    double ana[N], num[N];
+    double num[N];
+    act = (act_state){f, x, r, y, N};
     mt_test_fill(x, N, 1, -3.0f, 3.0f);
     if (avoid_zero)
         for (int i = 0; i < N; i++)
             if (fabsf(x[i]) < 0.05f) x[i] = x[i] < 0 ? -0.05f : 0.05f;
     mt_test_fill(r, N, 2, -1.0f, 1.0f);
     b(dx, r, x, N);
-    for (int i = 0; i < N; i++) ana[i] = dx[i];
-    const float h = 1e-2f;
-    for (int i = 0; i < N; i++) {
-        float keep = x[i];
-        x[i] = keep + h;
-        double lp = act_loss(f, x, r, y, N);
-        x[i] = keep - h;
-        double lm = act_loss(f, x, r, y, N);
-        x[i] = keep;
-        num[i] = (lp - lm) / (2.0 * h);
-    }
-    compare(name, ana, num, N);
+    mt_test_numeric(x, N, num, act_loss, FD_H);
+    mt_test_grad_compare_f(name, dx, num, N, GRAD_TOL, ELEM_TOL);
 }
 
 /* ---- linear: y = x W^T + b ---- */
 
 enum { LB = 5, LIN = 7, LOUT = 6 };
 
-static double linear_loss(const float *x, const float *W, const float *bias, const float *r) {
-    float y[LB * LOUT];
-    be->matmul(0, 1, LB, LOUT, LIN, 1.0f, x, LIN, W, LIN, 0.0f, y, LOUT);
-    be->bias_add(y, bias, LB, LOUT);
-    double s = 0;
-    for (int i = 0; i < LB * LOUT; i++) s += (double)r[i] * y[i];
-    return s;
-}
+typedef struct {
+    const float *x, *W, *bias, *r; /* (LB,LIN), (LOUT,LIN), (LOUT), (LB,LOUT) */
+} lin_state;
+static lin_state lin;
 
-static void numeric(float *v, size_t n, double *num, const float *x, const float *W,
-                    const float *bias, const float *r) {
-    const float h = 1e-2f;
-    for (size_t i = 0; i < n; i++) {
-        float keep = v[i];
-        v[i] = keep + h;
-        double lp = linear_loss(x, W, bias, r);
-        v[i] = keep - h;
-        double lm = linear_loss(x, W, bias, r);
-        v[i] = keep;
-        num[i] = (lp - lm) / (2.0 * h);
-    }
+static double linear_loss(void) {
+    float y[LB * LOUT];
+    be->matmul(0, 1, LB, LOUT, LIN, 1.0f, lin.x, LIN, lin.W, LIN, 0.0f, y, LOUT);
+    be->bias_add(y, lin.bias, LB, LOUT);
+    return mt_test_dot(lin.r, y, LB * LOUT);
 }
 
 static void check_linear(void) {
     float x[LB * LIN], W[LOUT * LIN], bias[LOUT], r[LB * LOUT];
     float dx[LB * LIN], dW[LOUT * LIN], db[LOUT];
-    double ana[LOUT * LIN + LB * LIN], num[LOUT * LIN + LB * LIN];
+    double num[LOUT * LIN + LB * LIN];
+    lin = (lin_state){x, W, bias, r};
     mt_test_fill(x, LB * LIN, 3, -1, 1);
     mt_test_fill(W, LOUT * LIN, 4, -1, 1);
     mt_test_fill(bias, LOUT, 5, -1, 1);
@@ -106,15 +89,12 @@ static void check_linear(void) {
     be->matmul(0, 0, LB, LIN, LOUT, 1.0f, r, LOUT, W, LIN, 0.0f, dx, LIN);
     be->matmul(1, 0, LOUT, LIN, LB, 1.0f, r, LOUT, x, LIN, 0.0f, dW, LIN);
     be->bias_grad(db, r, LB, LOUT, 0.0f);
-    for (int i = 0; i < LB * LIN; i++) ana[i] = dx[i];
-    numeric(x, LB * LIN, num, x, W, bias, r);
-    compare("linear d/dx", ana, num, LB * LIN);
-    for (int i = 0; i < LOUT * LIN; i++) ana[i] = dW[i];
-    numeric(W, LOUT * LIN, num, x, W, bias, r);
-    compare("linear d/dW", ana, num, LOUT * LIN);
-    for (int i = 0; i < LOUT; i++) ana[i] = db[i];
-    numeric(bias, LOUT, num, x, W, bias, r);
-    compare("linear d/db", ana, num, LOUT);
+    mt_test_numeric(x, LB * LIN, num, linear_loss, FD_H);
+    mt_test_grad_compare_f("linear d/dx", dx, num, LB * LIN, GRAD_TOL, ELEM_TOL);
+    mt_test_numeric(W, LOUT * LIN, num, linear_loss, FD_H);
+    mt_test_grad_compare_f("linear d/dW", dW, num, LOUT * LIN, GRAD_TOL, ELEM_TOL);
+    mt_test_numeric(bias, LOUT, num, linear_loss, FD_H);
+    mt_test_grad_compare_f("linear d/db", db, num, LOUT, GRAD_TOL, ELEM_TOL);
     /* accumulation: beta = 1 adds to what is there */
     float db2[LOUT];
     for (int i = 0; i < LOUT; i++) db2[i] = 1.0f;
@@ -126,11 +106,24 @@ static void check_linear(void) {
 
 /* ---- softmax cross-entropy ---- */
 
+enum { XB = 6, XC = 5 };
+
+typedef struct {
+    float *p, *z;     /* (XB,XC) */
+    const int32_t *y; /* (XB) */
+} xent_state;
+static xent_state xe;
+
+static double xent_loss(void) {
+    return be->softmax_xent_forward(xe.p, xe.z, xe.y, XB, XC);
+}
+
 static void check_softmax_xent(void) {
-    enum { B = 6, C = 5 };
+    enum { B = XB, C = XC };
     float z[B * C], p[B * C], d[B * C];
     int32_t y[B] = {0, 4, 2, 2, 1, 3};
-    double ana[B * C], num[B * C];
+    double num[B * C];
+    xe = (xent_state){p, z, y};
     mt_test_fill(z, B * C, 8, -4, 4);
     double loss = be->softmax_xent_forward(p, z, y, B, C);
     /* reference loss in double */
@@ -143,18 +136,8 @@ static void check_softmax_xent(void) {
     printf("%-28s loss %.9f, double reference %.9f\n", "softmax_xent forward", loss, ref);
     CHECK(fabs(loss - ref) <= 1e-5 * fabs(ref), "xent loss %.9f vs reference %.9f", loss, ref);
     be->softmax_xent_backward(d, p, y, B, C, 1.0f);
-    for (int i = 0; i < B * C; i++) ana[i] = d[i];
-    const float h = 1e-2f;
-    for (int i = 0; i < B * C; i++) {
-        float keep = z[i];
-        z[i] = keep + h;
-        double lp = be->softmax_xent_forward(p, z, y, B, C);
-        z[i] = keep - h;
-        double lm = be->softmax_xent_forward(p, z, y, B, C);
-        z[i] = keep;
-        num[i] = (lp - lm) / (2.0 * h);
-    }
-    compare("softmax_xent d/dlogits", ana, num, B * C);
+    mt_test_numeric(z, B * C, num, xent_loss, FD_H);
+    mt_test_grad_compare_f("softmax_xent d/dlogits", d, num, B * C, GRAD_TOL, ELEM_TOL);
     /* Extreme logits stay finite. */
     float big[C] = {1000.0f, -1000.0f, 0.0f, 500.0f, 999.0f};
     int32_t yb[1] = {1};
@@ -176,6 +159,20 @@ static void check_softmax_xent(void) {
 
 /* ---- the whole MLP ---- */
 
+typedef struct {
+    mt_mlp *m;
+    mt_params *p;
+    const float *x;   /* (B,6) */
+    const int32_t *y; /* (B) */
+    int B;
+} mlp_state;
+static mlp_state ml;
+
+/* the mean loss over the batch */
+static double mlp_loss(void) {
+    return mt_mlp_forward(ml.m, be, ml.p, ml.x, ml.y, ml.B) / ml.B;
+}
+
 static void check_mlp(int activation) {
     mt_config cfg;
     mt_config_defaults(&cfg);
@@ -196,27 +193,19 @@ static void check_mlp(int activation) {
     float x[B * 6];
     int32_t y[B] = {0, 2, 1, 2};
     mt_test_fill(x, B * 6, 9, -1, 1);
+    ml = (mlp_state){&m, &p, x, y, B};
     mt_mlp_forward(&m, be, &p, x, y, B);
     mt_mlp_backward(&m, be, &p, x, y, B, 1.0f / B, 0);
     /* Keep ReLU inputs away from 0 where the derivative jumps: with h small
      * (1e-3) relative to the margin below, no unit crosses zero. */
     size_t n = p.numel;
-    double *ana = calloc(n, sizeof(double)), *num = calloc(n, sizeof(double));
+    double *ana = mt_test_dalloc(n), *num = mt_test_dalloc(n);
     for (size_t i = 0; i < n; i++) ana[i] = p.grad[i];
-    const float h = activation == MT_ACT_RELU ? 1e-3f : 1e-2f;
-    for (size_t i = 0; i < n; i++) {
-        float keep = p.data[i];
-        p.data[i] = keep + h;
-        double lp = mt_mlp_forward(&m, be, &p, x, y, B) / B;
-        p.data[i] = keep - h;
-        double lm = mt_mlp_forward(&m, be, &p, x, y, B) / B;
-        p.data[i] = keep;
-        num[i] = (lp - lm) / (2.0 * h);
-    }
+    mt_test_numeric(p.data, n, num, mlp_loss, activation == MT_ACT_RELU ? 1e-3f : FD_H);
     /* Padding between tensors has no gradient either way; compare all. */
-    compare(activation == MT_ACT_RELU ? "mlp 6-5-4-3 relu, all params"
-                                      : "mlp 6-5-4-3 gelu, all params",
-            ana, num, n);
+    mt_test_grad_compare(activation == MT_ACT_RELU ? "mlp 6-5-4-3 relu, all params"
+                                                   : "mlp 6-5-4-3 gelu, all params",
+                         ana, num, n, GRAD_TOL, ELEM_TOL);
     /* Accumulate: a second backward with accumulate=1 doubles the gradient. */
     mt_mlp_forward(&m, be, &p, x, y, B);
     mt_mlp_backward(&m, be, &p, x, y, B, 1.0f / B, 1);
@@ -233,22 +222,15 @@ static void check_mlp(int activation) {
  * derivative: the vectorized exp must not cost accuracy. */
 static void check_gelu_accuracy(void) {
     enum { N = 100001 };
-    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
-    float *ones = malloc(N * sizeof(float)), *d = malloc(N * sizeof(float));
+    float *x = mt_test_falloc(N), *y = mt_test_falloc(N);
+    float *ones = mt_test_falloc(N), *d = mt_test_falloc(N);
     for (int i = 0; i < N; i++) x[i] = -12.0f + 24.0f * (float)i / (N - 1), ones[i] = 1.0f;
     be->gelu_forward(y, x, N);
     be->gelu_backward(d, ones, x, N);
-    double rel = 0, abs_err = 0, drel = 0;
-    for (int i = 0; i < N; i++) {
-        double v = x[i], k = sqrt(2.0 / M_PI), u = k * (v + 0.044715 * v * v * v);
-        double t = tanh(u), ref = 0.5 * v * (1 + t);
-        double dref = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * k * (1 + 3 * 0.044715 * v * v);
-        double e = fabs(y[i] - ref);
-        abs_err = fmax(abs_err, e);
-        if (fabs(ref) > 1e-3) rel = fmax(rel, e / fabs(ref));
-        drel = fmax(drel, fabs(d[i] - dref)); /* the derivative is O(1) and crosses 0 */
-    }
-    printf("gelu accuracy on [-12, 12]    forward max rel %.2e, max abs %.2e; derivative max abs %.2e\n",
+    double rel, abs_err, drel;
+    mt_test_gelu_errors(x, y, d, N, &rel, &abs_err, &drel);
+    printf("gelu accuracy on [-12, 12]    forward max rel %.2e, max abs %.2e; derivative max abs "
+           "%.2e\n",
            rel, abs_err, drel);
     CHECK(rel <= 1e-5 && abs_err <= 2e-6, "gelu forward: rel %.2e abs %.2e", rel, abs_err);
     CHECK(drel <= 1e-6, "gelu derivative: max abs error %.2e", drel);

@@ -34,31 +34,6 @@
 
 static const mt_backend *be;
 
-static float *falloc(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) abort();
-    return p;
-}
-
-static int32_t *ialloc(size_t n) {
-    int32_t *p = calloc(n ? n : 1, sizeof(int32_t));
-    if (!p) abort();
-    return p;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
-    return m;
-}
-
-/* elements of a(n) and b(n) whose bits differ */
-static size_t bits_differ(const float *a, const float *b, size_t n) {
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) k += memcmp(a + i, b + i, sizeof(float)) != 0;
-    return k;
-}
-
 /* ==== cross-entropy ==== */
 
 static void fill_labels(int32_t *y, int N, int V, uint64_t stream) {
@@ -81,7 +56,7 @@ static double fused(float *f, const float *z, const int32_t *y, int N, int V, in
 /* xent_fused against the unfused ops on logits z(N,V), labels y(N) */
 static void compare_xent(const char *what, const float *z, const int32_t *y, int N, int V) {
     size_t nv = (size_t)N * V;
-    float *d = falloc(nv), *f = falloc(nv);
+    float *d = mt_test_falloc(nv), *f = mt_test_falloc(nv);
     double lref = be->softmax_xent_forward(d, z, y, N, V);
     be->softmax_xent_backward(d, d, y, N, V, 1.0f);
     int64_t cref = be->count_correct(z, y, N, V), c;
@@ -108,8 +83,8 @@ static void compare_xent(const char *what, const float *z, const int32_t *y, int
 static void check_xent_random(const char *what, int N, int V, float lo, float hi, float q,
                               uint64_t stream) {
     size_t nv = (size_t)N * V;
-    float *z = falloc(nv);
-    int32_t *y = ialloc((size_t)N);
+    float *z = mt_test_falloc(nv);
+    int32_t *y = mt_test_ialloc((size_t)N);
     mt_test_fill(z, nv, stream, lo, hi);
     if (q > 0)
         for (size_t i = 0; i < nv; i++) z[i] = roundf(z[i] / q) * q;
@@ -133,8 +108,8 @@ static void check_xent_random(const char *what, int N, int V, float lo, float hi
  * and its tail of V mod 8. A last row is all equal with label 0 (a hit). */
 static void check_xent_ties(int V) {
     int N = V * (V - 1) / 2 + 1, r = 0;
-    float *z = falloc((size_t)N * V);
-    int32_t *y = ialloc((size_t)N);
+    float *z = mt_test_falloc((size_t)N * V);
+    int32_t *y = mt_test_ialloc((size_t)N);
     for (int a = 0; a < V; a++)
         for (int b = a + 1; b < V; b++, r++) {
             z[(size_t)r * V + a] = z[(size_t)r * V + b] = 1.0f;
@@ -143,7 +118,7 @@ static void check_xent_ties(int V) {
     for (int c = 0; c < V; c++) z[(size_t)r * V + c] = 0.5f;
     y[r] = 0;
     int64_t want = (N - 1 + 1) / 2 + 1, c;
-    float *f = falloc((size_t)N * V);
+    float *f = mt_test_falloc((size_t)N * V);
     fused(f, z, y, N, V, &c);
     printf("%-22s N=%-3d V=%-6d correct %lld (want %lld)\n", "ties placed", N, V, (long long)c,
            (long long)want);
@@ -180,22 +155,14 @@ static double mean_loss(void) {
 /* d(mean loss)/dlogits: the op's output / N against central differences */
 static void check_xent_grad(int N, int V) {
     size_t nv = (size_t)N * V;
-    gN = N, gV = V, gz = falloc(nv), gf = falloc(nv), gy = ialloc((size_t)N);
-    double *ana = calloc(nv, sizeof *ana), *num = calloc(nv, sizeof *num);
-    if (!ana || !num) abort();
+    gN = N, gV = V, gz = mt_test_falloc(nv), gf = mt_test_falloc(nv),
+    gy = mt_test_ialloc((size_t)N);
+    double *ana = mt_test_dalloc(nv), *num = mt_test_dalloc(nv);
     mt_test_fill(gz, nv, 41, -4, 4);
     fill_labels(gy, N, V, 42);
     mean_loss();
     for (size_t i = 0; i < nv; i++) ana[i] = (double)gf[i] / N;
-    for (size_t i = 0; i < nv; i++) {
-        float keep = gz[i];
-        gz[i] = keep + FD_H;
-        double lp = mean_loss();
-        gz[i] = keep - FD_H;
-        double lm = mean_loss();
-        gz[i] = keep;
-        num[i] = (lp - lm) / (2.0 * FD_H);
-    }
+    mt_test_numeric(gz, nv, num, mean_loss, FD_H);
     char what[64];
     snprintf(what, sizeof what, "xent_fused d/dlogits %dx%d", N, V);
     mt_test_grad_compare(what, ana, num, nv, GRAD_TOL, ELEM_TOL);
@@ -205,14 +172,14 @@ static void check_xent_grad(int N, int V) {
 /* the same loss, dlogits and count at 1, 2 and 3 threads */
 static void check_xent_threads(int N, int V) {
     size_t nv = (size_t)N * V;
-    float *z = falloc(nv), *f[3];
-    int32_t *y = ialloc((size_t)N);
+    float *z = mt_test_falloc(nv), *f[3];
+    int32_t *y = mt_test_ialloc((size_t)N);
     double loss[3];
     int64_t c[3];
     mt_test_fill(z, nv, 51, -6, 6);
     fill_labels(y, N, V, 52);
     for (int k = 0; k < 3; k++) {
-        f[k] = falloc(nv);
+        f[k] = mt_test_falloc(nv);
         omp_set_num_threads(k + 1);
         loss[k] = fused(f[k], z, y, N, V, &c[k]);
     }
@@ -226,7 +193,7 @@ static void check_xent_threads(int N, int V) {
               "xent_fused (%d,%d) at %d threads: loss %.17g vs %.17g, correct %lld vs %lld, "
               "dlogits max diff %.3e",
               N, V, k + 1, loss[k], loss[0], (long long)c[k], (long long)c[0],
-              max_abs_diff(f[k], f[0], nv));
+              mt_test_max_abs_diff(f[k], f[0], nv));
     }
     for (int k = 0; k < 3; k++) free(f[k]);
     free(z), free(y);
@@ -251,7 +218,7 @@ typedef struct {
 #define POISON_BITS 0x7FA00BADu
 
 static float *poison_alloc(size_t n) {
-    float *x = falloc(n);
+    float *x = mt_test_falloc(n);
     uint32_t bits = POISON_BITS;
     for (size_t i = 0; i < n; i++) memcpy(x + i, &bits, sizeof bits);
     return x;
@@ -326,7 +293,7 @@ static void aw_step_fused(aw_set *a, float gscale, int t) {
 static size_t gaps_touched(const float *x, size_t len, const size_t *off, const size_t *n) {
     float *want = poison_alloc(len);
     for (int i = 0; i < NSEG; i++) memcpy(want + off[i], x + off[i], n[i] * sizeof(float));
-    size_t k = bits_differ(x, want, len);
+    size_t k = mt_test_bits_differ(x, want, len);
     free(want);
     return k;
 }
@@ -341,21 +308,21 @@ static void check_adamw(float gscale, int bad) {
         aw_step_ref(&r, gscale, t);
         aw_step_fused(&f, gscale, t);
     }
-    size_t dp = bits_differ(f.p, r.p, a0.np), dm = bits_differ(f.m, r.m, a0.ns);
-    size_t dv = bits_differ(f.v, r.v, a0.ns), dg = bits_differ(f.g, a0.g, a0.np);
+    size_t dp = mt_test_bits_differ(f.p, r.p, a0.np), dm = mt_test_bits_differ(f.m, r.m, a0.ns);
+    size_t dv = mt_test_bits_differ(f.v, r.v, a0.ns), dg = mt_test_bits_differ(f.g, a0.g, a0.np);
     size_t gaps = gaps_touched(f.p, a0.np, a0.p_off, a0.n) +
                   gaps_touched(f.m, a0.ns, a0.s_off, a0.n) +
                   gaps_touched(f.v, a0.ns, a0.s_off, a0.n);
     size_t moved = 0; /* state elements the steps left as they were: none (m *= beta1 at least) */
     for (int i = 0; i < NSEG; i++)
-        moved += a0.n[i] - bits_differ(f.m + a0.s_off[i], a0.m + a0.s_off[i], a0.n[i]);
+        moved += a0.n[i] - mt_test_bits_differ(f.m + a0.s_off[i], a0.m + a0.s_off[i], a0.n[i]);
     printf("adamw_multi gscale %-4g%s 3 steps: p/m/v elements differing bitwise %zu/%zu/%zu, "
            "gap elements touched %zu, m unchanged %zu\n",
            gscale, bad ? " (NaN/Inf g)" : "", dp, dm, dv, gaps, moved);
     CHECK(dp == 0 && dm == 0 && dv == 0,
           "adamw_multi (gscale %g) vs scale + adamw_update: %zu p, %zu m, %zu v elements differ "
           "(max |dp| %.3e)",
-          gscale, dp, dm, dv, max_abs_diff(f.p, r.p, a0.np));
+          gscale, dp, dm, dv, mt_test_max_abs_diff(f.p, r.p, a0.np));
     CHECK(gaps == 0, "adamw_multi wrote %zu elements between segments", gaps);
     CHECK(dg == 0, "adamw_multi changed %zu gradient elements", dg);
     CHECK(moved == 0, "adamw_multi left %zu moments unchanged (not written?)", moved);
@@ -372,8 +339,9 @@ static void check_adamw_threads(void) {
     }
     omp_set_num_threads(2);
     for (int k = 1; k < 3; k++) {
-        size_t d = bits_differ(f[k].p, f[0].p, a0.np) + bits_differ(f[k].m, f[0].m, a0.ns) +
-                   bits_differ(f[k].v, f[0].v, a0.ns);
+        size_t d = mt_test_bits_differ(f[k].p, f[0].p, a0.np) +
+                   mt_test_bits_differ(f[k].m, f[0].m, a0.ns) +
+                   mt_test_bits_differ(f[k].v, f[0].v, a0.ns);
         printf("adamw_multi %d vs 1 threads: %zu elements differ\n", k + 1, d);
         CHECK(d == 0, "adamw_multi at %d threads: %zu elements differ from 1 thread", k + 1, d);
     }

@@ -12,7 +12,8 @@
  *
  * Bits: the same as be->scale(g, gscale) (when gscale != 1) then
  * adamw_update on each segment, element for element: the same float
- * operations in the same order. The chunk loop is MT_VEC (kernels/cpu/vec.h);
+ * operations in the same order (one function, mt_adamw_elem in adamw_cpu.h,
+ * after the same scaling of the gradient). The chunk loop is MT_VEC (kernels/cpu/vec.h);
  * this file is built with -ffp-contract=off, so the x86-64-v3 copy rounds
  * every multiply and add as the baseline copy (and adamw_update) do: wider
  * vectors, no FMA, no change in bits on any CPU.
@@ -24,10 +25,10 @@
 #include <stdlib.h>
 
 #include "kernels/cpu/vec.h"
+#include "kernels/cpu/vmath.h"
 
-#define MT_OMP_MIN  (1 << 15) /* elements below which threads cost more than they save */
-#define CHUNK       8192      /* elements per task: 32 KiB of each of p, g, m, v */
-#define FIRST_STACK 128       /* segments whose chunk table fits on the stack */
+#define CHUNK       8192 /* elements per task: 32 KiB of each of p, g, m, v */
+#define FIRST_STACK 128  /* segments whose chunk table fits on the stack */
 
 /* How the gradient is scaled first: as be->scale does it (backend.h). */
 enum { G_AS_IS, G_SCALED, G_CLEARED };
@@ -49,12 +50,7 @@ static MT_VEC void adamw_chunk(float *p, const float *g, float *m, float *v, siz
         if (mode == G_SCALED) gi *= gscale;
         /* scale by 0 clears a NaN or Inf too, and keeps a finite value's sign of zero */
         if (mode == G_CLEARED) gi = isfinite(gi) ? gi * 0.0f : 0.0f;
-        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        float denom = sqrtf(vi) * inv_sqrt_bc2 + eps;
-        p[i] = p[i] * decay - step * (mi / denom);
+        mt_adamw_elem(&p[i], &m[i], &v[i], gi, beta1, beta2, eps, step, inv_sqrt_bc2, decay);
     }
 }
 

@@ -6,7 +6,7 @@
  * Invariant: results do not depend on the thread count (run.threads,
  * OMP_NUM_THREADS), bitwise. Reductions use fixed blocks summed in order; a
  * matmul is cut into tiles whose shape depends only on (M, N, K), each tile
- * one single-threaded sgemm (see matmul_tiles). OpenBLAS's own threading is
+ * one single-threaded sgemm (see mt_cpu_tiles_run). OpenBLAS's own threading is
  * never used: its multi-threaded sgemm splits the work by its thread count,
  * and the bits change with it (0.3.21, 64x256x784: 2 and 3 threads each
  * differ from 1). Checked by tests/test_core.c (matmuls), test_learning.sh
@@ -26,12 +26,10 @@
 #include "kernels/cpu/fused_cpu.h"
 #include "kernels/cpu/gpt_cpu.h"
 #include "kernels/cpu/sbgemm_cpu.h"
+#include "kernels/cpu/vmath.h"
 #include "kernels/cpu/xent_cpu.h"
 
-#define MT_OMP_MIN  (1 << 15)
 #define SUMSQ_BLOCK 4096
-#define GELU_K      0.7978845608028654f /* sqrt(2/pi) */
-#define GELU_C      0.044715f
 
 static float *cpu_alloc(size_t n) {
     size_t bytes = ((n * sizeof(float)) + 63) & ~(size_t)63;
@@ -176,11 +174,11 @@ void mt_cpu_blas_serial(void) {
     if (!omp_in_parallel()) omp_set_num_threads(1);
 }
 
-static void matmul_tiles(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                         int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+void mt_cpu_tiles_run(const mt_cpu_gemm *g, mt_cpu_tile_fn tile) {
+    int M = g->M, N = g->N;
     if (M <= 0 || N <= 0) return;
     int tm, tn;
-    tile_plan(M, N, K, &tm, &tn);
+    tile_plan(M, N, g->K, &tm, &tn);
     int mt = (int)(((long)M + tm - 1) / tm), nt = (int)(((long)N + tn - 1) / tn);
 #pragma omp parallel if (mt * nt > 1)
     {
@@ -190,13 +188,19 @@ static void matmul_tiles(int trans_a, int trans_b, int M, int N, int K, float al
             int i0 = t / nt * tm, j0 = t % nt * tn;
             int m = M - i0 < tm ? M - i0 : tm, n = N - j0 < tn ? N - j0 : tn;
             /* rows i0.. of op(A): A stored (K,M) when transposed; columns j0.. of op(B) */
-            const float *a = trans_a ? A + i0 : A + (size_t)i0 * lda;
-            const float *b = trans_b ? B + (size_t)j0 * ldb : B + j0;
-            cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                        trans_b ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b, ldb, beta,
-                        C + (size_t)i0 * ldc + j0, ldc);
+            size_t a = g->trans_a ? (size_t)i0 : (size_t)i0 * g->lda;
+            size_t b = g->trans_b ? (size_t)j0 * g->ldb : (size_t)j0;
+            tile(g, m, n, a, b, (size_t)i0 * g->ldc + j0);
         }
     }
+}
+
+/* one tile by a single-threaded sgemm (A and B floats) */
+static void sgemm_tile(const mt_cpu_gemm *g, int m, int n, size_t a, size_t b, size_t c) {
+    cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+                g->trans_b ? CblasTrans : CblasNoTrans, m, n, g->K, g->alpha,
+                (const float *)g->A + a, g->lda, (const float *)g->B + b, g->ldb, g->beta, g->C + c,
+                g->ldc);
 }
 
 static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
@@ -218,7 +222,8 @@ static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alph
         A = s;
         B = s + na;
     }
-    matmul_tiles(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    mt_cpu_gemm g = {trans_a, trans_b, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
+    mt_cpu_tiles_run(&g, sgemm_tile);
 }
 
 static void cpu_bias_add(float *y, const float *b, int rows, int cols) {
@@ -254,54 +259,16 @@ static void cpu_relu_backward(float *dx, const float *dy, const float *x, size_t
     for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-/* exp(x) for the GELU, branch-free so that the loops below vectorize (glibc's
- * tanhf and expf are scalar calls): x clamped to [-87, 87], x = k ln2 + r
- * with k rounded to nearest (the 1.5 * 2^23 trick) and ln2 split in two so
- * r is exact, exp(r) by its Taylor series to r^7 (|r| <= ln2/2: truncation
- * < 6e-9 relative), times 2^k built in the exponent bits. Relative error
- * about 2e-7. (This file is built with -fno-trapping-math so the clamps
- * if-convert.) */
-static inline float gelu_exp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 87.0f ? 87.0f : x;
-    float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
-    float r = x - k * 0.693145751953125f; /* ln2, high bits: k * this is exact */
-    r = r - k * 1.4286068203094173e-6f;   /* ln2, the rest */
-    float p =
-        1.0f +
-        r * (1.0f + r * (0.5f + r * (1.0f / 6.0f +
-                                     r * (1.0f / 24.0f +
-                                          r * (1.0f / 120.0f +
-                                               r * (1.0f / 720.0f + r * (1.0f / 5040.0f)))))));
-    int32_t bits = ((int32_t)k + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-/* GELU, tanh form: 0.5 v (1 + tanh(u)), u = K (v + C v^3), computed as
- * v * s with s = 1 / (1 + exp(-2u)) = (1 + tanh(u)) / 2, which has no
- * cancellation for negative v; the derivative is
- * s + 2 v s (1 - s) du/dv (since 1 - tanh^2 = 4 s (1 - s)). */
+/* GELU, tanh form: mt_vgelu and its derivative (kernels/cpu/vmath.h), the
+ * fused ops' too. */
 static void cpu_gelu_forward(float *y, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= MT_OMP_MIN / 4)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float u = GELU_K * (v + GELU_C * v * v * v);
-        y[i] = v / (1.0f + gelu_exp(-2.0f * u));
-    }
+    for (size_t i = 0; i < n; i++) y[i] = mt_vgelu(x[i]);
 }
 
 static void cpu_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= MT_OMP_MIN / 4)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float u = GELU_K * (v + GELU_C * v * v * v);
-        float e = gelu_exp(-2.0f * u);
-        float sg = 1.0f / (1.0f + e); /* and 1 - sg = e * sg, without cancellation */
-        float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
-        dx[i] = dy[i] * (sg + 2.0f * v * sg * (e * sg) * du);
-    }
+    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * mt_vgelu_grad(x[i]);
 }
 
 static double cpu_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels,
@@ -397,15 +364,8 @@ static void cpu_adamw_update(float *p, const float *g, float *m, float *v, size_
     float inv_sqrt_bc2 = 1.0f / sqrtf(bc2);
     float decay = 1.0f - lr * wd;
 #pragma omp parallel for simd schedule(static) if (n >= MT_OMP_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        float denom = sqrtf(vi) * inv_sqrt_bc2 + eps;
-        p[i] = p[i] * decay - step * (mi / denom);
-    }
+    for (size_t i = 0; i < n; i++)
+        mt_adamw_elem(&p[i], &m[i], &v[i], g[i], beta1, beta2, eps, step, inv_sqrt_bc2, decay);
 }
 
 static void cpu_sgd_update(float *p, const float *g, float *buf, size_t n, float lr, float momentum,

@@ -51,13 +51,10 @@
 #include "kernels/bf16.h"
 #include "kernels/cpu/gpt_cpu.h"
 #include "kernels/cpu/vec.h"
+#include "kernels/cpu/vmath.h"
 
 #define FA_BR 64 /* query rows per tile */
 #define FA_BC 64 /* key rows per tile */
-
-static int imin(int a, int b) {
-    return a < b ? a : b;
-}
 
 /* One head of one batch row: q, k, v are (T,hs) slices of qkv with lead ld
  * (3C), already offset to the head's channels. */
@@ -204,10 +201,11 @@ MT_VEC static void tile_gemm(int M, int N, int K, const float *a, int sam, int s
                              int ldb, float *c, int ldc, int beta0, int tri, int off) {
     for (int i = 0; i < M;) {
         int mr = M - i >= FA_MR ? FA_MR : M - i >= 4 ? 4 : 1;
-        int n = N, k0 = 0, k1 = K;                              /* this panel's columns and terms */
-        if (tri == TRI_N) n = imin(N, (i + mr + off + 7) & ~7); /* whole vectors: no scalar tail */
-        if (tri == TRI_KMAX) k1 = imin(K, i + mr + off);
-        if (tri == TRI_KMIN) k0 = imin(K, i - off > 0 ? i - off : 0);
+        int n = N, k0 = 0, k1 = K; /* this panel's columns and terms */
+        if (tri == TRI_N)
+            n = mt_imin(N, (i + mr + off + 7) & ~7); /* whole vectors: no scalar tail */
+        if (tri == TRI_KMAX) k1 = mt_imin(K, i + mr + off);
+        if (tri == TRI_KMIN) k0 = mt_imin(K, i - off > 0 ? i - off : 0);
         const float *ai = a + (size_t)i * sam + (size_t)k0 * sak, *bk = b + (size_t)k0 * ldb;
         float *ci = c + (size_t)i * ldc;
         if (mr == FA_MR)
@@ -222,34 +220,6 @@ MT_VEC static void tile_gemm(int M, int N, int K, const float *a, int sam, int s
 
 /* ---- elementwise pieces ---- */
 
-/* exp(x), branch-free so that the loops calling it vectorize (expf is a
- * scalar call): x = k ln2 + r with k the nearest integer (adding and
- * subtracting 1.5 * 2^23 rounds it) and ln2 in two parts so that k * ln2hi
- * is exact, exp(r) for |r| <= ln2/2 by Horner's rule on the Taylor series to
- * r^7 (truncation below 1e-8), then 2^k put in the exponent bits; relative
- * error about 2e-7. Below -87 (where 2^k would leave the normal range) the
- * result is 0: every argument here is a score minus its row's max or lse,
- * so this only drops terms far below the row's largest. A NaN stays NaN. */
-static inline float fa_exp(float x) {
-    float xc = x < -87.0f ? -87.0f : x;
-    xc = xc > 88.0f ? 88.0f : xc;
-    float k = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = xc - k * 0.693359375f; /* ln2 high part: 9 significant bits */
-    r = r + k * 2.12194440e-4f;      /* ln2 - 0.693359375 = -2.12194440e-4 */
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t e = ((int32_t)k + 127) << 23;
-    float two_k;
-    memcpy(&two_k, &e, sizeof two_k);
-    return x < -87.0f ? 0.0f : p * two_k;
-}
-
 /* x[j] = exp(x[j] * scale - sub) for j < n; returns their sum, in 8
  * interleaved partial sums added in a fixed order (so it vectorizes). */
 MT_VEC static float exp_row(float *x, int n, float scale, float sub) {
@@ -257,12 +227,12 @@ MT_VEC static float exp_row(float *x, int n, float scale, float sub) {
     int j = 0;
     for (; j + 8 <= n; j += 8)
         for (int u = 0; u < 8; u++) {
-            float e = fa_exp(x[j + u] * scale - sub);
+            float e = mt_vexp_flash(x[j + u] * scale - sub);
             x[j + u] = e;
             acc[u] += e;
         }
     for (; j < n; j++) {
-        float e = fa_exp(x[j] * scale - sub);
+        float e = mt_vexp_flash(x[j] * scale - sub);
         x[j] = e;
         acc[j & 7] += e;
     }
@@ -344,7 +314,7 @@ static const float *bf16_tile(float *buf, const float *x, int rows, int cols) {
 /* Keys of the tile at s0 that query row t sees: all nc of them, or up to t
  * in the diagonal tile. */
 static int keys_seen(int t, int s0, int nc) {
-    return imin(nc, t - s0 + 1);
+    return mt_imin(nc, t - s0 + 1);
 }
 
 /* ---- forward ---- */
@@ -358,7 +328,7 @@ static void online_softmax_row(fa_scratch *w, const fa_head *hd, int r, int t, i
     float mx = sr[0];
     for (int j = 1; j < n; j++) mx = sr[j] > mx ? sr[j] : mx;
     mx = mx * hd->scale > w->m[r] ? mx * hd->scale : w->m[r]; /* scale > 0 keeps the max */
-    float corr = fa_exp(w->m[r] - mx);                        /* 0 on the first tile (m = -inf) */
+    float corr = mt_vexp_flash(w->m[r] - mx);                 /* 0 on the first tile (m = -inf) */
     float sum = exp_row(sr, n, hd->scale, mx);
     for (int j = n; j < nc; j++) sr[j] = 0.0f;
     w->l[r] = w->l[r] * corr + sum;
@@ -377,7 +347,7 @@ static void forward_tile(fa_scratch *w, const fa_head *hd, float *out, int ldo, 
     memset(w->acc, 0, (size_t)nr * hs * sizeof(float));
     for (int r = 0; r < nr; r++) w->m[r] = -INFINITY, w->l[r] = 0.0f;
     for (int s0 = 0; s0 < t1; s0 += FA_BC) {
-        int nc = imin(s0 + FA_BC, t1) - s0, off = t0 - s0;
+        int nc = mt_imin(s0 + FA_BC, t1) - s0, off = t0 - s0;
         fa_mat k = operand(w->k, hd->k + (size_t)s0 * ld, ld, nc, hs, hd->bf);
         fa_mat v = operand(w->v, hd->v + (size_t)s0 * ld, ld, nc, hs, hd->bf);
         transpose(w->kt, k.p, k.ld, nc, hs);
@@ -412,7 +382,7 @@ void mt_cpu_flash_attention_forward(float *out, float *lse, const float *qkv, in
             const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
             fa_head hd = {q, q + C, q + 2 * C, T, hs, C3, scale, bf};
             forward_tile(&w, &hd, out + (size_t)b * T * C + (size_t)h * hs, C, lse + (size_t)bh * T,
-                         t0, imin(t0 + FA_BR, T));
+                         t0, mt_imin(t0 + FA_BR, T));
         }
     }
 }
@@ -461,7 +431,7 @@ static void backward_tile(fa_scratch *w, const fa_head *hd, const fa_grad *g, co
     }
     memset(w->acc, 0, (size_t)nr * hs * sizeof(float));
     for (int s0 = 0; s0 < t1; s0 += FA_BC) {
-        int nc = imin(s0 + FA_BC, t1) - s0, off = t0 - s0;
+        int nc = mt_imin(s0 + FA_BC, t1) - s0, off = t0 - s0;
         fa_mat k = operand(w->k, hd->k + (size_t)s0 * ld, ld, nc, hs, hd->bf);
         fa_mat v = operand(w->v, hd->v + (size_t)s0 * ld, ld, nc, hs, hd->bf);
         transpose(w->kt, k.p, k.ld, nc, hs);
@@ -507,7 +477,7 @@ void mt_cpu_flash_attention_backward(float *dqkv, const float *dout, const float
             }
             for (int t0 = 0; t0 < T; t0 += FA_BR)
                 backward_tile(&w, &hd, &g, dout + ooff, out + ooff, C, lse + (size_t)bh * T, t0,
-                              imin(t0 + FA_BR, T));
+                              mt_imin(t0 + FA_BR, T));
         }
     }
 }

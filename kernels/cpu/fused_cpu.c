@@ -6,8 +6,8 @@
  * (kernels/cpu/vec.h: an AVX2 copy chosen at load time where the CPU has
  * it) called from a plain OpenMP loop.
  *
- * Numerics: the GELU is backend_cpu.c's formula through an exp of the same
- * method, operation for operation, and the LayerNorm normalizes with the
+ * Numerics: the GELU is backend_cpu.c's, the same function (mt_vgelu and
+ * mt_vgelu_grad, kernels/cpu/vmath.h), and the LayerNorm normalizes with the
  * saved float mean and rstd as gpt_cpu.c's does, so that layernorm_backward
  * sees the same xhat. Two things move the last bits against the unfused
  * ops (tests/test_fused_ops.c measures by how much): the AVX2 copies
@@ -27,72 +27,15 @@
 
 #include <math.h>
 #include <omp.h>
-#include <stdint.h>
-#include <string.h>
 
 #include "kernels/cpu/vec.h"
+#include "kernels/cpu/vmath.h"
 
-#define MT_OMP_MIN (1 << 15)           /* elements below which threads cost more than they save */
-#define GELU_K     0.7978845608028654f /* sqrt(2/pi) */
-#define GELU_C     0.044715f
-#define LN_EPS     1e-5
-#define LN_LANES   8    /* partial sums of a LayerNorm row's statistics */
-#define COL_MAX    1024 /* columns per task of the bias gradient, at most */
+#define LN_EPS   1e-5
+#define LN_LANES 8    /* partial sums of a LayerNorm row's statistics */
+#define COL_MAX  1024 /* columns per task of the bias gradient, at most */
 
-/* ---- exp and GELU ---- */
-
-/* exp(x) without branches or calls, so that the loops below vectorize; the
- * method and the operations of backend_cpu.c's gelu_exp, so that a fused
- * GELU has the unfused GELU's bits where both compile alike. x is clamped to
- * [-87, 87] (2^k stays a normal float), then split as x = k ln2 + r: k
- * rounded to nearest by adding and taking away 1.5 * 2^23, ln2 in a high
- * part whose product with k is exact and the rest, so r is exact and |r| <=
- * ln2/2. exp(r) is its Taylor polynomial to r^7 (truncation under 6e-9
- * relative), 2^k is built in the exponent field. Relative error about 2e-7.
- * (The clamps if-convert only with -fno-trapping-math: CMakeLists.txt.) */
-static inline float fused_exp(float x) {
-    const float shift = 12582912.0f;             /* 1.5 * 2^23 */
-    const float log2e = 1.44269504f;             /* 1 / ln2 */
-    const float ln2_hi = 0.693145751953125f;     /* 12 significant bits */
-    const float ln2_lo = 1.4286068203094173e-6f; /* ln2 - ln2_hi */
-    /* Both tests on the x given: clamping in two steps, GCC 12 threads the
-     * second test through the first and splits the GELU around the exp into
-     * three paths (x low, high, in range), whose blend costs a second
-     * division per vector. */
-    int low = (x < -87.0f), high = (x > 87.0f);
-    x = low ? -87.0f : x;
-    x = high ? 87.0f : x;
-    float k = (x * log2e + shift) - shift;
-    float r = x - k * ln2_hi;
-    r = r - k * ln2_lo;
-    float p = 1.0f / 720.0f + r * (1.0f / 5040.0f); /* Horner, from r^7 down */
-    p = 1.0f / 120.0f + r * p;
-    p = 1.0f / 24.0f + r * p;
-    p = 1.0f / 6.0f + r * p;
-    p = 0.5f + r * p;
-    p = 1.0f + r * p;
-    p = 1.0f + r * p;
-    int32_t e = ((int32_t)k + 127) << 23;
-    float two_k;
-    memcpy(&two_k, &e, sizeof two_k);
-    return p * two_k;
-}
-
-/* GELU, tanh form, 0.5 v (1 + tanh(u)) with u = K (v + C v^3), as v * s
- * with s = 1 / (1 + exp(-2u)) (no cancellation for negative v). */
-static inline float gelu(float v) {
-    float u = GELU_K * (v + GELU_C * v * v * v);
-    return v / (1.0f + fused_exp(-2.0f * u));
-}
-
-/* d gelu / dv = s + 2 v s (1 - s) du/dv, with 1 - s = e s (e = exp(-2u)). */
-static inline float gelu_grad(float v) {
-    float u = GELU_K * (v + GELU_C * v * v * v);
-    float e = fused_exp(-2.0f * u);
-    float sg = 1.0f / (1.0f + e);
-    float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
-    return sg + 2.0f * v * sg * (e * sg) * du;
-}
+/* ---- bias + GELU ---- */
 
 /* One row: h(C) += bias(C), g(C) = gelu(h). g never aliases h (h is kept). */
 static MT_VEC void bias_gelu_row(float *restrict h, float *restrict g, const float *restrict bias,
@@ -100,7 +43,7 @@ static MT_VEC void bias_gelu_row(float *restrict h, float *restrict g, const flo
     for (int c = 0; c < C; c++) {
         float v = h[c] + bias[c];
         h[c] = v;
-        g[c] = gelu(v);
+        g[c] = mt_vgelu(v);
     }
 }
 
@@ -124,7 +67,7 @@ static MT_VEC void gelu_bias_cols(float *dx, float *db, const float *dy, const f
         float *dxr = dx + (size_t)r * C;
 #pragma GCC ivdep
         for (int c = 0; c < w; c++) {
-            float d = dyr[c] * gelu_grad(hr[c]);
+            float d = dyr[c] * mt_vgelu_grad(hr[c]);
             dxr[c] = d;
             acc[c] += d;
         }

@@ -21,15 +21,11 @@
 #include <string.h>
 
 #include "base/rng.h"
+#include "kernels/cpu/vmath.h"
 
-#define MT_OMP_MIN (1 << 15) /* elements below which threads cost more than they save */
-#define CH_BLOCK   64        /* channels per thread task in reductions over rows */
-#define ATT_BLOCK  64        /* query (or key) rows per causal block in attention */
-#define LN_EPS     1e-5
-
-static int imin(int a, int b) {
-    return a < b ? a : b;
-}
+#define CH_BLOCK  64 /* channels per thread task in reductions over rows */
+#define ATT_BLOCK 64 /* query (or key) rows per causal block in attention */
+#define LN_EPS    1e-5
 
 /* ---- elementwise ---- */
 
@@ -93,7 +89,7 @@ void mt_cpu_layernorm_backward(float *dx, float *dw, float *db, const float *dou
      * then adds once (so a second call adds exactly the same amount). */
 #pragma omp parallel for schedule(static) if (big && C > CH_BLOCK)
     for (int c0 = 0; c0 < C; c0 += CH_BLOCK) {
-        int c1 = imin(c0 + CH_BLOCK, C);
+        int c1 = mt_imin(c0 + CH_BLOCK, C);
         float aw[CH_BLOCK] = {0}, ab[CH_BLOCK] = {0};
         for (int r = 0; r < N; r++) {
             const float *xr = x + (size_t)r * C, *dr = dout + (size_t)r * C;
@@ -178,7 +174,7 @@ void mt_cpu_attention_forward(float *out, float *att, const float *qkv, int B, i
         float *a = att + (size_t)bh * T * T;
         float *o = out + (size_t)b * T * C + (size_t)h * hs;
         for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
-            int t1 = imin(t0 + ATT_BLOCK, T);
+            int t1 = mt_imin(t0 + ATT_BLOCK, T);
             /* att[t0:t1, 0:t1] = scale * q[t0:t1] k[0:t1]^T */
             sgemm(0, 1, t1 - t0, t1, hs, scale, q + (size_t)t0 * C3, C3, k, C3, a + (size_t)t0 * T,
                   T);
@@ -218,7 +214,7 @@ void mt_cpu_attention_backward(float *dqkv, float *datt, const float *dout, cons
         float *da = datt + (size_t)bh * T * T;
         const float *dr = doutm + (size_t)b * T * C + (size_t)h * hs;
         for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
-            int t1 = imin(t0 + ATT_BLOCK, T);
+            int t1 = mt_imin(t0 + ATT_BLOCK, T);
             /* datt[t0:t1, 0:t1] = dout[t0:t1] v[0:t1]^T */
             sgemm(0, 1, t1 - t0, t1, hs, 1.0f, dr + (size_t)t0 * C, C, v, C3, da + (size_t)t0 * T,
                   T);
@@ -241,7 +237,7 @@ void mt_cpu_attention_backward(float *dqkv, float *datt, const float *dout, cons
         /* Keys [s0,s1) are seen only by queries t >= s0:
          * dk[s0:s1] = dscores[s0:T, s0:s1]^T q[s0:T], dv[s0:s1] = att[s0:T, s0:s1]^T dout[s0:T] */
         for (int s0 = 0; s0 < T; s0 += ATT_BLOCK) {
-            int s1 = imin(s0 + ATT_BLOCK, T);
+            int s1 = mt_imin(s0 + ATT_BLOCK, T);
             size_t d = (size_t)s0 * T + s0;
             sgemm(1, 0, s1 - s0, hs, T - s0, 1.0f, da + d, T, q + (size_t)s0 * C3, C3,
                   dk + (size_t)s0 * C3, C3);
@@ -290,7 +286,7 @@ void mt_cpu_embedding_backward(float *dwte, float *dwpe, const float *dout, cons
     /* Each task owns CH_BLOCK channels of dwte and dwpe for all tokens and positions. */
 #pragma omp parallel for schedule(static) if (n * C >= MT_OMP_MIN && C > CH_BLOCK)
     for (int c0 = 0; c0 < C; c0 += CH_BLOCK) {
-        int c1 = imin(c0 + CH_BLOCK, C), w = c1 - c0;
+        int c1 = mt_imin(c0 + CH_BLOCK, C), w = c1 - c0;
         float acc[CH_BLOCK];
         for (size_t i = 0; i < n;) {
             uint64_t tok = order[i] >> 32;

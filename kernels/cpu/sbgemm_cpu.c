@@ -30,9 +30,9 @@
 #include "kernels/bf16.h"
 #include "kernels/cpu/gpt_cpu.h"
 #include "kernels/cpu/vec.h"
+#include "kernels/cpu/vmath.h"
 
-#define ENV_NAME    "MPITRAIN_CPU_SBGEMM"
-#define CONVERT_MIN (1 << 15) /* elements before a conversion wakes threads (MT_OMP_MIN) */
+#define ENV_NAME "MPITRAIN_CPU_SBGEMM"
 
 enum { MODE_AUTO, MODE_ON, MODE_OFF, MODE_BAD };
 
@@ -140,36 +140,18 @@ MT_VEC static void bf16_row(uint16_t *dst, const float *src, int cols) {
 /* dst(rows,cols) = bf16 bits of src(rows,cols), both with lead ld; the
  * padding past cols is not written (cblas_sbgemm never reads it) */
 static void bf16_block(uint16_t *dst, const float *src, int ld, int rows, int cols) {
-#pragma omp parallel for schedule(static) if ((size_t)rows * cols >= CONVERT_MIN &&                \
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols >= MT_OMP_MIN &&                 \
                                               !omp_in_parallel())
     for (int r = 0; r < rows; r++) bf16_row(dst + (size_t)r * ld, src + (size_t)r * ld, cols);
 }
 
-/* The tiles of matmul_tiles (backend_cpu.c), each one single-threaded
- * cblas_sbgemm over the whole K on the bf16 copies A and B (same leads as
- * the floats they were made from). */
-static void sbgemm_tiles(int trans_a, int trans_b, int M, int N, int K, float alpha,
-                         const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta,
-                         float *C, int ldc) {
-    int tm, tn;
-    mt_cpu_tile_plan(M, N, K, &tm, &tn);
-    int mt = (int)(((long)M + tm - 1) / tm), nt = (int)(((long)N + tn - 1) / tn);
-    mt_cpu_sbgemm_fn gemm = kernel;
-#pragma omp parallel if (mt * nt > 1)
-    {
-        mt_cpu_blas_serial();
-#pragma omp for schedule(dynamic)
-        for (int t = 0; t < mt * nt; t++) {
-            int i0 = t / nt * tm, j0 = t % nt * tn;
-            int m = M - i0 < tm ? M - i0 : tm, n = N - j0 < tn ? N - j0 : tn;
-            /* rows i0.. of op(A): A stored (K,M) when transposed; columns j0.. of op(B) */
-            const uint16_t *a = trans_a ? A + i0 : A + (size_t)i0 * lda;
-            const uint16_t *b = trans_b ? B + (size_t)j0 * ldb : B + j0;
-            gemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                 trans_b ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b, ldb, beta,
-                 C + (size_t)i0 * ldc + j0, ldc);
-        }
-    }
+/* One tile of backend_cpu.c's tile loop (mt_cpu_tiles_run): one
+ * single-threaded cblas_sbgemm over the whole K on the bf16 copies A and B
+ * (same leads as the floats they were made from). */
+static void sbgemm_tile(const mt_cpu_gemm *g, int m, int n, size_t a, size_t b, size_t c) {
+    kernel(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+           g->trans_b ? CblasTrans : CblasNoTrans, m, n, g->K, g->alpha, (const uint16_t *)g->A + a,
+           g->lda, (const uint16_t *)g->B + b, g->ldb, g->beta, g->C + c, g->ldc);
 }
 
 void mt_cpu_sbgemm_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha,
@@ -186,5 +168,6 @@ void mt_cpu_sbgemm_matmul(int trans_a, int trans_b, int M, int N, int K, float a
     pthread_once(&chosen, choose);
     bf16_block(s, A, lda, ar, ac);
     bf16_block(s + na, B, ldb, br, bc);
-    sbgemm_tiles(trans_a, trans_b, M, N, K, alpha, s, lda, s + na, ldb, beta, C, ldc);
+    mt_cpu_gemm g = {trans_a, trans_b, M, N, K, alpha, beta, s, lda, s + na, ldb, C, ldc};
+    mt_cpu_tiles_run(&g, sbgemm_tile);
 }

@@ -54,8 +54,35 @@ void mt_cpu_sbgemm_use(mt_cpu_sbgemm_fn fn);
  * BUILD_BFLOAT16; Debian 12's 0.3.21 is not). */
 int mt_cpu_sbgemm_loaded(void);
 
-/* backend_cpu.c's tile plan (matmul_tiles): *tm x *tn tiles for
- * C(M,N) = op(A)(M,K) op(B)(K,N), depending on (M, N, K) alone; M, N > 0. */
+/* backend_cpu.c's tile plan: *tm x *tn tiles for C(M,N) = op(A)(M,K)
+ * op(B)(K,N), depending on (M, N, K) alone; M, N > 0. */
 void mt_cpu_tile_plan(int M, int N, int K, int *tm, int *tn);
+
+/* One product C(M,N) = alpha * op(A)(M,K) op(B)(K,N) + beta * C, row-major
+ * with leads lda, ldb, ldc, as the backend's matmul takes it; A and B are
+ * floats (the sgemm path) or bf16 bits (the sbgemm path), as the tile
+ * function knows. */
+typedef struct {
+    int trans_a, trans_b, M, N, K;
+    float alpha, beta;
+    const void *A; /* (M,K), or (K,M) when transposed */
+    int lda;
+    const void *B; /* (K,N), or (N,K) when transposed */
+    int ldb;
+    float *C; /* (M,N) */
+    int ldc;
+} mt_cpu_gemm;
+
+/* One tile of g: the m x n block of C starting c elements into C, from the
+ * rows of op(A) starting a elements into A and the columns of op(B) starting
+ * b elements into B (elements of A's and B's own type). Called from an
+ * OpenMP thread: one single-threaded BLAS call. */
+typedef void (*mt_cpu_tile_fn)(const mt_cpu_gemm *g, int m, int n, size_t a, size_t b, size_t c);
+
+/* backend_cpu.c's tile loop, the one both matmul paths run: g cut by the
+ * tile plan, the tiles shared out over OpenMP threads (the BLAS made serial
+ * in each, mt_cpu_blas_serial), tile() called once per tile; every element
+ * of C is summed in an order fixed by (M, N, K) alone. */
+void mt_cpu_tiles_run(const mt_cpu_gemm *g, mt_cpu_tile_fn tile);
 
 #endif

@@ -9,7 +9,7 @@
  *   1. max and first arg-max: 8 lanes, lane j keeping the first maximum of the
  *      elements c = j (mod 8), then the lanes merged (the largest value, the
  *      smallest index among equals), so compares vectorize;
- *   2. e = exp(z - max) (xent_exp below) written over z and summed into 8
+ *   2. e = exp(z - max) (mt_vexp_xent, kernels/cpu/vmath.h) written over z and summed into 8
  *      double partial sums, lane j taking the elements c = j (mod 8) in
  *      order, added in a fixed tree, then the tail of V mod 8 in order;
  *   3. z = e * (1/sum), then 1 subtracted at the label.
@@ -37,44 +37,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "kernels/cpu/vec.h"
+#include "kernels/cpu/vmath.h"
 
-#define MT_OMP_MIN (1 << 15) /* elements below which threads cost more than they save */
-#define LANES      8         /* vector lanes of the max and sum sweeps (AVX2 floats) */
-#define EXP_FLOOR  -87.0f    /* exp(x) below this is 0 (exp(-87) ~ 1.6e-38) */
-#define LOSS_STACK 256       /* rows whose losses fit on the stack */
-
-/* exp(x) for x = z - max <= 0, branch-free so that the sweep vectorizes
- * (glibc's expf is a scalar call): x = k ln2 + r with k = round(x / ln2)
- * from adding 1.5 * 2^23 (the sum's low mantissa bits are then k itself, read
- * as an integer: no float-to-int conversion), ln2 split in two so that
- * k * ln2_hi is exact, exp(r) by its Taylor series to r^7 (|r| <= ln2/2:
- * truncation < 6e-9 relative), times 2^k built in the exponent bits.
- * Relative error about 2e-7. Below EXP_FLOOR the result is 0 (2^k would leave
- * the normal range; such a probability is under 1e-37 of the row's largest);
- * NaN stays NaN. */
-static inline float xent_exp(float x) {
-    float xc = x < EXP_FLOOR ? EXP_FLOOR : x;
-    float t = xc * 1.44269504f + 12582912.0f;
-    float k = t - 12582912.0f;
-    float r = xc - k * 0.693145751953125f; /* ln2, high bits: k * this is exact */
-    r = r - k * 1.4286068203094173e-6f;    /* ln2, the rest */
-    float p =
-        1.0f +
-        r * (1.0f + r * (0.5f + r * (1.0f / 6.0f +
-                                     r * (1.0f / 24.0f +
-                                          r * (1.0f / 120.0f +
-                                               r * (1.0f / 720.0f + r * (1.0f / 5040.0f)))))));
-    uint32_t tb;
-    memcpy(&tb, &t, sizeof tb);
-    uint32_t bits = (tb - 0x4B400000u + 127u) << 23; /* (k + 127) << 23, unsigned: no UB on NaN */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    float e = p * scale;
-    return x < EXP_FLOOR ? 0.0f : e;
-}
+#define LANES      8   /* vector lanes of the max and sum sweeps (AVX2 floats) */
+#define LOSS_STACK 256 /* rows whose losses fit on the stack */
 
 /* *mx = max of z(V), *best = the first index holding it (V >= 1) */
 static inline void row_argmax(const float *z, int V, float *mx, int *best) {
@@ -107,13 +75,13 @@ static inline double row_exp_sum(float *z, int V, float mx) {
     int c = 0;
     for (; c + LANES <= V; c += LANES)
         for (int j = 0; j < LANES; j++) {
-            float e = xent_exp(z[c + j] - mx);
+            float e = mt_vexp_xent(z[c + j] - mx);
             z[c + j] = e;
             acc[j] += (double)e;
         }
     double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     for (; c < V; c++) {
-        float e = xent_exp(z[c] - mx);
+        float e = mt_vexp_xent(z[c] - mx);
         z[c] = e;
         s += (double)e;
     }
