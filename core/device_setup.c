@@ -74,7 +74,9 @@ int mt_run_setup_device(mt_run *r, mt_err *e) {
                    "device's)\n");
     }
     char why[512];
-    if (!cuda && mt_backend_cpu_bf16_check(why, sizeof why) < 0)
+    /* (MPITRAIN_CPU_SBGEMM concerns bf16 matmuls only: an fp32 run ignores it) */
+    if (!cuda && cfg->train.precision == MT_PREC_BF16 &&
+        mt_backend_cpu_bf16_check(why, sizeof why) < 0)
         mt_err_set(e, MT_ERR_USAGE, "%s", why); /* before set_precision would exit */
     else if (cfg->train.precision == MT_PREC_BF16 && !r->be->set_precision)
         mt_err_set(e, MT_ERR_USAGE, "train.precision = bf16: the %s backend has no bf16 matmuls",
@@ -84,16 +86,6 @@ int mt_run_setup_device(mt_run *r, mt_err *e) {
     if (mt_comm_agree(c, e) || mt_comm_use_device(c, r->be, e)) return e->code;
     if (c->rank == 0 && !cuda && cfg->train.precision == MT_PREC_BF16)
         printf("bf16 matmuls: %s\n", mt_backend_cpu_bf16_path());
-    if (c->rank == 0 && cfg->train.fused) {
-        char have[160], missing[160];
-        mt_backend_fused_ops(r->be, have, missing, sizeof have);
-        if (missing[0])
-            printf("fused ops (train.fused = true): %s; the %s backend lacks %s (the unfused "
-                   "ops run instead)\n",
-                   have, r->be->name, missing);
-        else
-            printf("fused ops (train.fused = true): %s\n", have);
-    }
     if (c->rank == 0) {
         const mt_xcomm *x[4] = {&c->xdp, &c->xtp, &c->xemb, &c->xpp};
         const char *what[4] = {"data-parallel gradient sums", "tensor-parallel sums",

@@ -663,4 +663,5 @@ const mt_model_ops mt_gpt_model = {
     .dinput = op_dinput,
     .act_bytes = op_act_bytes,
     .describe = op_describe,
+    .fused_ops = "flash_attention residual_layernorm bias_gelu xent",
 };

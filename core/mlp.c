@@ -335,4 +335,5 @@ const mt_model_ops mt_mlp_model = {
     .dinput = op_dinput,
     .act_bytes = op_act_bytes,
     .describe = op_describe,
+    .fused_ops = "xent",
 };

@@ -98,6 +98,10 @@ typedef struct mt_model_ops {
     void (*act_bytes)(const void *m, double *stored, double *scratch);
     /* One line for the run's header: "gpt 4 layers, 4 heads, ...". */
     void (*describe)(const mt_config *cfg, char *buf, size_t n);
+    /* The fused ops (kernels/backend.h) the model calls with train.fused
+     * where the backend has them, by the names of mt_backend_has_fused,
+     * space-separated. */
+    const char *fused_ops;
 } mt_model_ops;
 
 #endif

@@ -120,6 +120,11 @@ typedef struct {
 int mt_run_load_config(mt_run *r, const char *path, const char **overrides, int n, mt_err *e);
 int mt_run_open_data(mt_run *r, mt_err *e);
 int mt_run_build(mt_run *r, mt_err *e);
+/* The fused ops this run calls (train.fused; the model's list and, with
+ * AdamW, adamw_multi, those the backend has), space-separated, or "off"
+ * (train.fused = false) or "none"; in lacks, the model's and optimizer's
+ * ones the backend does not have ("" when none). */
+void mt_run_fused_ops(const mt_run *r, char *ran, char *lacks, size_t n);
 void mt_run_release(mt_run *r);
 
 /* device_setup.c */

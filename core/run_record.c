@@ -95,12 +95,10 @@ static cJSON *run_json(const mt_run *r) {
     cJSON_AddStringToObject(lay, "device", r->be ? r->be->name : "cpu");
     cJSON_AddStringToObject(lay, "precision",
                             mt_config_enum_name("train", "precision", r->cfg.train.precision));
-    if (r->be && r->cfg.train.fused) { /* the fused ops that ran (train.fused) */
-        char have[160], missing[160];
-        mt_backend_fused_ops(r->be, have, missing, sizeof have);
-        cJSON_AddStringToObject(lay, "fused", have);
-    } else {
-        cJSON_AddStringToObject(lay, "fused", "off");
+    if (r->be) { /* the fused ops the run calls, or "off" (train.fused) */
+        char ran[256], lacks[256];
+        mt_run_fused_ops(r, ran, lacks, sizeof ran);
+        cJSON_AddStringToObject(lay, "fused", ran);
     }
     if (r->be && strncmp(r->be->name, "cpu", 3) == 0 && r->cfg.train.precision == MT_PREC_BF16)
         cJSON_AddStringToObject(lay, "bf16_matmuls", mt_backend_cpu_bf16_path());

@@ -3,6 +3,7 @@
  * agrees on, the data, the model stage, its optimizer and the gradient's
  * reductions; and releasing them.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
 #include "core/models.h"
 #include "core/run.h"
 #include "core/state_views.h"
+#include "kernels/backends.h"
 
 static char *read_config(const char *path, mt_err *e) {
     char *buf;
@@ -138,7 +140,43 @@ int mt_run_build(mt_run *r, mt_err *e) {
             !setup_buckets(r, e))
             mt_batches_alloc(&r->data, r->be, c->dp_rank, c->dp_size, r->mb_rows, e);
     }
-    return mt_comm_agree(c, e);
+    if (mt_comm_agree(c, e)) return e->code;
+    if (c->rank == 0 && cfg->train.fused) {
+        char ran[256], lacks[256];
+        mt_run_fused_ops(r, ran, lacks, sizeof ran);
+        if (lacks[0])
+            printf("fused ops (train.fused = true): %s; the %s backend lacks %s (the unfused "
+                   "ops run instead)\n",
+                   ran, r->be->name, lacks);
+        else
+            printf("fused ops (train.fused = true): %s\n", ran);
+    }
+    return MT_OK;
+}
+
+/* appends word to the space-separated list in buf (n bytes) */
+static void add_word(char *buf, size_t n, const char *word, size_t len) {
+    size_t at = strlen(buf);
+    snprintf(buf + at, at < n ? n - at : 0, "%s%.*s", at ? " " : "", (int)len, word);
+}
+
+void mt_run_fused_ops(const mt_run *r, char *ran, char *lacks, size_t n) {
+    ran[0] = lacks[0] = '\0';
+    if (!r->cfg.train.fused) {
+        snprintf(ran, n, "off");
+        return;
+    }
+    char want[256];
+    snprintf(want, sizeof want, "%s%s", mt_model_of(&r->cfg)->fused_ops,
+             r->cfg.optim.kind == MT_OPTIM_ADAMW ? " adamw_multi" : "");
+    for (const char *w = want; *w;) {
+        size_t len = strcspn(w, " ");
+        char op[64];
+        snprintf(op, sizeof op, "%.*s", (int)len, w);
+        if (len) add_word(mt_backend_has_fused(r->be, op) ? ran : lacks, n, w, len);
+        w += len + (w[len] == ' ');
+    }
+    if (!ran[0]) snprintf(ran, n, "none");
 }
 
 void mt_run_release(mt_run *r) {

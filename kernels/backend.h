@@ -164,11 +164,13 @@ typedef struct mt_backend {
      * *correct += rows whose arg-max (first on ties) is the label
      * (count_correct on the logits before they are overwritten). */
     double (*xent_fused)(float *logits, const int32_t *labels, int N, int V, int64_t *correct);
+    /* (correct is a host pointer; a device backend may synchronise for it) */
 
     /* AdamW over many tensors in one pass: for each segment i, adamw_update
      * of the n[i] elements at p + p_off[i] (gradient g + p_off[i], state m, v
      * + s_off[i]) with weight decay wd[i], the gradient first multiplied by
-     * gscale (the clip factor; 1 = none). */
+     * gscale (the clip factor; 1 = none). p_off, s_off, n and wd are host
+     * arrays (the backend's memory holds p, g, m, v only). */
     void (*adamw_multi)(float *p, const float *g, float *m, float *v, int nseg, const size_t *p_off,
                         const size_t *s_off, const size_t *n, const float *wd, float gscale,
                         float lr, float beta1, float beta2, float eps, float bc1, float bc2);

@@ -80,24 +80,12 @@ void mt_backend_versions_get(mt_backend_versions *v) {
 #endif
 }
 
-void mt_backend_fused_ops(const mt_backend *be, char *have, char *missing, size_t n) {
-    const struct {
-        const char *name;
-        int present;
-    } ops[] = {
-        {"flash_attention", be->flash_attention_forward && be->flash_attention_backward},
-        {"residual_layernorm", be->residual_layernorm_forward != NULL},
-        {"bias_gelu", be->bias_gelu_forward && be->gelu_bias_backward},
-        {"xent", be->xent_fused != NULL},
-        {"adamw_multi", be->adamw_multi != NULL},
-    };
-    size_t h = 0, m = 0;
-    have[0] = missing[0] = '\0';
-    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
-        char *dst = ops[i].present ? have : missing;
-        size_t *at = ops[i].present ? &h : &m;
-        int k = snprintf(dst + *at, *at < n ? n - *at : 0, "%s%s", *at ? " " : "", ops[i].name);
-        if (k > 0) *at += (size_t)k;
-    }
-    if (!h) snprintf(have, n, "none");
+int mt_backend_has_fused(const mt_backend *be, const char *op) {
+    if (!strcmp(op, "flash_attention"))
+        return be->flash_attention_forward && be->flash_attention_backward;
+    if (!strcmp(op, "residual_layernorm")) return be->residual_layernorm_forward != NULL;
+    if (!strcmp(op, "bias_gelu")) return be->bias_gelu_forward && be->gelu_bias_backward;
+    if (!strcmp(op, "xent")) return be->xent_fused != NULL;
+    if (!strcmp(op, "adamw_multi")) return be->adamw_multi != NULL;
+    return 0;
 }

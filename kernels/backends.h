@@ -36,10 +36,10 @@ const char *mt_backend_cpu_bf16_path(void);
 /* "<host>/<PCI bus id>" of this rank's current GPU ("" without CUDA). */
 void mt_backend_device_uid(char *buf, size_t n);
 
-/* The fused ops (backend.h) backend be has, by name, space-separated
- * ("flash_attention residual_layernorm bias_gelu xent adamw_multi"), or
- * "none"; in missing, the ones it lacks ("" when none). */
-void mt_backend_fused_ops(const mt_backend *be, char *have, char *missing, size_t n);
+/* Whether backend be has the fused op (backend.h) named op: "flash_attention"
+ * (forward and backward), "residual_layernorm", "bias_gelu" (forward and
+ * backward), "xent", "adamw_multi"; 0 for another name. */
+int mt_backend_has_fused(const mt_backend *be, const char *op);
 
 /* Versions of the GPU libraries this binary was built with ("" when it was
  * built without them; the driver "" when there is none). NCCL's is the comm

@@ -11,7 +11,7 @@
 #      is usable.)
 #   1b. MPITRAIN_CPU_SBGEMM (the CPU's bf16 matmul path) with a bad value:
 #      exit 2 from mpirun (2 ranks), exactly one "mpitrain: error:" line,
-#      naming the variable and its values, no run folder.
+#      naming the variable and its values, no run folder; an fp32 run ignores it.
 #   2. train.device = auto without a GPU: one line saying it falls back to the
 #      CPU, then the same losses as device = cpu, bitwise.
 #   3. The device paths on the CPU (MPITRAIN_TEST_STAGED=1: the CPU backend
@@ -108,6 +108,14 @@ if [ "$RC" = 2 ] && [ "$nerr" = 1 ] && [ ! -e "$TMP/sbg" ] &&
 else
     bad "MPITRAIN_CPU_SBGEMM=fast: exit $RC, $nerr error lines"
     sed 's/^/   | /' "$TMP/sbg.log" | head
+fi
+# an fp32 run has no bf16 matmul: the variable does not concern it
+MPITRAIN_CPU_SBGEMM=fast run_kind 2 GPT "$TMP/sbg32" "$TMP/sbg32.log" --set train.steps=2
+if [ "$RC" = 0 ] && ! grep -q "^mpitrain: error" "$TMP/sbg32.log"; then
+    ok "MPITRAIN_CPU_SBGEMM=fast with train.precision = fp32: the run goes on (the variable concerns bf16 only)"
+else
+    bad "MPITRAIN_CPU_SBGEMM=fast stopped an fp32 run: exit $RC"
+    sed 's/^/   | /' "$TMP/sbg32.log" | head
 fi
 
 # ---- 2. device = auto falls back ----
