@@ -100,7 +100,7 @@ typedef struct mt_model_ops {
     void (*describe)(const mt_config *cfg, char *buf, size_t n);
     /* The fused ops (kernels/backend.h) the model calls with train.fused
      * where the backend has them, by the names of mt_backend_has_fused,
-     * space-separated. */
+     * space-separated; NULL or "" for none. */
     const char *fused_ops;
 } mt_model_ops;
 

@@ -167,7 +167,8 @@ void mt_run_fused_ops(const mt_run *r, char *ran, char *lacks, size_t n) {
         return;
     }
     char want[256];
-    snprintf(want, sizeof want, "%s%s", mt_model_of(&r->cfg)->fused_ops,
+    const mt_model_ops *model = mt_model_of(&r->cfg);
+    snprintf(want, sizeof want, "%s%s", model && model->fused_ops ? model->fused_ops : "",
              r->cfg.optim.kind == MT_OPTIM_ADAMW ? " adamw_multi" : "");
     for (const char *w = want; *w;) {
         size_t len = strcspn(w, " ");
