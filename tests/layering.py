@@ -18,7 +18,11 @@ spelled the call.
 
 shape: no source file of kernels/, parallel/, io/ or core/ is over 700
 lines, and no function in them over 120 lines (from the line that opens its
-body to the one that closes it, both included).
+body to the one that closes it, both included). In kernels/cuda, every
+kernel launch (<<<...>>>) is followed within 4 lines by MT_CUDA_LAUNCHED
+naming it (its error, and MPITRAIN_CUDA_SYNC's check, under its name), and
+cuBLAS calls are checked by MT_CUBLAS_CHECK (its status strings), never by
+MT_CUDA_CHECK (the runtime's).
 
 Each finding is one line naming the file and line; exit 1 if there is any.
 """
@@ -239,7 +243,28 @@ def check_shape(repo):
                         head = []
             if depth == 0:
                 head.append(" ")
+        if path.startswith("kernels/cuda/"):
+            findings += check_cuda_errors(path, raw)
     return findings
+
+
+LAUNCH = re.compile(r"\b(\w+)\s*(<[^<>]*>)?\s*<<<")
+
+
+def check_cuda_errors(path, lines):
+    found = []
+    for i, line in enumerate(lines):
+        m = LAUNCH.search(line)
+        if m and not line.lstrip().startswith(("//", "*", "/*")):
+            after = "\n".join(lines[i : i + 5])
+            if f'MT_CUDA_LAUNCHED("{m.group(1)}' not in after:
+                found.append(
+                    f"{path}:{i + 1}: launch of {m.group(1)} not followed by "
+                    f'MT_CUDA_LAUNCHED("{m.group(1)}...") within 4 lines'
+                )
+        if re.search(r"MT_CUDA_CHECK\(\s*cublas", line):
+            found.append(f"{path}:{i + 1}: a cuBLAS call checked by MT_CUDA_CHECK (use MT_CUBLAS_CHECK)")
+    return found
 
 
 def main():

@@ -123,7 +123,7 @@ extern "C" void mt_cuda_attention_forward(float *out, float *att, const float *q
     }
     /* the causal softmax of each row; s > t become exact zeros */
     att_softmax_kernel<<<(unsigned)rows, ATT_THREADS>>>(att, T);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("att_softmax_kernel");
     /* out = att v */
     for (int b = 0; b < B; b++) {
         const float *v = qkv + (size_t)b * T * C3 + 2 * C;
@@ -152,7 +152,7 @@ extern "C" void mt_cuda_attention_backward(float *dqkv, float *datt, const float
     }
     /* in place: datt = d(scores) = softmax backward * scale, s > t exact zeros */
     att_softmax_backward_kernel<<<(unsigned)rows, ATT_THREADS>>>(datt, att, T, scale);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("att_softmax_backward_kernel");
     /* dq = dscores k, dk = dscores^T q */
     for (int b = 0; b < B; b++) {
         const float *q = qkv + (size_t)b * T * C3;

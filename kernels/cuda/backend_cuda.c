@@ -6,15 +6,50 @@
 #include <cuda_runtime_api.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cuda/cuda_ops.h"
 
+int mt_cuda_sync_mode(void) {
+    static int mode = -1; /* (a benign race: every thread computes the same) */
+    if (mode < 0) {
+        const char *v = getenv("MPITRAIN_CUDA_SYNC");
+        mode = v && strcmp(v, "1") == 0;
+    }
+    return mode;
+}
+
 void mt_cuda_check(int err, const char *what, const char *file, int line) {
     if (err == 0) return;
-    /* cudaError_t and cublasStatus_t both use 0 for success; the runtime's
-     * message is only meaningful for the former */
-    fprintf(stderr, "mpitrain: error: CUDA call %s failed with code %d (%s) at %s:%d\n", what, err,
-            cudaGetErrorString((cudaError_t)err), file, line);
+    cudaError_t e = (cudaError_t)err;
+    /* A kernel's fault surfaces at the next call that synchronises: say how
+     * to find the kernel, unless that mode is on already or this is plain
+     * out of memory. */
+    int hint = !mt_cuda_sync_mode() && e != cudaErrorMemoryAllocation;
+    fprintf(stderr, "mpitrain: error: CUDA call %s failed: %s (%s) at %s:%d%s\n", what,
+            cudaGetErrorName(e), cudaGetErrorString(e), file, line,
+            hint ? "; a kernel before it may have failed: MPITRAIN_CUDA_SYNC=1 names it" : "");
+    abort();
+}
+
+void mt_cublas_check(int status, const char *what, const char *file, int line) {
+    if (status == CUBLAS_STATUS_SUCCESS) return;
+    cublasStatus_t st = (cublasStatus_t)status;
+    fprintf(stderr, "mpitrain: error: cuBLAS call %s failed: %s (%s) at %s:%d\n", what,
+            cublasGetStatusName(st), cublasGetStatusString(st), file, line);
+    abort();
+}
+
+void mt_cuda_launched(const char *kernel, const char *file, int line) {
+    cudaError_t e = cudaGetLastError();
+    const char *when = "to launch";
+    if (e == cudaSuccess && mt_cuda_sync_mode()) {
+        e = cudaDeviceSynchronize();
+        when = "while running";
+    }
+    if (e == cudaSuccess) return;
+    fprintf(stderr, "mpitrain: error: CUDA kernel %s failed %s: %s (%s) at %s:%d\n", kernel, when,
+            cudaGetErrorName(e), cudaGetErrorString(e), file, line);
     abort();
 }
 
@@ -80,9 +115,10 @@ int mt_cuda_precision_bf16(void) {
 static cublasHandle_t blas(void) {
     static cublasHandle_t h;
     static int mode_bf16 = -1; /* the precision h's math mode was set for */
-    if (!h) MT_CUDA_CHECK(cublasCreate(&h));
+    if (!h) MT_CUBLAS_CHECK(cublasCreate(&h));
     if (mode_bf16 != cuda_bf16) {
-        MT_CUDA_CHECK(cublasSetMathMode(h, cuda_bf16 ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH));
+        MT_CUBLAS_CHECK(
+            cublasSetMathMode(h, cuda_bf16 ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH));
         mode_bf16 = cuda_bf16;
     }
     return h;
@@ -99,11 +135,11 @@ void mt_cuda_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, 
     cublasOperation_t opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasHandle_t h = blas();
     if (cuda_bf16)
-        MT_CUDA_CHECK(cublasGemmEx(h, opb, opa, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F,
-                                   lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF,
-                                   CUBLAS_GEMM_DEFAULT));
+        MT_CUBLAS_CHECK(cublasGemmEx(h, opb, opa, N, M, K, &alpha, B, CUDA_R_32F, ldb, A,
+                                     CUDA_R_32F, lda, &beta, C, CUDA_R_32F, ldc,
+                                     CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
     else
-        MT_CUDA_CHECK(cublasSgemm(h, opb, opa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+        MT_CUBLAS_CHECK(cublasSgemm(h, opb, opa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
 }
 
 /* mt_cuda_matmul on batch independent problems in one cuBLAS call: problem i
@@ -120,7 +156,7 @@ void mt_cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float
     cublasOperation_t opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasHandle_t h = blas();
     cublasComputeType_t ct = cuda_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F_PEDANTIC;
-    MT_CUDA_CHECK(cublasGemmStridedBatchedEx(
+    MT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
         h, opb, opa, N, M, K, &alpha, B, CUDA_R_32F, ldb, strideB, A, CUDA_R_32F, lda, strideA,
         &beta, C, CUDA_R_32F, ldc, strideC, batch, ct, CUBLAS_GEMM_DEFAULT));
 }

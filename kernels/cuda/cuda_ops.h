@@ -95,13 +95,30 @@ void mt_cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float
  * products go through mt_cuda_matmul_batched). */
 void mt_cuda_set_precision(int bf16);
 int mt_cuda_precision_bf16(void);
-/* Aborts with a message naming the call on a CUDA error (used by every file). */
+/* Errors where they happen: each aborts that rank with one line naming
+ * what failed, with the library's own name and text for the status (used
+ * by every file):
+ *   mt_cuda_check    a CUDA runtime call (cudaError_t);
+ *   mt_cublas_check  a cuBLAS call (cublasStatus_t, by cublasGetStatusName
+ *                    and cublasGetStatusString, not the runtime's strings);
+ *   mt_cuda_launched right after a kernel launch, naming the kernel: the
+ *                    launch's own error (bad configuration), and with
+ *                    MPITRAIN_CUDA_SYNC=1 (a debug mode, slow) a device
+ *                    synchronisation, so that a fault inside the kernel is
+ *                    reported under its name instead of at the next call
+ *                    that synchronises. */
 void mt_cuda_check(int err, const char *what, const char *file, int line);
+void mt_cublas_check(int status, const char *what, const char *file, int line);
+void mt_cuda_launched(const char *kernel, const char *file, int line);
+/* 1 when MPITRAIN_CUDA_SYNC=1 (read once) */
+int mt_cuda_sync_mode(void);
 
 #ifdef __cplusplus
 }
 #endif
 
-#define MT_CUDA_CHECK(call) mt_cuda_check((int)(call), #call, __FILE__, __LINE__)
+#define MT_CUDA_CHECK(call)      mt_cuda_check((int)(call), #call, __FILE__, __LINE__)
+#define MT_CUBLAS_CHECK(call)    mt_cublas_check((int)(call), #call, __FILE__, __LINE__)
+#define MT_CUDA_LAUNCHED(kernel) mt_cuda_launched(kernel, __FILE__, __LINE__)
 
 #endif

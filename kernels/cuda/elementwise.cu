@@ -35,7 +35,7 @@ void mt_cuda_bias_add(float *y, const float *b, int rows, int cols) {
     size_t n = (size_t)(rows > 0 ? rows : 0) * (size_t)(cols > 0 ? cols : 0);
     if (n == 0) return;
     bias_add_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(y, b, n, (size_t)cols);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("bias_add_kernel");
 }
 
 /* bias_grad, pass 1: thread (k, c) sums rows [k*BIAS_ROWS, (k+1)*BIAS_ROWS) of
@@ -78,10 +78,10 @@ void mt_cuda_bias_grad(float *db, const float *dy, int rows, int cols, float bet
     unsigned col_blocks = mt_cuda_col_blocks(cols);
     dim3 grid(col_blocks, mt_cuda_row_blocks(nchunks));
     bias_grad_partial<<<grid, MT_CUDA_THREADS>>>(part, db, dy, rows, cols, nchunks, beta);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("bias_grad_partial");
     if (nchunks == 1) return;
     bias_grad_final<<<col_blocks, MT_CUDA_THREADS>>>(db, part, cols, nchunks);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("bias_grad_final");
 }
 
 /* ---- activations ---- */
@@ -128,25 +128,25 @@ static __global__ void gelu_backward_kernel(float *dx, const float *dy, const fl
 void mt_cuda_relu_forward(float *y, const float *x, size_t n) {
     if (n == 0) return;
     relu_forward_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(y, x, n);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("relu_forward_kernel");
 }
 
 void mt_cuda_relu_backward(float *dx, const float *dy, const float *x, size_t n) {
     if (n == 0) return;
     relu_backward_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(dx, dy, x, n);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("relu_backward_kernel");
 }
 
 void mt_cuda_gelu_forward(float *y, const float *x, size_t n) {
     if (n == 0) return;
     gelu_forward_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(y, x, n);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("gelu_forward_kernel");
 }
 
 void mt_cuda_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
     if (n == 0) return;
     gelu_backward_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(dx, dy, x, n);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("gelu_backward_kernel");
 }
 
 /* ---- add, accumulate, scale ---- */
@@ -167,19 +167,19 @@ static __global__ void scale_kernel(float *x, float s, size_t n) {
 void mt_cuda_add(float *out, const float *a, const float *b, size_t n) {
     if (n == 0) return;
     add_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(out, a, b, n);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("add_kernel");
 }
 
 void mt_cuda_accumulate(float *dst, const float *src, size_t n) {
     if (n == 0) return;
     accumulate_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(dst, src, n);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("accumulate_kernel");
 }
 
 void mt_cuda_scale(float *x, float s, size_t n) {
     if (n == 0) return;
     scale_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(x, s, n);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("scale_kernel");
 }
 
 /* ---- bfloat16 storage ---- */
@@ -195,13 +195,13 @@ static __global__ void from_bf16_kernel(float *dst, const uint16_t *src, size_t 
 void mt_cuda_to_bf16(uint16_t *dst, const float *src, size_t n) {
     if (n == 0) return;
     to_bf16_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(dst, src, n);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("to_bf16_kernel");
 }
 
 void mt_cuda_from_bf16(float *dst, const uint16_t *src, size_t n) {
     if (n == 0) return;
     from_bf16_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(dst, src, n);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("from_bf16_kernel");
 }
 
 /* ---- dropout ----
@@ -245,7 +245,7 @@ static void dropout_apply(float *y, const float *x, size_t n, float p, uint64_t 
     float scale = 1.0f / (1.0f - p); /* on the host, as the CPU computes it */
     dropout_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(y, x, n, p, scale,
                                                                rng_key(seed, stream), offset);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("dropout_kernel");
 }
 
 void mt_cuda_dropout_forward(float *y, const float *x, size_t n, float p, uint64_t seed,

@@ -43,7 +43,7 @@ void mt_cuda_embedding_forward(float *out, const int32_t *tokens, const float *w
     int n = B * T;
     dim3 grid(mt_cuda_col_blocks(C), mt_cuda_row_blocks((size_t)n));
     embedding_forward_kernel<<<grid, MT_CUDA_THREADS>>>(out, tokens, wte, wpe, n, T, C);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("embedding_forward_kernel");
 }
 
 /* ---- backward ---- */
@@ -95,15 +95,15 @@ void mt_cuda_embedding_backward(float *dwte, float *dwpe, const float *dout, con
     char *w = (char *)mt_cuda_work_get(&work, 3 * arr + sort_bytes);
     int32_t *pos_in = (int32_t *)w, *tok = (int32_t *)(w + arr), *pos = (int32_t *)(w + 2 * arr);
     iota_kernel<<<mt_cuda_blocks_for((size_t)n), MT_CUDA_THREADS>>>(pos_in, n);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("iota_kernel");
     /* All 32 key bits: V is not known here; tokens are >= 0, so signed order
      * is the CPU's unsigned order. Radix sort is stable. */
     MT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(w + 3 * arr, sort_bytes, tokens, tok, pos_in, pos,
                                                   n, 0, 32, (cudaStream_t)0));
     dwte_kernel<<<dim3(mt_cuda_col_blocks(C), mt_cuda_row_blocks((size_t)n)), MT_CUDA_THREADS>>>(
         dwte, dout, tok, pos, n, C);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("dwte_kernel");
     dwpe_kernel<<<dim3(mt_cuda_col_blocks(C), mt_cuda_row_blocks((size_t)T)), MT_CUDA_THREADS>>>(
         dwpe, dout, B, T, C);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("dwpe_kernel");
 }

@@ -127,7 +127,7 @@ extern "C" void mt_cuda_layernorm_forward(float *out, float *mean, float *rstd, 
                                           const float *w, const float *b, int N, int C) {
     if (N <= 0 || C <= 0) return;
     ln_forward_kernel<<<N, LN_THREADS>>>(out, mean, rstd, x, w, b, C);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("ln_forward_kernel");
 }
 
 extern "C" void mt_cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
@@ -135,7 +135,7 @@ extern "C" void mt_cuda_layernorm_backward(float *dx, float *dw, float *db, cons
                                            const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
     ln_backward_dx_kernel<<<N, LN_THREADS>>>(dx, dout, x, w, mean, rstd, C);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("ln_backward_dx_kernel");
 
     /* The row split depends only on N, so the summation order (and the
      * result) is the same on every call with the same shapes. */
@@ -147,7 +147,7 @@ extern "C" void mt_cuda_layernorm_backward(float *dx, float *dw, float *db, cons
     unsigned cblocks = mt_cuda_col_blocks(C, LN_THREADS);
     ln_backward_partial_kernel<<<dim3(cblocks, nparts), LN_THREADS>>>(pw, pb, dout, x, mean, rstd,
                                                                       N, C, rows_per);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("ln_backward_partial_kernel");
     ln_backward_reduce_kernel<<<cblocks, LN_THREADS>>>(dw, db, pw, pb, nparts, C);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("ln_backward_reduce_kernel");
 }

@@ -75,9 +75,9 @@ double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int
     /* (B) rows, then total */
     double *loss = (double *)mt_cuda_work_get(&work, ((size_t)B + 1) * sizeof(double));
     softmax_xent_rows<<<mt_cuda_row_blocks(B), row_threads(C)>>>(probs, loss, logits, labels, B, C);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("softmax_xent_rows");
     mt_cuda_sum_kernel<double><<<1, MT_CUDA_MAX_THREADS>>>(loss + B, loss, B);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("mt_cuda_sum_kernel (softmax_xent_forward's loss)");
     double total = 0.0;
     MT_CUDA_CHECK(cudaMemcpy(&total, loss + B, sizeof(double), cudaMemcpyDeviceToHost));
     return total;
@@ -104,7 +104,7 @@ void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int
     if (B <= 0 || C <= 0) return;
     dim3 grid(mt_cuda_col_blocks(C), mt_cuda_row_blocks(B));
     softmax_xent_backward_kernel<<<grid, MT_CUDA_THREADS>>>(dlogits, probs, labels, B, C, scale);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("softmax_xent_backward_kernel");
 }
 
 /* ---- count_correct ---- */
@@ -158,9 +158,9 @@ int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B,
     /* (B), total */
     long long *hit = (long long *)mt_cuda_work_get(&work, ((size_t)B + 1) * sizeof(long long));
     argmax_rows<<<mt_cuda_row_blocks(B), row_threads(C)>>>(hit, logits, labels, B, C);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("argmax_rows");
     mt_cuda_sum_kernel<long long><<<1, MT_CUDA_MAX_THREADS>>>(hit + B, hit, B);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("mt_cuda_sum_kernel (count_correct's hits)");
     long long total = 0;
     MT_CUDA_CHECK(cudaMemcpy(&total, hit + B, sizeof(long long), cudaMemcpyDeviceToHost));
     return (int64_t)total;

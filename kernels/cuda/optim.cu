@@ -41,10 +41,10 @@ double mt_cuda_sumsq(const float *x, size_t n) {
     /* (nb), then total */
     double *part = (double *)mt_cuda_work_get(&work, ((size_t)nb + 1) * sizeof(double));
     sumsq_blocks<<<nb, MT_CUDA_THREADS>>>(part, x, n);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("sumsq_blocks");
     /* total = the nb block sums added by one block of MT_CUDA_THREADS threads */
     mt_cuda_sum_kernel<double><<<1, MT_CUDA_THREADS>>>(part + nb, part, (int)nb);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("mt_cuda_sum_kernel (sumsq)");
     double total = 0.0;
     MT_CUDA_CHECK(cudaMemcpy(&total, part + nb, sizeof(double), cudaMemcpyDeviceToHost));
     return total;
@@ -76,7 +76,7 @@ void mt_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n
     float decay = 1.0f - lr * wd;
     adamw_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(
         p, g, m, v, n, beta1, beta2, 1.0f - beta1, 1.0f - beta2, eps, step, inv_sqrt_bc2, decay);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("adamw_kernel");
 }
 
 /* ---- SGD with momentum ---- */
@@ -96,5 +96,5 @@ void mt_cuda_sgd_update(float *p, const float *g, float *buf, size_t n, float lr
                         float wd) {
     if (n == 0) return;
     sgd_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(p, g, buf, n, lr, momentum, wd);
-    MT_CUDA_CHECK(cudaGetLastError());
+    MT_CUDA_LAUNCHED("sgd_kernel");
 }
