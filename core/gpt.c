@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/rng.h"
+#include "kernels/backends.h"
 
 #define P(m, p, idx) ((p)->data + (p)->v[(idx)].offset)
 #define G(p, idx)    ((p)->grad + (p)->v[(idx)].offset)
@@ -160,11 +161,11 @@ int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *
                           max_T, c->block_size);
     m->max_B = max_B;
     m->max_T = max_T;
-    int f = c->fused;
-    m->use.flash = f && be->flash_attention_forward && be->flash_attention_backward;
-    m->use.resln = f && be->residual_layernorm_forward;
-    m->use.gelu = f && be->bias_gelu_forward && be->gelu_bias_backward;
-    m->use.xent = f && be->xent_fused;
+    int f = c->fused; /* (the names of gpt's fused_ops below) */
+    m->use.flash = f && mt_backend_has_fused(be, "flash_attention");
+    m->use.resln = f && mt_backend_has_fused(be, "residual_layernorm");
+    m->use.gelu = f && mt_backend_has_fused(be, "bias_gelu");
+    m->use.xent = f && mt_backend_has_fused(be, "xent");
     size_t N = (size_t)max_B * (size_t)max_T, C = (size_t)c->n_embd, Cl = (size_t)m->Cl;
     size_t TT = (size_t)max_B * (size_t)m->NHl * (size_t)max_T * (size_t)max_T;
     int bad = alloc_stored(m, be);
@@ -280,15 +281,26 @@ static uint64_t drop_stream(const mt_gpt_dropout *d, const char *site, int l) {
     return mt_rng_substream(mt_rng_stream(name), d->step);
 }
 
-static void dropout(mt_gpt *m, const mt_backend *be, float *x, size_t n, const char *site, int l,
-                    int backward) {
+/* Whether the last forward dropped anything (training, model.dropout > 0). */
+static int drops(const mt_gpt *m) {
+    return m->drop.on && m->cfg.dropout > 0.0f;
+}
+
+/* y = dropout of x at one site (y may be x); nothing at all unless drops(m). */
+static void dropout_to(mt_gpt *m, const mt_backend *be, float *y, const float *x, size_t n,
+                       const char *site, int l, int backward) {
     const mt_gpt_dropout *d = &m->drop;
-    if (!d->on || m->cfg.dropout <= 0.0f) return;
+    if (!drops(m)) return;
     uint64_t off = (uint64_t)d->seq0 * (uint64_t)m->T * (uint64_t)m->cfg.n_embd;
     if (backward)
-        be->dropout_backward(x, x, n, m->cfg.dropout, d->seed, drop_stream(d, site, l), off);
+        be->dropout_backward(y, x, n, m->cfg.dropout, d->seed, drop_stream(d, site, l), off);
     else
-        be->dropout_forward(x, x, n, m->cfg.dropout, d->seed, drop_stream(d, site, l), off);
+        be->dropout_forward(y, x, n, m->cfg.dropout, d->seed, drop_stream(d, site, l), off);
+}
+
+static void dropout(mt_gpt *m, const mt_backend *be, float *x, size_t n, const char *site, int l,
+                    int backward) {
+    dropout_to(m, be, x, x, n, site, l, backward);
 }
 
 /* y(N,out) = x(N,in) W(out,in)^T + b(out) */
@@ -335,13 +347,9 @@ static void residual_ln(const mt_gpt *m, const mt_backend *be, float *out, const
  * earlier versions). */
 static const float *branch_grad(mt_gpt *m, const mt_backend *be, const char *site, int l) {
     size_t NC = (size_t)m->B * (size_t)m->T * (size_t)m->cfg.n_embd;
-    const mt_gpt_dropout *d = &m->drop;
-    int drops = d->on && m->cfg.dropout > 0.0f;
-    if (m->cfg.fused && !drops) return m->dres;
+    if (m->cfg.fused && !drops(m)) return m->dres;
     if (m->cfg.fused) {
-        uint64_t off = (uint64_t)d->seq0 * (uint64_t)m->T * (uint64_t)m->cfg.n_embd;
-        be->dropout_backward(m->dbranch, m->dres, NC, m->cfg.dropout, d->seed,
-                             drop_stream(d, site, l), off);
+        dropout_to(m, be, m->dbranch, m->dres, NC, site, l, 1);
         return m->dbranch;
     }
     be->scale(m->dbranch, 0.0f, NC);

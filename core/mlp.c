@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/backends.h"
+
 int mt_mlp_build(mt_mlp *m, const mt_config *cfg, mt_params *p, mt_err *e) {
     mt_split sp;
     mt_split_whole(&sp, cfg->model.layers.n - 1);
@@ -89,7 +91,7 @@ static int alloc_stored(mt_mlp *m, const mt_backend *be) {
 
 int mt_mlp_alloc(mt_mlp *m, const mt_backend *be, int max_batch, mt_err *e) {
     m->max_batch = max_batch;
-    m->use_xent = m->fused && be->xent_fused;
+    m->use_xent = m->fused && mt_backend_has_fused(be, "xent");
     int maxw = 0;
     for (int i = 0; i <= m->nlayers; i++) maxw = m->sizes[i] > maxw ? m->sizes[i] : maxw;
     size_t B = (size_t)max_batch;

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/backends.h"
+
 int mt_optim_init(mt_optim *o, const mt_config *cfg, const mt_params *p, const mt_backend *be,
                   const mt_zero_piece *shard, mt_err *e) {
     memset(o, 0, sizeof *o);
@@ -21,7 +23,8 @@ int mt_optim_init(mt_optim *o, const mt_config *cfg, const mt_params *p, const m
         for (int i = 0; i < p->n; i++) o->numel = shard[i].pos + shard[i].n;
     }
     o->gscale = 1.0f;
-    o->multi = cfg->train.fused && o->kind == MT_OPTIM_ADAMW && be->adamw_multi;
+    o->multi =
+        cfg->train.fused && o->kind == MT_OPTIM_ADAMW && mt_backend_has_fused(be, "adamw_multi");
     if (o->multi) {
         o->seg_p = malloc((size_t)p->n * sizeof *o->seg_p);
         o->seg_s = malloc((size_t)p->n * sizeof *o->seg_s);
