@@ -33,8 +33,6 @@ void mt_cuda_bias_add(float *y, const float *b, int rows, int cols);
 void mt_cuda_bias_grad(float *db, const float *dy, int rows, int cols, float beta);
 void mt_cuda_relu_forward(float *y, const float *x, size_t n);
 void mt_cuda_relu_backward(float *dx, const float *dy, const float *x, size_t n);
-void mt_cuda_gelu_forward(float *y, const float *x, size_t n);
-void mt_cuda_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
 void mt_cuda_add(float *out, const float *a, const float *b, size_t n);
 void mt_cuda_accumulate(float *dst, const float *src, size_t n);
 void mt_cuda_scale(float *x, float s, size_t n);
@@ -44,6 +42,13 @@ void mt_cuda_dropout_forward(float *y, const float *x, size_t n, float p, uint64
                              uint64_t stream, uint64_t offset);
 void mt_cuda_dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t seed,
                               uint64_t stream, uint64_t offset);
+
+/* gelu.cu (the fused ops' db accumulates, as kernels/backend.h says) */
+void mt_cuda_gelu_forward(float *y, const float *x, size_t n);
+void mt_cuda_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
+void mt_cuda_bias_gelu_forward(float *h, float *g, const float *bias, int N, int C);
+void mt_cuda_gelu_bias_backward(float *dx, float *db, const float *dy, const float *h, int N,
+                                int C);
 
 /* loss.cu (labels are device int32) */
 double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels, int B,
