@@ -75,6 +75,9 @@ void mt_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float
                                const float *b, int N, int C);
 void mt_cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                                 const float *w, const float *mean, const float *rstd, int N, int C);
+void mt_cuda_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd,
+                                        const float *a, const float *b, const float *w,
+                                        const float *bias, int N, int C);
 
 /* attention.cu (its products are mt_cuda_matmul_batched calls) */
 void mt_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
