@@ -199,6 +199,7 @@ static const mt_backend cuda_backend = {
     .residual_layernorm_forward = mt_cuda_residual_layernorm_forward,
     .bias_gelu_forward = mt_cuda_bias_gelu_forward,
     .gelu_bias_backward = mt_cuda_gelu_bias_backward,
+    .xent_fused = mt_cuda_xent_fused,
 };
 
 const mt_backend *mt_backend_cuda(void) {

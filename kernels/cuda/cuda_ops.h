@@ -13,7 +13,7 @@
  *     accumulates double); in bf16 matmul mode the operands of products
  *     (matmul, attention's products) are rounded to bf16, nothing else.
  *   - Launches go to the default stream; ops that return a value to the host
- *     (softmax_xent_forward, count_correct, sumsq) synchronise.
+ *     (softmax_xent_forward, count_correct, xent_fused, sumsq) synchronise.
  *   - Work buffers: the file's own lazily grown device buffer, never freed
  *     (a static mt_cuda_work of common.cuh, one per file and process; ops
  *     are called from one thread).
@@ -56,6 +56,8 @@ double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int
 void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int B,
                                    int C, float scale);
 int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C);
+/* correct is a HOST pointer; the loss and the count come back in one copy */
+double mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, int64_t *correct);
 
 /* optim.cu */
 double mt_cuda_sumsq(const float *x, size_t n);
