@@ -200,6 +200,7 @@ static const mt_backend cuda_backend = {
     .bias_gelu_forward = mt_cuda_bias_gelu_forward,
     .gelu_bias_backward = mt_cuda_gelu_bias_backward,
     .xent_fused = mt_cuda_xent_fused,
+    .adamw_multi = mt_cuda_adamw_multi,
 };
 
 const mt_backend *mt_backend_cuda(void) {

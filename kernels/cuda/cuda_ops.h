@@ -16,7 +16,9 @@
  *     (softmax_xent_forward, count_correct, xent_fused, sumsq) synchronise.
  *   - Work buffers: the file's own lazily grown device buffer, never freed
  *     (a static mt_cuda_work of common.cuh, one per file and process; ops
- *     are called from one thread).
+ *     are called from one thread). adamw_multi also keeps its segment
+ *     table on the device between calls (a cache, uploaded again only when
+ *     the host arrays describing the segments change).
  */
 #ifndef MT_CUDA_OPS_H
 #define MT_CUDA_OPS_H
@@ -65,6 +67,11 @@ void mt_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n
                           float beta1, float beta2, float eps, float wd, float bc1, float bc2);
 void mt_cuda_sgd_update(float *p, const float *g, float *buf, size_t n, float lr, float momentum,
                         float wd);
+/* p_off, s_off, n, wd are HOST arrays (nseg each); p, g, m, v device */
+void mt_cuda_adamw_multi(float *p, const float *g, float *m, float *v, int nseg,
+                         const size_t *p_off, const size_t *s_off, const size_t *n, const float *wd,
+                         float gscale, float lr, float beta1, float beta2, float eps, float bc1,
+                         float bc2);
 
 /* embedding.cu (tokens are device int32) */
 void mt_cuda_embedding_forward(float *out, const int32_t *tokens, const float *wte,
