@@ -550,6 +550,7 @@ static void test_xent_fused(int N, int V) {
     int32_t *lab = rnd_int((size_t)N, V);
     z[0 * V + 1] = z[0 * V + 2] = 9.0f; /* a tie: the first wins */
     lab[0] = 1;
+    if (N > 1) z[1 * V + V - 1] = 9.5f, lab[1] = V - 1; /* the last column: a partial block */
     double lc = cpu->softmax_xent_forward(pc, z, lab, N, V);
     int64_t cc = cpu->count_correct(z, lab, N, V);
     cpu->softmax_xent_backward(pc, pc, lab, N, V, 1.0f);
@@ -563,24 +564,33 @@ static void test_xent_fused(int N, int V) {
     printf("  %-22s %-8s relative error %.2e, correct %lld = %lld\n", "xent_fused", "loss",
            fabs(lg - lc) / fabs(lc), (long long)cg, (long long)cc);
     expect("xent_fused", "dlogits", gz, pc, n, TOL_FP32);
-    free(z), free(pc), free(lab), free(gz);
+    gpu->to_device(dz, z, n);
+    int64_t cg2 = 0;
+    double lg2 = gpu->xent_fused(dz, (const int32_t *)dlab, N, V, &cg2);
+    float *gz2 = down(dz, n);
+    CHECK(lg2 == lg && cg2 == cg, "xent_fused: two runs differ (not deterministic)");
+    expect_same("xent_fused", gz, gz2, n);
+    free(z), free(pc), free(lab), free(gz), free(gz2);
     gpu->free(dz), gpu->free(dlab);
 }
 
-static void test_adamw_multi(void) {
+/* gs: the gradient scale; wd0: the first tensor's weight decay (a new
+ * value makes a device backend rebuild a cached segment table) */
+static void test_adamw_multi(float gs, float wd0) {
     if (!has("adamw_multi", (const void *)gpu->adamw_multi)) return;
-    /* three tensors in a flat buffer of 1000, one piece of state each at another place */
-    enum { NSEG = 4 };
-    size_t po[NSEG] = {0, 300, 301, 600}, so[NSEG] = {500, 0, 480, 100},
-           sn[NSEG] = {300, 1, 0, 379};
-    float wd[NSEG] = {0.1f, 0.0f, 0.1f, 0.05f}, gs = 0.37f;
-    size_t n = 1000;
+    /* four tensors in a flat buffer of 10000 (one of 1 element, one of 9000:
+     * several chunks of a device backend), one empty, state elsewhere */
+    enum { NSEG = 5 };
+    size_t po[NSEG] = {0, 300, 301, 600, 1000}, so[NSEG] = {500, 0, 480, 100, 1000},
+           sn[NSEG] = {300, 1, 0, 379, 9000};
+    float wd[NSEG] = {wd0, 0.0f, 0.1f, 0.05f, 0.1f};
+    size_t n = 10000;
     float *x = rnd(n, -1, 1), *g = rnd(n, -1, 1), *m = rnd(n, -0.1f, 0.1f);
     float *v = rnd(n, 0.001f, 0.01f);
     float *cx = mt_test_copy(x, n), *cg = mt_test_copy(g, n), *cm = mt_test_copy(m, n),
           *cv = mt_test_copy(v, n);
     for (int i = 0; i < NSEG; i++) {
-        cpu->scale(cg + po[i], gs, sn[i]);
+        if (gs != 1.0f) cpu->scale(cg + po[i], gs, sn[i]);
         cpu->adamw_update(cx + po[i], cg + po[i], cm + so[i], cv + so[i], sn[i], 1e-3f, 0.9f, 0.95f,
                           1e-8f, wd[i], 0.5f, 0.3f);
     }
@@ -592,7 +602,18 @@ static void test_adamw_multi(void) {
     expect("adamw_multi", "m", rm, cm, n, TOL_FP32);
     expect("adamw_multi", "v", rv, cv, n, TOL_FP32);
     CHECK(memcmp(rg, g, n * sizeof *g) == 0, "adamw_multi: changed the gradient");
-    float *all[] = {x, g, m, v, cx, cg, cm, cv, rx, rg, rm, rv};
+    /* bitwise the backend's own scale + adamw_update per tensor (backend.h) */
+    gpu->to_device(dx, x, n), gpu->to_device(dm, m, n), gpu->to_device(dv, v, n);
+    for (int i = 0; i < NSEG; i++) {
+        if (gs != 1.0f) gpu->scale(dg + po[i], gs, sn[i]);
+        gpu->adamw_update(dx + po[i], dg + po[i], dm + so[i], dv + so[i], sn[i], 1e-3f, 0.9f, 0.95f,
+                          1e-8f, wd[i], 0.5f, 0.3f);
+    }
+    float *ux = down(dx, n), *um = down(dm, n), *uv = down(dv, n);
+    CHECK(!memcmp(ux, rx, n * sizeof *ux) && !memcmp(um, rm, n * sizeof *um) &&
+              !memcmp(uv, rv, n * sizeof *uv),
+          "adamw_multi (gscale %g): not bitwise this backend's scale + adamw_update", gs);
+    float *all[] = {x, g, m, v, cx, cg, cm, cv, rx, rg, rm, rv, ux, um, uv};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
     gpu->free(dx), gpu->free(dg), gpu->free(dm), gpu->free(dv);
 }
@@ -620,7 +641,12 @@ static void test_all(void) {
     test_bias_gelu(37, 200);
     test_xent_fused(19, 257);
     test_xent_fused(3, 5000);
-    test_adamw_multi();
+    test_xent_fused(64, 50257); /* GPT-2's vocabulary: 49 or 50 elements a thread */
+    test_xent_fused(1, 3);      /* one row, narrower than a warp */
+    test_residual_layernorm(1, 769);
+    test_bias_gelu(300, 77); /* more rows than one chunk of a device column sum */
+    test_adamw_multi(0.37f, 0.1f);
+    test_adamw_multi(1.0f, 0.2f);
 }
 
 /* Every op in fp32, then in bf16 matmul mode, then fp32 restored. */

@@ -196,6 +196,11 @@ static const mt_backend cuda_backend = {
     .from_bf16 = mt_cuda_from_bf16,
     .adamw_update = mt_cuda_adamw_update,
     .sgd_update = mt_cuda_sgd_update,
+    .residual_layernorm_forward = mt_cuda_residual_layernorm_forward,
+    .bias_gelu_forward = mt_cuda_bias_gelu_forward,
+    .gelu_bias_backward = mt_cuda_gelu_bias_backward,
+    .xent_fused = mt_cuda_xent_fused,
+    .adamw_multi = mt_cuda_adamw_multi,
 };
 
 const mt_backend *mt_backend_cuda(void) {

@@ -1,7 +1,8 @@
 /*
  * common.cuh - the helpers the CUDA kernel files (the .cu files of
  * kernels/cuda) share, one copy each: launch sizes, the grid-stride loop,
- * the lazily grown work buffer and the fixed-order block reductions.
+ * the lazily grown work buffer, the fixed-order block reductions and column
+ * sums, and the element formulas two files must agree on (scale).
  * Private to kernels/cuda; the ops themselves are declared in cuda_ops.h.
  *
  * Launch sizes and reductions are part of the determinism rule of
@@ -124,6 +125,47 @@ template <typename T> static __global__ void mt_cuda_sum_kernel(T *out, const T 
     for (int i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
     s = mt_cuda_block_sum_tree(s, sh);
     if (threadIdx.x == 0) out[0] = s;
+}
+
+/* ---- column sums over row chunks ----
+ * A (rows, cols) column sum with one thread per column over every row would
+ * leave the GPU nearly idle for a few hundred columns and thousands of rows,
+ * so the rows are cut into chunks of MT_CUDA_COL_ROWS: pass 1 (the op's own
+ * kernel, which may compute the summed values on the fly) writes each
+ * chunk's column sums, its rows added in order, into part(nchunks, cols);
+ * pass 2, mt_cuda_colsum_chunks, adds the chunks in chunk order. The chunking
+ * depends on rows alone, so the order (and the bits) is the same on every
+ * GPU and run. elementwise.cu's bias_grad and gelu.cu's gelu_bias_backward
+ * sum this way, so the fused op's db is the unfused one's, bit for bit. */
+
+#define MT_CUDA_COL_ROWS 128 /* rows per chunk of a column sum */
+
+/* Chunks of MT_CUDA_COL_ROWS covering rows (rows >= 0): at least 1. */
+static inline int mt_cuda_col_chunks(int rows) {
+    return rows <= MT_CUDA_COL_ROWS
+               ? 1
+               : (int)(((size_t)rows + MT_CUDA_COL_ROWS - 1) / MT_CUDA_COL_ROWS);
+}
+
+/* Pass 2: out(c) = the nchunks partial sums of column c, part(nchunks, cols),
+ * added in chunk order (the first one as the start); one thread per column,
+ * grid mt_cuda_col_blocks(cols). A warp reads 32 adjacent columns: coalesced. */
+template <typename T>
+static __global__ void mt_cuda_colsum_chunks(T *out, const T *part, int cols, int nchunks) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    T acc = part[c];
+    for (int k = 1; k < nchunks; k++) acc += part[(size_t)k * cols + c];
+    out[c] = acc;
+}
+
+/* ---- element formulas ---- */
+
+/* x * s as the scale op (kernels/backend.h): with s = 0 a NaN or Inf becomes
+ * 0 as well (a finite x keeps x * 0, sign included). __fmul_rn: never fused
+ * into an add by the caller's code, so the value is the one scale stores. */
+static inline __device__ float mt_cuda_scale_elem(float x, float s) {
+    return s == 0.0f && !isfinite(x) ? 0.0f : __fmul_rn(x, s);
 }
 
 #endif

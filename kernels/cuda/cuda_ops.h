@@ -13,10 +13,12 @@
  *     accumulates double); in bf16 matmul mode the operands of products
  *     (matmul, attention's products) are rounded to bf16, nothing else.
  *   - Launches go to the default stream; ops that return a value to the host
- *     (softmax_xent_forward, count_correct, sumsq) synchronise.
+ *     (softmax_xent_forward, count_correct, xent_fused, sumsq) synchronise.
  *   - Work buffers: the file's own lazily grown device buffer, never freed
  *     (a static mt_cuda_work of common.cuh, one per file and process; ops
- *     are called from one thread).
+ *     are called from one thread). adamw_multi also keeps its segment
+ *     table on the device between calls (a cache, uploaded again only when
+ *     the host arrays describing the segments change).
  */
 #ifndef MT_CUDA_OPS_H
 #define MT_CUDA_OPS_H
@@ -33,8 +35,6 @@ void mt_cuda_bias_add(float *y, const float *b, int rows, int cols);
 void mt_cuda_bias_grad(float *db, const float *dy, int rows, int cols, float beta);
 void mt_cuda_relu_forward(float *y, const float *x, size_t n);
 void mt_cuda_relu_backward(float *dx, const float *dy, const float *x, size_t n);
-void mt_cuda_gelu_forward(float *y, const float *x, size_t n);
-void mt_cuda_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
 void mt_cuda_add(float *out, const float *a, const float *b, size_t n);
 void mt_cuda_accumulate(float *dst, const float *src, size_t n);
 void mt_cuda_scale(float *x, float s, size_t n);
@@ -45,12 +45,21 @@ void mt_cuda_dropout_forward(float *y, const float *x, size_t n, float p, uint64
 void mt_cuda_dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t seed,
                               uint64_t stream, uint64_t offset);
 
+/* gelu.cu (the fused ops' db accumulates, as kernels/backend.h says) */
+void mt_cuda_gelu_forward(float *y, const float *x, size_t n);
+void mt_cuda_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
+void mt_cuda_bias_gelu_forward(float *h, float *g, const float *bias, int N, int C);
+void mt_cuda_gelu_bias_backward(float *dx, float *db, const float *dy, const float *h, int N,
+                                int C);
+
 /* loss.cu (labels are device int32) */
 double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels, int B,
                                     int C);
 void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int B,
                                    int C, float scale);
 int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C);
+/* correct is a HOST pointer; the loss and the count come back in one copy */
+double mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, int64_t *correct);
 
 /* optim.cu */
 double mt_cuda_sumsq(const float *x, size_t n);
@@ -58,6 +67,11 @@ void mt_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n
                           float beta1, float beta2, float eps, float wd, float bc1, float bc2);
 void mt_cuda_sgd_update(float *p, const float *g, float *buf, size_t n, float lr, float momentum,
                         float wd);
+/* p_off, s_off, n, wd are HOST arrays (nseg each); p, g, m, v device */
+void mt_cuda_adamw_multi(float *p, const float *g, float *m, float *v, int nseg,
+                         const size_t *p_off, const size_t *s_off, const size_t *n, const float *wd,
+                         float gscale, float lr, float beta1, float beta2, float eps, float bc1,
+                         float bc2);
 
 /* embedding.cu (tokens are device int32) */
 void mt_cuda_embedding_forward(float *out, const int32_t *tokens, const float *wte,
@@ -70,6 +84,9 @@ void mt_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float
                                const float *b, int N, int C);
 void mt_cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                                 const float *w, const float *mean, const float *rstd, int N, int C);
+void mt_cuda_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd,
+                                        const float *a, const float *b, const float *w,
+                                        const float *bias, int N, int C);
 
 /* attention.cu (its products are mt_cuda_matmul_batched calls) */
 void mt_cuda_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,

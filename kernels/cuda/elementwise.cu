@@ -1,12 +1,11 @@
 /*
  * elementwise.cu - CUDA twins of the CPU's elementwise ops (kernels/backend.h):
- * bias add and bias gradient, ReLU, GELU, add, accumulate, scale, bfloat16
- * storage conversions, dropout.
+ * bias add and bias gradient, ReLU, add, accumulate, scale, bfloat16
+ * storage conversions, dropout (GELU is gelu.cu).
  *
  * Each output element is written by one thread with the CPU's formula, so the
- * results are bitwise the CPU's except for GELU (expf here, the CPU's own
- * polynomial exp there: about 2e-7 relative apart) and bias_grad over more
- * than BIAS_ROWS rows (summed in fixed chunks, see below). nvcc fuses a * b + c
+ * results are bitwise the CPU's except bias_grad over more than
+ * MT_CUDA_COL_ROWS rows (summed in fixed chunks, common.cuh). nvcc fuses a * b + c
  * into one rounding (-fmad=true) where the CPU (ISO C, no contraction) rounds
  * twice; products whose rounding matters for equality go through __fmul_rn,
  * which is never fused.
@@ -17,10 +16,6 @@
 #include "kernels/bf16.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
-
-#define BIAS_ROWS 128                 /* rows per partial column sum in bias_grad */
-#define GELU_K    0.7978845608028654f /* sqrt(2/pi) */
-#define GELU_C    0.044715f
 
 /* Work buffer for bias_grad's partial sums: grown on demand, never freed. */
 static mt_cuda_work work;
@@ -38,7 +33,8 @@ void mt_cuda_bias_add(float *y, const float *b, int rows, int cols) {
     MT_CUDA_LAUNCHED("bias_add_kernel");
 }
 
-/* bias_grad, pass 1: thread (k, c) sums rows [k*BIAS_ROWS, (k+1)*BIAS_ROWS) of
+/* bias_grad, pass 1 (common.cuh's column sums over row chunks): thread
+ * (k, c) sums rows [k*MT_CUDA_COL_ROWS, (k+1)*MT_CUDA_COL_ROWS) of
  * column c in row order into part(nchunks, cols); chunk 0 starts from beta*db
  * (0 when beta == 0, as the CPU, so a NaN in an unset db does not leak in).
  * With a single chunk part is db itself and the result is bitwise the CPU's
@@ -49,30 +45,20 @@ static __global__ void bias_grad_partial(float *part, const float *db, const flo
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= cols) return;
     for (int k = blockIdx.y; k < nchunks; k += gridDim.y) {
-        int r0 = k * BIAS_ROWS, r1 = rows - r0 < BIAS_ROWS ? rows : r0 + BIAS_ROWS;
+        int r0 = k * MT_CUDA_COL_ROWS;
+        int r1 = rows - r0 < MT_CUDA_COL_ROWS ? rows : r0 + MT_CUDA_COL_ROWS;
         float acc = k == 0 && beta != 0.0f ? __fmul_rn(beta, db[c]) : 0.0f;
         for (int r = r0; r < r1; r++) acc += dy[(size_t)r * cols + c];
         part[(size_t)k * cols + c] = acc;
     }
 }
 
-/* bias_grad, pass 2: db(c) = the chunks' partial sums added in chunk order. */
-static __global__ void bias_grad_final(float *db, const float *part, int cols, int nchunks) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= cols) return;
-    float acc = part[c];
-    for (int k = 1; k < nchunks; k++) acc += part[(size_t)k * cols + c];
-    db[c] = acc;
-}
-
-/* One thread per column over all rows would leave the GPU nearly idle for a
- * few hundred columns and thousands of rows, so rows are split into fixed
- * chunks of BIAS_ROWS: the chunking depends only on rows, never on the
- * device, so the result is the same on every GPU and every run. */
+/* Rows in chunks (common.cuh), pass 2 by mt_cuda_colsum_chunks: the result
+ * is the same on every GPU and every run. */
 void mt_cuda_bias_grad(float *db, const float *dy, int rows, int cols, float beta) {
     if (cols <= 0) return;
     if (rows < 0) rows = 0;
-    int nchunks = rows <= BIAS_ROWS ? 1 : (int)(((size_t)rows + BIAS_ROWS - 1) / BIAS_ROWS);
+    int nchunks = mt_cuda_col_chunks(rows);
     size_t part_bytes = (size_t)nchunks * cols * sizeof(float);
     float *part = nchunks == 1 ? db : (float *)mt_cuda_work_get(&work, part_bytes);
     unsigned col_blocks = mt_cuda_col_blocks(cols);
@@ -80,8 +66,8 @@ void mt_cuda_bias_grad(float *db, const float *dy, int rows, int cols, float bet
     bias_grad_partial<<<grid, MT_CUDA_THREADS>>>(part, db, dy, rows, cols, nchunks, beta);
     MT_CUDA_LAUNCHED("bias_grad_partial");
     if (nchunks == 1) return;
-    bias_grad_final<<<col_blocks, MT_CUDA_THREADS>>>(db, part, cols, nchunks);
-    MT_CUDA_LAUNCHED("bias_grad_final");
+    mt_cuda_colsum_chunks<float><<<col_blocks, MT_CUDA_THREADS>>>(db, part, cols, nchunks);
+    MT_CUDA_LAUNCHED("mt_cuda_colsum_chunks (bias_grad)");
 }
 
 /* ---- activations ---- */
@@ -92,37 +78,6 @@ static __global__ void relu_forward_kernel(float *y, const float *x, size_t n) {
 
 static __global__ void relu_backward_kernel(float *dx, const float *dy, const float *x, size_t n) {
     MT_CUDA_GRID_STRIDE(i, n) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
-}
-
-/* exp(x) with x clamped to [-87, 87] as the CPU's gelu_exp: for v below about
- * -10 the exp would overflow to inf, and the backward's e * sg would then be
- * inf * 0 = NaN. The comparisons (not fminf/fmaxf) keep a NaN a NaN. */
-static __device__ float gelu_exp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 87.0f ? 87.0f : x;
-    return expf(x);
-}
-
-/* GELU, tanh form, as the CPU: y = v * s with s = 1 / (1 + exp(-2u)) =
- * (1 + tanh(u)) / 2, u = K (v + C v^3); no cancellation for negative v. */
-static __global__ void gelu_forward_kernel(float *y, const float *x, size_t n) {
-    MT_CUDA_GRID_STRIDE(i, n) {
-        float v = x[i];
-        float u = GELU_K * (v + GELU_C * v * v * v);
-        y[i] = v / (1.0f + gelu_exp(-2.0f * u));
-    }
-}
-
-/* dy/dv = s + 2 v s (1 - s) du/dv, with 1 - s = e s computed without cancellation. */
-static __global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x, size_t n) {
-    MT_CUDA_GRID_STRIDE(i, n) {
-        float v = x[i];
-        float u = GELU_K * (v + GELU_C * v * v * v);
-        float e = gelu_exp(-2.0f * u);
-        float sg = 1.0f / (1.0f + e);
-        float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
-        dx[i] = dy[i] * (sg + 2.0f * v * sg * (e * sg) * du);
-    }
 }
 
 void mt_cuda_relu_forward(float *y, const float *x, size_t n) {
@@ -137,18 +92,6 @@ void mt_cuda_relu_backward(float *dx, const float *dy, const float *x, size_t n)
     MT_CUDA_LAUNCHED("relu_backward_kernel");
 }
 
-void mt_cuda_gelu_forward(float *y, const float *x, size_t n) {
-    if (n == 0) return;
-    gelu_forward_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(y, x, n);
-    MT_CUDA_LAUNCHED("gelu_forward_kernel");
-}
-
-void mt_cuda_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
-    if (n == 0) return;
-    gelu_backward_kernel<<<mt_cuda_blocks_for(n), MT_CUDA_THREADS>>>(dx, dy, x, n);
-    MT_CUDA_LAUNCHED("gelu_backward_kernel");
-}
-
 /* ---- add, accumulate, scale ---- */
 
 static __global__ void add_kernel(float *out, const float *a, const float *b, size_t n) {
@@ -159,9 +102,10 @@ static __global__ void accumulate_kernel(float *dst, const float *src, size_t n)
     MT_CUDA_GRID_STRIDE(i, n) dst[i] += src[i];
 }
 
-/* as the CPU's: with s = 0, NaN and Inf become 0 (a finite x keeps x * 0) */
+/* as the CPU's: with s = 0, NaN and Inf become 0 (a finite x keeps x * 0);
+ * the formula is optim.cu's too (adamw_multi's gradient scaling) */
 static __global__ void scale_kernel(float *x, float s, size_t n) {
-    MT_CUDA_GRID_STRIDE(i, n) x[i] = s == 0.0f && !isfinite(x[i]) ? 0.0f : x[i] * s;
+    MT_CUDA_GRID_STRIDE(i, n) x[i] = mt_cuda_scale_elem(x[i], s);
 }
 
 void mt_cuda_add(float *out, const float *a, const float *b, size_t n) {

@@ -1,7 +1,9 @@
 /*
  * layernorm.cu - CUDA LayerNorm forward/backward, the device twins of
- * mt_cpu_layernorm_forward/backward (kernels/cpu/gpt_cpu.c); contract in
- * kernels/backend.h. x, out, dout, dx: (N,C); w, b, dw, db: (C); mean, rstd: (N).
+ * mt_cpu_layernorm_forward/backward (kernels/cpu/gpt_cpu.c), and the fused
+ * residual add + LayerNorm forward (residual_layernorm_forward, the twin of
+ * kernels/cpu/fused_cpu.c's); contracts in kernels/backend.h. x, a, b, res,
+ * out, dout, dx: (N,C); w, b, dw, db: (C); mean, rstd: (N).
  *
  * Numerics follow the CPU op step by step: row statistics in double (two
  * passes), per-element math in float with the CPU's order of operations. The
@@ -27,14 +29,12 @@
 /* Work buffer: dw and db partials, (2, nparts, C). Grown, never freed. */
 static mt_cuda_work work;
 
-/* One block per row. */
-static __global__ void ln_forward_kernel(float *out, float *mean, float *rstd, const float *x,
-                                         const float *w, const float *b, int C) {
-    __shared__ double sh[32];
-    size_t row = blockIdx.x;
-    const float *xr = x + row * C;
-    float *o = out + row * C;
-
+/* The LayerNorm of one row xr(C) into o(C), *mean, *rstd, by the whole block
+ * (thread t takes columns t, t + blockDim.x, ... in every sweep). sh: 32
+ * doubles. xr may have been written by this same thread just before (the
+ * fused op's res): a thread reads only the columns it wrote. */
+static __device__ void ln_row_forward(float *o, float *mean, float *rstd, const float *xr,
+                                      const float *w, const float *b, int C, double *sh) {
     /* Two passes in double, as the CPU: no cancellation when |mean| >> std. */
     double s = 0.0;
     for (int c = threadIdx.x; c < C; c += blockDim.x) s += xr[c];
@@ -52,9 +52,35 @@ static __global__ void ln_forward_kernel(float *out, float *mean, float *rstd, c
     for (int c = threadIdx.x; c < C; c += blockDim.x)
         o[c] = __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(xr[c], mf), rs), w[c]), b[c]);
     if (threadIdx.x == 0) {
-        mean[row] = mf;
-        rstd[row] = rs;
+        *mean = mf;
+        *rstd = rs;
     }
+}
+
+/* One block per row. */
+static __global__ void ln_forward_kernel(float *out, float *mean, float *rstd, const float *x,
+                                         const float *w, const float *b, int C) {
+    __shared__ double sh[32];
+    size_t row = blockIdx.x;
+    ln_row_forward(out + row * C, mean + row, rstd + row, x + row * C, w, b, C, sh);
+}
+
+/* res = a + b, then the LayerNorm of res: one block per row (blockIdx.x),
+ * thread t takes columns t, t + blockDim.x, ... in both steps, so a and b
+ * are read once and each res element is read back by the thread that wrote
+ * it (no barrier needed before ln_row_forward). res may alias a or b: each
+ * element is read before it is written, by one thread. The add is the add
+ * op's (one rounding) and the row is ln_forward_kernel's: the same bits as
+ * the unfused add then layernorm_forward. */
+static __global__ void residual_ln_forward_kernel(float *res, float *out, float *mean, float *rstd,
+                                                  const float *a, const float *b, const float *w,
+                                                  const float *bias, int C) {
+    __shared__ double sh[32];
+    size_t row = blockIdx.x;
+    float *rr = res + row * C;
+    const float *ar = a + row * C, *br = b + row * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) rr[c] = ar[c] + br[c];
+    ln_row_forward(out + row * C, mean + row, rstd + row, rr, w, bias, C, sh);
 }
 
 /* dx += dL/dx; one block per row. */
@@ -128,6 +154,14 @@ extern "C" void mt_cuda_layernorm_forward(float *out, float *mean, float *rstd, 
     if (N <= 0 || C <= 0) return;
     ln_forward_kernel<<<N, LN_THREADS>>>(out, mean, rstd, x, w, b, C);
     MT_CUDA_LAUNCHED("ln_forward_kernel");
+}
+
+extern "C" void mt_cuda_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd,
+                                                   const float *a, const float *b, const float *w,
+                                                   const float *bias, int N, int C) {
+    if (N <= 0 || C <= 0) return;
+    residual_ln_forward_kernel<<<N, LN_THREADS>>>(res, out, mean, rstd, a, b, w, bias, C);
+    MT_CUDA_LAUNCHED("residual_ln_forward_kernel");
 }
 
 extern "C" void mt_cuda_layernorm_backward(float *dx, float *dw, float *db, const float *dout,
