@@ -196,6 +196,10 @@ static const mt_backend cuda_backend = {
     .from_bf16 = mt_cuda_from_bf16,
     .adamw_update = mt_cuda_adamw_update,
     .sgd_update = mt_cuda_sgd_update,
+    .matmul_bias = mt_cuda_matmul_bias,
+    .matmul_bias_gelu = mt_cuda_matmul_bias_gelu,
+    .matmul_dgelu = mt_cuda_matmul_dgelu,
+    .matmul_wgrad_bgrad = mt_cuda_matmul_wgrad_bgrad,
 };
 
 const mt_backend *mt_backend_cuda(void) {
