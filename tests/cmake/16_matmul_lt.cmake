@@ -22,6 +22,3 @@ else()
            COMMAND sh -c "echo 'test_matmul_lt: SKIPPED: no CUDA toolkit headers (cublasLt.h, cuda_runtime_api.h) found; install the toolkit (its headers suffice) to run the cuBLASLt call sites on the host stand-in'; exit 77")
   set_tests_properties(test_matmul_lt PROPERTIES SKIP_RETURN_CODE 77)
 endif()
-# test_backend_cmp (tests/cmake/10_unit.cmake) compares the CUDA products
-# with epilogues with the same compositions.
-target_sources(test_backend_cmp PRIVATE ${CMAKE_SOURCE_DIR}/tests/matmul_compose.c)
