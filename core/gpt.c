@@ -166,6 +166,10 @@ int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *
     m->use.resln = f && mt_backend_has_fused(be, "residual_layernorm");
     m->use.gelu = f && mt_backend_has_fused(be, "bias_gelu");
     m->use.xent = f && mt_backend_has_fused(be, "xent");
+    m->use.mm_bias = f && mt_backend_has_fused(be, "matmul_bias");
+    m->use.mm_gelu = f && mt_backend_has_fused(be, "matmul_bias_gelu");
+    m->use.mm_dgelu = f && mt_backend_has_fused(be, "matmul_dgelu");
+    m->use.mm_wgrad = f && mt_backend_has_fused(be, "matmul_wgrad_bgrad");
     size_t N = (size_t)max_B * (size_t)max_T, C = (size_t)c->n_embd, Cl = (size_t)m->Cl;
     size_t TT = (size_t)max_B * (size_t)m->NHl * (size_t)max_T * (size_t)max_T;
     int bad = alloc_stored(m, be);
@@ -303,28 +307,40 @@ static void dropout(mt_gpt *m, const mt_backend *be, float *x, size_t n, const c
     dropout_to(m, be, x, x, n, site, l, backward);
 }
 
-/* y(N,out) = x(N,in) W(out,in)^T + b(out) */
-static void linear(const mt_backend *be, float *y, const float *x, const float *W, const float *b,
-                   int N, int in, int out) {
-    be->matmul(0, 1, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
-    be->bias_add(y, b, N, out);
+/* y(N,out) = x(N,in) W(out,in)^T + b(out) (use.mm_bias: in one product) */
+static void linear(const mt_gpt *m, const mt_backend *be, float *y, const float *x, const float *W,
+                   const float *b, int N, int in, int out) {
+    if (m->use.mm_bias)
+        be->matmul_bias(0, 1, N, out, in, x, in, W, in, b, y, out);
+    else
+        be->matmul(0, 1, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+    if (!m->use.mm_bias) be->bias_add(y, b, N, out);
 }
 
 /* Row-parallel: y(N,out) = sum over the tensor-parallel ranks of x(N,in)
- * W(out,in)^T (each rank's slice of the inner dimension), then + b(out). */
+ * W(out,in)^T (each rank's slice of the inner dimension), then + b(out):
+ * the bias joins the product only without tensor parallelism. */
 static void linear_row(const mt_gpt *m, const mt_backend *be, float *y, const float *x,
                        const float *W, const float *b, int N, int in, int out) {
+    if (m->sp.tp == 1) {
+        linear(m, be, y, x, W, b, N, in, out);
+        return;
+    }
     be->matmul(0, 1, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
     mt_split_tp_sum(&m->sp, y, (size_t)N * (size_t)out);
     be->bias_add(y, b, N, out);
 }
 
-/* dx(N,in) = dy W (overwritten); dW(out,in) += dy^T x; db(out) += colsum dy
- * (db NULL: the caller has summed it, gelu_bias_backward) */
-static void linear_backward(const mt_backend *be, float *dx, float *dW, float *db, const float *dy,
-                            const float *x, const float *W, int N, int in, int out) {
-    be->matmul(1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
-    if (db) be->bias_grad(db, dy, N, out, 1.0f);
+/* dx(N,in) = dy W (overwritten; dx NULL: none); dW(out,in) += dy^T x;
+ * db(out) += colsum dy (db NULL: the caller has summed it) */
+static void linear_backward(const mt_gpt *m, const mt_backend *be, float *dx, float *dW, float *db,
+                            const float *dy, const float *x, const float *W, int N, int in,
+                            int out) {
+    if (db && m->use.mm_wgrad) /* both in one product */
+        be->matmul_wgrad_bgrad(out, in, N, dy, out, x, in, dW, in, db);
+    else
+        be->matmul(1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+    if (db && !m->use.mm_wgrad) be->bias_grad(db, dy, N, out, 1.0f);
     if (dx) be->matmul(0, 0, N, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in);
 }
 
@@ -385,7 +401,7 @@ double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p,
         if (!normed)
             be->layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, res, P(m, p, b->ln1w),
                                   P(m, p, b->ln1b), N, C);
-        linear(be, b->qkv, b->ln1, P(m, p, b->qkvw), P(m, p, b->qkvb), N, C, 3 * Cl);
+        linear(m, be, b->qkv, b->ln1, P(m, p, b->qkvw), P(m, p, b->qkvb), N, C, 3 * Cl);
         if (m->use.flash) /* b->att holds the rows' log-sum-exp */
             be->flash_attention_forward(b->atty, b->att, b->qkv, B, T, Cl, NHl);
         else
@@ -395,12 +411,15 @@ double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p,
         dropout(m, be, b->res2, NC, "attn", l, 0);
         residual_ln(m, be, b->res2, b->res2, res, b->ln2, b->ln2_mean, b->ln2_rstd,
                     P(m, p, b->ln2w), P(m, p, b->ln2b), N, C);
-        if (m->use.gelu) { /* fch keeps the pre-activation, bias included */
+        if (m->use.mm_gelu) { /* one product: fch = ln2 W^T + b, fch_gelu = gelu(fch) */
+            be->matmul_bias_gelu(0, 1, N, 4 * Cl, C, b->ln2, C, P(m, p, b->fcw), C, P(m, p, b->fcb),
+                                 b->fch, b->fch_gelu, 4 * Cl);
+        } else if (m->use.gelu) { /* fch keeps the pre-activation, bias included */
             be->matmul(0, 1, N, 4 * Cl, C, 1.0f, b->ln2, C, P(m, p, b->fcw), C, 0.0f, b->fch,
                        4 * Cl);
             be->bias_gelu_forward(b->fch, b->fch_gelu, P(m, p, b->fcb), N, 4 * Cl);
         } else {
-            linear(be, b->fch, b->ln2, P(m, p, b->fcw), P(m, p, b->fcb), N, C, 4 * Cl);
+            linear(m, be, b->fch, b->ln2, P(m, p, b->fcw), P(m, p, b->fcb), N, C, 4 * Cl);
             be->gelu_forward(b->fch_gelu, b->fch, (size_t)N * 4 * (size_t)Cl);
         }
         /* res3 = res2 + dropout(gelu(fch) W_fcproj^T + b_fcproj) */
@@ -487,17 +506,21 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
         const float *res = l > m->l0 ? m->block[l - 1].res3 : m->first ? m->encoded : in;
         /* MLP branch: res3 = res2 + drop(fcproj); dres carries on to res2 unchanged */
         const float *dy = branch_grad(m, be, "mlp", l);
-        linear_backward(be, m->dfch, G(p, b->fcprojw), G(p, b->fcprojb), dy, b->fch_gelu,
-                        P(m, p, b->fcprojw), N, 4 * Cl, C);
+        linear_backward(m, be, m->use.mm_dgelu ? NULL : m->dfch, G(p, b->fcprojw), G(p, b->fcprojb),
+                        dy, b->fch_gelu, P(m, p, b->fcprojw), N, 4 * Cl, C);
         mt_params_grad_final(p, b->fcprojw); /* (the hook's calls follow the buffer's order) */
         float *dfcb = G(p, b->fcb);
-        if (m->use.gelu) { /* the bias gradient in the same pass */
+        if (m->use.mm_dgelu) { /* dfch = (dy W) * gelu'(fch), dfcb += its sums: one product */
+            be->matmul_dgelu(0, 0, N, 4 * Cl, C, dy, C, P(m, p, b->fcprojw), 4 * Cl, b->fch,
+                             m->dfch, dfcb, 4 * Cl);
+            dfcb = NULL;
+        } else if (m->use.gelu) { /* the bias gradient in the same pass */
             be->gelu_bias_backward(m->dfch, dfcb, m->dfch, b->fch, N, 4 * Cl);
             dfcb = NULL;
         } else {
             be->gelu_backward(m->dfch, m->dfch, b->fch, (size_t)N * 4 * (size_t)Cl);
         }
-        linear_backward(be, m->dtmp, G(p, b->fcw), dfcb, m->dfch, b->ln2, P(m, p, b->fcw), N, C,
+        linear_backward(m, be, m->dtmp, G(p, b->fcw), dfcb, m->dfch, b->ln2, P(m, p, b->fcw), N, C,
                         4 * Cl);
         mt_split_tp_sum(&m->sp, m->dtmp, NC); /* the column-parallel input's gradient */
         be->layernorm_backward(m->dres, G(p, b->ln2w), G(p, b->ln2b), m->dtmp, b->res2,
@@ -505,14 +528,14 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
         mt_params_grad_final(p, b->ln2w); /* ln_2 and mlp.c_fc */
         /* attention branch: res2 = res + drop(proj) */
         dy = branch_grad(m, be, "attn", l);
-        linear_backward(be, m->dtmp, G(p, b->projw), G(p, b->projb), dy, b->atty, P(m, p, b->projw),
-                        N, Cl, C);
+        linear_backward(m, be, m->dtmp, G(p, b->projw), G(p, b->projb), dy, b->atty,
+                        P(m, p, b->projw), N, Cl, C);
         mt_params_grad_final(p, b->projw);
         if (m->use.flash) /* b->att: the forward's log-sum-exp; b->atty its output */
             be->flash_attention_backward(m->dqkv, m->dtmp, b->qkv, b->atty, b->att, B, T, Cl, NHl);
         else
             be->attention_backward(m->dqkv, m->datt, m->dtmp, b->qkv, b->att, B, T, Cl, NHl);
-        linear_backward(be, m->dtmp, G(p, b->qkvw), G(p, b->qkvb), m->dqkv, b->ln1,
+        linear_backward(m, be, m->dtmp, G(p, b->qkvw), G(p, b->qkvb), m->dqkv, b->ln1,
                         P(m, p, b->qkvw), N, C, 3 * Cl);
         mt_split_tp_sum(&m->sp, m->dtmp, NC);
         be->layernorm_backward(m->dres, G(p, b->ln1w), G(p, b->ln1b), m->dtmp, res,
@@ -671,5 +694,6 @@ const mt_model_ops mt_gpt_model = {
     .dinput = op_dinput,
     .act_bytes = op_act_bytes,
     .describe = op_describe,
-    .fused_ops = "flash_attention residual_layernorm bias_gelu xent",
+    .fused_ops = "flash_attention residual_layernorm bias_gelu xent matmul_bias matmul_bias_gelu "
+                 "matmul_dgelu matmul_wgrad_bgrad",
 };

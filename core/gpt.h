@@ -101,6 +101,7 @@ typedef struct {
     /* which fused ops this model runs (cfg.fused and the backend has them) */
     struct {
         int flash, resln, gelu, xent;
+        int mm_bias, mm_gelu, mm_dgelu, mm_wgrad; /* the products with epilogues */
     } use;
     int64_t correct; /* use.xent: the last forward's rows whose arg-max is the label */
     mt_gpt_block w;  /* act_bf16: fp32 working copy of one block (scratch) */

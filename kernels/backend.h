@@ -157,6 +157,37 @@ typedef struct mt_backend {
      * ACCUMULATES db(C) += column sums of dx (bias_grad with beta 1). */
     void (*gelu_bias_backward)(float *dx, float *db, const float *dy, const float *h, int N, int C);
 
+    /* Matrix products with their neighbours folded in (cuBLASLt epilogues
+     * on the GPU). Shapes and transposes as matmul's; C, pre, out and dpre
+     * are (M,N) with row stride ldc (bias_add, gelu_* and bias_grad below
+     * then act on each row's N values). The CPU backend has none of these
+     * (its unfused ops are the reference). */
+
+    /* C(M,N) = op(A) op(B) + bias(N) on every row: matmul with alpha 1,
+     * beta 0, then bias_add. */
+    void (*matmul_bias)(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                        const float *B, int ldb, const float *bias, float *C, int ldc);
+    /* pre(M,N) = op(A) op(B) + bias(N) (matmul_bias; kept for the
+     * backward), then out(M,N) = gelu(pre) (gelu_forward, the tanh form):
+     * matmul then bias_gelu_forward. out never aliases pre. */
+    void (*matmul_bias_gelu)(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                             const float *B, int ldb, const float *bias, float *pre, float *out,
+                             int ldc);
+    /* dpre(M,N) = (op(A) op(B)) * gelu'(pre): matmul with alpha 1, beta 0
+     * into dpre, then gelu_backward(dpre, dpre, pre); with db non-NULL it
+     * then ACCUMULATES db(N) += column sums of dpre (bias_grad with beta 1;
+     * together: gelu_bias_backward). */
+    void (*matmul_dgelu)(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                         const float *B, int ldb, const float *pre, float *dpre, float *db,
+                         int ldc);
+    /* A linear layer's parameter gradients from dy(K,M) (row stride lddy)
+     * and its input x(K,N) (row stride ldx): ACCUMULATES
+     * dW(M,N) += dy^T x (matmul(1, 0, M, N, K, 1, dy, lddy, x, ldx, 1, dW,
+     * lddw)) and db(M) += column sums of dy (bias_grad(db, dy, K, M, 1);
+     * lddy == M). */
+    void (*matmul_wgrad_bgrad)(int M, int N, int K, const float *dy, int lddy, const float *x,
+                               int ldx, float *dW, int lddw, float *db);
+
     /* Softmax cross-entropy in one pass, no probability matrix: returns the
      * SUM of the N losses (as softmax_xent_forward) and OVERWRITES logits(N,V)
      * with probs - onehot(labels), unscaled (softmax_xent_backward with scale

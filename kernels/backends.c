@@ -87,5 +87,9 @@ int mt_backend_has_fused(const mt_backend *be, const char *op) {
     if (!strcmp(op, "bias_gelu")) return be->bias_gelu_forward && be->gelu_bias_backward;
     if (!strcmp(op, "xent")) return be->xent_fused != NULL;
     if (!strcmp(op, "adamw_multi")) return be->adamw_multi != NULL;
+    if (!strcmp(op, "matmul_bias")) return be->matmul_bias != NULL;
+    if (!strcmp(op, "matmul_bias_gelu")) return be->matmul_bias_gelu != NULL;
+    if (!strcmp(op, "matmul_dgelu")) return be->matmul_dgelu != NULL;
+    if (!strcmp(op, "matmul_wgrad_bgrad")) return be->matmul_wgrad_bgrad != NULL;
     return 0;
 }

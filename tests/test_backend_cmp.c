@@ -34,6 +34,7 @@
 #include "kernels/backend.h"
 #include "kernels/backends.h"
 #include "kernels/bf16.h"
+#include "matmul_compose.h"
 #include "test_util.h"
 
 #define TOL_FP32 1e-5
@@ -618,6 +619,75 @@ static void test_adamw_multi(float gs, float wd0) {
     gpu->free(dx), gpu->free(dg), gpu->free(dm), gpu->free(dv);
 }
 
+/* The products with cuBLASLt epilogues (matmul_bias, matmul_bias_gelu,
+ * matmul_dgelu, matmul_wgrad_bgrad) at the GPT's uses: x(rows,in) times a
+ * weight W(out,in)^T (+ bias, GELU), dy(rows,in) times the fcproj weight
+ * W2(in,out) (dGELU, bias gradient), dW(out,in) += dy2(rows,out)^T x; the
+ * accumulating outputs start random. Each against its CPU composition
+ * (tests/matmul_compose.c), and run twice for the bits; out = 29 is not a
+ * multiple of 8 (cuBLASLt's GELU aux lead rule: the CUDA ops' fallback).
+ * The CPU backend has none (its unfused ops are their specification): the
+ * self-check says so, and tests/test_matmul_lt.c runs the CUDA call sites
+ * on a host stand-in of cuBLASLt instead. */
+static void test_matmul_epilogues(void) {
+    const char *ops[] = {"matmul_bias", "matmul_bias_gelu", "matmul_dgelu", "matmul_wgrad_bgrad"};
+    const void *fn[] = {(const void *)gpu->matmul_bias, (const void *)gpu->matmul_bias_gelu,
+                        (const void *)gpu->matmul_dgelu, (const void *)gpu->matmul_wgrad_bgrad};
+    int have = 0;
+    for (int i = 0; i < 4; i++) {
+        have += fn[i] != NULL;
+        if (!fn[i] && gpu == cpu)
+            printf("  %-22s not compared: the CPU backend has none (its unfused ops specify it; "
+                   "tests/test_matmul_lt.c runs the CUDA call sites on a stand-in)\n",
+                   ops[i]);
+        else if (!fn[i])
+            printf("  %-22s not in this backend: train.fused runs the unfused ops there\n", ops[i]);
+    }
+    if (have < 4) return;
+    const int shapes[2][3] = {{37, 48, 64}, {19, 24, 29}}; /* rows, in, out */
+    const char *name[7] = {"matmul_bias",       "matmul_bias_gelu", "matmul_bias_gelu",
+                           "matmul_dgelu",      "matmul_dgelu",     "matmul_wgrad_bgrad",
+                           "matmul_wgrad_bgrad"};
+    const char *what[7] = {"y", "pre", "gelu", "dpre", "db +=", "dW +=", "db +="};
+    for (int sh = 0; sh < 2; sh++) {
+        int rows = shapes[sh][0], in = shapes[sh][1], out = shapes[sh][2];
+        size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
+        size_t no = (size_t)out, n[7] = {ny, ny, ny, ny, no, nw, no};
+        float *x = rnd(nx, -1, 1), *W = rnd(nw, -1, 1), *W2 = rnd(nw, -1, 1), *b = rnd(no, -1, 1);
+        float *dy = rnd(nx, -1, 1), *dy2 = rnd(ny, -1, 1), *pre = rnd(ny, -4, 4);
+        float *db0 = rnd(no, -1, 1), *dw0 = rnd(nw, -1, 1), *p = nan_buf(ny);
+        float *c[7] = {nan_buf(ny),          nan_buf(ny),           nan_buf(ny),
+                       nan_buf(ny),          mt_test_copy(db0, no), mt_test_copy(dw0, nw),
+                       mt_test_copy(db0, no)};
+        mt_compose_matmul_bias(cpu, 0, 1, rows, out, in, x, in, W, in, b, c[0], out);
+        mt_compose_matmul_bias_gelu(cpu, 0, 1, rows, out, in, x, in, W, in, b, c[1], c[2], out);
+        mt_compose_matmul_dgelu(cpu, 0, 0, rows, out, in, dy, in, W2, out, pre, c[3], c[4], out);
+        mt_compose_matmul_wgrad_bgrad(cpu, out, in, rows, dy2, out, x, in, c[5], in, c[6]);
+        float *dx = up(x, nx), *dW = up(W, nw), *dW2 = up(W2, nw), *dbias = up(b, no);
+        float *ddy = up(dy, nx), *ddy2 = up(dy2, ny), *dpre = up(pre, ny), *r[2][7];
+        for (int run = 0; run < 2; run++) {
+            float *g[7] = {up(p, ny),   up(p, ny),   up(p, ny),  up(p, ny),
+                           up(db0, no), up(dw0, nw), up(db0, no)};
+            gpu->matmul_bias(0, 1, rows, out, in, dx, in, dW, in, dbias, g[0], out);
+            gpu->matmul_bias_gelu(0, 1, rows, out, in, dx, in, dW, in, dbias, g[1], g[2], out);
+            gpu->matmul_dgelu(0, 0, rows, out, in, ddy, in, dW2, out, dpre, g[3], g[4], out);
+            gpu->matmul_wgrad_bgrad(out, in, rows, ddy2, out, dx, in, g[5], in, g[6]);
+            for (int i = 0; i < 7; i++) r[run][i] = down(g[i], n[i]), gpu->free(g[i]);
+        }
+        for (int i = 0; i < 7; i++) {
+            char w[48];
+            snprintf(w, sizeof w, "%s %dx%dx%d", what[i], rows, out, in);
+            expect(name[i], w, r[0][i], c[i], n[i], tol_mm);
+            expect_same(name[i], r[0][i], r[1][i], n[i]);
+            free(r[0][i]), free(r[1][i]), free(c[i]);
+        }
+        float *all[] = {x, W, W2, b, dy, dy2, pre, db0, dw0, p};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+        float *dev[] = {dx, dW, dW2, dbias, ddy, ddy2, dpre};
+        for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->free(dev[i]);
+    }
+}
+
 static void test_all(void) {
     test_matmul();
     test_unary("relu_forward", cpu->relu_forward, gpu->relu_forward, -2, 2);
@@ -647,6 +717,7 @@ static void test_all(void) {
     test_bias_gelu(300, 77); /* more rows than one chunk of a device column sum */
     test_adamw_multi(0.37f, 0.1f);
     test_adamw_multi(1.0f, 0.2f);
+    test_matmul_epilogues();
 }
 
 /* Every op in fp32, then in bf16 matmul mode, then fp32 restored. */

@@ -2,7 +2,11 @@
  * test_gpt_model.c - the whole GPT model at tiny size: finite-difference
  * check of the gradient of every parameter, with and without dropout; the
  * dropout masks follow the sequence, not the batch it is in; gradient
- * accumulation; and bad shapes are errors.
+ * accumulation; and bad shapes are errors. Then the same gradient check on
+ * the CPU backend with the products with epilogues (matmul_bias, ...;
+ * kernels/backend.h) filled by their compositions (tests/matmul_compose.c),
+ * asserting the model called them, and one forward and backward there
+ * bitwise equal to the plain CPU backend's (the same float operations).
  *
  * L = scale * (sum of the B*T token losses) with scale = 1/(B*T). Central
  * differences with h = 3e-3 in float, loss summed in double (h = 1e-2 leaves
@@ -16,6 +20,7 @@
 
 #include "core/gpt.h"
 #include "base/rng.h"
+#include "matmul_compose.h"
 #include "test_util.h"
 
 enum { B = 2, T = 5, NL = 2, NH = 2, NC = 8, V = 11, BS = 6 };
@@ -80,9 +85,11 @@ static void check_grads(float dropout, int fused) {
         n2 += tn2;
     }
     double rel = sqrt(d2 / n2);
-    printf("whole model, %s ops (flash %d, resln %d, gelu %d, xent %d), dropout %.2f: %zu "
-           "parameters, normalized error %.2e (bound 2e-3), worst tensor %s %.2e (bound 2e-2)\n",
-           fused ? "fused" : "unfused", m.use.flash, m.use.resln, m.use.gelu, m.use.xent, dropout,
+    printf("whole model on %s, %s ops (flash %d, resln %d, gelu %d, xent %d, products with "
+           "epilogues %d%d%d%d), dropout %.2f: %zu parameters, normalized error %.2e (bound "
+           "2e-3), worst tensor %s %.2e (bound 2e-2)\n",
+           be->name, fused ? "fused" : "unfused", m.use.flash, m.use.resln, m.use.gelu, m.use.xent,
+           m.use.mm_bias, m.use.mm_gelu, m.use.mm_dgelu, m.use.mm_wgrad, dropout,
            mt_params_count(&p), rel, worst_name, worst_tensor);
     CHECK(!fused || (m.use.flash && m.use.resln && m.use.gelu && m.use.xent),
           "fused: the CPU backend's fused ops did not all run");
@@ -133,6 +140,48 @@ static void check_dropout_layout(void) {
     mt_params_free(&p);
 }
 
+/* The composed backend: the gradient check with the product ops called,
+ * then loss and gradients bitwise those of the plain CPU backend. */
+static void check_composed(void) {
+    be = mt_compose_backend();
+    long before[4];
+    memcpy(before, mt_compose_calls, sizeof before);
+    check_grads(0.0f, 1);
+    check_grads(0.25f, 1);
+    printf("product ops called: matmul_bias %ld, matmul_bias_gelu %ld, matmul_dgelu %ld, "
+           "matmul_wgrad_bgrad %ld\n",
+           mt_compose_calls[0] - before[0], mt_compose_calls[1] - before[1],
+           mt_compose_calls[2] - before[2], mt_compose_calls[3] - before[3]);
+    for (int i = 0; i < 4; i++)
+        CHECK(mt_compose_calls[i] > before[i], "the model never called product op %d", i);
+    mt_gpt m[2];
+    mt_params p[2];
+    double loss[2];
+    int32_t x[B * T], y[B * T];
+    tokens(x, y);
+    mt_gpt_dropout d = {1, 7, 3, 0};
+    for (int k = 0; k < 2; k++) {
+        be = k ? mt_compose_backend() : mt_backend_cpu();
+        setup(&m[k], &p[k], 0.25f, 1);
+        loss[k] = loss_of(&m[k], &p[k], x, y, &d);
+        mt_gpt_backward(&m[k], be, &p[k], x, y, 1.0f / (B * T), 0);
+    }
+    size_t differ = mt_test_bits_differ(p[0].grad, p[1].grad, p[0].numel);
+    printf("composed vs plain CPU backend: loss %.17g vs %.17g, %zu of %zu gradients differ in "
+           "bits\n",
+           loss[1], loss[0], differ, p[0].numel);
+    CHECK(m[1].use.mm_bias && m[1].use.mm_gelu && m[1].use.mm_dgelu && m[1].use.mm_wgrad &&
+              !m[0].use.mm_bias,
+          "composed: the product ops were not (only) in the composed model's use");
+    CHECK(loss[0] == loss[1], "composed: loss %.17g, plain CPU %.17g", loss[1], loss[0]);
+    CHECK(differ == 0, "composed: %zu gradients differ from the plain CPU's", differ);
+    for (int k = 0; k < 2; k++) {
+        mt_gpt_free(&m[k], k ? mt_compose_backend() : mt_backend_cpu());
+        mt_params_free(&p[k]);
+    }
+    be = mt_backend_cpu();
+}
+
 static void check_errors(void) {
     mt_gpt m;
     mt_params p;
@@ -160,6 +209,7 @@ int main(void) {
         check_grads(0.0f, fused);
         check_grads(0.25f, fused);
     }
+    check_composed();
     check_dropout_layout();
     check_errors();
     return mt_test_finish("test_gpt_model");

@@ -201,6 +201,10 @@ static const mt_backend cuda_backend = {
     .gelu_bias_backward = mt_cuda_gelu_bias_backward,
     .xent_fused = mt_cuda_xent_fused,
     .adamw_multi = mt_cuda_adamw_multi,
+    .matmul_bias = mt_cuda_matmul_bias,
+    .matmul_bias_gelu = mt_cuda_matmul_bias_gelu,
+    .matmul_dgelu = mt_cuda_matmul_dgelu,
+    .matmul_wgrad_bgrad = mt_cuda_matmul_wgrad_bgrad,
 };
 
 const mt_backend *mt_backend_cuda(void) {

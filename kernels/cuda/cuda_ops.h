@@ -106,6 +106,19 @@ void mt_cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float
                             const float *A, int lda, long long strideA, const float *B, int ldb,
                             long long strideB, float beta, float *C, int ldc, long long strideC,
                             int batch);
+/* matmul_lt.c: the products with cuBLASLt epilogues (backend.h's
+ * matmul_bias, matmul_bias_gelu, matmul_dgelu, matmul_wgrad_bgrad; same
+ * precision rule as mt_cuda_matmul) */
+void mt_cuda_matmul_bias(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                         const float *B, int ldb, const float *bias, float *C, int ldc);
+void mt_cuda_matmul_bias_gelu(int trans_a, int trans_b, int M, int N, int K, const float *A,
+                              int lda, const float *B, int ldb, const float *bias, float *pre,
+                              float *out, int ldc);
+void mt_cuda_matmul_dgelu(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                          const float *B, int ldb, const float *pre, float *dpre, float *db,
+                          int ldc);
+void mt_cuda_matmul_wgrad_bgrad(int M, int N, int K, const float *dy, int lddy, const float *x,
+                                int ldx, float *dW, int lddw, float *db);
 /* The matmul precision (set_precision in kernels/backend.h): 1 bf16, 0 fp32.
  * A kernel with products of its own must round their operands with
  * mt_bf16_round (kernels/bf16.h) when it is 1 (none does now: attention.cu's

@@ -1,0 +1,279 @@
+/*
+ * matmul_lt.c - the CUDA backend's matrix products with their neighbours
+ * folded in (backend.h: matmul_bias, matmul_bias_gelu, matmul_dgelu,
+ * matmul_wgrad_bgrad), each one cublasLtMatmul with an epilogue:
+ *
+ *   matmul_bias         CUBLASLT_EPILOGUE_BIAS
+ *   matmul_bias_gelu    CUBLASLT_EPILOGUE_GELU_AUX_BIAS (aux: the pre-activation)
+ *   matmul_dgelu        CUBLASLT_EPILOGUE_DGELU (aux: the pre-activation read),
+ *                       with db: CUBLASLT_EPILOGUE_DGELU_BGRAD
+ *   matmul_wgrad_bgrad  CUBLASLT_EPILOGUE_BGRADB, beta 1 (dW accumulates)
+ *
+ * Row-major to column-major as mt_cuda_matmul: row-major C(M,N) is
+ * column-major C^T (N rows, M columns), the same buffer and lead, and
+ * C^T = op(B)^T op(A)^T: cuBLASLt's A is our B (its transpose flag our
+ * trans_b), its B our A, m = N, n = M. An epilogue's bias (and DGELU_BGRAD's
+ * bias gradient) runs along cuBLASLt's m, the column-major rows: one value
+ * per row-major COLUMN, as bias(N) is. The weight gradient dW(out,in) +=
+ * dy^T x is column-major dW^T(in, out) = x^T(in, K) dy(K, out): cuBLASLt's
+ * A = x (not transposed), B = dy (transposed), and BGRADB sums op(B) over k
+ * for each of the n = out columns: colsum(dy), db's shape.
+ *
+ * The bias gradients of cuBLASLt OVERWRITE their vector, the GPT's
+ * accumulate over micro-batches: the epilogue writes a scratch vector of
+ * this file's, then mt_cuda_accumulate adds it to db (backend.h's contract).
+ *
+ * Precision as mt_cuda_matmul: fp32 computes with CUBLAS_COMPUTE_32F (in
+ * cuBLASLt true fp32: TF32 only with CUBLAS_COMPUTE_32F_FAST_TF32, and
+ * cuBLASLt has no handle math mode to change that); bf16 mode with
+ * CUBLAS_COMPUTE_32F_FAST_16BF (fp32 operands rounded to bf16 inside, fp32
+ * accumulation). cuBLASLt's GELU is the tanh form ours is (kernels/cpu's
+ * mt_vgelu); its evaluation rounds differently, so these ops are held to
+ * the composition within fp32 rounding (test_backend_cmp's 1e-5).
+ *
+ * One handle and one 32 MiB workspace, made at the first call and kept;
+ * descriptors and layouts are made per call (host work of microseconds),
+ * the algorithm by cublasLtMatmulAlgoGetHeuristic's first answer. Each
+ * pointer's real alignment is given to the heuristic (a weight inside the
+ * parameter buffer need not be 256-byte aligned, the default it assumes).
+ * Where cuBLASLt offers no algorithm for an epilogue (or the GELU aux lead
+ * is not a multiple of 8, its rule), the op runs its composition on the
+ * backend's unfused ops instead: the same contract, unfused speed.
+ *
+ * Determinism: for one shape, workspace and device the heuristic picks the
+ * same algorithm, and cuBLASLt's reductions (split-K included) are in a
+ * fixed order: the same inputs give the same bits.
+ *
+ * tests/test_matmul_lt.c compiles this file for the host against the real
+ * headers, linked with a stand-in of the functions it calls
+ * (tests/cublaslt_standin.c): keep to those, or extend the stand-in.
+ */
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/cuda/cuda_ops.h"
+
+#define LT_WORKSPACE ((size_t)32 << 20)
+
+static cublasLtHandle_t lt;
+static void *lt_ws;  /* (LT_WORKSPACE bytes) device */
+static float *lt_db; /* (lt_db_n) device: a bias gradient before it is accumulated */
+static size_t lt_db_n;
+
+static cublasLtHandle_t lt_handle(void) {
+    if (!lt) {
+        MT_CUBLAS_CHECK(cublasLtCreate(&lt));
+        MT_CUDA_CHECK(cudaMalloc(&lt_ws, LT_WORKSPACE));
+    }
+    return lt;
+}
+
+/* The scratch bias gradient, n floats (grown; cudaFree synchronises, so no
+ * product in flight still writes the old one). */
+static float *db_scratch(size_t n) {
+    if (n > lt_db_n) {
+        if (lt_db) MT_CUDA_CHECK(cudaFree(lt_db));
+        lt_db = NULL;
+        lt_db_n = 0;
+        MT_CUDA_CHECK(cudaMalloc((void **)&lt_db, n * sizeof(float)));
+        lt_db_n = n;
+    }
+    return lt_db;
+}
+
+/* One product in cuBLASLt's column-major terms: D(m,n) = op(a) op(b) +
+ * beta D, then the epilogue. */
+typedef struct {
+    int ta, tb;  /* op(a) = a^T, op(b) = b^T */
+    int m, n, k; /* D(m,n), op(a)(m,k), op(b)(k,n) */
+    const float *a;
+    int lda;
+    const float *b;
+    int ldb;
+    float beta; /* 0 or 1; D also serves as C */
+    float *d;
+    int ldd;
+    cublasLtEpilogue_t epi;
+    void *bias; /* bias read, or bias gradient written (NULL: none) */
+    void *aux;  /* the GELU input: written (GELU_AUX_BIAS) or read (DGELU) */
+    int64_t aux_ld;
+} lt_call;
+
+/* The largest power of two dividing p's address, at most 256 (the
+ * heuristic's default assumption). */
+static uint32_t align_of(const void *p) {
+    uint32_t a = 256;
+    while (a > 4 && (uintptr_t)p % a) a /= 2;
+    return a;
+}
+
+static void set_desc(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const void *v,
+                     size_t n) {
+    MT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, attr, v, n));
+}
+
+static void set_pref(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t attr,
+                     const void *v, size_t n) {
+    MT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(p, attr, v, n));
+}
+
+/* The stored (rows, cols) of an operand that is (r, c) after op. */
+static cublasLtMatrixLayout_t layout(int trans, int r, int c, int ld) {
+    cublasLtMatrixLayout_t l;
+    MT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, (uint64_t)(trans ? c : r),
+                                               (uint64_t)(trans ? r : c), ld));
+    return l;
+}
+
+/* The operation descriptor of c: precision, transposes, epilogue and its
+ * pointers. */
+static cublasLtMatmulDesc_t op_desc(const lt_call *c) {
+    cublasLtMatmulDesc_t d;
+    cublasComputeType_t ct =
+        mt_cuda_precision_bf16() ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+    MT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&d, ct, CUDA_R_32F));
+    int32_t ta = c->ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = c->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    uint32_t epi = (uint32_t)c->epi;
+    set_desc(d, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    set_desc(d, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    set_desc(d, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+    if (c->bias) set_desc(d, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c->bias, sizeof c->bias);
+    if (c->aux) {
+        set_desc(d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &c->aux, sizeof c->aux);
+        set_desc(d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &c->aux_ld, sizeof c->aux_ld);
+    }
+    return d;
+}
+
+/* Runs c; 0 (nothing run) when cuBLASLt has no algorithm for it. */
+static int lt_run(const lt_call *c) {
+    if (c->aux && c->aux_ld % 8 != 0) return 0; /* the GELU aux lead's rule (cublasLt.h) */
+    cublasLtHandle_t h = lt_handle();
+    cublasLtMatmulDesc_t d = op_desc(c);
+    cublasLtMatrixLayout_t la = layout(c->ta, c->m, c->k, c->lda),
+                           lb = layout(c->tb, c->k, c->n, c->ldb),
+                           ld = layout(0, c->m, c->n, c->ldd);
+    cublasLtMatmulPreference_t pref;
+    MT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = LT_WORKSPACE;
+    uint32_t al[4] = {align_of(c->a), align_of(c->b), align_of(c->d), align_of(c->d)};
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0], sizeof al[0]);
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1], sizeof al[1]);
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2], sizeof al[2]);
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[3], sizeof al[3]);
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(h, d, la, lb, ld, ld, pref, 1, &res, &found);
+    if (st != CUBLAS_STATUS_NOT_SUPPORTED) MT_CUBLAS_CHECK(st); /* (NOT_SUPPORTED: none) */
+    int run = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (run) {
+        float one = 1.0f;
+        MT_CUBLAS_CHECK(cublasLtMatmul(h, d, &one, c->a, la, c->b, lb, &c->beta, c->d, ld, c->d, ld,
+                                       &res.algo, lt_ws, LT_WORKSPACE, 0));
+    }
+    MT_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
+    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
+    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(ld));
+    MT_CUBLAS_CHECK(cublasLtMatmulDescDestroy(d));
+    return run;
+}
+
+/* Our row-major call as cuBLASLt's column-major one (see the top). */
+static lt_call row_major(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                         const float *B, int ldb, float *C, int ldc) {
+    lt_call c = {trans_b, trans_a, N, M, K, B, ldb, A, lda, 0.0f, C, ldc, CUBLASLT_EPILOGUE_DEFAULT,
+                 NULL,    NULL,    0};
+    return c;
+}
+
+/* The unfused fallbacks act on each row's N values (row stride ldc). */
+static void rows_bias_add(float *C, const float *bias, int M, int N, int ldc) {
+    if (ldc == N) {
+        mt_cuda_bias_add(C, bias, M, N);
+        return;
+    }
+    for (int r = 0; r < M; r++) mt_cuda_bias_add(C + (size_t)r * ldc, bias, 1, N);
+}
+
+void mt_cuda_matmul_bias(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                         const float *B, int ldb, const float *bias, float *C, int ldc) {
+    if (M == 0 || N == 0) return;
+    lt_call c = row_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+    c.epi = CUBLASLT_EPILOGUE_BIAS;
+    c.bias = (void *)bias;
+    if (lt_run(&c)) return;
+    mt_cuda_matmul(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+    rows_bias_add(C, bias, M, N, ldc);
+}
+
+void mt_cuda_matmul_bias_gelu(int trans_a, int trans_b, int M, int N, int K, const float *A,
+                              int lda, const float *B, int ldb, const float *bias, float *pre,
+                              float *out, int ldc) {
+    if (M == 0 || N == 0) return;
+    lt_call c = row_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, out, ldc);
+    c.epi = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    c.bias = (void *)bias;
+    c.aux = pre, c.aux_ld = ldc;
+    if (lt_run(&c)) return;
+    mt_cuda_matmul(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, pre, ldc);
+    rows_bias_add(pre, bias, M, N, ldc);
+    int rows = ldc == N ? 1 : M; /* packed rows: one call */
+    size_t n = ldc == N ? (size_t)M * (size_t)N : (size_t)N;
+    for (int r = 0; r < rows; r++)
+        mt_cuda_gelu_forward(out + (size_t)r * ldc, pre + (size_t)r * ldc, n);
+}
+
+void mt_cuda_matmul_dgelu(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                          const float *B, int ldb, const float *pre, float *dpre, float *db,
+                          int ldc) {
+    if (M == 0 || N == 0) return;
+    lt_call c = row_major(trans_a, trans_b, M, N, K, A, lda, B, ldb, dpre, ldc);
+    c.epi = db ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
+    c.aux = (void *)pre, c.aux_ld = ldc;
+    c.bias = db ? db_scratch((size_t)N) : NULL;
+    if (lt_run(&c)) {
+        if (db) mt_cuda_accumulate(db, c.bias, (size_t)N);
+        return;
+    }
+    mt_cuda_matmul(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, dpre, ldc);
+    int rows = ldc == N ? 1 : M; /* packed rows: one call */
+    size_t n = ldc == N ? (size_t)M * (size_t)N : (size_t)N;
+    for (int r = 0; r < rows; r++) {
+        size_t o = (size_t)r * ldc;
+        mt_cuda_gelu_backward(dpre + o, dpre + o, pre + o, n);
+        if (db) mt_cuda_bias_grad(db, dpre + o, ldc == N ? M : 1, N, 1.0f);
+    }
+}
+
+void mt_cuda_matmul_wgrad_bgrad(int M, int N, int K, const float *dy, int lddy, const float *x,
+                                int ldx, float *dW, int lddw, float *db) {
+    if (M == 0 || K == 0) return; /* nothing to add */
+    /* dW^T(N, M) = x^T op: cuBLASLt's a = x (N x K column-major, not
+     * transposed), b = dy (M x K column-major, transposed to K x M) */
+    lt_call c = {0,
+                 1,
+                 N,
+                 M,
+                 K,
+                 x,
+                 ldx,
+                 dy,
+                 lddy,
+                 1.0f,
+                 dW,
+                 lddw,
+                 CUBLASLT_EPILOGUE_BGRADB,
+                 db_scratch((size_t)M),
+                 NULL,
+                 0};
+    if (N > 0 && lt_run(&c)) {
+        mt_cuda_accumulate(db, c.bias, (size_t)M);
+        return;
+    }
+    mt_cuda_matmul(1, 0, M, N, K, 1.0f, dy, lddy, x, ldx, 1.0f, dW, lddw);
+    mt_cuda_bias_grad(db, dy, K, M, 1.0f);
+}
