@@ -196,6 +196,8 @@ static const mt_backend cuda_backend = {
     .from_bf16 = mt_cuda_from_bf16,
     .adamw_update = mt_cuda_adamw_update,
     .sgd_update = mt_cuda_sgd_update,
+    .flash_attention_forward = mt_cuda_flash_attention_forward,
+    .flash_attention_backward = mt_cuda_flash_attention_backward,
 };
 
 const mt_backend *mt_backend_cuda(void) {
