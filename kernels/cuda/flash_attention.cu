@@ -469,6 +469,10 @@ extern "C" void mt_cuda_flash_attention_forward(float *out, float *lse, const fl
     if (B <= 0 || T <= 0 || NH <= 0) return;
     int hs = C / NH, D = fa_head_dim(hs, B, NH, "flash_attention_forward");
     int bf = mt_cuda_precision_bf16();
+    if (bf && D <= 64) { /* the tensor cores (flash_attention_tc.cu) */
+        mt_cuda_flash_attention_forward_tc(out, lse, qkv, B, T, C, NH);
+        return;
+    }
     float scale = 1.0f / sqrtf((float)hs);
     if (D == 32)
         fa_forward<32>(out, lse, qkv, B, T, C, NH, scale, bf);
