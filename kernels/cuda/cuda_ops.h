@@ -89,10 +89,15 @@ void mt_cuda_flash_attention_forward(float *out, float *lse, const float *qkv, i
 void mt_cuda_flash_attention_backward(float *dqkv, const float *dout, const float *qkv,
                                       const float *out, const float *lse, int B, int T, int C,
                                       int NH);
-/* flash_attention_tc.cu: the forward on bf16 tensor cores, called by
- * mt_cuda_flash_attention_forward in bf16 mode for hs <= 64 (B, T >= 1). */
+/* flash_attention_tc.cu: the same on bf16 tensor cores (wmma), called by
+ * the two above in bf16 mode for hs <= 64 (B, T >= 1); first the forward: */
 void mt_cuda_flash_attention_forward_tc(float *out, float *lse, const float *qkv, int B, int T,
                                         int C, int NH);
+/* ... and the backward's dK/dV and dQ kernels, from the rows' lse and
+ * D = rowsum(dout * out) (B,NH,T), which the caller computed. */
+void mt_cuda_flash_attention_backward_tc(float *dqkv, const float *dout, const float *qkv,
+                                         const float *lse, const float *d, int B, int T, int C,
+                                         int NH);
 
 /* backend_cuda.c: row-major C(M,N) = alpha op(A) op(B) + beta C through
  * cuBLAS, as the CPU backend's matmul: SGEMM in fp32 (no TF32), GemmEx with

@@ -48,13 +48,15 @@
  * tile that is wholly masked for a row (possible when BR > BC) leaves m and l
  * alone (its max -inf, its exp terms 0) instead of computing exp(-inf + inf).
  *
- * bf16 matmul mode (mt_cuda_precision_bf16): as the CPU, the q, k, v and dout
- * tiles are rounded to bf16 (mt_bf16_round of kernels/bf16.h, round to
- * nearest even) as they are loaded, and P (before P V and P^T dO) and dS
- * (before dS K and dS^T Q) are rounded as they are stored for those
- * products; the softmax, its statistics, D and all sums stay fp32 (the
- * product of two bf16 values is exact in fp32, so the FMA rounds only the
- * sum).
+ * bf16 matmul mode (mt_cuda_precision_bf16) with hs <= 64 runs the
+ * tensor-core kernels of flash_attention_tc.cu instead (the rowdot kernel
+ * stays); the kernels here then serve hs 65..128. Their rule, as the CPU:
+ * the q, k, v and dout tiles are rounded to bf16 (mt_bf16_round of
+ * kernels/bf16.h, round to nearest even) as they are loaded, and P (before
+ * P V and P^T dO) and dS (before dS K and dS^T Q) are rounded as they are
+ * stored for those products; the softmax, its statistics, D and all sums
+ * stay fp32 (the product of two bf16 values is exact in fp32, so the FMA
+ * rounds only the sum).
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -494,6 +496,10 @@ extern "C" void mt_cuda_flash_attention_backward(float *dqkv, const float *dout,
     unsigned blocks = (unsigned)((rows + FA_ROWDOT_WARPS - 1) / FA_ROWDOT_WARPS);
     fa_rowdot_kernel<<<blocks, 32 * FA_ROWDOT_WARPS>>>(dd, dout, out, B, T, C, NH);
     MT_CUDA_LAUNCHED("fa_rowdot_kernel");
+    if (bf && D <= 64) { /* the tensor cores (flash_attention_tc.cu) */
+        mt_cuda_flash_attention_backward_tc(dqkv, dout, qkv, lse, dd, B, T, C, NH);
+        return;
+    }
     if (D == 32)
         fa_backward<32>(dqkv, dout, qkv, lse, dd, B, T, C, NH, scale, bf);
     else if (D == 64)
