@@ -706,7 +706,10 @@ static void test_all(void) {
     test_dropout();
     test_optim();
     test_flash(2, 17, 48, 4);
-    test_flash(1, 130, 32, 2); /* past two key tiles, T not a multiple of one */
+    test_flash(1, 130, 32, 2);  /* past two key tiles, T not a multiple of one */
+    test_flash(4, 1, 64, 4);    /* T = 1: one query, one key */
+    test_flash(2, 300, 128, 2); /* hs 64 (GPT-2's), B 2, T >= 256 not a multiple of 64 */
+    test_flash(1, 67, 256, 2);  /* hs 128, the largest head the CUDA kernels take */
     test_residual_layernorm(23, 96);
     test_bias_gelu(37, 200);
     test_xent_fused(19, 257);

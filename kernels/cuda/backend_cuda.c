@@ -205,6 +205,8 @@ static const mt_backend cuda_backend = {
     .matmul_bias_gelu = mt_cuda_matmul_bias_gelu,
     .matmul_dgelu = mt_cuda_matmul_dgelu,
     .matmul_wgrad_bgrad = mt_cuda_matmul_wgrad_bgrad,
+    .flash_attention_forward = mt_cuda_flash_attention_forward,
+    .flash_attention_backward = mt_cuda_flash_attention_backward,
 };
 
 const mt_backend *mt_backend_cuda(void) {

@@ -94,6 +94,28 @@ void mt_cuda_attention_forward(float *out, float *att, const float *qkv, int B, 
 void mt_cuda_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
                                 const float *att, int B, int T, int C, int NH);
 
+/* flash_attention.cu: the fused flash attention of kernels/backend.h (causal,
+ * no (T,T) matrix; lse (B,NH,T)); the backward OVERWRITES dqkv and is
+ * deterministic without atomics (dK/dV and dQ in separate kernels).
+ * Supported: head sizes hs = C/NH from 1 to 128 (tiles padded to 32, 64 or
+ * 128 columns), any T >= 1, B and NH up to 65535; another hs aborts with one
+ * error line (train.fused = false runs the unfused attention, which has no
+ * such limit). Work buffer: D (B,NH,T) floats of the backward. */
+void mt_cuda_flash_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
+                                     int NH);
+void mt_cuda_flash_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                                      const float *out, const float *lse, int B, int T, int C,
+                                      int NH);
+/* flash_attention_tc.cu: the same on bf16 tensor cores (wmma), called by
+ * the two above in bf16 mode for hs <= 64 (B, T >= 1); first the forward: */
+void mt_cuda_flash_attention_forward_tc(float *out, float *lse, const float *qkv, int B, int T,
+                                        int C, int NH);
+/* ... and the backward's dK/dV and dQ kernels, from the rows' lse and
+ * D = rowsum(dout * out) (B,NH,T), which the caller computed. */
+void mt_cuda_flash_attention_backward_tc(float *dqkv, const float *dout, const float *qkv,
+                                         const float *lse, const float *d, int B, int T, int C,
+                                         int NH);
+
 /* backend_cuda.c: row-major C(M,N) = alpha op(A) op(B) + beta C through
  * cuBLAS, as the CPU backend's matmul: SGEMM in fp32 (no TF32), GemmEx with
  * CUBLAS_COMPUTE_32F_FAST_16BF (bf16 operands, fp32 accumulation) in bf16 */
@@ -121,8 +143,8 @@ void mt_cuda_matmul_wgrad_bgrad(int M, int N, int K, const float *dy, int lddy, 
                                 int ldx, float *dW, int lddw, float *db);
 /* The matmul precision (set_precision in kernels/backend.h): 1 bf16, 0 fp32.
  * A kernel with products of its own must round their operands with
- * mt_bf16_round (kernels/bf16.h) when it is 1 (none does now: attention.cu's
- * products go through mt_cuda_matmul_batched). */
+ * mt_bf16_round (kernels/bf16.h) when it is 1 (flash_attention.cu does;
+ * attention.cu's products go through mt_cuda_matmul_batched). */
 void mt_cuda_set_precision(int bf16);
 int mt_cuda_precision_bf16(void);
 /* Errors where they happen: each aborts that rank with one line naming
