@@ -143,6 +143,9 @@ typedef struct mt_backend {
     void (*flash_attention_backward)(float *dqkv, const float *dout, const float *qkv,
                                      const float *out, const float *lse, int B, int T, int C,
                                      int NH);
+    /* the largest head size C/NH the two flash ops take (0: any); a model
+     * whose heads are larger runs the unfused attention */
+    int flash_max_head;
 
     /* res(N,C) = a + b (add), then layernorm_forward of res into out, mean,
      * rstd; res may alias a or b. */

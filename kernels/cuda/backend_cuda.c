@@ -207,6 +207,7 @@ static const mt_backend cuda_backend = {
     .matmul_wgrad_bgrad = mt_cuda_matmul_wgrad_bgrad,
     .flash_attention_forward = mt_cuda_flash_attention_forward,
     .flash_attention_backward = mt_cuda_flash_attention_backward,
+    .flash_max_head = MT_CUDA_FLASH_MAX_HEAD,
 };
 
 const mt_backend *mt_backend_cuda(void) {

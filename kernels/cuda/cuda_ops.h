@@ -99,8 +99,10 @@ void mt_cuda_attention_backward(float *dqkv, float *datt, const float *dout, con
  * deterministic without atomics (dK/dV and dQ in separate kernels).
  * Supported: head sizes hs = C/NH from 1 to 128 (tiles padded to 32, 64 or
  * 128 columns), any T >= 1, B and NH up to 65535; another hs aborts with one
- * error line (train.fused = false runs the unfused attention, which has no
- * such limit). Work buffer: D (B,NH,T) floats of the backward. */
+ * error line (the table's flash_max_head tells the GPT, which then runs the
+ * unfused attention, which has no such limit). Work buffer: D (B,NH,T)
+ * floats of the backward. */
+#define MT_CUDA_FLASH_MAX_HEAD 128
 void mt_cuda_flash_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
                                      int NH);
 void mt_cuda_flash_attention_backward(float *dqkv, const float *dout, const float *qkv,

@@ -70,8 +70,8 @@
 #define FA_THREADS      128 /* threads per block: 8 groups of 16 lanes */
 #define FA_GROUPS       8
 #define FA_LANES        16
-#define FA_MAX_HS       128 /* largest head size (fa_cfg<128>) */
-#define FA_ROWDOT_WARPS 8   /* rows (warps) per block of fa_rowdot_kernel */
+#define FA_MAX_HS       MT_CUDA_FLASH_MAX_HEAD /* largest head size (fa_cfg<128>) */
+#define FA_ROWDOT_WARPS 8                      /* rows (warps) per block of fa_rowdot_kernel */
 
 /* Tile sizes per padded head size D: BR query rows and BC key rows per tile
  * in the forward, BBR and BBC in the backward (both of its kernels). BR, BBR
