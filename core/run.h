@@ -67,12 +67,14 @@ typedef struct {
     mt_params *hp, hp_store;
     mt_optim *hopt, hopt_store;
     /* progress */
-    int64_t start_step;   /* 0, or the step of the checkpoint resumed */
-    int64_t step_done;    /* steps completed so far */
-    int64_t stop_step;    /* where an early stop ended the run */
-    double busy_fraction; /* of the timed loop spent computing (the rest: pipeline bubble) */
-    int64_t nan_skips;    /* steps skipped by train.nan_policy = skip, in this invocation */
-    int64_t nan_in_row;   /* of them, the latest consecutive ones */
+    int64_t start_step;      /* 0, or the step of the checkpoint resumed */
+    int64_t step_done;       /* steps completed so far */
+    int64_t stop_step;       /* where an early stop ended the run */
+    double busy_fraction;    /* of the timed loop spent computing (the rest: pipeline bubble) */
+    long host_syncs[3];      /* cpu-staged: what would make the host wait for a GPU, by kind */
+    int64_t host_sync_steps; /* (kernels/backends.h's MT_SYNC_*), over this many steps */
+    int64_t nan_skips;       /* steps skipped by train.nan_policy = skip, in this invocation */
+    int64_t nan_in_row;      /* of them, the latest consecutive ones */
     /* train.time_limit (time_budget.c; rank 0) */
     double time_left0; /* seconds the run had at time_t0; 0 = no limit */
     double time_t0;    /* mt_wtime() when the limit was read */

@@ -21,6 +21,7 @@
 
 #include "base/fault.h"
 #include "core/run.h"
+#include "kernels/backends.h"
 #include "parallel/detsum.h"
 #include "parallel/threads.h"
 #include "parallel/watchdog.h"
@@ -184,6 +185,30 @@ static int stop_reason(const mt_run *r, const step_totals *tot, int64_t done, in
 
 /* Trains from r->start_step. *stopped is set when the run ends early (see
  * stop_reason); *final_eval is the evaluation after the last step. */
+/* cpu-staged (MPITRAIN_TEST_STAGED=1): count the host synchronisations of
+ * the training steps (sign -1 before a step, +1 after it) */
+static void count_syncs(mt_run *r, int sign) {
+    if (strcmp(r->be->name, "cpu-staged") != 0) return;
+    for (int k = 0; k < MT_STAGED_SYNC_KINDS; k++)
+        r->host_syncs[k] += sign * mt_backend_staged_syncs(k);
+    if (sign > 0) r->host_sync_steps++;
+}
+
+/* run.json's result.host_syncs_per_step and its line (rank 0's counts) */
+static void report_syncs(const mt_run *r, cJSON *res) {
+    if (r->host_sync_steps == 0) return;
+    double n = (double)r->host_sync_steps, k[MT_STAGED_SYNC_KINDS];
+    for (int i = 0; i < MT_STAGED_SYNC_KINDS; i++) k[i] = (double)r->host_syncs[i] / n;
+    cJSON *o = cJSON_AddObjectToObject(res, "host_syncs_per_step");
+    cJSON_AddNumberToObject(o, "all", k[0] + k[1] + k[2]);
+    cJSON_AddNumberToObject(o, "to_host", k[MT_SYNC_TO_HOST]);
+    cJSON_AddNumberToObject(o, "synchronize", k[MT_SYNC_SYNCHRONIZE]);
+    cJSON_AddNumberToObject(o, "values", k[MT_SYNC_VALUE]);
+    printf("device: cpu-staged: %.1f host synchronisations per training step on rank 0 (copies "
+           "to the host %.1f, synchronize %.1f, values returned %.1f)\n",
+           k[0] + k[1] + k[2], k[MT_SYNC_TO_HOST], k[MT_SYNC_SYNCHRONIZE], k[MT_SYNC_VALUE]);
+}
+
 static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *stopped,
                       mt_err *e) {
     const mt_config *cfg = &r->cfg;
@@ -205,7 +230,9 @@ static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *
             t_timed = t_step, eval_time = 0.0, ckpt_time0 = r->ckpt_time, r->st.pipe.busy_s = 0.0;
         double norm = 0.0;
         int in_flight = r->ckpt_job.pending; /* a checkpoint job runs beside this step */
+        count_syncs(r, -1);
         step_totals tot = train_step(r, step, t_ckpt, t_step, &norm, e);
+        count_syncs(r, 1);
         if (tot.failed > 0) return mt_comm_agree(r->comm, e);
         /* every rank's part of the checkpoint job is done (rank 0's thread
          * has published it): join and agree on its error */
@@ -342,6 +369,7 @@ static int finish_run(mt_run *r, double ms_per_step, const mt_eval *ev, mt_err *
         cJSON_AddNumberToObject(res, "ms_per_step", ms_per_step);
         cJSON_AddNumberToObject(res, "nan_skips", (double)r->nan_skips);
         cJSON_AddStringToObject(res, "model", model_path);
+        report_syncs(r, res);
         mt_run_write_record(r, res, e);
         mt_metrics_close(&r->metrics, e);
         if (!e->code)

@@ -12,14 +12,60 @@
 #include "kernels/cuda/device.h"
 #endif
 
+/* The staged backend counts what would make the host wait for a GPU: the
+ * copies to the host, synchronize, and the ops that return a value to the
+ * host (mt_backend_staged_syncs). */
+static long syncs[MT_STAGED_SYNC_KINDS];
+static const mt_backend *cpu_be;
+
+static void staged_to_host(float *dst, const float *src, size_t n) {
+    syncs[MT_SYNC_TO_HOST]++;
+    cpu_be->to_host(dst, src, n);
+}
+static void staged_synchronize(void) {
+    syncs[MT_SYNC_SYNCHRONIZE]++;
+    cpu_be->synchronize();
+}
+static double staged_xent(float *probs, const float *logits, const int32_t *labels, int B, int C) {
+    syncs[MT_SYNC_VALUE]++;
+    return cpu_be->softmax_xent_forward(probs, logits, labels, B, C);
+}
+static int64_t staged_correct(const float *logits, const int32_t *labels, int B, int C) {
+    syncs[MT_SYNC_VALUE]++;
+    return cpu_be->count_correct(logits, labels, B, C);
+}
+static double staged_sumsq(const float *x, size_t n) {
+    syncs[MT_SYNC_VALUE]++;
+    return cpu_be->sumsq(x, n);
+}
+static double staged_xent_fused(float *logits, const int32_t *labels, int N, int V,
+                                int64_t *correct) {
+    syncs[MT_SYNC_VALUE]++;
+    return cpu_be->xent_fused(logits, labels, N, V, correct);
+}
+
 const mt_backend *mt_backend_cpu_staged(void) {
     static mt_backend staged;
     if (!staged.name) {
-        staged = *mt_backend_cpu();
+        cpu_be = mt_backend_cpu();
+        staged = *cpu_be;
         staged.name = "cpu-staged";
         staged.host_memory = 0;
+        staged.to_host = staged_to_host;
+        staged.synchronize = staged_synchronize;
+        staged.softmax_xent_forward = staged_xent;
+        staged.count_correct = staged_correct;
+        staged.sumsq = staged_sumsq;
+        if (cpu_be->xent_fused) staged.xent_fused = staged_xent_fused;
     }
     return &staged;
+}
+
+long mt_backend_staged_syncs(int kind) {
+    if (kind >= 0 && kind < MT_STAGED_SYNC_KINDS) return syncs[kind];
+    long all = 0;
+    for (int k = 0; k < MT_STAGED_SYNC_KINDS; k++) all += syncs[k];
+    return all;
 }
 
 const mt_backend *mt_backend_get(const char *name) {

@@ -15,6 +15,13 @@
  * take for GPU memory (host copies, staging), on the CPU. For tests
  * (MPITRAIN_TEST_STAGED=1 with train.device = cpu; docs/CUDA.md). */
 const mt_backend *mt_backend_cpu_staged(void);
+/* What the staged backend counted since the process started, by kind: the
+ * calls that make the host wait for a GPU on a device backend (a copy to
+ * the host, synchronize, an op returning a value to the host: sumsq, the
+ * losses, count_correct); kind -1: all of them. The trainer reports them
+ * per step (docs/CUDA.md, "Host synchronisations"). */
+enum { MT_SYNC_TO_HOST, MT_SYNC_SYNCHRONIZE, MT_SYNC_VALUE, MT_STAGED_SYNC_KINDS };
+long mt_backend_staged_syncs(int kind);
 /* Chooses a backend by name ("cpu", "cuda", "cpu-staged"); NULL if unknown
  * or not built. */
 const mt_backend *mt_backend_get(const char *name);

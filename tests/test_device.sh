@@ -21,6 +21,10 @@
 #      and pp4 with 3 and 5 micro-batches (1F1B with and without a steady
 #      phase); each bitwise the same losses and checkpoint tensors as plain
 #      CPU runs.
+#      The staged dp2 GPT run reports its host synchronisations per step
+#      (run.json result.host_syncs_per_step and one line; a plain run none):
+#      with 2 micro-batches, 3 values returned (a loss each, the grad norm),
+#      1 copy (the gradient sum via the host), 4 pipeline waits.
 #      A staged run stopped at step 5 (train.exit_after_steps) and resumed
 #      matches the uninterrupted run bitwise (the checkpoint copies the
 #      device state out; the resume copies it back in).
@@ -150,6 +154,27 @@ for case in "MLP 2 dp2" "GPT 2 dp2" "GPT 4 tp2.pp2" "GPT 2 pp2.gpipe" "GPT 4 pp4
     grep -q "device: cpu-staged" "$TMP/s_$kind$name.log" || bad "$kind $name: not staged"
     same_run "staged device paths, $kind $name: same as the CPU" "$TMP/p_$kind$name" "$TMP/s_$kind$name"
 done
+# the host synchronisations a step would make on a GPU (docs/CUDA.md, "Host
+# synchronisations"): counted by the staged backend, in run.json and one line
+if out=$($PY - "$TMP/s_GPTdp2" "$TMP/p_GPTdp2" <<'PYEOF'
+import glob, json, sys
+def result(d):
+    return json.load(open(glob.glob(d + "/*/*/run.json")[0]))["result"]
+h = result(sys.argv[1])["host_syncs_per_step"]
+assert "host_syncs_per_step" not in result(sys.argv[2]), "a plain CPU run counts no syncs"
+assert abs(h["all"] - h["to_host"] - h["synchronize"] - h["values"]) < 1e-9, h
+# dp2, fused, 2 micro-batches: a loss per micro-batch (xent_fused, its
+# arg-max count with it) and one grad norm come back to the host; the
+# gradient sum goes through one host copy (no NCCL on the CPU); the pipeline
+# waits after each micro-batch's forward and backward
+assert h["values"] == 2 + 1 and h["to_host"] == 1 and h["synchronize"] == 2 * 2, h
+print(h)
+PYEOF
+) && grep -q "host synchronisations per training step on rank 0" "$TMP/s_GPTdp2.log"; then
+    ok "staged dp2 GPT: host synchronisations per step counted: $out"
+else
+    bad "staged dp2 GPT: host synchronisation count: $out"
+fi
 # stop at 5, resume to 10, staged, against the plain uninterrupted dp2 GPT run
 export MPITRAIN_TEST_STAGED=1
 must_run_kind 2 GPT "$TMP/r" "$TMP/r1.log" "${CK[@]}" --set train.exit_after_steps=5
