@@ -200,6 +200,12 @@ typedef struct mt_backend {
     double (*xent_fused)(float *logits, const int32_t *labels, int N, int V, int64_t *correct);
     /* (correct is a host pointer; a device backend may synchronise for it) */
 
+    /* out[i] = sumsq of the n[i] elements at x + off[i], for i < nseg: each
+     * bitwise the backend's sumsq of that segment, all returned in one wait
+     * (out, off and n are host arrays). NULL: the caller calls sumsq per
+     * segment. */
+    void (*sumsq_multi)(double *out, const float *x, int nseg, const size_t *off, const size_t *n);
+
     /* AdamW over many tensors in one pass: for each segment i, adamw_update
      * of the n[i] elements at p + p_off[i] (gradient g + p_off[i], state m, v
      * + s_off[i]) with weight decay wd[i], the gradient first multiplied by

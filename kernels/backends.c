@@ -38,6 +38,11 @@ static double staged_sumsq(const float *x, size_t n) {
     syncs[MT_SYNC_VALUE]++;
     return cpu_be->sumsq(x, n);
 }
+static void staged_sumsq_multi(double *out, const float *x, int nseg, const size_t *off,
+                               const size_t *n) {
+    syncs[MT_SYNC_VALUE]++;
+    cpu_be->sumsq_multi(out, x, nseg, off, n);
+}
 static double staged_xent_fused(float *logits, const int32_t *labels, int N, int V,
                                 int64_t *correct) {
     syncs[MT_SYNC_VALUE]++;
@@ -57,6 +62,7 @@ const mt_backend *mt_backend_cpu_staged(void) {
         staged.count_correct = staged_correct;
         staged.sumsq = staged_sumsq;
         if (cpu_be->xent_fused) staged.xent_fused = staged_xent_fused;
+        if (cpu_be->sumsq_multi) staged.sumsq_multi = staged_sumsq_multi;
     }
     return &staged;
 }

@@ -2,6 +2,7 @@
 #include "gradsync.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -230,6 +231,32 @@ static double exact_norm(const mt_gradsync *g, const float *x, MPI_Comm group) {
     return sqrt(mt_sumsq_value(&s));
 }
 
+/* The sum of the squared sums of the gradient's spans [off[i], off[i] +
+ * n[i]), added in span order: one wait for the device through sumsq_multi
+ * where the backend has it (each span's sum bitwise its sumsq), else a
+ * sumsq per span. */
+static double sumsq_spans(const mt_gradsync *g, int nspan, const size_t *off, const size_t *n) {
+    double ss = 0.0, *part = g->be->sumsq_multi && nspan > 0 ? malloc(nspan * sizeof *part) : NULL;
+    if (part) g->be->sumsq_multi(part, g->grad, nspan, off, n);
+    for (int i = 0; i < nspan; i++) ss += part ? part[i] : g->be->sumsq(g->grad + off[i], n[i]);
+    free(part);
+    return ss;
+}
+
+/* The spans the norm counts: this rank's ZeRO pieces that count, or the
+ * tensors that count (into off, n: room for g->z.np or g->nnorm). */
+static int norm_spans(const mt_gradsync *g, size_t *off, size_t *n) {
+    int k = 0;
+    if (g->zero) {
+        const mt_zero_piece *mine = mt_zero_mine(&g->z);
+        for (int j = 0; j < g->z.np; j++)
+            if (mine[j].norm) off[k] = mine[j].off, n[k++] = mine[j].n;
+    } else {
+        for (int i = 0; i < g->nnorm; i++) off[k] = g->norm[i].offset, n[k++] = g->norm[i].numel;
+    }
+    return k;
+}
+
 double mt_gradsync_norm(const mt_gradsync *g) {
     if (g->deterministic)
         return exact_norm(g,
@@ -237,24 +264,20 @@ double mt_gradsync_norm(const mt_gradsync *g) {
                           : g->det.host ? g->det.host
                                         : g->grad,
                           g->zero ? g->c->world : g->c->mp);
-    if (g->zero) { /* each rank's shard, over every rank */
-        double ss = 0.0;
-        const mt_zero_piece *mine = mt_zero_mine(&g->z);
-        for (int j = 0; j < g->z.np; j++)
-            if (mine[j].norm) ss += g->be->sumsq(g->grad + mine[j].off, mine[j].n);
-        mt_coll_sum_doubles(g->c->world, &ss, 1);
-        return sqrt(ss);
-    }
     int size = 1;
     if (g->c->mp != MPI_COMM_NULL) MPI_Comm_size(g->c->mp, &size);
-    double ss = 0.0;
-    if (size == 1) { /* one rank holds the replica: the whole buffer in one sum */
-        ss = g->be->sumsq(g->grad, g->numel);
-    } else {
-        for (int i = 0; i < g->nnorm; i++)
-            ss += g->be->sumsq(g->grad + g->norm[i].offset, g->norm[i].numel);
-        mt_coll_sum_doubles(g->c->mp, &ss, 1);
+    if (!g->zero && size == 1) /* one rank holds the replica: the whole buffer in one sum */
+        return sqrt(g->be->sumsq(g->grad, g->numel));
+    int room = g->zero ? g->z.np : g->nnorm;
+    size_t *off = malloc((size_t)(room > 0 ? room : 1) * 2 * sizeof *off);
+    if (!off) {
+        fprintf(stderr, "mpitrain: error: out of memory for the gradient norm's spans\n");
+        MPI_Abort(MPI_COMM_WORLD, 1);
     }
+    /* ZeRO: each rank's shard, over every rank; else the tensors, over mp */
+    double ss = sumsq_spans(g, norm_spans(g, off, off + room), off, off + room);
+    free(off);
+    mt_coll_sum_doubles(g->zero ? g->c->world : g->c->mp, &ss, 1);
     return sqrt(ss);
 }
 

@@ -338,6 +338,11 @@ static double cpu_sumsq(const float *x, size_t n) {
     return total;
 }
 
+static void cpu_sumsq_multi(double *out, const float *x, int nseg, const size_t *off,
+                            const size_t *n) {
+    for (int i = 0; i < nseg; i++) out[i] = cpu_sumsq(x + off[i], n[i]);
+}
+
 static void cpu_to_bf16(uint16_t *dst, const float *src, size_t n) {
 #pragma omp parallel for schedule(static) if (n >= MT_OMP_MIN)
     for (size_t i = 0; i < n; i++) dst[i] = mt_bf16_bits(src[i]);
@@ -420,6 +425,7 @@ static const mt_backend cpu_backend = {
     .bias_gelu_forward = mt_cpu_bias_gelu_forward,
     .gelu_bias_backward = mt_cpu_gelu_bias_backward,
     .xent_fused = mt_cpu_xent_fused,
+    .sumsq_multi = cpu_sumsq_multi,
     .adamw_multi = mt_cpu_adamw_multi,
 };
 

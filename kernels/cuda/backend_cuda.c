@@ -200,6 +200,7 @@ static const mt_backend cuda_backend = {
     .bias_gelu_forward = mt_cuda_bias_gelu_forward,
     .gelu_bias_backward = mt_cuda_gelu_bias_backward,
     .xent_fused = mt_cuda_xent_fused,
+    .sumsq_multi = mt_cuda_sumsq_multi,
     .adamw_multi = mt_cuda_adamw_multi,
     .matmul_bias = mt_cuda_matmul_bias,
     .matmul_bias_gelu = mt_cuda_matmul_bias_gelu,

@@ -63,6 +63,7 @@ double mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, in
 
 /* optim.cu */
 double mt_cuda_sumsq(const float *x, size_t n);
+void mt_cuda_sumsq_multi(double *out, const float *x, int nseg, const size_t *off, const size_t *n);
 void mt_cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr,
                           float beta1, float beta2, float eps, float wd, float bc1, float bc2);
 void mt_cuda_sgd_update(float *p, const float *g, float *buf, size_t n, float lr, float momentum,
