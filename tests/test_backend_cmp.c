@@ -722,7 +722,7 @@ static const char *op_names[OP_COUNT] = {
     "embedding_backward",  "adamw_update (all)"};
 
 typedef struct {
-    float *x, *x2, *w, *w2, *l, *l2, *att, *att2, *lse, *mean, *rstd, *p, *g, *m, *v;
+    float *x, *x2, *x3, *w, *w2, *l, *l2, *att, *att2, *lse, *mean, *rstd, *p, *g, *m, *v;
     int32_t *lab;
 } op_bufs;
 
@@ -774,7 +774,7 @@ static int run_op(const mt_backend *be, int op, op_bufs *b) {
         be->attention_forward(b->x2, b->att, b->x, B, T, C, G_NH);
         break;
     case OP_ATT_B:
-        be->attention_backward(b->l, b->att2, b->x2, b->x, b->att, B, T, C, G_NH);
+        be->attention_backward(b->x3, b->att2, b->x2, b->x, b->att, B, T, C, G_NH);
         break;
     case OP_FLASH_F:
         if (!be->flash_attention_forward) return 0;
@@ -782,7 +782,7 @@ static int run_op(const mt_backend *be, int op, op_bufs *b) {
         break;
     case OP_FLASH_B:
         if (!be->flash_attention_backward) return 0;
-        be->flash_attention_backward(b->l, b->x2, b->x, b->x2, b->lse, B, T, C, G_NH);
+        be->flash_attention_backward(b->x3, b->x2, b->x, b->x2, b->lse, B, T, C, G_NH);
         break;
     case OP_XENT_F:
         be->softmax_xent_forward(b->l2, b->l, b->lab, N, g_Vp);
@@ -828,14 +828,18 @@ static int cmp_double(const void *a, const void *b) {
  * -1 where be lacks the op */
 static void time_backend(const mt_backend *be, int reps, double *ms) {
     int N = g_B * g_T;
-    size_t nx = (size_t)N * 4 * G_C, nw = (size_t)g_Vp * G_C, nl = (size_t)N * g_Vp;
+    size_t nx = (size_t)N * 4 * G_C, nw = (size_t)(g_Vp > 4 * G_C ? g_Vp : 4 * G_C) * G_C;
+    size_t nl = (size_t)N * g_Vp;
     size_t na = (size_t)g_B * G_NH * g_T * g_T, np = gpt2_params(g_T);
     size_t nh = nl > np ? nl : np;
     nh = nh > na ? nh : na;
+    nh = nh > nx ? nh : nx;
+    nh = nh > nw ? nh : nw;
     float *h = malloc(nh * sizeof *h);
     if (!h) abort();
     op_bufs b = {0};
-    b.x = pattern(be, h, nx), b.x2 = pattern(be, h, nx), b.w = pattern(be, h, nw);
+    b.x = pattern(be, h, nx), b.x2 = pattern(be, h, nx), b.x3 = pattern(be, h, nx);
+    b.w = pattern(be, h, nw);
     b.w2 = pattern(be, h, nw), b.l = pattern(be, h, nl), b.l2 = pattern(be, h, nl);
     b.att = pattern(be, h, na), b.att2 = pattern(be, h, na);
     b.lse = pattern(be, h, (size_t)g_B * G_NH * g_T), b.mean = pattern(be, h, (size_t)N);
