@@ -117,7 +117,7 @@ INIT=(--set checkpoint.resume="$REF/checkpoints/step_00000000.h5")
 # compare LABEL TOL REF_DIR GOT_DIR: per-step loss of GOT against REF (a
 # folder with metrics.jsonl, or a run.dir: its runs' metrics.jsonl together)
 compare() {
-    local out
+    local out rc
     out=$(pyrun - "$2" "$3" "$4" <<'PYEOF'
 import glob, json, os, sys
 tol = float(sys.argv[1])
@@ -133,7 +133,8 @@ print(f"worst rel diff {rel:.2e} (tol {tol:g}); step 10 loss {a[10]:.5f} vs {b[1
 sys.exit(0 if rel <= tol else 1)
 PYEOF
     )
-    if [[ $? == 0 ]]; then row "$1" "passed: $out"; else row "$1" "FAILED: $out"; fail=1; fi
+    rc=$?
+    if [[ $rc == 0 ]]; then row "$1" "passed: $out"; else row "$1" "FAILED: $out"; fail=1; fi
 }
 DEV=$DEVICE
 [[ "$DEVICE" == cuda ]] && DEV=CUDA
