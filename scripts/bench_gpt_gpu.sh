@@ -646,12 +646,6 @@ done
 echo "- total ${ELAPSED} s; logs: $OUT"
 
 # ---- results.json (machine-readable) ----
-jstr() { # jstr TEXT: a JSON string
-    local t=${1//\\/\\\\}
-    t=${t//\"/\\\"}
-    printf '"%s"' "${t//[$'\t\n\r']/ }"
-}
-jnum() { if [[ -n "$1" ]]; then printf '%s' "$1"; else printf 'null'; fi; }
 {
     printf '{"mode":%s,"gpu":%s,"batch":%d,"seq":%d,"layers":%d,"heads":%d,"embd":%d,' \
         "$(jstr "$MODE")" "$(jstr "${GPU_NAME:-}")" "$BATCH" "$SEQ" "$LAYERS" "$HEADS" "$EMBD"
