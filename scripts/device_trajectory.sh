@@ -40,7 +40,7 @@ MODE=${1:-}
 case "$MODE" in
     reference) [[ $# == 3 ]] || die "usage: $0 reference MPITRAIN REFDIR" ;;
     main | parallel) [[ $# == 4 ]] || die "usage: $0 main|parallel MPITRAIN REFDIR WORKDIR" ;;
-    -h | --help) header_help 2 33; exit 0 ;;
+    -h | --help) header_help 2 34; exit 0 ;;
     *) die "unknown mode '$MODE' (reference, main or parallel; see --help)" ;;
 esac
 MPITRAIN=$2 REF=$(abspath "$3")
