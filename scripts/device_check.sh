@@ -188,8 +188,9 @@ stage_benchmark() {
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"shape\t{r['layers']} layers, n_embd {r['embd']}, B {r['batch']}, T {r['seq']}, {r['params']} parameters, {r['precision']}")
-print(f"peak_bf16_measured_tflops\t{r['gemm_bf16_tflops']}")
-print(f"peak_bf16_datasheet_tflops\t{r['spec_bf16_tflops']}")
+na = lambda v: "n/a" if v is None else v
+print(f"peak_bf16_measured_tflops\t{na(r['gemm_bf16_tflops'])}")
+print(f"peak_bf16_datasheet_tflops\t{na(r['spec_bf16_tflops'])}")
 for k, v in r["runs"].items():
     if k == "gemm":
         print(f"gemm_peak\t{v['status']}")
