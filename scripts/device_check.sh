@@ -55,7 +55,7 @@ source "$ROOT/scripts/lib.sh"
 MT_PROG=device_check.sh
 STAGES=(sanitizer ops_small ops_gpt2 trajectory benchmark op_times trajectory_parallel)
 # budget and least useful time of each stage, seconds
-declare -A BUDGET=([sanitizer]=60 [ops_small]=40 [ops_gpt2]=120 [trajectory]=60 [benchmark]=150
+declare -A BUDGET=([sanitizer]=90 [ops_small]=40 [ops_gpt2]=120 [trajectory]=60 [benchmark]=200
     [op_times]=40 [trajectory_parallel]=45)
 declare -A MIN=([sanitizer]=20 [ops_small]=10 [ops_gpt2]=30 [trajectory]=20 [benchmark]=60
     [op_times]=15 [trajectory_parallel]=20)
@@ -116,7 +116,7 @@ stage_sanitizer() {
     elif [[ $rc == 0 && "${errs:-0}" == 0 ]]; then
         result passed "memcheck: 0 errors on test_backend_cmp (small shapes)"
     elif [[ $rc == 77 ]]; then
-        result not_available "$(grep -m1 SKIPPED "$DC_LOGS/sanitizer.log")"
+        result failed "the CUDA backend is not usable, though the preflight found a GPU: $(grep -m1 SKIPPED "$DC_LOGS/sanitizer.log")"
     else
         result failed "memcheck exit $rc, ${errs:-?} errors; first: $(grep -m1 -E '^========= (Invalid|Program hit|Error)|^FAIL' "$DC_LOGS/sanitizer.log" | cut -c1-160)"
     fi
@@ -142,7 +142,7 @@ stage_ops() {
         END {printf "%s checks, %s failed; worst normalized error%s", c, f, w}' "$DC_RES/$DC_STAGE")
     case $rc in
         0) if [[ -z "$why" ]]; then result passed "$label: $nums"; else result failed "${why#; }"; fi ;;
-        77) result not_available "$(grep -m1 SKIPPED "$log" | cut -c1-200)" ;;
+        77) result failed "the CUDA backend is not usable, though the preflight found a GPU: $(grep -m1 SKIPPED "$log" | cut -c1-200)" ;;
         *) result failed "exit $rc: $(grep -c '^FAIL' "$log") failed checks, first: $(grep -m1 '^FAIL' "$log" | cut -c1-160)$why" ;;
     esac
 }
@@ -226,7 +226,7 @@ stage_op_times() {
     sed -n 's/^time \(.\{22\}\) *\(.*\)$/\1\t\2/p' "$log" | sed 's/ *\t/\t/; s/  */ /g' >>"$DC_RES/$DC_STAGE"
     case $rc in
         0) result passed "$(grep -c '^time ' "$log") ops; $(grep -m1 '^time matmul lm_head fwd' "$log" | cut -c6- | tr -s ' ')" ;;
-        77) result not_available "$(grep -m1 SKIPPED "$log" | cut -c1-200)" ;;
+        77) result failed "the CUDA backend is not usable, though the preflight found a GPU: $(grep -m1 SKIPPED "$log" | cut -c1-200)" ;;
         *) result failed "exit $rc: $(tail -n 1 "$log" | cut -c1-160)" ;;
     esac
 }
@@ -353,7 +353,7 @@ echo "# device_check.sh  $STARTED  mode: $([[ $DRY == 1 ]] && echo 'dry run on t
 for c in "$(command -v python3 || true)" /usr/bin/python3; do # the first with torch, else the first
     [[ -n "$c" && -x "$c" ]] || continue
     [[ -z "$DC_PY" ]] && DC_PY=$c
-    if timeout -k 5 60 env ${MT_SYSTEM_LD_LIBRARY_PATH+LD_LIBRARY_PATH="$MT_SYSTEM_LD_LIBRARY_PATH"} \
+    if timeout -k 5 30 env ${MT_SYSTEM_LD_LIBRARY_PATH+LD_LIBRARY_PATH="$MT_SYSTEM_LD_LIBRARY_PATH"} \
         "$c" -c 'import torch' 2>/dev/null; then
         DC_PY=$c
         break
@@ -366,7 +366,7 @@ torch_facts() {
         return
     fi
     fact python3 "$DC_PY ($("$DC_PY" --version 2>&1))"
-    q=$(timeout -k 5 60 env ${MT_SYSTEM_LD_LIBRARY_PATH+LD_LIBRARY_PATH="$MT_SYSTEM_LD_LIBRARY_PATH"} "$DC_PY" -c '
+    q=$(timeout -k 5 30 env ${MT_SYSTEM_LD_LIBRARY_PATH+LD_LIBRARY_PATH="$MT_SYSTEM_LD_LIBRARY_PATH"} "$DC_PY" -c '
 import torch
 print(torch.__version__, "cuda", torch.version.cuda, "available" if torch.cuda.is_available() else "not-available",
       "compile" if hasattr(torch, "compile") else "no-compile")' 2>&1 | tail -n 1)
@@ -441,11 +441,19 @@ else
     if [[ -n "$RT" && -n "$DRV_CUDA" && ${DRV_CUDA%%.*} -lt ${RT%%.*} ]]; then
         preflight_fail 78 "driver too old: its CUDA $DRV_CUDA < the runtime $RT the binaries need (driver ${g_driver# })"
     fi
+    # the driver's own library (the runtime loads it; a container may lack it)
+    libcuda=$({
+        ldconfig -p 2>/dev/null | awk '$1 == "libcuda.so.1" {print $NF}'
+        for d in ${LD_LIBRARY_PATH//:/ }; do [[ -e "$d/libcuda.so.1" ]] && echo "$d/libcuda.so.1"; done
+    } | head -n 1)
+    fact libcuda "${libcuda:-not found (ldconfig -p, LD_LIBRARY_PATH)}"
     if [[ -x "$DC_BIN/gemm_peak" ]]; then # a tiny GEMM through the bundle's runtime
         probe=$(timeout -k 5 60 "$DC_BIN/gemm_peak" --m 256 --n 256 --k 256 --iters 1 --warmup 1 2>&1)
         rc=$?
         fact cuda_probe "gemm_peak 256^3 exit $rc: $(grep -m1 -E 'no usable|bf16|error' <<<"$probe" | cut -c1-120)"
-        if [[ $rc == 77 ]] && grep -qi 'insufficient' <<<"$probe"; then
+        if [[ $rc == 77 && -z "$libcuda" ]] && grep -qi 'insufficient' <<<"$probe"; then
+            preflight_fail 79 "a library is missing: libcuda.so.1, the driver's (ldconfig -p, LD_LIBRARY_PATH): $(grep -m1 'no usable' <<<"$probe")"
+        elif [[ $rc == 77 ]] && grep -qi 'insufficient' <<<"$probe"; then
             preflight_fail 78 "driver too old for the runtime: $(grep -m1 'no usable' <<<"$probe")"
         elif [[ $rc == 77 ]]; then
             preflight_fail 77 "no GPU usable by CUDA: $(grep -m1 'no usable' <<<"$probe")"

@@ -134,7 +134,13 @@ sys.exit(0 if rel <= tol else 1)
 PYEOF
     )
     rc=$?
-    if [[ $rc == 0 ]]; then row "$1" "passed: $out"; else row "$1" "FAILED: $out"; fail=1; fi
+    if [[ $rc == 0 ]]; then
+        row "$1" "passed: $out"
+    else
+        # a run that failed: its error line
+        row "$1" "FAILED: $out$(cat "$3.log" "$4.log" 2>/dev/null | grep -m1 'error:' | cut -c1-200 | sed 's/^/; /')"
+        fail=1
+    fi
 }
 DEV=$DEVICE
 [[ "$DEVICE" == cuda ]] && DEV=CUDA

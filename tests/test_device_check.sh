@@ -14,7 +14,11 @@
 #      with one "device_check.sh: error: no GPU ..." line, results.json still
 #      written (every stage skipped, with that reason); skipped when this
 #      machine has nvidia-smi;
-#   4. a bad argument: exit 2 with one error line.
+#   4. the preflight on a stand-in GPU machine (a fake nvidia-smi, a bundle of
+#      this build's binaries): exit 2 for a bundle without the trajectory
+#      reference, 78 for a driver whose CUDA is older than the binaries', 79
+#      for a library the binaries need and the loader cannot find;
+#   5. a bad argument: exit 2 with one error line.
 # usage: tests/test_device_check.sh REPO BUILD_DIR
 # shellcheck disable=SC2015 # "COND && ok ... || bad ...": ok only prints
 set -uo pipefail
@@ -150,7 +154,53 @@ else
     [[ $st == skipped && $why == *"no GPU"* ]] && ok "stages skipped: $why" || bad "benchmark: $st ($why)"
 fi
 
-# ---- 4. a bad argument ----
+# ---- 4. the preflight on a stand-in GPU machine: a fake nvidia-smi first on
+# PATH, a bundle of this build's binaries (no CUDA in them: the stages are
+# not reached) ----
+if command -v nvidia-smi >/dev/null; then
+    echo "skip - the stand-in GPU machine: this machine has nvidia-smi"
+else
+    mkdir -p "$TMP/fake" "$TMP/fb/bin" "$TMP/fb/reference"
+    cat >"$TMP/fake/nvidia-smi" <<'EOF2'
+#!/bin/bash
+if [[ "$*" == *--query-gpu* ]]; then echo "NVIDIA H200, 9.0, 140000, 143771, 580.159.03"; exit 0; fi
+echo "| NVIDIA-SMI 580.159.03   Driver Version: 580.159.03   CUDA Version: ${FAKE_CUDA:-13.0}     |"
+EOF2
+    printf '#!/bin/sh\nexit 0\n' >"$TMP/fb/bin/orted"
+    chmod +x "$TMP/fake/nvidia-smi" "$TMP/fb/bin/orted"
+    ln -s "$BUILD/mpitrain" "$TMP/fb/bin/mpitrain"
+    ln -s "$BUILD/tests/test_backend_cmp" "$TMP/fb/bin/test_backend_cmp"
+    echo 13.0 >"$TMP/fb/CUDA_RUNTIME"
+    # expect_pre LABEL STATUS PATTERN ARGS...: device_check.sh's preflight exit and reason
+    expect_pre() {
+        local label=$1 want=$2 pat=$3 rc
+        shift 3
+        env PATH="$TMP/fake:$PATH" "$@" bash "$DC" --bundle "$TMP/fb" --out "$TMP/pre" >"$TMP/pre.out" 2>"$TMP/pre.err"
+        rc=$?
+        if [[ $rc == "$want" ]] && grep -q "^device_check.sh: error: $pat" "$TMP/pre.err"; then
+            ok "$label: exit $rc, $(tail -n 1 "$TMP/pre.err" | cut -c1-150)"
+        else
+            bad "$label: exit $rc (expected $want and '$pat')"
+            sed 's/^/   | /' "$TMP/pre.err"
+        fi
+    }
+    expect_pre "no trajectory reference in the bundle" 2 "bad bundle: no trajectory reference"
+    touch "$TMP/fb/reference/metrics.jsonl"
+    expect_pre "driver CUDA 12.4, binaries built with 13.0" 78 "driver too old" FAKE_CUDA=12.4
+    # a program that needs a library this machine does not have
+    echo 'int mt_gone(void) { return 0; }' >"$TMP/gone.c"
+    echo 'int mt_gone(void); int main(void) { return mt_gone(); }' >"$TMP/main.c"
+    if cc -shared -fPIC -o "$TMP/libmt_gone.so" "$TMP/gone.c" &&
+        cc -o "$TMP/needs_gone" "$TMP/main.c" -L"$TMP" -lmt_gone; then
+        rm -f "$TMP/libmt_gone.so" "$TMP/fb/bin/test_backend_cmp"
+        cp "$TMP/needs_gone" "$TMP/fb/bin/test_backend_cmp"
+        expect_pre "a library missing" 79 "a library is missing: libmt_gone.so"
+    else
+        bad "cc could not build the program with a missing library"
+    fi
+fi
+
+# ---- 5. a bad argument ----
 bash "$DC" --deadline 5 >"$TMP/bad.out" 2>"$TMP/bad.err"
 rc=$?
 [[ $rc == 2 && $(wc -l <"$TMP/bad.err") == 1 ]] && grep -q '^device_check.sh: error: --deadline' "$TMP/bad.err" &&
