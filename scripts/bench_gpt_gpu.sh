@@ -43,6 +43,7 @@ OUT=""
 BUDGET=330
 COMPILE=1
 COMPILE_TIMEOUT=240
+FUSED=default
 THREADS=""
 MPITRAIN="${MPITRAIN:-}"
 GEMM_PEAK="${GEMM_PEAK:-}"
@@ -78,6 +79,8 @@ GEMM rate measured by gemm_peak. Ends with a markdown table.
                      precision fp32, build/mpitrain and mpirun from PATH; no gemm_peak
   --layers/--heads/--embd/--seq/--vocab N   override the model shape
   --precision P      bf16 (default) or fp32 for both tools
+  --fused F          mpitrain's train.fused: default (the config's default), true,
+                     false, or both (two mpitrain runs: fused, then unfused)
   --no-compile       skip the torch.compile run
   --compile-timeout S   limit of the torch.compile run (default $COMPILE_TIMEOUT s)
   --budget S         all parts together (default $BUDGET s); a part gets at most what
@@ -122,6 +125,7 @@ while [[ $# -gt 0 ]]; do
         --vocab) need_arg "$@"; SET[VOCAB]="$2"; shift 2 ;;
         --precision) need_arg "$@"; SET[PRECISION]="$2"; shift 2 ;;
         --no-compile) COMPILE=0; shift ;;
+        --fused) need_arg "$@"; FUSED="$2"; shift 2 ;;
         --compile-timeout) need_arg "$@"; COMPILE_TIMEOUT="$2"; shift 2 ;;
         --budget) need_arg "$@"; BUDGET="$2"; shift 2 ;;
         --out) need_arg "$@"; OUT="$2"; shift 2 ;;
@@ -148,6 +152,12 @@ fi
 for v in "${!SET[@]}"; do printf -v "$v" '%s' "${SET[$v]}"; done
 need_uints BATCH STEPS LAYERS HEADS EMBD SEQ VOCAB BUDGET COMPILE_TIMEOUT GEMM_SIZE GEMM_ITERS
 [[ -z "$THREADS" ]] || is_uint "$THREADS" || die "--threads: positive integer expected"
+case "$FUSED" in
+    default | true) MT_KEYS=(mpitrain) ;;
+    false) MT_KEYS=(mpitrain_unfused) ;;
+    both) MT_KEYS=(mpitrain mpitrain_unfused) ;;
+    *) die "--fused: default, true, false or both, got '$FUSED'" ;;
+esac
 [[ "$PRECISION" == bf16 || "$PRECISION" == fp32 ]] || die "--precision: bf16 or fp32, got '$PRECISION'"
 [[ $((EMBD % HEADS)) -eq 0 ]] || die "--embd ($EMBD) must be divisible by --heads ($HEADS)"
 [[ "$VOCAB" -le 65536 ]] || die "--vocab must be <= 65536 (uint16 token shards)"
@@ -453,70 +463,77 @@ run_mpitrain() { # run_mpitrain LAUNCH LIMIT LOG
     words=$(launch_words "$1")
     rm -rf "$WORK/runs"
     # shellcheck disable=SC2086 # the launcher's words split on purpose
-    timeout -k 15 "$2" $words "$MPITRAIN" train --config "$CFG" >"$3" 2>&1
+    timeout -k 15 "$2" $words "$MPITRAIN" train --config "$CFG" "${FUSED_SET[@]}" >"$3" 2>&1
 }
 MT_BACKEND="" MT_LAUNCH_USED=""
-lim=$(limit 300)
-if ((lim == 0)); then
-    ST[mpitrain]="skipped: time budget spent"
-else
-    echo "mpitrain: $MT_STEPS steps ($STEPS timed), launcher $LAUNCH (limit $lim s) ..." >&2
-    t_mt=$(date +%s)
-    run_mpitrain "$LAUNCH" "$lim" "$OUT/mpitrain.log"
-    rc=$?
-    MT_LAUNCH_USED=$LAUNCH
-    # mpirun that could not start mpitrain (no line of mpitrain's own: its banner
-    # "mpitrain X.Y.Z (...)" or an "mpitrain: error"): once more without it
-    if [[ $rc -ne 0 && $rc -ne 124 && "$LAUNCH" == mpirun ]] && ! grep -q '^mpitrain' "$OUT/mpitrain.log"; then
-        echo "mpitrain: the mpirun start failed (exit $rc, mpitrain printed nothing); retrying without mpirun" >&2
-        tail -n 8 "$OUT/mpitrain.log" | sed 's/^/  mpirun: /' >&2
-        mv "$OUT/mpitrain.log" "$OUT/mpitrain.mpirun.log"
-        lim=$(limit 300)
-        if ((lim > 0)); then
-            run_mpitrain direct "$lim" "$OUT/mpitrain.log"
-            rc=$?
-            MT_LAUNCH_USED=direct
-        fi
-    fi
-    RUN_JSON=$(ls -d "$WORK"/runs/gpt_bench/*/run.json 2>/dev/null | tail -n 1)
-    MT_MS="" MT_PARAMS="" MT_STATUS=""
-    if [[ -n "$RUN_JSON" ]]; then
-        MT_MS=$(json_get "$RUN_JSON" result ms_per_step)
-        MT_PARAMS=$(json_get "$RUN_JSON" parameters)
-        MT_STATUS=$(json_get "$RUN_JSON" result status)
-        cp "$RUN_JSON" "$OUT/mpitrain.run.json"
-        cp "$(dirname "$RUN_JSON")/metrics.jsonl" "$OUT/mpitrain.metrics.jsonl" 2>/dev/null
-    fi
-    MT_BACKEND=$(sed -n 's/^layout: .*| backend \([^ |]*\).*/\1/p' "$OUT/mpitrain.log" | head -n 1)
-    grep -E '^(layout|model|time|device|cuda|gpu|backend|precision): |^step +[0-9]+/' "$OUT/mpitrain.log" |
-        sed 's/^/  /' >&2
-    if [[ $rc -eq 0 && "$MT_STATUS" == completed && -n "$MT_MS" ]]; then
-        ST[mpitrain]="ok"
-        record mpitrain "$MT_MS" "${MT_PARAMS:-$PARAMS_EXPECT}"
-        [[ "$MT_PARAMS" == "$PARAMS_EXPECT" ]] ||
-            NOTE[mpitrain]="parameters $MT_PARAMS, expected $PARAMS_EXPECT"
-        if [[ "$DEVICE" == cuda && -n "$MT_BACKEND" && "$MT_BACKEND" != *cuda* ]]; then
-            ST[mpitrain]="FAILED: ran on backend '$MT_BACKEND', not cuda"
-            FAILED=1
-        fi
+for key in "${MT_KEYS[@]}"; do
+    FUSED_SET=()
+    case $key in
+        mpitrain) [[ "$FUSED" == default ]] || FUSED_SET=(--set train.fused=true) ;;
+        mpitrain_unfused) FUSED_SET=(--set train.fused=false) ;;
+    esac
+    lim=$(limit 300)
+    if ((lim == 0)); then
+        ST[$key]="skipped: time budget spent"
     else
-        why="exit $rc"
-        [[ $rc -eq 124 ]] && why="timed out after $lim s"
-        [[ $rc -eq 0 ]] && why="no result.ms_per_step in ${RUN_JSON:+its run.json}${RUN_JSON:-run.json (none)}"
-        ST[mpitrain]="FAILED ($why)"
-        FAILED=1
-        show_fail mpitrain "$OUT/mpitrain.log" "${ST[mpitrain]}"
-        # a run cut short: its last progress line past step 5 (tokens/s since the line
-        # before) still tells the speed; shown, marked as such
-        last=$(sed -n 's/^step *\([0-9]*\)\/[0-9]* .*| \([0-9.]*\) tokens\/s .*/\1 \2/p' \
-            "$OUT/mpitrain.log" | tail -n 1)
-        if [[ -n "$last" && ${last%% *} -gt 5 && ${last#* } != 0 ]]; then
-            record mpitrain "$(calc "%.4f" "1e3 * $TOKENS_PER_STEP / ${last#* }")" "$PARAMS_EXPECT"
-            NOTE[mpitrain]="ms/step from its progress line at step ${last%% *} (the run did not finish)"
+        echo "$key (${FUSED_SET[*]:-train.fused default}): $MT_STEPS steps ($STEPS timed), launcher $LAUNCH (limit $lim s) ..." >&2
+        t_mt=$(date +%s)
+        run_mpitrain "$LAUNCH" "$lim" "$OUT/$key.log"
+        rc=$?
+        MT_LAUNCH_USED=$LAUNCH
+        # mpirun that could not start mpitrain (no line of mpitrain's own: its banner
+        # "mpitrain X.Y.Z (...)" or an "mpitrain: error"): once more without it
+        if [[ $rc -ne 0 && $rc -ne 124 && "$LAUNCH" == mpirun ]] && ! grep -q '^mpitrain' "$OUT/$key.log"; then
+            echo "mpitrain: the mpirun start failed (exit $rc, mpitrain printed nothing); retrying without mpirun" >&2
+            tail -n 8 "$OUT/$key.log" | sed 's/^/  mpirun: /' >&2
+            mv "$OUT/$key.log" "$OUT/$key.mpirun.log"
+            lim=$(limit 300)
+            if ((lim > 0)); then
+                run_mpitrain direct "$lim" "$OUT/$key.log"
+                rc=$?
+                MT_LAUNCH_USED=direct
+            fi
         fi
+        RUN_JSON=$(ls -d "$WORK"/runs/gpt_bench/*/run.json 2>/dev/null | tail -n 1)
+        MT_MS="" MT_PARAMS="" MT_STATUS=""
+        if [[ -n "$RUN_JSON" ]]; then
+            MT_MS=$(json_get "$RUN_JSON" result ms_per_step)
+            MT_PARAMS=$(json_get "$RUN_JSON" parameters)
+            MT_STATUS=$(json_get "$RUN_JSON" result status)
+            cp "$RUN_JSON" "$OUT/$key.run.json"
+            cp "$(dirname "$RUN_JSON")/metrics.jsonl" "$OUT/$key.metrics.jsonl" 2>/dev/null
+        fi
+        MT_BACKEND=$(sed -n 's/^layout: .*| backend \([^ |]*\).*/\1/p' "$OUT/$key.log" | head -n 1)
+        grep -E '^(layout|model|time|device|cuda|gpu|backend|precision): |^step +[0-9]+/' "$OUT/$key.log" |
+            sed 's/^/  /' >&2
+        if [[ $rc -eq 0 && "$MT_STATUS" == completed && -n "$MT_MS" ]]; then
+            ST[$key]="ok"
+            record "$key" "$MT_MS" "${MT_PARAMS:-$PARAMS_EXPECT}"
+            [[ "$MT_PARAMS" == "$PARAMS_EXPECT" ]] ||
+                NOTE[$key]="parameters $MT_PARAMS, expected $PARAMS_EXPECT"
+            if [[ "$DEVICE" == cuda && -n "$MT_BACKEND" && "$MT_BACKEND" != *cuda* ]]; then
+                ST[$key]="FAILED: ran on backend '$MT_BACKEND', not cuda"
+                FAILED=1
+            fi
+        else
+            why="exit $rc"
+            [[ $rc -eq 124 ]] && why="timed out after $lim s"
+            [[ $rc -eq 0 ]] && why="no result.ms_per_step in ${RUN_JSON:+its run.json}${RUN_JSON:-run.json (none)}"
+            ST[$key]="FAILED ($why)"
+            FAILED=1
+            show_fail "$key" "$OUT/$key.log" "${ST[$key]}"
+            # a run cut short: its last progress line past step 5 (tokens/s since the line
+            # before) still tells the speed; shown, marked as such
+            last=$(sed -n 's/^step *\([0-9]*\)\/[0-9]* .*| \([0-9.]*\) tokens\/s .*/\1 \2/p' \
+                "$OUT/$key.log" | tail -n 1)
+            if [[ -n "$last" && ${last%% *} -gt 5 && ${last#* } != 0 ]]; then
+                record "$key" "$(calc "%.4f" "1e3 * $TOKENS_PER_STEP / ${last#* }")" "$PARAMS_EXPECT"
+                NOTE[$key]="ms/step from its progress line at step ${last%% *} (the run did not finish)"
+            fi
+        fi
+        echo "$key: ${ST[$key]} in $(($(date +%s) - t_mt)) s" >&2
     fi
-    echo "mpitrain: ${ST[mpitrain]} in $(($(date +%s) - t_mt)) s" >&2
-fi
+done
 
 # ---- (c) PyTorch, eager then compiled ----
 run_torch() { # run_torch KEY LIMIT EXTRA...
@@ -599,14 +616,15 @@ echo "## GPT $LAYERS layers x $EMBD ($PARAMS_EXPECT parameters), B $BATCH x T $S
 echo
 row "run" "status" "ms/step" "tokens/s" "MFU" "MFU spec"
 row "--------------------------------------------" "----------" "--------:" "--------:" "--------:" "--------:"
-for key in mpitrain torch_eager torch_compile; do
+for key in "${MT_KEYS[@]}" torch_eager torch_compile; do
     case $key in
-        mpitrain) d=$MT_DESC ;;
+        mpitrain) d="$MT_DESC$([[ $FUSED == default ]] || echo ", fused")" ;;
+        mpitrain_unfused) d="$MT_DESC, unfused" ;;
         torch_eager) d="PyTorch eager, $PT_DESC" ;;
         torch_compile) d="PyTorch torch.compile, $PT_DESC" ;;
     esac
-    row "$d" "$(short "${ST[$key]}")" "$(cell MS $key)" "$(cell TOKS $key)" "$(cell MFU $key)" \
-        "$(cell MFU_SPEC $key)"
+    row "$d" "$(short "${ST[$key]}")" "$(cell MS "$key")" "$(cell TOKS "$key")" "$(cell MFU "$key")" \
+        "$(cell MFU_SPEC "$key")"
 done
 echo
 echo "- card: ${GPU_NAME:-none (CPU)}; gemm_peak ${GEMM_SIZE}^3: bf16 ${PEAK:-n/a} TFLOP/s," \
@@ -617,22 +635,17 @@ echo "- MFU = 6 x parameters x tokens/s / peak; peak = gemm_peak's measured bf16
     "(${SPEC:-unknown for this card}${SPEC:+ TFLOP/s}); attention FLOPs not counted"
 echo "- ratio mpitrain / PyTorch step time: eager $(ms_ratio mpitrain torch_eager)," \
     "compiled $(ms_ratio mpitrain torch_compile) (goal <= 1.0)"
+[[ "$FUSED" == both ]] && echo "- unfused / fused mpitrain step time: $(ms_ratio mpitrain_unfused mpitrain)"
 echo "- ms/step: mpitrain the mean of $STEPS steps after 5 untimed (run.json result.ms_per_step);" \
     "PyTorch the median of $STEPS steps after 3 warm-up steps, each synchronized"
 echo "- PyTorch: $TORCH_DESC, optimizer ${TORCH_OPT:-?}; mpitrain launcher ${MT_LAUNCH_USED:-none}"
-for key in gemm mpitrain torch_eager torch_compile; do
+for key in gemm "${MT_KEYS[@]}" torch_eager torch_compile; do
     [[ "${ST[$key]:-}" == ok ]] || echo "- $key: ${ST[$key]:-not run}"
     [[ -n "${NOTE[$key]:-}" ]] && echo "- $key: ${NOTE[$key]}"
 done
 echo "- total ${ELAPSED} s; logs: $OUT"
 
 # ---- results.json (machine-readable) ----
-jstr() { # jstr TEXT: a JSON string
-    local t=${1//\\/\\\\}
-    t=${t//\"/\\\"}
-    printf '"%s"' "${t//[$'\t\n\r']/ }"
-}
-jnum() { if [[ -n "$1" ]]; then printf '%s' "$1"; else printf 'null'; fi; }
 {
     printf '{"mode":%s,"gpu":%s,"batch":%d,"seq":%d,"layers":%d,"heads":%d,"embd":%d,' \
         "$(jstr "$MODE")" "$(jstr "${GPU_NAME:-}")" "$BATCH" "$SEQ" "$LAYERS" "$HEADS" "$EMBD"
@@ -642,7 +655,7 @@ jnum() { if [[ -n "$1" ]]; then printf '%s' "$1"; else printf 'null'; fi; }
         "$(jnum "$PEAK")" "$(jnum "$PEAK_F16BF")" "$(jnum "$PEAK_FP32")"
     printf '"spec_bf16_tflops":%s,"runs":{' "$(jnum "$SPEC")"
     sep=""
-    for key in gemm mpitrain torch_eager torch_compile; do
+    for key in gemm "${MT_KEYS[@]}" torch_eager torch_compile; do
         printf '%s"%s":{"status":%s,"ms_per_step":%s,"tokens_per_s":%s,"mfu":%s}' "$sep" "$key" \
             "$(jstr "${ST[$key]:-not run}")" "$(jnum "${MS[$key]:-}")" "$(jnum "${TOKS[$key]:-}")" \
             "$(jstr "${MFU[$key]:-n/a}")"

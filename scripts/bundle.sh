@@ -26,6 +26,12 @@
 #               libraries a single GPU node does not use
 #   lib/pmix/   PMIx's plugins
 #   share/openmpi, share/pmix  help texts;  etc/  openmpi-mca-params.conf
+#   reference/  the 10-step loss trajectory of scripts/device_trajectory.sh's
+#               small GPT, computed here on the CPU in fp32 with this build's
+#               mpitrain (losses, config, initial checkpoint, token shards,
+#               ~2 MB): scripts/device_check.sh compares the GPU against it
+#   CUDA_RUNTIME  the CUDA version the binaries were compiled with (nvcc's
+#               major.minor): device_check.sh's preflight holds the driver to it
 #
 # Left out, because every GPU machine has them: the CUDA runtime and
 # libraries (libcudart, libcublas, libcublasLt; cuBLAS alone is ~0.6 GB),
@@ -46,7 +52,7 @@ while [[ $# -gt 0 ]]; do
         --build) [[ $# -ge 2 ]] || die "--build needs a folder"; BUILD=$2; shift 2 ;;
         --out) [[ $# -ge 2 ]] || die "--out needs a folder"; OUT=$2; shift 2 ;;
         --nccl) NCCL=1; shift ;;
-        -h | --help) header_help 2 38; exit 0 ;;
+        -h | --help) header_help 2 44; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
@@ -124,6 +130,14 @@ while read -r name path; do
     cp -L "$path" "$OUT/lib/$name"
 done < <(deps "$OUT"/bin/* "$OUT"/lib/openmpi3/*.so "$OUT"/lib/pmix/*.so)
 [[ -z "$missing" ]] || die "libraries not found here:$missing"
+
+# The CPU reference of the GPU's loss trajectory, and the CUDA version built with.
+"$ROOT/scripts/device_trajectory.sh" reference "$BUILD/mpitrain" "$OUT/reference" ||
+    die "the trajectory reference failed (scripts/device_trajectory.sh reference)"
+cuda_ver=$(sed -n 's/^set(CMAKE_CUDA_COMPILER_VERSION "\([0-9]*\.[0-9]*\).*/\1/p' \
+    "$BUILD"/CMakeFiles/*/CMakeCUDACompiler.cmake 2>/dev/null | head -n 1)
+[[ -n "$cuda_ver" ]] || die "no CMAKE_CUDA_COMPILER_VERSION under $BUILD/CMakeFiles"
+echo "$cuda_ver" >"$OUT/CUDA_RUNTIME"
 
 mkdir -p "$OUT/share/openmpi" "$OUT/share/pmix"
 cp "$MPI_HELP"/help-*.txt "$OUT/share/openmpi/"

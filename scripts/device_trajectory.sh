@@ -1,94 +1,188 @@
 #!/usr/bin/env bash
-# device_trajectory.sh - on a machine with a GPU: a small GPT's 10-step loss
-# trajectory on CUDA against the CPU, and the multi-rank and resume paths on
-# the GPU. Called by scripts/device_check.sh (which sets up the bundle's
-# environment); prints one table row per check, "| check | result |".
+# device_trajectory.sh - a small GPT's 10-step loss trajectory: the CPU
+# reference (made on the build machine, carried in the bundle) and its checks
+# on the GPU. Called by scripts/bundle.sh (reference) and
+# scripts/device_check.sh (main, parallel), which set up the environment.
 #
-# usage: scripts/device_trajectory.sh MPITRAIN WORKDIR
+# usage: scripts/device_trajectory.sh reference MPITRAIN REFDIR
+#        scripts/device_trajectory.sh main|parallel MPITRAIN REFDIR WORKDIR
 #
-# Checks (GPT: 2 layers, 4 heads, n_embd 64, T 64, batch 8, dropout 0,
-# AdamW lr 3e-3, on the bytes of tests/data/gpt_corpus.txt):
-#   fp32   CUDA vs CPU, per-step loss within 1e-4 relative
-#   bf16   CUDA bf16 vs CPU fp32, within 2e-2 (and CPU-emulated bf16 vs CUDA
-#          bf16, printed)
-#   dp2    2 ranks sharing the one GPU (sums through MPI via the host) vs
-#          CUDA on one rank, 1e-5
-#   tp2.pp2  4 ranks on the one GPU vs CUDA on one rank, 1e-5
-#   resume  5 steps on CUDA, then steps 6-10 on the CPU from its checkpoint,
-#          vs 10 steps on CUDA, 1e-4
-# Exit status: 0 all passed, 1 a check failed.
-# Dry run without a GPU: DEVICE=cpu MPITRAIN_TEST_STAGED=1 runs the "CUDA"
-# runs on the CPU with device-memory paths (the table logic, not the GPU).
+# The GPT: 2 layers, 4 heads, n_embd 64, block 64, batch 8, dropout 0, AdamW
+# lr 3e-3 (constant, no clipping), 10 steps, train.shuffle = false, on the
+# bytes of tests/data/gpt_corpus.txt.
+#   reference  the CPU run in fp32 (train.device = cpu, run.threads 4), into
+#              REFDIR: tok/ (the token shards), config.ini, metrics.jsonl
+#              (the per-step losses), checkpoints/step_00000000.h5 (the
+#              initial parameters: checkpoint.save_initial), sets.txt (the
+#              options) and about.txt (who made it); REFDIR is a run folder
+#              for tests/reference/gpt_parity.py --run --losses-only
+#   main       on DEVICE (default cuda), each run resumed from the reference's
+#              initial checkpoint: fp32 with train.fused = true and false vs
+#              the reference, per-step loss within 1e-4 relative; bf16 vs the
+#              reference within 2e-2; PyTorch (gpt_parity.py on TORCH_DEVICE,
+#              default DEVICE) from the same initial weights within 1e-4
+#   parallel   on DEVICE: dp2 (2 ranks sharing the one GPU) and tp2.pp2 (4
+#              ranks) vs one rank, 1e-5; 5 steps on DEVICE, then steps 6-10 on
+#              the CPU from its checkpoint, vs 10 steps on DEVICE, 1e-4
+# Prints one table row per check, "| check | result |" (result "passed: ...",
+# "FAILED: ..." or "not_available: ..."). Exit status: 0 all passed (or not
+# available), 1 a check failed, 2 bad arguments.
+# Environment: DEVICE (cuda | cpu), TORCH_DEVICE, PY (python3 with torch),
+# RUN_TIMEOUT (seconds per run, default 120), MT_SYSTEM_LD_LIBRARY_PATH (from
+# device_env.sh: python runs with it). Dry run without a GPU: DEVICE=cpu
+# MPITRAIN_TEST_STAGED=1 runs the "CUDA" runs on the CPU with device-memory
+# paths (the plumbing, not the GPU).
 set -uo pipefail
-MPITRAIN=$1 WORK=$2
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-mkdir -p "$WORK"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+MODE=${1:-}
+case "$MODE" in
+    reference) [[ $# == 3 ]] || die "usage: $0 reference MPITRAIN REFDIR" ;;
+    main | parallel) [[ $# == 4 ]] || die "usage: $0 main|parallel MPITRAIN REFDIR WORKDIR" ;;
+    -h | --help) header_help 2 34; exit 0 ;;
+    *) die "unknown mode '$MODE' (reference, main or parallel; see --help)" ;;
+esac
+MPITRAIN=$2 REF=$(abspath "$3")
+need_mpitrain "$MPITRAIN"
+mpi_env_oversubscribe
 DEVICE=${DEVICE:-cuda}
+TORCH_DEVICE=${TORCH_DEVICE:-$DEVICE}
+PY=${PY:-python3}
 fail=0
 row() { echo "| $1 | $2 |"; }
-"$MPITRAIN" data tokenize --bytes "$ROOT/tests/data/gpt_corpus.txt" "$WORK/tok" --name docs \
-    >"$WORK/tok.log" 2>&1 || { row "trajectory: tokenize" "FAILED: $(tail -1 "$WORK/tok.log")"; exit 1; }
-GPT=(--set model.kind=gpt --set data.train_tokens="$WORK/tok/docs_train_000000.bin"
-    --set data.val_tokens="$WORK/tok/docs_val_000000.bin" --set model.n_layer=2
-    --set model.n_head=4 --set model.n_embd=64 --set model.block_size=64
-    --set train.global_batch=8 --set optim.lr=3e-3 --set train.eval_windows=16
-    --set model.dropout=0 --set train.steps=10 --set run.log_every=1 --set registry.enabled=false
-    --set run.threads=4)
-
-# run NAME NP ARGS...: trains into $WORK/NAME; status in RC
-run() {
-    local name=$1 np=$2
-    shift 2
-    timeout -k 5 300 mpirun -np "$np" "$MPITRAIN" train --config "$ROOT/configs/mnist_mlp.ini" \
-        "${GPT[@]}" --set run.dir="$WORK/$name" "$@" >"$WORK/$name.log" 2>&1
-    RC=$?
-    if [ "$RC" != 0 ]; then
-        echo "--- $name exited $RC:"
-        tail -8 "$WORK/$name.log"
+pyrun() { # python with the LD_LIBRARY_PATH from before the bundle's
+    if [[ -n "${MT_SYSTEM_LD_LIBRARY_PATH+x}" ]]; then
+        LD_LIBRARY_PATH=$MT_SYSTEM_LD_LIBRARY_PATH "$PY" "$@"
+    else
+        "$PY" "$@"
     fi
 }
-# compare LABEL TOL REF GOT: per-step loss of run GOT against run REF
+GPT=(--set run.name=traj --set model.kind=gpt --set model.n_layer=2 --set model.n_head=4
+    --set model.n_embd=64 --set model.block_size=64 --set model.dropout=0
+    --set train.global_batch=8 --set train.steps=10 --set train.shuffle=false
+    --set train.eval_every=0 --set train.eval_windows=16 --set optim.kind=adamw --set optim.lr=3e-3
+    --set optim.schedule=constant --set optim.warmup_steps=0 --set optim.grad_clip=0
+    --set run.log_every=1 --set registry.enabled=false --set run.threads=4)
+DATA=(--set data.train_tokens="$REF/tok/docs_train_000000.bin"
+    --set data.val_tokens="$REF/tok/docs_val_000000.bin")
+
+# run DIR NP ARGS...: trains into DIR (run folder DIR/traj/0001); status in RC
+run() {
+    local dir=$1 np=$2
+    shift 2
+    rm -rf "$dir"
+    timeout -k 5 "${RUN_TIMEOUT:-120}" mpirun -np "$np" "$MPITRAIN" train \
+        --config "$ROOT/configs/mnist_mlp.ini" "${GPT[@]}" "${DATA[@]}" --set run.dir="$dir" "$@" \
+        >"$dir.log" 2>&1
+    RC=$?
+    if [[ "$RC" != 0 ]]; then
+        echo "--- $(basename "$dir") exited $RC:"
+        tail -8 "$dir.log"
+    fi
+}
+
+if [[ "$MODE" == reference ]]; then
+    rm -rf "$REF"
+    mkdir -p "$REF/tok" "$REF/checkpoints"
+    "$MPITRAIN" data tokenize --bytes "$ROOT/tests/data/gpt_corpus.txt" "$REF/tok" --name docs \
+        >"$REF/tokenize.log" 2>&1 || fail "mpitrain data tokenize failed" "$REF/tokenize.log"
+    work=$(mktemp -d "${TMPDIR:-/tmp}/mt_traj_ref.XXXXXX")
+    trap 'rm -rf "$work"' EXIT
+    MPITRAIN_TEST_STAGED='' run "$work/ref" 1 --set train.device=cpu --set train.precision=fp32 \
+        --set checkpoint.save_initial=true --set checkpoint.save_final=false
+    [[ "$RC" == 0 ]] || fail "the reference run failed" "$work/ref.log"
+    d=$work/ref/traj/0001
+    cp "$d/config.ini" "$d/metrics.jsonl" "$REF/" || die "no config.ini/metrics.jsonl in $d"
+    cp "$d/checkpoints/step_00000000.h5" "$REF/checkpoints/" || die "no initial checkpoint in $d"
+    printf '%s\n' "${GPT[@]}" --set train.device=cpu --set train.precision=fp32 >"$REF/sets.txt"
+    {
+        mpitrain_line "$("$MPITRAIN" --version 2>&1)" "$MPITRAIN"
+        host_line "$(nproc_all)"
+        echo "made: $(date -u '+%Y-%m-%d %H:%M:%S UTC') by scripts/device_trajectory.sh reference"
+    } >"$REF/about.txt"
+    rm -f "$REF/tokenize.log"
+    echo "reference: $REF: $(wc -l <"$REF/metrics.jsonl") steps, step 10 loss" \
+        "$(tail -n 1 "$REF/metrics.jsonl" | sed -n 's/.*"loss": *\([0-9.e+-]*\).*/\1/p')"
+    exit 0
+fi
+
+WORK=$(abspath "$4")
+mkdir -p "$WORK"
+for f in config.ini metrics.jsonl checkpoints/step_00000000.h5 tok/docs_train_000000.bin; do
+    [[ -f "$REF/$f" ]] || die "no $REF/$f: not a reference of scripts/device_trajectory.sh reference"
+done
+INIT=(--set checkpoint.resume="$REF/checkpoints/step_00000000.h5")
+
+# compare LABEL TOL REF_DIR GOT_DIR: per-step loss of GOT against REF (a
+# folder with metrics.jsonl, or a run.dir: its runs' metrics.jsonl together)
 compare() {
-    local out
-    out=$(LD_LIBRARY_PATH=${MT_SYSTEM_LD_LIBRARY_PATH-${LD_LIBRARY_PATH:-}} python3 - "$2" "$WORK/$3" "$WORK/$4" <<'PYEOF'
-import glob, json, sys
+    local out rc
+    out=$(pyrun - "$2" "$3" "$4" <<'PYEOF'
+import glob, json, os, sys
 tol = float(sys.argv[1])
 def losses(d):
-    out = {}
-    for f in sorted(glob.glob(d + "/*/*/metrics.jsonl")):
-        for l in open(f):
-            r = json.loads(l)
-            if "loss" in r:
-                out[r["step"]] = r["loss"]
-    return out
+    files = [d + "/metrics.jsonl"] if os.path.exists(d + "/metrics.jsonl") else sorted(glob.glob(d + "/*/*/metrics.jsonl"))
+    return {r["step"]: r["loss"] for f in files for r in map(json.loads, open(f)) if "loss" in r}
 a, b = losses(sys.argv[2]), losses(sys.argv[3])
 if sorted(a) != sorted(b) or len(a) != 10:
-    print(f"steps differ: {sorted(a)} vs {sorted(b)}")
+    print(f"steps differ: {sorted(a)} vs {sorted(b)} (a run failed? see its log)")
     sys.exit(1)
 rel = max(abs(a[s] - b[s]) / abs(a[s]) for s in a)
 print(f"worst rel diff {rel:.2e} (tol {tol:g}); step 10 loss {a[10]:.5f} vs {b[10]:.5f}")
 sys.exit(0 if rel <= tol else 1)
 PYEOF
     )
-    if [ $? = 0 ]; then row "$1" "passed: $out"; else row "$1" "FAILED: $out"; fail=1; fi
+    rc=$?
+    if [[ $rc == 0 ]]; then
+        row "$1" "passed: $out"
+    else
+        # a run that failed: its error line
+        row "$1" "FAILED: $out$(cat "$3.log" "$4.log" 2>/dev/null | grep -m1 'error:' | cut -c1-200 | sed 's/^/; /')"
+        fail=1
+    fi
 }
+DEV=$DEVICE
+[[ "$DEVICE" == cuda ]] && DEV=CUDA
 
-MPITRAIN_TEST_STAGED= run cpu 1 --set train.device=cpu
-run cuda 1 --set train.device=$DEVICE
-grep -m1 '^device: rank 0' "$WORK/cuda.log" | sed 's/^/   /'
-run cuda_bf16 1 --set train.device=$DEVICE --set train.precision=bf16
-MPITRAIN_TEST_STAGED= run cpu_bf16 1 --set train.device=cpu --set train.precision=bf16
-run cuda_dp2 2 --set train.device=$DEVICE
-grep -m1 '^comms:' "$WORK/cuda_dp2.log" | sed 's/^/   /'
-run cuda_tp2pp2 4 --set train.device=$DEVICE --set parallel.tp=2 --set parallel.pp=2 \
-    --set parallel.microbatches=2
-run cuda_stop 1 --set train.device=$DEVICE --set train.exit_after_steps=5
-MPITRAIN_TEST_STAGED= run cuda_stop 1 --set train.device=cpu --set checkpoint.resume=auto
-
-compare "trajectory fp32: CUDA vs CPU, 10 steps" 1e-4 cpu cuda
-compare "trajectory bf16: CUDA bf16 vs CPU fp32" 2e-2 cpu cuda_bf16
-compare "bf16: CUDA vs CPU-emulated bf16 (for information)" 2e-2 cpu_bf16 cuda_bf16
-compare "dp2 on one GPU (MPI via host) vs one rank" 1e-5 cuda cuda_dp2
-compare "tp2.pp2 on one GPU vs one rank" 1e-5 cuda cuda_tp2pp2
-compare "stop at 5 on CUDA, resume on CPU to 10" 1e-4 cuda cuda_stop
+if [[ "$MODE" == main ]]; then
+    run "$WORK/fused" 1 --set train.device="$DEVICE" --set train.fused=true "${INIT[@]}"
+    grep -m1 '^device: rank 0' "$WORK/fused.log" | sed 's/^/   /'
+    run "$WORK/unfused" 1 --set train.device="$DEVICE" --set train.fused=false "${INIT[@]}"
+    run "$WORK/bf16" 1 --set train.device="$DEVICE" --set train.precision=bf16 "${INIT[@]}"
+    compare "trajectory fp32 fused: $DEV vs CPU reference" 1e-4 "$REF" "$WORK/fused"
+    compare "trajectory fp32 unfused: $DEV vs CPU reference" 1e-4 "$REF" "$WORK/unfused"
+    compare "trajectory bf16: $DEV bf16 vs CPU fp32 reference" 2e-2 "$REF" "$WORK/bf16"
+    # PyTorch from the same initial checkpoint, on the same batches
+    timeout -k 5 "${RUN_TIMEOUT:-120}" env ${MT_SYSTEM_LD_LIBRARY_PATH+LD_LIBRARY_PATH="$MT_SYSTEM_LD_LIBRARY_PATH"} \
+        "$PY" "$ROOT/tests/reference/gpt_parity.py" --run "$REF" --losses-only --device "$TORCH_DEVICE" \
+        --tokens "$REF/tok/docs_train_000000.bin" >"$WORK/torch.log" 2>&1
+    rc=$?
+    worst=$(sed -n 's/^losses: worst rel diff \([^ ]*\).*/\1/p' "$WORK/torch.log")
+    label="trajectory: PyTorch on $TORCH_DEVICE vs CPU reference"
+    case $rc in
+        0) row "$label" "passed: worst rel diff $worst (tol 1e-4)" ;;
+        77) row "$label" "not_available: $(head -n 1 "$WORK/torch.log")" ;;
+        *)
+            row "$label" "FAILED (exit $rc): ${worst:+worst rel diff $worst; }$(tail -n 1 "$WORK/torch.log")"
+            tail -n 15 "$WORK/torch.log"
+            fail=1
+            ;;
+    esac
+else
+    run "$WORK/one" 1 --set train.device="$DEVICE"
+    run "$WORK/dp2" 2 --set train.device="$DEVICE"
+    grep -m1 '^comms:' "$WORK/dp2.log" | sed 's/^/   /'
+    run "$WORK/tp2pp2" 4 --set train.device="$DEVICE" --set parallel.tp=2 --set parallel.pp=2 \
+        --set parallel.microbatches=2
+    run "$WORK/stop" 1 --set train.device="$DEVICE" --set train.exit_after_steps=5
+    # (run() would remove the folder: the resume goes into the same one)
+    timeout -k 5 "${RUN_TIMEOUT:-120}" env MPITRAIN_TEST_STAGED='' mpirun -np 1 "$MPITRAIN" train \
+        --config "$ROOT/configs/mnist_mlp.ini" "${GPT[@]}" "${DATA[@]}" --set run.dir="$WORK/stop" \
+        --set train.device=cpu --set checkpoint.resume=auto >"$WORK/resume.log" 2>&1 ||
+        { echo "--- resume exited $?:"; tail -8 "$WORK/resume.log"; }
+    compare "dp2 on one device (MPI via host) vs one rank" 1e-5 "$WORK/one" "$WORK/dp2"
+    compare "tp2.pp2 on one device vs one rank" 1e-5 "$WORK/one" "$WORK/tp2pp2"
+    compare "stop at 5 on $DEV, resume on CPU to 10" 1e-4 "$WORK/one" "$WORK/stop"
+fi
 exit $fail

@@ -11,6 +11,7 @@
 #                       mpi_env_oversubscribe
 #   timing              now_ns, secs_between, ms_per_step
 #   checkpoints         ckpt_lines
+#   JSON                jstr, jnum
 #   GPT benchmarks      gpt_bench_sets
 #   the all-reduce floor allreduce_floor_bin, allreduce_floor
 # It defines functions and sets MT_PROG, MT_DIE_STATUS and MT_MPI_ROOT_ENV,
@@ -145,6 +146,15 @@ ckpt_lines() {
     sed -n -E -e "s|$head; training stalled ([0-9.]+) s\)\$|\1 \3 \4 \5 \6 \2|p" \
         -e "s|$head\)\$|\1 \3 \4 \5 - \2|p" "$1"
 }
+
+# ---- JSON ----
+
+jstr() { # jstr TEXT: TEXT as a JSON string (control characters become spaces)
+    local t=${1//\\/\\\\}
+    t=${t//\"/\\\"}
+    printf '"%s"' "${t//[[:cntrl:]]/ }"
+}
+jnum() { if [[ -n "$1" ]]; then printf '%s' "$1"; else printf 'null'; fi; } # jnum NUMBER: it, or null
 
 # ---- the GPT benchmarks ----
 

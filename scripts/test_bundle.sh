@@ -6,7 +6,8 @@
 # it, after `source scripts/device_env.sh` (which unpacks the .tar.xz):
 #   mpitrain --version; a 2-step MNIST MLP training run as a singleton; the
 #   same under `mpirun -np 2`; test_backend_cmp and scripts/device_check.sh
-#   (no GPU here: both must exit 77 with a reason).
+#   (no GPU here: both must exit 77 with a reason: a SKIPPED line, or
+#   device_check.sh's preflight "error: no GPU ...").
 # Needs root (chroot, mount, mknod; mounts live in a private mount namespace,
 # gone when it ends). Not part of ctest; takes about 5-10 s (making the
 # bundle, scripts/bundle.sh, about 1 min).
@@ -29,7 +30,7 @@ while [[ $# -gt 0 ]]; do
         --bundle) [[ $# -ge 2 ]] || die "--bundle needs a folder"; BUNDLE=$2; shift 2 ;;
         --data) [[ $# -ge 2 ]] || die "--data needs a file"; DATA=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h | --help) header_help 2 20; exit 0 ;;
+        -h | --help) header_help 2 21; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
@@ -91,7 +92,7 @@ ln -s usr/bin "$CH/bin"; ln -s usr/sbin "$CH/sbin"; ln -s usr/lib "$CH/lib"
 #    loader), libgcc_s and libstdc++ (apt depends on it).
 TOOLS=(bash dash cat dirname basename ls mkdir rm cp mv ln sort head tail tr cut wc
     mktemp date env id uname sleep readlink realpath chmod touch true false test stat
-    timeout sed grep mawk tar xz ldd ldconfig getconf)
+    timeout sed grep mawk tar xz gzip ldd ldconfig getconf)
 LIBC=(libc.so.6 libm.so.6 libpthread.so.0 libdl.so.2 librt.so.1 libresolv.so.2
     libgcc_s.so.1 libstdc++.so.6)
 SYSLIBS=/usr/lib/x86_64-linux-gnu
@@ -204,10 +205,10 @@ for what in test_backend_cmp "bash /opt/mt/scripts/device_check.sh --bundle /opt
     echo "--- $what"
     $what >/tmp/out.log 2>&1 || rc=$?
     sed 's/^/    /' /tmp/out.log | tail -8
-    if [[ $rc = 77 ]] && grep -q 'SKIPPED' /tmp/out.log; then
+    if [[ $rc = 77 ]] && grep -Eq 'SKIPPED|error: no GPU' /tmp/out.log; then
         ok "$what: exit 77 with a reason (no GPU)"
     else
-        bad "$what: exit $rc, expected 77 and a SKIPPED line"
+        bad "$what: exit $rc, expected 77 and a SKIPPED or 'no GPU' line"
     fi
 done
 exit $fail

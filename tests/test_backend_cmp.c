@@ -280,8 +280,7 @@ static void test_softmax(int B, int C) {
     gpu->free(dl), gpu->free(dp), gpu->free(dlab), gpu->free(dd);
 }
 
-static void test_layernorm(void) {
-    int N = 23, C = 96;
+static void test_layernorm(int N, int C) {
     size_t n = (size_t)N * C;
     float *x = rnd(n, -2, 2), *w = rnd((size_t)C, 0.5f, 1.5f), *b = rnd((size_t)C, -0.5f, 0.5f);
     float *oc = nan_buf(n), *mc = nan_buf((size_t)N), *rc = nan_buf((size_t)N);
@@ -312,8 +311,7 @@ static void test_layernorm(void) {
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->free(dev[i]);
 }
 
-static void test_attention(void) {
-    int B = 2, T = 17, C = 48, NH = 4;
+static void test_attention(int B, int T, int C, int NH) {
     size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
     float *qkv = rnd(nq, -1, 1), *oc = nan_buf(no), *ac = nan_buf(na);
     cpu->attention_forward(oc, ac, qkv, B, T, C, NH);
@@ -340,11 +338,12 @@ static void test_attention(void) {
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->free(dev[i]);
 }
 
-static void test_embedding(void) {
-    int V = 50, B = 3, T = 11, C = 40, maxT = 16;
+/* V tokens of width C, B x T positions of maxT (T <= maxT) */
+static void test_embedding(int V, int B, int T, int C, int maxT) {
     size_t n = (size_t)B * T * C;
     float *wte = rnd((size_t)V * C, -1, 1), *wpe = rnd((size_t)maxT * C, -1, 1);
-    int32_t *tok = rnd_int((size_t)B * T, 7); /* few distinct tokens: many repeats */
+    int32_t *tok =
+        rnd_int((size_t)B * T, V > 64 ? V : 7); /* small V: few distinct tokens, many repeats */
     float *oc = nan_buf(n);
     cpu->embedding_forward(oc, tok, wte, wpe, B, T, C);
     float *dwte = up(wte, (size_t)V * C), *dwpe = up(wpe, (size_t)maxT * C);
@@ -387,8 +386,7 @@ static void test_dropout(void) {
     gpu->free(dx), gpu->free(dy);
 }
 
-static void test_optim(void) {
-    size_t n = 100003;
+static void test_optim(size_t n) {
     float *x = rnd(n, -1, 1);
     double sc = cpu->sumsq(x, n);
     float *dx = up(x, n);
@@ -700,11 +698,11 @@ static void test_all(void) {
     test_bf16_storage();
     test_softmax(19, 257);
     test_softmax(5, 2053); /* rows wider than a block: several elements per thread */
-    test_layernorm();
-    test_attention();
-    test_embedding();
+    test_layernorm(23, 96);
+    test_attention(2, 17, 48, 4);
+    test_embedding(50, 3, 11, 40, 16);
     test_dropout();
-    test_optim();
+    test_optim(100003);
     test_flash(2, 17, 48, 4);
     test_flash(1, 130, 32, 2);  /* past two key tiles, T not a multiple of one */
     test_flash(4, 1, 64, 4);    /* T = 1: one query, one key */
@@ -723,33 +721,377 @@ static void test_all(void) {
     test_matmul_epilogues();
 }
 
-/* Every op in fp32, then in bf16 matmul mode, then fp32 restored. */
+/* ---- the GPT-2 124M shapes (--shapes gpt2): the ops whose work grows with
+ * the model, at the sizes core/gpt.c calls them with: N = B x T tokens
+ * (--batch, --seq; default 4 x 1024), n_embd 768, 12 heads of 64, the
+ * vocabulary 50257 (--vocab) and its padded 50304 (rounded up to 128), 12
+ * layers. Same tolerances as the
+ * small shapes. ---- */
+enum { G_C = 768, G_NH = 12, G_L = 12 };
+static int g_B = 4, g_T = 1024, g_V = 50257, g_Vp = 50304; /* g_Vp: g_V rounded up to 128 */
+
+/* one matmul C = op(A) op(B) + beta C with tight leads; beta 0: C starts
+ * poisoned (every element must be written) */
+static void test_mm(const char *layer, const char *what, int ta, int tb, int M, int N, int K,
+                    float beta) {
+    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    size_t na = (size_t)ar * ac, nb = (size_t)br * bc, nc = (size_t)M * N;
+    float *A = rnd(na, -1, 1), *Bm = rnd(nb, -1, 1);
+    float *C0 = beta != 0.0f ? rnd(nc, -1, 1) : nan_buf(nc), *Cc = mt_test_copy(C0, nc);
+    cpu->matmul(ta, tb, M, N, K, 1.0f, A, ac, Bm, bc, beta, Cc, N);
+    float *dA = up(A, na), *dB = up(Bm, nb), *dC = up(C0, nc);
+    gpu->matmul(ta, tb, M, N, K, 1.0f, dA, ac, dB, bc, beta, dC, N);
+    float *g = down(dC, nc);
+    char op[64], shape[48];
+    snprintf(op, sizeof op, "matmul %s %s", layer, what);
+    snprintf(shape, sizeof shape, "%dx%dx%d", M, N, K);
+    expect(op, shape, g, Cc, nc, tol_mm);
+    free(A), free(Bm), free(C0), free(Cc), free(g);
+    gpu->free(dA), gpu->free(dB), gpu->free(dC);
+}
+
+/* a linear layer of N tokens, in -> out, as core/gpt.c calls it: forward
+ * y = x W^T, weight gradient dW += dy^T x, input gradient dx = dy W */
+static void test_linear(const char *layer, int N, int in, int out) {
+    test_mm(layer, "fwd", 0, 1, N, out, in, 0.0f);
+    test_mm(layer, "dW", 1, 0, out, in, N, 1.0f);
+    test_mm(layer, "dx", 0, 0, N, in, out, 0.0f);
+}
+
+/* the ops with products (matmul, attention): run in both precisions */
+static void test_gpt2_products(void) {
+    int N = g_B * g_T;
+    test_linear("qkv", N, G_C, 3 * G_C);
+    test_linear("attn.proj", N, G_C, G_C);
+    test_linear("fc", N, G_C, 4 * G_C);
+    test_linear("mlp.proj", N, 4 * G_C, G_C);
+    test_linear("lm_head V", N, G_C, g_V);
+    test_linear("lm_head Vp", N, G_C, g_Vp);
+    test_attention(g_B, g_T, G_C, G_NH);
+    test_flash(g_B, g_T, G_C, G_NH);
+}
+
+static void test_gpt2(void) {
+    int N = g_B * g_T;
+    test_gpt2_products();
+    test_layernorm(N, G_C);
+    test_residual_layernorm(N, G_C);
+    test_bias(N, 3 * G_C);
+    test_bias_gelu(N, 4 * G_C);
+    test_softmax(N, g_V);
+    test_softmax(N, g_Vp);
+    test_xent_fused(N, g_V);
+    test_xent_fused(N, g_Vp);
+    test_embedding(g_V, g_B, g_T, G_C, g_T);
+    test_optim((size_t)g_Vp * G_C); /* the largest tensor, wte */
+}
+
+/* ---- --time: each op's median time at the GPT-2 shapes, on the GPU
+ * backend and on the CPU (synchronised after every call) ---- */
+enum {
+    OP_QKV,
+    OP_FC,
+    OP_PROJ,
+    OP_HEAD,
+    OP_HEAD_DW,
+    OP_HEAD_DX,
+    OP_HEAD_BF16,
+    OP_FC_BF16,
+    OP_LN_F,
+    OP_LN_B,
+    OP_ATT_F,
+    OP_ATT_B,
+    OP_FLASH_F,
+    OP_FLASH_B,
+    OP_XENT_F,
+    OP_XENT_B,
+    OP_XENT_FUSED,
+    OP_BIAS_GELU,
+    OP_GELU_BIAS_B,
+    OP_EMB_F,
+    OP_EMB_B,
+    OP_ADAMW,
+    OP_COUNT
+};
+static const char *op_names[OP_COUNT] = {
+    "matmul qkv fwd",      "matmul fc fwd",       "matmul mlp.proj fwd", "matmul lm_head fwd",
+    "matmul lm_head dW",   "matmul lm_head dx",   "matmul lm_head bf16", "matmul fc fwd bf16",
+    "layernorm_forward",   "layernorm_backward",  "attention_forward",   "attention_backward",
+    "flash_attention_fwd", "flash_attention_bwd", "softmax_xent_fwd",    "softmax_xent_bwd",
+    "xent_fused",          "bias_gelu_forward",   "gelu_bias_backward",  "embedding_forward",
+    "embedding_backward",  "adamw_update (all)"};
+
+typedef struct {
+    float *x, *x2, *x3, *w, *w2, *l, *l2, *att, *att2, *lse, *mean, *rstd, *p, *g, *m, *v;
+    int32_t *lab;
+} op_bufs;
+
+/* parameters of the GPT-2 model at block size T (core/gpt.c's count) */
+static size_t gpt2_params(int T) {
+    return (size_t)g_Vp * G_C + (size_t)T * G_C + (size_t)G_L * (12 * G_C * G_C + 13 * G_C) +
+           2 * G_C;
+}
+
+/* n floats of be, filled with a cheap pattern in [-0.5, 0.5] from host staging h */
+static float *pattern(const mt_backend *be, float *h, size_t n) {
+    for (size_t i = 0; i < n; i++) h[i] = (float)((i * 2654435761u) % 1001) * 1e-3f - 0.5f;
+    float *d = be->alloc(n);
+    be->to_device(d, h, n);
+    return d;
+}
+
+/* runs op once on be; 0 when be lacks it */
+static int run_op(const mt_backend *be, int op, op_bufs *b) {
+    int B = g_B, T = g_T, N = B * T, C = G_C;
+    switch (op) {
+    case OP_QKV:
+        be->matmul(0, 1, N, 3 * C, C, 1, b->x, C, b->w, C, 0, b->x2, 3 * C);
+        break;
+    case OP_FC:
+    case OP_FC_BF16:
+        be->matmul(0, 1, N, 4 * C, C, 1, b->x, C, b->w, C, 0, b->x2, 4 * C);
+        break;
+    case OP_PROJ:
+        be->matmul(0, 1, N, C, 4 * C, 1, b->x, 4 * C, b->w, 4 * C, 0, b->x2, C);
+        break;
+    case OP_HEAD:
+    case OP_HEAD_BF16:
+        be->matmul(0, 1, N, g_Vp, C, 1, b->x, C, b->w, C, 0, b->l, g_Vp);
+        break;
+    case OP_HEAD_DW:
+        be->matmul(1, 0, g_Vp, C, N, 1, b->l, g_Vp, b->x, C, 1, b->w2, C);
+        break;
+    case OP_HEAD_DX:
+        be->matmul(0, 0, N, C, g_Vp, 1, b->l, g_Vp, b->w, C, 0, b->x2, C);
+        break;
+    case OP_LN_F:
+        be->layernorm_forward(b->x2, b->mean, b->rstd, b->x, b->w, b->w2, N, C);
+        break;
+    case OP_LN_B:
+        be->layernorm_backward(b->x2, b->g, b->m, b->x, b->x, b->w, b->mean, b->rstd, N, C);
+        break;
+    case OP_ATT_F:
+        be->attention_forward(b->x2, b->att, b->x, B, T, C, G_NH);
+        break;
+    case OP_ATT_B:
+        be->attention_backward(b->x3, b->att2, b->x2, b->x, b->att, B, T, C, G_NH);
+        break;
+    case OP_FLASH_F:
+        if (!be->flash_attention_forward) return 0;
+        be->flash_attention_forward(b->x2, b->lse, b->x, B, T, C, G_NH);
+        break;
+    case OP_FLASH_B:
+        if (!be->flash_attention_backward) return 0;
+        be->flash_attention_backward(b->x3, b->x2, b->x, b->x2, b->lse, B, T, C, G_NH);
+        break;
+    case OP_XENT_F:
+        be->softmax_xent_forward(b->l2, b->l, b->lab, N, g_Vp);
+        break;
+    case OP_XENT_B:
+        be->softmax_xent_backward(b->l2, b->l2, b->lab, N, g_Vp, 1.0f);
+        break;
+    case OP_XENT_FUSED: {
+        int64_t correct;
+        if (!be->xent_fused) return 0;
+        be->xent_fused(b->l, b->lab, N, g_Vp, &correct);
+        break;
+    }
+    case OP_BIAS_GELU:
+        if (!be->bias_gelu_forward) return 0;
+        be->bias_gelu_forward(b->x, b->x2, b->w, N, 4 * C);
+        break;
+    case OP_GELU_BIAS_B:
+        if (!be->gelu_bias_backward) return 0;
+        be->gelu_bias_backward(b->x2, b->w2, b->x2, b->x, N, 4 * C);
+        break;
+    case OP_EMB_F:
+        be->embedding_forward(b->x2, b->lab, b->w, b->w2, B, T, C);
+        break;
+    case OP_EMB_B:
+        be->embedding_backward(b->w, b->w2, b->x2, b->lab, B, T, C);
+        break;
+    case OP_ADAMW: {
+        size_t n = gpt2_params(T);
+        be->adamw_update(b->p, b->g, b->m, b->v, n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.3f);
+        break;
+    }
+    }
+    return 1;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* median ms of reps runs of every op on be (after one untimed run) into ms[];
+ * -1 where be lacks the op */
+static void time_backend(const mt_backend *be, int reps, double *ms) {
+    int N = g_B * g_T;
+    size_t nx = (size_t)N * 4 * G_C, nw = (size_t)(g_Vp > 4 * G_C ? g_Vp : 4 * G_C) * G_C;
+    size_t nl = (size_t)N * g_Vp;
+    size_t na = (size_t)g_B * G_NH * g_T * g_T, np = gpt2_params(g_T);
+    size_t nh = nl > np ? nl : np;
+    nh = nh > na ? nh : na;
+    nh = nh > nx ? nh : nx;
+    nh = nh > nw ? nh : nw;
+    float *h = malloc(nh * sizeof *h);
+    if (!h) abort();
+    op_bufs b = {0};
+    b.x = pattern(be, h, nx), b.x2 = pattern(be, h, nx), b.x3 = pattern(be, h, nx);
+    b.w = pattern(be, h, nw);
+    b.w2 = pattern(be, h, nw), b.l = pattern(be, h, nl), b.l2 = pattern(be, h, nl);
+    b.att = pattern(be, h, na), b.att2 = pattern(be, h, na);
+    b.lse = pattern(be, h, (size_t)g_B * G_NH * g_T), b.mean = pattern(be, h, (size_t)N);
+    b.rstd = pattern(be, h, (size_t)N), b.p = pattern(be, h, np), b.g = pattern(be, h, np);
+    b.m = pattern(be, h, np), b.v = pattern(be, h, np);
+    for (size_t i = 0; i < np; i++) h[i] = 1e-3f + (float)(i % 7) * 1e-4f; /* v > 0 */
+    be->to_device(b.v, h, np);
+    int32_t *lab = (int32_t *)h;
+    for (int i = 0; i < N; i++) lab[i] = (int32_t)(((unsigned)i * 2654435761u) % g_V);
+    b.lab = (int32_t *)be->alloc((size_t)N);
+    be->to_device((float *)b.lab, h, (size_t)N);
+    double *t = malloc((size_t)reps * sizeof *t);
+    for (int op = 0; op < OP_COUNT; op++) {
+        int bf16 = op == OP_HEAD_BF16 || op == OP_FC_BF16;
+        be->set_precision(bf16);
+        if (!run_op(be, op, &b)) {
+            ms[op] = -1;
+            continue;
+        }
+        if (be->synchronize) be->synchronize();
+        for (int r = 0; r < reps; r++) {
+            double t0 = mt_test_now();
+            run_op(be, op, &b);
+            if (be->synchronize) be->synchronize();
+            t[r] = (mt_test_now() - t0) * 1e3;
+        }
+        qsort(t, (size_t)reps, sizeof *t, cmp_double);
+        ms[op] = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    }
+    be->set_precision(0);
+    float *all[] = {b.x,   b.x2,   b.w,    b.w2, b.l, b.l2, b.att, b.att2,
+                    b.lse, b.mean, b.rstd, b.p,  b.g, b.m,  b.v,   (float *)b.lab};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) be->free(all[i]);
+    free(h), free(t);
+}
+
+static void time_ops(void) {
+    double mg[OP_COUNT], mc[OP_COUNT];
+    printf("op times at the GPT-2 124M shapes: B %d, T %d, n_embd %d, %d heads, vocab %d "
+           "(padded), adamw over %zu parameters; median ms of %d %s runs and %d %s runs\n",
+           g_B, g_T, G_C, G_NH, g_Vp, gpt2_params(g_T), gpu != cpu ? 10 : 3, gpu->name, 3,
+           cpu->name);
+    if (gpu != cpu) time_backend(gpu, 10, mg);
+    time_backend(cpu, 3, mc);
+    for (int op = 0; op < OP_COUNT; op++) {
+        char a[48] = "", c[32];
+        if (gpu != cpu && mg[op] >= 0)
+            snprintf(a, sizeof a, "%s %10.3f ms  ", gpu->name, mg[op]);
+        else if (gpu != cpu)
+            snprintf(a, sizeof a, "%s %10s ms  ", gpu->name, "-");
+        if (mc[op] >= 0)
+            snprintf(c, sizeof c, "%10.3f", mc[op]);
+        else
+            snprintf(c, sizeof c, "%10s", "-");
+        printf("time %-22s %s%s %s ms\n", op_names[op], a, cpu->name, c);
+    }
+}
+
+static int shapes_gpt2; /* --shapes gpt2 */
+
+/* Every op in fp32, then in bf16 matmul mode, then fp32 restored; at the
+ * GPT-2 shapes the bf16 and restored passes run only the ops with products. */
 static void test_both_precisions(const char *who) {
     tol_mm = TOL_FP32;
+    if (shapes_gpt2)
+        printf("%s at the GPT-2 124M shapes (B %d, T %d, n_embd %d, %d heads, vocab %d and %d):\n",
+               who, g_B, g_T, G_C, G_NH, g_V, g_Vp);
     printf("%s, fp32: tolerance %.0e for every op (normalized error):\n", who, TOL_FP32);
-    test_all();
+    if (shapes_gpt2)
+        test_gpt2();
+    else
+        test_all();
     cpu->set_precision(1);
     gpu->set_precision(1);
     tol_mm = TOL_BF16;
     printf("%s, bf16 matmuls (set_precision(1) on both): tolerance %.0e for matmul and "
            "attention, %.0e for every other op:\n",
            who, TOL_BF16, TOL_FP32);
-    test_all();
+    if (shapes_gpt2)
+        test_gpt2_products();
+    else
+        test_all();
     cpu->set_precision(0);
     gpu->set_precision(0);
     tol_mm = TOL_FP32;
     printf("%s, fp32 restored: tolerance %.0e:\n", who, TOL_FP32);
-    test_matmul();
-    test_attention();
-    test_flash(2, 17, 48, 4);
+    if (shapes_gpt2) {
+        test_linear("fc", g_B * g_T, G_C, 4 * G_C);
+        test_attention(g_B, g_T, G_C, G_NH);
+    } else {
+        test_matmul();
+        test_attention(2, 17, 48, 4);
+        test_flash(2, 17, 48, 4);
+    }
 }
 
-int main(void) {
+static int usage_error(const char *msg, const char *arg) {
+    printf("mpitrain: error: test_backend_cmp: %s%s%s (usage: test_backend_cmp [--shapes "
+           "small|gpt2] [--batch B] [--seq T] [--vocab V] [--time])\n",
+           msg, arg ? " " : "", arg ? arg : "");
+    return 2;
+}
+
+/* a positive int <= max from text, or 0 */
+static int parse_pos(const char *text, int max) {
+    char *end;
+    long v = strtol(text, &end, 10);
+    return *text && !*end && v > 0 && v <= max ? (int)v : 0;
+}
+
+/* usage: test_backend_cmp [--shapes small|gpt2] [--batch B] [--seq T] [--vocab V] [--time]
+ *   --shapes small  every op at small, odd shapes (the default)
+ *   --shapes gpt2   the shape-dependent ops at the GPT-2 124M shapes, B 4 x T 1024,
+ *                   vocabulary 50257 (and padded 50304) unless --batch / --seq /
+ *                   --vocab say otherwise (a scaled-down dry run on the CPU)
+ *   --time          no comparison: each op's median time at the GPT-2 shapes on
+ *                   the GPU backend and the CPU ("time OP ... ms" lines) */
+int main(int argc, char **argv) {
     char why[256] = "";
+    int timing = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--time")) {
+            timing = 1;
+        } else if (!strcmp(a, "--shapes") || !strcmp(a, "--batch") || !strcmp(a, "--seq") ||
+                   !strcmp(a, "--vocab")) {
+            if (!v) return usage_error("missing the value of", a);
+            i++;
+            if (!strcmp(a, "--shapes")) {
+                if (strcmp(v, "small") && strcmp(v, "gpt2"))
+                    return usage_error("--shapes: small or gpt2, not", v);
+                shapes_gpt2 = !strcmp(v, "gpt2");
+            } else if (!strcmp(a, "--vocab")) {
+                if (!(g_V = parse_pos(v, 65536))) return usage_error("--vocab: 1..65536, not", v);
+                g_Vp = (g_V + 127) / 128 * 128;
+            } else if (!strcmp(a, "--batch")) {
+                if (!(g_B = parse_pos(v, 64))) return usage_error("--batch: 1..64, not", v);
+            } else if (!(g_T = parse_pos(v, 1024))) {
+                return usage_error("--seq: 1..1024 (GPT-2's block size), not", v);
+            }
+        } else {
+            return usage_error("unknown argument", a);
+        }
+    }
     /* MT_BACKEND_CMP_SELF=1 checks the harness itself, on any machine: the
      * CPU backend compared with itself must pass every check */
     if (getenv("MT_BACKEND_CMP_SELF")) {
         cpu = gpu = mt_backend_cpu();
+        if (timing) {
+            time_ops();
+            return 0;
+        }
         printf("harness self-check: the CPU backend against itself\n");
         test_both_precisions("CPU vs CPU");
         return mt_test_finish("backend_cmp (self-check)");
@@ -762,6 +1104,10 @@ int main(void) {
     }
     cpu = mt_backend_cpu();
     gpu = mt_backend_get("cuda");
+    if (timing) {
+        time_ops();
+        return 0;
+    }
     test_both_precisions("CUDA vs CPU");
     return mt_test_finish("backend_cmp");
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""gpt_parity.py RUN.h5 | --run RUN_DIR -- repeat mpitrain's GPT training
-steps in PyTorch and compare.
+"""gpt_parity.py RUN.h5 | --run RUN_DIR [--losses-only] [--tokens FILE] [--device DEV]
+-- repeat mpitrain's GPT training steps in PyTorch and compare.
 
 This file defines the GPT-2 architecture independently in PyTorch (torch.nn
 modules, autograd, torch.optim.AdamW) and loads mpitrain's parameters into it
@@ -51,6 +51,14 @@ mpitrain's optimizer holds its settings as float32 (core/optim.h), so the
 per-step reference uses those values: beta2 = 0.999 is 0.99900001287 in
 float32, and 1 - beta2 is then 1.3e-5 smaller than 0.001 (so is v).
 
+--losses-only does that free run alone (no per-step checks, no final
+parameters): the run folder then needs only config.ini, metrics.jsonl and
+checkpoints/step_00000000.h5 (scripts/device_trajectory.sh's reference).
+--tokens FILE reads the batches from FILE instead of the config's first
+training shard (a folder carried to another machine). --device DEV (default
+cpu) runs PyTorch's model there, e.g. cuda, with TF32 off; the reference
+AdamW of the per-step checks stays on the CPU in float64.
+
 One slice is compared differently: the key part of each c_attn.bias. Its
 gradient is zero in exact arithmetic (adding a constant vector to every key
 adds the same number to all of a query's scores, which softmax ignores), so
@@ -78,6 +86,7 @@ except ImportError as err:
     sys.exit(77)
 
 LOSS_TOL = 1e-4    # per-step loss, relative
+DEVICE = "cpu"     # --device: where PyTorch's model runs
 PARAM_TOL = 1e-4   # RUN.h5: final parameters of the free run, max|a-b| / max|b| per tensor
 GRAD_TOL = 1e-5    # --run: each step's gradients from the same parameters, max|a-b| / max|b|
 UPDATE_TOL = 1e-4  # --run: each step's AdamW update, beyond 1 ulp, / max|update| per tensor
@@ -103,7 +112,7 @@ class Block(nn.Module):
         hs = C // self.NH
         q, k, v = (u.view(B, T, self.NH, hs).transpose(1, 2) for u in (q, k, v))
         att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
-        mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        mask = torch.tril(torch.ones(T, T, dtype=torch.bool, device=x.device))
         att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
         y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
         return self.attn.c_proj(y)
@@ -123,7 +132,7 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets):
         T = idx.shape[1]
-        x = self.wte(idx) + self.wpe(torch.arange(T))
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
         for block in self.h:
             x = block(x)
         logits = self.ln_f(x) @ self.wte.weight.t()  # the LM head is tied to wte
@@ -137,6 +146,7 @@ def build(cfg, init):
     torch.set_num_threads(1)
     model = GPT(int(cfg["n_layer"]), int(cfg["n_head"]), int(cfg["n_embd"]),
                 int(cfg["block_size"]), int(cfg["vocab_size"]))
+    model.to(DEVICE)
     params = dict(model.named_parameters())
     if sorted(init) != sorted(params):
         print(f"parameter names differ:\n  mpitrain {sorted(init)}\n  torch    {sorted(params)}")
@@ -167,7 +177,8 @@ def adamw(cfg, params):
 
 
 def batch(x, y):
-    return torch.from_numpy(np.asarray(x)).long(), torch.from_numpy(np.asarray(y)).long()
+    return (torch.from_numpy(np.asarray(x)).long().to(DEVICE),
+            torch.from_numpy(np.asarray(y)).long().to(DEVICE))
 
 
 def free_run(cfg, model, params, batches, theirs):
@@ -175,7 +186,7 @@ def free_run(cfg, model, params, batches, theirs):
     (x, y) and compares each step's loss with theirs. Returns the number of
     disagreements."""
     opt = adamw(cfg, params)
-    bad = 0
+    bad, worst = 0, 0.0
     for s, (x, y) in enumerate(batches):
         loss = model(*batch(x, y))
         opt.zero_grad()
@@ -183,9 +194,11 @@ def free_run(cfg, model, params, batches, theirs):
         opt.step()
         rel = abs(loss.item() - theirs[s]) / abs(loss.item())
         ok = rel <= LOSS_TOL
+        worst = max(worst, rel)
         bad += not ok
         print(f"step {s + 1:2d}  torch {loss.item():.6f}  mpitrain {theirs[s]:.6f}  "
               f"rel diff {rel:.1e} {'ok' if ok else 'TOO LARGE'}")
+    print(f"losses: worst rel diff {worst:.2e} over {len(batches)} steps (bound {LOSS_TOL:.0e})")
     return bad
 
 
@@ -233,7 +246,7 @@ def compare(cfg, init, batches, theirs, final):
     if model is None:
         return 1
     bad = free_run(cfg, model, params, batches, theirs)
-    mine = {n: p.detach().numpy() for n, p in params.items()}
+    mine = {n: p.detach().cpu().numpy() for n, p in params.items()}
     bad += key_slice(cfg, init, [("torch", mine), ("mpitrain", final)])
     rows = final_difference(cfg, mine, final)
     for rel, _, name in rows:
@@ -275,7 +288,7 @@ def step_from_same_state(cfg, model, params, s, x, y, loss_theirs, before, after
     # mpitrain's gradients from its first moment; PyTorch's at the same parameters
     g = {n: (m1[n].astype(np.float64) - b1 * m0[n].astype(np.float64)) / (1 - b1) for n in params}
     for n, p in params.items():
-        gt = p.grad.detach().numpy().astype(np.float64)
+        gt = p.grad.detach().cpu().numpy().astype(np.float64)
         note("grad", n, float(np.abs(gt - g[n]).max() / max(np.abs(gt).max(), 1e-30)), GRAD_TOL,
              "gradients differ, max|a-b|/max|b| =")
     # torch.optim.AdamW in float64 from mpitrain's state with mpitrain's gradients
@@ -316,7 +329,7 @@ def tensors(group):
     return out
 
 
-def from_run(run_dir):
+def from_run(run_dir, losses_only=False, tokens_file=None):
     """A `mpitrain train` run with model.kind = gpt, optim.kind = adamw,
     train.shuffle = false, checkpoint.save_initial = true and a checkpoint
     after every step (checkpoint.every_steps = 1, checkpoint.keep_last = 0):
@@ -338,7 +351,7 @@ def from_run(run_dir):
     cfg.update({k: float(o[k]) for k in ("lr", "beta1", "beta2", "eps", "weight_decay")})
     T = int(t["seq_len"]) or int(m["block_size"])
     B, steps = int(t["global_batch"]), int(t["steps"])
-    first = sorted(glob.glob(ini["data"]["train_tokens"]))[0]
+    first = tokens_file or sorted(glob.glob(ini["data"]["train_tokens"]))[0]
     tokens = np.fromfile(first, dtype="<u2", offset=1024).astype(np.int64)
     assert steps * B <= (len(tokens) - 1) // T, "the comparison reads windows of the first shard only"
     batches = []
@@ -348,7 +361,7 @@ def from_run(run_dir):
                         np.stack([tokens[k * T + 1:k * T + T + 1] for k in ks])))
     losses = [json.loads(l)["loss"] for l in open(f"{run_dir}/metrics.jsonl")]
     assert len(losses) == steps, "needs run.log_every = 1"
-    ckpts = [f"{run_dir}/checkpoints/step_{s:08d}.h5" for s in range(steps + 1)]
+    ckpts = [f"{run_dir}/checkpoints/step_{s:08d}.h5" for s in range(1 if losses_only else steps + 1)]
     missing = [c for c in ckpts if not os.path.exists(c)]
     if missing:
         print(f"needs a checkpoint of every step 0..{steps} (checkpoint.save_initial = true, "
@@ -364,12 +377,16 @@ def from_run(run_dir):
     model, params = build(cfg, init)
     if model is None:
         return 1
+    if losses_only:
+        print(f"PyTorch on {DEVICE} from the initial checkpoint ({steps} AdamW steps), "
+              f"losses against mpitrain's:")
+        return free_run(cfg, model, params, batches, losses)
     final = tensors(h5py.File(f"{run_dir}/model.h5", "r")["model"])
     # PyTorch on its own, as in the RUN.h5 mode: losses compared, final
     # parameters shown (see the module comment for why not compared)
     print(f"PyTorch on its own from the initial checkpoint ({steps} AdamW steps):")
     bad = free_run(cfg, model, params, batches, losses)
-    mine = {n: p.detach().numpy() for n, p in params.items()}
+    mine = {n: p.detach().cpu().numpy() for n, p in params.items()}
     bad += key_slice(cfg, init, [("torch", mine), ("mpitrain", final)])
     rows = final_difference(cfg, mine, final)
     print(f"its final parameters against mpitrain's (not a criterion: AdamW amplifies rounding "
@@ -411,10 +428,26 @@ def from_run(run_dir):
 
 
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "--run":
-        bad = from_run(sys.argv[2])
-    elif len(sys.argv) == 2 and not sys.argv[1].startswith("-"):
-        bad = from_file(sys.argv[1])
+    global DEVICE
+    args, opts = sys.argv[1:], {}
+    while args and args[0] in ("--run", "--tokens", "--device", "--losses-only"):
+        if args[0] == "--losses-only":
+            opts[args[0]], args = True, args[1:]
+        elif len(args) >= 2:
+            opts[args[0]], args = args[1], args[2:]
+        else:
+            break
+    DEVICE = opts.get("--device", "cpu")
+    if DEVICE != "cpu":
+        if not torch.cuda.is_available() and DEVICE.startswith("cuda"):
+            print(f"skip: this torch ({torch.__version__}) sees no CUDA device")
+            return 77
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 as mpitrain's fp32
+        torch.backends.cudnn.allow_tf32 = False
+    if "--run" in opts and not args:
+        bad = from_run(opts["--run"], opts.get("--losses-only", False), opts.get("--tokens"))
+    elif len(args) == 1 and not opts and not args[0].startswith("-"):
+        bad = from_file(args[0])
     else:
         print(__doc__)
         return 2
