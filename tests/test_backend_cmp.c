@@ -627,7 +627,8 @@ static void test_adamw_multi(float gs, float wd0) {
  * The CPU backend has none (its unfused ops are their specification): the
  * self-check says so, and tests/test_matmul_lt.c runs the CUDA call sites
  * on a host stand-in of cuBLASLt instead. */
-static void test_matmul_epilogues(void) {
+/* 1 when the backend compared has all four (else says which it lacks) */
+static int have_epilogues(void) {
     const char *ops[] = {"matmul_bias", "matmul_bias_gelu", "matmul_dgelu", "matmul_wgrad_bgrad"};
     const void *fn[] = {(const void *)gpu->matmul_bias, (const void *)gpu->matmul_bias_gelu,
                         (const void *)gpu->matmul_dgelu, (const void *)gpu->matmul_wgrad_bgrad};
@@ -641,49 +642,83 @@ static void test_matmul_epilogues(void) {
         else if (!fn[i])
             printf("  %-22s not in this backend: train.fused runs the unfused ops there\n", ops[i]);
     }
-    if (have < 4) return;
-    const int shapes[2][3] = {{37, 48, 64}, {19, 24, 29}}; /* rows, in, out */
+    return have == 4;
+}
+
+static void epilogues_at(int rows, int in, int out);
+
+static void test_matmul_epilogues(void) {
+    if (!have_epilogues()) return;
+    epilogues_at(37, 48, 64);
+    epilogues_at(19, 24, 29);
+}
+
+/* the four ops at rows x in -> out: matmul_bias and matmul_bias_gelu
+ * (rows,in)(in,out) as a linear layer, matmul_dgelu (rows,in)(in,out) as
+ * the input gradient of a layer out -> in, matmul_wgrad_bgrad (out,in) +=
+ * dy(rows,out)^T x(rows,in) */
+static void epilogues_at(int rows, int in, int out) {
     const char *name[7] = {"matmul_bias",       "matmul_bias_gelu", "matmul_bias_gelu",
                            "matmul_dgelu",      "matmul_dgelu",     "matmul_wgrad_bgrad",
                            "matmul_wgrad_bgrad"};
     const char *what[7] = {"y", "pre", "gelu", "dpre", "db +=", "dW +=", "db +="};
-    for (int sh = 0; sh < 2; sh++) {
-        int rows = shapes[sh][0], in = shapes[sh][1], out = shapes[sh][2];
-        size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
-        size_t no = (size_t)out, n[7] = {ny, ny, ny, ny, no, nw, no};
-        float *x = rnd(nx, -1, 1), *W = rnd(nw, -1, 1), *W2 = rnd(nw, -1, 1), *b = rnd(no, -1, 1);
-        float *dy = rnd(nx, -1, 1), *dy2 = rnd(ny, -1, 1), *pre = rnd(ny, -4, 4);
-        float *db0 = rnd(no, -1, 1), *dw0 = rnd(nw, -1, 1), *p = nan_buf(ny);
-        float *c[7] = {nan_buf(ny),          nan_buf(ny),           nan_buf(ny),
-                       nan_buf(ny),          mt_test_copy(db0, no), mt_test_copy(dw0, nw),
-                       mt_test_copy(db0, no)};
-        mt_compose_matmul_bias(cpu, 0, 1, rows, out, in, x, in, W, in, b, c[0], out);
-        mt_compose_matmul_bias_gelu(cpu, 0, 1, rows, out, in, x, in, W, in, b, c[1], c[2], out);
-        mt_compose_matmul_dgelu(cpu, 0, 0, rows, out, in, dy, in, W2, out, pre, c[3], c[4], out);
-        mt_compose_matmul_wgrad_bgrad(cpu, out, in, rows, dy2, out, x, in, c[5], in, c[6]);
-        float *dx = up(x, nx), *dW = up(W, nw), *dW2 = up(W2, nw), *dbias = up(b, no);
-        float *ddy = up(dy, nx), *ddy2 = up(dy2, ny), *dpre = up(pre, ny), *r[2][7];
-        for (int run = 0; run < 2; run++) {
-            float *g[7] = {up(p, ny),   up(p, ny),   up(p, ny),  up(p, ny),
-                           up(db0, no), up(dw0, nw), up(db0, no)};
-            gpu->matmul_bias(0, 1, rows, out, in, dx, in, dW, in, dbias, g[0], out);
-            gpu->matmul_bias_gelu(0, 1, rows, out, in, dx, in, dW, in, dbias, g[1], g[2], out);
-            gpu->matmul_dgelu(0, 0, rows, out, in, ddy, in, dW2, out, dpre, g[3], g[4], out);
-            gpu->matmul_wgrad_bgrad(out, in, rows, ddy2, out, dx, in, g[5], in, g[6]);
-            for (int i = 0; i < 7; i++) r[run][i] = down(g[i], n[i]), gpu->free(g[i]);
-        }
-        for (int i = 0; i < 7; i++) {
-            char w[48];
-            snprintf(w, sizeof w, "%s %dx%dx%d", what[i], rows, out, in);
-            expect(name[i], w, r[0][i], c[i], n[i], tol_mm);
-            expect_same(name[i], r[0][i], r[1][i], n[i]);
-            free(r[0][i]), free(r[1][i]), free(c[i]);
-        }
-        float *all[] = {x, W, W2, b, dy, dy2, pre, db0, dw0, p};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
-        float *dev[] = {dx, dW, dW2, dbias, ddy, ddy2, dpre};
-        for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->free(dev[i]);
+    size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
+    size_t no = (size_t)out, n[7] = {ny, ny, ny, ny, no, nw, no};
+    float *x = rnd(nx, -1, 1), *W = rnd(nw, -1, 1), *W2 = rnd(nw, -1, 1), *b = rnd(no, -1, 1);
+    float *dy = rnd(nx, -1, 1), *dy2 = rnd(ny, -1, 1), *pre = rnd(ny, -4, 4);
+    float *db0 = rnd(no, -1, 1), *dw0 = rnd(nw, -1, 1), *p = nan_buf(ny);
+    float *c[7] = {nan_buf(ny),           nan_buf(ny),           nan_buf(ny),          nan_buf(ny),
+                   mt_test_copy(db0, no), mt_test_copy(dw0, nw), mt_test_copy(db0, no)};
+    mt_compose_matmul_bias(cpu, 0, 1, rows, out, in, x, in, W, in, b, c[0], out);
+    mt_compose_matmul_bias_gelu(cpu, 0, 1, rows, out, in, x, in, W, in, b, c[1], c[2], out);
+    mt_compose_matmul_dgelu(cpu, 0, 0, rows, out, in, dy, in, W2, out, pre, c[3], c[4], out);
+    mt_compose_matmul_wgrad_bgrad(cpu, out, in, rows, dy2, out, x, in, c[5], in, c[6]);
+    float *dx = up(x, nx), *dW = up(W, nw), *dW2 = up(W2, nw), *dbias = up(b, no);
+    float *ddy = up(dy, nx), *ddy2 = up(dy2, ny), *dpre = up(pre, ny), *r[2][7];
+    for (int run = 0; run < 2; run++) {
+        float *g[7] = {up(p, ny),   up(p, ny),   up(p, ny),  up(p, ny),
+                       up(db0, no), up(dw0, nw), up(db0, no)};
+        gpu->matmul_bias(0, 1, rows, out, in, dx, in, dW, in, dbias, g[0], out);
+        gpu->matmul_bias_gelu(0, 1, rows, out, in, dx, in, dW, in, dbias, g[1], g[2], out);
+        gpu->matmul_dgelu(0, 0, rows, out, in, ddy, in, dW2, out, dpre, g[3], g[4], out);
+        gpu->matmul_wgrad_bgrad(out, in, rows, ddy2, out, dx, in, g[5], in, g[6]);
+        for (int i = 0; i < 7; i++) r[run][i] = down(g[i], n[i]), gpu->free(g[i]);
     }
+    for (int i = 0; i < 7; i++) {
+        char w[48];
+        snprintf(w, sizeof w, "%s %dx%dx%d", what[i], rows, out, in);
+        expect(name[i], w, r[0][i], c[i], n[i], tol_mm);
+        expect_same(name[i], r[0][i], r[1][i], n[i]);
+        free(r[0][i]), free(r[1][i]), free(c[i]);
+    }
+    float *all[] = {x, W, W2, b, dy, dy2, pre, db0, dw0, p};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    float *dev[] = {dx, dW, dW2, dbias, ddy, ddy2, dpre};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->free(dev[i]);
+}
+
+/* sumsq_multi: each segment within fp32 of the CPU's sumsq and bitwise the
+ * backend's own sumsq of that segment (empty segments 0) */
+static void test_sumsq_multi(size_t total) {
+    if (!has("sumsq_multi", (const void *)gpu->sumsq_multi)) return;
+    size_t off[6] = {0, 7, 7, 1000, 1001, total / 2},
+           n[6] = {7, 0, 993, 1, total / 2 - 1001, total / 2};
+    float *x = rnd(total, -2, 2), *dx = up(x, total);
+    double got[6];
+    gpu->sumsq_multi(got, dx, 6, off, n);
+    for (int i = 0; i < 6; i++) {
+        double want = cpu->sumsq(x + off[i], n[i]), own = gpu->sumsq(dx + off[i], n[i]);
+        double rel = fabs(got[i] - want) / (want > 0 ? want : 1.0);
+        CHECK(rel <= TOL_FP32, "sumsq_multi: segment %d (%zu at %zu): %.17g vs the CPU's %.17g", i,
+              n[i], off[i], got[i], want);
+        CHECK(got[i] == own,
+              "sumsq_multi: segment %d: %.17g, not bitwise the backend's sumsq %.17g", i, got[i],
+              own);
+    }
+    printf("  %-22s 6 segments over %zu floats: within %.0e of the CPU, bitwise its own sumsq\n",
+           "sumsq_multi", total, TOL_FP32);
+    free(x);
+    gpu->free(dx);
 }
 
 static void test_all(void) {
@@ -719,6 +754,7 @@ static void test_all(void) {
     test_adamw_multi(0.37f, 0.1f);
     test_adamw_multi(1.0f, 0.2f);
     test_matmul_epilogues();
+    test_sumsq_multi(5000);
 }
 
 /* ---- the GPT-2 124M shapes (--shapes gpt2): the ops whose work grows with
@@ -769,6 +805,8 @@ static void test_gpt2_products(void) {
     test_linear("lm_head Vp", N, G_C, g_Vp);
     test_attention(g_B, g_T, G_C, G_NH);
     test_flash(g_B, g_T, G_C, G_NH);
+    if (have_epilogues()) /* the MLP's c_fc forward, c_proj's dx, c_fc's dW */
+        epilogues_at(N, G_C, 4 * G_C);
 }
 
 static void test_gpt2(void) {
@@ -783,7 +821,8 @@ static void test_gpt2(void) {
     test_xent_fused(N, g_V);
     test_xent_fused(N, g_Vp);
     test_embedding(g_V, g_B, g_T, G_C, g_T);
-    test_optim((size_t)g_Vp * G_C); /* the largest tensor, wte */
+    test_optim((size_t)g_Vp * G_C);       /* the largest tensor, wte */
+    test_sumsq_multi((size_t)g_Vp * G_C); /* the gradient norm's segments */
 }
 
 /* ---- --time: each op's median time at the GPT-2 shapes, on the GPU
@@ -1085,14 +1124,16 @@ int main(int argc, char **argv) {
         }
     }
     /* MT_BACKEND_CMP_SELF=1 checks the harness itself, on any machine: the
-     * CPU backend compared with itself must pass every check */
+     * CPU backend compared with itself must pass every check. Its table with
+     * the four product ops composed from its own (tests/matmul_compose.c),
+     * so that the harness of those runs too. */
     if (getenv("MT_BACKEND_CMP_SELF")) {
-        cpu = gpu = mt_backend_cpu();
+        cpu = gpu = mt_compose_backend();
         if (timing) {
             time_ops();
             return 0;
         }
-        printf("harness self-check: the CPU backend against itself\n");
+        printf("harness self-check: the CPU backend (its product ops composed) against itself\n");
         test_both_precisions("CPU vs CPU");
         return mt_test_finish("backend_cmp (self-check)");
     }
