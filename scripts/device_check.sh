@@ -12,6 +12,10 @@
 #   --bundle DIR   default: ROOT/bundle (DIR.tar.xz is unpacked when DIR is missing)
 #   --out DIR      results (default: $OUT when set, else a new temporary folder):
 #                  results.json, logs.tar.gz (every stage's logs), table.md
+#   --stages LIST  only these stages (comma-separated names from the list
+#                  below, run in the list's order; the others are reported
+#                  skipped, "not selected"): a rerun after a fix, e.g.
+#                  --stages ops_small,trajectory --deadline 200
 #   --dry-run-cpu  every stage on this machine's CPU with the build folder's
 #                  binaries (--build DIR, default ROOT/build; no bundle):
 #                  test_backend_cmp as MT_BACKEND_CMP_SELF=1, the GPT-2 shapes
@@ -250,7 +254,7 @@ fi
 
 # ================================ the driver ================================
 T0=$(date +%s)
-DEADLINE=480 BUNDLE=$ROOT/bundle BUILD=$ROOT/build OUTDIR=${OUT:-} DRY=0 BUILD_GIVEN=0
+DEADLINE=480 BUNDLE=$ROOT/bundle BUILD=$ROOT/build OUTDIR=${OUT:-} DRY=0 BUILD_GIVEN=0 SELECT=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --deadline) need_arg "$@"; DEADLINE=$2; shift 2 ;;
@@ -258,12 +262,22 @@ while [[ $# -gt 0 ]]; do
         --build) need_arg "$@"; BUILD=$2; BUILD_GIVEN=1; shift 2 ;;
         --out) need_arg "$@"; OUTDIR=$2; shift 2 ;;
         --dry-run-cpu) DRY=1; shift ;;
-        -h | --help) header_help 2 50; exit 0 ;;
+        --stages) need_arg "$@"; SELECT=$2; shift 2 ;;
+        -h | --help) header_help 2 54; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
 { is_uint "$DEADLINE" && ((DEADLINE >= 30)); } || die "--deadline: seconds >= 30 expected, got '$DEADLINE'"
 [[ $BUILD_GIVEN == 0 || $DRY == 1 ]] || die "--build goes with --dry-run-cpu (on the GPU: --bundle)"
+declare -A CHOSEN=()
+if [[ -n "$SELECT" ]]; then
+    for s in ${SELECT//,/ }; do
+        [[ " ${STAGES[*]} " == *" $s "* ]] || die "--stages: unknown stage '$s' (${STAGES[*]})"
+        CHOSEN[$s]=1
+    done
+else
+    for s in "${STAGES[@]}"; do CHOSEN[$s]=1; done
+fi
 if [[ -z "$OUTDIR" ]]; then
     OUTDIR=$(mktemp -d "${TMPDIR:-/tmp}/device_check.XXXXXX") || die "cannot make a temporary folder"
 fi
@@ -477,6 +491,10 @@ for k in "${PRE_KEYS[@]}"; do echo "preflight: $k: ${PRE[$k]}"; done
 # ================================= stages ===================================
 export DC_BIN DC_BUNDLE DC_REF DC_SANITIZER DC_PY DC_DEVICE
 for s in "${STAGES[@]}"; do
+    if [[ -z "${CHOSEN[$s]:-}" ]]; then
+        ST[$s]=skipped WHY[$s]="not selected (--stages $SELECT)"
+        continue
+    fi
     l=$(left)
     lim=${BUDGET[$s]}
     ((lim > l)) && lim=$l

@@ -416,6 +416,12 @@ void mt_cuda_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
 }
 
 /* (not a fallback: the bias gradients' accumulation) */
+void mt_cuda_gelu_bias_backward(float *dx, float *db, const float *dy, const float *h, int N,
+                                int C) {
+    mt_standin.fallbacks++;
+    mt_backend_cpu()->gelu_bias_backward(dx, db, dy, h, N, C);
+}
+
 void mt_cuda_accumulate(float *dst, const float *src, size_t n) {
     mt_backend_cpu()->accumulate(dst, src, n);
 }

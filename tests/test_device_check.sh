@@ -10,6 +10,8 @@
 #      ops_small failed with the planted line as its reason, ops_gpt2 timed
 #      out (or skipped for the deadline), the stages after it skipped for the
 #      deadline, and the whole run within the deadline + 6 s;
+#   2b. --stages ops_small,trajectory: those pass, the others are skipped as
+#      "not selected"; an unknown stage name: exit 2, one error line;
 #   3. without --dry-run-cpu on this machine (no GPU): the preflight exits 77
 #      with one "device_check.sh: error: no GPU ..." line, results.json still
 #      written (every stage skipped, with that reason); skipped when this
@@ -134,6 +136,25 @@ IFS=$'\t' read -r st why _ <<<"$(status_of "$TMP/broken_out" trajectory_parallel
     bad "trajectory_parallel: $st ($why), expected skipped for the deadline"
 sleep 1
 pgrep -f "sleep 1000" >/dev/null && bad "the hanging stage's sleep survived its timeout"
+
+# ---- 2b. --stages: a rerun of some stages only ----
+bash "$DC" --dry-run-cpu --build "$BUILD" --stages ops_small,trajectory --out "$TMP/sel_out" \
+    >"$TMP/sel.out" 2>"$TMP/sel.err"
+rc=$?
+sel_ok=1
+for s in sanitizer ops_small ops_gpt2 trajectory benchmark op_times trajectory_parallel; do
+    IFS=$'\t' read -r st why _ <<<"$(status_of "$TMP/sel_out" "$s")"
+    case $s in
+        ops_small | trajectory) [[ $st == passed ]] || sel_ok=0 ;;
+        *) [[ $st == skipped && $why == "not selected"* ]] || sel_ok=0 ;;
+    esac
+done
+[[ $rc == 0 && $sel_ok == 1 ]] && ok "--stages ops_small,trajectory: those two passed, the rest 'not selected'" ||
+    { bad "--stages: exit $rc"; tail -12 "$TMP/sel.out"; }
+bash "$DC" --dry-run-cpu --build "$BUILD" --stages bogus --out "$TMP/sel2" >/dev/null 2>"$TMP/sel2.err"
+rc=$?
+[[ $rc == 2 ]] && grep -q "^device_check.sh: error: --stages: unknown stage 'bogus'" "$TMP/sel2.err" &&
+    ok "--stages bogus: exit 2, one error line" || bad "--stages bogus: exit $rc: $(cat "$TMP/sel2.err")"
 
 # ---- 3. the preflight without a GPU ----
 if command -v nvidia-smi >/dev/null; then
