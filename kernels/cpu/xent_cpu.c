@@ -14,7 +14,8 @@
  *      order, added in a fixed tree, then the tail of V mod 8 in order;
  *   3. z = e * (1/sum), then 1 subtracted at the label.
  * The row's loss is log(sum) + max - z[label] in double, as
- * softmax_xent_forward computes it.
+ * softmax_xent_forward computes it. Rows are ld floats apart; a padded
+ * vocabulary's columns V..ld-1 are never read and are set to 0 (no gradient).
  *
  * Determinism: rows are shared out over OpenMP threads (static), a row is
  * computed by one thread in a fixed order, and each row's loss goes to its
