@@ -22,7 +22,8 @@
 #      embedding's gradient summed between the first and the last stage),
 #      the latter with ZeRO-1 (parallel.zero = 1): padded against unpadded,
 #      the same bounds.
-#   3. Checkpoints hold no padding: a padded run's step-5 checkpoint,
+#   3. Checkpoints hold no padding: wte and its AdamW moments are (300, 32)
+#      in a padded run's checkpoint; its step-5 checkpoint,
 #      resumed unpadded with nothing left to train, writes a model.h5 bitwise
 #      the padded run's own (every tensor); a checkpoint written padded
 #      resumes unpadded and one written unpadded resumes padded, each within
@@ -131,6 +132,16 @@ must_run_kind 1 V "$TMP/zero" "$TMP/zero.log" --set model.vocab_pad=1 --set trai
 must_run_kind 1 V "$TMP/ref5" "$TMP/ref5.log" --set model.vocab_pad=128 --set train.steps=5
 cmp_h5 "a padded checkpoint resumed unpadded writes bitwise the padded run's model.h5" \
     "$(model "$TMP/zero")" "$(model "$TMP/ref5")" --bitwise
+if $PY - "$ck128" <<'PYEOF'; then
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+shapes = {g: f[g + "/wte.weight"].shape for g in ("model", "optim/m", "optim/v")}
+assert all(s == (300, 32) for s in shapes.values()), shapes
+PYEOF
+    ok "the padded run's checkpoint holds wte and its AdamW moments as (300, 32)"
+else
+    bad "a padded checkpoint holds the padding"
+fi
 # write padded -> resume unpadded, and write unpadded -> resume padded
 for p in 128 1; do
     q=$([ $p = 1 ] && echo 128 || echo 1)
