@@ -72,15 +72,15 @@ typedef struct {
 
 static void xent_unfused(void *c) {
     xent_ctx *x = c;
-    x->be->softmax_xent_forward(x->probs, x->logits, x->labels, x->N, x->V);
-    x->be->count_correct(x->logits, x->labels, x->N, x->V);
-    x->be->softmax_xent_backward(x->probs, x->probs, x->labels, x->N, x->V, 1.0f);
+    x->be->softmax_xent_forward(x->probs, x->logits, x->labels, x->N, x->V, x->V);
+    x->be->count_correct(x->logits, x->labels, x->N, x->V, x->V);
+    x->be->softmax_xent_backward(x->probs, x->probs, x->labels, x->N, x->V, x->V, 1.0f);
 }
 
 static void xent_fused(void *c) {
     xent_ctx *x = c;
     int64_t correct = 0;
-    x->be->xent_fused(x->logits, x->labels, x->N, x->V, &correct);
+    x->be->xent_fused(x->logits, x->labels, x->N, x->V, x->V, &correct);
 }
 
 static void bench_xent(const mt_backend *be, int N, int V, int threads) {
@@ -157,7 +157,7 @@ static void bench_adamw(const mt_backend *be, mt_params *p, int threads) {
 
 int main(int argc, char **argv) {
     const mt_backend *be = mt_backend_cpu();
-    mt_gpt_config cfg = {4, 4, 256, 128, 256, 0.0f, 0, 0};
+    mt_gpt_config cfg = {4, 4, 256, 128, 256, 0.0f, 0, 0, 1};
     mt_gpt model;
     mt_params p;
     mt_err e = {0};

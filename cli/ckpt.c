@@ -53,7 +53,7 @@ static int check(const char *path, int hash, mt_ckpt_info *info, mt_err *e) {
     FILE *devnull = fopen("/dev/null", "w");
     if (!m)
         mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
-    else if (ops->build(m, &cfg, &p, &sp, &perr))
+    else if (ops->build(m, &cfg, NULL, &p, &sp, &perr))
         mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: its model cannot be built: %s", path, perr.msg);
     else
         mt_resume_check(&cfg, &p, path, info, devnull ? devnull : stderr, e);

@@ -241,7 +241,7 @@ static int load(const char *path, mt_ckpt_info *info, mt_gpt *m, mt_params *p, m
                    path, mt_config_enum_name("model", "kind", cfg.model.kind));
         return e->code;
     }
-    mt_gpt_config gc = mt_gpt_config_of(&cfg);
+    mt_gpt_config gc = mt_gpt_config_of(&cfg, mt_backend_cpu()); /* sample()'s backend */
     mt_err perr = {0};
     if (mt_gpt_build(m, &gc, p, &perr))
         return mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: its model cannot be built: %s", path,
@@ -305,7 +305,7 @@ static void emit(int bytes, int32_t tok, int64_t *written) {
 static int sample(const gen_args *a, mt_gpt *m, const mt_params *p, int32_t *seq, int64_t n,
                   int bytes, int64_t *written, mt_err *e) {
     const mt_backend *be = mt_backend_cpu();
-    const int V = m->cfg.vocab_size, BT = m->cfg.block_size;
+    const int V = m->cfg.vocab_size, Vp = mt_gpt_vocab_padded(&m->cfg), BT = m->cfg.block_size;
     float *row = malloc((size_t)V * sizeof *row);      /* (V) logits of the last position */
     gen_cand *cand = malloc((size_t)V * sizeof *cand); /* (V) */
     if (!row || !cand || mt_gpt_alloc(m, be, 1, BT, e)) {
@@ -315,7 +315,8 @@ static int sample(const gen_args *a, mt_gpt *m, const mt_params *p, int32_t *seq
         for (int64_t i = 0; i < a->tokens; i++) {
             int T = n < BT ? (int)n : BT;
             mt_gpt_forward(m, be, p, seq + n - T, NULL, 1, T, NULL);
-            be->to_host(row, m->logits + (size_t)(T - 1) * (size_t)V, (size_t)V);
+            /* the logits' rows are Vp apart; the padding columns are no tokens */
+            be->to_host(row, m->logits + (size_t)(T - 1) * (size_t)Vp, (size_t)V);
             for (int v = 0; v < V; v++)
                 if (!isfinite(row[v])) {
                     mt_err_set(e, MT_ERR_NUMERIC,
@@ -426,7 +427,8 @@ int mt_cli_generate(int argc, char **argv) {
                     "generate: model gpt n_layer %d n_head %d n_embd %d block_size %d "
                     "vocab_size %d | %zu parameters | %d thread(s)\n",
                     a.checkpoint, (long long)info.meta.step, info.meta.run_id, m.cfg.n_layer,
-                    m.cfg.n_head, m.cfg.n_embd, m.cfg.block_size, V, mt_params_count(&p), threads);
+                    m.cfg.n_head, m.cfg.n_embd, m.cfg.block_size, V, mt_params_global_count(&p),
+                    threads);
             if (start)
                 fprintf(stderr, "generate: no prompt: starting from token %d%s\n", (int)seq[0],
                         bytes ? " ('\\n')" : "");

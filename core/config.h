@@ -56,6 +56,7 @@ typedef struct {
         int activation;        /* mt_activation */
         /* GPT */
         int64_t n_layer, n_head, n_embd, block_size, vocab_size;
+        int64_t vocab_pad; /* the vocabulary in memory: a multiple of this; 0 = auto */
         double dropout;
     } model;
     struct {

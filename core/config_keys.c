@@ -58,6 +58,10 @@ const mt_cfg_key mt_cfg_keys[] = {
      "gpt: longest sequence (rows of the position embedding)"},
     {"model", "vocab_size", MT_CFG_INT, "256", 2, 65536, 0, 0, NULL, OFF(model.vocab_size),
      "gpt: token ids are below this (256 for byte-level shards, 50257 for GPT-2 BPE)"},
+    {"model", "vocab_pad", MT_CFG_INT, "0", 0, 4096, 0, 0, NULL, OFF(model.vocab_pad),
+     "gpt: the vocabulary in memory (wte's rows, the logits' columns) is padded to a multiple of "
+     "this, the padding zero and outside the loss; files hold vocab_size rows whatever it is, "
+     "so it may change on resume. 0 = auto: the backend's choice (cuda 128, cpu 1 = none)"},
     {"model", "dropout", MT_CFG_FLOAT, "0", 0, 1, 0, 1, NULL, OFF(model.dropout),
      "gpt: dropout after the embeddings and on each residual branch while training"},
 

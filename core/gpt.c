@@ -18,7 +18,9 @@ static int add(mt_params *p, const char *name, int64_t d0, int64_t d1, mt_init_k
     return mt_params_add(p, name, d1 ? 2 : 1, shape, d1 != 0, init, scale);
 }
 
-mt_gpt_config mt_gpt_config_of(const mt_config *cfg) {
+mt_gpt_config mt_gpt_config_of(const mt_config *cfg, const mt_backend *be) {
+    int pad = (int)cfg->model.vocab_pad;
+    if (pad == 0) pad = be && be->vocab_align > 1 ? be->vocab_align : 1; /* auto */
     mt_gpt_config c = {(int)cfg->model.n_layer,
                        (int)cfg->model.n_head,
                        (int)cfg->model.n_embd,
@@ -26,7 +28,8 @@ mt_gpt_config mt_gpt_config_of(const mt_config *cfg) {
                        (int)cfg->model.vocab_size,
                        (float)cfg->model.dropout,
                        0,
-                       0};
+                       0,
+                       pad};
     return c;
 }
 
@@ -37,10 +40,10 @@ int mt_gpt_build(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, mt_err *e) {
 }
 
 void mt_gpt_costs(const mt_gpt_config *c, double *block, double *first, double *last) {
-    double C = c->n_embd;
+    double C = c->n_embd, Vp = mt_gpt_vocab_padded(c); /* (the memory, padding included) */
     *block = 12.0 * C * C + 13.0 * C;
-    *first = ((double)c->vocab_size + (double)c->block_size) * C;
-    *last = (double)c->vocab_size * C + 2.0 * C; /* the head's copy of wte, ln_f */
+    *first = (Vp + (double)c->block_size) * C;
+    *last = Vp * C + 2.0 * C; /* the head's copy of wte, ln_f */
 }
 
 int mt_gpt_build_split(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, const mt_split *sp,
@@ -79,6 +82,7 @@ int mt_gpt_build_split(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, const 
     int tp = sp->tp, r = sp->tp_rank, last = sp->pp - 1;
     const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * (float)L);
     m->wte = add(p, "wte.weight", c->vocab_size, C, MT_INIT_NORMAL, std);
+    mt_params_pad(p, m->wte, c->vocab_pad); /* Vp rows held, (V, C) in every file */
     mt_params_place(p, m->wte, 0, m->first || m->last, !m->first);
     p->v[m->wte].tied = 1; /* the head's weight on the last stage */
     m->wpe = add(p, "wpe.weight", c->block_size, C, MT_INIT_NORMAL, std);
@@ -259,7 +263,8 @@ double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p,
                             const float *in, const int32_t *y, int B, int T,
                             const mt_gpt_dropout *drop) {
     const mt_gpt_config *c = &m->cfg;
-    int C = c->n_embd, V = c->vocab_size, N = B * T, Cl = m->Cl, NHl = m->NHl;
+    int C = c->n_embd, V = c->vocab_size, Vp = mt_gpt_vocab_padded(c), N = B * T, Cl = m->Cl,
+        NHl = m->NHl;
     m->B = B;
     m->T = T;
     memset(&m->drop, 0, sizeof m->drop);
@@ -323,14 +328,16 @@ double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p,
     if (!normed)
         be->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, P(m, p, m->lnfw),
                               P(m, p, m->lnfb), N, C);
-    /* logits (N,V) = lnf (N,C) wte(V,C)^T: the LM head is the token embedding */
-    be->matmul(0, 1, N, V, C, 1.0f, m->lnf, C, P(m, p, m->wte), C, 0.0f, m->logits, V);
+    /* logits (N,Vp) = lnf (N,C) wte(Vp,C)^T: the LM head is the token
+     * embedding; columns V..Vp-1 (wte's zero pad rows) are 0 and the loss
+     * ops leave them out (their ld) */
+    be->matmul(0, 1, N, Vp, C, 1.0f, m->lnf, C, P(m, p, m->wte), C, 0.0f, m->logits, Vp);
     if (!y) return 0.0;
     if (m->use.xent) { /* logits become their unscaled gradient (see the backward) */
         m->correct = 0;
-        return be->xent_fused(m->logits, y, N, V, &m->correct);
+        return be->xent_fused(m->logits, y, N, V, Vp, &m->correct);
     }
-    return be->softmax_xent_forward(m->probs, m->logits, y, N, V);
+    return be->softmax_xent_forward(m->probs, m->logits, y, N, V, Vp);
 }
 
 const float *mt_gpt_output(const mt_gpt *m) {
@@ -350,23 +357,25 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
                            const float *in, const int32_t *y, const float *dout, float scale,
                            int accumulate) {
     const mt_gpt_config *c = &m->cfg;
-    int B = m->B, T = m->T, C = c->n_embd, V = c->vocab_size, N = B * T, Cl = m->Cl, NHl = m->NHl;
+    int B = m->B, T = m->T, C = c->n_embd, V = c->vocab_size, Vp = mt_gpt_vocab_padded(c),
+        N = B * T, Cl = m->Cl, NHl = m->NHl;
     size_t NC = (size_t)N * (size_t)C;
     if (!accumulate) be->scale(p->grad, 0.0f, p->numel);
     if (m->last) {
-        /* dlogits (N,V) = scale * (probs - onehot): in place of probs, or
+        /* dlogits (N,Vp) = scale * (probs - onehot): in place of probs, or
          * (use.xent) the forward left probs - onehot in logits, and scale
-         * goes into the products' alpha */
+         * goes into the products' alpha; 0 in the padding columns, so wte's
+         * pad rows get a zero gradient and add nothing to dlnf */
         const float *dlogits = m->logits;
         float alpha = scale;
         if (!m->use.xent) {
-            be->softmax_xent_backward(m->probs, m->probs, y, N, V, scale);
+            be->softmax_xent_backward(m->probs, m->probs, y, N, V, Vp, scale);
             dlogits = m->probs, alpha = 1.0f;
         }
         const float *top = m->block[m->l1 - 1].res3;
         /* dwte += dlogits^T lnf; dlnf = dlogits wte */
-        be->matmul(1, 0, V, C, N, alpha, dlogits, V, m->lnf, C, 1.0f, G(p, m->wte), C);
-        be->matmul(0, 0, N, C, V, alpha, dlogits, V, P(m, p, m->wte), C, 0.0f, m->dtmp, C);
+        be->matmul(1, 0, Vp, C, N, alpha, dlogits, Vp, m->lnf, C, 1.0f, G(p, m->wte), C);
+        be->matmul(0, 0, N, C, Vp, alpha, dlogits, Vp, P(m, p, m->wte), C, 0.0f, m->dtmp, C);
         be->scale(m->dres, 0.0f, NC);
         be->layernorm_backward(m->dres, G(p, m->lnfw), G(p, m->lnfb), m->dtmp, top,
                                P(m, p, m->lnfw), m->lnf_mean, m->lnf_rstd, N, C);
@@ -425,9 +434,10 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
 }
 
 double mt_gpt_flops_per_token(const mt_gpt_config *c, int T) {
-    double C = c->n_embd, L = c->n_layer, V = c->vocab_size;
+    double C = c->n_embd, L = c->n_layer, V = mt_gpt_vocab_padded(c);
     /* forward multiply-adds per token: qkv 3C^2, proj C^2, fc 4C^2, fcproj 4C^2 per
-     * layer, LM head VC; attention q.k and att.v: 2 T C per layer (causal: half) */
+     * layer, LM head VpC (the product computed, padding included); attention q.k
+     * and att.v: 2 T C per layer (causal: half) */
     double matmul = L * 12.0 * C * C + V * C;
     double attn = L * 2.0 * (double)T * C * 0.5;
     return 2.0 * (matmul + attn);
@@ -463,15 +473,16 @@ static void op_rows(const mt_config *cfg, mt_model_rows *r) {
 }
 
 static int op_layers(const mt_config *cfg, double *cost, double *first, double *last) {
-    mt_gpt_config gc = mt_gpt_config_of(cfg);
+    mt_gpt_config gc = mt_gpt_config_of(cfg, NULL); /* (balancing: an explicit vocab_pad only) */
     double block;
     mt_gpt_costs(&gc, &block, first, last);
     for (int l = 0; cost && l < gc.n_layer; l++) cost[l] = block;
     return gc.n_layer;
 }
 
-static int op_build(void *m, const mt_config *cfg, mt_params *p, const mt_split *sp, mt_err *e) {
-    mt_gpt_config gc = mt_gpt_config_of(cfg);
+static int op_build(void *m, const mt_config *cfg, const mt_backend *be, mt_params *p,
+                    const mt_split *sp, mt_err *e) {
+    mt_gpt_config gc = mt_gpt_config_of(cfg, be);
     gc.act_bf16 = cfg->train.precision == MT_PREC_BF16;
     gc.fused = cfg->train.fused;
     int rc = mt_gpt_build_split(m, &gc, p, sp, e);
@@ -506,7 +517,7 @@ static double op_forward(void *mv, const mt_backend *be, const mt_params *p,
     if (m->last && b->y)
         *correct = m->use.xent ? m->correct
                                : be->count_correct(m->logits, b->y, b->rows * m->seq_len,
-                                                   m->cfg.vocab_size);
+                                                   m->cfg.vocab_size, mt_gpt_vocab_padded(&m->cfg));
     return loss;
 }
 
@@ -528,13 +539,17 @@ static void op_act_bytes(const void *m, double *stored, double *scratch) {
     mt_gpt_act_bytes(m, stored, scratch);
 }
 
-static void op_describe(const mt_config *cfg, char *buf, size_t n) {
+static void op_describe(const mt_config *cfg, const mt_backend *be, char *buf, size_t n) {
+    mt_gpt_config gc = mt_gpt_config_of(cfg, be);
+    char pad[48] = "";
+    if (mt_gpt_vocab_padded(&gc) != gc.vocab_size)
+        snprintf(pad, sizeof pad, " (padded to %d)", mt_gpt_vocab_padded(&gc));
     snprintf(buf, n,
-             "gpt %lld layers, %lld heads, n_embd %lld, block_size %lld, vocab %lld, "
+             "gpt %lld layers, %lld heads, n_embd %lld, block_size %lld, vocab %lld%s, "
              "dropout %g",
              (long long)cfg->model.n_layer, (long long)cfg->model.n_head,
              (long long)cfg->model.n_embd, (long long)cfg->model.block_size,
-             (long long)cfg->model.vocab_size, cfg->model.dropout);
+             (long long)cfg->model.vocab_size, pad, cfg->model.dropout);
 }
 
 const mt_model_ops mt_gpt_model = {

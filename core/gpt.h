@@ -54,7 +54,20 @@ typedef struct {
     /* train.fused: the backend's fused ops where it has them (each one's
      * use is decided at mt_gpt_alloc, m->use) */
     int fused;
+    /* the vocabulary in memory is padded to a multiple of this (0 or 1:
+     * none; model.vocab_pad, or the backend's vocab_align for auto): wte
+     * holds Vp = mt_gpt_vocab_padded() rows, the last Vp - vocab_size of
+     * them zero for ever and in no file (core/params.h, pad_rows), and the
+     * logits are (N, Vp) with the padding columns outside the loss, the
+     * arg-max and sampling (the loss ops' ld, kernels/backend.h) */
+    int vocab_pad;
 } mt_gpt_config;
+
+/* Vp: vocab_size rounded up to a multiple of vocab_pad. */
+static inline int mt_gpt_vocab_padded(const mt_gpt_config *c) {
+    int k = c->vocab_pad > 1 ? c->vocab_pad : 1;
+    return (c->vocab_size + k - 1) / k * k;
+}
 
 /* Where dropout masks come from: training step and the global index of the
  * first sequence of the batch, so a sequence gets the same masks whichever
@@ -91,8 +104,8 @@ typedef struct {
     int seq_len;                      /* tokens per sequence the trainer runs (model interface) */
     float *encoded;                   /* (N,C) embeddings (after dropout) */
     float *lnf, *lnf_mean, *lnf_rstd; /* (N,C), (N), (N) */
-    float *logits;                    /* (N,V) */
-    float *probs;                     /* (N,V) softmax of logits; its gradient in backward
+    float *logits;                    /* (N,Vp): columns V..Vp-1 padding (mt_gpt_config) */
+    float *probs;                     /* (N,Vp) softmax of logits; its gradient in backward
                                        * (NULL with use.xent: logits becomes the gradient) */
     float *dres, *dtmp, *dbranch;     /* (N,C) scratch gradients */
     float *dqkv;                      /* (N,3C) */
@@ -110,8 +123,9 @@ typedef struct {
     mt_gpt_dropout drop;
 } mt_gpt;
 
-/* The model.* keys of cfg as a GPT shape. */
-mt_gpt_config mt_gpt_config_of(const mt_config *cfg);
+/* The model.* keys of cfg as a GPT shape, for computing with backend be
+ * (model.vocab_pad = 0, auto: be's vocab_align; be NULL: no padding). */
+mt_gpt_config mt_gpt_config_of(const mt_config *cfg, const mt_backend *be);
 /* Checks the shape (n_embd divisible by n_head, everything positive) and
  * registers the parameters into p: the whole model on one rank. */
 int mt_gpt_build(mt_gpt *m, const mt_gpt_config *cfg, mt_params *p, mt_err *e);

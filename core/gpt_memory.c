@@ -14,7 +14,7 @@
 static int alloc_stored(mt_gpt *m, const mt_backend *be) {
     const mt_gpt_config *c = &m->cfg;
     size_t N = (size_t)m->max_B * (size_t)m->max_T, C = (size_t)c->n_embd,
-           V = (size_t)c->vocab_size;
+           V = (size_t)mt_gpt_vocab_padded(c); /* (the logits' columns, padding included) */
     size_t Cl = (size_t)m->Cl, TT = (size_t)m->max_B * (size_t)m->NHl * (size_t)m->max_T * m->max_T;
     size_t lse = (size_t)m->max_B * (size_t)m->NHl * (size_t)m->max_T; /* flash: att's stand-in */
     int bad = 0;
@@ -119,7 +119,8 @@ int mt_gpt_clone(mt_gpt *dst, const mt_gpt *src, const mt_backend *be, mt_err *e
 #undef ALLOC
 
 void mt_gpt_act_bytes(const mt_gpt *m, double *stored, double *scratch) {
-    double N = (double)m->max_B * m->max_T, C = m->cfg.n_embd, Cl = m->Cl, V = m->cfg.vocab_size;
+    double N = (double)m->max_B * m->max_T, C = m->cfg.n_embd, Cl = m->Cl,
+           V = mt_gpt_vocab_padded(&m->cfg);
     double TT = (double)m->max_B * m->NHl * (double)m->max_T * m->max_T;
     /* flash attention keeps lse (B,NH,T) in fp32 instead of att, needs no datt */
     double att = m->use.flash ? 0 : TT,

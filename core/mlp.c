@@ -165,9 +165,9 @@ double mt_mlp_forward_stage(mt_mlp *m, const mt_backend *be, const mt_params *p,
     int C = m->sizes[m->nlayers];
     if (m->use_xent) { /* the logits become probs - onehot (see the backward) */
         m->correct = 0;
-        return be->xent_fused(m->z[m->nlayers - 1], labels, B, C, &m->correct);
+        return be->xent_fused(m->z[m->nlayers - 1], labels, B, C, C, &m->correct);
     }
-    return be->softmax_xent_forward(m->probs, m->z[m->nlayers - 1], labels, B, C);
+    return be->softmax_xent_forward(m->probs, m->z[m->nlayers - 1], labels, B, C, C);
 }
 
 const float *mt_mlp_output(const mt_mlp *m) {
@@ -192,7 +192,8 @@ void mt_mlp_backward_stage(mt_mlp *m, const mt_backend *be, mt_params *p, const 
         dz = m->z[m->nlayers - 1];
         be->scale(dz, scale, (size_t)B * (size_t)m->sizes[m->nlayers]);
     } else if (m->last) { /* dz (B, D_L) = d loss / d logits */
-        be->softmax_xent_backward(m->dz, m->probs, labels, B, m->sizes[m->nlayers], scale);
+        be->softmax_xent_backward(m->dz, m->probs, labels, B, m->sizes[m->nlayers],
+                                  m->sizes[m->nlayers], scale);
     } else /* through the activation after this stage's last layer */
         act_backward(be, m->activation, m->dz, dout, m->z[m->l1 - 1],
                      (size_t)B * out_w(m, m->l1 - 1));
@@ -251,7 +252,9 @@ static int op_layers(const mt_config *cfg, double *cost, double *first, double *
     return l->n - 1;
 }
 
-static int op_build(void *m, const mt_config *cfg, mt_params *p, const mt_split *sp, mt_err *e) {
+static int op_build(void *m, const mt_config *cfg, const mt_backend *be, mt_params *p,
+                    const mt_split *sp, mt_err *e) {
+    (void)be;
     return mt_mlp_build_split(m, cfg, p, sp, e);
 }
 
@@ -285,7 +288,7 @@ static double op_forward(void *mv, const mt_backend *be, const mt_params *p,
     if (m->last && b->y)
         *correct = m->use_xent ? m->correct
                                : be->count_correct(m->z[m->nlayers - 1], b->y, b->rows,
-                                                   m->sizes[m->nlayers]);
+                                                   m->sizes[m->nlayers], m->sizes[m->nlayers]);
     return loss;
 }
 
@@ -309,7 +312,8 @@ static void op_act_bytes(const void *m, double *stored, double *scratch) {
     mt_mlp_act_bytes(m, stored, scratch);
 }
 
-static void op_describe(const mt_config *cfg, char *buf, size_t n) {
+static void op_describe(const mt_config *cfg, const mt_backend *be, char *buf, size_t n) {
+    (void)be;
     size_t len = (size_t)snprintf(buf, n, "mlp ");
     for (int i = 0; i < cfg->model.layers.n && len < n; i++)
         len += (size_t)snprintf(buf + len, n - len, "%s%lld", i ? "-" : "",

@@ -70,8 +70,11 @@ typedef struct mt_model_ops {
     /* Registers, shards and places every tensor into p for this rank of sp
      * (p initialised, not allocated). MT_ERR_USAGE for a shape the split
      * cannot take. Tensors whose gradient must equal another stage's copy
-     * are marked tied (core/params.h). */
-    int (*build)(void *m, const mt_config *cfg, mt_params *p, const mt_split *sp, mt_err *e);
+     * are marked tied (core/params.h). be: the backend the model will
+     * compute with, for its preferences (vocab_align); NULL for tools that
+     * only lay out or read files. */
+    int (*build)(void *m, const mt_config *cfg, const mt_backend *be, mt_params *p,
+                 const mt_split *sp, mt_err *e);
     /* Activations for forwards of up to max_rows rows (after build). */
     int (*alloc)(void *m, const mt_backend *be, int max_rows, mt_err *e);
     /* dst: src with activations of its own (a micro-batch in flight). */
@@ -97,7 +100,7 @@ typedef struct mt_model_ops {
     /* Bytes of stored activations (one micro-batch) and of scratch. */
     void (*act_bytes)(const void *m, double *stored, double *scratch);
     /* One line for the run's header: "gpt 4 layers, 4 heads, ...". */
-    void (*describe)(const mt_config *cfg, char *buf, size_t n);
+    void (*describe)(const mt_config *cfg, const mt_backend *be, char *buf, size_t n);
     /* The fused ops (kernels/backend.h) the model calls with train.fused
      * where the backend has them, by the names of mt_backend_has_fused,
      * space-separated; NULL or "" for none. */

@@ -60,6 +60,12 @@ void mt_params_shard(mt_params *p, int idx, int dim, int parts, int rank, int nr
     t->shard_offset = (int64_t)rank * t->shard_len;
 }
 
+void mt_params_pad(mt_params *p, int idx, int64_t multiple) {
+    mt_param *t = &p->v[idx];
+    if (multiple <= 1 || t->shard_dim >= 0) return;
+    t->pad_rows = (t->shape[0] + multiple - 1) / multiple * multiple - t->shape[0];
+}
+
 void mt_params_place(mt_params *p, int idx, int stage, int local, int mirror) {
     p->v[idx].stage = stage;
     p->v[idx].local = local;
@@ -79,6 +85,12 @@ size_t mt_param_block_numel(const mt_param *t) {
     return n;
 }
 
+size_t mt_param_held_numel(const mt_param *t) {
+    size_t inner = 1;
+    for (int d = 1; d < t->ndim; d++) inner *= (size_t)t->shape[d];
+    return mt_param_block_numel(t) + (size_t)t->pad_rows * inner;
+}
+
 int mt_params_alloc(mt_params *p, mt_err *e) {
     return mt_params_alloc_on(p, NULL, e);
 }
@@ -88,7 +100,7 @@ int mt_params_alloc_on(mt_params *p, const mt_backend *be, mt_err *e) {
     for (int i = 0; i < p->n; i++) {
         mt_param *t = &p->v[i];
         t->offset = (p->numel + 15) & ~(size_t)15;
-        t->numel = t->local ? mt_param_block_numel(t) : 0;
+        t->numel = t->local ? mt_param_held_numel(t) : 0;
         p->numel = t->offset + t->numel;
     }
     p->numel = (p->numel + 15) & ~(size_t)15;
@@ -121,7 +133,9 @@ void mt_params_init_values(mt_params *p, uint64_t seed) {
         char purpose[MT_PARAM_NAME_LEN + 8];
         snprintf(purpose, sizeof purpose, "init/%s", t->name);
         uint64_t stream = mt_rng_stream(purpose);
-        for (size_t j = 0; j < t->numel; j++) {
+        size_t n = t->numel ? mt_param_block_numel(t) : 0;
+        for (size_t j = n; j < t->numel; j++) x[j] = 0.0f; /* the pad rows */
+        for (size_t j = 0; j < n; j++) {
             uint64_t g = mt_param_global_index(t, j);
             switch (t->init) {
             case MT_INIT_ZERO:

@@ -50,7 +50,10 @@ typedef struct {
     int tied;                         /* held on the first and the last pipeline stage (owner
                                        * and mirror): their gradients are summed (gradsync) */
     size_t offset;                    /* first element in the flat buffers */
-    size_t numel;                     /* elements this rank holds */
+    size_t numel;                     /* elements this rank holds (pad_rows included) */
+    int64_t pad_rows;                 /* rows held after the global shape's last row of dim 0
+                                       * (a whole tensor only): zero at init and forever, in
+                                       * no file and no view (the GPT's padded vocabulary) */
     int decay;                        /* weight decay applies (matrices, not biases) */
     mt_init_kind init;
     float init_scale;
@@ -88,6 +91,10 @@ int mt_params_add(mt_params *p, const char *name, int ndim, const int64_t *shape
  * of that dim (len = shape[dim] / parts / nranks; the caller checks that it
  * divides). nranks 1 leaves it whole. */
 void mt_params_shard(mt_params *p, int idx, int dim, int parts, int rank, int nranks);
+/* Tensor idx (held whole, not split) is held with its dim 0 rounded up to
+ * a multiple of `multiple`: the extra rows follow the tensor's own in the
+ * flat buffers and are zero (see pad_rows). Call before alloc. */
+void mt_params_pad(mt_params *p, int idx, int64_t multiple);
 /* Tensor idx belongs to pipeline stage `stage`; it is held here when local,
  * as a mirror of the owner's copy when mirror. */
 void mt_params_place(mt_params *p, int idx, int stage, int local, int mirror);
@@ -99,7 +106,8 @@ int mt_params_alloc(mt_params *p, mt_err *e);
 int mt_params_alloc_on(mt_params *p, const mt_backend *be, mt_err *e);
 /* Fills data from (seed, param name, global element index) only. */
 void mt_params_init_values(mt_params *p, uint64_t seed);
-/* Elements held here, without the alignment padding between them. */
+/* Elements held here, without the alignment padding between them (the
+ * pad rows of mt_params_pad included: memory, not parameters). */
 size_t mt_params_count(const mt_params *p);
 /* Elements of the whole model (every tensor at its global shape). */
 size_t mt_params_global_count(const mt_params *p);
@@ -107,6 +115,8 @@ size_t mt_params_global_count(const mt_params *p);
  * (what a rank holding t holds; the whole tensor when it is not split). */
 size_t mt_param_global_numel(const mt_param *t);
 size_t mt_param_block_numel(const mt_param *t);
+/* Elements a rank holding t holds: its block plus its pad rows. */
+size_t mt_param_held_numel(const mt_param *t);
 /* Global row-major index of local element j of tensor t. */
 uint64_t mt_param_global_index(const mt_param *t, size_t j);
 const mt_param *mt_params_find(const mt_params *p, const char *name);

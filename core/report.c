@@ -160,7 +160,7 @@ void mt_run_print_header(const mt_run *r) {
     free(mem);
     r->data.ops->describe(&r->data, stdout);
     char line[512]; /* the model's shape: no paths */
-    r->st.ops->describe(cfg, line, sizeof line);
+    r->st.ops->describe(cfg, r->be, line, sizeof line);
     printf("model: %s | %zu parameters | optimizer %s\n", line, mt_params_global_count(&r->params),
            mt_config_enum_name("optim", "kind", cfg->optim.kind));
     printf("training: %lld steps of %lld %s (%lld per replica), %lld steps per epoch\n",

@@ -14,7 +14,8 @@
  * tensors, the optimizer state, and the sample order. */
 static int locked(const mt_cfg_key *k) {
     static const char *keys[] = {"optim.kind", "train.global_batch", "train.shuffle", "run.seed"};
-    if (strcmp(k->section, "model") == 0) return 1;
+    /* (model.vocab_pad is memory layout only: no file holds the padding) */
+    if (strcmp(k->section, "model") == 0) return strcmp(k->key, "vocab_pad") != 0;
     char full[96];
     snprintf(full, sizeof full, "%s.%s", k->section, k->key);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)

@@ -122,6 +122,11 @@ static cJSON *run_json(const mt_run *r) {
         if (val) cJSON_AddStringToObject(sched, slurm_vars[i], val);
     }
     cJSON_AddNumberToObject(j, "parameters", (double)mt_params_global_count(&r->params));
+    if (r->st.ops) { /* the start-up line's shape ("..., vocab 50257 (padded to 50304), ...") */
+        char shape[512];
+        r->st.ops->describe(&r->cfg, r->be, shape, sizeof shape);
+        cJSON_AddStringToObject(j, "model", shape);
+    }
     if (r->resume_path[0]) {
         cJSON *par = cJSON_AddObjectToObject(j, "parent");
         cJSON_AddStringToObject(par, "checkpoint", r->resume_path);

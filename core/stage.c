@@ -77,7 +77,7 @@ static int build_model(mt_stage *s, const mt_comm *c, const mt_config *cfg, mt_e
     free(cost);
     s->slots = calloc((size_t)s->nslots, s->ops->size);
     if (!rc && !s->slots) rc = mt_err_set(e, MT_ERR_INTERNAL, "out of memory");
-    if (rc || s->ops->build(slot(s, 0), cfg, s->p, &s->sp, e) ||
+    if (rc || s->ops->build(slot(s, 0), cfg, s->be, s->p, &s->sp, e) ||
         mt_params_alloc_on(s->p, s->be, e) || s->ops->alloc(slot(s, 0), s->be, (int)s->max_rows, e))
         return e->code;
     for (int k = 1; k < s->nslots; k++)

@@ -44,9 +44,10 @@ static int view_of(const mt_param *t, const char *group, float *base, mt_tensor_
     v->stage = t->stage;
     v->held = t->local;
     v->mirror = t->mirror;
-    /* a holder holds its whole block (numel: mt_param_block_numel) */
+    /* a holder holds its whole block (mt_param_block_numel: numel less the
+     * pad rows, which follow the block and are in no file) */
     v->begin = 0;
-    v->count = t->local ? (int64_t)t->numel : 0;
+    v->count = t->local ? (int64_t)mt_param_block_numel(t) : 0;
     v->data = t->local ? base + t->offset : NULL;
     return MT_OK;
 }

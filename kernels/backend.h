@@ -20,6 +20,11 @@ typedef struct mt_backend {
      * may read and write them and MPI may send them as they are; 0: device
      * memory, reached only through ops, to_device and to_host. */
     int host_memory;
+    /* The multiple the GPT pads its vocabulary to with model.vocab_pad = 0
+     * (auto): the LM head's products have a dimension of the vocabulary's
+     * size, fast when aligned to the GEMM's tiles (128 on GPUs); 0 or 1:
+     * no padding (the CPU, whose numbers stay those of the plain V). */
+    int vocab_align;
 
     /* Precision of every later matmul, including those inside attention:
      * 0 fp32; 1 bf16 operands (A and B each rounded to bfloat16, round to
@@ -48,15 +53,20 @@ typedef struct mt_backend {
     void (*gelu_forward)(float *y, const float *x, size_t n);
     void (*gelu_backward)(float *dx, const float *dy, const float *x, size_t n);
 
+    /* The loss ops take rows ld >= C floats apart (a padded vocabulary: the
+     * LM head's product is (B, ld)); columns C..ld-1 are padding, never
+     * read, and every output row has them set to 0 (no probability, no
+     * gradient). ld = C: plain (B,C) matrices. */
     /* Softmax cross-entropy over logits(B,C) with labels(B) in [0,C):
      * probs(B,C) = softmax(logits); returns the SUM of the B losses (double). */
     double (*softmax_xent_forward)(float *probs, const float *logits, const int32_t *labels, int B,
-                                   int C);
+                                   int C, int ld);
     /* dlogits(B,C) = (probs - onehot(labels)) * scale (dlogits may alias probs) */
     void (*softmax_xent_backward)(float *dlogits, const float *probs, const int32_t *labels, int B,
-                                  int C, float scale);
-    /* number of rows whose arg-max (first on ties) equals the label */
-    int64_t (*count_correct)(const float *logits, const int32_t *labels, int B, int C);
+                                  int C, int ld, float scale);
+    /* number of rows whose arg-max (first on ties) over columns 0..C-1
+     * equals the label (no output, so padding is only skipped) */
+    int64_t (*count_correct)(const float *logits, const int32_t *labels, int B, int C, int ld);
 
     /* ---- transformer ops (GPT). N = B*T rows of C channels. ---- */
 
@@ -193,11 +203,13 @@ typedef struct mt_backend {
 
     /* Softmax cross-entropy in one pass, no probability matrix: returns the
      * SUM of the N losses (as softmax_xent_forward) and OVERWRITES logits(N,V)
+     * (rows ld apart, columns V..ld-1 set to 0 as the loss ops above)
      * with probs - onehot(labels), unscaled (softmax_xent_backward with scale
      * 1; the caller folds its scale into the next matmul's alpha);
      * *correct += rows whose arg-max (first on ties) is the label
      * (count_correct on the logits before they are overwritten). */
-    double (*xent_fused)(float *logits, const int32_t *labels, int N, int V, int64_t *correct);
+    double (*xent_fused)(float *logits, const int32_t *labels, int N, int V, int ld,
+                         int64_t *correct);
     /* (correct is a host pointer; a device backend may synchronise for it) */
 
     /* out[i] = sumsq of the n[i] elements at x + off[i], for i < nseg: each

@@ -26,13 +26,14 @@ static void staged_synchronize(void) {
     syncs[MT_SYNC_SYNCHRONIZE]++;
     cpu_be->synchronize();
 }
-static double staged_xent(float *probs, const float *logits, const int32_t *labels, int B, int C) {
+static double staged_xent(float *probs, const float *logits, const int32_t *labels, int B, int C,
+                          int ld) {
     syncs[MT_SYNC_VALUE]++;
-    return cpu_be->softmax_xent_forward(probs, logits, labels, B, C);
+    return cpu_be->softmax_xent_forward(probs, logits, labels, B, C, ld);
 }
-static int64_t staged_correct(const float *logits, const int32_t *labels, int B, int C) {
+static int64_t staged_correct(const float *logits, const int32_t *labels, int B, int C, int ld) {
     syncs[MT_SYNC_VALUE]++;
-    return cpu_be->count_correct(logits, labels, B, C);
+    return cpu_be->count_correct(logits, labels, B, C, ld);
 }
 static double staged_sumsq(const float *x, size_t n) {
     syncs[MT_SYNC_VALUE]++;
@@ -43,10 +44,10 @@ static void staged_sumsq_multi(double *out, const float *x, int nseg, const size
     syncs[MT_SYNC_VALUE]++;
     cpu_be->sumsq_multi(out, x, nseg, off, n);
 }
-static double staged_xent_fused(float *logits, const int32_t *labels, int N, int V,
+static double staged_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld,
                                 int64_t *correct) {
     syncs[MT_SYNC_VALUE]++;
-    return cpu_be->xent_fused(logits, labels, N, V, correct);
+    return cpu_be->xent_fused(logits, labels, N, V, ld, correct);
 }
 
 const mt_backend *mt_backend_cpu_staged(void) {

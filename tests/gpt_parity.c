@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
     cfg.optim.eps = 1e-8;
     cfg.optim.weight_decay = 0.1;
     cfg.train.fused = fused;
-    mt_gpt_config gc = {NL, NH, NC, BS, V, 0.0f, 0, fused};
+    mt_gpt_config gc = {NL, NH, NC, BS, V, 0.0f, 0, fused, 1};
     mt_params p;
     mt_gpt m;
     mt_optim o;

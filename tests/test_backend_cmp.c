@@ -244,14 +244,31 @@ static void test_bf16_storage(void) {
     gpu->free(dx), gpu->free(dh), gpu->free(dback);
 }
 
-static void test_softmax(int B, int C) {
-    size_t n = (size_t)B * C;
+/* Columns C..ld-1 of rows ld apart (a padded vocabulary): filled with a
+ * value that would win every row if an op read it, and expected to be 0 in
+ * every op's output. */
+static void fill_pad(float *x, int B, int C, int ld, float v) {
+    for (int b = 0; b < B; b++)
+        for (int c = C; c < ld; c++) x[(size_t)b * ld + c] = v;
+}
+
+static void expect_pad_zero(const char *op, const float *x, int B, int C, int ld) {
+    size_t bad = 0;
+    for (int b = 0; b < B; b++)
+        for (int c = C; c < ld; c++) bad += x[(size_t)b * ld + c] != 0.0f;
+    CHECK(bad == 0, "%s: %zu padding elements (columns %d..%d) are not 0", op, bad, C, ld - 1);
+}
+
+static void test_softmax(int B, int C, int ld) {
+    size_t n = (size_t)B * ld;
     float *logits = rnd(n, -4, 4), *pc = nan_buf(n), *p0 = nan_buf(n);
+    fill_pad(logits, B, C, ld, 50.0f);
     int32_t *lab = rnd_int((size_t)B, C);
-    double lc = cpu->softmax_xent_forward(pc, logits, lab, B, C);
+    double lc = cpu->softmax_xent_forward(pc, logits, lab, B, C, ld);
+    expect_pad_zero("softmax_xent_forward (CPU)", pc, B, C, ld);
     float *dl = up(logits, n), *dp = up(p0, n), *dlab = up(lab, (size_t)B);
-    double lg = gpu->softmax_xent_forward(dp, dl, (const int32_t *)dlab, B, C);
-    double lg2 = gpu->softmax_xent_forward(dp, dl, (const int32_t *)dlab, B, C);
+    double lg = gpu->softmax_xent_forward(dp, dl, (const int32_t *)dlab, B, C, ld);
+    double lg2 = gpu->softmax_xent_forward(dp, dl, (const int32_t *)dlab, B, C, ld);
     float *pg = down(dp, n);
     expect("softmax_xent_forward", "probs", pg, pc, n, TOL_FP32);
     CHECK(fabs(lg - lc) <= TOL_FP32 * fabs(lc), "softmax_xent_forward: loss %.9g vs CPU %.9g", lg,
@@ -260,20 +277,21 @@ static void test_softmax(int B, int C) {
     printf("  %-22s %-8s relative error %.2e\n", "softmax_xent_forward", "loss",
            fabs(lg - lc) / fabs(lc));
     float *dc = nan_buf(n);
-    cpu->softmax_xent_backward(dc, pc, lab, B, C, 0.25f);
+    cpu->softmax_xent_backward(dc, pc, lab, B, C, ld, 0.25f);
+    expect_pad_zero("softmax_xent_backward (CPU)", dc, B, C, ld);
     float *dd = up(p0, n);
-    gpu->softmax_xent_backward(dd, dp, (const int32_t *)dlab, B, C, 0.25f);
+    gpu->softmax_xent_backward(dd, dp, (const int32_t *)dlab, B, C, ld, 0.25f);
     float *dg = down(dd, n);
     expect("softmax_xent_backward", "dlogits", dg, dc, n, TOL_FP32);
     /* count_correct, with ties: row 0 has its maximum twice, the first wins */
-    logits[0 * C + 5] = logits[0 * C + 9] = 10.0f;
+    logits[0 * ld + 5] = logits[0 * ld + 9] = 10.0f;
     lab[0] = 5;
     lab[1] = 3;
-    logits[1 * C + 3] = 10.0f;
+    logits[1 * ld + 3] = 10.0f;
     gpu->to_device(dl, logits, n);
     gpu->to_device(dlab, (const float *)lab, (size_t)B);
-    int64_t cc = cpu->count_correct(logits, lab, B, C);
-    int64_t cg = gpu->count_correct(dl, (const int32_t *)dlab, B, C);
+    int64_t cc = cpu->count_correct(logits, lab, B, C, ld);
+    int64_t cg = gpu->count_correct(dl, (const int32_t *)dlab, B, C, ld);
     CHECK(cc == cg && cc >= 2, "count_correct: CUDA %lld, CPU %lld", (long long)cg, (long long)cc);
     printf("  %-22s %-8s %lld = %lld\n", "count_correct", "hits", (long long)cg, (long long)cc);
     free(logits), free(pc), free(p0), free(lab), free(pg), free(dc), free(dg);
@@ -542,20 +560,21 @@ static void test_bias_gelu(int N, int C) {
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->free(dev[i]);
 }
 
-static void test_xent_fused(int N, int V) {
+static void test_xent_fused(int N, int V, int ld) {
     if (!has("xent_fused", (const void *)gpu->xent_fused)) return;
-    size_t n = (size_t)N * V;
+    size_t n = (size_t)N * ld;
     float *z = rnd(n, -6, 6), *pc = nan_buf(n);
+    fill_pad(z, N, V, ld, 50.0f);
     int32_t *lab = rnd_int((size_t)N, V);
-    z[0 * V + 1] = z[0 * V + 2] = 9.0f; /* a tie: the first wins */
+    z[0 * ld + 1] = z[0 * ld + 2] = 9.0f; /* a tie: the first wins */
     lab[0] = 1;
-    if (N > 1) z[1 * V + V - 1] = 9.5f, lab[1] = V - 1; /* the last column: a partial block */
-    double lc = cpu->softmax_xent_forward(pc, z, lab, N, V);
-    int64_t cc = cpu->count_correct(z, lab, N, V);
-    cpu->softmax_xent_backward(pc, pc, lab, N, V, 1.0f);
+    if (N > 1) z[1 * ld + V - 1] = 9.5f, lab[1] = V - 1; /* the last column: a partial block */
+    double lc = cpu->softmax_xent_forward(pc, z, lab, N, V, ld);
+    int64_t cc = cpu->count_correct(z, lab, N, V, ld);
+    cpu->softmax_xent_backward(pc, pc, lab, N, V, ld, 1.0f);
     float *dz = up(z, n), *dlab = up(lab, (size_t)N);
     int64_t cg = 0;
-    double lg = gpu->xent_fused(dz, (const int32_t *)dlab, N, V, &cg);
+    double lg = gpu->xent_fused(dz, (const int32_t *)dlab, N, V, ld, &cg);
     float *gz = down(dz, n);
     CHECK(fabs(lg - lc) <= TOL_FP32 * fabs(lc), "xent_fused: loss %.9g vs unfused %.9g", lg, lc);
     CHECK(cg == cc && cc >= 1, "xent_fused: %lld rows correct, unfused %lld", (long long)cg,
@@ -565,7 +584,7 @@ static void test_xent_fused(int N, int V) {
     expect("xent_fused", "dlogits", gz, pc, n, TOL_FP32);
     gpu->to_device(dz, z, n);
     int64_t cg2 = 0;
-    double lg2 = gpu->xent_fused(dz, (const int32_t *)dlab, N, V, &cg2);
+    double lg2 = gpu->xent_fused(dz, (const int32_t *)dlab, N, V, ld, &cg2);
     float *gz2 = down(dz, n);
     CHECK(lg2 == lg && cg2 == cg, "xent_fused: two runs differ (not deterministic)");
     expect_same("xent_fused", gz, gz2, n);
@@ -731,8 +750,9 @@ static void test_all(void) {
     test_bias(301, 19); /* more rows than one pass of the CUDA column sums */
     test_add_scale();
     test_bf16_storage();
-    test_softmax(19, 257);
-    test_softmax(5, 2053); /* rows wider than a block: several elements per thread */
+    test_softmax(19, 257, 257);
+    test_softmax(5, 2053, 2053); /* rows wider than a block: several elements per thread */
+    test_softmax(7, 300, 384);   /* a padded vocabulary: rows 384 apart, 84 columns of padding */
     test_layernorm(23, 96);
     test_attention(2, 17, 48, 4);
     test_embedding(50, 3, 11, 40, 16);
@@ -745,10 +765,11 @@ static void test_all(void) {
     test_flash(1, 67, 256, 2);  /* hs 128, the largest head the CUDA kernels take */
     test_residual_layernorm(23, 96);
     test_bias_gelu(37, 200);
-    test_xent_fused(19, 257);
-    test_xent_fused(3, 5000);
-    test_xent_fused(64, 50257); /* GPT-2's vocabulary: 49 or 50 elements a thread */
-    test_xent_fused(1, 3);      /* one row, narrower than a warp */
+    test_xent_fused(19, 257, 257);
+    test_xent_fused(3, 5000, 5000);
+    test_xent_fused(64, 50257, 50257); /* GPT-2's vocabulary: 49 or 50 elements a thread */
+    test_xent_fused(1, 3, 3);          /* one row, narrower than a warp */
+    test_xent_fused(16, 50257, 50304); /* padded to 393 x 128, as the GPT on CUDA */
     test_residual_layernorm(1, 769);
     test_bias_gelu(300, 77); /* more rows than one chunk of a device column sum */
     test_adamw_multi(0.37f, 0.1f);
@@ -816,10 +837,10 @@ static void test_gpt2(void) {
     test_residual_layernorm(N, G_C);
     test_bias(N, 3 * G_C);
     test_bias_gelu(N, 4 * G_C);
-    test_softmax(N, g_V);
-    test_softmax(N, g_Vp);
-    test_xent_fused(N, g_V);
-    test_xent_fused(N, g_Vp);
+    test_softmax(N, g_V, g_V);
+    test_softmax(N, g_V, g_Vp); /* the GPT's padded logits: V columns, rows Vp apart */
+    test_xent_fused(N, g_V, g_V);
+    test_xent_fused(N, g_V, g_Vp);
     test_embedding(g_V, g_B, g_T, G_C, g_T);
     test_optim((size_t)g_Vp * G_C);       /* the largest tensor, wte */
     test_sumsq_multi((size_t)g_Vp * G_C); /* the gradient norm's segments */
@@ -924,15 +945,15 @@ static int run_op(const mt_backend *be, int op, op_bufs *b) {
         be->flash_attention_backward(b->x3, b->x2, b->x, b->x2, b->lse, B, T, C, G_NH);
         break;
     case OP_XENT_F:
-        be->softmax_xent_forward(b->l2, b->l, b->lab, N, g_Vp);
+        be->softmax_xent_forward(b->l2, b->l, b->lab, N, g_V, g_Vp); /* the GPT's padded rows */
         break;
     case OP_XENT_B:
-        be->softmax_xent_backward(b->l2, b->l2, b->lab, N, g_Vp, 1.0f);
+        be->softmax_xent_backward(b->l2, b->l2, b->lab, N, g_V, g_Vp, 1.0f);
         break;
     case OP_XENT_FUSED: {
         int64_t correct;
         if (!be->xent_fused) return 0;
-        be->xent_fused(b->l, b->lab, N, g_Vp, &correct);
+        be->xent_fused(b->l, b->lab, N, g_V, g_Vp, &correct);
         break;
     }
     case OP_BIAS_GELU:

@@ -7,6 +7,12 @@
  * kernels/backend.h) filled by their compositions (tests/matmul_compose.c),
  * asserting the model called them, and one forward and backward there
  * bitwise equal to the plain CPU backend's (the same float operations).
+ * A padded vocabulary (vocab_pad 8: V 11 held as 16 rows) gives the loss,
+ * logits and gradients of the plain one within fp32 rounding (not bitwise:
+ * OpenBLAS picks its sgemm kernels by the product's shape, N = 11 or 16, and
+ * they round the same sums differently; bounds: loss 1e-6 relative, logits
+ * and gradients normalized error 1e-5), exactly zero gradients in the pad
+ * rows, and AdamW keeps those rows at zero.
  *
  * L = scale * (sum of the B*T token losses) with scale = 1/(B*T). Central
  * differences with h = 3e-3 in float, loss summed in double (h = 1e-2 leaves
@@ -34,18 +40,22 @@ static void tokens(int32_t *x, int32_t *y) {
     }
 }
 
-static void setup(mt_gpt *m, mt_params *p, float dropout, int fused) {
-    mt_gpt_config c = {NL, NH, NC, BS, V, dropout, 0, fused};
+static void setup_padded(mt_gpt *m, mt_params *p, float dropout, int fused, int vocab_pad) {
+    mt_gpt_config c = {NL, NH, NC, BS, V, dropout, 0, fused, vocab_pad};
     mt_err e = {0};
     mt_params_init(p);
     CHECK(mt_gpt_build(m, &c, p, &e) == 0, "build: %s", e.msg);
     CHECK(mt_params_alloc(p, &e) == 0, "alloc: %s", e.msg);
     mt_params_init_values(p, 42);
     /* move LayerNorm weights and biases off 1 and 0, so their gradients matter */
-    for (int i = 0; i < p->n; i++)
-        for (size_t k = 0; k < p->v[i].numel; k++)
+    for (int i = 0; i < p->n; i++) /* (not the pad rows, which stay 0) */
+        for (size_t k = 0; k < mt_param_block_numel(&p->v[i]); k++)
             p->data[p->v[i].offset + k] += 0.1f * (mt_rng_uniform(5, (uint64_t)i, k) - 0.5f);
     CHECK(mt_gpt_alloc(m, be, B, T, &e) == 0, "alloc activations: %s", e.msg);
+}
+
+static void setup(mt_gpt *m, mt_params *p, float dropout, int fused) {
+    setup_padded(m, p, dropout, fused, 1);
 }
 
 static double loss_of(mt_gpt *m, mt_params *p, const int32_t *x, const int32_t *y,
@@ -182,17 +192,82 @@ static void check_composed(void) {
     be = mt_backend_cpu();
 }
 
+/* vocab_pad 8 against none: the same numbers but for rounding; the padding
+ * exactly 0. */
+static void check_padded(int fused) {
+    mt_gpt m[2];
+    mt_params p[2];
+    double loss[2];
+    int32_t x[B * T], y[B * T];
+    tokens(x, y);
+    mt_gpt_dropout d = {1, 7, 3, 0};
+    for (int k = 0; k < 2; k++) {
+        setup_padded(&m[k], &p[k], 0.25f, fused, k ? 8 : 1);
+        loss[k] = loss_of(&m[k], &p[k], x, y, &d);
+        mt_gpt_backward(&m[k], be, &p[k], x, y, 1.0f / (B * T), 0);
+    }
+    const mt_param *w0 = mt_params_find(&p[0], "wte.weight"),
+                   *w1 = mt_params_find(&p[1], "wte.weight");
+    int Vp = mt_gpt_vocab_padded(&m[1].cfg);
+    CHECK(Vp == 16 && w1->pad_rows == 5 && w1->numel == (size_t)16 * NC && w0->pad_rows == 0,
+          "padded: Vp %d, wte pad_rows %lld, numel %zu", Vp, (long long)w1->pad_rows, w1->numel);
+    size_t pad_nonzero = 0, n = 0;
+    /* the gradients without the padding, packed: g[0] unpadded, g[1] padded */
+    float *g[2] = {malloc(p[0].numel * sizeof(float)), malloc(p[0].numel * sizeof(float))};
+    for (int i = 0; i < p[0].n; i++) {
+        const mt_param *a = &p[0].v[i], *b = &p[1].v[i];
+        size_t nb = mt_param_block_numel(a);
+        memcpy(g[0] + n, p[0].grad + a->offset, nb * sizeof(float));
+        memcpy(g[1] + n, p[1].grad + b->offset, nb * sizeof(float));
+        for (size_t j = nb; j < b->numel; j++)
+            pad_nonzero += p[1].grad[b->offset + j] != 0.0f || p[1].data[b->offset + j] != 0.0f;
+        n += nb;
+    }
+    double lrel = fabs(loss[1] - loss[0]) / fabs(loss[0]), gerr = mt_test_nerr(g[1], g[0], n);
+    /* logits without targets: the first V columns of each row */
+    for (int k = 0; k < 2; k++) mt_gpt_forward(&m[k], be, &p[k], x, NULL, B, T, NULL);
+    float *z = malloc((size_t)B * T * V * sizeof(float));
+    for (int r = 0; r < B * T; r++)
+        memcpy(z + (size_t)r * V, m[1].logits + (size_t)r * Vp, (size_t)V * sizeof(float));
+    double zerr = mt_test_nerr(z, m[0].logits, (size_t)B * T * V);
+    printf("vocab_pad 8 (V %d held as %d rows), %s: loss rel err %.1e, gradients nerr %.1e, "
+           "logits nerr %.1e, %zu pad elements not 0\n",
+           V, Vp, fused ? "fused" : "unfused", lrel, gerr, zerr, pad_nonzero);
+    CHECK(lrel <= 1e-6, "padded: loss %.17g, unpadded %.17g", loss[1], loss[0]);
+    CHECK(gerr <= 1e-5, "padded: gradients normalized error %.2e > 1e-5", gerr);
+    CHECK(zerr <= 1e-5, "padded: logits normalized error %.2e > 1e-5", zerr);
+    CHECK(pad_nonzero == 0, "padded: %zu pad elements of wte or its gradient are not 0",
+          pad_nonzero);
+    free(g[0]), free(g[1]), free(z);
+    /* AdamW with weight decay keeps a zero weight with zero gradients at 0 */
+    float *pd = p[1].data + w1->offset + (size_t)V * NC,
+          *pg = p[1].grad + w1->offset + (size_t)V * NC;
+    size_t npad = (size_t)(Vp - V) * NC;
+    float *mm = calloc(npad, sizeof(float)), *vv = calloc(npad, sizeof(float));
+    for (int step = 1; step <= 3; step++)
+        be->adamw_update(pd, pg, mm, vv, npad, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                         1.0f - powf(0.9f, (float)step), 1.0f - powf(0.95f, (float)step));
+    size_t moved = 0;
+    for (size_t j = 0; j < npad; j++) moved += pd[j] != 0.0f || mm[j] != 0.0f || vv[j] != 0.0f;
+    CHECK(moved == 0, "AdamW moved %zu pad elements off 0", moved);
+    free(mm), free(vv);
+    for (int k = 0; k < 2; k++) {
+        mt_gpt_free(&m[k], be);
+        mt_params_free(&p[k]);
+    }
+}
+
 static void check_errors(void) {
     mt_gpt m;
     mt_params p;
     mt_err e = {0};
-    mt_gpt_config bad = {2, 3, 8, 6, 11, 0.0f, 0, 0};
+    mt_gpt_config bad = {2, 3, 8, 6, 11, 0.0f, 0, 0, 1};
     mt_params_init(&p);
     CHECK(mt_gpt_build(&m, &bad, &p, &e) == MT_ERR_USAGE && strstr(e.msg, "not divisible"),
           "n_embd 8 with n_head 3: %s", e.msg);
     mt_params_free(&p);
     free(m.block);
-    mt_gpt_config ok = {1, 2, 8, 6, 11, 0.0f, 0, 0};
+    mt_gpt_config ok = {1, 2, 8, 6, 11, 0.0f, 0, 0, 1};
     mt_params_init(&p);
     memset(&e, 0, sizeof e);
     mt_gpt_build(&m, &ok, &p, &e);
@@ -210,6 +285,8 @@ int main(void) {
         check_grads(0.25f, fused);
     }
     check_composed();
+    check_padded(0);
+    check_padded(1);
     check_dropout_layout();
     check_errors();
     return mt_test_finish("test_gpt_model");

@@ -115,7 +115,7 @@ typedef struct {
 static xent_state xe;
 
 static double xent_loss(void) {
-    return be->softmax_xent_forward(xe.p, xe.z, xe.y, XB, XC);
+    return be->softmax_xent_forward(xe.p, xe.z, xe.y, XB, XC, XC);
 }
 
 static void check_softmax_xent(void) {
@@ -125,7 +125,7 @@ static void check_softmax_xent(void) {
     double num[B * C];
     xe = (xent_state){p, z, y};
     mt_test_fill(z, B * C, 8, -4, 4);
-    double loss = be->softmax_xent_forward(p, z, y, B, C);
+    double loss = be->softmax_xent_forward(p, z, y, B, C, C);
     /* reference loss in double */
     double ref = 0;
     for (int b = 0; b < B; b++) {
@@ -135,17 +135,17 @@ static void check_softmax_xent(void) {
     }
     printf("%-28s loss %.9f, double reference %.9f\n", "softmax_xent forward", loss, ref);
     CHECK(fabs(loss - ref) <= 1e-5 * fabs(ref), "xent loss %.9f vs reference %.9f", loss, ref);
-    be->softmax_xent_backward(d, p, y, B, C, 1.0f);
+    be->softmax_xent_backward(d, p, y, B, C, C, 1.0f);
     mt_test_numeric(z, B * C, num, xent_loss, FD_H);
     mt_test_grad_compare_f("softmax_xent d/dlogits", d, num, B * C, GRAD_TOL, ELEM_TOL);
     /* Extreme logits stay finite. */
     float big[C] = {1000.0f, -1000.0f, 0.0f, 500.0f, 999.0f};
     int32_t yb[1] = {1};
-    double lb = be->softmax_xent_forward(p, big, yb, 1, C);
+    double lb = be->softmax_xent_forward(p, big, yb, 1, C, C);
     double want = 2000.0 + log1p(exp(-1.0)); /* logsumexp = 1000 + log(1 + e^-1), minus -1000 */
     CHECK(isfinite(lb) && fabs(lb - want) < 1e-3, "xent of extreme logits = %f (want %f)", lb,
           want);
-    int64_t correct = be->count_correct(z, y, B, C);
+    int64_t correct = be->count_correct(z, y, B, C, C);
     int64_t ref_correct = 0;
     for (int b = 0; b < B; b++) {
         int best = 0;

@@ -48,7 +48,7 @@ static void fill_labels(int32_t *y, int N, int V, uint64_t stream) {
 static double fused(float *f, const float *z, const int32_t *y, int N, int V, int64_t *correct) {
     memcpy(f, z, (size_t)N * V * sizeof(float));
     int64_t c = 3; /* the op adds to it */
-    double loss = be->xent_fused(f, y, N, V, &c);
+    double loss = be->xent_fused(f, y, N, V, V, &c);
     *correct = c - 3;
     return loss;
 }
@@ -57,9 +57,9 @@ static double fused(float *f, const float *z, const int32_t *y, int N, int V, in
 static void compare_xent(const char *what, const float *z, const int32_t *y, int N, int V) {
     size_t nv = (size_t)N * V;
     float *d = mt_test_falloc(nv), *f = mt_test_falloc(nv);
-    double lref = be->softmax_xent_forward(d, z, y, N, V);
-    be->softmax_xent_backward(d, d, y, N, V, 1.0f);
-    int64_t cref = be->count_correct(z, y, N, V), c;
+    double lref = be->softmax_xent_forward(d, z, y, N, V, V);
+    be->softmax_xent_backward(d, d, y, N, V, V, 1.0f);
+    int64_t cref = be->count_correct(z, y, N, V, V), c;
     double loss = fused(f, z, y, N, V, &c);
     size_t bad = 0;
     for (size_t i = 0; i < nv; i++) bad += !isfinite(f[i]);

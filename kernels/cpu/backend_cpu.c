@@ -271,12 +271,18 @@ static void cpu_gelu_backward(float *dx, const float *dy, const float *x, size_t
     for (size_t i = 0; i < n; i++) dx[i] = dy[i] * mt_vgelu_grad(x[i]);
 }
 
+/* columns C..ld-1 of each of B rows ld apart: the padding set to 0 */
+static void zero_pad(float *x, int B, int C, int ld) {
+    for (int b = 0; b < B && ld > C; b++)
+        memset(x + (size_t)b * ld + C, 0, (size_t)(ld - C) * sizeof(float));
+}
+
 static double cpu_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels,
-                                       int B, int C) {
+                                       int B, int C, int ld) {
     double total = 0.0;
     for (int b = 0; b < B; b++) {
-        const float *z = logits + (size_t)b * C;
-        float *p = probs + (size_t)b * C;
+        const float *z = logits + (size_t)b * ld;
+        float *p = probs + (size_t)b * ld;
         float mx = z[0];
         for (int c = 1; c < C; c++) mx = z[c] > mx ? z[c] : mx;
         double sum = 0.0;
@@ -289,23 +295,25 @@ static double cpu_softmax_xent_forward(float *probs, const float *logits, const 
         /* loss = logsumexp(z) - z[y], computed without log(0) */
         total += log(sum) + (double)mx - (double)z[labels[b]];
     }
+    zero_pad(probs, B, C, ld);
     return total;
 }
 
 static void cpu_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels,
-                                      int B, int C, float scale) {
+                                      int B, int C, int ld, float scale) {
     for (int b = 0; b < B; b++) {
-        const float *p = probs + (size_t)b * C;
-        float *d = dlogits + (size_t)b * C;
+        const float *p = probs + (size_t)b * ld;
+        float *d = dlogits + (size_t)b * ld;
         for (int c = 0; c < C; c++) d[c] = p[c] * scale;
         d[labels[b]] -= scale;
     }
+    zero_pad(dlogits, B, C, ld);
 }
 
-static int64_t cpu_count_correct(const float *logits, const int32_t *labels, int B, int C) {
+static int64_t cpu_count_correct(const float *logits, const int32_t *labels, int B, int C, int ld) {
     int64_t n = 0;
     for (int b = 0; b < B; b++) {
-        const float *z = logits + (size_t)b * C;
+        const float *z = logits + (size_t)b * ld;
         int best = 0;
         for (int c = 1; c < C; c++)
             if (z[c] > z[best]) best = c;
@@ -387,6 +395,7 @@ static void cpu_sgd_update(float *p, const float *g, float *buf, size_t n, float
 static const mt_backend cpu_backend = {
     .name = "cpu",
     .host_memory = 1,
+    .vocab_align = 1, /* the CPU's numbers stay those of the plain vocabulary */
     .set_precision = mt_cpu_set_precision,
     .alloc = cpu_alloc,
     .free = cpu_free,

@@ -14,7 +14,8 @@
  *      order, added in a fixed tree, then the tail of V mod 8 in order;
  *   3. z = e * (1/sum), then 1 subtracted at the label.
  * The row's loss is log(sum) + max - z[label] in double, as
- * softmax_xent_forward computes it.
+ * softmax_xent_forward computes it. Rows are ld floats apart; a padded
+ * vocabulary's columns V..ld-1 are never read and are set to 0 (no gradient).
  *
  * Determinism: rows are shared out over OpenMP threads (static), a row is
  * computed by one thread in a fixed order, and each row's loss goes to its
@@ -104,7 +105,8 @@ static MT_VEC double xent_row(float *z, int V, int label, int *hit) {
     return log(sum) + (double)mx - (double)zl;
 }
 
-double mt_cpu_xent_fused(float *logits, const int32_t *labels, int N, int V, int64_t *correct) {
+double mt_cpu_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld,
+                         int64_t *correct) {
     if (N <= 0 || V <= 0) return 0.0;
     double stack[LOSS_STACK];
     double *loss = N <= LOSS_STACK ? stack : malloc((size_t)N * sizeof *loss); /* (N) */
@@ -113,10 +115,12 @@ double mt_cpu_xent_fused(float *logits, const int32_t *labels, int N, int V, int
         abort();
     }
     int64_t hits = 0;
-#pragma omp parallel for schedule(static) reduction(+ : hits) if ((size_t)N * V >= MT_OMP_MIN)
+#pragma omp parallel for schedule(static) reduction(+ : hits) if ((size_t)N * ld >= MT_OMP_MIN)
     for (int r = 0; r < N; r++) {
         int hit;
-        loss[r] = xent_row(logits + (size_t)r * V, V, labels[r], &hit);
+        float *z = logits + (size_t)r * ld;
+        loss[r] = xent_row(z, V, labels[r], &hit);
+        for (int c = V; c < ld; c++) z[c] = 0.0f; /* the padding: no gradient */
         hits += hit;
     }
     double total = 0.0;

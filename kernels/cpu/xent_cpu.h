@@ -11,6 +11,7 @@
 
 /* logits(N,V) overwritten with softmax - onehot(labels(N)); returns the sum
  * of the N losses; *correct += rows whose first arg-max is the label. */
-double mt_cpu_xent_fused(float *logits, const int32_t *labels, int N, int V, int64_t *correct);
+double mt_cpu_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld,
+                         int64_t *correct);
 
 #endif

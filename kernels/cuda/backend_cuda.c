@@ -209,6 +209,7 @@ static const mt_backend cuda_backend = {
     .flash_attention_forward = mt_cuda_flash_attention_forward,
     .flash_attention_backward = mt_cuda_flash_attention_backward,
     .flash_max_head = MT_CUDA_FLASH_MAX_HEAD,
+    .vocab_align = 128, /* cuBLAS's tiles: GPT-2's 50257 becomes 50304 = 393 x 128 */
 };
 
 const mt_backend *mt_backend_cuda(void) {

@@ -54,12 +54,13 @@ void mt_cuda_gelu_bias_backward(float *dx, float *db, const float *dy, const flo
 
 /* loss.cu (labels are device int32) */
 double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels, int B,
-                                    int C);
+                                    int C, int ld);
 void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int B,
-                                   int C, float scale);
-int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C);
+                                   int C, int ld, float scale);
+int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C, int ld);
 /* correct is a HOST pointer; the loss and the count come back in one copy */
-double mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, int64_t *correct);
+double mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld,
+                          int64_t *correct);
 
 /* optim.cu */
 double mt_cuda_sumsq(const float *x, size_t n);

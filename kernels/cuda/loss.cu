@@ -3,7 +3,9 @@
  * backward, of count_correct, and of the fused cross-entropy xent_fused
  * (kernels/cpu/xent_cpu.c), all in kernels/backend.h. Labels are device int32.
  *
- * One block per row of logits(B,C). Reductions along a row go through a
+ * One block per row of logits(B,C), rows ld floats apart (ld > C: a padded
+ * vocabulary, whose columns C..ld-1 are never read and are set to 0 in every
+ * output). Reductions along a row go through a
  * fixed shared-memory tree over a block size that depends only on C, and the
  * B per-row results are summed by one block in a fixed order, so the results
  * are bitwise reproducible (no atomics). The row sums are double as on the
@@ -113,17 +115,18 @@ static __device__ int row_argmax(const float *z, int C, float *mx, float *shv, i
  * A label outside [0, C) (a caller bug) gives a NaN loss instead of a read
  * out of bounds. */
 static __global__ void softmax_xent_rows(float *probs, double *loss, const float *logits,
-                                         const int32_t *labels, int B, int C) {
+                                         const int32_t *labels, int B, int C, int ld) {
     __shared__ float shf[MT_CUDA_MAX_THREADS];
     __shared__ double shd[MT_CUDA_MAX_THREADS];
     unsigned t = threadIdx.x;
     for (int b = blockIdx.x; b < B; b += gridDim.x) {
-        const float *z = logits + (size_t)b * C;
-        float *p = probs + (size_t)b * C;
+        const float *z = logits + (size_t)b * ld;
+        float *p = probs + (size_t)b * ld;
         float mx = row_max(z, C, shf);
         double sum = row_exp_sum(p, z, C, mx, shd);
         float inv = (float)(1.0 / sum);
-        for (int c = t; c < C; c += blockDim.x) p[c] *= inv; /* this thread's own p[c] */
+        for (int c = t; c < C; c += blockDim.x) p[c] *= inv;      /* this thread's own p[c] */
+        for (int c = C + t; c < ld; c += blockDim.x) p[c] = 0.0f; /* the padding */
         if (t == 0) {
             int y = labels[b];
             loss[b] = y >= 0 && y < C ? log(sum) + (double)mx - (double)z[y] : (double)NAN;
@@ -132,11 +135,12 @@ static __global__ void softmax_xent_rows(float *probs, double *loss, const float
 }
 
 double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int32_t *labels, int B,
-                                    int C) {
+                                    int C, int ld) {
     if (B <= 0 || C <= 0) return 0.0;
     /* (B) rows, then total */
     double *loss = (double *)mt_cuda_work_get(&work, ((size_t)B + 1) * sizeof(double));
-    softmax_xent_rows<<<mt_cuda_row_blocks(B), row_threads(C)>>>(probs, loss, logits, labels, B, C);
+    softmax_xent_rows<<<mt_cuda_row_blocks(B), row_threads(C)>>>(probs, loss, logits, labels, B, C,
+                                                                 ld);
     MT_CUDA_LAUNCHED("softmax_xent_rows");
     mt_cuda_sum_kernel<double><<<1, MT_CUDA_MAX_THREADS>>>(loss + B, loss, B);
     MT_CUDA_LAUNCHED("mt_cuda_sum_kernel (softmax_xent_forward's loss)");
@@ -148,24 +152,30 @@ double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int
 /* d = p * scale, minus scale at the label: __fmul_rn keeps the product
  * rounded on its own as on the CPU (a fused p * scale - scale differs in the
  * last bits, and at p ~ 1 that is a large relative difference). dlogits may
- * alias probs: each element is read and written by one thread. */
+ * alias probs: each element is read and written by one thread. Padding
+ * columns (C..ld-1) get 0. */
 static __global__ void softmax_xent_backward_kernel(float *dlogits, const float *probs,
-                                                    const int32_t *labels, int B, int C,
+                                                    const int32_t *labels, int B, int C, int ld,
                                                     float scale) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    if (c >= ld) return;
     for (int b = blockIdx.y; b < B; b += gridDim.y) {
-        size_t i = (size_t)b * C + c;
+        size_t i = (size_t)b * ld + c;
+        if (c >= C) {
+            dlogits[i] = 0.0f;
+            continue;
+        }
         float d = __fmul_rn(probs[i], scale);
         dlogits[i] = c == labels[b] ? d - scale : d;
     }
 }
 
 void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int B,
-                                   int C, float scale) {
+                                   int C, int ld, float scale) {
     if (B <= 0 || C <= 0) return;
-    dim3 grid(mt_cuda_col_blocks(C), mt_cuda_row_blocks(B));
-    softmax_xent_backward_kernel<<<grid, MT_CUDA_THREADS>>>(dlogits, probs, labels, B, C, scale);
+    dim3 grid(mt_cuda_col_blocks(ld), mt_cuda_row_blocks(B));
+    softmax_xent_backward_kernel<<<grid, MT_CUDA_THREADS>>>(dlogits, probs, labels, B, C, ld,
+                                                            scale);
     MT_CUDA_LAUNCHED("softmax_xent_backward_kernel");
 }
 
@@ -173,21 +183,21 @@ void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int
 
 /* hit(b) = 1 when row b's first arg-max (row_argmax) is its label. */
 static __global__ void argmax_rows(long long *hit, const float *logits, const int32_t *labels,
-                                   int B, int C) {
+                                   int B, int C, int ld) {
     __shared__ float shv[MT_CUDA_MAX_THREADS];
     __shared__ int shi[MT_CUDA_MAX_THREADS];
     for (int b = blockIdx.x; b < B; b += gridDim.x) {
         float mx;
-        int best = row_argmax(logits + (size_t)b * C, C, &mx, shv, shi);
+        int best = row_argmax(logits + (size_t)b * ld, C, &mx, shv, shi);
         if (threadIdx.x == 0) hit[b] = best == labels[b];
     }
 }
 
-int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C) {
+int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C, int ld) {
     if (B <= 0 || C <= 0) return 0;
     /* (B), total */
     long long *hit = (long long *)mt_cuda_work_get(&work, ((size_t)B + 1) * sizeof(long long));
-    argmax_rows<<<mt_cuda_row_blocks(B), row_threads(C)>>>(hit, logits, labels, B, C);
+    argmax_rows<<<mt_cuda_row_blocks(B), row_threads(C)>>>(hit, logits, labels, B, C, ld);
     MT_CUDA_LAUNCHED("argmax_rows");
     mt_cuda_sum_kernel<long long><<<1, MT_CUDA_MAX_THREADS>>>(hit + B, hit, B);
     MT_CUDA_LAUNCHED("mt_cuda_sum_kernel (count_correct's hits)");
@@ -213,6 +223,7 @@ typedef struct {
  *   3. z = expf(z - mx) * (float)(1 / sum), minus 1 at the label: the exp
  *      recomputed (the same expression, the same bits) rather than stored
  *      in sweep 2, which saves a write of the row.
+ * Padding columns V..ld-1 (rows are ld apart) are set to 0: no gradient.
  * loss(b) = log(sum) + mx - z[label] and hit(b), as softmax_xent_rows and
  * argmax_rows compute them. z[label] is read before sweep 1, and its owner
  * overwrites it in sweep 3 only, after the barriers of two reductions. A
@@ -220,12 +231,12 @@ typedef struct {
  * instead of an access out of bounds. */
 static __global__ void __launch_bounds__(MT_CUDA_MAX_THREADS)
     xent_fused_rows(float *logits, double *loss, long long *hit, const int32_t *labels, int N,
-                    int V) {
+                    int V, int ld) {
     __shared__ float shv[MT_CUDA_MAX_THREADS];
     __shared__ int shi[MT_CUDA_MAX_THREADS];
     __shared__ double shd[MT_CUDA_MAX_THREADS];
     for (int b = blockIdx.x; b < N; b += gridDim.x) {
-        float *z = logits + (size_t)b * V;
+        float *z = logits + (size_t)b * ld;
         int y = labels[b];
         int ok = y >= 0 && y < V;
         float zl = ok ? z[y] : 0.0f;
@@ -240,6 +251,7 @@ static __global__ void __launch_bounds__(MT_CUDA_MAX_THREADS)
             float p = __fmul_rn(expf(z[c] - mx), inv);
             z[c] = c == y ? p - 1.0f : p;
         }
+        for (int c = V + threadIdx.x; c < ld; c += blockDim.x) z[c] = 0.0f;
         if (threadIdx.x == 0) {
             loss[b] = ok ? log(sum) + (double)mx - (double)zl : (double)NAN;
             hit[b] = best == y;
@@ -268,7 +280,8 @@ static __global__ void xent_fused_totals(xent_totals *out, const double *loss, c
     }
 }
 
-double mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, int64_t *correct) {
+double mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld,
+                          int64_t *correct) {
     if (N <= 0 || V <= 0) return 0.0;
     /* the totals, then loss(N) doubles, then hit(N) long longs: all 8-byte
      * aligned (the buffer itself is cudaMalloc's) */
@@ -276,7 +289,7 @@ double mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, in
     xent_totals *tot = (xent_totals *)mt_cuda_work_get(&work, bytes);
     double *loss = (double *)(tot + 1);
     long long *hit = (long long *)(loss + N);
-    xent_fused_rows<<<mt_cuda_row_blocks(N), row_threads(V)>>>(logits, loss, hit, labels, N, V);
+    xent_fused_rows<<<mt_cuda_row_blocks(N), row_threads(V)>>>(logits, loss, hit, labels, N, V, ld);
     MT_CUDA_LAUNCHED("xent_fused_rows");
     xent_fused_totals<<<1, MT_CUDA_MAX_THREADS>>>(tot, loss, hit, N);
     MT_CUDA_LAUNCHED("xent_fused_totals");
