@@ -49,8 +49,7 @@ int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *
     m->max_T = max_T;
     int f = c->fused;               /* (the names of gpt's fused_ops below) */
     int hs = c->n_embd / c->n_head; /* (a backend's flash ops may not take every head size) */
-    m->use.flash = f && mt_backend_has_fused(be, "flash_attention") &&
-                   (!be->flash_max_head || hs <= be->flash_max_head);
+    m->use.flash = f && mt_backend_flash_takes(be, hs);
     m->use.resln = f && mt_backend_has_fused(be, "residual_layernorm");
     m->use.gelu = f && mt_backend_has_fused(be, "bias_gelu");
     m->use.xent = f && mt_backend_has_fused(be, "xent");

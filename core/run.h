@@ -71,7 +71,7 @@ typedef struct {
     int64_t step_done;       /* steps completed so far */
     int64_t stop_step;       /* where an early stop ended the run */
     double busy_fraction;    /* of the timed loop spent computing (the rest: pipeline bubble) */
-    long host_syncs[3];      /* cpu-staged: what would make the host wait for a GPU, by kind */
+    long host_syncs[4];      /* cpu-staged: what would make the host wait for a GPU, by kind */
     int64_t host_sync_steps; /* (kernels/backends.h's MT_SYNC_*), over this many steps */
     int64_t nan_skips;       /* steps skipped by train.nan_policy = skip, in this invocation */
     int64_t nan_in_row;      /* of them, the latest consecutive ones */

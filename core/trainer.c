@@ -196,17 +196,20 @@ static void count_syncs(mt_run *r, int sign) {
 
 /* run.json's result.host_syncs_per_step and its line (rank 0's counts) */
 static void report_syncs(const mt_run *r, cJSON *res) {
+    _Static_assert(sizeof r->host_syncs / sizeof r->host_syncs[0] == MT_STAGED_SYNC_KINDS,
+                   "one count per kind");
     if (r->host_sync_steps == 0) return;
-    double n = (double)r->host_sync_steps, k[MT_STAGED_SYNC_KINDS];
-    for (int i = 0; i < MT_STAGED_SYNC_KINDS; i++) k[i] = (double)r->host_syncs[i] / n;
+    double n = (double)r->host_sync_steps, k[MT_STAGED_SYNC_KINDS], all = 0.0;
+    for (int i = 0; i < MT_STAGED_SYNC_KINDS; i++) all += k[i] = (double)r->host_syncs[i] / n;
     cJSON *o = cJSON_AddObjectToObject(res, "host_syncs_per_step");
-    cJSON_AddNumberToObject(o, "all", k[0] + k[1] + k[2]);
+    cJSON_AddNumberToObject(o, "all", all);
     cJSON_AddNumberToObject(o, "to_host", k[MT_SYNC_TO_HOST]);
+    cJSON_AddNumberToObject(o, "to_device", k[MT_SYNC_TO_DEVICE]);
     cJSON_AddNumberToObject(o, "synchronize", k[MT_SYNC_SYNCHRONIZE]);
     cJSON_AddNumberToObject(o, "values", k[MT_SYNC_VALUE]);
     printf("device: cpu-staged: %.1f host synchronisations per training step on rank 0 (copies "
-           "to the host %.1f, synchronize %.1f, values returned %.1f)\n",
-           k[0] + k[1] + k[2], k[MT_SYNC_TO_HOST], k[MT_SYNC_SYNCHRONIZE], k[MT_SYNC_VALUE]);
+           "to the host %.1f, to the device %.1f, synchronize %.1f, values returned %.1f)\n",
+           all, k[MT_SYNC_TO_HOST], k[MT_SYNC_TO_DEVICE], k[MT_SYNC_SYNCHRONIZE], k[MT_SYNC_VALUE]);
 }
 
 static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *stopped,

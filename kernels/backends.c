@@ -22,6 +22,10 @@ static void staged_to_host(float *dst, const float *src, size_t n) {
     syncs[MT_SYNC_TO_HOST]++;
     cpu_be->to_host(dst, src, n);
 }
+static void staged_to_device(float *dst, const float *src, size_t n) {
+    syncs[MT_SYNC_TO_DEVICE]++;
+    cpu_be->to_device(dst, src, n);
+}
 static void staged_synchronize(void) {
     syncs[MT_SYNC_SYNCHRONIZE]++;
     cpu_be->synchronize();
@@ -58,6 +62,7 @@ const mt_backend *mt_backend_cpu_staged(void) {
         staged.name = "cpu-staged";
         staged.host_memory = 0;
         staged.to_host = staged_to_host;
+        staged.to_device = staged_to_device;
         staged.synchronize = staged_synchronize;
         staged.softmax_xent_forward = staged_xent;
         staged.count_correct = staged_correct;
@@ -66,6 +71,11 @@ const mt_backend *mt_backend_cpu_staged(void) {
         if (cpu_be->sumsq_multi) staged.sumsq_multi = staged_sumsq_multi;
     }
     return &staged;
+}
+
+int mt_backend_flash_takes(const mt_backend *be, int head_size) {
+    return mt_backend_has_fused(be, "flash_attention") &&
+           (!be->flash_max_head || head_size <= be->flash_max_head);
 }
 
 long mt_backend_staged_syncs(int kind) {

@@ -17,11 +17,20 @@
 const mt_backend *mt_backend_cpu_staged(void);
 /* What the staged backend counted since the process started, by kind: the
  * calls that make the host wait for a GPU on a device backend (a copy to
- * the host, synchronize, an op returning a value to the host: sumsq, the
- * losses, count_correct); kind -1: all of them. The trainer reports them
+ * the host, a copy to the device, synchronize, an op returning a value to
+ * the host: sumsq, the losses, count_correct); kind -1: all of them. The trainer reports them
  * per step (docs/CUDA.md, "Host synchronisations"). */
-enum { MT_SYNC_TO_HOST, MT_SYNC_SYNCHRONIZE, MT_SYNC_VALUE, MT_STAGED_SYNC_KINDS };
+enum {
+    MT_SYNC_TO_HOST,
+    MT_SYNC_TO_DEVICE, /* (cudaMemcpy from pageable memory waits for the stream first) */
+    MT_SYNC_SYNCHRONIZE,
+    MT_SYNC_VALUE,
+    MT_STAGED_SYNC_KINDS
+};
 long mt_backend_staged_syncs(int kind);
+/* 1 when be's flash attention ops take heads of head_size channels
+ * (flash_max_head; the GPT runs the unfused attention otherwise) */
+int mt_backend_flash_takes(const mt_backend *be, int head_size);
 /* Chooses a backend by name ("cpu", "cuda", "cpu-staged"); NULL if unknown
  * or not built. */
 const mt_backend *mt_backend_get(const char *name);

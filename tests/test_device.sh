@@ -24,7 +24,8 @@
 #      The staged dp2 GPT run reports its host synchronisations per step
 #      (run.json result.host_syncs_per_step and one line; a plain run none):
 #      with 2 micro-batches, 3 values returned (a loss each, the grad norm),
-#      1 copy (the gradient sum via the host), 4 pipeline waits.
+#      1 copy out and 1 back (the gradient sum via the host), 2 batch
+#      uploads, 4 pipeline waits.
 #      A staged run stopped at step 5 (train.exit_after_steps) and resumed
 #      matches the uninterrupted run bitwise (the checkpoint copies the
 #      device state out; the resume copies it back in).
@@ -162,12 +163,16 @@ def result(d):
     return json.load(open(glob.glob(d + "/*/*/run.json")[0]))["result"]
 h = result(sys.argv[1])["host_syncs_per_step"]
 assert "host_syncs_per_step" not in result(sys.argv[2]), "a plain CPU run counts no syncs"
-assert abs(h["all"] - h["to_host"] - h["synchronize"] - h["values"]) < 1e-9, h
+parts = h["to_host"] + h["to_device"] + h["synchronize"] + h["values"]
+assert abs(h["all"] - parts) < 1e-9, h
 # dp2, fused, 2 micro-batches: a loss per micro-batch (xent_fused, its
-# arg-max count with it) and one grad norm come back to the host; the
-# gradient sum goes through one host copy (no NCCL on the CPU); the pipeline
-# waits after each micro-batch's forward and backward
-assert h["values"] == 2 + 1 and h["to_host"] == 1 and h["synchronize"] == 2 * 2, h
+# arg-max count with it) and one grad norm (sumsq_multi: one for all
+# tensors) come back to the host; the gradient sum goes through the host
+# (no NCCL on the CPU: one copy out, one back); the step's batch goes up
+# once (tokens and targets); the pipeline waits after each micro-batch's
+# forward and backward
+assert h["values"] == 2 + 1 and h["to_host"] == 1 and h["to_device"] == 2 + 1, h
+assert h["synchronize"] == 2 * 2, h
 print(h)
 PYEOF
 ) && grep -q "host synchronisations per training step on rank 0" "$TMP/s_GPTdp2.log"; then
