@@ -1076,8 +1076,8 @@ static void time_backend(const mt_backend *be, int reps, double *ms) {
         ms[op] = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
     }
     be->set_precision(0);
-    float *all[] = {b.x,   b.x2,   b.w,    b.w2, b.l, b.l2, b.att, b.att2,
-                    b.lse, b.mean, b.rstd, b.p,  b.g, b.m,  b.v,   (float *)b.lab};
+    float *all[] = {b.x,   b.x2,   b.x3,   b.w, b.w2, b.l, b.l2, b.att,         b.att2,
+                    b.lse, b.mean, b.rstd, b.p, b.g,  b.m, b.v,  (float *)b.lab};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) be->free(all[i]);
     free(h), free(t);
 }
