@@ -917,15 +917,21 @@ enum {
     OP_EMB_F,
     OP_EMB_B,
     OP_ADAMW,
+    OP_RESLN,
+    OP_FC_BIAS_GELU,
+    OP_FC_DGELU,
+    OP_QKV_WGRAD,
+    OP_ADAMW_MULTI,
     OP_COUNT
 };
 static const char *op_names[OP_COUNT] = {
-    "matmul qkv fwd",      "matmul fc fwd",       "matmul mlp.proj fwd", "matmul lm_head fwd",
-    "matmul lm_head dW",   "matmul lm_head dx",   "matmul lm_head bf16", "matmul fc fwd bf16",
-    "layernorm_forward",   "layernorm_backward",  "attention_forward",   "attention_backward",
-    "flash_attention_fwd", "flash_attention_bwd", "softmax_xent_fwd",    "softmax_xent_bwd",
-    "xent_fused",          "bias_gelu_forward",   "gelu_bias_backward",  "embedding_forward",
-    "embedding_backward",  "adamw_update (all)"};
+    "matmul qkv fwd",      "matmul fc fwd",          "matmul mlp.proj fwd", "matmul lm_head fwd",
+    "matmul lm_head dW",   "matmul lm_head dx",      "matmul lm_head bf16", "matmul fc fwd bf16",
+    "layernorm_forward",   "layernorm_backward",     "attention_forward",   "attention_backward",
+    "flash_attention_fwd", "flash_attention_bwd",    "softmax_xent_fwd",    "softmax_xent_bwd",
+    "xent_fused",          "bias_gelu_forward",      "gelu_bias_backward",  "embedding_forward",
+    "embedding_backward",  "adamw_update (all)",     "residual_layernorm",  "matmul_bias_gelu fc",
+    "matmul_dgelu fc",     "matmul_wgrad_bgrad qkv", "adamw_multi (all)"};
 
 typedef struct {
     float *x, *x2, *x3, *w, *w2, *l, *l2, *att, *att2, *lse, *mean, *rstd, *p, *g, *m, *v;
@@ -1019,6 +1025,31 @@ static int run_op(const mt_backend *be, int op, op_bufs *b) {
     case OP_ADAMW: {
         size_t n = gpt2_params(T);
         be->adamw_update(b->p, b->g, b->m, b->v, n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.3f);
+        break;
+    }
+    case OP_RESLN:
+        if (!be->residual_layernorm_forward) return 0;
+        be->residual_layernorm_forward(b->x3, b->x2, b->mean, b->rstd, b->x, b->x3, b->w, b->w2, N,
+                                       C);
+        break;
+    case OP_FC_BIAS_GELU: /* fc with its bias and GELU in the product (vs fc fwd + bias_gelu) */
+        if (!be->matmul_bias_gelu) return 0;
+        be->matmul_bias_gelu(0, 1, N, 4 * C, C, b->x, C, b->w, C, b->w2, b->x2, b->x3, 4 * C);
+        break;
+    case OP_FC_DGELU: /* c_proj's dx with GELU' and c_fc's bias gradient */
+        if (!be->matmul_dgelu) return 0;
+        be->matmul_dgelu(0, 0, N, 4 * C, C, b->x, C, b->w, 4 * C, b->x2, b->x3, b->w2, 4 * C);
+        break;
+    case OP_QKV_WGRAD: /* dW(3C, C) += dy^T x with db(3C) */
+        if (!be->matmul_wgrad_bgrad) return 0;
+        be->matmul_wgrad_bgrad(3 * C, C, N, b->x2, 3 * C, b->x, C, b->w, C, b->w2);
+        break;
+    case OP_ADAMW_MULTI: { /* the same elements as adamw_update (all), as one segment */
+        size_t n = gpt2_params(T), off = 0;
+        float wd = 0.1f;
+        if (!be->adamw_multi) return 0;
+        be->adamw_multi(b->p, b->g, b->m, b->v, 1, &off, &off, &n, &wd, 1.0f, 1e-4f, 0.9f, 0.95f,
+                        1e-8f, 0.5f, 0.3f);
         break;
     }
     }
