@@ -242,7 +242,7 @@ PYEOF
         *)
             local bad
             bad=$(grep -E '^- [a-z_]+: FAILED' "$log" | head -n 3 | tr '\n' ';' | cut -c1-200)
-            result failed "exit $rc: ${bad:-$(tail -n 1 "$log" | cut -c1-160)}${text:+ | numbers:$text}" ;;
+            result failed "exit $rc: ${bad:-$(tail -n 1 "$log" | cut -c1-160)}${text:+ | numbers: ${text#; }}" ;;
     esac
 }
 stage_op_times() {
