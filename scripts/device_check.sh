@@ -52,6 +52,11 @@
 # library missing. A preflight failure prints its reason as one line
 # ("device_check.sh: error: ...") after the table, and still writes
 # results.json (every stage skipped, with the reason).
+# Every process a stage starts carries DC_TOKEN=dc.PID.STAGE.N in its
+# environment; what is left of them when the stage ends (an inner timeout's
+# mpirun and ranks) is killed. TERM or INT: the stage in flight killed so,
+# results.json and the table still written, exit 1. ops_small and trajectory
+# run with MPITRAIN_CUDA_SYNC=1 (a faulting kernel named).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
@@ -100,6 +105,15 @@ cmp_numbers() {
     awk '/, fp32: tolerance/ {p = "fp32"} /, bf16 matmuls/ {p = "bf16"} /, fp32 restored/ {p = ""}
         p != "" && /normalized error/ { for (i = 1; i < NF; i++) if ($i == "error") { v = $(i + 1) + 0; if (v > w[p]) { w[p] = v; o[p] = $1 " " $2 } } }
         END { for (k in w) printf "worst_%s_nerr\t%.2e (%s)\n", k, w[k], o[k] }' "$1" >>"$DC_RES/$DC_STAGE"
+}
+# crash_why RC: "exit RC", with its signal when it has one
+crash_why() { echo "exit $1$( (($1 > 128)) && echo " (signal $(($1 - 128)))")"; }
+# crash_line LOG: its first "error:" line, else its last line
+crash_line() {
+    local l
+    l=$(grep -m1 'error:' "$1" | cut -c1-200)
+    [[ -n "$l" ]] || l="last line: $(tail -n 1 "$1" | cut -c1-160)"
+    echo "$l"
 }
 stage_sanitizer() {
     if [[ $DC_DRY == 1 ]]; then
@@ -153,10 +167,8 @@ stage_ops() {
             first=$(grep -m1 '^FAIL' "$log" | cut -c1-160)
             if [[ -n "$first" ]]; then
                 result failed "exit $rc: $(grep -c '^FAIL' "$log") failed checks, first: $first$why"
-            else # a crash (134: an abort, a CUDA error): its first error line, else the log's last
-                first=$(grep -m1 'error:' "$log" | cut -c1-200)
-                [[ -n "$first" ]] || first="last line: $(tail -n 1 "$log" | cut -c1-160)"
-                result failed "exit $rc$( ((rc > 128)) && echo " (signal $((rc - 128)))"), no FAIL line: $first$why"
+            else # a crash (134: an abort after a CUDA error)
+                result failed "$(crash_why "$rc"), no FAIL line: $(crash_line "$log")$why"
             fi
             ;;
     esac
@@ -254,7 +266,7 @@ stage_op_times() {
     case $rc in
         0) result passed "$(grep -c '^time ' "$log") ops; $(grep -m1 '^time matmul lm_head fwd' "$log" | cut -c6- | tr -s ' ')" ;;
         77) result failed "the CUDA backend is not usable, though the preflight found a GPU: $(grep -m1 SKIPPED "$log" | cut -c1-200)" ;;
-        *) result failed "exit $rc: $(tail -n 1 "$log" | cut -c1-160)" ;;
+        *) result failed "$(crash_why "$rc"): $(crash_line "$log")" ;;
     esac
 }
 if [[ "${1:-}" == --stage ]]; then
@@ -293,7 +305,7 @@ while [[ $# -gt 0 ]]; do
         --out) need_arg "$@"; OUTDIR=$2; shift 2 ;;
         --dry-run-cpu) DRY=1; shift ;;
         --stages) need_arg "$@"; SELECT=$2; shift 2 ;;
-        -h | --help) header_help 2 54; exit 0 ;;
+        -h | --help) header_help 2 59; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
