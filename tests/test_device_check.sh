@@ -14,12 +14,12 @@
 #      its token, DC_TOKEN=dc.PID.*, in its environment);
 #   2b. --stages ops_small,trajectory: those pass, the others are skipped as
 #      "not selected"; an unknown stage name: exit 2, one error line;
-#   2c. planted hangs inside the trajectory runs (a stand-in mpirun first on
-#      PATH: the unfused and bf16 runs hang deaf to TERM, so that the stage's
-#      time runs out; the unfused one also leaves a process in a session of
-#      its own that no timeout reaches): the stage times out, the fused row
-#      done before the hangs is in results.json, and nothing with the stage's
-#      token survives;
+#   2c. planted hangs inside the trajectory runs (a stand-in mpirun and
+#      python3 first on PATH: the unfused, bf16 and PyTorch runs hang deaf to
+#      TERM, so that the stage's time runs out; the unfused one also leaves a
+#      process in a session of its own that no timeout reaches): the stage
+#      times out, the fused row done before the hangs is in results.json, and
+#      nothing with the stage's token survives;
 #   2d. TERM while a stage hangs: exit 1 within a few seconds, results.json
 #      written ("killed by signal TERM", the stage failed), nothing left behind;
 #   3. without --dry-run-cpu on this machine (no GPU): the preflight exits 77
@@ -202,7 +202,14 @@ case " \$* " in
 esac
 exec $(command -v mpirun) "\$@"
 EOF
-chmod +x "$TMP/hangbin/mpirun"
+# PyTorch's run hangs too (deaf to TERM): three hung runs of at least 10 s
+# each (5 s, the least timeout, then KILL 5 s later) outlast the stage
+cat >"$TMP/hangbin/python3" <<EOF
+#!/bin/bash
+case " \$* " in *gpt_parity.py*) trap '' TERM; exec sleep 994 ;; esac
+exec $PY "\$@"
+EOF
+chmod +x "$TMP/hangbin/mpirun" "$TMP/hangbin/python3"
 PATH="$TMP/hangbin:$PATH" bash "$DC" --dry-run-cpu --build "$BUILD" --stages trajectory --deadline 40 \
     --out "$TMP/hang_out" >"$TMP/hang.out" 2>&1 &
 dcpid=$!
