@@ -379,6 +379,7 @@ record() { # record KEY MS PARAMS: fills MS TOKS MFU MFU_SPEC
     MS[$1]=$(calc "%.2f" "$2")
     TOKS[$1]=$(calc "%.0f" "1e3 * $TOKENS_PER_STEP / $2")
     MFU[$1]=$(mfu "${TOKS[$1]}" "$PEAK" "$3")
+    # shellcheck disable=SC2034 # read through the nameref of cell()
     MFU_SPEC[$1]=$(mfu "${TOKS[$1]}" "$SPEC" "$3")
 }
 
@@ -494,7 +495,8 @@ for key in "${MT_KEYS[@]}"; do
                 MT_LAUNCH_USED=direct
             fi
         fi
-        RUN_JSON=$(ls -d "$WORK"/runs/gpt_bench/*/run.json 2>/dev/null | tail -n 1)
+        RUN_JSON=""
+        for f in "$WORK"/runs/gpt_bench/*/run.json; do [[ -f "$f" ]] && RUN_JSON=$f; done
         MT_MS="" MT_PARAMS="" MT_STATUS=""
         if [[ -n "$RUN_JSON" ]]; then
             MT_MS=$(json_get "$RUN_JSON" result ms_per_step)
@@ -582,6 +584,10 @@ for key in torch_eager torch_compile; do
         TORCH_OPT=$(json_get "$OUT/$key.json" optimizer)
     elif [[ $rc -eq 3 ]]; then
         ST[$key]="skipped: torch.compile is not in this torch"
+    elif [[ "$key" == torch_compile && ($rc -eq 124 || $rc -eq 137) && $lim -lt $COMPILE_TIMEOUT ]]; then
+        # not a failure: the budget left was shorter than the compile's own limit
+        ST[$key]="skipped: budget: not done in the $lim s left of the budget (its own limit $COMPILE_TIMEOUT s)"
+        show_fail "PyTorch compile" "$OUT/$key.log" "${ST[$key]}"
     else
         why="exit $rc"
         [[ $rc -eq 124 ]] && why="timed out after $lim s"

@@ -52,6 +52,11 @@
 # library missing. A preflight failure prints its reason as one line
 # ("device_check.sh: error: ...") after the table, and still writes
 # results.json (every stage skipped, with the reason).
+# Every process a stage starts carries DC_TOKEN=dc.PID.STAGE.N in its
+# environment; what is left of them when the stage ends (an inner timeout's
+# mpirun and ranks) is killed. TERM or INT: the stage in flight killed so,
+# results.json and the table still written, exit 1. ops_small and trajectory
+# run with MPITRAIN_CUDA_SYNC=1 (a faulting kernel named).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
@@ -71,6 +76,7 @@ DC_WHO="CUDA vs CPU"
 # ======================= one stage (run as `$0 --stage NAME`) ================
 # Runs in a child under timeout, with the DC_* variables the parent exported;
 # writes "key<TAB>value" lines to $DC_RES/NAME: status, reason, numbers.
+short_text() { local t=$1; ((${#t} > $2)) && t="${t:0:$(($2 - 3))}..."; echo "$t"; }
 put() { printf '%s\t%s\n' "$1" "${2//[$'\t\n']/ }" >>"$DC_RES/$DC_STAGE"; }
 result() { put status "$1"; put reason "$2"; }
 pyrun() { # the machine's python3, with the LD_LIBRARY_PATH from before the bundle's
@@ -99,6 +105,15 @@ cmp_numbers() {
     awk '/, fp32: tolerance/ {p = "fp32"} /, bf16 matmuls/ {p = "bf16"} /, fp32 restored/ {p = ""}
         p != "" && /normalized error/ { for (i = 1; i < NF; i++) if ($i == "error") { v = $(i + 1) + 0; if (v > w[p]) { w[p] = v; o[p] = $1 " " $2 } } }
         END { for (k in w) printf "worst_%s_nerr\t%.2e (%s)\n", k, w[k], o[k] }' "$1" >>"$DC_RES/$DC_STAGE"
+}
+# crash_why RC: "exit RC", with its signal when it has one
+crash_why() { echo "exit $1$( (($1 > 128)) && echo " (signal $(($1 - 128)))")"; }
+# crash_line LOG: its first "error:" line, else its last line
+crash_line() {
+    local l
+    l=$(grep -m1 'error:' "$1" | cut -c1-200)
+    [[ -n "$l" ]] || l="last line: $(tail -n 1 "$1" | cut -c1-160)"
+    echo "$l"
 }
 stage_sanitizer() {
     if [[ $DC_DRY == 1 ]]; then
@@ -147,13 +162,29 @@ stage_ops() {
     case $rc in
         0) if [[ -z "$why" ]]; then result passed "$label: $nums"; else result failed "${why#; }"; fi ;;
         77) result failed "the CUDA backend is not usable, though the preflight found a GPU: $(grep -m1 SKIPPED "$log" | cut -c1-200)" ;;
-        *) result failed "exit $rc: $(grep -c '^FAIL' "$log") failed checks, first: $(grep -m1 '^FAIL' "$log" | cut -c1-160)$why" ;;
+        *)
+            local first
+            first=$(grep -m1 '^FAIL' "$log" | cut -c1-160)
+            if [[ -n "$first" ]]; then
+                result failed "exit $rc: $(grep -c '^FAIL' "$log") failed checks, first: $first$why"
+            else # a crash (134: an abort after a CUDA error)
+                result failed "$(crash_why "$rc"), no FAIL line: $(crash_line "$log")$why"
+            fi
+            ;;
     esac
 }
 # stage_traj MODE: scripts/device_trajectory.sh MODE, one number per table row
 stage_traj() {
-    local log=$DC_LOGS/$DC_STAGE.log rc label res first="" short summary=""
-    DEVICE=$DC_DEVICE TORCH_DEVICE=$DC_DEVICE PY=$DC_PY RUN_TIMEOUT=$((DC_LIMIT / 3 + 10)) \
+    local log=$DC_LOGS/$DC_STAGE.log rc label res first="" short summary="" staged=""
+    # the dry run: the "device" runs on the CPU through the device-memory paths
+    # (device_trajectory.sh clears it for the reference and the CPU resume)
+    [[ $DC_DRY == 1 ]] && staged=1
+    # the runs share the stage's limit less a margin (TRAJ_BUDGET: each run gets
+    # the time left over the runs left, so one hung run leaves the others theirs);
+    # the script itself under a timeout that ends before the stage's, so that the
+    # rows of the runs done are read below even when a run hangs
+    DEVICE=$DC_DEVICE TORCH_DEVICE=$DC_DEVICE PY=$DC_PY TRAJ_BUDGET=$((DC_LIMIT - 8)) \
+        MPITRAIN_TEST_STAGED=$staged timeout -k 2 $((DC_LIMIT - 4)) \
         "$ROOT/scripts/device_trajectory.sh" "$1" "$DC_BIN/mpitrain" "$DC_REF" "$DC_WORK/$DC_STAGE" \
         >"$log" 2>&1
     rc=$?
@@ -172,6 +203,7 @@ stage_traj() {
     [[ $DC_DRY == 1 ]] && put note "dry run: train.device = cpu with MPITRAIN_TEST_STAGED=1 (device-memory paths), PyTorch on the CPU; reference made here"
     case $rc in
         0) result passed "worst per-step loss rel diffs: ${summary#; }" ;;
+        124 | 137) result timeout "device_trajectory.sh over $((DC_LIMIT - 4)) s${first:+; $first}; rows done: ${summary#; }" ;;
         *) result failed "${first:-exit $rc (see its log)}" ;;
     esac
 }
@@ -207,19 +239,22 @@ for k, v in r["runs"].items():
     print(f"{k}\t{text}")
 PYEOF
     fi
+    # the numbers, whether the stage passed or not (a failed PyTorch run keeps mpitrain's)
+    local k v text=""
+    while IFS=$'\t' read -r k v; do
+        case $k in
+            mpitrain | mpitrain_unfused | torch_eager | torch_compile)
+                if [[ "$v" == *MFU* ]]; then text+="; $k ${v%%,*}, MFU${v##*MFU}"; else text+="; $k $(short_text "$v" 90)"; fi ;;
+            peak_bf16_measured_tflops) text+="; peak bf16: measured $v" ;;
+            peak_bf16_datasheet_tflops) text+=", data sheet $v TFLOP/s" ;;
+        esac
+    done <"$DC_RES/$DC_STAGE"
     case $rc in
-        0)
-            local k v text=""
-            while IFS=$'\t' read -r k v; do
-                case $k in
-                    mpitrain | mpitrain_unfused | torch_eager | torch_compile)
-                        if [[ "$v" == *MFU* ]]; then text+="; $k ${v%%,*}, MFU${v##*MFU}"; else text+="; $k $v"; fi ;;
-                    peak_bf16_measured_tflops) text+="; peak bf16: measured $v" ;;
-                    peak_bf16_datasheet_tflops) text+=", data sheet $v TFLOP/s" ;;
-                esac
-            done <"$DC_RES/$DC_STAGE"
-            result passed "${text#; }" ;;
-        *) result failed "exit $rc: $(grep -E '^- [a-z_]+: (FAILED|skipped)' "$log" | head -n 3 | tr '\n' ';' | cut -c1-200)" ;;
+        0) result passed "${text#; }" ;;
+        *)
+            local bad
+            bad=$(grep -E '^- [a-z_]+: FAILED' "$log" | head -n 3 | tr '\n' ';' | cut -c1-200)
+            result failed "exit $rc: ${bad:-$(tail -n 1 "$log" | cut -c1-160)}${text:+ | numbers: ${text#; }}" ;;
     esac
 }
 stage_op_times() {
@@ -231,19 +266,26 @@ stage_op_times() {
     case $rc in
         0) result passed "$(grep -c '^time ' "$log") ops; $(grep -m1 '^time matmul lm_head fwd' "$log" | cut -c6- | tr -s ' ')" ;;
         77) result failed "the CUDA backend is not usable, though the preflight found a GPU: $(grep -m1 SKIPPED "$log" | cut -c1-200)" ;;
-        *) result failed "exit $rc: $(tail -n 1 "$log" | cut -c1-160)" ;;
+        *) result failed "$(crash_why "$rc"): $(crash_line "$log")" ;;
     esac
 }
 if [[ "${1:-}" == --stage ]]; then
     DC_STAGE=$2
     case $DC_STAGE in
         sanitizer) stage_sanitizer ;;
-        ops_small) stage_ops "every op, small shapes, $DC_WHO" ;;
+        ops_small)
+            # a launch error names its kernel (kernels/cuda: a sync after every launch); cheap here
+            export MPITRAIN_CUDA_SYNC=1
+            put note_sync "MPITRAIN_CUDA_SYNC=1 (a synchronisation after every kernel launch)"
+            stage_ops "every op, small shapes, $DC_WHO" ;;
         ops_gpt2)
             args=(--shapes gpt2)
             [[ $DC_DRY == 1 ]] && args+=("${DRY_SHAPES[@]}")
             stage_ops "GPT-2 shapes, $DC_WHO" "${args[@]}" ;;
-        trajectory) stage_traj main ;;
+        trajectory)
+            export MPITRAIN_CUDA_SYNC=1
+            put note_sync "MPITRAIN_CUDA_SYNC=1 (a synchronisation after every kernel launch)"
+            stage_traj main ;;
         benchmark) stage_benchmark ;;
         op_times) stage_op_times ;;
         trajectory_parallel) stage_traj parallel ;;
@@ -263,7 +305,7 @@ while [[ $# -gt 0 ]]; do
         --out) need_arg "$@"; OUTDIR=$2; shift 2 ;;
         --dry-run-cpu) DRY=1; shift ;;
         --stages) need_arg "$@"; SELECT=$2; shift 2 ;;
-        -h | --help) header_help 2 54; exit 0 ;;
+        -h | --help) header_help 2 59; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
@@ -271,7 +313,8 @@ done
 [[ $BUILD_GIVEN == 0 || $DRY == 1 ]] || die "--build goes with --dry-run-cpu (on the GPU: --bundle)"
 declare -A CHOSEN=()
 if [[ -n "$SELECT" ]]; then
-    for s in ${SELECT//,/ }; do
+    IFS=',' read -ra SEL <<<"$SELECT"
+    for s in "${SEL[@]}"; do
         [[ " ${STAGES[*]} " == *" $s "* ]] || die "--stages: unknown stage '$s' (${STAGES[*]})"
         CHOSEN[$s]=1
     done
@@ -285,7 +328,24 @@ mkdir -p "$OUTDIR" || die "cannot make $OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
 rm -f "$OUTDIR/results.json" "$OUTDIR/logs.tar.gz" "$OUTDIR/table.md"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/device_check_work.XXXXXX") || die "cannot make a temporary folder"
-trap 'rm -rf "$WORK"' EXIT
+# kill_token TOKEN: every process of ours with DC_TOKEN=TOKEN in its environment:
+# what a stage started and its timeout did not end (GNU timeout puts itself in a
+# process group of its own, so a stage's timeout misses an inner timeout and its
+# mpirun, ranks or python; mpirun hands its environment to the local ranks). The
+# token is only ever in a stage's environment, never this script's.
+kill_token() {
+    local pids
+    for _ in 1 2 3 4 5; do
+        pids=$(grep -lzxF "DC_TOKEN=$1" /proc/[0-9]*/environ 2>/dev/null | sed -n 's|^/proc/\([0-9]*\)/environ$|\1|p')
+        [[ -n "$pids" ]] || return 0
+        # shellcheck disable=SC2086 # one word per pid
+        kill -KILL $pids 2>/dev/null
+        sleep 0.3
+    done
+    echo "$MT_PROG: warning: processes of stage token $1 still alive: $pids" >&2
+}
+INFLIGHT="" INFLIGHT_TOKEN="" INFLIGHT_PID="" # the stage running now
+trap '[[ -z "$INFLIGHT_TOKEN" ]] || kill_token "$INFLIGHT_TOKEN"; rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/res" "$WORK/logs"
 export DC_WORK=$WORK DC_RES=$WORK/res DC_LOGS=$WORK/logs DC_DRY=$DRY
 export DC_BIN="" DC_BUNDLE="" DC_REF="" DC_SANITIZER="" DC_PY="" DC_DEVICE=cuda DC_LIMIT=0
@@ -435,7 +495,7 @@ else
         preflight_fail 2 "bad bundle: $(grep -m1 error "$WORK/logs/device_env.log")"
     fact device_env "$(tail -n 1 "$WORK/logs/device_env.log")"
     DC_BUNDLE=$MT_BUNDLE DC_BIN=$MT_BUNDLE/bin DC_REF=$MT_BUNDLE/reference
-    for b in mpitrain test_backend_cmp orted; do
+    for b in mpitrain test_backend_cmp mpirun orted; do
         [[ -x "$DC_BIN/$b" ]] || preflight_fail 2 "bad bundle: no $DC_BIN/$b (run scripts/bundle.sh)"
     done
     [[ -f "$DC_REF/metrics.jsonl" ]] ||
@@ -489,6 +549,22 @@ WHY[preflight]="${PRE[gpu]}; torch ${PRE[torch]:-?}"
 for k in "${PRE_KEYS[@]}"; do echo "preflight: $k: ${PRE[$k]}"; done
 
 # ================================= stages ===================================
+# TERM or INT (the machine's session ending, ^C): the stage in flight and all it
+# started ended, its status "failed", results.json and the table still written
+# shellcheck disable=SC2317 # called by the traps below
+on_signal() {
+    trap - TERM INT
+    if [[ -n "$INFLIGHT" ]]; then
+        kill -KILL "$INFLIGHT_PID" 2>/dev/null
+        kill_token "$INFLIGHT_TOKEN"
+        ST[$INFLIGHT]=failed SECS[$INFLIGHT]=$(($(date +%s) - t))
+        WHY[$INFLIGHT]="killed by signal $1 while running (limit ${LIM[$INFLIGHT]} s)"
+        INFLIGHT_TOKEN=""
+    fi
+    finish 1 "killed by signal $1"
+}
+trap 'on_signal TERM' TERM
+trap 'on_signal INT' INT
 export DC_BIN DC_BUNDLE DC_REF DC_SANITIZER DC_PY DC_DEVICE
 for s in "${STAGES[@]}"; do
     if [[ -z "${CHOSEN[$s]:-}" ]]; then
@@ -506,8 +582,15 @@ for s in "${STAGES[@]}"; do
     LIM[$s]=$lim
     t=$(date +%s)
     echo "stage $s: limit $lim s ..."
-    DC_LIMIT=$lim timeout -k 5 "$lim" bash "$ROOT/scripts/device_check.sh" --stage "$s" >"$WORK/logs/$s.stage.log" 2>&1
+    # in the background and waited for, so that a TERM or INT runs its trap at once
+    INFLIGHT=$s INFLIGHT_TOKEN=dc.$$.$s.$RANDOM$RANDOM
+    DC_TOKEN=$INFLIGHT_TOKEN DC_LIMIT=$lim timeout -k 5 "$lim" \
+        bash "$ROOT/scripts/device_check.sh" --stage "$s" >"$WORK/logs/$s.stage.log" 2>&1 </dev/null &
+    INFLIGHT_PID=$!
+    wait "$INFLIGHT_PID"
     rc=$?
+    kill_token "$INFLIGHT_TOKEN" # whatever of the stage outlived it (a hung run under an inner timeout)
+    INFLIGHT="" INFLIGHT_TOKEN="" INFLIGHT_PID=""
     SECS[$s]=$(($(date +%s) - t))
     st=$(awk -F'\t' '$1 == "status" {v = $2} END {print v}' "$WORK/res/$s" 2>/dev/null)
     why=$(awk -F'\t' '$1 == "reason" {v = $2} END {print v}' "$WORK/res/$s" 2>/dev/null)

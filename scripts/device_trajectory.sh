@@ -25,10 +25,13 @@
 #              ranks) vs one rank, 1e-5; 5 steps on DEVICE, then steps 6-10 on
 #              the CPU from its checkpoint, vs 10 steps on DEVICE, 1e-4
 # Prints one table row per check, "| check | result |" (result "passed: ...",
-# "FAILED: ..." or "not_available: ..."). Exit status: 0 all passed (or not
+# "FAILED: ..." or "not_available: ..."), each right after its runs, so that
+# the rows done survive a later hang. Exit status: 0 all passed (or not
 # available), 1 a check failed, 2 bad arguments.
 # Environment: DEVICE (cuda | cpu), TORCH_DEVICE, PY (python3 with torch),
-# RUN_TIMEOUT (seconds per run, default 120), MT_SYSTEM_LD_LIBRARY_PATH (from
+# TRAJ_BUDGET (seconds for all the runs together: each run's timeout is the
+# time left over the runs left, at least 5 s), RUN_TIMEOUT (the most one run
+# may take, default 120), MT_SYSTEM_LD_LIBRARY_PATH (from
 # device_env.sh: python runs with it). Dry run without a GPU: DEVICE=cpu
 # MPITRAIN_TEST_STAGED=1 runs the "CUDA" runs on the CPU with device-memory
 # paths (the plumbing, not the GPU).
@@ -50,6 +53,17 @@ DEVICE=${DEVICE:-cuda}
 TORCH_DEVICE=${TORCH_DEVICE:-$DEVICE}
 PY=${PY:-python3}
 fail=0
+T_START=$(date +%s) RUNS_LEFT=1 # RUNS_LEFT: set per mode below
+# run_limit: LIM, the next run's timeout in seconds (the time left over the runs left)
+run_limit() {
+    LIM=${RUN_TIMEOUT:-120}
+    if [[ -n "${TRAJ_BUDGET:-}" ]]; then
+        local l=$(((TRAJ_BUDGET - ($(date +%s) - T_START)) / (RUNS_LEFT > 0 ? RUNS_LEFT : 1)))
+        ((l < LIM)) && LIM=$l
+        ((LIM < 5)) && LIM=5
+    fi
+    RUNS_LEFT=$((RUNS_LEFT - 1))
+}
 row() { echo "| $1 | $2 |"; }
 pyrun() { # python with the LD_LIBRARY_PATH from before the bundle's
     if [[ -n "${MT_SYSTEM_LD_LIBRARY_PATH+x}" ]]; then
@@ -72,12 +86,14 @@ run() {
     local dir=$1 np=$2
     shift 2
     rm -rf "$dir"
-    timeout -k 5 "${RUN_TIMEOUT:-120}" mpirun -np "$np" "$MPITRAIN" train \
+    run_limit
+    local lim=$LIM
+    timeout -k 5 "$lim" mpirun -np "$np" "$MPITRAIN" train \
         --config "$ROOT/configs/mnist_mlp.ini" "${GPT[@]}" "${DATA[@]}" --set run.dir="$dir" "$@" \
         >"$dir.log" 2>&1
     RC=$?
     if [[ "$RC" != 0 ]]; then
-        echo "--- $(basename "$dir") exited $RC:"
+        echo "--- $(basename "$dir") exited $RC$([[ $RC == 124 || $RC == 137 ]] && echo " (over its $lim s)"):"
         tail -8 "$dir.log"
     fi
 }
@@ -146,15 +162,18 @@ DEV=$DEVICE
 [[ "$DEVICE" == cuda ]] && DEV=CUDA
 
 if [[ "$MODE" == main ]]; then
+    RUNS_LEFT=4
     run "$WORK/fused" 1 --set train.device="$DEVICE" --set train.fused=true "${INIT[@]}"
     grep -m1 '^device: rank 0' "$WORK/fused.log" | sed 's/^/   /'
-    run "$WORK/unfused" 1 --set train.device="$DEVICE" --set train.fused=false "${INIT[@]}"
-    run "$WORK/bf16" 1 --set train.device="$DEVICE" --set train.precision=bf16 "${INIT[@]}"
     compare "trajectory fp32 fused: $DEV vs CPU reference" 1e-4 "$REF" "$WORK/fused"
+    run "$WORK/unfused" 1 --set train.device="$DEVICE" --set train.fused=false "${INIT[@]}"
     compare "trajectory fp32 unfused: $DEV vs CPU reference" 1e-4 "$REF" "$WORK/unfused"
+    run "$WORK/bf16" 1 --set train.device="$DEVICE" --set train.precision=bf16 "${INIT[@]}"
     compare "trajectory bf16: $DEV bf16 vs CPU fp32 reference" 2e-2 "$REF" "$WORK/bf16"
     # PyTorch from the same initial checkpoint, on the same batches
-    timeout -k 5 "${RUN_TIMEOUT:-120}" env ${MT_SYSTEM_LD_LIBRARY_PATH+LD_LIBRARY_PATH="$MT_SYSTEM_LD_LIBRARY_PATH"} \
+    run_limit
+    lim=$LIM
+    timeout -k 5 "$lim" env ${MT_SYSTEM_LD_LIBRARY_PATH+LD_LIBRARY_PATH="$MT_SYSTEM_LD_LIBRARY_PATH"} \
         "$PY" "$ROOT/tests/reference/gpt_parity.py" --run "$REF" --losses-only --device "$TORCH_DEVICE" \
         --tokens "$REF/tok/docs_train_000000.bin" >"$WORK/torch.log" 2>&1
     rc=$?
@@ -162,27 +181,37 @@ if [[ "$MODE" == main ]]; then
     label="trajectory: PyTorch on $TORCH_DEVICE vs CPU reference"
     case $rc in
         0) row "$label" "passed: worst rel diff $worst (tol 1e-4)" ;;
-        77) row "$label" "not_available: $(head -n 1 "$WORK/torch.log")" ;;
+        77) # torch, h5py or numpy missing: not available; torch without CUDA on a GPU machine: a failure
+            if [[ "$TORCH_DEVICE" == cuda* ]] && grep -q 'sees no CUDA' "$WORK/torch.log"; then
+                row "$label" "FAILED (exit 77: PyTorch sees no CUDA, though the GPU is there): $(head -n 1 "$WORK/torch.log")"
+                fail=1
+            else
+                row "$label" "not_available: $(head -n 1 "$WORK/torch.log")"
+            fi
+            ;;
         *)
-            row "$label" "FAILED (exit $rc): ${worst:+worst rel diff $worst; }$(tail -n 1 "$WORK/torch.log")"
+            row "$label" "FAILED (exit $rc$([[ $rc == 124 || $rc == 137 ]] && echo ", over its $lim s")): ${worst:+worst rel diff $worst; }$(tail -n 1 "$WORK/torch.log")"
             tail -n 15 "$WORK/torch.log"
             fail=1
             ;;
     esac
 else
+    RUNS_LEFT=5
     run "$WORK/one" 1 --set train.device="$DEVICE"
     run "$WORK/dp2" 2 --set train.device="$DEVICE"
     grep -m1 '^comms:' "$WORK/dp2.log" | sed 's/^/   /'
+    compare "dp2 on one device (MPI via host) vs one rank" 1e-5 "$WORK/one" "$WORK/dp2"
     run "$WORK/tp2pp2" 4 --set train.device="$DEVICE" --set parallel.tp=2 --set parallel.pp=2 \
         --set parallel.microbatches=2
+    compare "tp2.pp2 on one device vs one rank" 1e-5 "$WORK/one" "$WORK/tp2pp2"
     run "$WORK/stop" 1 --set train.device="$DEVICE" --set train.exit_after_steps=5
     # (run() would remove the folder: the resume goes into the same one)
-    timeout -k 5 "${RUN_TIMEOUT:-120}" env MPITRAIN_TEST_STAGED='' mpirun -np 1 "$MPITRAIN" train \
+    run_limit
+    lim=$LIM
+    timeout -k 5 "$lim" env MPITRAIN_TEST_STAGED='' mpirun -np 1 "$MPITRAIN" train \
         --config "$ROOT/configs/mnist_mlp.ini" "${GPT[@]}" "${DATA[@]}" --set run.dir="$WORK/stop" \
         --set train.device=cpu --set checkpoint.resume=auto >"$WORK/resume.log" 2>&1 ||
         { echo "--- resume exited $?:"; tail -8 "$WORK/resume.log"; }
-    compare "dp2 on one device (MPI via host) vs one rank" 1e-5 "$WORK/one" "$WORK/dp2"
-    compare "tp2.pp2 on one device vs one rank" 1e-5 "$WORK/one" "$WORK/tp2pp2"
     compare "stop at 5 on $DEV, resume on CPU to 10" 1e-4 "$WORK/one" "$WORK/stop"
 fi
 exit $fail

@@ -10,16 +10,30 @@
 #      ops_small failed with the planted line as its reason, ops_gpt2 timed
 #      out (or skipped for the deadline), the stages after it skipped for the
 #      deadline, and the whole run within the deadline + 6 s;
+#      nothing the hanging stage started outlives it (no process left with
+#      its token, DC_TOKEN=dc.PID.*, in its environment);
 #   2b. --stages ops_small,trajectory: those pass, the others are skipped as
 #      "not selected"; an unknown stage name: exit 2, one error line;
+#   2c. planted hangs inside the trajectory runs (a stand-in mpirun and
+#      python3 first on PATH: the unfused, bf16 and PyTorch runs hang deaf to
+#      TERM, so that the stage's time runs out; the unfused one also leaves a
+#      process in a session of its own that no timeout reaches): the stage
+#      times out, the fused row done before the hangs is in results.json, and
+#      nothing with the stage's token survives;
+#   2d. TERM while a stage hangs: exit 1 within a few seconds, results.json
+#      written ("killed by signal TERM", the stage failed), nothing left behind;
 #   3. without --dry-run-cpu on this machine (no GPU): the preflight exits 77
 #      with one "device_check.sh: error: no GPU ..." line, results.json still
 #      written (every stage skipped, with that reason); skipped when this
 #      machine has nvidia-smi;
-#   4. the preflight on a stand-in GPU machine (a fake nvidia-smi, a bundle of
-#      this build's binaries): exit 2 for a bundle without the trajectory
-#      reference, 78 for a driver whose CUDA is older than the binaries', 79
-#      for a library the binaries need and the loader cannot find;
+#   4. a stand-in GPU machine (a fake nvidia-smi, a bundle of this build's
+#      binaries): exit 2 for a bundle without the trajectory reference or
+#      without bin/mpirun, 78 for a driver whose CUDA is older than the
+#      binaries', 79 for a library the binaries need and the loader cannot
+#      find; and the whole GPU-mode run (every stage's GPU branch, a
+#      test_backend_cmp that aborts with a CUDA error line) to a results.json:
+#      exit 1, the crash's error line in ops_small's reason,
+#      MPITRAIN_CUDA_SYNC=1 for ops_small but not for op_times;
 #   5. a bad argument: exit 2 with one error line.
 # usage: tests/test_device_check.sh REPO BUILD_DIR
 # shellcheck disable=SC2015 # "COND && ok ... || bad ...": ok only prints
@@ -113,8 +127,22 @@ echo "backend_cmp (self-check): 1 checks, 0 passed, 1 failed"
 exit 1
 EOF
 chmod +x "$TMP/broken/tests/test_backend_cmp"
+# token_left PID: the processes still alive with a stage token of device_check.sh PID
+# (DC_TOKEN=dc.PID.STAGE.N in their environment), killed here once reported
+token_left() {
+    local pids
+    pids=$(grep -lzF "DC_TOKEN=dc.$1." /proc/[0-9]*/environ 2>/dev/null | sed -n 's|^/proc/\([0-9]*\)/environ$|\1|p' | tr '\n' ' ')
+    [[ -z "${pids// /}" ]] && return 1
+    pids=${pids% }
+    ps -o pid=,args= -p "${pids// /,}" 2>/dev/null | sed 's/^/   | left: /'
+    # shellcheck disable=SC2086 # one word per pid
+    kill -KILL $pids 2>/dev/null
+    return 0
+}
 t0=$(date +%s)
-bash "$DC" --dry-run-cpu --build "$TMP/broken" --deadline 50 --out "$TMP/broken_out" >"$TMP/broken.out" 2>&1
+bash "$DC" --dry-run-cpu --build "$TMP/broken" --deadline 50 --out "$TMP/broken_out" >"$TMP/broken.out" 2>&1 &
+dcpid=$!
+wait "$dcpid"
 rc=$? secs=$(($(date +%s) - t0))
 [[ $rc == 1 ]] && ok "planted failure: exit 1" || bad "planted failure: exit $rc, expected 1"
 ((secs <= 56)) && ok "--deadline 50 kept: $secs s" || bad "--deadline 50: took $secs s"
@@ -134,8 +162,7 @@ fi
 IFS=$'\t' read -r st why _ <<<"$(status_of "$TMP/broken_out" trajectory_parallel)"
 [[ $st == skipped && $why == deadline* ]] && ok "the last stage skipped: $why" ||
     bad "trajectory_parallel: $st ($why), expected skipped for the deadline"
-sleep 1
-pgrep -f "sleep 1000" >/dev/null && bad "the hanging stage's sleep survived its timeout"
+token_left "$dcpid" && bad "processes of the hanging stage survived it" || ok "nothing of the hanging stage survived it"
 
 # ---- 2b. --stages: a rerun of some stages only ----
 bash "$DC" --dry-run-cpu --build "$BUILD" --stages ops_small,trajectory --out "$TMP/sel_out" \
@@ -156,6 +183,79 @@ rc=$?
 [[ $rc == 2 ]] && grep -q "^device_check.sh: error: --stages: unknown stage 'bogus'" "$TMP/sel2.err" &&
     ok "--stages bogus: exit 2, one error line" || bad "--stages bogus: exit $rc: $(cat "$TMP/sel2.err")"
 
+# ---- 2c. a hang inside a trajectory run ----
+mkdir -p "$TMP/hangbin"
+cat >"$TMP/hangbin/mpirun" <<EOF
+#!/bin/bash
+# the unfused and bf16 runs hang, deaf to TERM (only their timeouts' KILL ends
+# them); the unfused one leaves a process in a session of its own (out of reach
+# of every timeout's process group: only the stage's token finds it)
+case " \$* " in
+    *train.fused=false*)
+        setsid sleep 991 </dev/null >/dev/null 2>&1 &
+        echo "\$!" >"$TMP/escaped.pid"
+        trap '' TERM
+        exec sleep 992 ;;
+    *train.precision=bf16*)
+        trap '' TERM
+        exec sleep 993 ;;
+esac
+exec $(command -v mpirun) "\$@"
+EOF
+# PyTorch's run hangs too (deaf to TERM): three hung runs of at least 10 s
+# each (5 s, the least timeout, then KILL 5 s later) outlast the stage
+cat >"$TMP/hangbin/python3" <<EOF
+#!/bin/bash
+case " \$* " in *gpt_parity.py*) trap '' TERM; exec sleep 994 ;; esac
+exec $PY "\$@"
+EOF
+chmod +x "$TMP/hangbin/mpirun" "$TMP/hangbin/python3"
+PATH="$TMP/hangbin:$PATH" bash "$DC" --dry-run-cpu --build "$BUILD" --stages trajectory --deadline 40 \
+    --out "$TMP/hang_out" >"$TMP/hang.out" 2>&1 &
+dcpid=$!
+wait "$dcpid"
+rc=$?
+IFS=$'\t' read -r st why s2 lim <<<"$(status_of "$TMP/hang_out" trajectory)"
+[[ $rc == 1 && $st == timeout ]] && ok "hung trajectory runs: exit 1, $st in $s2 s (limit $lim): ${why:0:120}" ||
+    { bad "a hung trajectory run: exit $rc, $st ($why)"; tail -15 "$TMP/hang.out"; }
+rows=$($PY -c 'import json, sys
+s = next(s for s in json.load(open(sys.argv[1] + "/results.json"))["stages"] if s["name"] == "trajectory")
+n = s["numbers"]
+print(n.get("trajectory fp32 fused: cpu vs CPU reference", "none")[:7], n.get("trajectory fp32 unfused: cpu vs CPU reference", "none")[:7])' "$TMP/hang_out")
+[[ $rows == "passed: FAILED:" ]] && ok "the row done before the hang kept (fused passed, unfused FAILED)" ||
+    bad "trajectory rows after a hang: '$rows', expected 'passed: FAILED:'"
+if token_left "$dcpid"; then
+    bad "processes of the trajectory stage survived it"
+elif [[ -s "$TMP/escaped.pid" && "$(ps -o stat= -p "$(cat "$TMP/escaped.pid")")" != [^Z]* ]]; then
+    # (gone, or a zombie its new parent has not reaped yet)
+    ok "nothing with the stage's token survived (the escaped sleep $(cat "$TMP/escaped.pid") too)"
+else
+    bad "the planted escaped process did not start, or survived ($(cat "$TMP/escaped.pid" 2>/dev/null))"
+fi
+
+# ---- 2d. TERM while a stage hangs ----
+bash "$DC" --dry-run-cpu --build "$TMP/broken" --stages ops_gpt2 --deadline 100 --out "$TMP/term_out" \
+    >"$TMP/term.out" 2>&1 &
+dcpid=$!
+for _ in $(seq 100); do
+    grep -q '^stage ops_gpt2: limit' "$TMP/term.out" && break
+    sleep 0.2
+done
+sleep 1
+t0=$(date +%s)
+kill -TERM "$dcpid"
+wait "$dcpid"
+rc=$? secs=$(($(date +%s) - t0))
+IFS=$'\t' read -r st why _ <<<"$(status_of "$TMP/term_out" ops_gpt2)"
+if [[ $rc == 1 ]] && ((secs <= 5)) && [[ $st == failed && $why == "killed by signal TERM"* ]] &&
+    grep -q '"reason":"killed by signal TERM"' "$TMP/term_out/results.json"; then
+    ok "TERM: exit 1 in $secs s, results.json written, ops_gpt2: $why"
+else
+    bad "TERM: exit $rc in $secs s, ops_gpt2 $st ($why)"
+    tail -5 "$TMP/term.out"
+fi
+token_left "$dcpid" && bad "processes of the stage killed by TERM survived it" || ok "nothing of the TERMed stage survived"
+
 # ---- 3. the preflight without a GPU ----
 if command -v nvidia-smi >/dev/null; then
     echo "skip - the no-GPU preflight: this machine has nvidia-smi"
@@ -175,9 +275,8 @@ else
     [[ $st == skipped && $why == *"no GPU"* ]] && ok "stages skipped: $why" || bad "benchmark: $st ($why)"
 fi
 
-# ---- 4. the preflight on a stand-in GPU machine: a fake nvidia-smi first on
-# PATH, a bundle of this build's binaries (no CUDA in them: the stages are
-# not reached) ----
+# ---- 4. a stand-in GPU machine: a fake nvidia-smi first on PATH, a bundle of
+# this build's binaries (no CUDA in them: every stage's GPU branch fails) ----
 if command -v nvidia-smi >/dev/null; then
     echo "skip - the stand-in GPU machine: this machine has nvidia-smi"
 else
@@ -188,7 +287,13 @@ if [[ "$*" == *--query-gpu* ]]; then echo "NVIDIA H200, 9.0, 140000, 143771, 580
 echo "| NVIDIA-SMI 580.159.03   Driver Version: 580.159.03   CUDA Version: ${FAKE_CUDA:-13.0}     |"
 EOF2
     printf '#!/bin/sh\nexit 0\n' >"$TMP/fb/bin/orted"
-    chmod +x "$TMP/fake/nvidia-smi" "$TMP/fb/bin/orted"
+    # the bundle's mpirun: this machine's, without the bundle's Open MPI paths (device_env.sh's)
+    cat >"$TMP/fb/bin/mpirun" <<EOF2
+#!/bin/bash
+for v in \$(compgen -e | grep -E '^(OPAL_|PMIX_|OMPI_MCA_mca_base_component_path|OMPI_MCA_orte_launch_agent|OMPI_MCA_plm)'); do unset "\$v"; done
+exec $(command -v mpirun) "\$@"
+EOF2
+    chmod +x "$TMP/fake/nvidia-smi" "$TMP/fb/bin/orted" "$TMP/fb/bin/mpirun"
     ln -s "$BUILD/mpitrain" "$TMP/fb/bin/mpitrain"
     ln -s "$BUILD/tests/test_backend_cmp" "$TMP/fb/bin/test_backend_cmp"
     echo 13.0 >"$TMP/fb/CUDA_RUNTIME"
@@ -206,8 +311,49 @@ EOF2
         fi
     }
     expect_pre "no trajectory reference in the bundle" 2 "bad bundle: no trajectory reference"
-    touch "$TMP/fb/reference/metrics.jsonl"
+    mv "$TMP/fb/bin/mpirun" "$TMP/mpirun.bundle"
+    expect_pre "no mpirun in the bundle" 2 "bad bundle: no .*/bin/mpirun"
+    mv "$TMP/mpirun.bundle" "$TMP/fb/bin/mpirun"
+    bash "$REPO/scripts/device_trajectory.sh" reference "$BUILD/mpitrain" "$TMP/fb/reference" >"$TMP/fbref.log" 2>&1 ||
+        { bad "the stand-in bundle's reference"; tail -5 "$TMP/fbref.log"; }
     expect_pre "driver CUDA 12.4, binaries built with 13.0" 78 "driver too old" FAKE_CUDA=12.4
+
+    # the whole run in GPU mode: this build has no CUDA, so every GPU branch
+    # meets a failure; a test_backend_cmp that aborts after a CUDA error line
+    rm -f "$TMP/fb/bin/test_backend_cmp"
+    cat >"$TMP/fb/bin/test_backend_cmp" <<EOF2
+#!/bin/bash
+echo "\$* sync=\${MPITRAIN_CUDA_SYNC:-unset}" >>"$TMP/cmp_calls.txt"
+echo "backend_cmp: CUDA vs CPU (planted by test_device_check.sh)"
+echo "mpitrain: error: CUDA error 700 (an illegal memory access) after planted_kernel" >&2
+kill -ABRT \$\$
+EOF2
+    chmod +x "$TMP/fb/bin/test_backend_cmp"
+    t0=$(date +%s)
+    env PATH="$TMP/fake:$PATH" bash "$DC" --bundle "$TMP/fb" --deadline 150 --out "$TMP/gpu_out" \
+        >"$TMP/gpu.out" 2>"$TMP/gpu.err"
+    rc=$? secs=$(($(date +%s) - t0))
+    if [[ $rc == 1 ]] && check_out "$TMP/gpu_out" "$TMP/gpu.out" "$rc" >"$TMP/check.txt"; then
+        ok "GPU mode on the stand-in: exit 1 in $secs s, results.json complete ($(tail -n 1 "$TMP/check.txt"))"
+    else
+        bad "GPU mode on the stand-in: exit $rc"
+        sed 's/^/   | /' "$TMP/check.txt"
+        tail -12 "$TMP/gpu.out"
+    fi
+    IFS=$'\t' read -r st why _ <<<"$(status_of "$TMP/gpu_out" ops_small)"
+    [[ $st == failed && $why == *"signal 6"*"mpitrain: error: CUDA error 700"* ]] &&
+        ok "a crash's error line in the reason: ${why:0:120}" || bad "ops_small after a crash: $st ($why)"
+    if grep -qx ' sync=1' "$TMP/cmp_calls.txt" && grep -q '^--time.* sync=unset$' "$TMP/cmp_calls.txt"; then
+        ok "MPITRAIN_CUDA_SYNC=1 for ops_small, not for op_times"
+    else
+        bad "MPITRAIN_CUDA_SYNC in test_backend_cmp's calls:"
+        sed 's/^/   | /' "$TMP/cmp_calls.txt"
+    fi
+    for s in trajectory benchmark trajectory_parallel; do
+        IFS=$'\t' read -r st why _ <<<"$(status_of "$TMP/gpu_out" $s)"
+        [[ $st == failed && -n "$why" ]] && ok "$s (no CUDA in this build): failed: ${why:0:100}" ||
+            bad "$s in GPU mode: $st ($why), expected failed"
+    done
     # a program that needs a library this machine does not have
     echo 'int mt_gone(void) { return 0; }' >"$TMP/gone.c"
     echo 'int mt_gone(void); int main(void) { return mt_gone(); }' >"$TMP/main.c"
