@@ -64,7 +64,7 @@ source "$ROOT/scripts/lib.sh"
 MT_PROG=device_check.sh
 STAGES=(sanitizer ops_small ops_gpt2 trajectory benchmark op_times trajectory_parallel)
 # budget and least useful time of each stage, seconds
-declare -A BUDGET=([sanitizer]=90 [ops_small]=40 [ops_gpt2]=120 [trajectory]=60 [benchmark]=200
+declare -A BUDGET=([sanitizer]=90 [ops_small]=40 [ops_gpt2]=120 [trajectory]=90 [benchmark]=200
     [op_times]=60 [trajectory_parallel]=45)
 declare -A MIN=([sanitizer]=20 [ops_small]=10 [ops_gpt2]=30 [trajectory]=20 [benchmark]=60
     [op_times]=15 [trajectory_parallel]=20)
