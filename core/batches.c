@@ -35,6 +35,13 @@ int64_t mt_batches_eval_rows(const mt_batches *b, int64_t mb_rows) {
     return b->ops->eval_chunk ? b->ops->eval_chunk : mb_rows;
 }
 
+/* The host rows are the backend's pinned memory (a device backend with
+ * queued copies). */
+static int pinned(const mt_batches *b) {
+    const mt_backend *be = b->be;
+    return !be->host_memory && be->host_alloc && be->host_free && be->to_device_async;
+}
+
 int mt_batches_alloc(mt_batches *b, const mt_backend *be, int dp_rank, int dp_size, int64_t mb_rows,
                      mt_err *e) {
     b->be = be;
@@ -45,8 +52,15 @@ int mt_batches_alloc(mt_batches *b, const mt_backend *be, int dp_rank, int dp_si
     size_t nx = (size_t)b->cap * (size_t)b->shape.x_width;
     size_t ny = (size_t)b->cap * (size_t)b->shape.y_width;
     b->order = malloc((size_t)b->n_train * sizeof *b->order);
-    b->hx = malloc(nx * 4); /* floats or int32 tokens */
-    b->hy = malloc(ny * sizeof *b->hy);
+    /* on a device: pinned host memory, so the step's upload is queued and
+     * the host goes on (pinned()) */
+    if (pinned(b)) {
+        b->hx = be->host_alloc(nx); /* floats or int32 tokens: 4 bytes */
+        b->hy = (int32_t *)be->host_alloc(ny);
+    } else {
+        b->hx = malloc(nx * 4);
+        b->hy = malloc(ny * sizeof *b->hy);
+    }
     if (!b->order || !b->hx || !b->hy)
         return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the batch buffers");
     if (be->host_memory) {
@@ -61,11 +75,16 @@ int mt_batches_alloc(mt_batches *b, const mt_backend *be, int dp_rank, int dp_si
     return MT_OK;
 }
 
-/* Rows [0, n) of the host buffers into the backend's memory. */
+/* Rows [0, n) of the host buffers into the backend's memory: queued behind
+ * the work before it where the backend can (pinned host buffers; the host
+ * writes them again only after the step's wait for the device, core/
+ * step_stats.h, or an evaluation forward's), else copied. */
 static void upload(const mt_batches *b, int64_t n) {
     if (b->be->host_memory) return;
-    b->be->to_device(b->dx, b->hx, (size_t)n * (size_t)b->shape.x_width);
-    b->be->to_device((float *)b->dy, (const float *)b->hy, (size_t)n * (size_t)b->shape.y_width);
+    void (*copy)(float *, const float *, size_t) =
+        pinned(b) ? b->be->to_device_async : b->be->to_device;
+    copy(b->dx, b->hx, (size_t)n * (size_t)b->shape.x_width);
+    copy((float *)b->dy, (const float *)b->hy, (size_t)n * (size_t)b->shape.y_width);
 }
 
 /* Row j of the host buffers. */
@@ -156,8 +175,13 @@ void mt_batches_close(mt_batches *b) {
         b->be->free(b->dx);
         b->be->free(b->dy);
     }
-    free(b->hx);
-    free(b->hy);
+    if (b->be && pinned(b)) {
+        b->be->host_free(b->hx);
+        b->be->host_free(b->hy);
+    } else {
+        free(b->hx);
+        free(b->hy);
+    }
     for (int i = 0; b->file_path && i < b->nfiles; i++) free(b->file_path[i]);
     free(b->file_path);
     free(b->sha_hex);

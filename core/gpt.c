@@ -256,12 +256,17 @@ static const float *branch_grad(mt_gpt *m, const mt_backend *be, const char *sit
 
 double mt_gpt_forward(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
                       const int32_t *y, int B, int T, const mt_gpt_dropout *drop) {
-    return mt_gpt_forward_stage(m, be, p, x, NULL, y, B, T, drop);
+    double v[2] = {0.0, 0.0},
+           *stat = y ? (double *)be->alloc(2 * sizeof(double) / sizeof(float)) : NULL;
+    if (y && !stat) return NAN; /* (no memory for two doubles) */
+    mt_gpt_forward_stage(m, be, p, x, NULL, y, B, T, drop, stat);
+    if (stat) mt_model_get_stat(be, stat, v), be->free(stat);
+    return v[0];
 }
 
-double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
-                            const float *in, const int32_t *y, int B, int T,
-                            const mt_gpt_dropout *drop) {
+void mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
+                          const float *in, const int32_t *y, int B, int T,
+                          const mt_gpt_dropout *drop, double *stat) {
     const mt_gpt_config *c = &m->cfg;
     int C = c->n_embd, V = c->vocab_size, Vp = mt_gpt_vocab_padded(c), N = B * T, Cl = m->Cl,
         NHl = m->NHl;
@@ -324,7 +329,7 @@ double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p,
         }
         res = res3;
     }
-    if (!m->last) return 0.0;
+    if (!m->last) return;
     if (!normed)
         be->layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, P(m, p, m->lnfw),
                               P(m, p, m->lnfb), N, C);
@@ -332,12 +337,13 @@ double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p,
      * embedding; columns V..Vp-1 (wte's zero pad rows) are 0 and the loss
      * ops leave them out (their ld) */
     be->matmul(0, 1, N, Vp, C, 1.0f, m->lnf, C, P(m, p, m->wte), C, 0.0f, m->logits, Vp);
-    if (!y) return 0.0;
+    if (!y || !stat) return;
     if (m->use.xent) { /* logits become their unscaled gradient (see the backward) */
-        m->correct = 0;
-        return be->xent_fused(m->logits, y, N, V, Vp, &m->correct);
+        be->xent_fused(m->logits, y, N, V, Vp, stat);
+        return;
     }
-    return be->softmax_xent_forward(m->probs, m->logits, y, N, V, Vp);
+    double loss = be->softmax_xent_forward(m->probs, m->logits, y, N, V, Vp);
+    mt_model_put_stat(be, stat, loss, (double)be->count_correct(m->logits, y, N, V, Vp));
 }
 
 const float *mt_gpt_output(const mt_gpt *m) {
@@ -508,17 +514,12 @@ static size_t op_width(const void *mv) { /* the residual stream: (T, C) per sequ
     return (size_t)m->seq_len * (size_t)m->cfg.n_embd;
 }
 
-static double op_forward(void *mv, const mt_backend *be, const mt_params *p,
-                         const mt_model_batch *b, const float *in, int64_t *correct) {
+static void op_forward(void *mv, const mt_backend *be, const mt_params *p, const mt_model_batch *b,
+                       const float *in, double *stat) {
     mt_gpt *m = mv;
     mt_gpt_dropout drop = {1, b->seed, b->step, b->row0};
-    double loss = mt_gpt_forward_stage(m, be, p, b->x, in, b->y, b->rows, m->seq_len,
-                                       b->train ? &drop : NULL);
-    if (m->last && b->y)
-        *correct = m->use.xent ? m->correct
-                               : be->count_correct(m->logits, b->y, b->rows * m->seq_len,
-                                                   m->cfg.vocab_size, mt_gpt_vocab_padded(&m->cfg));
-    return loss;
+    mt_gpt_forward_stage(m, be, p, b->x, in, b->y, b->rows, m->seq_len, b->train ? &drop : NULL,
+                         stat);
 }
 
 static const float *op_output(const void *m) {

@@ -116,8 +116,7 @@ typedef struct {
         int flash, resln, gelu, xent;
         int mm_bias, mm_gelu, mm_dgelu, mm_wgrad; /* the products with epilogues */
     } use;
-    int64_t correct; /* use.xent: the last forward's rows whose arg-max is the label */
-    mt_gpt_block w;  /* act_bf16: fp32 working copy of one block (scratch) */
+    mt_gpt_block w; /* act_bf16: fp32 working copy of one block (scratch) */
     /* the last forward: its shape and dropout masks */
     int B, T;
     mt_gpt_dropout drop;
@@ -144,11 +143,13 @@ int mt_gpt_clone(mt_gpt *dst, const mt_gpt *src, const mt_backend *be, mt_err *e
 /* Bytes of stored activations (one micro-batch) and of scratch. */
 void mt_gpt_act_bytes(const mt_gpt *m, double *stored, double *scratch);
 /* One stage's forward: tokens x (B,T) on the first stage, else in (B*T,C)
- * from the previous stage; on the last stage with targets y the SUM of the
- * losses, else 0. The output of other stages is mt_gpt_output(m). */
-double mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
-                            const float *in, const int32_t *y, int B, int T,
-                            const mt_gpt_dropout *drop);
+ * from the previous stage; on the last stage with targets y and stat: the
+ * SUM of the losses and the targets the arg-max hits into stat (backend
+ * memory, 2 doubles; core/model.h's forward). The output of other stages
+ * is mt_gpt_output(m). */
+void mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
+                          const float *in, const int32_t *y, int B, int T,
+                          const mt_gpt_dropout *drop, double *stat);
 const float *mt_gpt_output(const mt_gpt *m);
 /* Backward of the last forward of this stage; dout (B*T,C) is the gradient of
  * its output (not on the last stage). On stages after the first, d(in) is

@@ -142,11 +142,16 @@ static void act_backward(const mt_backend *be, int act, float *dx, const float *
 
 double mt_mlp_forward(mt_mlp *m, const mt_backend *be, const mt_params *p, const float *x,
                       const int32_t *labels, int B) {
-    return mt_mlp_forward_stage(m, be, p, x, labels, B);
+    double v[2] = {0.0, 0.0},
+           *stat = labels ? (double *)be->alloc(2 * sizeof(double) / sizeof(float)) : NULL;
+    if (labels && !stat) return NAN; /* (no memory for two doubles) */
+    mt_mlp_forward_stage(m, be, p, x, labels, B, stat);
+    if (stat) mt_model_get_stat(be, stat, v), be->free(stat);
+    return v[0];
 }
 
-double mt_mlp_forward_stage(mt_mlp *m, const mt_backend *be, const mt_params *p, const float *x,
-                            const int32_t *labels, int B) {
+void mt_mlp_forward_stage(mt_mlp *m, const mt_backend *be, const mt_params *p, const float *x,
+                          const int32_t *labels, int B, double *stat) {
     const float *in = x;
     for (int l = m->l0; l < m->l1; l++) {
         int din = in_w(m, l), dout = out_w(m, l);
@@ -161,13 +166,15 @@ double mt_mlp_forward_stage(mt_mlp *m, const mt_backend *be, const mt_params *p,
             in = m->h[l + 1];
         }
     }
-    if (!labels || !m->last) return 0.0;
+    if (!labels || !stat || !m->last) return;
     int C = m->sizes[m->nlayers];
+    float *logits = m->z[m->nlayers - 1];
     if (m->use_xent) { /* the logits become probs - onehot (see the backward) */
-        m->correct = 0;
-        return be->xent_fused(m->z[m->nlayers - 1], labels, B, C, C, &m->correct);
+        be->xent_fused(logits, labels, B, C, C, stat);
+        return;
     }
-    return be->softmax_xent_forward(m->probs, m->z[m->nlayers - 1], labels, B, C, C);
+    double loss = be->softmax_xent_forward(m->probs, logits, labels, B, C, C);
+    mt_model_put_stat(be, stat, loss, (double)be->count_correct(logits, labels, B, C, C));
 }
 
 const float *mt_mlp_output(const mt_mlp *m) {
@@ -280,16 +287,10 @@ static size_t op_out_width(const void *m) {
     return (size_t)mt_mlp_width(mlp, mlp->l1);
 }
 
-static double op_forward(void *mv, const mt_backend *be, const mt_params *p,
-                         const mt_model_batch *b, const float *in, int64_t *correct) {
+static void op_forward(void *mv, const mt_backend *be, const mt_params *p, const mt_model_batch *b,
+                       const float *in, double *stat) {
     mt_mlp *m = mv;
-    const float *x = m->first ? (const float *)b->x : in;
-    double loss = mt_mlp_forward_stage(m, be, p, x, b->y, b->rows);
-    if (m->last && b->y)
-        *correct = m->use_xent ? m->correct
-                               : be->count_correct(m->z[m->nlayers - 1], b->y, b->rows,
-                                                   m->sizes[m->nlayers], m->sizes[m->nlayers]);
-    return loss;
+    mt_mlp_forward_stage(m, be, p, m->first ? (const float *)b->x : in, b->y, b->rows, stat);
 }
 
 static const float *op_output(const void *m) {

@@ -42,9 +42,8 @@ typedef struct {
     float *h[MT_CFG_LIST_MAX];     /* (B, D_l) inputs of layer l, l >= 1 (h[0] = the batch) */
     float *probs;                  /* (B, D_L) softmax of the logits (NULL with use_xent) */
     int fused;                     /* train.fused */
-    int use_xent;    /* fused and the backend has xent_fused: logits become their gradient */
-    int64_t correct; /* use_xent: the last forward's rows whose arg-max is the label */
-    float *dz, *dh;  /* (B, max D) scratch gradients */
+    int use_xent;   /* fused and the backend has xent_fused: logits become their gradient */
+    float *dz, *dh; /* (B, max D) scratch gradients */
 } mt_mlp;
 
 /* Registers the parameters of the MLP in cfg->model.layers into p. */
@@ -63,9 +62,11 @@ void mt_mlp_act_bytes(const mt_mlp *m, double *stored, double *scratch);
 int mt_mlp_width(const mt_mlp *m, int l);
 /* One stage's forward of B rows: x is the data (first stage) or the
  * previous stage's output (B, mt_mlp_width(l0)); on the last stage with
- * labels, the SUM of the losses. Other stages' output: mt_mlp_output. */
-double mt_mlp_forward_stage(mt_mlp *m, const mt_backend *be, const mt_params *p, const float *x,
-                            const int32_t *labels, int B);
+ * labels and stat, the SUM of the losses and the labels the arg-max hits
+ * into stat (backend memory, 2 doubles; core/model.h's forward). Other
+ * stages' output: mt_mlp_output. */
+void mt_mlp_forward_stage(mt_mlp *m, const mt_backend *be, const mt_params *p, const float *x,
+                          const int32_t *labels, int B, double *stat);
 const float *mt_mlp_output(const mt_mlp *m);
 /* Backward of this stage's last forward; dout (B, width(l1)) is the
  * gradient of its output (not on the last stage). Stages after the first

@@ -84,11 +84,14 @@ typedef struct mt_model_ops {
     size_t (*in_width)(const void *m);
     size_t (*out_width)(const void *m);
     /* This stage's forward: the batch's rows on the first stage, else in
-     * (rows, in_width) from the previous one. On the last stage with labels:
-     * returns the SUM of the losses and sets *correct to the labels the
-     * model's top guess hits; elsewhere 0 and the output is output(m). */
-    double (*forward)(void *m, const mt_backend *be, const mt_params *p, const mt_model_batch *b,
-                      const float *in, int64_t *correct);
+     * (rows, in_width) from the previous one. On the last stage with labels
+     * and stat: stat[0] = the SUM of the losses, stat[1] = the labels the
+     * model's top guess hits, written in the backend's memory (2 doubles,
+     * overwritten; the host reads them when it needs them, once per step:
+     * core/step_stats.h); elsewhere stat is left alone and the output is
+     * output(m). */
+    void (*forward)(void *m, const mt_backend *be, const mt_params *p, const mt_model_batch *b,
+                    const float *in, double *stat);
     const float *(*output)(const void *m); /* (rows, out_width), until the next forward */
     /* Backward of this instance's last forward: p->grad (+)= d(scale * loss
      * sum)/d params (accumulate 0 overwrites); dout (rows, out_width) is the
@@ -106,5 +109,19 @@ typedef struct mt_model_ops {
      * space-separated; NULL or "" for none. */
     const char *fused_ops;
 } mt_model_ops;
+
+/* A forward's loss sum and hits computed on the host (the unfused loss ops
+ * return them) into stat (backend memory, 2 doubles). */
+static inline void mt_model_put_stat(const mt_backend *be, double *stat, double loss,
+                                     double correct) {
+    double v[2] = {loss, correct};
+    be->to_device((float *)stat, (const float *)v, 2 * sizeof(double) / sizeof(float));
+}
+
+/* stat (backend memory, 2 doubles) read back into v: a host API's wait
+ * for a forward's loss (the trainer reads a whole step's in one copy). */
+static inline void mt_model_get_stat(const mt_backend *be, const double *stat, double v[2]) {
+    be->to_host((float *)v, (const float *)stat, 2 * sizeof(double) / sizeof(float));
+}
 
 #endif

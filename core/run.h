@@ -58,7 +58,8 @@ typedef struct {
     mt_params params; /* the flat parameters and gradient, in the backend's memory */
     mt_stage st;      /* the model stage this rank runs, and its pipeline */
     mt_optim opt;
-    mt_gradsync sync; /* the gradient's reductions */
+    mt_gradsync sync;    /* the gradient's reductions */
+    mt_step_stats stats; /* what a step reads back from the device, in one copy */
     mt_zero_piece
         *zero_pieces; /* parallel.zero = 1: every dp rank's shard (mt_state_zero_pieces) */
     int64_t mb_rows;  /* rows per micro-batch */

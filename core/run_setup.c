@@ -137,8 +137,12 @@ int mt_run_build(mt_run *r, mt_err *e) {
         if (!mt_params_gradsync(&r->params, c->tp_rank, &r->sync, e) &&
             (!cfg->parallel.deterministic || !mt_gradsync_deterministic(&r->sync, e)) &&
             (!zero || !mt_gradsync_zero(&r->sync, r->zero_pieces, r->params.n, e)) &&
-            !setup_buckets(r, e))
+            !setup_buckets(r, e) &&
+            !mt_step_stats_init(&r->stats, r->be, (int)cfg->parallel.microbatches,
+                                mt_gradsync_norm_parts(&r->sync), e)) {
+            mt_stage_use_stats(&r->st, &r->stats);
             mt_batches_alloc(&r->data, r->be, c->dp_rank, c->dp_size, r->mb_rows, e);
+        }
     }
     if (mt_comm_agree(c, e)) return e->code;
     if (c->rank == 0 && cfg->train.fused) {
@@ -196,6 +200,7 @@ void mt_run_release(mt_run *r) {
         free(r->hopt_store.v);
     }
     mt_gradsync_free(&r->sync);
+    if (r->stats.be) mt_step_stats_free(&r->stats);
     free(r->zero_pieces);
     mt_params_free(&r->params);
     mt_batches_close(&r->data);

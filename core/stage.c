@@ -24,17 +24,13 @@ static mt_model_batch rows_of(const mt_stage *s, int mb) {
 }
 
 /* Pipeline callback: this stage's forward of micro-batch mb (training) or of
- * the evaluation batch; the last stage adds up the losses and hits. */
+ * the evaluation batch; the last stage writes its loss and hits into the
+ * micro-batch's slot of the step's statistics (slot 0 for evaluation). */
 static const float *forward(void *ctx, int k, int mb, const float *in) {
     mt_stage *s = ctx;
     mt_model_batch b = rows_of(s, mb);
-    int64_t correct = 0;
-    double loss = s->ops->forward(slot(s, k), s->be, s->p, &b, in, &correct);
-    if (s->deterministic && b.train) /* summed in the gradient's tree */
-        mt_gradtree_add_loss(&s->tree, loss);
-    else
-        s->loss += loss;
-    s->correct += (double)correct;
+    s->ops->forward(slot(s, k), s->be, s->p, &b, in,
+                    mt_step_stats_slot(s->stats, b.train ? mb : 0));
     return s->ops->output(slot(s, k));
 }
 
@@ -127,7 +123,25 @@ void mt_stage_train(mt_stage *s, const mt_model_batch *b, float scale) {
     if (s->deterministic) mt_gradtree_begin(&s->tree);
     message_rows(s, s->rows);
     mt_pipe_step(&s->pipe);
+}
+
+void mt_stage_collect(mt_stage *s) {
+    mt_pipe_collect(&s->pipe);               /* the busy time, on a device */
+    if (s->sp.stage != s->sp.pp - 1) return; /* (only the last stage has losses) */
+    const double *h = s->stats->host;
+    /* in micro-batch order, as the forwards ran */
+    for (int mb = 0; mb < s->pipe.microbatches; mb++) {
+        if (s->deterministic) /* summed in the gradient's tree */
+            mt_gradtree_add_loss(&s->tree, h[2 * mb]);
+        else
+            s->loss += h[2 * mb];
+        s->correct += h[2 * mb + 1];
+    }
     if (s->deterministic) s->loss += mt_gradtree_loss(&s->tree);
+}
+
+void mt_stage_use_stats(mt_stage *s, mt_step_stats *stats) {
+    s->stats = stats;
 }
 
 void mt_stage_on_grad_ready(mt_stage *s, mt_grad_ready_fn fn, void *ctx) {
@@ -140,6 +154,10 @@ void mt_stage_eval(mt_stage *s, const mt_model_batch *b) {
     s->batch.train = 0;
     message_rows(s, b->rows);
     mt_pipe_forward_only(&s->pipe, 1);
+    if (s->sp.stage != s->sp.pp - 1) return;
+    mt_step_stats_read_slot(s->stats, 0); /* (one wait per evaluation forward) */
+    s->loss += s->stats->host[0];
+    s->correct += s->stats->host[1];
 }
 
 int mt_stage_reports(const mt_stage *s) {

@@ -23,6 +23,7 @@
 #include "core/model.h"
 #include "core/params.h"
 #include "core/split.h"
+#include "core/step_stats.h"
 #include "kernels/backend.h"
 #include "parallel/comm.h"
 #include "parallel/pipeline.h"
@@ -43,6 +44,7 @@ typedef struct {
     float scale;
     int nbackward;               /* backwards done this step (the first overwrites the gradient) */
     double loss, correct;        /* last stage: sums over the batches run since zeroed */
+    mt_step_stats *stats;        /* where the forwards leave their losses (mt_stage_use_stats) */
     int deterministic;           /* parallel.deterministic: micro-batches summed in tree */
     mt_gradtree tree;            /* (deterministic) their buffers and pending sums */
     mt_grad_ready_fn grad_ready; /* told, in a step's last backward, what is final */
@@ -56,19 +58,29 @@ typedef struct {
  * (MT_ERR_USAGE). */
 int mt_stage_build(mt_stage *s, const mt_comm *c, const mt_config *cfg, const mt_backend *be,
                    mt_params *p, int64_t rows, int64_t max_rows, mt_err *e);
+/* The step's statistics (core/step_stats.h, room for the micro-batches):
+ * the last stage's forwards write each micro-batch's loss and hits there.
+ * Before the first forward. */
+void mt_stage_use_stats(mt_stage *s, mt_step_stats *stats);
 /* One training step of the replica's batch b of microbatches x rows rows
  * (b->x, b->y in the backend's memory; b->row0 the global index of its
- * first row): gradients of scale * the loss sum into p->grad (overwritten).
- * Adds the last stage's loss and hit sums to s->loss, s->correct.
+ * first row): gradients of scale * the loss sum into p->grad (overwritten);
+ * the losses into the statistics' slots. Nothing waits for the device.
  * Collective over the replica's pipeline. */
 void mt_stage_train(mt_stage *s, const mt_model_batch *b, float scale);
+/* After the statistics are read (mt_step_stats_read): adds the last
+ * stage's loss and hit sums of the step to s->loss, s->correct, in
+ * micro-batch order (parallel.deterministic: the loss in the gradient's
+ * tree). */
+void mt_stage_collect(mt_stage *s);
 /* fn (ctx) is told during the last micro-batch's backward of each step,
  * after each layer, from which flat offset on the gradient is final (the
  * data-parallel buckets, parallel/buckets.h); earlier backwards only
  * accumulate. Not with parallel.deterministic (its tree sums later). */
 void mt_stage_on_grad_ready(mt_stage *s, mt_grad_ready_fn fn, void *ctx);
 /* Forward only over b->rows <= max_rows rows (evaluation), adding to
- * s->loss and s->correct on the last stage. Collective over the pipeline. */
+ * s->loss and s->correct on the last stage (one wait for the device).
+ * Collective over the pipeline. */
 void mt_stage_eval(mt_stage *s, const mt_model_batch *b);
 /* Whether this rank's s->loss is its replica's to report: the last stage's
  * tensor-parallel rank 0 (every tensor-parallel rank computes the same). */

@@ -37,6 +37,24 @@ typedef struct mt_backend {
     void (*to_device)(float *dst, const float *src, size_t n);
     void (*to_host)(float *dst, const float *src, size_t n);
     void (*synchronize)(void);
+    /* Copies that do not make the host wait (NULL: to_device serves): n
+     * floats of host memory from host_alloc (pinned on a GPU) queued to
+     * the device after the work queued so far; the host must not write src
+     * again before its next call that waits (to_host, synchronize), which
+     * the trainer makes once per step. */
+    float *(*host_alloc)(size_t n); /* zeroed, n floats */
+    void (*host_free)(void *p);
+    void (*to_device_async)(float *dst, const float *src, size_t n);
+    /* Timing the device's work without waiting for it (NULL: the host's
+     * clock around the calls times it, as on the CPU, where the work is
+     * done when the call returns). timer_mark() records the moment the
+     * work queued so far is done and returns its number (0, 1, ... since
+     * timer_reset()); timer_seconds(a, b) is the time from mark a to mark
+     * b, waiting for b if it has not passed (after the step's read it has).
+     * A mark of -1 (the backend could not make one) times as 0. */
+    int (*timer_mark)(void);
+    double (*timer_seconds)(int a, int b);
+    void (*timer_reset)(void);
 
     /* C(M,N) = alpha * op(A) * op(B) + beta * C; op(A) is (M,K), op(B) is (K,N);
      * trans_a: A is stored (K,M); trans_b: B is stored (N,K). */
@@ -201,21 +219,22 @@ typedef struct mt_backend {
     void (*matmul_wgrad_bgrad)(int M, int N, int K, const float *dy, int lddy, const float *x,
                                int ldx, float *dW, int lddw, float *db);
 
-    /* Softmax cross-entropy in one pass, no probability matrix: returns the
-     * SUM of the N losses (as softmax_xent_forward) and OVERWRITES logits(N,V)
-     * (rows ld apart, columns V..ld-1 set to 0 as the loss ops above)
-     * with probs - onehot(labels), unscaled (softmax_xent_backward with scale
-     * 1; the caller folds its scale into the next matmul's alpha);
-     * *correct += rows whose arg-max (first on ties) is the label
-     * (count_correct on the logits before they are overwritten). */
-    double (*xent_fused)(float *logits, const int32_t *labels, int N, int V, int ld,
-                         int64_t *correct);
-    /* (correct is a host pointer; a device backend may synchronise for it) */
+    /* Softmax cross-entropy in one pass, no probability matrix: out[0] =
+     * the SUM of the N losses (as softmax_xent_forward returns it) and
+     * out[1] = the rows whose arg-max (first on ties) is the label
+     * (count_correct on the logits before they are overwritten), both
+     * OVERWRITTEN in the backend's memory (no wait for the host: the
+     * trainer reads a step's losses in one copy, core/step_stats.h); the
+     * logits(N,V) (rows ld apart, columns V..ld-1 set to 0 as the loss ops
+     * above) are OVERWRITTEN with probs - onehot(labels), unscaled
+     * (softmax_xent_backward with scale 1; the caller folds its scale into
+     * the next matmul's alpha). */
+    void (*xent_fused)(float *logits, const int32_t *labels, int N, int V, int ld, double *out);
 
     /* out[i] = sumsq of the n[i] elements at x + off[i], for i < nseg: each
-     * bitwise the backend's sumsq of that segment, all returned in one wait
-     * (out, off and n are host arrays). NULL: the caller calls sumsq per
-     * segment. */
+     * bitwise the backend's sumsq of that segment, written to out in the
+     * backend's memory (no wait; off and n are host arrays). NULL: the
+     * caller calls sumsq per segment. */
     void (*sumsq_multi)(double *out, const float *x, int nseg, const size_t *off, const size_t *n);
 
     /* AdamW over many tensors in one pass: for each segment i, adamw_update

@@ -18,7 +18,8 @@ const mt_backend *mt_backend_cpu_staged(void);
 /* What the staged backend counted since the process started, by kind: the
  * calls that make the host wait for a GPU on a device backend (a copy to
  * the host, a copy to the device, synchronize, an op returning a value to
- * the host: sumsq, the losses, count_correct); kind -1: all of them. The trainer reports them
+ * the host: sumsq, the unfused losses, count_correct); kind -1: all of
+ * them. (Copies queued with to_device_async do not wait.) The trainer reports them
  * per step (docs/CUDA.md, "Host synchronisations"). */
 enum {
     MT_SYNC_TO_HOST,

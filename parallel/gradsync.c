@@ -231,18 +231,6 @@ static double exact_norm(const mt_gradsync *g, const float *x, MPI_Comm group) {
     return sqrt(mt_sumsq_value(&s));
 }
 
-/* The sum of the squared sums of the gradient's spans [off[i], off[i] +
- * n[i]), added in span order: one wait for the device through sumsq_multi
- * where the backend has it (each span's sum bitwise its sumsq), else a
- * sumsq per span. */
-static double sumsq_spans(const mt_gradsync *g, int nspan, const size_t *off, const size_t *n) {
-    double ss = 0.0, *part = g->be->sumsq_multi && nspan > 0 ? malloc(nspan * sizeof *part) : NULL;
-    if (part) g->be->sumsq_multi(part, g->grad, nspan, off, n);
-    for (int i = 0; i < nspan; i++) ss += part ? part[i] : g->be->sumsq(g->grad + off[i], n[i]);
-    free(part);
-    return ss;
-}
-
 /* The spans the norm counts: this rank's ZeRO pieces that count, or the
  * tensors that count (into off, n: room for g->z.np or g->nnorm). */
 static int norm_spans(const mt_gradsync *g, size_t *off, size_t *n) {
@@ -257,27 +245,57 @@ static int norm_spans(const mt_gradsync *g, size_t *off, size_t *n) {
     return k;
 }
 
-double mt_gradsync_norm(const mt_gradsync *g) {
+/* One rank holds the whole replica (no ZeRO): the norm is the whole
+ * buffer's, summed as one span, with no reduction over ranks. */
+static int whole_buffer(const mt_gradsync *g) {
+    int size = 1;
+    if (g->c->mp != MPI_COMM_NULL) MPI_Comm_size(g->c->mp, &size);
+    return !g->zero && size == 1;
+}
+
+/* g->span_off, g->span_n: the spans the norm sums (the whole buffer, or
+ * norm_spans'), made at the first step and kept (the layout is fixed). */
+static void make_spans(mt_gradsync *g) {
+    if (g->span_off) return;
+    int room = whole_buffer(g) ? 1 : g->zero ? g->z.np : g->nnorm;
+    if (room < 1) room = 1;
+    g->span_off = malloc((size_t)room * 2 * sizeof *g->span_off);
+    if (!g->span_off) {
+        fprintf(stderr, "mpitrain: error: out of memory for the gradient norm's spans\n");
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    g->span_n = g->span_off + room;
+    if (whole_buffer(g))
+        g->span_off[0] = 0, g->span_n[0] = g->numel, g->nspan = 1;
+    else
+        g->nspan = norm_spans(g, g->span_off, g->span_n);
+}
+
+int mt_gradsync_norm_parts(mt_gradsync *g) {
+    if (g->deterministic || !g->be->sumsq_multi) return 0;
+    make_spans(g);
+    return g->nspan;
+}
+
+void mt_gradsync_norm_queue(mt_gradsync *g, double *dev) {
+    int np = mt_gradsync_norm_parts(g);
+    if (np > 0) g->be->sumsq_multi(dev, g->grad, np, g->span_off, g->span_n);
+}
+
+double mt_gradsync_norm_end(mt_gradsync *g, const double *parts) {
     if (g->deterministic)
         return exact_norm(g,
                           g->zero       ? g->shard_host
                           : g->det.host ? g->det.host
                                         : g->grad,
                           g->zero ? g->c->world : g->c->mp);
-    int size = 1;
-    if (g->c->mp != MPI_COMM_NULL) MPI_Comm_size(g->c->mp, &size);
-    if (!g->zero && size == 1) /* one rank holds the replica: the whole buffer in one sum */
-        return sqrt(g->be->sumsq(g->grad, g->numel));
-    int room = g->zero ? g->z.np : g->nnorm;
-    size_t *off = malloc((size_t)(room > 0 ? room : 1) * 2 * sizeof *off);
-    if (!off) {
-        fprintf(stderr, "mpitrain: error: out of memory for the gradient norm's spans\n");
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    }
-    /* ZeRO: each rank's shard, over every rank; else the tensors, over mp */
-    double ss = sumsq_spans(g, norm_spans(g, off, off + room), off, off + room);
-    free(off);
-    mt_coll_sum_doubles(g->zero ? g->c->world : g->c->mp, &ss, 1);
+    int np = mt_gradsync_norm_parts(g);
+    make_spans(g);
+    /* the spans' sums added in span order (each bitwise its sumsq) */
+    double ss = 0.0;
+    for (int i = 0; i < g->nspan; i++)
+        ss += np ? parts[i] : g->be->sumsq(g->grad + g->span_off[i], g->span_n[i]);
+    if (!whole_buffer(g)) mt_coll_sum_doubles(g->zero ? g->c->world : g->c->mp, &ss, 1);
     return sqrt(ss);
 }
 
@@ -289,6 +307,7 @@ double mt_gradsync_bytes(const mt_gradsync *g) {
 void mt_gradsync_free(mt_gradsync *g) {
     free(g->tied);
     free(g->norm);
+    free(g->span_off);
     mt_detsum_free(&g->det);
     mt_zero_free(&g->z);
     mt_detsum_free(&g->tied_det);

@@ -78,7 +78,9 @@ typedef struct {
      * timed step, the first MT_GRADSYNC_STEPS of them (mt_gradsync_spans) */
     double *span_at;
     int nspans;
-    mt_buckets *bk; /* the data-parallel sum in buckets (NULL: the paths above) */
+    mt_buckets *bk;            /* the data-parallel sum in buckets (NULL: the paths above) */
+    size_t *span_off, *span_n; /* (nspan) what the norm sums (made at the first step) */
+    int nspan;
 } mt_gradsync;
 
 void mt_gradsync_init(mt_gradsync *g, const mt_comm *c, const mt_backend *be, float *grad,
@@ -123,8 +125,16 @@ void mt_gradsync_reduce(mt_gradsync *g);
 void mt_gradsync_gather(mt_gradsync *g, float *data);
 /* The global L2 norm of the reduced gradient (double sums in a fixed order;
  * one replica's tensors over its model-parallel group; deterministic: an
- * exact sum). Collective over c->mp (ZeRO-1: over the world). */
-double mt_gradsync_norm(const mt_gradsync *g);
+ * exact sum), in two halves around the step's one wait for the device
+ * (core/step_stats.h): mt_gradsync_norm_queue queues the partial sums into
+ * dev (the backend's memory, mt_gradsync_norm_parts doubles; 0: nothing
+ * queued, the end computes them, waiting: parallel.deterministic's exact
+ * sum, or a backend without sumsq_multi); mt_gradsync_norm_end adds the
+ * parts read back (host) in a fixed order and over the ranks. The end is
+ * collective over c->mp (ZeRO-1: over the world). */
+int mt_gradsync_norm_parts(mt_gradsync *g);
+void mt_gradsync_norm_queue(mt_gradsync *g, double *dev);
+double mt_gradsync_norm_end(mt_gradsync *g, const double *parts);
 /* Mean milliseconds per timed step of the deterministic or ZeRO-1 path:
  * the reductions after the backward (all exposed), ZeRO-1's all-gather;
  * 0 for the others (parallel/buckets.h measures those). */

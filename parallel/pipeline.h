@@ -64,7 +64,8 @@ typedef struct {
     float **in_buf;  /* (nslots) received inputs, in the backend's memory */
     float *dout_buf; /* received output gradient, in the backend's memory */
     int held, peak;  /* micro-batches whose activations are held now; most ever */
-    double busy_s;   /* seconds inside the callbacks (for the bubble) */
+    double busy_s;   /* seconds of the callbacks' work (for the bubble; mt_pipe_collect) */
+    int marks;       /* the backend's timer marks made this step (a device's busy time) */
     double wait_s;   /* seconds in exchanges (waiting for a neighbour, and moving data) */
 } mt_pipe;
 
@@ -75,6 +76,10 @@ int mt_pipe_init(mt_pipe *p);
 /* One step: every micro-batch's forward and backward, in the schedule's
  * order. Collective over the pipeline. */
 void mt_pipe_step(mt_pipe *p);
+/* Adds the step's busy time on a device (timer marks around each callback:
+ * the backend's timer_*) to busy_s, once the work has been waited for (the
+ * step's one read); on the CPU busy_s is counted as the callbacks return. */
+void mt_pipe_collect(mt_pipe *p);
 /* Forwards only (evaluation): n micro-batches through slot 0. */
 void mt_pipe_forward_only(mt_pipe *p, int n);
 void mt_pipe_free(mt_pipe *p);

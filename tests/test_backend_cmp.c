@@ -617,8 +617,13 @@ static void test_xent_fused(int N, int V, int ld) {
     int64_t cc = cpu->count_correct(z, lab, N, V, ld);
     cpu->softmax_xent_backward(pc, pc, lab, N, V, ld, 1.0f);
     float *dz = up(z, n), *dlab = up(lab, (size_t)N);
-    int64_t cg = 0;
-    double lg = gpu->xent_fused(dz, (const int32_t *)dlab, N, V, ld, &cg);
+    /* the totals stay in the backend's memory: 2 doubles, read back here */
+    double *dtot = (double *)gpu->alloc(4), tot[2];
+    gpu->xent_fused(dz, (const int32_t *)dlab, N, V, ld, dtot);
+    gpu->to_host((float *)tot, (const float *)dtot, 4);
+    double lg = tot[0];
+    int64_t cg = (int64_t)tot[1];
+    CHECK(tot[1] == (double)cg, "xent_fused: a hit count %.17g that is not a whole number", tot[1]);
     float *gz = down(dz, n);
     CHECK(fabs(lg - lc) <= TOL_FP32 * fabs(lc), "xent_fused: loss %.9g vs unfused %.9g", lg, lc);
     CHECK(cg == cc && cc >= 1, "xent_fused: %lld rows correct, unfused %lld", (long long)cg,
@@ -627,13 +632,13 @@ static void test_xent_fused(int N, int V, int ld) {
            fabs(lg - lc) / fabs(lc), (long long)cg, (long long)cc);
     expect("xent_fused", "dlogits", gz, pc, n, TOL_FP32);
     gpu->to_device(dz, z, n);
-    int64_t cg2 = 0;
-    double lg2 = gpu->xent_fused(dz, (const int32_t *)dlab, N, V, ld, &cg2);
+    gpu->xent_fused(dz, (const int32_t *)dlab, N, V, ld, dtot); /* overwrites the totals */
+    gpu->to_host((float *)tot, (const float *)dtot, 4);
     float *gz2 = down(dz, n);
-    CHECK(lg2 == lg && cg2 == cg, "xent_fused: two runs differ (not deterministic)");
+    CHECK(tot[0] == lg && tot[1] == (double)cg, "xent_fused: two runs differ (not deterministic)");
     expect_same("xent_fused", gz, gz2, n);
     free(z), free(pc), free(lab), free(gz), free(gz2);
-    gpu->free(dz), gpu->free(dlab);
+    gpu->free(dz), gpu->free(dlab), gpu->free(dtot);
 }
 
 /* gs: the gradient scale; wd0: the first tensor's weight decay (a new
@@ -765,8 +770,11 @@ static void test_sumsq_multi(size_t total) {
     size_t off[6] = {0, 7, 7, 1000, 1001, total / 2},
            n[6] = {7, 0, 993, 1, total / 2 - 1001, total / 2};
     float *x = rnd(total, -2, 2), *dx = up(x, total);
-    double got[6];
-    gpu->sumsq_multi(got, dx, 6, off, n);
+    double got[6], *dgot = (double *)up((const float *)(double[6]){NAN, NAN, NAN, NAN, NAN, NAN},
+                                        12); /* NaN: each must be written, the empty one too */
+    gpu->sumsq_multi(dgot, dx, 6, off, n);   /* into the backend's memory */
+    gpu->to_host((float *)got, (const float *)dgot, 12);
+    gpu->free(dgot);
     for (int i = 0; i < 6; i++) {
         double want = cpu->sumsq(x + off[i], n[i]), own = gpu->sumsq(dx + off[i], n[i]);
         double rel = fabs(got[i] - want) / (want > 0 ? want : 1.0);
@@ -936,6 +944,7 @@ static const char *op_names[OP_COUNT] = {
 typedef struct {
     float *x, *x2, *x3, *w, *w2, *l, *l2, *att, *att2, *lse, *mean, *rstd, *p, *g, *m, *v;
     int32_t *lab;
+    double *tot; /* (2) xent_fused's totals */
 } op_bufs;
 
 /* parameters of the GPT-2 model at block size T (core/gpt.c's count) */
@@ -1002,12 +1011,10 @@ static int run_op(const mt_backend *be, int op, op_bufs *b) {
     case OP_XENT_B:
         be->softmax_xent_backward(b->l2, b->l2, b->lab, N, g_V, g_Vp, 1.0f);
         break;
-    case OP_XENT_FUSED: {
-        int64_t correct;
+    case OP_XENT_FUSED:
         if (!be->xent_fused) return 0;
-        be->xent_fused(b->l, b->lab, N, g_V, g_Vp, &correct);
+        be->xent_fused(b->l, b->lab, N, g_V, g_Vp, b->tot);
         break;
-    }
     case OP_BIAS_GELU:
         if (!be->bias_gelu_forward) return 0;
         be->bias_gelu_forward(b->x, b->x2, b->w, N, 4 * C);
@@ -1088,6 +1095,7 @@ static void time_backend(const mt_backend *be, int reps, double *ms) {
     for (int i = 0; i < N; i++) lab[i] = (int32_t)(((unsigned)i * 2654435761u) % g_V);
     b.lab = (int32_t *)be->alloc((size_t)N);
     be->to_device((float *)b.lab, h, (size_t)N);
+    b.tot = (double *)be->alloc(4);
     double *t = malloc((size_t)reps * sizeof *t);
     for (int op = 0; op < OP_COUNT; op++) {
         int bf16 = op == OP_HEAD_BF16 || op == OP_FC_BF16;
@@ -1107,8 +1115,8 @@ static void time_backend(const mt_backend *be, int reps, double *ms) {
         ms[op] = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
     }
     be->set_precision(0);
-    float *all[] = {b.x,   b.x2,   b.x3,   b.w, b.w2, b.l, b.l2, b.att,         b.att2,
-                    b.lse, b.mean, b.rstd, b.p, b.g,  b.m, b.v,  (float *)b.lab};
+    float *all[] = {b.x,   b.x2,   b.x3,   b.w, b.w2, b.l, b.l2, b.att,          b.att2,
+                    b.lse, b.mean, b.rstd, b.p, b.g,  b.m, b.v,  (float *)b.lab, (float *)b.tot};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) be->free(all[i]);
     free(h), free(t);
 }

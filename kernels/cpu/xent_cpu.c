@@ -105,9 +105,9 @@ static MT_VEC double xent_row(float *z, int V, int label, int *hit) {
     return log(sum) + (double)mx - (double)zl;
 }
 
-double mt_cpu_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld,
-                         int64_t *correct) {
-    if (N <= 0 || V <= 0) return 0.0;
+void mt_cpu_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld, double *out) {
+    out[0] = out[1] = 0.0;
+    if (N <= 0 || V <= 0) return;
     double stack[LOSS_STACK];
     double *loss = N <= LOSS_STACK ? stack : malloc((size_t)N * sizeof *loss); /* (N) */
     if (!loss) {
@@ -126,6 +126,6 @@ double mt_cpu_xent_fused(float *logits, const int32_t *labels, int N, int V, int
     double total = 0.0;
     for (int r = 0; r < N; r++) total += loss[r];
     if (loss != stack) free(loss);
-    *correct += hits;
-    return total;
+    out[0] = total;
+    out[1] = (double)hits;
 }

@@ -9,9 +9,8 @@
 
 #include <stdint.h>
 
-/* logits(N,V) overwritten with softmax - onehot(labels(N)); returns the sum
- * of the N losses; *correct += rows whose first arg-max is the label. */
-double mt_cpu_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld,
-                         int64_t *correct);
+/* logits(N,V) overwritten with softmax - onehot(labels(N)); out[0] = the
+ * sum of the N losses, out[1] = the rows whose first arg-max is the label. */
+void mt_cpu_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld, double *out);
 
 #endif

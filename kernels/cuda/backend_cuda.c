@@ -92,6 +92,62 @@ static void cuda_synchronize(void) {
     MT_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+/* Pinned host memory: a copy from it is queued and the host goes on. */
+static float *cuda_host_alloc(size_t n) {
+    void *p = NULL;
+    size_t bytes = (n ? n : 1) * sizeof(float);
+    if (cudaMallocHost(&p, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL; /* callers report out of memory */
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void cuda_host_free(void *p) {
+    if (p) MT_CUDA_CHECK(cudaFreeHost(p));
+}
+
+/* Behind the kernels queued so far on the legacy default stream, theirs. */
+static void cuda_to_device_async(float *dst, const float *src, size_t n) {
+    MT_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, 0));
+}
+
+/* The timer's marks: events recorded on the default stream, made as the
+ * marks of a step first need them and kept (a step has a few per
+ * micro-batch: the pipeline's busy time). */
+static cudaEvent_t *marks;
+static int marks_n, marks_cap, marks_broken;
+
+static int cuda_timer_mark(void) {
+    if (marks_broken) return -1;
+    if (marks_n == marks_cap) {
+        int cap = marks_cap ? 2 * marks_cap : 64;
+        cudaEvent_t *m = realloc(marks, (size_t)cap * sizeof *m);
+        if (!m) { /* no timing then, rather than no training */
+            marks_broken = 1;
+            return -1;
+        }
+        marks = m;
+        for (int i = marks_cap; i < cap; i++) MT_CUDA_CHECK(cudaEventCreate(&marks[i]));
+        marks_cap = cap;
+    }
+    MT_CUDA_CHECK(cudaEventRecord(marks[marks_n], 0));
+    return marks_n++;
+}
+
+static double cuda_timer_seconds(int a, int b) {
+    if (a < 0 || b < 0 || a >= marks_n || b >= marks_n) return 0.0;
+    float ms = 0.0f;
+    MT_CUDA_CHECK(cudaEventSynchronize(marks[b]));
+    MT_CUDA_CHECK(cudaEventElapsedTime(&ms, marks[a], marks[b]));
+    return 1e-3 * (double)ms;
+}
+
+static void cuda_timer_reset(void) {
+    marks_n = 0;
+}
+
 /* Matmul precision (set_precision in kernels/backend.h): 1 bf16 operands with
  * fp32 accumulation, 0 true fp32. Read by every matmul, including attention's
  * products (mt_cuda_matmul_batched); mt_cuda_precision_bf16 reads it. */
@@ -170,6 +226,12 @@ static const mt_backend cuda_backend = {
     .to_device = cuda_to_device,
     .to_host = cuda_to_host,
     .synchronize = cuda_synchronize,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
+    .to_device_async = cuda_to_device_async,
+    .timer_mark = cuda_timer_mark,
+    .timer_seconds = cuda_timer_seconds,
+    .timer_reset = cuda_timer_reset,
     .matmul = mt_cuda_matmul,
     .bias_add = mt_cuda_bias_add,
     .bias_grad = mt_cuda_bias_grad,

@@ -13,7 +13,8 @@
  *     accumulates double); in bf16 matmul mode the operands of products
  *     (matmul, attention's products) are rounded to bf16, nothing else.
  *   - Launches go to the default stream; ops that return a value to the host
- *     (softmax_xent_forward, count_correct, xent_fused, sumsq) synchronise.
+ *     (softmax_xent_forward, count_correct, sumsq) synchronise; xent_fused
+ *     and sumsq_multi leave their totals in device memory and do not.
  *   - Work buffers: the file's own lazily grown device buffer, never freed
  *     (a static mt_cuda_work of common.cuh, one per file and process; ops
  *     are called from one thread). adamw_multi also keeps its segment
@@ -59,8 +60,7 @@ void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int
                                    int C, int ld, float scale);
 int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C, int ld);
 /* correct is a HOST pointer; the loss and the count come back in one copy */
-double mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld,
-                          int64_t *correct);
+void mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld, double *out);
 
 /* optim.cu */
 double mt_cuda_sumsq(const float *x, size_t n);

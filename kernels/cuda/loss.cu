@@ -208,12 +208,6 @@ int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B,
 
 /* ---- fused cross-entropy ---- */
 
-/* What xent_fused brings back to the host, in one copy. */
-typedef struct {
-    double loss;    /* sum of the N row losses */
-    long long hits; /* rows whose first arg-max is the label */
-} xent_totals;
-
 /* Row b of z(N,V), one block per row (rows blockIdx.x, + gridDim.x, ...),
  * thread t taking the elements t, t + blockDim.x, ... in each of three
  * sweeps; threads past V (V not a multiple of the block, or V < 32) hold the
@@ -259,10 +253,11 @@ static __global__ void __launch_bounds__(MT_CUDA_MAX_THREADS)
     }
 }
 
-/* out = the sums of loss(N) and hit(N) by one block of MT_CUDA_MAX_THREADS:
- * each thread adds its strided elements in index order, then the tree;
- * mt_cuda_sum_kernel's order, so the loss is softmax_xent_forward's. */
-static __global__ void xent_fused_totals(xent_totals *out, const double *loss, const long long *hit,
+/* out[0], out[1] = the sums of loss(N) and hit(N) by one block of
+ * MT_CUDA_MAX_THREADS: each thread adds its strided elements in index
+ * order, then the tree; mt_cuda_sum_kernel's order, so the loss is
+ * softmax_xent_forward's. */
+static __global__ void xent_fused_totals(double *out, const double *loss, const long long *hit,
                                          int N) {
     __shared__ double shd[MT_CUDA_MAX_THREADS];
     __shared__ long long shl[MT_CUDA_MAX_THREADS];
@@ -275,26 +270,24 @@ static __global__ void xent_fused_totals(xent_totals *out, const double *loss, c
     s = mt_cuda_block_sum_tree(s, shd);
     h = mt_cuda_block_sum_tree(h, shl);
     if (threadIdx.x == 0) {
-        out->loss = s;
-        out->hits = h;
+        out[0] = s;
+        out[1] = (double)h;
     }
 }
 
-double mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld,
-                          int64_t *correct) {
-    if (N <= 0 || V <= 0) return 0.0;
-    /* the totals, then loss(N) doubles, then hit(N) long longs: all 8-byte
-     * aligned (the buffer itself is cudaMalloc's) */
-    size_t bytes = sizeof(xent_totals) + (size_t)N * (sizeof(double) + sizeof(long long));
-    xent_totals *tot = (xent_totals *)mt_cuda_work_get(&work, bytes);
-    double *loss = (double *)(tot + 1);
+/* The totals stay in the device's memory (out): nothing here waits. */
+void mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld, double *out) {
+    if (N <= 0 || V <= 0) {
+        MT_CUDA_CHECK(cudaMemsetAsync(out, 0, 2 * sizeof(double), 0));
+        return;
+    }
+    /* loss(N) doubles, then hit(N) long longs: 8-byte aligned (the buffer
+     * itself is cudaMalloc's) */
+    size_t bytes = (size_t)N * (sizeof(double) + sizeof(long long));
+    double *loss = (double *)mt_cuda_work_get(&work, bytes);
     long long *hit = (long long *)(loss + N);
     xent_fused_rows<<<mt_cuda_row_blocks(N), row_threads(V)>>>(logits, loss, hit, labels, N, V, ld);
     MT_CUDA_LAUNCHED("xent_fused_rows");
-    xent_fused_totals<<<1, MT_CUDA_MAX_THREADS>>>(tot, loss, hit, N);
+    xent_fused_totals<<<1, MT_CUDA_MAX_THREADS>>>(out, loss, hit, N);
     MT_CUDA_LAUNCHED("xent_fused_totals");
-    xent_totals h = {0.0, 0};
-    MT_CUDA_CHECK(cudaMemcpy(&h, tot, sizeof h, cudaMemcpyDeviceToHost));
-    *correct += h.hits;
-    return h.loss;
 }

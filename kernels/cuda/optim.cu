@@ -55,26 +55,22 @@ double mt_cuda_sumsq(const float *x, size_t n) {
 }
 
 /* Each segment's sumsq as mt_cuda_sumsq computes it (the same grid and
- * trees, so the same bits), the totals into one device array, then one copy:
- * one wait for all of them. The block sums' area is reused segment after
- * segment (the kernels run in order on the default stream). */
+ * trees, so the same bits), the totals into out in the device's memory:
+ * nothing waits. The block sums' area is reused segment after segment (the
+ * kernels run in order on the default stream). */
 void mt_cuda_sumsq_multi(double *out, const float *x, int nseg, const size_t *off,
                          const size_t *n) {
     if (nseg <= 0) return;
-    /* (SUMSQ_BLOCKS) block sums, then (nseg) totals */
-    double *part =
-        (double *)mt_cuda_work_get(&work, (SUMSQ_BLOCKS + (size_t)nseg) * sizeof(double));
-    double *tot = part + SUMSQ_BLOCKS;
-    MT_CUDA_CHECK(cudaMemsetAsync(tot, 0, (size_t)nseg * sizeof(double), 0)); /* empty ones: 0 */
+    double *part = (double *)mt_cuda_work_get(&work, SUMSQ_BLOCKS * sizeof(double));
+    MT_CUDA_CHECK(cudaMemsetAsync(out, 0, (size_t)nseg * sizeof(double), 0)); /* empty ones: 0 */
     for (int s = 0; s < nseg; s++) {
         if (n[s] == 0) continue;
         unsigned nb = mt_cuda_blocks_for(n[s], SUMSQ_BLOCKS);
         sumsq_blocks<<<nb, MT_CUDA_THREADS>>>(part, x + off[s], n[s]);
         MT_CUDA_LAUNCHED("sumsq_blocks (sumsq_multi)");
-        mt_cuda_sum_kernel<double><<<1, MT_CUDA_THREADS>>>(tot + s, part, (int)nb);
+        mt_cuda_sum_kernel<double><<<1, MT_CUDA_THREADS>>>(out + s, part, (int)nb);
         MT_CUDA_LAUNCHED("mt_cuda_sum_kernel (sumsq_multi)");
     }
-    MT_CUDA_CHECK(cudaMemcpy(out, tot, (size_t)nseg * sizeof(double), cudaMemcpyDeviceToHost));
 }
 
 /* ---- AdamW ----
