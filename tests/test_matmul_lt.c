@@ -323,19 +323,24 @@ static void test_cache_repeat(void) {
 static void test_cache_keys(void) {
     mt_cuda_lt_release();
     static const lt_case c[] = {
-        /* kind bf16 ta tb  M   N   K pad a_off bias_off */
-        {0, 0, 0, 1, 13, 40, 29, 0, 0, 0},  /* the first */
-        {0, 0, 1, 1, 13, 40, 29, 0, 0, 0},  /* ta */
-        {0, 0, 0, 0, 13, 40, 29, 0, 0, 0},  /* tb */
-        {0, 0, 0, 1, 40, 13, 29, 0, 0, 0},  /* M and N swapped */
-        {0, 0, 0, 1, 13, 40, 30, 0, 0, 0},  /* K */
-        {0, 0, 0, 1, 13, 40, 29, 1, 0, 0},  /* the leads */
-        {0, 1, 0, 1, 13, 40, 29, 0, 0, 0},  /* precision */
-        {1, 1, 0, 1, 13, 40, 29, 0, 0, 0},  /* epilogue GELU_AUX_BIAS */
-        {2, 1, 0, 1, 13, 40, 29, 0, 0, 0},  /* epilogue DGELU_BGRAD */
-        {0, 0, 0, 1, 13, 40, 29, 0, 1, 0},  /* A 4-byte aligned */
-        {0, 0, 0, 1, 13, 40, 29, 0, 0, 2},  /* the bias 8-byte aligned */
-        {0, 0, 0, 1, 13, 40, 29, 0, 12, 0}, /* A 16-byte aligned */
+        /* kind bf16 ta tb  M   N   K pad a_off bias_off; each differs from one above
+         * in what its comment says (cuBLASLt's terms: our M is its n, ta its tb) */
+        {0, 0, 1, 0, 13, 40, 29, 0, 0, 0},  /* the first */
+        {0, 0, 1, 0, 13, 40, 30, 0, 0, 0},  /* K only */
+        {0, 0, 0, 0, 13, 40, 29, 0, 0, 0},  /* ta (and the lead of A) */
+        {0, 0, 0, 0, 14, 40, 29, 0, 0, 0},  /* M only */
+        {0, 0, 0, 0, 29, 40, 29, 0, 0, 0},  /* (M = K) */
+        {0, 0, 1, 0, 29, 40, 29, 0, 0, 0},  /* ta only */
+        {0, 0, 0, 0, 13, 29, 29, 0, 0, 0},  /* (N = K) */
+        {0, 0, 0, 1, 13, 29, 29, 0, 0, 0},  /* tb only */
+        {0, 0, 1, 0, 40, 13, 29, 0, 0, 0},  /* M and N swapped (the first's) */
+        {0, 0, 1, 0, 13, 40, 29, 1, 0, 0},  /* the leads */
+        {0, 1, 1, 0, 13, 40, 29, 0, 0, 0},  /* precision */
+        {1, 1, 1, 0, 13, 40, 29, 0, 0, 0},  /* epilogue GELU_AUX_BIAS */
+        {2, 1, 1, 0, 13, 40, 29, 0, 0, 0},  /* epilogue DGELU_BGRAD */
+        {0, 0, 1, 0, 13, 40, 29, 0, 1, 0},  /* A 4-byte aligned */
+        {0, 0, 1, 0, 13, 40, 29, 0, 12, 0}, /* A 16-byte aligned */
+        {0, 0, 1, 0, 13, 40, 29, 0, 0, 2},  /* the bias 8-byte aligned */
     };
     int n = (int)(sizeof c / sizeof c[0]);
     for (int round = 0; round < 2; round++) {
