@@ -92,8 +92,9 @@ static layout *L_(cublasLtMatrixLayout_t l) {
 
 /* ---- CUDA runtime ---- */
 
+/* 256-byte aligned, as cudaMalloc's memory is */
 cudaError_t cudaMalloc(void **p, size_t n) {
-    *p = malloc(n ? n : 1);
+    *p = aligned_alloc(256, (n + 255) / 256 * 256 + (n == 0) * 256);
     mt_standin.handles += *p != NULL;
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }

@@ -198,25 +198,28 @@ static double nerr_ld(const float *x, const float *y, int rows, int cols, int ld
  * only); leads widened by pad; A and the bias placed a_off and bias_off
  * floats past 256-byte alignment, every other buffer at it. */
 typedef struct {
-    int kind, bf16, ta, tb, M, N, K, pad, a_off, bias_off;
+    int kind, bf16, ta, tb, M, N, K;
+    int pad[3]; /* the leads of A, B, C widened by pad[0], pad[1], 8 pad[2] */
+    int off[3]; /* A, the bias, the GELU aux placed off[i] floats past 256-byte alignment */
 } lt_case;
 
 /* Runs p through matmul_lt.c and the CPU composition (fresh inputs);
  * returns the normalized error, the worst over its outputs. keep (NULL:
  * none) takes the GELU aux buffers, pre-activation written (kind 1) and
- * read (kind 2), instead of freeing them (unplace(keep[i], 0)), so that the
+ * read (kind 2), instead of freeing them (unplace(keep[i], p->off[2])), so that the
  * next call's cannot be at the same address. */
 static double run_case(const lt_case *p, float **keep) {
     mt_cuda_set_precision(p->bf16);
     int ar = p->ta ? p->K : p->M, ac = p->ta ? p->M : p->K, br = p->tb ? p->N : p->K,
         bc = p->tb ? p->K : p->N;
-    int lda = ac + p->pad, ldb = bc + p->pad, ldc = p->N + 8 * p->pad;
+    int lda = ac + p->pad[0], ldb = bc + p->pad[1], ldc = p->N + 8 * p->pad[2];
+    int pre_off = p->kind == 2 ? p->off[2] : 0, x1_off = p->kind == 1 ? p->off[2] : 0;
     size_t nc = (size_t)p->M * ldc;
-    float *A = place(rnd(ar, ac, lda), (size_t)ar * lda, p->a_off);
+    float *A = place(rnd(ar, ac, lda), (size_t)ar * lda, p->off[0]);
     float *B = place(rnd(br, bc, ldb), (size_t)br * ldb, 0);
-    float *bias = place(rnd(1, p->N, p->N), (size_t)p->N, p->bias_off);
-    float *pre = place(rnd(p->M, p->N, ldc), nc, 0), *start = rnd(p->M, p->N, ldc);
-    float *x1 = place(copy(start, nc), nc, 0), *x2 = copy(start, nc);
+    float *bias = place(rnd(1, p->N, p->N), (size_t)p->N, p->off[1]);
+    float *pre = place(rnd(p->M, p->N, ldc), nc, pre_off), *start = rnd(p->M, p->N, ldc);
+    float *x1 = place(copy(start, nc), nc, x1_off), *x2 = copy(start, nc);
     float *y1 = place(copy(start, nc), nc, 0), *y2 = copy(start, nc);
     float *pre2 = copy(pre, nc), *db1 = place(copy(bias, (size_t)p->N), (size_t)p->N, 0),
           *db2 = copy(bias, (size_t)p->N);
@@ -243,10 +246,9 @@ static double run_case(const lt_case *p, float **keep) {
     if (keep) {
         keep[0] = x1, keep[1] = pre;
     } else {
-        unplace(x1, 0), unplace(pre, 0);
+        unplace(x1, x1_off), unplace(pre, pre_off);
     }
-    unplace(A, p->a_off), unplace(B, 0), unplace(bias, p->bias_off), unplace(y1, 0),
-        unplace(db1, 0);
+    unplace(A, p->off[0]), unplace(B, 0), unplace(bias, p->off[1]), unplace(y1, 0), unplace(db1, 0);
     free(start), free(x2), free(y2), free(pre2), free(db2);
     return e;
 }
@@ -293,7 +295,8 @@ static void test_cache_repeat(void) {
     unplace(A, 0), unplace(B, 0), unplace(bias[0], 0), unplace(bias[1], 0), free(ref);
 
     /* bf16: the GELU epilogues' aux pointer (written, then read) per call */
-    lt_case g[2] = {{1, 1, 0, 1, 13, 40, 29, 0, 0, 0}, {2, 1, 0, 0, 13, 40, 29, 0, 0, 0}};
+    lt_case g[2] = {{1, 1, 0, 1, 13, 40, 29, {0, 0, 0}, {0, 0, 0}},
+                    {2, 1, 0, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 0}}};
     for (int i = 0; i < 2; i++) {
         s = mt_standin;
         double w = 0;
@@ -305,7 +308,7 @@ static void test_cache_repeat(void) {
         int a = i ? 1 : 0; /* the aux buffer: pre written (bias_gelu), read (dgelu) */
         CHECK(aux[0][a] != aux[1][a] && aux[1][a] != aux[2][a] && aux[0][a] != aux[2][a],
               "cache: the repeated calls' aux buffers share an address (the test proves nothing)");
-        for (int r = 0; r < 3; r++) unplace(aux[r][0], 0), unplace(aux[r][1], 0);
+        for (int r = 0; r < 3; r++) unplace(aux[r][0], 0), unplace(aux[r][1], 0); /* (off 0) */
         CHECK(w <= TOL && DELTA(heuristics, s) == 1 && DELTA(matmuls, s) == 3,
               "cache: %s x3 (new aux buffers each): error %.2e, %ld heuristic calls, %ld products "
               "(expected 1, 3)",
@@ -323,24 +326,28 @@ static void test_cache_repeat(void) {
 static void test_cache_keys(void) {
     mt_cuda_lt_release();
     static const lt_case c[] = {
-        /* kind bf16 ta tb  M   N   K pad a_off bias_off; each differs from one above
-         * in what its comment says (cuBLASLt's terms: our M is its n, ta its tb) */
-        {0, 0, 1, 0, 13, 40, 29, 0, 0, 0},  /* the first */
-        {0, 0, 1, 0, 13, 40, 30, 0, 0, 0},  /* K only */
-        {0, 0, 0, 0, 13, 40, 29, 0, 0, 0},  /* ta (and the lead of A) */
-        {0, 0, 0, 0, 14, 40, 29, 0, 0, 0},  /* M only */
-        {0, 0, 0, 0, 29, 40, 29, 0, 0, 0},  /* (M = K) */
-        {0, 0, 1, 0, 29, 40, 29, 0, 0, 0},  /* ta only */
-        {0, 0, 0, 0, 13, 29, 29, 0, 0, 0},  /* (N = K) */
-        {0, 0, 0, 1, 13, 29, 29, 0, 0, 0},  /* tb only */
-        {0, 0, 1, 0, 40, 13, 29, 0, 0, 0},  /* M and N swapped (the first's) */
-        {0, 0, 1, 0, 13, 40, 29, 1, 0, 0},  /* the leads */
-        {0, 1, 1, 0, 13, 40, 29, 0, 0, 0},  /* precision */
-        {1, 1, 1, 0, 13, 40, 29, 0, 0, 0},  /* epilogue GELU_AUX_BIAS */
-        {2, 1, 1, 0, 13, 40, 29, 0, 0, 0},  /* epilogue DGELU_BGRAD */
-        {0, 0, 1, 0, 13, 40, 29, 0, 1, 0},  /* A 4-byte aligned */
-        {0, 0, 1, 0, 13, 40, 29, 0, 12, 0}, /* A 16-byte aligned */
-        {0, 0, 1, 0, 13, 40, 29, 0, 0, 2},  /* the bias 8-byte aligned */
+        /* each differs from one above in what its comment says alone (in
+         * cuBLASLt's terms our M is its n, ta its tb, A its B) */
+        {0, 0, 1, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* the first */
+        {0, 0, 1, 0, 13, 40, 30, {0, 0, 0}, {0, 0, 0}},  /* K */
+        {0, 0, 0, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* ta (and A's lead) */
+        {0, 0, 0, 0, 14, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* M */
+        {0, 0, 0, 0, 29, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* (M = K) */
+        {0, 0, 1, 0, 29, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* ta */
+        {0, 0, 0, 0, 13, 29, 29, {0, 0, 0}, {0, 0, 0}},  /* (N = K) */
+        {0, 0, 0, 1, 13, 29, 29, {0, 0, 0}, {0, 0, 0}},  /* tb */
+        {0, 0, 1, 0, 40, 13, 29, {0, 0, 0}, {0, 0, 0}},  /* M and N swapped (the first's) */
+        {0, 0, 1, 0, 13, 40, 29, {1, 0, 0}, {0, 0, 0}},  /* A's lead */
+        {0, 0, 1, 0, 13, 40, 29, {0, 1, 0}, {0, 0, 0}},  /* B's lead */
+        {0, 0, 1, 0, 13, 40, 29, {0, 0, 1}, {0, 0, 0}},  /* C's lead */
+        {0, 1, 1, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* precision */
+        {1, 1, 1, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* epilogue GELU_AUX_BIAS */
+        {2, 1, 1, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* epilogue DGELU_BGRAD */
+        {1, 1, 1, 0, 13, 40, 29, {0, 0, 2}, {0, 0, 0}},  /* aux lead (= C's) 56 */
+        {0, 0, 1, 0, 13, 40, 29, {0, 0, 0}, {1, 0, 0}},  /* A 4-byte aligned */
+        {0, 0, 1, 0, 13, 40, 29, {0, 0, 0}, {12, 0, 0}}, /* A 16-byte aligned */
+        {0, 0, 1, 0, 13, 40, 29, {0, 0, 0}, {0, 2, 0}},  /* the bias 8-byte aligned */
+        {1, 1, 1, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 4}},  /* the aux 16-byte aligned */
     };
     int n = (int)(sizeof c / sizeof c[0]);
     for (int round = 0; round < 2; round++) {
@@ -373,7 +380,7 @@ static void test_cache_overflow(void) {
     double worst = 0;
     long most = 0;
     for (int i = 0; i < SHAPES; i++) {
-        lt_case p = {0, 0, 0, 1, 1 + i, 8, 4, 0, 0, 0};
+        lt_case p = {0, 0, 0, 1, 1 + i, 8, 4, {0, 0, 0}, {0, 0, 0}};
         double e = run_case(&p, NULL);
         worst = e > worst ? e : worst;
         most = mt_standin.live > most ? mt_standin.live : most;
@@ -385,7 +392,8 @@ static void test_cache_overflow(void) {
           "at most %d, %d)",
           SHAPES, DELTA(descs, s), most, mt_standin.live, SHAPES, 4 * LT_TABLE, 4 * LT_TABLE);
     s = mt_standin;
-    lt_case last = {0, 0, 0, 1, SHAPES, 8, 4, 0, 0, 0}, first = {0, 0, 0, 1, 1, 8, 4, 0, 0, 0};
+    lt_case last = {0, 0, 0, 1, SHAPES, 8, 4, {0, 0, 0}, {0, 0, 0}},
+            first = {0, 0, 0, 1, 1, 8, 4, {0, 0, 0}, {0, 0, 0}};
     double e = run_case(&last, NULL);
     long kept = DELTA(descs, s);
     e += run_case(&first, NULL);
@@ -407,7 +415,7 @@ static void test_cache_overflow(void) {
  * release. */
 static void test_cache_none(void) {
     mt_cuda_lt_release();
-    lt_case p = {0, 0, 0, 1, 13, 40, 29, 0, 0, 0};
+    lt_case p = {0, 0, 0, 1, 13, 40, 29, {0, 0, 0}, {0, 0, 0}};
     mt_standin_stats s = mt_standin;
     mt_standin_no_algo = 1;
     double worst = 0;
