@@ -146,7 +146,9 @@ static cublasLtMatrixLayout_t layout(int trans, int r, int c, int ld) {
  * heuristic "depend[s] on its value to determine expected pointer
  * alignment"). Not beta: cublasLtMatmulAlgoGetHeuristic takes no alpha or
  * beta, so they cannot change its answer (and beta is fixed per epilogue
- * here anyway). */
+ * here anyway). The bias and aux presence and the aux lead follow from the
+ * epilogue and ldd in today's calls; they are in the key all the same, so
+ * that a new call site cannot share an entry it should not. */
 typedef struct {
     int64_t ta, tb, m, n, k, lda, ldb, ldd;
     int64_t epi, bf16, bias, aux, aux_ld; /* bias, aux: 1 when present */
@@ -234,7 +236,9 @@ static void entry_make(lt_entry *e, const lt_key *k, const lt_call *c) {
 }
 
 /* c's entry: found in the table, or made in a free one, or in place of
- * the round-robin victim. */
+ * the round-robin victim (destroyed at once: see lt_run on why a product
+ * in flight does not need its descriptor). A linear search: 64 keys of
+ * 144 bytes compared take a microsecond at most, against the tens saved. */
 static lt_entry *entry_for(const lt_call *c) {
     lt_key k = key_of(c);
     lt_entry *free_e = NULL;
