@@ -13,7 +13,13 @@
  * shapes that do not fit, a lead shorter than the rows, an aux lead that is
  * not a multiple of 8, a pointer less aligned than the preference said, a
  * missing bias or aux pointer - is rejected: one line, then abort (the
- * test fails).
+ * test fails). As the real heuristic's answer holds for the problem it was
+ * asked about, the stand-in's algorithm records that problem (m, n, k, the
+ * transposes, leads, epilogue, compute type) and the alignment it assumed
+ * of A, B, C, D and of the bias and aux pointers (cuBLASLt reads the
+ * latter from the descriptor: cublasLt.h), and cublasLtMatmul rejects it
+ * for any other problem or a less aligned pointer: a cache that reused an
+ * algorithm across keys it should tell apart fails here.
  *
  * The unfused mt_cuda_* ops matmul_lt.c falls back on (and accumulates the
  * bias gradients with) are the CPU backend's, counted; mt_cuda_check and
@@ -86,12 +92,15 @@ static layout *L_(cublasLtMatrixLayout_t l) {
 
 /* ---- CUDA runtime ---- */
 
+/* 256-byte aligned, as cudaMalloc's memory is */
 cudaError_t cudaMalloc(void **p, size_t n) {
-    *p = malloc(n ? n : 1);
+    *p = aligned_alloc(256, (n + 255) / 256 * 256 + (n == 0) * 256);
+    mt_standin.handles += *p != NULL;
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 
 cudaError_t cudaFree(void *p) {
+    mt_standin.handles -= p != NULL;
     free(p);
     return cudaSuccess;
 }
@@ -102,6 +111,14 @@ static char the_handle;
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) {
     *h = (cublasLtHandle_t)(void *)&the_handle;
+    mt_standin.handles++;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) {
+    if (h != (cublasLtHandle_t)(void *)&the_handle)
+        reject("%s: unknown handle (%ld)", "destroy", 0);
+    mt_standin.handles--;
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -117,6 +134,7 @@ cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeTy
     p->ta = p->tb = CUBLAS_OP_N;
     p->epi = CUBLASLT_EPILOGUE_DEFAULT;
     mt_standin.live++;
+    mt_standin.descs++;
     *d = (cublasLtMatmulDesc_t)(void *)p;
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -258,6 +276,36 @@ static void shape(const desc *d, const layout *a, const layout *b, const layout 
     if (!aux && d->aux) reject("%s: aux pointer set with epilogue %ld", "matmul", (long)e);
 }
 
+/* The largest power of two dividing p's address, at most 256 (256 for NULL). */
+static uint64_t align_of(const void *p) {
+    uint64_t a = 256;
+    while (a > 1 && (uintptr_t)p % a) a /= 2;
+    return a;
+}
+
+/* The problem an algorithm was found for (FNV-1a over what defines it). */
+static uint64_t problem(const desc *d, const layout *a, const layout *b, const layout *dd) {
+    uint64_t v[] = {(uint64_t)d->compute,
+                    (uint64_t)d->ta,
+                    (uint64_t)d->tb,
+                    d->epi,
+                    (uint64_t)d->aux_ld,
+                    a->rows,
+                    a->cols,
+                    (uint64_t)a->ld,
+                    b->rows,
+                    b->cols,
+                    (uint64_t)b->ld,
+                    dd->rows,
+                    dd->cols,
+                    (uint64_t)dd->ld};
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        for (int byte = 0; byte < 8; byte++)
+            h = (h ^ ((v[i] >> (8 * byte)) & 0xff)) * 1099511628211ull;
+    return h;
+}
+
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t op,
                                               cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
                                               cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dd,
@@ -268,12 +316,15 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
     shape(D_(op), L_(a), L_(b), L_(c), L_(dd), &m, &n, &k);
     pref *p = P_(pr);
     if (requested < 1) reject("%s: %ld algorithms requested", "heuristic", requested);
+    mt_standin.heuristics++;
     *found = 0;
     if (mt_standin_no_algo) return CUBLAS_STATUS_SUCCESS;
     memset(&res[0], 0, sizeof res[0]);
     res[0].algo.data[0] = MAGIC_ALGO;
     for (int i = 0; i < 4; i++) res[0].algo.data[1 + i] = p->align[i];
     res[0].algo.data[5] = p->workspace;
+    res[0].algo.data[6] = problem(D_(op), L_(a), L_(b), L_(dd));
+    res[0].algo.data[7] = align_of(D_(op)->bias) | align_of(D_(op)->aux) << 16;
     res[0].state = CUBLAS_STATUS_SUCCESS;
     *found = 1;
     return CUBLAS_STATUS_SUCCESS;
@@ -315,8 +366,12 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const
     if (stream != 0) reject("%s: stream %ld (the backend uses the default)", "matmul", 1);
     if (ws_bytes > algo->data[5] || (ws_bytes && !ws))
         reject("%s: workspace of %ld bytes not the preference's", "matmul", (long)ws_bytes);
+    if (algo->data[6] != problem(d, a, b, dl))
+        reject("%s: an algorithm found for another problem (m %ld ...)", "matmul", (long)m);
     const void *ptr[4] = {A, B, C, D};
     for (int i = 0; i < 4; i++) aligned(ptr[i], algo->data[1 + i], "matmul A/B/C/D");
+    if (d->bias) aligned(d->bias, algo->data[7] & 0xffff, "matmul bias (heuristic's)");
+    if (d->aux) aligned(d->aux, algo->data[7] >> 16, "matmul aux (heuristic's)");
     float al, be;
     memcpy(&al, alpha, sizeof al);
     memcpy(&be, beta, sizeof be);

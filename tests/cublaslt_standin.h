@@ -12,6 +12,9 @@ typedef struct {
     long fallbacks;   /* unfused mt_cuda_* ops called (matmul_lt.c's fallback) */
     long live;        /* descriptors, layouts and preferences not yet destroyed */
     long rejected;    /* calls the stand-in did not understand (each also aborts) */
+    long heuristics;  /* cublasLtMatmulAlgoGetHeuristic calls */
+    long descs;       /* cublasLtMatmulDescCreate calls */
+    long handles;     /* cuBLASLt handles and device buffers not yet destroyed or freed */
 } mt_standin_stats;
 
 extern mt_standin_stats mt_standin;

@@ -16,7 +16,12 @@
  * transposes, lead dimensions, the epilogue chosen and its bias, aux and
  * lead, the bias gradient's accumulation, the alignment preferences, the
  * fallback to the unfused ops (the stand-in's heuristic made to find
- * nothing, and the aux lead rule), and leaked descriptors. What it cannot:
+ * nothing, and the aux lead rule), leaked descriptors, and the cache of
+ * descriptors, layouts and algorithms: one heuristic question per key,
+ * each call's own bias and aux pointers, keys that differ in one field
+ * alone kept apart (the stand-in rejects an algorithm used for another
+ * problem or a less aligned pointer), eviction past the table's size, a
+ * cached "no algorithm", and the release. What it cannot:
  * cuBLASLt's own numerics and which epilogues it supports for fp32 (that
  * needs a GPU: tests/test_backend_cmp.c).
  *
@@ -163,6 +168,289 @@ static void test_all(void) {
     test_wgrad(1, 1, 1, 0);
 }
 
+/* ---- the cache of descriptors, layouts and algorithms (matmul_lt.c) ---- */
+
+#define LT_TABLE 64 /* matmul_lt.c's LT_CACHE: keep in step */
+
+/* x (n floats, freed) moved to off floats past a 256-byte boundary: the
+ * alignment matmul_lt.c's key sees is then exactly 256 (off 0) or off's,
+ * not malloc's chance (16, sometimes more); free with unplace(p, off) */
+static float *place(float *x, size_t n, int off) {
+    size_t bytes = ((n + (size_t)off) * sizeof *x + 255) / 256 * 256;
+    float *base = aligned_alloc(256, bytes ? bytes : 256);
+    if (!base) abort();
+    memcpy(base + off, x, n * sizeof *x);
+    free(x);
+    return base + off;
+}
+
+static void unplace(float *p, int off) {
+    free(p - off);
+}
+
+/* the normalized error of (rows, cols) of x against y, both with lead ld,
+ * the worst row's; infinite when x's padding (columns cols..ld) is not
+ * bitwise start's (a product run with a wider layout writes there) */
+static double nerr_ld(const float *x, const float *y, const float *start, int rows, int cols,
+                      int ld) {
+    double worst = 0;
+    for (int r = 0; r < rows; r++) {
+        size_t o = (size_t)r * ld;
+        double e = mt_test_nerr(x + o, y + o, (size_t)cols);
+        worst = e > worst ? e : worst;
+        if (memcmp(x + o + cols, start + o + cols, (size_t)(ld - cols) * sizeof *x))
+            return INFINITY;
+    }
+    return worst;
+}
+
+/* One product of the cache checks: kind 0 matmul_bias, 1 matmul_bias_gelu,
+ * 2 matmul_dgelu with db (1 and 2 take their GELU epilogue in bf16 mode
+ * only); every buffer not named in off at 256-byte alignment. */
+typedef struct {
+    int kind, bf16, ta, tb, M, N, K;
+    int pad[3]; /* the leads of A, B, C widened by pad[0], pad[1], 8 pad[2] */
+    int off[3]; /* A, the bias, the GELU aux placed off[i] floats past 256-byte alignment */
+} lt_case;
+
+/* Runs p through matmul_lt.c and the CPU composition (fresh inputs);
+ * returns the normalized error, the worst over its outputs. keep (NULL:
+ * none) takes the GELU aux buffers, pre-activation written (kind 1) and
+ * read (kind 2), instead of freeing them, so that the next call's cannot
+ * be at the same address (free with unplace(keep[i], 0): off[2] 0 only). */
+static double run_case(const lt_case *p, float **keep) {
+    mt_cuda_set_precision(p->bf16);
+    int ar = p->ta ? p->K : p->M, ac = p->ta ? p->M : p->K, br = p->tb ? p->N : p->K,
+        bc = p->tb ? p->K : p->N;
+    int lda = ac + p->pad[0], ldb = bc + p->pad[1], ldc = p->N + 8 * p->pad[2];
+    int pre_off = p->kind == 2 ? p->off[2] : 0, x1_off = p->kind == 1 ? p->off[2] : 0;
+    size_t nc = (size_t)p->M * ldc;
+    float *A = place(rnd(ar, ac, lda), (size_t)ar * lda, p->off[0]);
+    float *B = place(rnd(br, bc, ldb), (size_t)br * ldb, 0);
+    float *bias = place(rnd(1, p->N, p->N), (size_t)p->N, p->off[1]);
+    float *pre = place(rnd(p->M, p->N, ldc), nc, pre_off), *start = rnd(p->M, p->N, ldc);
+    uint32_t mark = 0x7fe5a5a5u; /* a NaN no arithmetic makes from the inputs' NaN padding */
+    for (size_t i = 0; i < nc; i++)
+        if ((int)(i % (size_t)ldc) >= p->N) memcpy(&start[i], &mark, sizeof mark);
+    float *x1 = place(copy(start, nc), nc, x1_off), *x2 = copy(start, nc);
+    float *y1 = place(copy(start, nc), nc, 0), *y2 = copy(start, nc);
+    float *pre2 = copy(pre, nc), *db1 = place(copy(bias, (size_t)p->N), (size_t)p->N, 0),
+          *db2 = copy(bias, (size_t)p->N);
+    double e;
+    if (p->kind == 0) {
+        mt_cuda_matmul_bias(p->ta, p->tb, p->M, p->N, p->K, A, lda, B, ldb, bias, x1, ldc);
+        mt_compose_matmul_bias(cpu, p->ta, p->tb, p->M, p->N, p->K, A, lda, B, ldb, bias, x2, ldc);
+        e = nerr_ld(x1, x2, start, p->M, p->N, ldc);
+    } else if (p->kind == 1) {
+        mt_cuda_matmul_bias_gelu(p->ta, p->tb, p->M, p->N, p->K, A, lda, B, ldb, bias, x1, y1, ldc);
+        mt_compose_matmul_bias_gelu(cpu, p->ta, p->tb, p->M, p->N, p->K, A, lda, B, ldb, bias, x2,
+                                    y2, ldc);
+        double e2 = nerr_ld(y1, y2, start, p->M, p->N, ldc);
+        e = nerr_ld(x1, x2, start, p->M, p->N, ldc);
+        e = e2 > e ? e2 : e;
+    } else {
+        mt_cuda_matmul_dgelu(p->ta, p->tb, p->M, p->N, p->K, A, lda, B, ldb, pre, x1, db1, ldc);
+        mt_compose_matmul_dgelu(cpu, p->ta, p->tb, p->M, p->N, p->K, A, lda, B, ldb, pre2, x2, db2,
+                                ldc);
+        double e2 = mt_test_nerr(db1, db2, (size_t)p->N);
+        e = nerr_ld(x1, x2, start, p->M, p->N, ldc);
+        e = e2 > e ? e2 : e;
+    }
+    if (keep) {
+        keep[0] = x1, keep[1] = pre;
+    } else {
+        unplace(x1, x1_off), unplace(pre, pre_off);
+    }
+    unplace(A, p->off[0]), unplace(B, 0), unplace(bias, p->off[1]), unplace(y1, 0), unplace(db1, 0);
+    free(start), free(x2), free(y2), free(pre2), free(db2);
+    return e;
+}
+
+#define DELTA(field, since) (mt_standin.field - (since).field)
+
+/* (1) One shape N times: one heuristic question, one descriptor, and each
+ * call's own bias, aux and output pointers (set per call on the cached
+ * descriptor): a call that ran with the previous call's bias or GELU
+ * input would differ from its composition. */
+static void test_cache_repeat(void) {
+    mt_cuda_lt_release();
+    mt_cuda_set_precision(0);
+    enum { REPS = 6 };
+    int M = 37, N = 24, K = 16;
+    float *A = place(rnd(M, K, K), (size_t)M * K, 0), *B = place(rnd(N, K, K), (size_t)N * K, 0);
+    float *bias[2] = {place(rnd(1, N, N), (size_t)N, 0), place(rnd(1, N, N), (size_t)N, 0)};
+    float *out[REPS], *ref = mt_test_falloc((size_t)M * N);
+    mt_standin_stats s = mt_standin;
+    for (int r = 0; r < REPS; r++) {
+        out[r] = place(mt_test_falloc((size_t)M * N), (size_t)M * N, 0);
+        mt_cuda_matmul_bias(0, 1, M, N, K, A, K, B, K, bias[r % 2], out[r], N);
+    }
+    CHECK(DELTA(heuristics, s) == 1 && DELTA(descs, s) == 1 && DELTA(matmuls, s) == REPS,
+          "cache: %d calls of one shape asked the heuristic %ld times, made %ld descriptors, ran "
+          "%ld products (expected 1, 1, %d)",
+          REPS, DELTA(heuristics, s), DELTA(descs, s), DELTA(matmuls, s), REPS);
+    long same = 0;
+    double worst = 0;
+    for (int r = 0; r < REPS; r++) {
+        mt_compose_matmul_bias(cpu, 0, 1, M, N, K, A, K, B, K, bias[r % 2], ref, N);
+        double e = mt_test_nerr(out[r], ref, (size_t)M * N);
+        worst = e > worst ? e : worst;
+        same += r >= 2 && memcmp(out[r], out[r % 2], (size_t)M * N * sizeof *ref) == 0;
+    }
+    CHECK(worst <= TOL, "cache: a repeated matmul_bias (two bias vectors in turn) off by %.2e",
+          worst);
+    CHECK(same == REPS - 2, "cache: %ld of %d repeats bitwise the first with their bias", same,
+          REPS - 2);
+    printf("  repeated matmul_bias x%d: %ld heuristic, %ld descriptor; error %.2e, repeats "
+           "bitwise the first %ld/%d\n",
+           REPS, DELTA(heuristics, s), DELTA(descs, s), worst, same, REPS - 2);
+    for (int r = 0; r < REPS; r++) unplace(out[r], 0);
+    unplace(A, 0), unplace(B, 0), unplace(bias[0], 0), unplace(bias[1], 0), free(ref);
+
+    /* bf16: the GELU epilogues' aux pointer (written, then read) per call */
+    lt_case g[2] = {{1, 1, 0, 1, 13, 40, 29, {0, 0, 0}, {0, 0, 0}},
+                    {2, 1, 0, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 0}}};
+    for (int i = 0; i < 2; i++) {
+        s = mt_standin;
+        double w = 0;
+        float *aux[3][2];
+        for (int r = 0; r < 3; r++) {
+            double e = run_case(&g[i], aux[r]);
+            w = e > w ? e : w;
+        }
+        int a = i ? 1 : 0; /* the aux buffer: pre written (bias_gelu), read (dgelu) */
+        CHECK(aux[0][a] != aux[1][a] && aux[1][a] != aux[2][a] && aux[0][a] != aux[2][a],
+              "cache: the repeated calls' aux buffers share an address (the test proves nothing)");
+        for (int r = 0; r < 3; r++) unplace(aux[r][0], 0), unplace(aux[r][1], 0); /* (off 0) */
+        CHECK(w <= TOL && DELTA(heuristics, s) == 1 && DELTA(matmuls, s) == 3,
+              "cache: %s x3 (new aux buffers each): error %.2e, %ld heuristic calls, %ld products "
+              "(expected 1, 3)",
+              i ? "matmul_dgelu" : "matmul_bias_gelu", w, DELTA(heuristics, s), DELTA(matmuls, s));
+        printf("  repeated %-16s x3, new aux each: %ld heuristic, error %.2e\n",
+               i ? "matmul_dgelu" : "matmul_bias_gelu", DELTA(heuristics, s), w);
+    }
+}
+
+/* (2) Products that differ in one thing each, interleaved, twice: each a
+ * cache entry of its own (one heuristic question each in the first round,
+ * none in the second) and each right (another's layout, transposes,
+ * epilogue or precision would not match its composition; another's
+ * alignment, the stand-in rejects). */
+static void test_cache_keys(void) {
+    mt_cuda_lt_release();
+    static const lt_case c[] = {
+        /* each differs from one above in what its comment says alone (in
+         * cuBLASLt's terms our M is its n, ta its tb, A its B) */
+        {0, 0, 1, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* the first */
+        {0, 0, 1, 0, 13, 40, 30, {0, 0, 0}, {0, 0, 0}},  /* K */
+        {0, 0, 0, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* ta (and A's lead) */
+        {0, 0, 0, 0, 14, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* M */
+        {0, 0, 0, 0, 29, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* (M = K) */
+        {0, 0, 1, 0, 29, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* ta */
+        {0, 0, 0, 0, 13, 29, 29, {0, 0, 0}, {0, 0, 0}},  /* (N = K) */
+        {0, 0, 0, 1, 13, 29, 29, {0, 0, 0}, {0, 0, 0}},  /* tb */
+        {0, 0, 1, 0, 13, 32, 29, {0, 8, 1}, {0, 0, 0}},  /* N (the leads the first's) */
+        {0, 0, 1, 0, 40, 13, 29, {0, 0, 0}, {0, 0, 0}},  /* M and N swapped (the first's) */
+        {0, 0, 1, 0, 13, 40, 29, {1, 0, 0}, {0, 0, 0}},  /* A's lead */
+        {0, 0, 1, 0, 13, 40, 29, {0, 1, 0}, {0, 0, 0}},  /* B's lead */
+        {0, 0, 1, 0, 13, 40, 29, {0, 0, 1}, {0, 0, 0}},  /* C's lead */
+        {0, 1, 1, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* precision */
+        {1, 1, 1, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* epilogue GELU_AUX_BIAS */
+        {2, 1, 1, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 0}},  /* epilogue DGELU_BGRAD */
+        {1, 1, 1, 0, 13, 40, 29, {0, 0, 2}, {0, 0, 0}},  /* aux lead (= C's) 56 */
+        {0, 0, 1, 0, 13, 40, 29, {0, 0, 0}, {1, 0, 0}},  /* A 4-byte aligned */
+        {0, 0, 1, 0, 13, 40, 29, {0, 0, 0}, {12, 0, 0}}, /* A 16-byte aligned */
+        {0, 0, 1, 0, 13, 40, 29, {0, 0, 0}, {0, 2, 0}},  /* the bias 8-byte aligned */
+        {1, 1, 1, 0, 13, 40, 29, {0, 0, 0}, {0, 0, 4}},  /* the aux 16-byte aligned */
+    };
+    int n = (int)(sizeof c / sizeof c[0]);
+    for (int round = 0; round < 2; round++) {
+        mt_standin_stats s = mt_standin;
+        double worst = 0;
+        for (int i = 0; i < n; i++) {
+            double e = run_case(&c[i], NULL);
+            CHECK(e <= TOL, "cache: interleaved case %d (round %d) off by %.2e", i, round, e);
+            worst = e > worst ? e : worst;
+        }
+        long want = round == 0 ? n : 0;
+        CHECK(DELTA(heuristics, s) == want && DELTA(matmuls, s) == n,
+              "cache: %d distinct products, round %d: %ld heuristic calls, %ld products (expected "
+              "%ld, %d)",
+              n, round, DELTA(heuristics, s), DELTA(matmuls, s), want, n);
+        printf("  %d distinct products interleaved, round %d: %ld heuristic calls, worst error "
+               "%.2e\n",
+               n, round, DELTA(heuristics, s), worst);
+    }
+    mt_cuda_set_precision(0);
+}
+
+/* (3) More keys than the table holds: still right, objects bounded by the
+ * table (a descriptor and three layouts an entry), the newest kept and
+ * the oldest evicted, and nothing left after the release. */
+static void test_cache_overflow(void) {
+    mt_cuda_lt_release();
+    enum { SHAPES = LT_TABLE * 2 + 22 };
+    mt_standin_stats s = mt_standin;
+    double worst = 0;
+    long most = 0;
+    for (int i = 0; i < SHAPES; i++) {
+        lt_case p = {0, 0, 0, 1, 1 + i, 8, 4, {0, 0, 0}, {0, 0, 0}};
+        double e = run_case(&p, NULL);
+        worst = e > worst ? e : worst;
+        most = mt_standin.live > most ? mt_standin.live : most;
+    }
+    CHECK(worst <= TOL, "cache: %d shapes through a %d-entry table: off by %.2e", SHAPES, LT_TABLE,
+          worst);
+    CHECK(DELTA(descs, s) == SHAPES && most <= 4 * LT_TABLE && mt_standin.live == 4 * LT_TABLE,
+          "cache: %d shapes made %ld descriptors, at most %ld objects live, %ld now (expected %d, "
+          "at most %d, %d)",
+          SHAPES, DELTA(descs, s), most, mt_standin.live, SHAPES, 4 * LT_TABLE, 4 * LT_TABLE);
+    s = mt_standin;
+    lt_case last = {0, 0, 0, 1, SHAPES, 8, 4, {0, 0, 0}, {0, 0, 0}},
+            first = {0, 0, 0, 1, 1, 8, 4, {0, 0, 0}, {0, 0, 0}};
+    double e = run_case(&last, NULL);
+    long kept = DELTA(descs, s);
+    e += run_case(&first, NULL);
+    long evicted = DELTA(descs, s) - kept;
+    CHECK(e <= TOL && kept == 0 && evicted == 1,
+          "cache: after %d shapes the newest made %ld descriptors (expected 0), the oldest %ld "
+          "(expected 1: evicted); error %.2e",
+          SHAPES, kept, evicted, e);
+    mt_cuda_lt_release();
+    CHECK(mt_standin.live == 0 && mt_standin.handles == 0,
+          "cache: after mt_cuda_lt_release %ld descriptors/layouts and %ld handles/buffers left",
+          mt_standin.live, mt_standin.handles);
+    printf("  %d shapes, %d-entry table: error %.2e, at most %ld objects live; released: %ld\n",
+           SHAPES, LT_TABLE, worst, most, mt_standin.live);
+}
+
+/* (4) "No algorithm" is cached too: asked once, the fallback each time
+ * (right), still so when an algorithm would now be offered, until the
+ * release. */
+static void test_cache_none(void) {
+    mt_cuda_lt_release();
+    lt_case p = {0, 0, 0, 1, 13, 40, 29, {0, 0, 0}, {0, 0, 0}};
+    mt_standin_stats s = mt_standin;
+    mt_standin_no_algo = 1;
+    double worst = 0;
+    for (int r = 0; r < 3; r++) worst = fmax(worst, run_case(&p, NULL));
+    mt_standin_no_algo = 0;
+    worst = fmax(worst, run_case(&p, NULL)); /* (the cached answer: none) */
+    CHECK(worst <= TOL && DELTA(heuristics, s) == 1 && DELTA(matmuls, s) == 0 &&
+              DELTA(fallbacks, s) >= 8,
+          "cache: no algorithm x4: error %.2e, %ld heuristic calls, %ld products, %ld fallback ops "
+          "(expected 1, 0, at least 8)",
+          worst, DELTA(heuristics, s), DELTA(matmuls, s), DELTA(fallbacks, s));
+    mt_cuda_lt_release();
+    s = mt_standin;
+    double e = run_case(&p, NULL);
+    CHECK(e <= TOL && DELTA(heuristics, s) == 1 && DELTA(matmuls, s) == 1,
+          "cache: after the release the heuristic was asked %ld times, %ld products ran "
+          "(expected 1, 1)",
+          DELTA(heuristics, s), DELTA(matmuls, s));
+    printf("  no algorithm x4: asked once, fallback each time, error %.2e\n", worst);
+}
+
 static void counts(const char *when, mt_standin_stats *before) {
     mt_standin_stats *s = &mt_standin;
     printf("  (%s: %ld cublasLtMatmul: BIAS %ld, GELU_AUX_BIAS %ld, DGELU %ld, BGRADB %ld; "
@@ -199,6 +487,7 @@ int main(void) {
     }
     mt_cuda_set_precision(0);
     printf("no algorithm offered (the stand-in's heuristic finds none): the fallbacks:\n");
+    mt_cuda_lt_release(); /* (else the shapes above keep their cached algorithms) */
     mt_standin_no_algo = 1;
     mt_standin_stats before = mt_standin;
     test_all();
@@ -207,6 +496,12 @@ int main(void) {
           "without an algorithm %ld products still ran through cuBLASLt",
           mt_standin.matmuls - before.matmuls);
     mt_standin_no_algo = 0;
+    printf("the cache of descriptors, layouts and algorithms:\n");
+    test_cache_repeat();
+    test_cache_keys();
+    test_cache_overflow();
+    test_cache_none();
+    mt_cuda_lt_release();
     CHECK(mt_standin.live == 0, "%ld cuBLASLt descriptors, layouts or preferences not destroyed",
           mt_standin.live);
     CHECK(mt_standin.rejected == 0, "the stand-in rejected %ld calls", mt_standin.rejected);

@@ -145,6 +145,9 @@ void mt_cuda_matmul_dgelu(int trans_a, int trans_b, int M, int N, int K, const f
                           int ldc);
 void mt_cuda_matmul_wgrad_bgrad(int M, int N, int K, const float *dy, int lddy, const float *x,
                                 int ldx, float *dW, int lddw, float *db);
+/* matmul_lt.c: frees its cuBLASLt handle, workspace, scratch and cached
+ * descriptors and algorithms (made again at the next product) */
+void mt_cuda_lt_release(void);
 /* The matmul precision (set_precision in kernels/backend.h): 1 bf16, 0 fp32.
  * A kernel with products of its own must round their operands with
  * mt_bf16_round (kernels/bf16.h) when it is 1 (flash_attention.cu does;

@@ -35,18 +35,24 @@
  * mode matmul_bias_gelu is the BIAS epilogue then gelu.cu's GELU, and
  * matmul_dgelu the product then gelu.cu's GELU' (and bias gradient).
  *
- * One handle and one 32 MiB workspace, made at the first call and kept;
- * descriptors and layouts are made per call (host work of microseconds),
- * the algorithm by cublasLtMatmulAlgoGetHeuristic's first answer. Each
+ * One handle and one 32 MiB workspace, made at the first call and kept
+ * (mt_cuda_lt_release frees them). Descriptors, layouts and the algorithm
+ * (cublasLtMatmulAlgoGetHeuristic's first answer, or that there is none)
+ * are cached by everything they depend on - transposes, m, n, k, leads,
+ * epilogue, precision, the aux lead and the alignment of every pointer
+ * (lt_key) - in a table of LT_CACHE entries, round-robin evicted: a
+ * product pays that host work (tens of microseconds) once per key, then
+ * only sets its bias and aux pointers on the cached descriptor. Each
  * pointer's real alignment is given to the heuristic (a weight inside the
  * parameter buffer need not be 256-byte aligned, the default it assumes).
  * Where cuBLASLt offers no algorithm for an epilogue (or the GELU aux lead
  * is not a multiple of 8, its rule), the op runs its composition on the
  * backend's unfused ops instead: the same contract, unfused speed.
  *
- * Determinism: for one shape, workspace and device the heuristic picks the
- * same algorithm, and cuBLASLt's reductions (split-K included) are in a
- * fixed order: the same inputs give the same bits.
+ * Determinism: one key runs one algorithm (the cached one; after an
+ * eviction the heuristic is asked again, and for one shape, workspace and
+ * device it answers the same), and cuBLASLt's reductions (split-K
+ * included) are in a fixed order: the same inputs give the same bits.
  *
  * tests/test_matmul_lt.c compiles this file for the host against the real
  * headers, linked with a stand-in of the functions it calls
@@ -56,6 +62,7 @@
 #include <cuda_runtime_api.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/cuda/cuda_ops.h"
 
@@ -106,7 +113,7 @@ typedef struct {
 } lt_call;
 
 /* The largest power of two dividing p's address, at most 256 (the
- * heuristic's default assumption). */
+ * heuristic's default assumption); 256 for NULL (no such operand). */
 static uint32_t align_of(const void *p) {
     uint32_t a = 256;
     while (a > 4 && (uintptr_t)p % a) a /= 2;
@@ -131,38 +138,86 @@ static cublasLtMatrixLayout_t layout(int trans, int r, int c, int ld) {
     return l;
 }
 
-/* The operation descriptor of c: precision, transposes, epilogue and its
- * pointers. */
-static cublasLtMatmulDesc_t op_desc(const lt_call *c) {
-    cublasLtMatmulDesc_t d;
-    cublasComputeType_t ct =
-        mt_cuda_precision_bf16() ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
-    MT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&d, ct, CUDA_R_32F));
-    int32_t ta = c->ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = c->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    uint32_t epi = (uint32_t)c->epi;
-    set_desc(d, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
-    set_desc(d, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
-    set_desc(d, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
-    if (c->bias) set_desc(d, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c->bias, sizeof c->bias);
-    if (c->aux) {
-        set_desc(d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &c->aux, sizeof c->aux);
-        set_desc(d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &c->aux_ld, sizeof c->aux_ld);
-    }
-    return d;
+/* Everything the descriptor, the layouts and the heuristic's answer depend
+ * on (int64_t fields only: no padding, so memcmp compares keys). Not the
+ * pointers themselves (set per call), but their alignment, which the
+ * heuristic is told (A, B, C = D) or reads from the descriptor's bias and
+ * aux pointers (cublasLt.h on BIAS_POINTER and EPILOGUE_AUX_POINTER: the
+ * heuristic "depend[s] on its value to determine expected pointer
+ * alignment"). Not beta: cublasLtMatmulAlgoGetHeuristic takes no alpha or
+ * beta, so they cannot change its answer (and beta is fixed per epilogue
+ * here anyway). The bias and aux presence and the aux lead follow from the
+ * epilogue and ldd in today's calls; they are in the key all the same, so
+ * that a new call site cannot share an entry it should not. */
+typedef struct {
+    int64_t ta, tb, m, n, k, lda, ldb, ldd;
+    int64_t epi, bf16, bias, aux, aux_ld; /* bias, aux: 1 when present */
+    int64_t align[5];                     /* A, B, D, bias, aux */
+} lt_key;
+
+/* One cached product: its descriptor (pointer attributes rewritten per
+ * call), layouts, and the heuristic's first algorithm, or none (found 0:
+ * the op falls back, without asking again). */
+typedef struct {
+    int used;
+    lt_key key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, ld; /* A, B, and C = D */
+    int found;
+    cublasLtMatmulAlgo_t algo;
+} lt_entry;
+
+#define LT_CACHE 64 /* entries; a GPT step has far fewer distinct products */
+
+static lt_entry lt_cache[LT_CACHE];
+static int lt_victim; /* the next entry evicted when the table is full (round-robin) */
+
+static lt_key key_of(const lt_call *c) {
+    lt_key k;
+    memset(&k, 0, sizeof k);
+    k.ta = c->ta, k.tb = c->tb, k.m = c->m, k.n = c->n, k.k = c->k;
+    k.lda = c->lda, k.ldb = c->ldb, k.ldd = c->ldd;
+    k.epi = (int64_t)c->epi, k.bf16 = mt_cuda_precision_bf16();
+    k.bias = c->bias != NULL, k.aux = c->aux != NULL, k.aux_ld = c->aux ? c->aux_ld : 0;
+    k.align[0] = align_of(c->a), k.align[1] = align_of(c->b), k.align[2] = align_of(c->d);
+    k.align[3] = align_of(c->bias), k.align[4] = align_of(c->aux);
+    return k;
 }
 
-/* Runs c; 0 (nothing run) when cuBLASLt has no algorithm for it. */
-static int lt_run(const lt_call *c) {
-    if (c->aux && c->aux_ld % 8 != 0) return 0; /* the GELU aux lead's rule (cublasLt.h) */
-    cublasLtHandle_t h = lt_handle();
-    cublasLtMatmulDesc_t d = op_desc(c);
-    cublasLtMatrixLayout_t la = layout(c->ta, c->m, c->k, c->lda),
-                           lb = layout(c->tb, c->k, c->n, c->ldb),
-                           ld = layout(0, c->m, c->n, c->ldd);
+static void entry_free(lt_entry *e) {
+    if (!e->used) return;
+    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(e->la));
+    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(e->lb));
+    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(e->ld));
+    MT_CUBLAS_CHECK(cublasLtMatmulDescDestroy(e->desc));
+    e->used = 0;
+}
+
+/* Fills e for c: the descriptor (with c's bias and aux pointers, which the
+ * heuristic reads for their alignment), the layouts, and the heuristic's
+ * answer with each operand's real alignment (a weight inside the parameter
+ * buffer need not be 256-byte aligned, the default it assumes). */
+static void entry_make(lt_entry *e, const lt_key *k, const lt_call *c) {
+    cublasComputeType_t ct = k->bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+    MT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&e->desc, ct, CUDA_R_32F));
+    int32_t ta = c->ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = c->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    uint32_t epi = (uint32_t)c->epi;
+    set_desc(e->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    set_desc(e->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    set_desc(e->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+    if (c->bias) set_desc(e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c->bias, sizeof c->bias);
+    if (c->aux) {
+        set_desc(e->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &c->aux, sizeof c->aux);
+        set_desc(e->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &c->aux_ld, sizeof c->aux_ld);
+    }
+    e->la = layout(c->ta, c->m, c->k, c->lda);
+    e->lb = layout(c->tb, c->k, c->n, c->ldb);
+    e->ld = layout(0, c->m, c->n, c->ldd);
     cublasLtMatmulPreference_t pref;
     MT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     uint64_t ws = LT_WORKSPACE;
-    uint32_t al[4] = {align_of(c->a), align_of(c->b), align_of(c->d), align_of(c->d)};
+    uint32_t al[4] = {(uint32_t)k->align[0], (uint32_t)k->align[1], (uint32_t)k->align[2],
+                      (uint32_t)k->align[2]};
     set_pref(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
     set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0], sizeof al[0]);
     set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1], sizeof al[1]);
@@ -170,20 +225,69 @@ static int lt_run(const lt_call *c) {
     set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[3], sizeof al[3]);
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(h, d, la, lb, ld, ld, pref, 1, &res, &found);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_handle(), e->desc, e->la, e->lb, e->ld,
+                                                       e->ld, pref, 1, &res, &found);
     if (st != CUBLAS_STATUS_NOT_SUPPORTED) MT_CUBLAS_CHECK(st); /* (NOT_SUPPORTED: none) */
-    int run = st == CUBLAS_STATUS_SUCCESS && found > 0;
-    if (run) {
-        float one = 1.0f;
-        MT_CUBLAS_CHECK(cublasLtMatmul(h, d, &one, c->a, la, c->b, lb, &c->beta, c->d, ld, c->d, ld,
-                                       &res.algo, lt_ws, LT_WORKSPACE, 0));
-    }
     MT_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
-    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
-    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(ld));
-    MT_CUBLAS_CHECK(cublasLtMatmulDescDestroy(d));
-    return run;
+    e->found = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (e->found) e->algo = res.algo;
+    e->key = *k;
+    e->used = 1;
+}
+
+/* c's entry: found in the table, or made in a free one, or in place of
+ * the round-robin victim (destroyed at once: see lt_run on why a product
+ * in flight does not need its descriptor). A linear search: 64 keys of
+ * 144 bytes compared take a microsecond at most, against the tens saved. */
+static lt_entry *entry_for(const lt_call *c) {
+    lt_key k = key_of(c);
+    lt_entry *free_e = NULL;
+    for (int i = 0; i < LT_CACHE; i++) {
+        lt_entry *e = &lt_cache[i];
+        if (e->used && memcmp(&e->key, &k, sizeof k) == 0) return e;
+        if (!e->used && !free_e) free_e = e;
+    }
+    if (!free_e) {
+        free_e = &lt_cache[lt_victim];
+        lt_victim = (lt_victim + 1) % LT_CACHE;
+        entry_free(free_e);
+    }
+    entry_make(free_e, &k, c);
+    return free_e;
+}
+
+/* Runs c; 0 (nothing run) when cuBLASLt has no algorithm for it. Only the
+ * bias and aux pointers change between calls with one key: they are set
+ * on the cached descriptor before each cublasLtMatmul. That call takes
+ * what it needs from the descriptor when it enqueues the product (this
+ * file destroyed each call's descriptor right after it before the cache,
+ * as NVIDIA's cuBLASLt samples do, without a synchronisation; the cuBLAS
+ * guide: "these options can be used repeatedly for different inputs",
+ * like an FFT plan), so rewriting a pointer for the next call does not
+ * reach a product still in flight. */
+static int lt_run(const lt_call *c) {
+    if (c->aux && c->aux_ld % 8 != 0) return 0; /* the GELU aux lead's rule (cublasLt.h) */
+    lt_entry *e = entry_for(c);
+    if (!e->found) return 0;
+    if (c->bias) set_desc(e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c->bias, sizeof c->bias);
+    if (c->aux)
+        set_desc(e->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &c->aux, sizeof c->aux);
+    float one = 1.0f;
+    MT_CUBLAS_CHECK(cublasLtMatmul(lt_handle(), e->desc, &one, c->a, e->la, c->b, e->lb, &c->beta,
+                                   c->d, e->ld, c->d, e->ld, &e->algo, lt_ws, LT_WORKSPACE, 0));
+    return 1;
+}
+
+void mt_cuda_lt_release(void) {
+    for (int i = 0; i < LT_CACHE; i++) entry_free(&lt_cache[i]);
+    lt_victim = 0;
+    if (lt_db) MT_CUDA_CHECK(cudaFree(lt_db)); /* (synchronises: nothing in flight uses them) */
+    lt_db = NULL;
+    lt_db_n = 0;
+    if (lt_ws) MT_CUDA_CHECK(cudaFree(lt_ws));
+    lt_ws = NULL;
+    if (lt) MT_CUBLAS_CHECK(cublasLtDestroy(lt));
+    lt = NULL;
 }
 
 /* Our row-major call as cuBLASLt's column-major one (see the top). */
