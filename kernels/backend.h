@@ -14,6 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The epilogues of matmul_bf16 (below). */
+enum { MT_EPI_NONE = 0, MT_EPI_BIAS = 1, MT_EPI_BIAS_GELU = 2, MT_EPI_DGELU = 3 };
+
 typedef struct mt_backend {
     const char *name;
     /* 1: the backend's buffers are host memory (the CPU backend), so the host
@@ -218,6 +221,30 @@ typedef struct mt_backend {
      * lddy == M). */
     void (*matmul_wgrad_bgrad)(int M, int N, int K, const float *dy, int lddy, const float *x,
                                int ldx, float *dW, int lddw, float *db);
+
+    /* One product of bfloat16 operands: A and B hold bf16 bits
+     * (kernels/bf16.h), shapes, transposes and leads as matmul's; fp32
+     * accumulation into the fp32 C, then the epilogue epi:
+     *   MT_EPI_NONE       C = alpha op(A) op(B) + beta C (matmul)
+     *   MT_EPI_BIAS       C = op(A) op(B) + bias(N) on every row (matmul_bias)
+     *   MT_EPI_BIAS_GELU  pre = op(A) op(B) + bias, C = gelu(pre)
+     *                     (matmul_bias_gelu with C as its out; pre never C)
+     *   MT_EPI_DGELU      C = (op(A) op(B)) * gelu'(pre), then with db
+     *                     non-NULL db(N) += column sums of C (matmul_dgelu
+     *                     with C as its dpre)
+     * alpha and beta count with MT_EPI_NONE only (the others: 1 and 0);
+     * with an epilogue ldc == N (packed rows); bias, pre and db NULL where
+     * unused. Specified by widening A and B to fp32 (exact) and running the
+     * fp32-operand op (or its composition of unfused ops) in the precision
+     * set: in bf16 mode rounding the operands is then the identity, so the
+     * CPU's result is bitwise the fp32-operand op's on the same values. The
+     * GPT's linear layers in bf16 (train.precision = bf16, train.fused)
+     * read their weights and stored inputs as bf16 through it (no
+     * conversion inside the product, half the operand bytes). NULL: the
+     * model converts nothing and calls the fp32-operand ops. */
+    void (*matmul_bf16)(int epi, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                        const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta,
+                        const float *bias, float *pre, float *C, float *db, int ldc);
 
     /* Softmax cross-entropy in one pass, no probability matrix: out[0] =
      * the SUM of the N losses (as softmax_xent_forward returns it) and

@@ -27,6 +27,7 @@
 #include "kernels/cpu/gpt_cpu.h"
 #include "kernels/cpu/sbgemm_cpu.h"
 #include "kernels/cpu/vmath.h"
+#include "kernels/cpu/matmul_bf16_cpu.h"
 #include "kernels/cpu/xent_cpu.h"
 
 #define SUMSQ_BLOCK 4096
@@ -434,6 +435,7 @@ static const mt_backend cpu_backend = {
     .bias_gelu_forward = mt_cpu_bias_gelu_forward,
     .gelu_bias_backward = mt_cpu_gelu_bias_backward,
     .xent_fused = mt_cpu_xent_fused,
+    .matmul_bf16 = mt_cpu_matmul_bf16,
     .sumsq_multi = cpu_sumsq_multi,
     .adamw_multi = mt_cpu_adamw_multi,
 };
