@@ -11,11 +11,16 @@
 
 #define P(m, p, idx) ((p)->data + (p)->v[(idx)].offset)
 #define G(p, idx)    ((p)->grad + (p)->v[(idx)].offset)
+#define P16(p, idx)  ((p)->data16 + (p)->v[(idx)].offset)
 
 static int add(mt_params *p, const char *name, int64_t d0, int64_t d1, mt_init_kind init,
                float scale) {
     int64_t shape[2] = {d0, d1};
     return mt_params_add(p, name, d1 ? 2 : 1, shape, d1 != 0, init, scale);
+}
+
+int mt_gpt_wants_bf16_products(const mt_gpt_config *c, const mt_backend *be) {
+    return c->act_bf16 && c->fused && be && be->matmul_bf16;
 }
 
 mt_gpt_config mt_gpt_config_of(const mt_config *cfg, const mt_backend *be) {
@@ -141,7 +146,11 @@ static mt_gpt_block *block_view(mt_gpt *m, int l) {
 }
 
 /* act_bf16: packs the working copy into block l's bf16 storage (after its
- * forward), or unpacks it (before its backward), at the last forward's shape. */
+ * forward), or unpacks it (before its backward), at the last forward's
+ * shape. With bf16 products (m->on16) the products' inputs (ln1, atty, ln2,
+ * fch_gelu) were packed as they were made (input()) and are read packed:
+ * neither packed here nor unpacked, except atty for flash attention's
+ * backward, which reads it in fp32. */
 static void pack_block(mt_gpt *m, const mt_backend *be, int l, int unpack) {
     const mt_gpt_block *b = &m->block[l], *w = &m->w;
     size_t N = (size_t)m->B * (size_t)m->T, C = (size_t)m->cfg.n_embd, Cl = (size_t)m->Cl;
@@ -149,13 +158,61 @@ static void pack_block(mt_gpt *m, const mt_backend *be, int l, int unpack) {
     float *f[] = {w->ln1, w->qkv, w->atty, w->att, w->res2, w->ln2, w->fch, w->fch_gelu};
     float *h[] = {b->ln1, b->qkv, b->atty, b->att, b->res2, b->ln2, b->fch, b->fch_gelu};
     size_t n[] = {N * C, N * 3 * Cl, N * Cl, TT, N * C, N * C, N * 4 * Cl, N * 4 * Cl};
+    int input[] = {1, 0, !(unpack && m->use.flash), 0, 0, 1, 0, 1}; /* (see above) */
     for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
-        if (!n[i])
+        if (!n[i] || (m->on16 && input[i]))
             continue;
         else if (unpack)
             be->from_bf16(f[i], (const uint16_t *)h[i], n[i]);
         else
             be->to_bf16((uint16_t *)h[i], f[i], n[i]);
+}
+
+/* A product's operand: its fp32 values f, and with bf16 products (m->on16)
+ * its bf16 bits h (NULL: the fp32-operand ops take f). */
+typedef struct {
+    const float *f;
+    const uint16_t *h;
+} opnd;
+
+/* Parameter idx as an operand (bf16: the parameters' data16 copy). */
+static opnd weight(const mt_gpt *m, const mt_params *p, int idx) {
+    opnd o = {P(m, p, idx), m->on16 ? P16(p, idx) : NULL};
+    return o;
+}
+
+/* An activation x (n floats of the working copy) as a product's input:
+ * with bf16 products packed now into store, block l's bf16 storage for it,
+ * where the backward reads it too (pack_block leaves it). */
+static opnd input(const mt_gpt *m, const mt_backend *be, const float *x, float *store, size_t n) {
+    opnd o = {x, NULL};
+    if (m->on16) be->to_bf16((uint16_t *)store, x, n), o.h = (const uint16_t *)store;
+    return o;
+}
+
+/* The same in the backward: store as the forward packed it (x, the
+ * working copy, is not unpacked then; only the bf16 bits are read). */
+static opnd stored(const mt_gpt *m, const float *x, const float *store) {
+    opnd o = {x, m->on16 ? (const uint16_t *)store : NULL};
+    return o;
+}
+
+/* A gradient dy (n floats) as an operand: with bf16 products converted
+ * into m->d16 (scratch: until the next call). */
+static opnd grad_in(const mt_gpt *m, const mt_backend *be, const float *dy, size_t n) {
+    opnd o = {dy, NULL};
+    if (m->on16) be->to_bf16((uint16_t *)m->d16, dy, n), o.h = (const uint16_t *)m->d16;
+    return o;
+}
+
+/* C(M,N) = alpha op(A) op(B) + beta C: on bf16 operands where they have them */
+static void product(const mt_backend *be, int ta, int tb, int M, int N, int K, float alpha, opnd A,
+                    int lda, opnd B, int ldb, float beta, float *C, int ldc) {
+    if (A.h && B.h)
+        be->matmul_bf16(MT_EPI_NONE, ta, tb, M, N, K, alpha, A.h, lda, B.h, ldb, beta, NULL, NULL,
+                        C, NULL, ldc);
+    else
+        be->matmul(ta, tb, M, N, K, alpha, A.f, lda, B.f, ldb, beta, C, ldc);
 }
 
 /* The dropout stream of one site ("embd", "attn", "mlp") of layer l. */
@@ -188,40 +245,64 @@ static void dropout(mt_gpt *m, const mt_backend *be, float *x, size_t n, const c
 }
 
 /* y(N,out) = x(N,in) W(out,in)^T + b(out) (use.mm_bias: in one product) */
-static void linear(const mt_gpt *m, const mt_backend *be, float *y, const float *x, const float *W,
-                   const float *b, int N, int in, int out) {
-    if (m->use.mm_bias)
-        be->matmul_bias(0, 1, N, out, in, x, in, W, in, b, y, out);
+static void linear(const mt_gpt *m, const mt_backend *be, float *y, opnd x, opnd W, const float *b,
+                   int N, int in, int out) {
+    if (m->use.mm_bias && x.h)
+        be->matmul_bf16(MT_EPI_BIAS, 0, 1, N, out, in, 1.0f, x.h, in, W.h, in, 0.0f, b, NULL, y,
+                        NULL, out);
+    else if (m->use.mm_bias)
+        be->matmul_bias(0, 1, N, out, in, x.f, in, W.f, in, b, y, out);
     else
-        be->matmul(0, 1, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+        product(be, 0, 1, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
     if (!m->use.mm_bias) be->bias_add(y, b, N, out);
 }
 
 /* Row-parallel: y(N,out) = sum over the tensor-parallel ranks of x(N,in)
  * W(out,in)^T (each rank's slice of the inner dimension), then + b(out):
  * the bias joins the product only without tensor parallelism. */
-static void linear_row(const mt_gpt *m, const mt_backend *be, float *y, const float *x,
-                       const float *W, const float *b, int N, int in, int out) {
+static void linear_row(const mt_gpt *m, const mt_backend *be, float *y, opnd x, opnd W,
+                       const float *b, int N, int in, int out) {
     if (m->sp.tp == 1) {
         linear(m, be, y, x, W, b, N, in, out);
         return;
     }
-    be->matmul(0, 1, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+    product(be, 0, 1, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
     mt_split_tp_sum(&m->sp, y, (size_t)N * (size_t)out);
     be->bias_add(y, b, N, out);
 }
 
 /* dx(N,in) = dy W (overwritten; dx NULL: none); dW(out,in) += dy^T x;
- * db(out) += colsum dy (db NULL: the caller has summed it) */
+ * db(out) += colsum dy (db NULL: the caller has summed it). With bf16
+ * products the bias gradient sums the fp32 dy, as without. */
 static void linear_backward(const mt_gpt *m, const mt_backend *be, float *dx, float *dW, float *db,
-                            const float *dy, const float *x, const float *W, int N, int in,
-                            int out) {
-    if (db && m->use.mm_wgrad) /* both in one product */
-        be->matmul_wgrad_bgrad(out, in, N, dy, out, x, in, dW, in, db);
+                            opnd dy, opnd x, opnd W, int N, int in, int out) {
+    if (db && m->use.mm_wgrad && !dy.h) /* both in one product */
+        be->matmul_wgrad_bgrad(out, in, N, dy.f, out, x.f, in, dW, in, db);
     else
-        be->matmul(1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
-    if (db && !m->use.mm_wgrad) be->bias_grad(db, dy, N, out, 1.0f);
-    if (dx) be->matmul(0, 0, N, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in);
+        product(be, 1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+    if (db && !(m->use.mm_wgrad && !dy.h)) be->bias_grad(db, dy.f, N, out, 1.0f);
+    if (dx) product(be, 0, 0, N, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in);
+}
+
+/* The MLP's first product: fch = ln2 W_fc^T + b_fc (kept for the backward)
+ * and fch_gelu = gelu(fch), fused as far as the backend goes. */
+static void mlp_up(const mt_gpt *m, const mt_backend *be, const mt_params *p, mt_gpt_block *b,
+                   opnd ln2, int N) {
+    int C = m->cfg.n_embd, H = 4 * m->Cl;
+    opnd W = weight(m, p, b->fcw);
+    const float *bias = P(m, p, b->fcb);
+    if (m->use.mm_gelu && ln2.h) { /* one product: fch = ln2 W^T + b, fch_gelu = gelu(fch) */
+        be->matmul_bf16(MT_EPI_BIAS_GELU, 0, 1, N, H, C, 1.0f, ln2.h, C, W.h, C, 0.0f, bias, b->fch,
+                        b->fch_gelu, NULL, H);
+    } else if (m->use.mm_gelu) {
+        be->matmul_bias_gelu(0, 1, N, H, C, ln2.f, C, W.f, C, bias, b->fch, b->fch_gelu, H);
+    } else if (m->use.gelu) { /* fch keeps the pre-activation, bias included */
+        product(be, 0, 1, N, H, C, 1.0f, ln2, C, W, C, 0.0f, b->fch, H);
+        be->bias_gelu_forward(b->fch, b->fch_gelu, bias, N, H);
+    } else {
+        linear(m, be, b->fch, ln2, W, bias, N, C, H);
+        be->gelu_forward(b->fch_gelu, b->fch, (size_t)N * (size_t)H);
+    }
 }
 
 /* out = a + b, then LayerNorm of out into ln (the block's, or ln_f) */
@@ -272,6 +353,7 @@ void mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p, c
         NHl = m->NHl;
     m->B = B;
     m->T = T;
+    m->on16 = m->use.mm16 && p->data16;
     memset(&m->drop, 0, sizeof m->drop);
     if (drop) m->drop = *drop;
     size_t NC = (size_t)N * (size_t)C;
@@ -287,30 +369,23 @@ void mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p, c
         if (!normed)
             be->layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, res, P(m, p, b->ln1w),
                                   P(m, p, b->ln1b), N, C);
-        linear(m, be, b->qkv, b->ln1, P(m, p, b->qkvw), P(m, p, b->qkvb), N, C, 3 * Cl);
+        opnd ln1 = input(m, be, b->ln1, m->block[l].ln1, NC);
+        linear(m, be, b->qkv, ln1, weight(m, p, b->qkvw), P(m, p, b->qkvb), N, C, 3 * Cl);
         if (m->use.flash) /* b->att holds the rows' log-sum-exp */
             be->flash_attention_forward(b->atty, b->att, b->qkv, B, T, Cl, NHl);
         else
             be->attention_forward(b->atty, b->att, b->qkv, B, T, Cl, NHl);
         /* res2 = res + dropout(atty W_proj^T + b_proj) */
-        linear_row(m, be, b->res2, b->atty, P(m, p, b->projw), P(m, p, b->projb), N, Cl, C);
+        opnd atty = input(m, be, b->atty, m->block[l].atty, (size_t)N * (size_t)Cl);
+        linear_row(m, be, b->res2, atty, weight(m, p, b->projw), P(m, p, b->projb), N, Cl, C);
         dropout(m, be, b->res2, NC, "attn", l, 0);
         residual_ln(m, be, b->res2, b->res2, res, b->ln2, b->ln2_mean, b->ln2_rstd,
                     P(m, p, b->ln2w), P(m, p, b->ln2b), N, C);
-        if (m->use.mm_gelu) { /* one product: fch = ln2 W^T + b, fch_gelu = gelu(fch) */
-            be->matmul_bias_gelu(0, 1, N, 4 * Cl, C, b->ln2, C, P(m, p, b->fcw), C, P(m, p, b->fcb),
-                                 b->fch, b->fch_gelu, 4 * Cl);
-        } else if (m->use.gelu) { /* fch keeps the pre-activation, bias included */
-            be->matmul(0, 1, N, 4 * Cl, C, 1.0f, b->ln2, C, P(m, p, b->fcw), C, 0.0f, b->fch,
-                       4 * Cl);
-            be->bias_gelu_forward(b->fch, b->fch_gelu, P(m, p, b->fcb), N, 4 * Cl);
-        } else {
-            linear(m, be, b->fch, b->ln2, P(m, p, b->fcw), P(m, p, b->fcb), N, C, 4 * Cl);
-            be->gelu_forward(b->fch_gelu, b->fch, (size_t)N * 4 * (size_t)Cl);
-        }
+        mlp_up(m, be, p, b, input(m, be, b->ln2, m->block[l].ln2, NC), N);
         /* res3 = res2 + dropout(gelu(fch) W_fcproj^T + b_fcproj) */
-        linear_row(m, be, b->res3, b->fch_gelu, P(m, p, b->fcprojw), P(m, p, b->fcprojb), N, 4 * Cl,
-                   C);
+        size_t NH = (size_t)N * 4 * (size_t)Cl;
+        linear_row(m, be, b->res3, input(m, be, b->fch_gelu, m->block[l].fch_gelu, NH),
+                   weight(m, p, b->fcprojw), P(m, p, b->fcprojb), N, 4 * Cl, C);
         dropout(m, be, b->res3, NC, "mlp", l, 0);
         float *res3 = b->res3;
         const float *res2 = b->res2; /* (b may be m->w, which block_view below changes) */
@@ -336,7 +411,8 @@ void mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p, c
     /* logits (N,Vp) = lnf (N,C) wte(Vp,C)^T: the LM head is the token
      * embedding; columns V..Vp-1 (wte's zero pad rows) are 0 and the loss
      * ops leave them out (their ld) */
-    be->matmul(0, 1, N, Vp, C, 1.0f, m->lnf, C, P(m, p, m->wte), C, 0.0f, m->logits, Vp);
+    product(be, 0, 1, N, Vp, C, 1.0f, input(m, be, m->lnf, m->lnf16, NC), C, weight(m, p, m->wte),
+            C, 0.0f, m->logits, Vp);
     if (!y || !stat) return;
     if (m->use.xent) { /* logits become their unscaled gradient (see the backward) */
         be->xent_fused(m->logits, y, N, V, Vp, stat);
@@ -396,38 +472,46 @@ void mt_gpt_backward_stage(mt_gpt *m, const mt_backend *be, mt_params *p, const 
         if (c->act_bf16) pack_block(m, be, l, 1);
         const float *res = l > m->l0 ? m->block[l - 1].res3 : m->first ? m->encoded : in;
         /* MLP branch: res3 = res2 + drop(fcproj); dres carries on to res2 unchanged */
-        const float *dy = branch_grad(m, be, "mlp", l);
+        opnd dy = grad_in(m, be, branch_grad(m, be, "mlp", l), NC);
+        size_t NH = (size_t)N * 4 * (size_t)Cl;
         linear_backward(m, be, m->use.mm_dgelu ? NULL : m->dfch, G(p, b->fcprojw), G(p, b->fcprojb),
-                        dy, b->fch_gelu, P(m, p, b->fcprojw), N, 4 * Cl, C);
+                        dy, stored(m, b->fch_gelu, m->block[l].fch_gelu), weight(m, p, b->fcprojw),
+                        N, 4 * Cl, C);
         mt_params_grad_final(p, b->fcprojw); /* (the hook's calls follow the buffer's order) */
         float *dfcb = G(p, b->fcb);
         if (m->use.mm_dgelu) { /* dfch = (dy W) * gelu'(fch), dfcb += its sums: one product */
-            be->matmul_dgelu(0, 0, N, 4 * Cl, C, dy, C, P(m, p, b->fcprojw), 4 * Cl, b->fch,
-                             m->dfch, dfcb, 4 * Cl);
+            opnd W = weight(m, p, b->fcprojw);
+            if (dy.h)
+                be->matmul_bf16(MT_EPI_DGELU, 0, 0, N, 4 * Cl, C, 1.0f, dy.h, C, W.h, 4 * Cl, 0.0f,
+                                NULL, b->fch, m->dfch, dfcb, 4 * Cl);
+            else
+                be->matmul_dgelu(0, 0, N, 4 * Cl, C, dy.f, C, W.f, 4 * Cl, b->fch, m->dfch, dfcb,
+                                 4 * Cl);
             dfcb = NULL;
         } else if (m->use.gelu) { /* the bias gradient in the same pass */
             be->gelu_bias_backward(m->dfch, dfcb, m->dfch, b->fch, N, 4 * Cl);
             dfcb = NULL;
         } else {
-            be->gelu_backward(m->dfch, m->dfch, b->fch, (size_t)N * 4 * (size_t)Cl);
+            be->gelu_backward(m->dfch, m->dfch, b->fch, NH);
         }
-        linear_backward(m, be, m->dtmp, G(p, b->fcw), dfcb, m->dfch, b->ln2, P(m, p, b->fcw), N, C,
-                        4 * Cl);
+        linear_backward(m, be, m->dtmp, G(p, b->fcw), dfcb, grad_in(m, be, m->dfch, NH),
+                        stored(m, b->ln2, m->block[l].ln2), weight(m, p, b->fcw), N, C, 4 * Cl);
         mt_split_tp_sum(&m->sp, m->dtmp, NC); /* the column-parallel input's gradient */
         be->layernorm_backward(m->dres, G(p, b->ln2w), G(p, b->ln2b), m->dtmp, b->res2,
                                P(m, p, b->ln2w), b->ln2_mean, b->ln2_rstd, N, C);
         mt_params_grad_final(p, b->ln2w); /* ln_2 and mlp.c_fc */
         /* attention branch: res2 = res + drop(proj) */
-        dy = branch_grad(m, be, "attn", l);
-        linear_backward(m, be, m->dtmp, G(p, b->projw), G(p, b->projb), dy, b->atty,
-                        P(m, p, b->projw), N, Cl, C);
+        dy = grad_in(m, be, branch_grad(m, be, "attn", l), NC);
+        linear_backward(m, be, m->dtmp, G(p, b->projw), G(p, b->projb), dy,
+                        stored(m, b->atty, m->block[l].atty), weight(m, p, b->projw), N, Cl, C);
         mt_params_grad_final(p, b->projw);
         if (m->use.flash) /* b->att: the forward's log-sum-exp; b->atty its output */
             be->flash_attention_backward(m->dqkv, m->dtmp, b->qkv, b->atty, b->att, B, T, Cl, NHl);
         else
             be->attention_backward(m->dqkv, m->datt, m->dtmp, b->qkv, b->att, B, T, Cl, NHl);
-        linear_backward(m, be, m->dtmp, G(p, b->qkvw), G(p, b->qkvb), m->dqkv, b->ln1,
-                        P(m, p, b->qkvw), N, C, 3 * Cl);
+        linear_backward(m, be, m->dtmp, G(p, b->qkvw), G(p, b->qkvb),
+                        grad_in(m, be, m->dqkv, (size_t)N * 3 * (size_t)Cl),
+                        stored(m, b->ln1, m->block[l].ln1), weight(m, p, b->qkvw), N, C, 3 * Cl);
         mt_split_tp_sum(&m->sp, m->dtmp, NC);
         be->layernorm_backward(m->dres, G(p, b->ln1w), G(p, b->ln1b), m->dtmp, res,
                                P(m, p, b->ln1w), b->ln1_mean, b->ln1_rstd, N, C);
@@ -492,6 +576,7 @@ static int op_build(void *m, const mt_config *cfg, const mt_backend *be, mt_para
     gc.act_bf16 = cfg->train.precision == MT_PREC_BF16;
     gc.fused = cfg->train.fused;
     int rc = mt_gpt_build_split(m, &gc, p, sp, e);
+    if (mt_gpt_wants_bf16_products(&gc, be)) p->want_bf16 = 1; /* the weights' bf16 copy */
     ((mt_gpt *)m)->seq_len = seq_len_of(cfg);
     return rc;
 }
@@ -553,6 +638,16 @@ static void op_describe(const mt_config *cfg, const mt_backend *be, char *buf, s
              (long long)cfg->model.vocab_size, pad, cfg->model.dropout);
 }
 
+static int op_runs_fused(const mt_config *cfg, const mt_backend *be, const char *op) {
+    mt_gpt_config gc = mt_gpt_config_of(cfg, be);
+    gc.act_bf16 = cfg->train.precision == MT_PREC_BF16;
+    gc.fused = 1;
+    if (!strcmp(op, "matmul_bf16")) return gc.act_bf16 ? mt_gpt_wants_bf16_products(&gc, be) : -1;
+    if (!strcmp(op, "flash_attention")) /* (a backend's flash ops may not take every head size) */
+        return gc.n_head > 0 && mt_backend_flash_takes(be, gc.n_embd / gc.n_head);
+    return mt_backend_has_fused(be, op);
+}
+
 const mt_model_ops mt_gpt_model = {
     .kind = "gpt",
     .size = sizeof(mt_gpt),
@@ -572,5 +667,6 @@ const mt_model_ops mt_gpt_model = {
     .act_bytes = op_act_bytes,
     .describe = op_describe,
     .fused_ops = "flash_attention residual_layernorm bias_gelu xent matmul_bias matmul_bias_gelu "
-                 "matmul_dgelu matmul_wgrad_bgrad",
+                 "matmul_dgelu matmul_wgrad_bgrad matmul_bf16",
+    .runs_fused = op_runs_fused,
 };

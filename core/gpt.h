@@ -115,13 +115,24 @@ typedef struct {
     struct {
         int flash, resln, gelu, xent;
         int mm_bias, mm_gelu, mm_dgelu, mm_wgrad; /* the products with epilogues */
+        int mm16; /* act_bf16: the linear layers' products of bf16 operands (matmul_bf16) */
     } use;
+    /* use.mm16 and the parameters' bf16 copy is there (the stage's runs):
+     * the last forward's products took bf16 operands, and its backward's do */
+    int on16;
+    float *d16;     /* (N,4C) bf16: a gradient's copy for its products (scratch) */
+    float *lnf16;   /* (N,C) bf16: ln_f's output for the LM head (scratch) */
     mt_gpt_block w; /* act_bf16: fp32 working copy of one block (scratch) */
     /* the last forward: its shape and dropout masks */
     int B, T;
     mt_gpt_dropout drop;
 } mt_gpt;
 
+/* Whether a GPT of c computing on be runs its linear layers' products on
+ * bf16 operands (act_bf16, fused, be has matmul_bf16): it then reads the
+ * weights from the parameters' bf16 copy (mt_params' data16, which the
+ * model interface's build asks for) and its stored inputs as bf16. */
+int mt_gpt_wants_bf16_products(const mt_gpt_config *c, const mt_backend *be);
 /* The model.* keys of cfg as a GPT shape, for computing with backend be
  * (model.vocab_pad = 0, auto: be's vocab_align; be NULL: no padding). */
 mt_gpt_config mt_gpt_config_of(const mt_config *cfg, const mt_backend *be);

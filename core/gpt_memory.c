@@ -57,6 +57,7 @@ int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *
     m->use.mm_gelu = f && mt_backend_has_fused(be, "matmul_bias_gelu");
     m->use.mm_dgelu = f && mt_backend_has_fused(be, "matmul_dgelu");
     m->use.mm_wgrad = f && mt_backend_has_fused(be, "matmul_wgrad_bgrad");
+    m->use.mm16 = mt_gpt_wants_bf16_products(c, be);
     size_t N = (size_t)max_B * (size_t)max_T, C = (size_t)c->n_embd, Cl = (size_t)m->Cl;
     size_t TT = (size_t)max_B * (size_t)m->NHl * (size_t)max_T * (size_t)max_T;
     int bad = alloc_stored(m, be);
@@ -69,6 +70,10 @@ int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *
         if (!m->use.flash) ALLOC(w->att, TT);
         ALLOC(w->res2, N * C), ALLOC(w->ln2, N * C), ALLOC(w->fch, N * 4 * Cl);
         ALLOC(w->fch_gelu, N * 4 * Cl);
+    }
+    if (m->use.mm16) { /* bf16 products: a gradient's bf16 copy; ln_f's (the LM head's input) */
+        ALLOC(m->d16, (N * 4 * Cl + 1) / 2);
+        if (m->last) ALLOC(m->lnf16, (N * C + 1) / 2);
     }
     if (bad)
         return mt_err_set(e, MT_ERR_INTERNAL,
@@ -131,7 +136,8 @@ void mt_gpt_act_bytes(const mt_gpt *m, double *stored, double *scratch) {
     double per_block = kept + (m->cfg.act_bf16 ? 0.5 : 1.0) * packable;
     *stored = 4.0 * ((m->l1 - m->l0) * per_block + (m->first ? N * C : 0) +
                      (m->last ? N * C + 2 * N + (m->use.xent ? 1 : 2) * N * V : 0));
-    *scratch = 4.0 * (3 * N * C + 3 * N * Cl + 4 * N * Cl + att + (m->cfg.act_bf16 ? packable : 0));
+    *scratch = 4.0 * (3 * N * C + 3 * N * Cl + 4 * N * Cl + att + (m->cfg.act_bf16 ? packable : 0) +
+                      (m->use.mm16 ? 2 * N * Cl + (m->last ? N * C / 2 : 0) : 0));
 }
 
 void mt_gpt_free(mt_gpt *m, const mt_backend *be) {
@@ -139,9 +145,9 @@ void mt_gpt_free(mt_gpt *m, const mt_backend *be) {
     if (m->owns_scratch) {
         /* (with flash attention m->w.att is a block's lse, freed above) */
         float *watt = m->use.flash ? NULL : m->w.att;
-        float *scr[] = {m->dres,   m->dtmp,  m->dbranch, m->dqkv,      m->dfch,
-                        m->datt,   m->w.ln1, m->w.qkv,   m->w.atty,    watt,
-                        m->w.res2, m->w.ln2, m->w.fch,   m->w.fch_gelu};
+        float *scr[] = {m->dres,  m->dtmp,       m->dbranch, m->dqkv, m->dfch,   m->datt,
+                        m->w.ln1, m->w.qkv,      m->w.atty,  watt,    m->w.res2, m->w.ln2,
+                        m->w.fch, m->w.fch_gelu, m->d16,     m->lnf16};
         for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)
             if (scr[i]) be->free(scr[i]);
     }

@@ -108,6 +108,11 @@ typedef struct mt_model_ops {
      * where the backend has them, by the names of mt_backend_has_fused,
      * space-separated; NULL or "" for none. */
     const char *fused_ops;
+    /* Whether the model under cfg (train.fused) on be runs fused op `op`
+     * of fused_ops: 1 it does, 0 it would but be lacks it (the unfused ops
+     * run), -1 the op does not apply under cfg (bf16 products in an fp32
+     * run). NULL: mt_backend_has_fused(be, op). */
+    int (*runs_fused)(const mt_config *cfg, const mt_backend *be, const char *op);
 } mt_model_ops;
 
 /* A forward's loss sum and hits computed on the host (the unfused loss ops

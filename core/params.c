@@ -107,7 +107,9 @@ int mt_params_alloc_on(mt_params *p, const mt_backend *be, mt_err *e) {
     p->be = be && !be->host_memory ? be : NULL;
     p->data = p->be ? p->be->alloc(p->numel) : mt_alloc_floats(p->numel);
     p->grad = p->be ? p->be->alloc(p->numel) : mt_alloc_floats(p->numel);
-    if (!p->data || !p->grad)
+    size_t n16 = (p->numel + 1) / 2; /* bf16 values in floats */
+    if (p->want_bf16) p->data16 = (uint16_t *)(p->be ? p->be->alloc(n16) : mt_alloc_floats(n16));
+    if (!p->data || !p->grad || (p->want_bf16 && !p->data16))
         return mt_err_set(e, MT_ERR_INTERNAL, "out of %s memory allocating %zu parameters",
                           p->be ? p->be->name : "host", p->numel);
     return MT_OK;
@@ -173,14 +175,20 @@ const mt_param *mt_params_find(const mt_params *p, const char *name) {
     return NULL;
 }
 
+void mt_params_to_bf16(mt_params *p, const mt_backend *be) {
+    if (p->data16) be->to_bf16(p->data16, p->data, p->numel);
+}
+
 void mt_params_free(mt_params *p) {
     free(p->v);
     if (p->be) {
         p->be->free(p->data);
         p->be->free(p->grad);
+        if (p->data16) p->be->free(p->data16);
     } else {
         free(p->data);
         free(p->grad);
+        free(p->data16);
     }
     memset(p, 0, sizeof *p);
 }

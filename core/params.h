@@ -68,9 +68,14 @@ typedef void (*mt_grad_ready_fn)(void *ctx, size_t offset);
 typedef struct {
     mt_param *v; /* (nparams) */
     int n, cap;
-    size_t numel;                /* total elements in each flat buffer */
-    float *data;                 /* (numel) parameters */
-    float *grad;                 /* (numel) gradients, same layout */
+    size_t numel; /* total elements in each flat buffer */
+    float *data;  /* (numel) parameters */
+    float *grad;  /* (numel) gradients, same layout */
+    /* (numel) bfloat16 bits of data, for products of bf16 operands
+     * (backend.h's matmul_bf16): NULL unless a model asked for it before
+     * the allocation (want_bf16); mt_params_to_bf16 refreshes it */
+    uint16_t *data16;
+    int want_bf16;
     const mt_backend *be;        /* data and grad are in this backend's device memory; NULL: host */
     mt_grad_ready_fn grad_ready; /* NULL: nobody waits on the gradient */
     void *grad_ready_ctx;
@@ -99,11 +104,14 @@ void mt_params_pad(mt_params *p, int idx, int64_t multiple);
  * as a mirror of the owner's copy when mirror. */
 void mt_params_place(mt_params *p, int idx, int stage, int local, int mirror);
 /* Lays the held tensors out and allocates data and grad (64-byte aligned,
- * zeroed). */
+ * zeroed), and data16 when want_bf16. */
 int mt_params_alloc(mt_params *p, mt_err *e);
 /* The same, in be's memory when that is device memory (be->host_memory 0):
  * then data and grad are reached only through be's ops and copies. */
 int mt_params_alloc_on(mt_params *p, const mt_backend *be, mt_err *e);
+/* data16 = data rounded to bfloat16 (nothing without data16): before the
+ * forwards of a step or an evaluation, after whatever changed data. */
+void mt_params_to_bf16(mt_params *p, const mt_backend *be);
 /* Fills data from (seed, param name, global element index) only. */
 void mt_params_init_values(mt_params *p, uint64_t seed);
 /* Elements held here, without the alignment padding between them (the

@@ -178,10 +178,10 @@ void mt_run_fused_ops(const mt_run *r, char *ran, char *lacks, size_t n) {
         size_t len = strcspn(w, " ");
         char op[64];
         snprintf(op, sizeof op, "%.*s", (int)len, w);
-        int has = mt_backend_has_fused(r->be, op);
-        if (!strcmp(op, "flash_attention") && r->cfg.model.n_head > 0) /* (the GPT's heads) */
-            has = mt_backend_flash_takes(r->be, (int)(r->cfg.model.n_embd / r->cfg.model.n_head));
-        if (len) add_word(has ? ran : lacks, n, w, len);
+        int has = model && model->runs_fused && strcmp(op, "adamw_multi")
+                      ? model->runs_fused(&r->cfg, r->be, op)
+                      : mt_backend_has_fused(r->be, op);
+        if (len && has >= 0) add_word(has ? ran : lacks, n, w, len);
         w += len + (w[len] == ' ');
     }
     if (!ran[0]) snprintf(ran, n, "none");

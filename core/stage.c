@@ -120,6 +120,7 @@ void mt_stage_train(mt_stage *s, const mt_model_batch *b, float scale) {
     s->batch.train = 1;
     s->scale = scale;
     s->nbackward = 0;
+    mt_params_to_bf16(s->p, s->be); /* (the last step's update; nothing without bf16 products) */
     if (s->deterministic) mt_gradtree_begin(&s->tree);
     message_rows(s, s->rows);
     mt_pipe_step(&s->pipe);
@@ -152,6 +153,7 @@ void mt_stage_on_grad_ready(mt_stage *s, mt_grad_ready_fn fn, void *ctx) {
 void mt_stage_eval(mt_stage *s, const mt_model_batch *b) {
     s->batch = *b;
     s->batch.train = 0;
+    mt_params_to_bf16(s->p, s->be);
     message_rows(s, b->rows);
     mt_pipe_forward_only(&s->pipe, 1);
     if (s->sp.stage != s->sp.pp - 1) return;

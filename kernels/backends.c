@@ -156,5 +156,6 @@ int mt_backend_has_fused(const mt_backend *be, const char *op) {
     if (!strcmp(op, "matmul_bias_gelu")) return be->matmul_bias_gelu != NULL;
     if (!strcmp(op, "matmul_dgelu")) return be->matmul_dgelu != NULL;
     if (!strcmp(op, "matmul_wgrad_bgrad")) return be->matmul_wgrad_bgrad != NULL;
+    if (!strcmp(op, "matmul_bf16")) return be->matmul_bf16 != NULL;
     return 0;
 }

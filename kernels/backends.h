@@ -56,7 +56,7 @@ void mt_backend_device_uid(char *buf, size_t n);
 /* Whether backend be has the fused op (backend.h) named op: "flash_attention"
  * (forward and backward), "residual_layernorm", "bias_gelu" (forward and
  * backward), "xent", "adamw_multi", "matmul_bias", "matmul_bias_gelu",
- * "matmul_dgelu", "matmul_wgrad_bgrad"; 0 for another name. */
+ * "matmul_dgelu", "matmul_wgrad_bgrad", "matmul_bf16"; 0 for another name. */
 int mt_backend_has_fused(const mt_backend *be, const char *op);
 
 /* Versions of the GPU libraries this binary was built with ("" when it was

@@ -140,6 +140,15 @@ else
     bad "fused ops not reported"
     grep "fused" "$TMP/fGPTfp32.log"
 fi
+# bf16: the linear layers' products take bf16 operands (matmul_bf16), named
+# with the rest; an fp32 run leaves it out (above: not applicable, not lacking)
+if grep -qx "fused ops (train.fused = true): ${all% adamw_multi} matmul_bf16 adamw_multi; the cpu backend lacks $lacks (the unfused ops run instead)" \
+    "$TMP/fGPTbf16.log"; then
+    ok "a bf16 run names matmul_bf16 among its fused ops"
+else
+    bad "a bf16 run does not name matmul_bf16"
+    grep "fused" "$TMP/fGPTbf16.log"
+fi
 
 # ---- 2. thread count: bitwise with the fused ops ----
 WIDE=(--set model.n_embd=128 --set model.n_head=4 --set train.global_batch=32

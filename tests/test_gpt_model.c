@@ -12,7 +12,10 @@
  * OpenBLAS picks its sgemm kernels by the product's shape, N = 11 or 16, and
  * they round the same sums differently; bounds: loss 1e-6 relative, logits
  * and gradients normalized error 1e-5), exactly zero gradients in the pad
- * rows, and AdamW keeps those rows at zero.
+ * rows, and AdamW keeps those rows at zero. In bf16 (activations kept in
+ * bf16, matmuls on bf16 operands) the products of bf16 operands
+ * (matmul_bf16, with every epilogue on the composed backend) give bitwise
+ * the loss and gradients of the fp32-operand products.
  *
  * L = scale * (sum of the B*T token losses) with scale = 1/(B*T). Central
  * differences with h = 3e-3 in float, loss summed in double (h = 1e-2 leaves
@@ -40,18 +43,28 @@ static void tokens(int32_t *x, int32_t *y) {
     }
 }
 
-static void setup_padded(mt_gpt *m, mt_params *p, float dropout, int fused, int vocab_pad) {
-    mt_gpt_config c = {NL, NH, NC, BS, V, dropout, 0, fused, vocab_pad};
+/* act_bf16: bf16 activations, and the parameters' bf16 copy where the
+ * model then takes bf16 products (as the model interface's build asks for
+ * it; refreshed here after the values are set) */
+static void setup_with(mt_gpt *m, mt_params *p, float dropout, int fused, int vocab_pad,
+                       int act_bf16) {
+    mt_gpt_config c = {NL, NH, NC, BS, V, dropout, act_bf16, fused, vocab_pad};
     mt_err e = {0};
     mt_params_init(p);
     CHECK(mt_gpt_build(m, &c, p, &e) == 0, "build: %s", e.msg);
+    p->want_bf16 = mt_gpt_wants_bf16_products(&c, be);
     CHECK(mt_params_alloc(p, &e) == 0, "alloc: %s", e.msg);
     mt_params_init_values(p, 42);
     /* move LayerNorm weights and biases off 1 and 0, so their gradients matter */
     for (int i = 0; i < p->n; i++) /* (not the pad rows, which stay 0) */
         for (size_t k = 0; k < mt_param_block_numel(&p->v[i]); k++)
             p->data[p->v[i].offset + k] += 0.1f * (mt_rng_uniform(5, (uint64_t)i, k) - 0.5f);
+    mt_params_to_bf16(p, be);
     CHECK(mt_gpt_alloc(m, be, B, T, &e) == 0, "alloc activations: %s", e.msg);
+}
+
+static void setup_padded(mt_gpt *m, mt_params *p, float dropout, int fused, int vocab_pad) {
+    setup_with(m, p, dropout, fused, vocab_pad, 0);
 }
 
 static void setup(mt_gpt *m, mt_params *p, float dropout, int fused) {
@@ -192,6 +205,64 @@ static void check_composed(void) {
     be = mt_backend_cpu();
 }
 
+/* matmul_bf16's calls by epilogue (MT_EPI_*), through the counting table */
+static long epi_calls[4];
+static void counted_matmul_bf16(int epi, int ta, int tb, int M, int N, int K, float alpha,
+                                const uint16_t *A, int lda, const uint16_t *Bm, int ldb, float beta,
+                                const float *bias, float *pre, float *C, float *db, int ldc) {
+    epi_calls[epi]++;
+    mt_backend_cpu()->matmul_bf16(epi, ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, bias, pre, C,
+                                  db, ldc);
+}
+
+/* bf16 products: a bf16 GPT (act_bf16, fused, dropout) on the CPU backend
+ * takes matmul_bf16 (weights from the bf16 copy, stored inputs read
+ * packed), and on the composed backend matmul_bf16 with every epilogue;
+ * both give loss and gradients bitwise those of the same model on a CPU
+ * table without matmul_bf16 (fp32 operands rounded to the same bf16 values
+ * inside the products). */
+static void check_bf16_products(void) {
+    mt_backend plain = *mt_backend_cpu(), counted = *mt_compose_backend();
+    plain.matmul_bf16 = NULL;
+    counted.matmul_bf16 = counted_matmul_bf16;
+    const mt_backend *bes[3] = {&plain, mt_backend_cpu(), &counted};
+    const char *name[3] = {"without matmul_bf16", "CPU", "composed"};
+    mt_gpt m[3];
+    mt_params p[3];
+    double loss[3];
+    int32_t x[B * T], y[B * T];
+    tokens(x, y);
+    mt_gpt_dropout d = {1, 7, 3, 0};
+    mt_backend_cpu()->set_precision(1);
+    for (int k = 0; k < 3; k++) {
+        be = bes[k];
+        setup_with(&m[k], &p[k], 0.25f, 1, 1, 1);
+        loss[k] = loss_of(&m[k], &p[k], x, y, &d);
+        mt_gpt_backward(&m[k], be, &p[k], x, y, 1.0f / (B * T), 0);
+        CHECK(m[k].on16 == (k > 0), "%s: bf16 products %s", name[k], m[k].on16 ? "on" : "off");
+    }
+    for (int k = 1; k < 3; k++) {
+        size_t differ = mt_test_bits_differ(p[0].grad, p[k].grad, p[0].numel);
+        printf("bf16 products, %s vs %s: loss %.17g vs %.17g, %zu of %zu gradients differ in "
+               "bits\n",
+               name[k], name[0], loss[k], loss[0], differ, p[0].numel);
+        CHECK(loss[k] == loss[0], "bf16 products (%s): loss %.17g, without %.17g", name[k], loss[k],
+              loss[0]);
+        CHECK(differ == 0, "bf16 products (%s): %zu gradients differ", name[k], differ);
+    }
+    printf(
+        "matmul_bf16 epilogues called (composed): none %ld, bias %ld, bias+gelu %ld, dgelu %ld\n",
+        epi_calls[MT_EPI_NONE], epi_calls[MT_EPI_BIAS], epi_calls[MT_EPI_BIAS_GELU],
+        epi_calls[MT_EPI_DGELU]);
+    for (int i = 0; i < 4; i++) CHECK(epi_calls[i] > 0, "matmul_bf16 epilogue %d never called", i);
+    mt_backend_cpu()->set_precision(0);
+    for (int k = 0; k < 3; k++) {
+        mt_gpt_free(&m[k], bes[k]);
+        mt_params_free(&p[k]);
+    }
+    be = mt_backend_cpu();
+}
+
 /* vocab_pad 8 against none: the same numbers but for rounding; the padding
  * exactly 0. */
 static void check_padded(int fused) {
@@ -285,6 +356,7 @@ int main(void) {
         check_grads(0.25f, fused);
     }
     check_composed();
+    check_bf16_products();
     check_padded(0);
     check_padded(1);
     check_dropout_layout();
