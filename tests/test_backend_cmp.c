@@ -1065,6 +1065,8 @@ enum {
     OP_FC_DGELU,
     OP_QKV_WGRAD,
     OP_ADAMW_MULTI,
+    OP_BF16_FC_GELU,
+    OP_BF16_QKV_DW,
     OP_COUNT
 };
 static const char *op_names[OP_COUNT] = {
@@ -1074,12 +1076,14 @@ static const char *op_names[OP_COUNT] = {
     "flash_attention_fwd", "flash_attention_bwd",    "softmax_xent_fwd",    "softmax_xent_bwd",
     "xent_fused",          "bias_gelu_forward",      "gelu_bias_backward",  "embedding_forward",
     "embedding_backward",  "adamw_update (all)",     "residual_layernorm",  "matmul_bias_gelu fc",
-    "matmul_dgelu fc",     "matmul_wgrad_bgrad qkv", "adamw_multi (all)"};
+    "matmul_dgelu fc",     "matmul_wgrad_bgrad qkv", "adamw_multi (all)",   "matmul_bf16 fc gelu",
+    "matmul_bf16 qkv dW"};
 
 typedef struct {
     float *x, *x2, *x3, *w, *w2, *l, *l2, *att, *att2, *lse, *mean, *rstd, *p, *g, *m, *v;
     int32_t *lab;
-    double *tot; /* (2) xent_fused's totals */
+    double *tot;         /* (2) xent_fused's totals */
+    uint16_t *x16, *w16; /* x and w as bf16 (matmul_bf16's operands) */
 } op_bufs;
 
 /* parameters of the GPT-2 model at block size T (core/gpt.c's count) */
@@ -1186,6 +1190,16 @@ static int run_op(const mt_backend *be, int op, op_bufs *b) {
         if (!be->matmul_wgrad_bgrad) return 0;
         be->matmul_wgrad_bgrad(3 * C, C, N, b->x2, 3 * C, b->x, C, b->w, C, b->w2);
         break;
+    case OP_BF16_FC_GELU: /* matmul_bias_gelu fc with bf16 operands (the GPT in bf16) */
+        if (!be->matmul_bf16) return 0;
+        be->matmul_bf16(MT_EPI_BIAS_GELU, 0, 1, N, 4 * C, C, 1, b->x16, C, b->w16, C, 0, b->w2,
+                        b->x2, b->x3, NULL, 4 * C);
+        break;
+    case OP_BF16_QKV_DW: /* dW(3C, C) += dy^T x, bf16 dy and x */
+        if (!be->matmul_bf16) return 0;
+        be->matmul_bf16(MT_EPI_NONE, 1, 0, 3 * C, C, N, 1, b->x16, 3 * C, b->x16, C, 1, NULL, NULL,
+                        b->w, NULL, C);
+        break;
     case OP_ADAMW_MULTI: { /* the same elements as adamw_update (all), as one segment */
         size_t n = gpt2_params(T), off = 0;
         float wd = 0.1f;
@@ -1231,9 +1245,13 @@ static void time_backend(const mt_backend *be, int reps, double *ms) {
     b.lab = (int32_t *)be->alloc((size_t)N);
     be->to_device((float *)b.lab, h, (size_t)N);
     b.tot = (double *)be->alloc(4);
+    b.x16 = (uint16_t *)be->alloc(nx / 2 + 1), b.w16 = (uint16_t *)be->alloc(nw / 2 + 1);
+    be->to_bf16(b.x16, b.x, nx);
+    be->to_bf16(b.w16, b.w, nw);
     double *t = malloc((size_t)reps * sizeof *t);
     for (int op = 0; op < OP_COUNT; op++) {
-        int bf16 = op == OP_HEAD_BF16 || op == OP_FC_BF16;
+        int bf16 =
+            op == OP_HEAD_BF16 || op == OP_FC_BF16 || op == OP_BF16_FC_GELU || op == OP_BF16_QKV_DW;
         be->set_precision(bf16);
         if (!run_op(be, op, &b)) {
             ms[op] = -1;
@@ -1250,8 +1268,26 @@ static void time_backend(const mt_backend *be, int reps, double *ms) {
         ms[op] = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
     }
     be->set_precision(0);
-    float *all[] = {b.x,   b.x2,   b.x3,   b.w, b.w2, b.l, b.l2, b.att,          b.att2,
-                    b.lse, b.mean, b.rstd, b.p, b.g,  b.m, b.v,  (float *)b.lab, (float *)b.tot};
+    float *all[] = {b.x,
+                    b.x2,
+                    b.x3,
+                    b.w,
+                    b.w2,
+                    b.l,
+                    b.l2,
+                    b.att,
+                    b.att2,
+                    b.lse,
+                    b.mean,
+                    b.rstd,
+                    b.p,
+                    b.g,
+                    b.m,
+                    b.v,
+                    (float *)b.lab,
+                    (float *)b.tot,
+                    (float *)b.x16,
+                    (float *)b.w16};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) be->free(all[i]);
     free(h), free(t);
 }
