@@ -155,11 +155,13 @@ static cublasLtMatrixLayout_t layout(cudaDataType_t type, int trans, int r, int 
  * heuristic is told (A, B, C = D) or reads from the descriptor's bias and
  * aux pointers (cublasLt.h on BIAS_POINTER and EPILOGUE_AUX_POINTER: the
  * heuristic "depend[s] on its value to determine expected pointer
- * alignment"). Not beta: cublasLtMatmulAlgoGetHeuristic takes no alpha or
- * beta, so they cannot change its answer (and beta is fixed per epilogue
- * here anyway). The bias and aux presence and the aux lead follow from the
- * epilogue and ldd in today's calls; they are in the key all the same, so
- * that a new call site cannot share an entry it should not. */
+ * alignment"). Not alpha or beta: cublasLtMatmulAlgoGetHeuristic takes
+ * neither, so they cannot change its answer; cublasLtMatmul takes them per
+ * call (matmul_bf16's MT_EPI_NONE passes its own). The operands' type
+ * (fp32 or bf16) is: it makes other layouts and another compute type. The
+ * bias and aux presence and the aux lead follow from the epilogue and ldd
+ * in today's calls; they are in the key all the same, so that a new call
+ * site cannot share an entry it should not. */
 typedef struct {
     int64_t ta, tb, m, n, k, lda, ldb, ldd;
     int64_t ab16;                         /* the operands' type: 1 CUDA_R_16BF, 0 CUDA_R_32F */
@@ -427,7 +429,7 @@ void mt_cuda_matmul_wgrad_bgrad(int M, int N, int K, const float *dy, int lddy, 
 
 /* ---- matmul_bf16: bf16 operands (backend.h) ---- */
 
-/* floats a stored (rows, cols) operand with lead ld spans */
+/* elements a stored (rows, cols) operand with lead ld spans */
 static size_t span(int rows, int cols, int ld) {
     return rows > 0 && cols > 0 ? (size_t)(rows - 1) * (size_t)ld + (size_t)cols : 0;
 }
