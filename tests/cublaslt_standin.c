@@ -8,7 +8,9 @@
  * transposes, epilogue, bias and aux pointers, aux lead; each layout's type,
  * rows, cols and lead; the workspace and alignment preferences) and
  * computes cuBLASLt's column-major D = alpha op(A) op(B) + beta C and its
- * epilogue in double, as cuBLASLt documents them (cublasLt.h). Anything it
+ * epilogue in double, as cuBLASLt documents them (cublasLt.h); A and B may
+ * be CUDA_R_16BF (bf16 bits, read as their values) with an fp32 C and D
+ * and CUBLAS_COMPUTE_32F, the one mixed combination it takes. Anything it
  * does not understand - another attribute, epilogue, type or pointer mode,
  * shapes that do not fit, a lead shorter than the rows, an aux lead that is
  * not a multiple of 8, a pointer less aligned than the preference said, a
@@ -68,6 +70,7 @@ typedef struct {
 
 typedef struct {
     unsigned long magic;
+    cudaDataType type; /* CUDA_R_32F, or CUDA_R_16BF (bf16 bits) for A and B */
     uint64_t rows, cols;
     int64_t ld;
 } layout;
@@ -196,11 +199,12 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d,
 
 cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType type,
                                           uint64_t rows, uint64_t cols, int64_t ld) {
-    if (type != CUDA_R_32F) reject("%s: data type %ld", "cublasLtMatrixLayoutCreate", (long)type);
+    if (type != CUDA_R_32F && type != CUDA_R_16BF)
+        reject("%s: data type %ld", "cublasLtMatrixLayoutCreate", (long)type);
     if (ld < 1 || (uint64_t)ld < rows)
         reject("%s: lead %ld shorter than the rows", "cublasLtMatrixLayoutCreate", (long)ld);
     layout *p = calloc(1, sizeof *p);
-    *p = (layout){MAGIC_LAYOUT, rows, cols, ld};
+    *p = (layout){MAGIC_LAYOUT, type, rows, cols, ld};
     mt_standin.live++;
     *l = (cublasLtMatrixLayout_t)(void *)p;
     return CUBLAS_STATUS_SUCCESS;
@@ -266,6 +270,12 @@ static void shape(const desc *d, const layout *a, const layout *b, const layout 
     if (c->rows != dd->rows || c->cols != dd->cols || c->ld != dd->ld)
         reject("%s: C and D layouts differ (%ld)", "matmul", 0);
     *k = ak;
+    /* the type combinations matmul_lt.c uses (cuBLAS's table of
+     * cublasLtMatmul's types): A, B, C, D fp32 with CUBLAS_COMPUTE_32F or
+     * _FAST_16BF; A, B 16BF with C, D fp32 and CUBLAS_COMPUTE_32F */
+    if (a->type != b->type || c->type != CUDA_R_32F || dd->type != CUDA_R_32F ||
+        (a->type == CUDA_R_16BF && d->compute != CUBLAS_COMPUTE_32F))
+        reject("%s: A/B type %ld with that C/D type or compute type", "matmul", (long)a->type);
     uint32_t e = d->epi;
     int aux = e == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || e == CUBLASLT_EPILOGUE_DGELU ||
               e == CUBLASLT_EPILOGUE_DGELU_BGRAD;
@@ -285,19 +295,11 @@ static uint64_t align_of(const void *p) {
 
 /* The problem an algorithm was found for (FNV-1a over what defines it). */
 static uint64_t problem(const desc *d, const layout *a, const layout *b, const layout *dd) {
-    uint64_t v[] = {(uint64_t)d->compute,
-                    (uint64_t)d->ta,
-                    (uint64_t)d->tb,
-                    d->epi,
-                    (uint64_t)d->aux_ld,
-                    a->rows,
-                    a->cols,
-                    (uint64_t)a->ld,
-                    b->rows,
-                    b->cols,
-                    (uint64_t)b->ld,
-                    dd->rows,
-                    dd->cols,
+    uint64_t v[] = {(uint64_t)d->compute, (uint64_t)a->type, (uint64_t)b->type,
+                    (uint64_t)d->ta,      (uint64_t)d->tb,   d->epi,
+                    (uint64_t)d->aux_ld,  a->rows,           a->cols,
+                    (uint64_t)a->ld,      b->rows,           b->cols,
+                    (uint64_t)b->ld,      dd->rows,          dd->cols,
                     (uint64_t)dd->ld};
     uint64_t h = 14695981039346656037ull;
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
@@ -345,9 +347,12 @@ static void aligned(const void *ptr, uint64_t align, const char *which) {
         reject("%s: pointer less aligned than the preference's %ld", which, (long)align);
 }
 
-/* element (i, j) of op(X), X column-major with lead ld */
-static double at(const float *x, int64_t ld, int32_t t, uint64_t i, uint64_t j, int bf16) {
-    float v = t == CUBLAS_OP_N ? x[i + j * (uint64_t)ld] : x[j + i * (uint64_t)ld];
+/* element (i, j) of op(X), X column-major with lead ld, fp32 or (type
+ * CUDA_R_16BF) bf16 bits read as their value */
+static double at(const void *x, cudaDataType type, int64_t ld, int32_t t, uint64_t i, uint64_t j,
+                 int bf16) {
+    uint64_t o = t == CUBLAS_OP_N ? i + j * (uint64_t)ld : j + i * (uint64_t)ld;
+    float v = type == CUDA_R_16BF ? mt_bf16_value(((const uint16_t *)x)[o]) : ((const float *)x)[o];
     return bf16 ? mt_bf16_round(v) : v;
 }
 
@@ -376,7 +381,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const
     memcpy(&al, alpha, sizeof al);
     memcpy(&be, beta, sizeof be);
     int bf16 = d->compute == CUBLAS_COMPUTE_32F_FAST_16BF;
-    const float *fa = A, *fb = B, *fc = C;
+    const float *fc = C;
     int64_t ld = dl->ld;
     uint64_t mn = m * n;
     double *out = malloc((mn ? mn : 1) * sizeof *out);
@@ -384,7 +389,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const
         for (uint64_t i = 0; i < m; i++) {
             double s = 0;
             for (uint64_t p = 0; p < k; p++)
-                s += at(fa, a->ld, d->ta, i, p, bf16) * at(fb, b->ld, d->tb, p, j, bf16);
+                s += at(A, a->type, a->ld, d->ta, i, p, bf16) *
+                     at(B, b->type, b->ld, d->tb, p, j, bf16);
             s *= al;
             if (be != 0.0f) s += (double)be * fc[i + j * (uint64_t)ld];
             out[i + j * m] = s;
@@ -396,7 +402,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const
         for (uint64_t r = 0; r < (isa ? m : n); r++) {
             double s = 0; /* over k: op(A)'s rows, op(B)'s columns */
             for (uint64_t p = 0; p < k; p++)
-                s += isa ? at(fa, a->ld, d->ta, r, p, 0) : at(fb, b->ld, d->tb, p, r, 0);
+                s += isa ? at(A, a->type, a->ld, d->ta, r, p, 0)
+                         : at(B, b->type, b->ld, d->tb, p, r, 0);
             bias[r] = (float)s;
         }
         mt_standin.epilogue[3]++;
@@ -475,6 +482,12 @@ void mt_cuda_gelu_bias_backward(float *dx, float *db, const float *dy, const flo
                                 int C) {
     mt_standin.fallbacks++;
     mt_backend_cpu()->gelu_bias_backward(dx, db, dy, h, N, C);
+}
+
+/* (matmul_bf16's fallback widening its operands) */
+void mt_cuda_from_bf16(float *dst, const uint16_t *src, size_t n) {
+    mt_standin.widened += n > 0;
+    mt_backend_cpu()->from_bf16(dst, src, n);
 }
 
 void mt_cuda_accumulate(float *dst, const float *src, size_t n) {

@@ -15,6 +15,7 @@ typedef struct {
     long heuristics;  /* cublasLtMatmulAlgoGetHeuristic calls */
     long descs;       /* cublasLtMatmulDescCreate calls */
     long handles;     /* cuBLASLt handles and device buffers not yet destroyed or freed */
+    long widened;     /* mt_cuda_from_bf16 calls (matmul_bf16's fallback widening) */
 } mt_standin_stats;
 
 extern mt_standin_stats mt_standin;

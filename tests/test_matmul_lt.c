@@ -28,6 +28,14 @@
  * Runs in fp32 and in bf16 matmul mode (the stand-in rounds the operands
  * to bf16 for CUBLAS_COMPUTE_32F_FAST_16BF, as the CPU's bf16 matmul does),
  * then with no algorithm offered (every op through its fallback).
+ *
+ * matmul_bf16 (bf16 operands, CUDA_R_16BF layouts) is compared with the
+ * CPU backend's, the reference, for each epilogue at the GPT's transposes,
+ * every transpose pair, odd sizes, alpha and beta with MT_EPI_NONE (beta 0
+ * with a NaN C, which must not be read), a 2-byte aligned operand, K = 0,
+ * in both modes and with no algorithm (its operands widened to fp32 for
+ * the fp32-operand ops); and the cache keeps fp32 and bf16 operands of one
+ * shape apart.
  */
 #include <math.h>
 #include <stdio.h>
@@ -166,6 +174,92 @@ static void test_all(void) {
     test_wgrad(24, 16, 37, 0);      /* the GPT's dW(out,in) += dy^T x */
     test_wgrad(19, 33, 7, 5);
     test_wgrad(1, 1, 1, 0);
+}
+
+/* ---- matmul_bf16: bf16 operands, against the CPU backend's (the reference) ---- */
+
+/* x (n floats) as bf16 bits in a 256-byte aligned buffer, off elements
+ * past the boundary (off odd: a 2-byte aligned operand, as a slice of a
+ * bf16 weight at an odd column is); free with free_bits(p, off) */
+static uint16_t *bits_of(const float *x, size_t n, int off) {
+    size_t bytes = ((n + (size_t)off) * sizeof(uint16_t) + 255) / 256 * 256;
+    uint16_t *base = aligned_alloc(256, bytes ? bytes : 256);
+    if (!base) abort();
+    cpu->to_bf16(base + off, x, n);
+    return base + off;
+}
+
+static void free_bits(uint16_t *p, int off) {
+    free(p - off);
+}
+
+static const char *const epi_name[] = {"NONE", "BIAS", "BIAS_GELU", "DGELU"};
+
+/* mt_cuda_matmul_bf16 against mt_backend_cpu()->matmul_bf16 at one shape:
+ * with an epilogue ldc == N (backend.h), MT_EPI_NONE with alpha, beta and
+ * C's lead widened by pad (beta 0: C starts all NaN, which must not be
+ * read); DGELU without db, then with db over two micro-batches; A placed
+ * aoff bf16 elements past 256-byte alignment. */
+static void test_bf16(int epi, int ta, int tb, int M, int N, int K, int pad, float alpha,
+                      float beta, int aoff) {
+    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    int lda = ac + pad, ldb = bc + pad, ldc = epi == MT_EPI_NONE ? N + pad : N;
+    float *fa = rnd(ar, ac, lda), *fb = rnd(br, bc, ldb);
+    uint16_t *A = bits_of(fa, (size_t)ar * lda, aoff), *B = bits_of(fb, (size_t)br * ldb, 0);
+    size_t nc = (size_t)M * ldc;
+    float *bias = rnd(1, N, N), *pre = rnd(M, N, ldc), *start = rnd(M, N, ldc);
+    for (size_t i = 0; i < nc; i++) pre[i] *= 4.0f; /* GELU's curved part */
+    if (epi == MT_EPI_NONE && beta == 0.0f)
+        for (size_t i = 0; i < nc; i++) start[i] = NAN;
+    float *c1 = copy(start, nc), *c2 = copy(start, nc), *p1 = copy(pre, nc), *p2 = copy(pre, nc);
+    float *db1 = NULL, *db2 = NULL;
+    char what[80];
+    snprintf(what, sizeof what, "%s ta%d tb%d %dx%dx%d ld+%d", epi_name[epi], ta, tb, M, N, K, pad);
+    if (epi == MT_EPI_NONE)
+        snprintf(what + strlen(what), sizeof what - strlen(what), " a%g b%g", alpha, beta);
+    if (aoff) snprintf(what + strlen(what), sizeof what - strlen(what), " A+%d", aoff);
+    mt_cuda_matmul_bf16(epi, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, p1, c1, NULL, ldc);
+    cpu->matmul_bf16(epi, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, p2, c2, NULL, ldc);
+    expect("matmul_bf16", what, c1, c2, epi == MT_EPI_NONE ? start : NULL, M, N, ldc);
+    if (epi == MT_EPI_BIAS_GELU) expect("matmul_bf16", "  (pre)", p1, p2, NULL, M, N, ldc);
+    if (epi == MT_EPI_DGELU) {
+        db1 = rnd(1, N, N), db2 = copy(db1, (size_t)N);
+        for (int mb = 0; mb < 2; mb++) {
+            mt_cuda_matmul_bf16(epi, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, NULL, p1, c1, db1,
+                                ldc);
+            cpu->matmul_bf16(epi, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, NULL, p2, c2, db2,
+                             ldc);
+            A[0] ^= 0x0100; /* (another micro-batch) */
+        }
+        expect("matmul_bf16", "  (with db: dpre)", c1, c2, NULL, M, N, ldc);
+        expect("matmul_bf16", "  (db += twice)", db1, db2, NULL, 1, N, N);
+    }
+    free_bits(A, aoff), free_bits(B, 0);
+    float *all[] = {fa, fb, bias, pre, start, c1, c2, p1, p2, db1, db2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+static void test_all_bf16(void) {
+    /* the GPT's: qkv / fc forward x W^T with their epilogues; dy W (the
+     * fc's with GELU', the others plain); the weight gradient dy^T x */
+    test_bf16(MT_EPI_BIAS, 0, 1, 37, 24, 16, 0, 1.0f, 0.0f, 0);
+    test_bf16(MT_EPI_BIAS_GELU, 0, 1, 37, 32, 16, 0, 1.0f, 0.0f, 0);
+    test_bf16(MT_EPI_DGELU, 0, 0, 37, 16, 32, 0, 1.0f, 0.0f, 0);
+    test_bf16(MT_EPI_NONE, 0, 0, 37, 16, 24, 0, 1.0f, 0.0f, 0);
+    test_bf16(MT_EPI_NONE, 1, 0, 24, 16, 37, 0, 1.0f, 1.0f, 0); /* dW += dy^T x */
+    for (int epi = 0; epi < 4; epi++) /* every transpose pair, odd sizes */
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                test_bf16(epi, ta, tb, 13, 40, 29, ta + 2 * tb, 1.0f, 0.0f, 0);
+    test_bf16(MT_EPI_NONE, 0, 1, 13, 29, 7, 3, 0.5f, -1.5f, 0); /* alpha, beta, wide C */
+    test_bf16(MT_EPI_NONE, 1, 1, 9, 11, 5, 1, -2.0f, 0.25f, 1); /* A 2-byte aligned */
+    test_bf16(MT_EPI_BIAS, 0, 1, 7, 29, 5, 0, 1.0f, 0.0f, 1);
+    /* N odd: the GELU aux lead rule sends these to the widened fallback
+     * in bf16 mode */
+    test_bf16(MT_EPI_BIAS_GELU, 0, 1, 7, 29, 5, 1, 1.0f, 0.0f, 0);
+    test_bf16(MT_EPI_DGELU, 0, 0, 7, 29, 5, 1, 1.0f, 0.0f, 0);
+    test_bf16(MT_EPI_BIAS, 1, 0, 1, 8, 1, 0, 1.0f, 0.0f, 0); /* one row, K = 1 */
+    test_bf16(MT_EPI_NONE, 0, 0, 5, 6, 0, 0, 1.0f, 0.5f, 0); /* K = 0: C = beta C */
 }
 
 /* ---- the cache of descriptors, layouts and algorithms (matmul_lt.c) ---- */
@@ -451,6 +545,46 @@ static void test_cache_none(void) {
     printf("  no algorithm x4: asked once, fallback each time, error %.2e\n", worst);
 }
 
+/* (5) One shape with fp32 operands (matmul_bias) and bf16 operands
+ * (matmul_bf16, MT_EPI_BIAS), the same alignments, interleaved twice: two
+ * entries (two heuristic questions, then none), each right (the stand-in
+ * rejects an algorithm found for the other's operand type). */
+static void test_cache_bf16(void) {
+    mt_cuda_lt_release();
+    int M = 13, N = 40, K = 29;
+    float *fa = place(rnd(M, K, K), (size_t)M * K, 0), *fb = place(rnd(N, K, K), (size_t)N * K, 0);
+    uint16_t *A = bits_of(fa, (size_t)M * K, 0), *B = bits_of(fb, (size_t)N * K, 0);
+    float *bias = place(rnd(1, N, N), (size_t)N, 0);
+    float *x1 = place(mt_test_falloc((size_t)M * N), (size_t)M * N, 0),
+          *x2 = mt_test_falloc((size_t)M * N);
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        mt_cuda_set_precision(bf16);
+        mt_standin_stats s = mt_standin;
+        double worst = 0;
+        for (int round = 0; round < 2; round++) {
+            mt_cuda_matmul_bias(0, 1, M, N, K, fa, K, fb, K, bias, x1, N);
+            mt_compose_matmul_bias(cpu, 0, 1, M, N, K, fa, K, fb, K, bias, x2, N);
+            worst = fmax(worst, mt_test_nerr(x1, x2, (size_t)M * N));
+            mt_cuda_matmul_bf16(MT_EPI_BIAS, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, bias, NULL, x1,
+                                NULL, N);
+            cpu->matmul_bf16(MT_EPI_BIAS, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, bias, NULL, x2,
+                             NULL, N);
+            worst = fmax(worst, mt_test_nerr(x1, x2, (size_t)M * N));
+        }
+        CHECK(worst <= TOL && DELTA(heuristics, s) == 2 && DELTA(matmuls, s) == 4 &&
+                  DELTA(widened, s) == 0,
+              "cache: one shape, fp32 and bf16 operands x2 (%s): error %.2e, %ld heuristic "
+              "calls, %ld products, %ld widened (expected 2, 4, 0)",
+              bf16 ? "bf16 mode" : "fp32", worst, DELTA(heuristics, s), DELTA(matmuls, s),
+              DELTA(widened, s));
+        printf("  one shape, fp32 and bf16 operands x2 (%s): %ld heuristic calls, error %.2e\n",
+               bf16 ? "bf16 mode" : "fp32", DELTA(heuristics, s), worst);
+    }
+    mt_cuda_set_precision(0);
+    unplace(fa, 0), unplace(fb, 0), unplace(bias, 0), unplace(x1, 0), free(x2);
+    free_bits(A, 0), free_bits(B, 0);
+}
+
 static void counts(const char *when, mt_standin_stats *before) {
     mt_standin_stats *s = &mt_standin;
     printf("  (%s: %ld cublasLtMatmul: BIAS %ld, GELU_AUX_BIAS %ld, DGELU %ld, BGRADB %ld; "
@@ -484,6 +618,23 @@ int main(void) {
         if (bf16)
             CHECK(mt_standin.fallbacks - before.fallbacks >= 3,
                   "the odd lead (29, not a multiple of 8) did not take the fallback");
+        printf("%s: matmul_bf16 through the stand-in against the CPU backend's:\n",
+               bf16 ? "bf16 matmuls" : "fp32");
+        before = mt_standin;
+        test_all_bf16();
+        counts(bf16 ? "bf16, matmul_bf16" : "fp32, matmul_bf16", &before);
+        for (int i = 0; i < 3; i++) used[i] = mt_standin.epilogue[i] - before.epilogue[i];
+        long widened = mt_standin.widened - before.widened;
+        /* bf16 operands take the same epilogues as fp32 ones; in bf16 mode
+         * the odd N's GELU products are widened (the aux lead rule: one
+         * BIAS_GELU and three DGELU calls, two operands each; K = 0 has
+         * nothing to widen), in fp32 mode none (no GELU epilogue) */
+        CHECK(used[0] > 0 && (bf16 ? used[1] > 0 && used[2] > 0 : used[1] == 0 && used[2] == 0) &&
+                  widened == (bf16 ? 8 : 0),
+              "%s: matmul_bf16 used BIAS %ld, GELU_AUX_BIAS %ld, DGELU %ld, widened %ld operands "
+              "(expected the GELU ones in bf16 mode only; 8 operands widened in bf16 mode, none "
+              "in fp32)",
+              bf16 ? "bf16" : "fp32", used[0], used[1], used[2], widened);
     }
     mt_cuda_set_precision(0);
     printf("no algorithm offered (the stand-in's heuristic finds none): the fallbacks:\n");
@@ -491,16 +642,22 @@ int main(void) {
     mt_standin_no_algo = 1;
     mt_standin_stats before = mt_standin;
     test_all();
+    test_all_bf16();
     counts("no algorithm", &before);
     CHECK(mt_standin.matmuls == before.matmuls && mt_standin.fallbacks > before.fallbacks,
           "without an algorithm %ld products still ran through cuBLASLt",
           mt_standin.matmuls - before.matmuls);
+    CHECK(mt_standin.widened - before.widened >= 40,
+          "without an algorithm matmul_bf16 widened its operands %ld times (expected at least 40: "
+          "every call but K = 0's, two operands each)",
+          mt_standin.widened - before.widened);
     mt_standin_no_algo = 0;
     printf("the cache of descriptors, layouts and algorithms:\n");
     test_cache_repeat();
     test_cache_keys();
     test_cache_overflow();
     test_cache_none();
+    test_cache_bf16();
     mt_cuda_lt_release();
     CHECK(mt_standin.live == 0, "%ld cuBLASLt descriptors, layouts or preferences not destroyed",
           mt_standin.live);

@@ -268,6 +268,7 @@ static const mt_backend cuda_backend = {
     .matmul_bias_gelu = mt_cuda_matmul_bias_gelu,
     .matmul_dgelu = mt_cuda_matmul_dgelu,
     .matmul_wgrad_bgrad = mt_cuda_matmul_wgrad_bgrad,
+    .matmul_bf16 = mt_cuda_matmul_bf16,
     .flash_attention_forward = mt_cuda_flash_attention_forward,
     .flash_attention_backward = mt_cuda_flash_attention_backward,
     .flash_max_head = MT_CUDA_FLASH_MAX_HEAD,

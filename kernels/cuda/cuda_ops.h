@@ -145,6 +145,12 @@ void mt_cuda_matmul_dgelu(int trans_a, int trans_b, int M, int N, int K, const f
                           int ldc);
 void mt_cuda_matmul_wgrad_bgrad(int M, int N, int K, const float *dy, int lddy, const float *x,
                                 int ldx, float *dW, int lddw, float *db);
+/* matmul_lt.c: backend.h's matmul_bf16 (A and B device bf16 bits; fp32
+ * accumulation into the fp32 C in either precision; the epilogues as the
+ * four above, the GELU ones from cuBLASLt in bf16 mode only) */
+void mt_cuda_matmul_bf16(int epi, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                         const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta,
+                         const float *bias, float *pre, float *C, float *db, int ldc);
 /* matmul_lt.c: frees its cuBLASLt handle, workspace, scratch and cached
  * descriptors and algorithms (made again at the next product) */
 void mt_cuda_lt_release(void);
