@@ -337,12 +337,10 @@ static const float *branch_grad(mt_gpt *m, const mt_backend *be, const char *sit
 
 double mt_gpt_forward(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
                       const int32_t *y, int B, int T, const mt_gpt_dropout *drop) {
-    double v[2] = {0.0, 0.0},
-           *stat = y ? (double *)be->alloc(2 * sizeof(double) / sizeof(float)) : NULL;
+    double *stat = y ? mt_stat_alloc(be) : NULL;
     if (y && !stat) return NAN; /* (no memory for two doubles) */
     mt_gpt_forward_stage(m, be, p, x, NULL, y, B, T, drop, stat);
-    if (stat) mt_model_get_stat(be, stat, v), be->free(stat);
-    return v[0];
+    return stat ? mt_stat_take(be, stat) : 0.0;
 }
 
 void mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p, const int32_t *x,
@@ -419,7 +417,7 @@ void mt_gpt_forward_stage(mt_gpt *m, const mt_backend *be, const mt_params *p, c
         return;
     }
     double loss = be->softmax_xent_forward(m->probs, m->logits, y, N, V, Vp);
-    mt_model_put_stat(be, stat, loss, (double)be->count_correct(m->logits, y, N, V, Vp));
+    mt_stat_put(be, stat, loss, (double)be->count_correct(m->logits, y, N, V, Vp));
 }
 
 const float *mt_gpt_output(const mt_gpt *m) {

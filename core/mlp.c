@@ -142,12 +142,10 @@ static void act_backward(const mt_backend *be, int act, float *dx, const float *
 
 double mt_mlp_forward(mt_mlp *m, const mt_backend *be, const mt_params *p, const float *x,
                       const int32_t *labels, int B) {
-    double v[2] = {0.0, 0.0},
-           *stat = labels ? (double *)be->alloc(2 * sizeof(double) / sizeof(float)) : NULL;
+    double *stat = labels ? mt_stat_alloc(be) : NULL;
     if (labels && !stat) return NAN; /* (no memory for two doubles) */
     mt_mlp_forward_stage(m, be, p, x, labels, B, stat);
-    if (stat) mt_model_get_stat(be, stat, v), be->free(stat);
-    return v[0];
+    return stat ? mt_stat_take(be, stat) : 0.0;
 }
 
 void mt_mlp_forward_stage(mt_mlp *m, const mt_backend *be, const mt_params *p, const float *x,
@@ -174,7 +172,7 @@ void mt_mlp_forward_stage(mt_mlp *m, const mt_backend *be, const mt_params *p, c
         return;
     }
     double loss = be->softmax_xent_forward(m->probs, logits, labels, B, C, C);
-    mt_model_put_stat(be, stat, loss, (double)be->count_correct(logits, labels, B, C, C));
+    mt_stat_put(be, stat, loss, (double)be->count_correct(logits, labels, B, C, C));
 }
 
 const float *mt_mlp_output(const mt_mlp *m) {

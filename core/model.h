@@ -27,6 +27,7 @@
 #include "core/config.h"
 #include "core/params.h"
 #include "core/split.h"
+#include "core/step_stats.h"
 #include "kernels/backend.h"
 
 /* What a model trains on: where its batches come from (core/batches.h). */
@@ -87,9 +88,9 @@ typedef struct mt_model_ops {
      * (rows, in_width) from the previous one. On the last stage with labels
      * and stat: stat[0] = the SUM of the losses, stat[1] = the labels the
      * model's top guess hits, written in the backend's memory (2 doubles,
-     * overwritten; the host reads them when it needs them, once per step:
-     * core/step_stats.h); elsewhere stat is left alone and the output is
-     * output(m). */
+     * overwritten, MT_STAT_FLOATS; the host reads them when it needs them,
+     * once per step: core/step_stats.h); elsewhere stat is left alone and
+     * the output is output(m). */
     void (*forward)(void *m, const mt_backend *be, const mt_params *p, const mt_model_batch *b,
                     const float *in, double *stat);
     const float *(*output)(const void *m); /* (rows, out_width), until the next forward */
@@ -114,19 +115,5 @@ typedef struct mt_model_ops {
      * run). NULL: mt_backend_has_fused(be, op). */
     int (*runs_fused)(const mt_config *cfg, const mt_backend *be, const char *op);
 } mt_model_ops;
-
-/* A forward's loss sum and hits computed on the host (the unfused loss ops
- * return them) into stat (backend memory, 2 doubles). */
-static inline void mt_model_put_stat(const mt_backend *be, double *stat, double loss,
-                                     double correct) {
-    double v[2] = {loss, correct};
-    be->to_device((float *)stat, (const float *)v, 2 * sizeof(double) / sizeof(float));
-}
-
-/* stat (backend memory, 2 doubles) read back into v: a host API's wait
- * for a forward's loss (the trainer reads a whole step's in one copy). */
-static inline void mt_model_get_stat(const mt_backend *be, const double *stat, double v[2]) {
-    be->to_host((float *)v, (const float *)stat, 2 * sizeof(double) / sizeof(float));
-}
 
 #endif

@@ -114,6 +114,14 @@ static int setup_buckets(mt_run *r, mt_err *e) {
     return rc;
 }
 
+/* *np: the gradient norm's partial sums a step reads (parallel/gradsync.h). */
+static int norm_parts(mt_run *r, int *np, mt_err *e) {
+    *np = mt_gradsync_norm_parts(&r->sync);
+    if (*np < 0)
+        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the gradient norm's spans");
+    return MT_OK;
+}
+
 /* The model stage, the optimizer, the initial weights (a function of
  * run.seed and each element's global index only: every layout starts from
  * the same model), the batch buffers and the gradient's reductions. */
@@ -124,7 +132,7 @@ int mt_run_build(mt_run *r, mt_err *e) {
     r->mb_rows = local_batch / cfg->parallel.microbatches;
     mt_params_init(&r->params);
     int64_t eval_rows = mt_batches_eval_rows(&r->data, r->mb_rows);
-    int zero = cfg->parallel.zero == 1;
+    int zero = cfg->parallel.zero == 1, np = 0;
     if (!mt_stage_build(&r->st, c, cfg, r->be, &r->params, r->mb_rows, eval_rows, e) &&
         (!zero || !mt_state_zero_pieces(&r->params, c, &r->zero_pieces, e)) &&
         !mt_optim_init(&r->opt, cfg, &r->params, r->be,
@@ -137,9 +145,8 @@ int mt_run_build(mt_run *r, mt_err *e) {
         if (!mt_params_gradsync(&r->params, c->tp_rank, &r->sync, e) &&
             (!cfg->parallel.deterministic || !mt_gradsync_deterministic(&r->sync, e)) &&
             (!zero || !mt_gradsync_zero(&r->sync, r->zero_pieces, r->params.n, e)) &&
-            !setup_buckets(r, e) &&
-            !mt_step_stats_init(&r->stats, r->be, (int)cfg->parallel.microbatches,
-                                mt_gradsync_norm_parts(&r->sync), e)) {
+            !setup_buckets(r, e) && !norm_parts(r, &np, e) &&
+            !mt_step_stats_init(&r->stats, r->be, (int)cfg->parallel.microbatches, np, e)) {
             mt_stage_use_stats(&r->st, &r->stats);
             mt_batches_alloc(&r->data, r->be, c->dp_rank, c->dp_size, r->mb_rows, e);
         }

@@ -1,6 +1,7 @@
 /* stage.c - the model stage a rank runs and its pipeline (see stage.h). */
 #include "stage.h"
 #include "core/models.h"
+#include "parallel/watchdog.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,7 @@ int mt_stage_build(mt_stage *s, const mt_comm *c, const mt_config *cfg, const mt
     s->rows = rows;
     s->max_rows = max_rows > rows ? max_rows : rows;
     s->deterministic = cfg->parallel.deterministic;
+    s->world = c->world;
     mt_pipe *pp = &s->pipe;
     pp->x = &c->xpp; /* ranks of the pipeline group are stages */
     pp->prev = c->pp_rank > 0 ? c->pp_rank - 1 : -1;
@@ -129,14 +131,14 @@ void mt_stage_train(mt_stage *s, const mt_model_batch *b, float scale) {
 void mt_stage_collect(mt_stage *s) {
     mt_pipe_collect(&s->pipe);               /* the busy time, on a device */
     if (s->sp.stage != s->sp.pp - 1) return; /* (only the last stage has losses) */
-    const double *h = s->stats->host;
     /* in micro-batch order, as the forwards ran */
     for (int mb = 0; mb < s->pipe.microbatches; mb++) {
-        if (s->deterministic) /* summed in the gradient's tree */
-            mt_gradtree_add_loss(&s->tree, h[2 * mb]);
+        const double *h = mt_step_stats_host_slot(s->stats, mb); /* (loss sum, hits) */
+        if (s->deterministic)                                    /* summed in the gradient's tree */
+            mt_gradtree_add_loss(&s->tree, h[0]);
         else
-            s->loss += h[2 * mb];
-        s->correct += h[2 * mb + 1];
+            s->loss += h[0];
+        s->correct += h[1];
     }
     if (s->deterministic) s->loss += mt_gradtree_loss(&s->tree);
 }
@@ -156,10 +158,14 @@ void mt_stage_eval(mt_stage *s, const mt_model_batch *b) {
     mt_params_to_bf16(s->p, s->be);
     message_rows(s, b->rows);
     mt_pipe_forward_only(&s->pipe, 1);
+    /* every stage waits for the forward's device work (under the watchdog's
+     * deadline): the pinned batch rows are rewritten for the next one, and
+     * its NCCL exchanges are covered */
+    mt_watchdog_wait_device(s->be, "an evaluation forward's device work", s->world, 1);
     if (s->sp.stage != s->sp.pp - 1) return;
-    mt_step_stats_read_slot(s->stats, 0); /* (one wait per evaluation forward) */
-    s->loss += s->stats->host[0];
-    s->correct += s->stats->host[1];
+    mt_step_stats_read_slot(s->stats, 0);
+    s->loss += mt_step_stats_host_slot(s->stats, 0)[0];
+    s->correct += mt_step_stats_host_slot(s->stats, 0)[1];
 }
 
 int mt_stage_reports(const mt_stage *s) {

@@ -45,6 +45,7 @@ typedef struct {
     int nbackward;               /* backwards done this step (the first overwrites the gradient) */
     double loss, correct;        /* last stage: sums over the batches run since zeroed */
     mt_step_stats *stats;        /* where the forwards leave their losses (mt_stage_use_stats) */
+    MPI_Comm world;              /* (names the group of a wait for the device) */
     int deterministic;           /* parallel.deterministic: micro-batches summed in tree */
     mt_gradtree tree;            /* (deterministic) their buffers and pending sums */
     mt_grad_ready_fn grad_ready; /* told, in a step's last backward, what is final */
@@ -65,7 +66,9 @@ void mt_stage_use_stats(mt_stage *s, mt_step_stats *stats);
 /* One training step of the replica's batch b of microbatches x rows rows
  * (b->x, b->y in the backend's memory; b->row0 the global index of its
  * first row): gradients of scale * the loss sum into p->grad (overwritten);
- * the losses into the statistics' slots. Nothing waits for the device.
+ * the losses into the statistics' slots. On a GPU with NCCL nothing here
+ * waits for the device (the unfused loss returns values; sums without NCCL
+ * go through host copies).
  * Collective over the replica's pipeline. */
 void mt_stage_train(mt_stage *s, const mt_model_batch *b, float scale);
 /* After the statistics are read (mt_step_stats_read): adds the last

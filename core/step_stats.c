@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* doubles as the backend's floats: two each */
+#include "parallel/watchdog.h"
+
+/* n doubles as the backend's floats */
 #define FLOATS(n) ((size_t)(n) * (sizeof(double) / sizeof(float)))
 
 int mt_step_stats_init(mt_step_stats *s, const mt_backend *be, int microbatches, int nnorm,
@@ -29,14 +31,25 @@ double *mt_step_stats_norm(const mt_step_stats *s) {
     return s->dev + 2 * (size_t)s->microbatches;
 }
 
-void mt_step_stats_read(mt_step_stats *s) {
+const double *mt_step_stats_host_slot(const mt_step_stats *s, int mb) {
+    return s->host + 2 * (size_t)mb;
+}
+
+const double *mt_step_stats_host_norm(const mt_step_stats *s) {
+    return s->host + 2 * (size_t)s->microbatches;
+}
+
+void mt_step_stats_read(mt_step_stats *s, MPI_Comm comm) {
+    /* the watchdog's deadline over the step's device work, NCCL's included */
+    mt_watchdog_wait_device(s->be, "the training step's device work (kernels and NCCL calls)", comm,
+                            0);
     size_t n = 2 * (size_t)s->microbatches + (size_t)s->nnorm;
     s->be->to_host((float *)s->host, (const float *)s->dev, FLOATS(n));
 }
 
 void mt_step_stats_read_slot(mt_step_stats *s, int mb) {
     s->be->to_host((float *)(s->host + 2 * (size_t)mb), (const float *)mt_step_stats_slot(s, mb),
-                   FLOATS(2));
+                   MT_STAT_FLOATS);
 }
 
 void mt_step_stats_free(mt_step_stats *s) {

@@ -113,7 +113,7 @@ static step_totals train_step(mt_run *r, int64_t step, double t_ckpt, double t0,
     mt_gradsync_reduce(&r->sync); /* tied copies, then over the replicas */
     /* the step's one wait for the device: the losses and the norm's parts */
     mt_gradsync_norm_queue(&r->sync, mt_step_stats_norm(&r->stats));
-    mt_step_stats_read(&r->stats);
+    mt_step_stats_read(&r->stats, c->world);
     mt_stage_collect(&r->st);
     if (nan) r->st.loss = NAN;
     double every_s = r->cfg.checkpoint.every_seconds, now = mt_wtime();
@@ -129,7 +129,7 @@ static step_totals train_step(mt_run *r, int64_t step, double t_ckpt, double t0,
         mt_run_ckpt_busy(r) ? 1.0 : 0.0};
     mt_coll_sum_doubles(c->world, (double *)&tot, sizeof tot / sizeof(double));
     if (tot.failed > 0) return tot;
-    *norm = mt_gradsync_norm_end(&r->sync, r->stats.host + 2 * r->stats.microbatches);
+    *norm = mt_gradsync_norm_end(&r->sync, mt_step_stats_host_norm(&r->stats));
     double loss = tot.loss_sum / (double)(r->data.global_batch * r->data.shape.y_width);
     if (!isfinite(loss) || !isfinite(*norm)) return tot; /* see nan_policy */
     mt_optim_clip(&r->opt, &r->params, r->be, *norm, r->cfg.optim.grad_clip);

@@ -45,6 +45,11 @@ typedef struct mt_backend {
      * the device after the work queued so far; the host must not write src
      * again before its next call that waits (to_host, synchronize), which
      * the trainer makes once per step. */
+    /* 1 when the work queued so far has finished (a poll that does not
+     * wait: the watchdog's deadline applies while the host waits for a
+     * device, parallel/watchdog.h); NULL: a host-memory backend, whose work
+     * is done when its calls return. */
+    int (*queue_done)(void);
     float *(*host_alloc)(size_t n); /* zeroed, n floats */
     void (*host_free)(void *p);
     void (*to_device_async)(float *dst, const float *src, size_t n);

@@ -46,6 +46,11 @@ static double staged_sumsq(const float *x, size_t n) {
 }
 /* (sumsq_multi and xent_fused write the backend's memory: no wait) */
 
+/* The CPU's work is done when its calls return: a poll, not a wait. */
+static int staged_queue_done(void) {
+    return 1;
+}
+
 /* Pinned host memory and copies queued behind the work: on the CPU plain
  * memory and a copy, counted as no wait. */
 static float *staged_host_alloc(size_t n) {
@@ -68,6 +73,7 @@ const mt_backend *mt_backend_cpu_staged(void) {
         staged.softmax_xent_forward = staged_xent;
         staged.count_correct = staged_correct;
         staged.sumsq = staged_sumsq;
+        staged.queue_done = staged_queue_done;
         staged.host_alloc = staged_host_alloc;
         staged.host_free = free;
         staged.to_device_async = staged_to_device_async;

@@ -254,27 +254,26 @@ static int whole_buffer(const mt_gradsync *g) {
 }
 
 /* g->span_off, g->span_n: the spans the norm sums (the whole buffer, or
- * norm_spans'), made at the first step and kept (the layout is fixed). */
-static void make_spans(mt_gradsync *g) {
-    if (g->span_off) return;
+ * norm_spans'), made once, at the run's set-up (mt_gradsync_norm_parts),
+ * and kept (the layout is fixed); -1 without memory for them. */
+static int make_spans(mt_gradsync *g) {
+    if (g->span_off) return 0;
     int room = whole_buffer(g) ? 1 : g->zero ? g->z.np : g->nnorm;
     if (room < 1) room = 1;
     g->span_off = malloc((size_t)room * 2 * sizeof *g->span_off);
-    if (!g->span_off) {
-        fprintf(stderr, "mpitrain: error: out of memory for the gradient norm's spans\n");
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    }
+    if (!g->span_off) return -1;
     g->span_n = g->span_off + room;
     if (whole_buffer(g))
         g->span_off[0] = 0, g->span_n[0] = g->numel, g->nspan = 1;
     else
         g->nspan = norm_spans(g, g->span_off, g->span_n);
+    return 0;
 }
 
 int mt_gradsync_norm_parts(mt_gradsync *g) {
-    if (g->deterministic || !g->be->sumsq_multi) return 0;
-    make_spans(g);
-    return g->nspan;
+    if (g->deterministic) return 0;
+    if (make_spans(g)) return -1;
+    return g->be->sumsq_multi ? g->nspan : 0;
 }
 
 void mt_gradsync_norm_queue(mt_gradsync *g, double *dev) {
@@ -289,8 +288,7 @@ double mt_gradsync_norm_end(mt_gradsync *g, const double *parts) {
                           : g->det.host ? g->det.host
                                         : g->grad,
                           g->zero ? g->c->world : g->c->mp);
-    int np = mt_gradsync_norm_parts(g);
-    make_spans(g);
+    int np = mt_gradsync_norm_parts(g); /* (the spans were made at the set-up) */
     /* the spans' sums added in span order (each bitwise its sumsq) */
     double ss = 0.0;
     for (int i = 0; i < g->nspan; i++)

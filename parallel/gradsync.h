@@ -79,7 +79,7 @@ typedef struct {
     double *span_at;
     int nspans;
     mt_buckets *bk;            /* the data-parallel sum in buckets (NULL: the paths above) */
-    size_t *span_off, *span_n; /* (nspan) what the norm sums (made at the first step) */
+    size_t *span_off, *span_n; /* (nspan) what the norm sums (mt_gradsync_norm_parts) */
     int nspan;
 } mt_gradsync;
 
@@ -129,7 +129,8 @@ void mt_gradsync_gather(mt_gradsync *g, float *data);
  * (core/step_stats.h): mt_gradsync_norm_queue queues the partial sums into
  * dev (the backend's memory, mt_gradsync_norm_parts doubles; 0: nothing
  * queued, the end computes them, waiting: parallel.deterministic's exact
- * sum, or a backend without sumsq_multi); mt_gradsync_norm_end adds the
+ * sum, or a backend without sumsq_multi; -1: no memory for the spans' list,
+ * which the first call makes: call it at the set-up); mt_gradsync_norm_end adds the
  * parts read back (host) in a fixed order and over the ranks. The end is
  * collective over c->mp (ZeRO-1: over the world). */
 int mt_gradsync_norm_parts(mt_gradsync *g);

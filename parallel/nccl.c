@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/cuda_ops.h"
 #include "parallel/watchdog.h"
 
 /* An NCCL communicator and the MPI group it was made over (whose name the
@@ -47,11 +48,15 @@ static void cuda_check(cudaError_t r, const char *what) {
     abort();
 }
 
-/* With the watchdog on, an NCCL call is waited for here, polling, so a
- * peer that never arrives trips the deadline instead of hanging the next
- * CUDA call; off, the work stays queued and orders with the kernels. */
+/* NCCL calls stay queued and order with the kernels: the watchdog's
+ * deadline covers them where the host next waits for the device (the
+ * training step's read, an evaluation forward: mt_watchdog_wait_device), so
+ * a peer that never arrives trips it there instead of hanging. With
+ * MPITRAIN_CUDA_SYNC=1 (debugging) each call is waited for here, polling,
+ * and a timeout names the call and its peer. */
 static void watch(const mt_nccl *n, const char *op, int peer) {
-    if (mt_watchdog_enabled()) mt_watchdog_wait_for(stream_done, NULL, op, n->mpi, peer);
+    if (mt_watchdog_enabled() && mt_cuda_sync_mode())
+        mt_watchdog_wait_for(stream_done, NULL, op, n->mpi, peer);
 }
 
 int mt_nccl_create(void **nc, MPI_Comm comm, char *why, size_t n) {
@@ -151,7 +156,8 @@ void mt_nccl_sum_join(void *nc) {
     if (!x->side) return;
     cuda_check(cudaEventRecord(x->joined, x->side), "cudaEventRecord");
     cuda_check(cudaStreamWaitEvent(0, x->joined, 0), "cudaStreamWaitEvent");
-    if (mt_watchdog_enabled()) mt_watchdog_wait_for(side_done, x, "nccl allreduce", x->mpi, -1);
+    if (mt_watchdog_enabled() && mt_cuda_sync_mode())
+        mt_watchdog_wait_for(side_done, x, "nccl allreduce", x->mpi, -1);
 }
 
 void mt_nccl_destroy(void *nc) {

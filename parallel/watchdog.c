@@ -305,6 +305,18 @@ void mt_watchdog_wait_for(int (*done)(void *), void *arg, const char *op, MPI_Co
     wd.op = NULL;
 }
 
+static int device_done(void *be) {
+    return ((const mt_backend *)be)->queue_done();
+}
+
+void mt_watchdog_wait_device(const mt_backend *be, const char *op, MPI_Comm comm, int fence) {
+    if (!be || be->host_memory) return;
+    if (mt_watchdog_enabled() && be->queue_done)
+        mt_watchdog_wait_for(device_done, (void *)be, op, comm, -1);
+    else if (fence)
+        be->synchronize();
+}
+
 void mt_watchdog_wait(MPI_Request *r, int n, const char *op, MPI_Comm comm, int peer) {
     if (unwatched) { /* a background thread: test and sleep, leave the cores to training */
         int done = 0;

@@ -19,6 +19,8 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "kernels/backend.h"
+
 /* The exit status of a communication timeout (MT_ERR_COMM). */
 #define MT_WATCHDOG_EXIT 5
 
@@ -48,6 +50,13 @@ void mt_watchdog_wait(MPI_Request *r, int n, const char *op, MPI_Comm comm, int 
 /* The same for work MPI does not see (an NCCL stream): done(arg) returns 1
  * when it completed. */
 void mt_watchdog_wait_for(int (*done)(void *), void *arg, const char *op, MPI_Comm comm, int peer);
+/* Waits until the work queued on device backend be has finished (its
+ * kernels and the NCCL calls among them, which are queued, not waited for,
+ * parallel/nccl.c): polling be->queue_done under the deadline when the
+ * watchdog is on, naming op and comm as mt_watchdog_wait_for does; off,
+ * be->synchronize() when fence is set, else nothing (the caller's next copy
+ * to the host waits anyway). Nothing for a host-memory backend. */
+void mt_watchdog_wait_device(const mt_backend *be, const char *op, MPI_Comm comm, int fence);
 /* Called once before the job is aborted (NCCL: ncclCommAbort of its
  * communicators, so no kernel waits for ever on a GPU). */
 void mt_watchdog_on_abort(void (*fn)(void));

@@ -92,6 +92,13 @@ static void cuda_synchronize(void) {
     MT_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+/* The legacy default stream has run dry: the kernels, the NCCL calls
+ * queued on it and the buckets' side stream joined into it by an event. An
+ * error other than "not ready" counts as done (the next wait reports it). */
+static int cuda_queue_done(void) {
+    return cudaStreamQuery(0) != cudaErrorNotReady;
+}
+
 /* Pinned host memory: a copy from it is queued and the host goes on. */
 static float *cuda_host_alloc(size_t n) {
     void *p = NULL;
@@ -226,6 +233,7 @@ static const mt_backend cuda_backend = {
     .to_device = cuda_to_device,
     .to_host = cuda_to_host,
     .synchronize = cuda_synchronize,
+    .queue_done = cuda_queue_done,
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,
     .to_device_async = cuda_to_device_async,

@@ -59,7 +59,7 @@ double mt_cuda_softmax_xent_forward(float *probs, const float *logits, const int
 void mt_cuda_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int B,
                                    int C, int ld, float scale);
 int64_t mt_cuda_count_correct(const float *logits, const int32_t *labels, int B, int C, int ld);
-/* correct is a HOST pointer; the loss and the count come back in one copy */
+/* out (2 doubles, device memory): the loss sum and the hits, nothing waits */
 void mt_cuda_xent_fused(float *logits, const int32_t *labels, int N, int V, int ld, double *out);
 
 /* optim.cu */
