@@ -233,7 +233,8 @@ static int read_run(plot_run *r, mt_err *e) {
         line++;
         cJSON *o = cJSON_ParseWithLength(text + at, end - at);
         if (!cJSON_IsObject(o))
-            warn_line(r, line, nl ? "not a JSON object" : "not a JSON object (cut short?)",
+            warn_line(r, line,
+                      nl ? "not a JSON object" : "not a JSON object, the last line cut short",
                       &warned);
         else if (isnan(num(o, "step")))
             warn_line(r, line, "no step number", &warned);
@@ -349,7 +350,11 @@ static void panel(FILE *g, const char *dir, const plot_run *runs, int n, int col
     min = fmin(min, tmin);
     max = fmax(max, tmax);
     int logy = (col == 2 || col == 4) && min > 0 && max > 10 * min;
-    fprintf(g, "%s\nplot ", logy ? "set logscale y" : "unset logscale y");
+    fprintf(g, "%s\n", logy ? "set logscale y" : "unset logscale y");
+    if (max == min) /* a constant (the learning rate without a schedule): a band around it */
+        fprintf(g, "set yrange [%.9g:%.9g]\n", min == 0 ? -1 : min - fabs(min) / 2,
+                min == 0 ? 1 : min + fabs(min) / 2);
+    fputs("plot ", g);
     for (int k = 0; k < n; k++) {
         char style[160];
         /* few points: mark them, or a run of one logged step draws nothing */
@@ -373,7 +378,7 @@ static void panel(FILE *g, const char *dir, const plot_run *runs, int n, int col
         fputs(", NaN with linespoints lw 2 lc rgb '#555555' dt 2 pt 6 ps 1.2 title "
               "'validation (dashed, circles)'",
               g);
-    fputs("\nunset key\n", g);
+    fputs("\nunset key\nset yrange [*:*]\n", g);
 }
 
 /* The whole gnuplot script: four panels of a 2x2 multiplot, one legend
@@ -512,13 +517,11 @@ static int check_gnuplot(char *exe, size_t n, const char *err_path, mt_err *e) {
     return MT_OK;
 }
 
-/* Draws into tmp (already created, so writable), checks it is a PNG,
- * renames it to out. */
-static int draw(const plot_job *j, const char *out, mt_err *e) {
-    char exe[MT_PATH_LEN], err_path[MT_PATH_LEN], why[400];
-    if (mt_path_fmt(err_path, sizeof err_path, e, "%s/gnuplot.err", j->dir) ||
-        check_gnuplot(exe, sizeof exe, err_path, e))
-        return e->code;
+/* Draws into j->png (already created, so writable) with the gnuplot exe,
+ * checks it is a PNG, renames it to out. */
+static int draw(const plot_job *j, const char *exe, const char *out, mt_err *e) {
+    char err_path[MT_PATH_LEN], why[400];
+    if (mt_path_fmt(err_path, sizeof err_path, e, "%s/gnuplot.err", j->dir)) return e->code;
     int rc = run_gnuplot(exe, err_path, job_script, j);
     if (rc != 0) {
         last_line(err_path, why, sizeof why);
@@ -547,40 +550,31 @@ static void remove_tmp(const char *dir, int n) {
     rmdir(dir);
 }
 
-/* Creates the temporary PNG beside out (so an unwritable folder is found
- * before any drawing) and the data folder; writes the runs' data. */
-static int plot_runs(const plot_args *a, const plot_run *runs, int n, mt_err *e) {
+/* Before any reading: the temporary PNG beside out (so an unwritable
+ * folder is found first), the data folder, and a gnuplot that has pngcairo.
+ * png and dir are "" where they were not made. */
+static int prepare(const char *out, char *png, char *dir, char *exe, mt_err *e) {
     struct stat st;
-    if (stat(a->out, &st) == 0 && S_ISDIR(st.st_mode))
-        return mt_err_set(e, MT_ERR_USAGE, "--out %s is a folder, not a file name", a->out);
-    char png[MT_PATH_LEN], dir[MT_PATH_LEN], title[512];
-    mt_file_tmp_name(a->out, png, sizeof png);
-    int fd = open(png, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", a->out, strerror(errno));
+    png[0] = dir[0] = '\0';
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode))
+        return mt_err_set(e, MT_ERR_USAGE, "--out %s is a folder, not a file name", out);
+    char tmp[MT_PATH_LEN];
+    mt_file_tmp_name(out, tmp, sizeof tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", out, strerror(errno));
     close(fd);
+    snprintf(png, MT_PATH_LEN, "%s", tmp);
     const char *tmpdir = getenv("TMPDIR");
-    if (mt_path_fmt(dir, sizeof dir, e, "%s/mpitrain-plot.XXXXXX",
-                    tmpdir && *tmpdir ? tmpdir : "/tmp") == MT_OK &&
-        !mkdtemp(dir))
-        mt_err_set(e, MT_ERR_USAGE, "cannot make a temporary folder %s: %s", dir, strerror(errno));
-    if (e->code) {
-        unlink(png);
+    if (mt_path_fmt(tmp, sizeof tmp, e, "%s/mpitrain-plot.XXXXXX",
+                    tmpdir && *tmpdir ? tmpdir : "/tmp"))
         return e->code;
-    }
-    int unit = 1;
-    for (int k = 0; k < n; k++) unit &= runs[k].unit[0] && strcmp(runs[k].unit, runs[0].unit) == 0;
-    for (int k = 0; k < n && !e->code; k++) write_data(dir, k, &runs[k], unit, e);
-    if (a->title)
-        snprintf(title, sizeof title, "%s", a->title);
-    else if (n == 1)
-        snprintf(title, sizeof title, "mpitrain run %s", runs[0].label);
-    else
-        snprintf(title, sizeof title, "mpitrain: %d runs", n);
-    plot_job j = {dir, png, title, runs, n};
-    if (!e->code) draw(&j, a->out, e);
-    if (e->code) unlink(png); /* mt_file_commit removes it itself, harmless twice */
-    remove_tmp(dir, n);
-    return e->code;
+    if (!mkdtemp(tmp))
+        return mt_err_set(e, MT_ERR_USAGE, "cannot make a temporary folder %s: %s", tmp,
+                          strerror(errno));
+    snprintf(dir, MT_PATH_LEN, "%s", tmp);
+    char err_path[MT_PATH_LEN];
+    if (mt_path_fmt(err_path, sizeof err_path, e, "%s/gnuplot.err", dir)) return e->code;
+    return check_gnuplot(exe, MT_PATH_LEN, err_path, e);
 }
 
 /* Two runs of one name (the same folder given twice, or NAME/0001 under
@@ -593,6 +587,31 @@ static void distinct_labels(plot_run *runs, int n) {
         if (same[k]) snprintf(runs[k].label, sizeof runs[k].label, "%s", runs[k].dir);
 }
 
+/* The runs read: their data into dir, the picture into png, renamed to
+ * a->out. */
+static int plot_runs(const plot_args *a, plot_run *runs, const char *png, const char *dir,
+                     const char *exe, mt_err *e) {
+    int n = a->n_dirs, unit = 1;
+    distinct_labels(runs, n);
+    for (int k = 0; k < n; k++) {
+        unit &= runs[k].unit[0] && strcmp(runs[k].unit, runs[0].unit) == 0;
+        printf("plot: %s: %zu logged steps (%g to %g), %zu evaluations%s%s\n", runs[k].label,
+               runs[k].n, runs[k].pts[0].step, runs[k].pts[runs[k].n - 1].step, runs[k].n_eval,
+               runs[k].run_id[0] ? ", run " : "", runs[k].run_id);
+    }
+    for (int k = 0; k < n && !e->code; k++) write_data(dir, k, &runs[k], unit, e);
+    char title[512];
+    if (a->title)
+        snprintf(title, sizeof title, "%s", a->title);
+    else if (n == 1)
+        snprintf(title, sizeof title, "mpitrain run %s", runs[0].label);
+    else
+        snprintf(title, sizeof title, "mpitrain: %d runs", n);
+    plot_job j = {dir, png, title, runs, n};
+    if (!e->code) draw(&j, exe, a->out, e);
+    return e->code;
+}
+
 int mt_cli_plot(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -603,21 +622,17 @@ int mt_cli_plot(int argc, char **argv) {
     mt_err e = {0};
     plot_args a = {0};
     plot_run *runs = NULL;
-    if (!parse_args(argc, argv, &a, &e)) {
+    char png[MT_PATH_LEN] = "", dir[MT_PATH_LEN] = "", exe[MT_PATH_LEN];
+    if (!parse_args(argc, argv, &a, &e) && !prepare(a.out, png, dir, exe, &e)) {
         runs = calloc((size_t)a.n_dirs, sizeof *runs);
         if (!runs) mt_err_set(&e, MT_ERR_INTERNAL, "out of memory");
     }
     for (int k = 0; runs && k < a.n_dirs && !e.code; k++)
         if (!locate(&runs[k], a.dirs[k], &e)) read_run(&runs[k], &e);
-    if (!e.code) {
-        distinct_labels(runs, a.n_dirs);
-        for (int k = 0; k < a.n_dirs; k++)
-            printf("plot: %s: %zu logged steps (%g to %g), %zu evaluations%s%s\n", runs[k].label,
-                   runs[k].n, runs[k].pts[0].step, runs[k].pts[runs[k].n - 1].step, runs[k].n_eval,
-                   runs[k].run_id[0] ? ", run " : "", runs[k].run_id);
-        if (!plot_runs(&a, runs, a.n_dirs, &e))
-            printf("plot: wrote %s (%dx%d)\n", a.out, PLOT_WIDTH, PLOT_HEIGHT);
-    }
+    if (!e.code && !plot_runs(&a, runs, png, dir, exe, &e))
+        printf("plot: wrote %s (%dx%d)\n", a.out, PLOT_WIDTH, PLOT_HEIGHT);
+    if (e.code && png[0]) unlink(png); /* mt_file_commit removed it already on its failure */
+    if (dir[0]) remove_tmp(dir, a.n_dirs);
     for (int k = 0; runs && k < a.n_dirs; k++) free(runs[k].pts);
     free(runs);
     if (e.code) mt_err_print(&e);
