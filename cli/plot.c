@@ -595,7 +595,7 @@ static int plot_runs(const plot_args *a, plot_run *runs, const char *png, const 
     distinct_labels(runs, n);
     for (int k = 0; k < n; k++) {
         unit &= runs[k].unit[0] && strcmp(runs[k].unit, runs[0].unit) == 0;
-        printf("plot: %s: %zu logged steps (%g to %g), %zu evaluations%s%s\n", runs[k].label,
+        printf("plot: %s: %zu logged steps (%g to %g), %zu with test_loss%s%s\n", runs[k].label,
                runs[k].n, runs[k].pts[0].step, runs[k].pts[runs[k].n - 1].step, runs[k].n_eval,
                runs[k].run_id[0] ? ", run " : "", runs[k].run_id);
     }

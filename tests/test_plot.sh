@@ -12,7 +12,8 @@
 #      (anti-aliased lines and text), ink on more than 2% of the pixels; the
 #      first run's colour (#0072b2) in both, the second's (#d55e00) only in
 #      the two-run picture: the runs are drawn apart. --title reaches the
-#      picture (it changes the pixels).
+#      picture (it changes the pixels). `registry show` of the second run's
+#      model version prints a plot command line for its folder, which works.
 #   3. A metrics file with a corrupt line and a last line cut short: one
 #      warning for each, naming the file and the line; the PNG is written.
 #   4. Errors, each one "mpitrain: error:" line (and at most a hint), the
@@ -89,7 +90,7 @@ else
     bad "run colours: one-run picture #0072b2 $a1 px, #d55e00 $b1 px; two-run $a2 and $b2 px"
 fi
 cmp -s "$TMP/one.png" "$TMP/two.png" && bad "the one-run and two-run pictures are the same bytes"
-grep -q "gpt_a/0001: 21 logged steps (1 to 40), 4 evaluations, run [0-9a-f-]\{36\}" "$TMP/two.out" &&
+grep -q "gpt_a/0001: 21 logged steps (1 to 40), 4 with test_loss, run [0-9a-f-]\{36\}" "$TMP/two.out" &&
     grep -q "gpt_b/0001: 21 logged steps" "$TMP/two.out" && ok "summary lines name both runs" ||
     { bad "summary lines"; cat "$TMP/two.out"; }
 plot title "$A" --out "$TMP/title.png" --title "another title"
@@ -98,6 +99,13 @@ plot title "$A" --out "$TMP/title.png" --title "another title"
 # the same folder twice: told apart by the paths given, still a picture
 plot twice "$A" "$TMP/runs/gpt_a/0001/" --out "$TMP/twice.png"
 [ "$RC" = 0 ] && ok "the same run twice is plotted" || { bad "same run twice: exit $RC"; cat "$TMP/twice.err"; }
+# `registry show` names the command for the version's run folder, and it works
+"$MPITRAIN" registry --registry "$TMP/runs/registry.jsonl" show gpt_b >"$TMP/show.txt" 2>&1
+cmd=$(sed -n 's/^  plot  *mpitrain plot \(.*\) --out FILE.png$/\1/p' "$TMP/show.txt")
+plot show "$cmd" --out "$TMP/show.png"
+[ "$(realpath "$cmd" 2>/dev/null)" = "$(realpath "$B")" ] && [ "$RC" = 0 ] &&
+    ok "registry show: plot line names $cmd, which plots" ||
+    { bad "registry show's plot line: '$cmd', exit $RC"; cat "$TMP/show.txt"; }
 
 # ---- 3. corrupt lines ----
 C=$TMP/corrupt/r/0001
