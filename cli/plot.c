@@ -33,7 +33,7 @@
 #define PLOT_MAX_WARNINGS 10 /* per file; then one line with the count of the rest */
 #define PLOT_WIDTH        1280
 #define PLOT_HEIGHT       960
-#define PLOT_LABEL_LEN    256
+#define PLOT_LABEL_LEN    MT_PATH_LEN
 #define PLOT_INSTALL      "install Debian's gnuplot-nox (scripts/install_deps.sh)"
 
 /* Colour-blind-safe, distinct on white (Okabe-Ito, then two more); past
@@ -604,7 +604,7 @@ static int plot_runs(const plot_args *a, plot_run *runs, const char *png, const 
     if (a->title)
         snprintf(title, sizeof title, "%s", a->title);
     else if (n == 1)
-        snprintf(title, sizeof title, "mpitrain run %s", runs[0].label);
+        snprintf(title, sizeof title, "mpitrain run %.400s", runs[0].label);
     else
         snprintf(title, sizeof title, "mpitrain: %d runs", n);
     plot_job j = {dir, png, title, runs, n};
