@@ -41,6 +41,9 @@
 static const char *const colours[] = {"#0072b2", "#d55e00", "#009e73", "#cc79a7",
                                       "#e69f00", "#56b4e9", "#000000", "#8c564b"};
 #define PLOT_COLOURS (int)(sizeof colours / sizeof colours[0])
+/* gnuplot dash types of runs 1-8, 9-16, ...: solid, dash-dot, dash-dot-dot,
+ * dotted; never 2 (dashes), the validation curves' */
+static const int dashes[4] = {1, 3, 5, 4};
 
 /* One logged step; NAN where the record has no (finite) value. */
 typedef struct {
@@ -360,7 +363,7 @@ static void panel(FILE *g, const char *dir, const plot_run *runs, int n, int col
         /* few points: mark them, or a run of one logged step draws nothing */
         snprintf(style, sizeof style, "with %s lw 2 lc rgb '%s' dt %d",
                  runs[k].n <= 40 ? "linespoints pt 7 ps 0.6" : "lines", colours[k % PLOT_COLOURS],
-                 1 + (k / PLOT_COLOURS) % 5);
+                 dashes[(k / PLOT_COLOURS) % 4]);
         fprintf(g, "%s'%s/run%d.dat' using 1:%d %s ", k ? ", " : "", dir, k, col, style);
         if (col == 2) {
             fputs("title ", g);
