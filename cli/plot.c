@@ -270,6 +270,13 @@ static void put_str(FILE *f, const char *s) {
     fputc('\'', f);
 }
 
+/* DIR/<kind><k>.dat, quoted for gnuplot ($TMPDIR may hold a quote). */
+static void put_file(FILE *f, const char *dir, const char *kind, int k) {
+    char path[MT_PATH_LEN + 32];
+    snprintf(path, sizeof path, "%s/%s%d.dat", dir, kind, k);
+    put_str(f, path);
+}
+
 static void put_num(FILE *f, double v) {
     if (isfinite(v))
         fprintf(f, " %.9g", v);
@@ -364,18 +371,21 @@ static void panel(FILE *g, const char *dir, const plot_run *runs, int n, int col
         snprintf(style, sizeof style, "with %s lw 2 lc rgb '%s' dt %d",
                  runs[k].n <= 40 ? "linespoints pt 7 ps 0.6" : "lines", colours[k % PLOT_COLOURS],
                  dashes[(k / PLOT_COLOURS) % 4]);
-        fprintf(g, "%s'%s/run%d.dat' using 1:%d %s ", k ? ", " : "", dir, k, col, style);
+        fputs(k ? ", " : "", g);
+        put_file(g, dir, "run", k);
+        fprintf(g, " using 1:%d %s ", col, style);
         if (col == 2) {
             fputs("title ", g);
             put_str(g, runs[k].label);
         } else {
             fputs("notitle", g);
         }
-        if (has_test && runs[k].n_eval)
-            fprintf(g,
-                    ", '%s/eval%d.dat' using 1:2 with linespoints lw 2 lc rgb '%s' dt 2 pt 6 "
-                    "ps 1.2 notitle",
-                    dir, k, colours[k % PLOT_COLOURS]);
+        if (has_test && runs[k].n_eval) {
+            fputs(", ", g);
+            put_file(g, dir, "eval", k);
+            fprintf(g, " using 1:2 with linespoints lw 2 lc rgb '%s' dt 2 pt 6 ps 1.2 notitle",
+                    colours[k % PLOT_COLOURS]);
+        }
     }
     if (has_test) /* the legend's one entry for the validation style */
         fputs(", NaN with linespoints lw 2 lc rgb '#555555' dt 2 pt 6 ps 1.2 title "

@@ -99,6 +99,13 @@ plot title "$A" --out "$TMP/title.png" --title "another title"
 # the same folder twice: told apart by the paths given, still a picture
 plot twice "$A" "$TMP/runs/gpt_a/0001/" --out "$TMP/twice.png"
 [ "$RC" = 0 ] && ok "the same run twice is plotted" || { bad "same run twice: exit $RC"; cat "$TMP/twice.err"; }
+
+# quotes in every path gnuplot is given: the data folder ($TMPDIR) and --out
+mkdir -p "$TMP/it's"
+TMPDIR="$TMP/it's" plot quote "$A" --out "$TMP/it's \"q\".png"
+[ "$RC" = 0 ] && "${CHECK[@]}" "$TMP/it's \"q\".png" >/dev/null && [ -z "$(ls "$TMP/it's")" ] &&
+    ok "quotes in TMPDIR and --out" || { bad "quotes in paths: exit $RC"; cat "$TMP/quote.err"; }
+
 # `registry show` names the command for the version's run folder, and it works
 "$MPITRAIN" registry --registry "$TMP/runs/registry.jsonl" show gpt_b >"$TMP/show.txt" 2>&1
 cmd=$(sed -n 's/^  plot  *mpitrain plot \(.*\) --out FILE.png$/\1/p' "$TMP/show.txt")
