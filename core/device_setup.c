@@ -56,6 +56,20 @@ static void print_gpus(const mt_run *r) {
     free(all);
 }
 
+/* Whether a training step of this run waits for the device on the host
+ * before the step's read (parallel/xcomm.h, mt_xcomm_watch_each): the
+ * unfused loss returns values, ZeRO-1 and the deterministic sums copy to
+ * the host, and a group without NCCL sums through host copies. */
+static int host_waits_in_step(const mt_run *r) {
+    const mt_comm *c = r->comm;
+    const mt_config *cfg = &r->cfg;
+    if (!cfg->train.fused || cfg->parallel.deterministic || cfg->parallel.zero) return 1;
+    const mt_xcomm *x[4] = {&c->xdp, &c->xtp, &c->xemb, &c->xpp};
+    for (int i = 0; i < 4; i++)
+        if (x[i]->size > 1 && !x[i]->nccl) return 1;
+    return 0;
+}
+
 /* The backend every rank computes with, the same verdict on every rank. */
 int mt_run_setup_device(mt_run *r, mt_err *e) {
     mt_comm *c = r->comm;
@@ -84,6 +98,7 @@ int mt_run_setup_device(mt_run *r, mt_err *e) {
     else if (r->be->set_precision)
         r->be->set_precision(cfg->train.precision == MT_PREC_BF16);
     if (mt_comm_agree(c, e) || mt_comm_use_device(c, r->be, e)) return e->code;
+    mt_xcomm_watch_each(host_waits_in_step(r));
     if (c->rank == 0 && !cuda && cfg->train.precision == MT_PREC_BF16)
         printf("bf16 matmuls: %s\n", mt_backend_cpu_bf16_path());
     if (c->rank == 0) {

@@ -640,7 +640,10 @@ static int op_runs_fused(const mt_config *cfg, const mt_backend *be, const char 
     mt_gpt_config gc = mt_gpt_config_of(cfg, be);
     gc.act_bf16 = cfg->train.precision == MT_PREC_BF16;
     gc.fused = 1;
-    if (!strcmp(op, "matmul_bf16")) return gc.act_bf16 ? mt_gpt_wants_bf16_products(&gc, be) : -1;
+    int mm16 = mt_gpt_wants_bf16_products(&gc, be);
+    if (!strcmp(op, "matmul_bf16")) return gc.act_bf16 ? mm16 : -1;
+    if (!strcmp(op, "matmul_wgrad_bgrad") && mm16)
+        return -1; /* (bf16 products: bias_grad sums the fp32 gradient, linear_backward) */
     if (!strcmp(op, "flash_attention")) /* (a backend's flash ops may not take every head size) */
         return gc.n_head > 0 && mt_backend_flash_takes(be, gc.n_embd / gc.n_head);
     return mt_backend_has_fused(be, op);

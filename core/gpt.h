@@ -128,6 +128,9 @@ typedef struct {
     mt_gpt_dropout drop;
 } mt_gpt;
 
+/* Elements of the widest activation gradient a product of m reads, for
+ * N = B*T rows (d16's size): (N, 4C/tp) or (N, C). */
+size_t mt_gpt_grad16_numel(const mt_gpt *m, size_t N);
 /* Whether a GPT of c computing on be runs its linear layers' products on
  * bf16 operands (act_bf16, fused, be has matmul_bf16): it then reads the
  * weights from the parameters' bf16 copy (mt_params' data16, which the

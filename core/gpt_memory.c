@@ -10,6 +10,13 @@
 
 #define ALLOC(ptr, n) bad |= !((ptr) = be->alloc(n))
 
+size_t mt_gpt_grad16_numel(const mt_gpt *m, size_t N) {
+    /* the widest gradient a product reads: dfch (N, 4 Cl), or a
+     * row-parallel output's (N, C), wider when tp > 4 (Cl = C / tp) */
+    size_t C = (size_t)m->cfg.n_embd, H = 4 * (size_t)m->Cl;
+    return N * (H > C ? H : C);
+}
+
 /* The activations one forward keeps for its backward. */
 static int alloc_stored(mt_gpt *m, const mt_backend *be) {
     const mt_gpt_config *c = &m->cfg;
@@ -72,7 +79,7 @@ int mt_gpt_alloc(mt_gpt *m, const mt_backend *be, int max_B, int max_T, mt_err *
         ALLOC(w->fch_gelu, N * 4 * Cl);
     }
     if (m->use.mm16) { /* bf16 products: a gradient's bf16 copy; ln_f's (the LM head's input) */
-        ALLOC(m->d16, (N * 4 * Cl + 1) / 2);
+        ALLOC(m->d16, (mt_gpt_grad16_numel(m, N) + 1) / 2);
         if (m->last) ALLOC(m->lnf16, (N * C + 1) / 2);
     }
     if (bad)
@@ -136,8 +143,11 @@ void mt_gpt_act_bytes(const mt_gpt *m, double *stored, double *scratch) {
     double per_block = kept + (m->cfg.act_bf16 ? 0.5 : 1.0) * packable;
     *stored = 4.0 * ((m->l1 - m->l0) * per_block + (m->first ? N * C : 0) +
                      (m->last ? N * C + 2 * N + (m->use.xent ? 1 : 2) * N * V : 0));
-    *scratch = 4.0 * (3 * N * C + 3 * N * Cl + 4 * N * Cl + att + (m->cfg.act_bf16 ? packable : 0) +
-                      (m->use.mm16 ? 2 * N * Cl + (m->last ? N * C / 2 : 0) : 0));
+    *scratch =
+        4.0 *
+        (3 * N * C + 3 * N * Cl + 4 * N * Cl + att + (m->cfg.act_bf16 ? packable : 0) +
+         (m->use.mm16 ? 0.5 * (double)mt_gpt_grad16_numel(m, (size_t)N) + (m->last ? N * C / 2 : 0)
+                      : 0));
 }
 
 void mt_gpt_free(mt_gpt *m, const mt_backend *be) {

@@ -45,7 +45,7 @@ static void gather_memory(const mt_run *r, mem_row *rows) {
                     r->st.sp.first[c->pp_rank],
                     r->st.sp.first[c->pp_rank + 1],
                     n,
-                    4.0 * n * 2,
+                    (4.0 * 2 + (r->params.data16 ? 2.0 : 0.0)) * n, /* (+ the bf16 copy) */
                     4.0 * shard * nstate,
                     mt_gradsync_bytes(&r->sync),
                     mt_stage_act_bytes(&r->st),

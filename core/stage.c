@@ -152,10 +152,13 @@ void mt_stage_on_grad_ready(mt_stage *s, mt_grad_ready_fn fn, void *ctx) {
     s->grad_ready_ctx = ctx;
 }
 
+void mt_stage_eval_begin(mt_stage *s) {
+    mt_params_to_bf16(s->p, s->be); /* (the last step's update; nothing without bf16 products) */
+}
+
 void mt_stage_eval(mt_stage *s, const mt_model_batch *b) {
     s->batch = *b;
     s->batch.train = 0;
-    mt_params_to_bf16(s->p, s->be);
     message_rows(s, b->rows);
     mt_pipe_forward_only(&s->pipe, 1);
     /* every stage waits for the forward's device work (under the watchdog's

@@ -81,6 +81,8 @@ void mt_stage_collect(mt_stage *s);
  * data-parallel buckets, parallel/buckets.h); earlier backwards only
  * accumulate. Not with parallel.deterministic (its tree sums later). */
 void mt_stage_on_grad_ready(mt_stage *s, mt_grad_ready_fn fn, void *ctx);
+/* Before an evaluation's forwards (after whatever changed the parameters). */
+void mt_stage_eval_begin(mt_stage *s);
 /* Forward only over b->rows <= max_rows rows (evaluation), adding to
  * s->loss and s->correct on the last stage (one wait for the device).
  * Collective over the pipeline. */

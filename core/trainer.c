@@ -51,6 +51,7 @@ static mt_eval evaluate(mt_run *r) {
     mt_batches *d = &r->data;
     int64_t n = d->n_eval, lo = n * c->dp_rank / c->dp_size, hi = n * (c->dp_rank + 1) / c->dp_size;
     r->st.loss = r->st.correct = 0.0;
+    mt_stage_eval_begin(&r->st);
     for (int64_t i = lo; i < hi; i += d->eval_rows) {
         int64_t k = hi - i < d->eval_rows ? hi - i : d->eval_rows;
         mt_model_batch b = mt_batches_eval(d, i, k);

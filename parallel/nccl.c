@@ -52,10 +52,17 @@ static void cuda_check(cudaError_t r, const char *what) {
  * deadline covers them where the host next waits for the device (the
  * training step's read, an evaluation forward: mt_watchdog_wait_device), so
  * a peer that never arrives trips it there instead of hanging. With
- * MPITRAIN_CUDA_SYNC=1 (debugging) each call is waited for here, polling,
- * and a timeout names the call and its peer. */
+ * MPITRAIN_CUDA_SYNC=1 (debugging), or where the step's host waits for the
+ * device before that read (mt_nccl_watch_each), each call is waited for
+ * here, polling, and a timeout names the call and its peer. */
+static int watch_each; /* mt_nccl_watch_each */
+
+void mt_nccl_watch_each(int on) {
+    watch_each = on;
+}
+
 static void watch(const mt_nccl *n, const char *op, int peer) {
-    if (mt_watchdog_enabled() && mt_cuda_sync_mode())
+    if (mt_watchdog_enabled() && (watch_each || mt_cuda_sync_mode()))
         mt_watchdog_wait_for(stream_done, NULL, op, n->mpi, peer);
 }
 
@@ -156,7 +163,7 @@ void mt_nccl_sum_join(void *nc) {
     if (!x->side) return;
     cuda_check(cudaEventRecord(x->joined, x->side), "cudaEventRecord");
     cuda_check(cudaStreamWaitEvent(0, x->joined, 0), "cudaStreamWaitEvent");
-    if (mt_watchdog_enabled() && mt_cuda_sync_mode())
+    if (mt_watchdog_enabled() && (watch_each || mt_cuda_sync_mode()))
         mt_watchdog_wait_for(side_done, x, "nccl allreduce", x->mpi, -1);
 }
 

@@ -30,6 +30,12 @@ void mt_nccl_sum_join(void *nc);
 void mt_nccl_exchange(void *nc, const float *sbuf, size_t sn, int to, float *rbuf, size_t rn,
                       int from);
 void mt_nccl_destroy(void *nc);
+/* on: with the watchdog on, each NCCL call is waited for where it is made,
+ * polling under the deadline (a layout whose step waits for the device on
+ * the host before the step's read: parallel/xcomm.h's mt_xcomm_watch_each);
+ * off (the default): the step's read and each evaluation forward cover the
+ * queued calls (parallel/watchdog.h, mt_watchdog_wait_device). */
+void mt_nccl_watch_each(int on);
 /* "2.28.9", or "" without NCCL */
 void mt_nccl_version(char *buf, size_t n);
 

@@ -196,6 +196,14 @@ void mt_xcomm_free(mt_xcomm *x) {
     x->stage = NULL;
 }
 
+void mt_xcomm_watch_each(int on) {
+#ifdef MT_HAVE_NCCL
+    mt_nccl_watch_each(on);
+#else
+    (void)on;
+#endif
+}
+
 void mt_xcomm_nccl_version(char *buf, size_t n) {
 #ifdef MT_HAVE_NCCL
     mt_nccl_version(buf, n);

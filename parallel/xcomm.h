@@ -75,6 +75,13 @@ void mt_xcomm_sum_join(const mt_xcomm *x);
  * never deadlocks here never deadlocks with NCCL either). */
 void mt_xcomm_exchange(const mt_xcomm *x, const float *sbuf, size_t sn, int to, float *rbuf,
                        size_t rn, int from);
+/* Where a training step waits for the device on the host before its read
+ * (a host copy of a sum without NCCL, ZeRO-1's or the deterministic sums'
+ * host copies, the unfused loss's values): 1 makes the watchdog wait for
+ * each NCCL call where it is made, so no such host wait can block without a
+ * deadline behind a peer that never comes; 0 (the default) leaves the
+ * deadline to the step's read (parallel/nccl.h). Process-wide. */
+void mt_xcomm_watch_each(int on);
 void mt_xcomm_free(mt_xcomm *x);
 /* The NCCL version device buffers are summed with ("2.28.9"), or "" when
  * this binary was built without NCCL. */

@@ -221,11 +221,14 @@ static void counted_matmul_bf16(int epi, int ta, int tb, int M, int N, int K, fl
  * both give loss and gradients bitwise those of the same model on a CPU
  * table without matmul_bf16 (fp32 operands rounded to the same bf16 values
  * inside the products). */
-static void check_bf16_products(void) {
-    mt_backend plain = *mt_backend_cpu(), counted = *mt_compose_backend();
+static void check_bf16_products(int flash) {
+    mt_backend plain = *mt_backend_cpu(), counted = *mt_compose_backend(), cpu = *mt_backend_cpu();
     plain.matmul_bf16 = NULL;
     counted.matmul_bf16 = counted_matmul_bf16;
-    const mt_backend *bes[3] = {&plain, mt_backend_cpu(), &counted};
+    if (!flash) /* the unfused attention (the backward unpacks no attention output) */
+        plain.flash_attention_forward = counted.flash_attention_forward =
+            cpu.flash_attention_forward = NULL;
+    const mt_backend *bes[3] = {&plain, &cpu, &counted};
     const char *name[3] = {"without matmul_bf16", "CPU", "composed"};
     mt_gpt m[3];
     mt_params p[3];
@@ -240,12 +243,13 @@ static void check_bf16_products(void) {
         loss[k] = loss_of(&m[k], &p[k], x, y, &d);
         mt_gpt_backward(&m[k], be, &p[k], x, y, 1.0f / (B * T), 0);
         CHECK(m[k].on16 == (k > 0), "%s: bf16 products %s", name[k], m[k].on16 ? "on" : "off");
+        CHECK(m[k].use.flash == flash, "%s: flash attention %d", name[k], m[k].use.flash);
     }
     for (int k = 1; k < 3; k++) {
         size_t differ = mt_test_bits_differ(p[0].grad, p[k].grad, p[0].numel);
-        printf("bf16 products, %s vs %s: loss %.17g vs %.17g, %zu of %zu gradients differ in "
-               "bits\n",
-               name[k], name[0], loss[k], loss[0], differ, p[0].numel);
+        printf("bf16 products (%s attention), %s vs %s: loss %.17g vs %.17g, %zu of %zu gradients "
+               "differ in bits\n",
+               flash ? "flash" : "unfused", name[k], name[0], loss[k], loss[0], differ, p[0].numel);
         CHECK(loss[k] == loss[0], "bf16 products (%s): loss %.17g, without %.17g", name[k], loss[k],
               loss[0]);
         CHECK(differ == 0, "bf16 products (%s): %zu gradients differ", name[k], differ);
@@ -356,7 +360,8 @@ int main(void) {
         check_grads(0.25f, fused);
     }
     check_composed();
-    check_bf16_products();
+    check_bf16_products(1);
+    check_bf16_products(0);
     check_padded(0);
     check_padded(1);
     check_dropout_layout();
