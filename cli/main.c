@@ -7,6 +7,7 @@
  *   mpitrain data ...            (dataset conversion; see cli/data.c)
  *   mpitrain ckpt inspect|verify (checkpoint files; see cli/ckpt.c)
  *   mpitrain generate ...        (sampling from a GPT checkpoint; cli/generate.c)
+ *   mpitrain export ...          (a checkpoint as safetensors; cli/export.c)
  *
  * `train` starts MPI first, so a usage error is reported once (by rank 0)
  * and every rank exits with the same status.
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "cli/ckpt.h"
+#include "cli/export.h"
 #include "cli/generate.h"
 #include "cli/registry.h"
 #include "cli/data.h"
@@ -42,6 +44,8 @@ static void usage(FILE *f) {
                "  generate --checkpoint FILE [--prompt TEXT | --prompt-tokens IDS]\n"
                "           [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
                "                    sample text from a GPT checkpoint (mpitrain generate --help)\n"
+               "  export --format safetensors CKPT OUT.safetensors [--force]\n"
+               "                    the weights for Hugging Face / PyTorch (mpitrain export --help)\n"
                "  registry list | show NAME[:VERSION|@ALIAS] | lineage NAME:VERSION | verify\n"
                "           | alias set|rm NAME ALIAS [VERSION] | export --openlineage\n"
                "                    model versions and their lineage (mpitrain registry --help)\n"
@@ -126,6 +130,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "data") == 0) return mt_cli_data(argc - 1, argv + 1);
     if (strcmp(cmd, "ckpt") == 0) return mt_cli_ckpt(argc - 1, argv + 1);
     if (strcmp(cmd, "generate") == 0) return mt_cli_generate(argc - 1, argv + 1);
+    if (strcmp(cmd, "export") == 0) return mt_cli_export(argc - 1, argv + 1);
     if (strcmp(cmd, "registry") == 0) return mt_cli_registry(argc - 1, argv + 1);
     mt_err e = {0}; /* through mt_err: a message stays one line whatever argv holds */
     mt_err_set(&e, MT_ERR_USAGE, "unknown command '%s'", cmd);
