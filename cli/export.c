@@ -351,9 +351,13 @@ static int run(const export_args *a, mt_err *e) {
     mt_weights w;
     export_plan p;
     memset(&p, 0, sizeof p);
+    const char *base = strrchr(a->out, '/') ? strrchr(a->out, '/') + 1 : a->out;
     if (!mt_weights_read(a->in, &w, e) && !plan(&p, a, &w, e)) {
         /* config.json is checked only now: an MLP writes none */
-        if (!p.config_json || !check_output(cfg_path, a->force, e))
+        if (p.config_json && strcmp(base, "config.json") == 0)
+            mt_err_set(e, MT_ERR_USAGE, "OUT %s would be the config.json written beside it",
+                       a->out);
+        else if (!p.config_json || !check_output(cfg_path, a->force, e))
             write_files(&p, a->out, cfg_path, e);
         if (!e->code)
             printf("export: %s (%s, step %lld) -> %s: %d tensors, float32%s%s\n", a->in,
