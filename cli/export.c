@@ -1,9 +1,10 @@
 /*
  * export.c - `mpitrain export` (see export.h): a checkpoint's or model
  * file's weights as a safetensors file for the Hugging Face / PyTorch
- * world. A GPT gets GPT2LMHeadModel's names and layout and a config.json
- * beside it; an MLP its own names as stored. docs/EXPORT.md is the
- * contract (names, transposes, what is dropped and why).
+ * world (a GPT gets GPT2LMHeadModel's names and layout and a config.json
+ * beside it; an MLP its own names as stored), or a GPT as llm.c's model
+ * file. docs/EXPORT.md is the contract (names, transposes, what is dropped
+ * and why).
  */
 #include "cli/export.h"
 
@@ -19,13 +20,15 @@
 #include "core/models.h"
 #include "core/version.h"
 #include "io/files.h"
+#include "io/llmc.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
 
-#define EXPORT_MAX_META 24
+#define EXPORT_MAX_META  24
+#define LLMC_VOCAB_ALIGN 128 /* llm.c pads its vocabulary to a multiple of 128 */
 
 typedef struct {
-    const char *format; /* "safetensors" */
+    const char *format; /* "safetensors" | "llmc" */
     const char *in, *out;
     int force;
 } export_args;
@@ -42,28 +45,36 @@ typedef struct {
     char numbers[8][32];               /* metadata values that are numbers */
     char layers[MT_CFG_LIST_MAX * 24]; /* MLP: model.layers, "784,256,10" */
     char *config_json;                 /* GPT: config.json's text, else NULL */
+    int llmc;                          /* --format llmc: llm.c's file of this shape */
+    mt_llmc_shape shape;
 } export_plan;
 
 static void usage(FILE *out) {
     fprintf(out, "usage: mpitrain export --format safetensors CKPT OUT.safetensors [--force]\n"
+                 "       mpitrain export --format llmc CKPT OUT.bin [--force]\n"
                  "\n"
                  "Writes the weights of CKPT (a checkpoint, checked completely first as `mpitrain\n"
-                 "ckpt verify` does, or a run's model.h5) as a safetensors file, float32.\n"
+                 "ckpt verify` does, or a run's model.h5) for use outside mpitrain, float32, on\n"
+                 "one process (no mpirun).\n"
                  "\n"
-                 "  --format safetensors  the file format (the only one)\n"
+                 "  --format safetensors  a safetensors file (Hugging Face, PyTorch)\n"
+                 "  --format llmc         llm.c's GPT-2 model file (gpt2_124M.bin, version 3)\n"
                  "  --force               replace OUT (and config.json) when they exist\n"
                  "  -h, --help            print this help\n"
                  "\n"
-                 "A GPT (model.kind = gpt) gets Hugging Face GPT2LMHeadModel's tensor names\n"
-                 "(transformer.wte.weight, transformer.h.0.attn.c_attn.weight, ...) with the\n"
-                 "linear weights transposed to its Conv1D layout [in, out], the vocabulary\n"
-                 "padding dropped and no lm_head.weight (tied to transformer.wte.weight), and\n"
-                 "a config.json in OUT's folder: name OUT DIR/model.safetensors and\n"
-                 "GPT2LMHeadModel.from_pretrained(DIR) loads it. An MLP keeps its names\n"
-                 "(fc1.weight [out, in], fc1.bias, ...). See docs/EXPORT.md.\n"
+                 "safetensors: a GPT (model.kind = gpt) gets Hugging Face GPT2LMHeadModel's\n"
+                 "tensor names (transformer.wte.weight, transformer.h.0.attn.c_attn.weight, ...)\n"
+                 "with the linear weights transposed to its Conv1D layout [in, out], the\n"
+                 "vocabulary padding dropped and no lm_head.weight (tied to\n"
+                 "transformer.wte.weight), and a config.json in OUT's folder: name OUT\n"
+                 "DIR/model.safetensors and GPT2LMHeadModel.from_pretrained(DIR) loads it. An\n"
+                 "MLP keeps its names (fc1.weight [out, in], fc1.bias, ...).\n"
+                 "\n"
+                 "llmc: a GPT only; llm.c's header and tensor order, its vocabulary padded to a\n"
+                 "multiple of 128 with zero rows.\n"
                  "\n"
                  "Files are written atomically (temporary name, fsync, rename); an existing OUT\n"
-                 "or config.json is an error without --force.\n"
+                 "or config.json is an error without --force. See docs/EXPORT.md.\n"
                  "\n"
                  "Exit status: 0 written, 2 usage or an unwritable output, 4 CKPT is not a\n"
                  "checkpoint or model file, or is corrupt.\n");
@@ -90,9 +101,9 @@ static int parse_args(int argc, char **argv, export_args *a, mt_err *e) {
     }
     if (e->code) return e->code;
     if (!a->format)
-        return mt_err_set(e, MT_ERR_USAGE, "mpitrain export needs --format (safetensors)");
-    if (strcmp(a->format, "safetensors") != 0)
-        return mt_err_set(e, MT_ERR_USAGE, "unknown export format '%s' (known: safetensors)",
+        return mt_err_set(e, MT_ERR_USAGE, "mpitrain export needs --format (safetensors or llmc)");
+    if (strcmp(a->format, "safetensors") != 0 && strcmp(a->format, "llmc") != 0)
+        return mt_err_set(e, MT_ERR_USAGE, "unknown export format '%s' (known: safetensors, llmc)",
                           a->format);
     if (npos < 2) return mt_err_set(e, MT_ERR_USAGE, "mpitrain export needs CKPT and OUT");
     if (!a->in[0] || !a->out[0]) return mt_err_set(e, MT_ERR_USAGE, "an empty file name");
@@ -209,6 +220,21 @@ static char *gpt_config_json(const mt_config *cfg, mt_err *e) {
     return text;
 }
 
+/* A GPT block's tensors in mpitrain's order and shapes (in units of C;
+ * cols 0: a vector). The Linear weights (out, in) become Conv1D's (in, out)
+ * in GPT2LMHeadModel's layout; llm.c's keeps mpitrain's. */
+static const struct {
+    const char *name;
+    int rows, cols;
+    int linear;
+} gpt_block[] = {
+    {"ln_1.weight", 1, 0, 0},      {"ln_1.bias", 1, 0, 0},          {"attn.c_attn.weight", 3, 1, 1},
+    {"attn.c_attn.bias", 3, 0, 0}, {"attn.c_proj.weight", 1, 1, 1}, {"attn.c_proj.bias", 1, 0, 0},
+    {"ln_2.weight", 1, 0, 0},      {"ln_2.bias", 1, 0, 0},          {"mlp.c_fc.weight", 4, 1, 1},
+    {"mlp.c_fc.bias", 4, 0, 0},    {"mlp.c_proj.weight", 1, 4, 1},  {"mlp.c_proj.bias", 1, 0, 0},
+};
+#define GPT_BLOCK_TENSORS ((int)(sizeof gpt_block / sizeof gpt_block[0]))
+
 /* GPT2LMHeadModel's tensors, in its state_dict order. */
 static int plan_gpt(export_plan *p, const mt_config *cfg, const mt_weights *w, mt_err *e) {
     const int64_t C = cfg->model.n_embd, V = cfg->model.vocab_size, L = cfg->model.n_layer;
@@ -217,24 +243,16 @@ static int plan_gpt(export_plan *p, const mt_config *cfg, const mt_weights *w, m
     if (!e->code)
         add_tensor(p, w, "wpe.weight", "transformer.wpe.weight", cfg->model.block_size, C,
                    AS_STORED, e);
-    static const struct {
-        const char *name;
-        int rows, cols; /* in units of C, as GPT2LMHeadModel holds it; cols 0: a vector */
-        int transpose;  /* Conv1D: mpitrain's Linear (out, in) becomes (in, out) */
-    } block[] = {
-        {"ln_1.weight", 1, 0, 0},        {"ln_1.bias", 1, 0, 0},
-        {"attn.c_attn.weight", 1, 3, 1}, {"attn.c_attn.bias", 3, 0, 0},
-        {"attn.c_proj.weight", 1, 1, 1}, {"attn.c_proj.bias", 1, 0, 0},
-        {"ln_2.weight", 1, 0, 0},        {"ln_2.bias", 1, 0, 0},
-        {"mlp.c_fc.weight", 1, 4, 1},    {"mlp.c_fc.bias", 4, 0, 0},
-        {"mlp.c_proj.weight", 4, 1, 1},  {"mlp.c_proj.bias", 1, 0, 0},
-    };
     for (int64_t l = 0; l < L && !e->code; l++)
-        for (size_t k = 0; k < sizeof block / sizeof block[0] && !e->code; k++) {
-            snprintf(src, sizeof src, "h.%lld.%s", (long long)l, block[k].name);
-            snprintf(dst, sizeof dst, "transformer.h.%lld.%s", (long long)l, block[k].name);
-            add_tensor(p, w, src, dst, block[k].rows * C, block[k].cols * C,
-                       block[k].transpose ? TRANSPOSED : AS_STORED, e);
+        for (int k = 0; k < GPT_BLOCK_TENSORS && !e->code; k++) {
+            snprintf(src, sizeof src, "h.%lld.%s", (long long)l, gpt_block[k].name);
+            snprintf(dst, sizeof dst, "transformer.h.%lld.%s", (long long)l, gpt_block[k].name);
+            if (gpt_block[k].linear) /* Conv1D: (in, out) */
+                add_tensor(p, w, src, dst, gpt_block[k].cols * C, gpt_block[k].rows * C, TRANSPOSED,
+                           e);
+            else
+                add_tensor(p, w, src, dst, gpt_block[k].rows * C, gpt_block[k].cols * C, AS_STORED,
+                           e);
         }
     if (!e->code) add_tensor(p, w, "ln_f.weight", "transformer.ln_f.weight", C, 0, AS_STORED, e);
     if (!e->code) add_tensor(p, w, "ln_f.bias", "transformer.ln_f.bias", C, 0, AS_STORED, e);
@@ -246,6 +264,35 @@ static int plan_gpt(export_plan *p, const mt_config *cfg, const mt_weights *w, m
          "hf-gpt2: Conv1D weights [in, out]; lm_head tied to transformer.wte.weight");
     meta(p, "mpitrain.vocab_size", num(p, 2, V));
     p->config_json = gpt_config_json(cfg, e);
+    return e->code;
+}
+
+/* llm.c's tensors in its order (llmc.h): each kind of block tensor stacked
+ * over the layers, every tensor as mpitrain holds it. */
+static int plan_llmc(export_plan *p, const mt_config *cfg, const mt_weights *w, mt_err *e) {
+    const int64_t C = cfg->model.n_embd, V = cfg->model.vocab_size, L = cfg->model.n_layer;
+    char src[96];
+    add_tensor(p, w, "wte.weight", "wte", V, C, FIRST_ROWS, e);
+    if (!e->code) add_tensor(p, w, "wpe.weight", "wpe", cfg->model.block_size, C, AS_STORED, e);
+    for (int k = 0; k < GPT_BLOCK_TENSORS && !e->code; k++)
+        for (int64_t l = 0; l < L && !e->code; l++) {
+            snprintf(src, sizeof src, "h.%lld.%s", (long long)l, gpt_block[k].name);
+            add_tensor(p, w, src, src, gpt_block[k].rows * C, gpt_block[k].cols * C, AS_STORED, e);
+        }
+    if (!e->code) add_tensor(p, w, "ln_f.weight", "lnfw", C, 0, AS_STORED, e);
+    if (!e->code) add_tensor(p, w, "ln_f.bias", "lnfb", C, 0, AS_STORED, e);
+    if (!e->code && p->n != w->n)
+        mt_err_set(e, MT_ERR_CKPT, "the file holds %d tensors, the GPT of its config %d", w->n,
+                   p->n);
+    p->llmc = 1;
+    mt_llmc_shape sh = {
+        (int32_t)cfg->model.block_size,
+        (int32_t)V,
+        (int32_t)L,
+        (int32_t)cfg->model.n_head,
+        (int32_t)C,
+        (int32_t)((V + LLMC_VOCAB_ALIGN - 1) / LLMC_VOCAB_ALIGN * LLMC_VOCAB_ALIGN)};
+    p->shape = sh;
     return e->code;
 }
 
@@ -297,6 +344,14 @@ static int plan(export_plan *p, const export_args *a, const mt_weights *w, mt_er
     meta(p, "mpitrain.run_id", w->run_id);
     meta(p, "mpitrain.step", num(p, 0, (long long)w->step));
     meta(p, "mpitrain.model_kind", w->model_kind);
+    if (strcmp(a->format, "llmc") == 0) {
+        if (cfg.model.kind != MT_MODEL_GPT)
+            return mt_err_set(e, MT_ERR_USAGE,
+                              "%s holds a model.kind = %s model; --format llmc is llm.c's GPT-2 "
+                              "file (model.kind = gpt)",
+                              a->in, mt_config_enum_name("model", "kind", cfg.model.kind));
+        return plan_llmc(p, &cfg, w, e);
+    }
     if (cfg.model.kind == MT_MODEL_GPT) return plan_gpt(p, &cfg, w, e);
     return plan_mlp(p, &cfg, w, e);
 }
@@ -316,6 +371,24 @@ static int write_text_tmp(const char *tmp, const char *text, mt_err *e) {
     return MT_OK;
 }
 
+/* The plan's tensors as llm.c's file, to the temporary file tmp. */
+static int write_llmc_tmp(const export_plan *p, const char *tmp, mt_err *e) {
+    const float **part = calloc((size_t)p->n, sizeof *part);
+    size_t *len = calloc((size_t)p->n, sizeof *len);
+    if (!part || !len) {
+        mt_err_set(e, MT_ERR_INTERNAL, "out of memory writing %s", tmp);
+    } else {
+        for (int i = 0; i < p->n; i++) {
+            part[i] = p->t[i].data;
+            len[i] = (size_t)p->t[i].shape[0] * (size_t)(p->t[i].ndim == 2 ? p->t[i].shape[1] : 1);
+        }
+        mt_llmc_write_tmp(tmp, &p->shape, part, len, p->n, e);
+    }
+    free(part);
+    free(len);
+    return e->code;
+}
+
 /* Both files to temporary names, then each renamed into place: a failure
  * before the renames leaves nothing; one at the second rename removes the
  * first file. */
@@ -323,7 +396,11 @@ static int write_files(const export_plan *p, const char *out, const char *cfg_pa
     char tmp[MT_PATH_LEN + 32], ctmp[MT_PATH_LEN + 32];
     mt_file_tmp_name(out, tmp, sizeof tmp);
     mt_file_tmp_name(cfg_path, ctmp, sizeof ctmp);
-    if (mt_safetensors_write_tmp(tmp, p->t, p->n, p->meta, p->n_meta, e)) return e->code;
+    if (p->llmc) {
+        if (write_llmc_tmp(p, tmp, e)) return e->code;
+    } else if (mt_safetensors_write_tmp(tmp, p->t, p->n, p->meta, p->n_meta, e)) {
+        return e->code;
+    }
     if (p->config_json && write_text_tmp(ctmp, p->config_json, e)) {
         unlink(tmp);
         return e->code;

@@ -1,7 +1,7 @@
 /*
- * export.h - `mpitrain export --format safetensors CKPT OUT [--force]`: a
- * trained model out of mpitrain, for the Hugging Face / PyTorch world
- * (docs/EXPORT.md).
+ * export.h - `mpitrain export --format safetensors|llmc CKPT OUT [--force]`:
+ * a trained model out of mpitrain, for the Hugging Face / PyTorch world or
+ * llm.c (docs/EXPORT.md).
  */
 #ifndef MT_CLI_EXPORT_H
 #define MT_CLI_EXPORT_H

@@ -7,7 +7,7 @@
  *   mpitrain data ...            (dataset conversion; see cli/data.c)
  *   mpitrain ckpt inspect|verify (checkpoint files; see cli/ckpt.c)
  *   mpitrain generate ...        (sampling from a GPT checkpoint; cli/generate.c)
- *   mpitrain export ...          (a checkpoint as safetensors; cli/export.c)
+ *   mpitrain export ...          (a checkpoint for HF/PyTorch, llm.c; cli/export.c)
  *
  * `train` starts MPI first, so a usage error is reported once (by rank 0)
  * and every rank exits with the same status.
@@ -44,7 +44,7 @@ static void usage(FILE *f) {
                "  generate --checkpoint FILE [--prompt TEXT | --prompt-tokens IDS]\n"
                "           [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
                "                    sample text from a GPT checkpoint (mpitrain generate --help)\n"
-               "  export --format safetensors CKPT OUT [--force]\n"
+               "  export --format safetensors|llmc CKPT OUT [--force]\n"
                "                    weights for Hugging Face/PyTorch (mpitrain export --help)\n"
                "  registry list | show NAME[:VERSION|@ALIAS] | lineage NAME:VERSION | verify\n"
                "           | alias set|rm NAME ALIAS [VERSION] | export --openlineage\n"

@@ -10,8 +10,6 @@
 
 #include "io/files.h"
 
-#define ST_CHUNK 16384 /* floats encoded per fwrite */
-
 static size_t numel(const mt_st_tensor *t) {
     size_t n = 1;
     for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
@@ -59,23 +57,6 @@ static char *header_json(const mt_st_tensor *t, int n, const char *const *meta, 
     return text;
 }
 
-/* Writes the n floats of x as little-endian float32. */
-static int put_floats(FILE *f, const float *x, size_t n) {
-    unsigned char buf[ST_CHUNK * 4];
-    for (size_t i = 0; i < n;) {
-        size_t k = n - i < ST_CHUNK ? n - i : ST_CHUNK;
-        for (size_t j = 0; j < k; j++) {
-            uint32_t u;
-            memcpy(&u, &x[i + j], 4);
-            buf[4 * j] = (unsigned char)u, buf[4 * j + 1] = (unsigned char)(u >> 8);
-            buf[4 * j + 2] = (unsigned char)(u >> 16), buf[4 * j + 3] = (unsigned char)(u >> 24);
-        }
-        if (fwrite(buf, 4, k, f) != k) return -1;
-        i += k;
-    }
-    return 0;
-}
-
 int mt_safetensors_write_tmp(const char *tmp, const mt_st_tensor *t, int n, const char *const *meta,
                              int n_meta, mt_err *e) {
     char *json = header_json(t, n, meta, n_meta, e);
@@ -92,7 +73,7 @@ int mt_safetensors_write_tmp(const char *tmp, const mt_st_tensor *t, int n, cons
     for (int i = 0; i < 8; i++) le[i] = (unsigned char)(hlen >> (8 * i));
     int bad = fwrite(le, 1, 8, f) != 8 || fwrite(json, 1, len, f) != len;
     for (uint64_t i = len; !bad && i < hlen; i++) bad = fputc(' ', f) == EOF;
-    for (int i = 0; !bad && i < n; i++) bad = put_floats(f, t[i].data, numel(&t[i])) != 0;
+    for (int i = 0; !bad && i < n; i++) bad = mt_file_put_f32le(f, t[i].data, numel(&t[i])) != 0;
     int err = errno;
     if (fclose(f) != 0 && !bad) bad = 1, err = errno;
     free(json);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_export.sh - `mpitrain export --format safetensors` (docs/EXPORT.md).
+# test_export.sh - `mpitrain export --format safetensors | llmc` (docs/EXPORT.md).
 #
 # usage: test_export.sh MPITRAIN REPO MNIST_H5
 #
@@ -10,10 +10,13 @@
 #      documented transposes, under GPT2LMHeadModel's names, with config.json
 #      beside it; (b) loads it into a PyTorch GPT-2 of Hugging Face's layout
 #      and gets mpitrain's final validation loss (run.json) within 1e-5.
-#      The run's model.h5 exports the same tensors.
+#      The run's model.h5 exports the same tensors. --format llmc: llm.c's
+#      gpt2_124M.bin layout, checked the same two ways.
 #   2. A GPT with model.vocab_size = 300 held padded (model.vocab_pad = 64):
-#      transformer.wte.weight has 300 rows, bitwise the checkpoint's.
-#   3. The MLP on MNIST: its tensors under their own names, bitwise.
+#      transformer.wte.weight has 300 rows, bitwise the checkpoint's; llm.c's
+#      file pads them to 384 with zero rows.
+#   3. The MLP on MNIST: its tensors under their own names, bitwise; no
+#      config.json; --format llmc refuses it.
 #   4. An existing OUT or config.json is not replaced (exit 2, unchanged)
 #      unless --force; with --force the files are replaced by the new export.
 #   5. Bad input: a missing file, a file that is no checkpoint, a corrupt
@@ -76,12 +79,20 @@ check "model.h5" same "$TMP/hf/model.safetensors" "$TMP/hf_model/model.safetenso
 cmp -s "$TMP/hf/config.json" "$TMP/hf_model/config.json" &&
     ok "model.h5 gives the same config.json" || bad "config.json of model.h5 differs"
 
+# llm.c's model file of the same checkpoint
+export_ llmc --format llmc "$CK" "$TMP/gpt.bin"
+[ "$RC" = 0 ] || { bad "--format llmc exited $RC"; cat "$TMP/llmc.err"; }
+check "llmc" llmc "$TMP/gpt.bin" "$CK" "$RUN"
+
 # ---- 2. a padded vocabulary ----
 train pad --set train.steps=2 --set model.vocab_size=300 --set model.vocab_pad=64
 mkdir -p "$TMP/pad"
 export_ pad --format safetensors "$RUN/checkpoints/step_00000002.h5" "$TMP/pad/model.safetensors"
 [ "$RC" = 0 ] || { bad "export of the padded run exited $RC"; cat "$TMP/pad.err"; }
 check "vocab_pad" gpt "$TMP/pad/model.safetensors" "$RUN/checkpoints/step_00000002.h5" "$RUN"
+export_ pad_llmc --format llmc "$RUN/checkpoints/step_00000002.h5" "$TMP/pad/gpt.bin"
+[ "$RC" = 0 ] || { bad "--format llmc of the padded run exited $RC"; cat "$TMP/pad_llmc.err"; }
+check "vocab_pad llmc" llmc "$TMP/pad/gpt.bin" "$RUN/checkpoints/step_00000002.h5" "$RUN"
 
 # ---- 3. the MLP ----
 if [ -n "$MNIST" ] && [ -f "$MNIST" ]; then
@@ -94,6 +105,10 @@ if [ -n "$MNIST" ] && [ -f "$MNIST" ]; then
     check "MLP" mlp "$TMP/mlp_out/mlp.safetensors" "$MCK"
     [ ! -e "$TMP/mlp_out/config.json" ] && ok "the MLP writes no config.json" ||
         bad "the MLP wrote a config.json"
+    export_ mlp_llmc --format llmc "$MCK" "$TMP/mlp_out/mlp.bin"
+    [ "$RC" = 2 ] && grep -q "^mpitrain: error: .*model.kind = mlp model; --format llmc" \
+        "$TMP/mlp_llmc.err" && [ ! -e "$TMP/mlp_out/mlp.bin" ] &&
+        ok "--format llmc refuses the MLP (exit 2)" || bad "--format llmc of the MLP: exit $RC"
 else
     bad "no MNIST file (${MNIST:-none}): the ctest fixture mnist_fetch makes it"
 fi
@@ -182,7 +197,7 @@ rmdir "$OUTD/dir.safetensors"
 
 "$MPITRAIN" export --help >"$TMP/help.out" 2>&1 && grep -q "^usage: mpitrain export" "$TMP/help.out" &&
     ok "--help prints the usage, exit 0" || bad "--help"
-"$MPITRAIN" --help | grep -q "^  export --format safetensors CKPT OUT" &&
+"$MPITRAIN" --help | grep -q "^  export --format safetensors|llmc CKPT OUT" &&
     ok "mpitrain --help lists export" || bad "mpitrain --help does not list export"
 
 [ $fail = 0 ] && echo "export: all checks passed" || echo "export: FAILED"

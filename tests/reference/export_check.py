@@ -4,6 +4,7 @@
   export_check.py gpt OUT.safetensors CKPT.h5 RUN_DIR
   export_check.py mlp OUT.safetensors CKPT.h5
   export_check.py same A.safetensors B.safetensors
+  export_check.py llmc OUT.bin CKPT.h5 RUN_DIR
 
 The safetensors file is read by the reader below (json + numpy only, the
 format parsed from its bytes: 8-byte little-endian header length, JSON header,
@@ -29,6 +30,14 @@ mlp: every tensor is the checkpoint's, same name, same shape, bitwise, and
 all of them are there.
 
 same: the two files hold the same tensors bitwise (names, shapes, data).
+
+llmc: llm.c's GPT-2 model file (`--format llmc`), read by the reader below
+from its bytes: the header (256 int32: magic 20240326, version 3, maxT, V,
+L, NH, C, Vp a multiple of 128 >= V) matches the config, the file is exactly
+the header and the 16 tensors of llm.c's order, every tensor equals the
+checkpoint's bitwise (each block kind stacked over the layers, wte's rows
+past V zero); then the same PyTorch GPT-2 loads them (Conv1D weights
+transposed from llm.c's (out, in)) and must give mpitrain's validation loss.
 
 Exit 0 when all hold, 1 otherwise, 77 when numpy, h5py or torch is missing.
 """
@@ -168,6 +177,51 @@ def check_gpt_tensors(st, meta, ckpt, ini, out_dir):
     return model
 
 
+LLMC_ORDER = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+              "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+              "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias")
+
+
+def check_llmc(path, ckpt, ini):
+    """llm.c's file -> GPT2LMHeadModel's state dict (name -> array), checked
+    bitwise against the checkpoint on the way."""
+    raw = open(path, "rb").read()
+    h = np.frombuffer(raw[:1024], dtype="<i4")
+    m = ini["model"]
+    L, NH, C, V, T = (int(m[k]) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size"))
+    Vp = int(h[7])
+    want = [20240326, 3, T, V, L, NH, C]
+    if list(h[:7]) != want or Vp < V or Vp % 128 or any(h[8:]):
+        raise Bad(f"llm.c header {list(h[:8])}, expected {want} + Vp (a multiple of 128 >= {V})")
+    x = np.frombuffer(raw[1024:], dtype="<f4")
+    shapes = [("wte.weight", (Vp, C)), ("wpe.weight", (T, C))]
+    units = {"attn.c_attn.weight": (3 * C, C), "attn.c_attn.bias": (3 * C,), "attn.c_proj.weight": (C, C),
+             "mlp.c_fc.weight": (4 * C, C), "mlp.c_fc.bias": (4 * C,), "mlp.c_proj.weight": (C, 4 * C)}
+    shapes += [(k, (L,) + units.get(k, (C,))) for k in LLMC_ORDER]
+    shapes += [("ln_f.weight", (C,)), ("ln_f.bias", (C,))]
+    total = sum(math.prod(s) for _, s in shapes)
+    if x.size != total:
+        raise Bad(f"{x.size} floats after the header, llm.c's layout has {total}")
+    hf, at = {}, 0
+    for name, shape in shapes:
+        a = x[at:at + math.prod(shape)].reshape(shape)
+        at += a.size
+        if name == "wte.weight":
+            if np.any(bits(a[V:])):
+                raise Bad(f"wte rows {V}..{Vp} (padding) are not all +0.0")
+            a = a[:V]
+        if len(shape) and shape[0] == L and name.split(".")[0] in ("ln_1", "ln_2", "attn", "mlp"):
+            for i in range(L):
+                expect_equal(f"{name}[{i}]", a[i], ckpt[f"h.{i}.{name}"])
+                hf[f"transformer.h.{i}.{name}"] = a[i].T if name in CONV1D else a[i]
+        else:
+            expect_equal(name, a, ckpt[name])
+            hf[f"transformer.{name}"] = a
+    print(f"ok - llm.c file: header {list(h[:8])}, {len(shapes)} tensors equal the checkpoint's "
+          f"bitwise, wte padded with {Vp - V} zero rows")
+    return hf, {"n_layer": L, "n_head": NH, "n_embd": C, "block_size": T, "vocab_size": V}
+
+
 class Conv1D(nn.Module):
     """Hugging Face's GPT-2 linear layer: weight [in, out], y = x @ W + b."""
 
@@ -296,6 +350,10 @@ def main(argv):
         for name in a:
             expect_equal(name, a[name], b[name])
         print(f"ok - the two files hold the same {len(a)} tensors bitwise")
+    elif mode == "llmc" and len(argv) == 5:
+        ini = run_config(argv[4])
+        hf, model = check_llmc(argv[2], checkpoint_model(argv[3]), ini)
+        check_gpt_loss(hf, model, ini, argv[4])
     else:
         print(__doc__)
         return 2
