@@ -296,13 +296,19 @@ static int plan_llmc(export_plan *p, const mt_config *cfg, const mt_weights *w, 
     return e->code;
 }
 
-/* The MLP's tensors as stored. */
+/* The MLP's tensors as stored, layer by layer. */
 static int plan_mlp(export_plan *p, const mt_config *cfg, const mt_weights *w, mt_err *e) {
-    for (int i = 0; i < w->n; i++) {
-        const mt_weight *s = &w->w[i];
-        add_tensor(p, w, s->name, s->name, s->shape[0], s->ndim == 2 ? s->shape[1] : 0, AS_STORED,
-                   e);
+    const int64_t *d = cfg->model.layers.v; /* widths D0 .. DL: layer l maps D(l-1) -> D(l) */
+    char name[32];
+    for (int l = 1; l < cfg->model.layers.n && !e->code; l++) {
+        snprintf(name, sizeof name, "fc%d.weight", l);
+        add_tensor(p, w, name, name, d[l], d[l - 1], AS_STORED, e);
+        snprintf(name, sizeof name, "fc%d.bias", l);
+        if (!e->code) add_tensor(p, w, name, name, d[l], 0, AS_STORED, e);
     }
+    if (!e->code && p->n != w->n)
+        mt_err_set(e, MT_ERR_CKPT, "the file holds %d tensors, the MLP of its config %d", w->n,
+                   p->n);
     char *layers = p->layers;
     size_t len = 0;
     layers[0] = '\0';

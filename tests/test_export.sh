@@ -20,7 +20,8 @@
 #   4. An existing OUT or config.json is not replaced (exit 2, unchanged)
 #      unless --force; with --force the files are replaced by the new export.
 #   5. Bad input: a missing file, a file that is no checkpoint, a corrupt
-#      checkpoint (SHA-256 and Fletcher32) and model file, an unknown
+#      checkpoint (SHA-256 and Fletcher32) and model file, a model file
+#      without one of its model's tensors, an unknown
 #      --format, a missing argument, an output folder that does not exist or
 #      an OUT that is a folder: one "mpitrain: error:" line on stderr, the
 #      exit status of DESIGN.md (2 usage, 4 checkpoint), nothing on stdout
@@ -184,6 +185,13 @@ expect corrupt_fletcher 4 "wte.weight fails its checksum" --format safetensors \
     "$TMP/bad2/step_00000020.h5" "$O"
 expect corrupt_model 4 "wte.weight fails its checksum" --format safetensors \
     "$TMP/bad3/model.h5" "$O"
+# a model file without one of its model's tensors (h5py deletes it)
+mkdir -p "$TMP/bad4"
+cp "$TMP/gpt/mnist_mlp/0001/model.h5" "$TMP/bad4/"
+$PY -c 'import sys, h5py; del h5py.File(sys.argv[1], "r+")["/model/h.1.mlp.c_fc.bias"]' \
+    "$TMP/bad4/model.h5" || bad "cannot edit $TMP/bad4/model.h5"
+expect missing_tensor 4 "no tensor h.1.mlp.c_fc.bias of the shape" --format safetensors \
+    "$TMP/bad4/model.h5" "$O"
 expect format 2 "unknown export format 'onnx'" --format onnx "$CK1" "$O"
 expect no_format 2 "needs --format" "$CK1" "$O"
 expect one_arg 2 "needs CKPT and OUT" --format safetensors "$CK1"
@@ -197,7 +205,7 @@ rmdir "$OUTD/dir.safetensors"
 
 "$MPITRAIN" export --help >"$TMP/help.out" 2>&1 && grep -q "^usage: mpitrain export" "$TMP/help.out" &&
     ok "--help prints the usage, exit 0" || bad "--help"
-"$MPITRAIN" --help | grep -q "^  export --format safetensors|llmc CKPT OUT" &&
+out_has -F -- "  export --format safetensors|llmc CKPT OUT" "$MPITRAIN" --help &&
     ok "mpitrain --help lists export" || bad "mpitrain --help does not list export"
 
 [ $fail = 0 ] && echo "export: all checks passed" || echo "export: FAILED"
