@@ -45,6 +45,7 @@ typedef struct {
     char numbers[8][32];               /* metadata values that are numbers */
     char layers[MT_CFG_LIST_MAX * 24]; /* MLP: model.layers, "784,256,10" */
     char *config_json;                 /* GPT: config.json's text, else NULL */
+    const char *in;                    /* CKPT, for errors */
     int llmc;                          /* --format llmc: llm.c's file of this shape */
     mt_llmc_shape shape;
 } export_plan;
@@ -154,7 +155,7 @@ static int add_tensor(export_plan *p, const mt_weights *w, const char *src, cons
                (s->shape[0] == want0 || (how == FIRST_ROWS && s->shape[0] > want0));
     if (!fits)
         return mt_err_set(e, MT_ERR_CKPT,
-                          "the file has no tensor %s of the shape its config's model gives", src);
+                          "%s has no tensor %s of the shape its config's model gives", p->in, src);
     mt_st_tensor *t = &p->t[p->n];
     snprintf(p->names[p->n], sizeof p->names[0], "%s", name);
     t->name = p->names[p->n];
@@ -257,7 +258,7 @@ static int plan_gpt(export_plan *p, const mt_config *cfg, const mt_weights *w, m
     if (!e->code) add_tensor(p, w, "ln_f.weight", "transformer.ln_f.weight", C, 0, AS_STORED, e);
     if (!e->code) add_tensor(p, w, "ln_f.bias", "transformer.ln_f.bias", C, 0, AS_STORED, e);
     if (!e->code && p->n != w->n)
-        mt_err_set(e, MT_ERR_CKPT, "the file holds %d tensors, the GPT of its config %d", w->n,
+        mt_err_set(e, MT_ERR_CKPT, "%s holds %d tensors, the GPT of its config %d", p->in, w->n,
                    p->n);
     if (e->code) return e->code;
     meta(p, "mpitrain.layout",
@@ -282,7 +283,7 @@ static int plan_llmc(export_plan *p, const mt_config *cfg, const mt_weights *w, 
     if (!e->code) add_tensor(p, w, "ln_f.weight", "lnfw", C, 0, AS_STORED, e);
     if (!e->code) add_tensor(p, w, "ln_f.bias", "lnfb", C, 0, AS_STORED, e);
     if (!e->code && p->n != w->n)
-        mt_err_set(e, MT_ERR_CKPT, "the file holds %d tensors, the GPT of its config %d", w->n,
+        mt_err_set(e, MT_ERR_CKPT, "%s holds %d tensors, the GPT of its config %d", p->in, w->n,
                    p->n);
     p->llmc = 1;
     mt_llmc_shape sh = {
@@ -307,7 +308,7 @@ static int plan_mlp(export_plan *p, const mt_config *cfg, const mt_weights *w, m
         if (!e->code) add_tensor(p, w, name, name, d[l], 0, AS_STORED, e);
     }
     if (!e->code && p->n != w->n)
-        mt_err_set(e, MT_ERR_CKPT, "the file holds %d tensors, the MLP of its config %d", w->n,
+        mt_err_set(e, MT_ERR_CKPT, "%s holds %d tensors, the MLP of its config %d", p->in, w->n,
                    p->n);
     char *layers = p->layers;
     size_t len = 0;
@@ -335,6 +336,7 @@ static int file_config(const char *path, const mt_weights *w, mt_config *cfg, mt
 static int plan(export_plan *p, const export_args *a, const mt_weights *w, mt_err *e) {
     mt_config cfg;
     if (file_config(a->in, w, &cfg, e)) return e->code;
+    p->in = a->in;
     int most = w->n + 2; /* a GPT exports at most the file's tensors */
     p->t = calloc((size_t)most, sizeof *p->t);
     p->names = calloc((size_t)most, sizeof *p->names);
