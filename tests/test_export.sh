@@ -97,6 +97,7 @@ check "vocab_pad llmc" llmc "$TMP/pad/gpt.bin" "$RUN/checkpoints/step_00000002.h
 
 # ---- 3. the MLP ----
 if [ -n "$MNIST" ] && [ -f "$MNIST" ]; then
+    # shellcheck disable=SC2034 # used by name: must_run_kind 2 MLP
     MLP=(--config "$REPO/configs/mnist_mlp.ini" --set data.path="$MNIST" --set train.steps=5)
     must_run_kind 2 MLP "$TMP/mlp" "$TMP/mlp.log"
     MCK=$TMP/mlp/mnist_mlp/0001/checkpoints/step_00000005.h5

@@ -122,7 +122,7 @@ def expect_equal(name, got, want):
         raise Bad(f"{name}: {diff} of {want.size} elements differ bitwise")
 
 
-def hf_to_mpitrain(name, a, vocab):
+def hf_to_mpitrain(name, a):
     """The checkpoint tensor's name and the exported tensor mapped back."""
     if not name.startswith("transformer."):
         raise Bad(f"{name}: not a GPT2LMHeadModel transformer.* name")
@@ -157,7 +157,7 @@ def check_gpt_tensors(st, meta, ckpt, ini, out_dir):
         if st[k].shape != s:
             raise Bad(f"{k}: shape {st[k].shape}, Hugging Face's is {s}")
     for name, a in st.items():
-        src, back = hf_to_mpitrain(name, a, V)
+        src, back = hf_to_mpitrain(name, a)
         want = ckpt[src]
         if src == "wte.weight":
             want = want[:V]  # rows past vocab_size are padding (none in a file so far)
