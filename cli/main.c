@@ -8,6 +8,7 @@
  *   mpitrain ckpt inspect|verify (checkpoint files; see cli/ckpt.c)
  *   mpitrain generate ...        (sampling from a GPT checkpoint; cli/generate.c)
  *   mpitrain plot RUN_DIR...     (pictures of runs; cli/plot.c)
+ *   mpitrain export ...          (a checkpoint for HF/PyTorch, llm.c; cli/export.c)
  *
  * `train` starts MPI first, so a usage error is reported once (by rank 0)
  * and every rank exits with the same status.
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "cli/ckpt.h"
+#include "cli/export.h"
 #include "cli/generate.h"
 #include "cli/plot.h"
 #include "cli/registry.h"
@@ -47,6 +49,8 @@ static void usage(FILE *f) {
                "  plot RUN_DIR... --out FILE.png [--title T]\n"
                "                    loss, learning rate, throughput and gradient norm of runs\n"
                "                    against step, in one PNG (mpitrain plot --help)\n"
+               "  export --format safetensors|llmc CKPT OUT [--force]\n"
+               "                    weights for Hugging Face/PyTorch (mpitrain export --help)\n"
                "  registry list | show NAME[:VERSION|@ALIAS] | lineage NAME:VERSION | verify\n"
                "           | alias set|rm NAME ALIAS [VERSION] | export --openlineage\n"
                "                    model versions and their lineage (mpitrain registry --help)\n"
@@ -132,6 +136,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "ckpt") == 0) return mt_cli_ckpt(argc - 1, argv + 1);
     if (strcmp(cmd, "generate") == 0) return mt_cli_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "plot") == 0) return mt_cli_plot(argc - 1, argv + 1);
+    if (strcmp(cmd, "export") == 0) return mt_cli_export(argc - 1, argv + 1);
     if (strcmp(cmd, "registry") == 0) return mt_cli_registry(argc - 1, argv + 1);
     mt_err e = {0}; /* through mt_err: a message stays one line whatever argv holds */
     mt_err_set(&e, MT_ERR_USAGE, "unknown command '%s'", cmd);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,4 +147,20 @@ int mt_mkdirs(const char *dir, mt_err *e) {
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return mt_err_set(e, MT_ERR_USAGE, "%s is not a folder", dir);
     return MT_OK;
+}
+
+int mt_file_put_f32le(FILE *f, const float *x, size_t n) {
+    unsigned char buf[16384 * 4];
+    for (size_t i = 0; i < n;) {
+        size_t k = n - i < 16384 ? n - i : 16384;
+        for (size_t j = 0; j < k; j++) {
+            uint32_t u = 0;
+            if (x) memcpy(&u, &x[i + j], 4);
+            buf[4 * j] = (unsigned char)u, buf[4 * j + 1] = (unsigned char)(u >> 8);
+            buf[4 * j + 2] = (unsigned char)(u >> 16), buf[4 * j + 3] = (unsigned char)(u >> 24);
+        }
+        if (fwrite(buf, 4, k, f) != k) return -1;
+        i += k;
+    }
+    return 0;
 }

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "base/error.h"
 
@@ -40,5 +41,9 @@ int mt_file_read(const char *path, const char *what, int code, char **buf, size_
 void mt_file_dir(const char *path, char *out, size_t n);
 /* Makes dir and its parents (mkdir -p). */
 int mt_mkdirs(const char *dir, mt_err *e);
+/* Writes the n floats of x (n zeros when x is NULL) to f as little-endian
+ * float32, whatever the host's order (exported weight files). 0, or -1 when
+ * a write fails. */
+int mt_file_put_f32le(FILE *f, const float *x, size_t n);
 
 #endif
