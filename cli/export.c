@@ -370,13 +370,7 @@ static int write_text_tmp(const char *tmp, const char *text, mt_err *e) {
     if (!f) return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", tmp, strerror(errno));
     size_t n = strlen(text);
     int bad = fwrite(text, 1, n, f) != n || fputc('\n', f) == EOF;
-    int err = errno;
-    if (fclose(f) != 0 && !bad) bad = 1, err = errno;
-    if (bad) {
-        unlink(tmp);
-        return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", tmp, strerror(err));
-    }
-    return MT_OK;
+    return mt_file_close_tmp(f, tmp, bad, e);
 }
 
 /* The plan's tensors as llm.c's file, to the temporary file tmp. */

@@ -164,3 +164,11 @@ int mt_file_put_f32le(FILE *f, const float *x, size_t n) {
     }
     return 0;
 }
+
+int mt_file_close_tmp(FILE *f, const char *tmp, int bad, mt_err *e) {
+    int err = errno;
+    if (fclose(f) != 0 && !bad) bad = 1, err = errno;
+    if (!bad) return MT_OK;
+    unlink(tmp);
+    return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", tmp, strerror(err));
+}

@@ -45,5 +45,9 @@ int mt_mkdirs(const char *dir, mt_err *e);
  * float32, whatever the host's order (exported weight files). 0, or -1 when
  * a write fails. */
 int mt_file_put_f32le(FILE *f, const float *x, size_t n);
+/* Closes f, which was being written to the temporary file tmp; bad: a
+ * write failed before (errno still says why). On any failure tmp is
+ * removed and e gets one error (MT_ERR_USAGE, "cannot write TMP: why"). */
+int mt_file_close_tmp(FILE *f, const char *tmp, int bad, mt_err *e);
 
 #endif

@@ -25,11 +25,5 @@ int mt_llmc_write_tmp(const char *tmp, const mt_llmc_shape *s, const float *cons
         bad = mt_file_put_f32le(f, part[i], len[i]) != 0;
         if (!bad && i == 0) bad = mt_file_put_f32le(f, NULL, pad) != 0; /* wte's padding rows */
     }
-    int err = errno;
-    if (fclose(f) != 0 && !bad) bad = 1, err = errno;
-    if (bad) {
-        unlink(tmp);
-        return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", tmp, strerror(err));
-    }
-    return MT_OK;
+    return mt_file_close_tmp(f, tmp, bad, e);
 }

@@ -74,14 +74,9 @@ int mt_safetensors_write_tmp(const char *tmp, const mt_st_tensor *t, int n, cons
     int bad = fwrite(le, 1, 8, f) != 8 || fwrite(json, 1, len, f) != len;
     for (uint64_t i = len; !bad && i < hlen; i++) bad = fputc(' ', f) == EOF;
     for (int i = 0; !bad && i < n; i++) bad = mt_file_put_f32le(f, t[i].data, numel(&t[i])) != 0;
-    int err = errno;
-    if (fclose(f) != 0 && !bad) bad = 1, err = errno;
+    int rc = mt_file_close_tmp(f, tmp, bad, e);
     free(json);
-    if (bad) {
-        unlink(tmp);
-        return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", tmp, strerror(err));
-    }
-    return MT_OK;
+    return rc;
 }
 
 int mt_safetensors_write(const char *path, const mt_st_tensor *t, int n, const char *const *meta,

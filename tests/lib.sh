@@ -11,7 +11,7 @@
 #     end with `exit $fail`;
 #   - helpers below: out_has, must_succeed, run_kind / must_run_kind,
 #     activation_mb, losses, gpt_tokens, WRAP, slurm_up / slurm_down (a single-node Slurm of the
-#     test's own), cmp_h5.
+#     test's own), cmp_h5, corrupt_chunk.
 # shellcheck shell=bash disable=SC2034  # fail, GPT_TINY, WRAP: for the scripts
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
@@ -200,4 +200,22 @@ cmp_h5() {
         bad "$label"
         sed 's/^/   | /' "$TMP/cmp.txt"
     fi
+}
+
+# corrupt_chunk FILE: flips one byte in the middle of the first chunk of
+# /model/wte.weight in the checkpoint or model file FILE (the SHA-256 beside
+# it, or the tensor's Fletcher32 checksum, must then catch it). Fails when
+# it cannot.
+corrupt_chunk() {
+    $PY - "$1" <<'EOF'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as h:
+    info = h["/model/wte.weight"].id.get_chunk_info(0)
+at = info.byte_offset + info.size // 2
+with open(sys.argv[1], "r+b") as f:
+    f.seek(at)
+    b = f.read(1)
+    f.seek(at)
+    f.write(bytes([b[0] ^ 0x5A]))
+EOF
 }

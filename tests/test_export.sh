@@ -169,17 +169,7 @@ cp "$CK1" "$CK1.sha256" "$TMP/bad1/"
 cp "$CK1" "$TMP/bad2/"
 cp "$TMP/gpt/mnist_mlp/0001/model.h5" "$TMP/bad3/"
 for f in "$TMP/bad1/step_00000020.h5" "$TMP/bad2/step_00000020.h5" "$TMP/bad3/model.h5"; do
-    $PY - "$f" <<'EOF' || bad "cannot corrupt $f"
-import sys, h5py
-with h5py.File(sys.argv[1], "r") as h:
-    info = h["/model/wte.weight"].id.get_chunk_info(0)
-at = info.byte_offset + info.size // 2
-with open(sys.argv[1], "r+b") as f:
-    f.seek(at)
-    b = f.read(1)
-    f.seek(at)
-    f.write(bytes([b[0] ^ 0x5A]))
-EOF
+    corrupt_chunk "$f" || bad "cannot corrupt $f"
 done
 expect corrupt_sha 4 "SHA-256" --format safetensors "$TMP/bad1/step_00000020.h5" "$O"
 expect corrupt_fletcher 4 "wte.weight fails its checksum" --format safetensors \

@@ -200,17 +200,7 @@ mkdir -p "$TMP/bad1" "$TMP/bad2"
 cp "$CK" "$CK.sha256" "$TMP/bad1/"
 cp "$CK" "$TMP/bad2/"
 for f in "$TMP/bad1/step_00000150.h5" "$TMP/bad2/step_00000150.h5"; do
-    $PY - "$f" <<'EOF' || bad "cannot corrupt $f"
-import sys, h5py
-with h5py.File(sys.argv[1], "r") as h:
-    info = h["/model/wte.weight"].id.get_chunk_info(0)
-at = info.byte_offset + info.size // 2
-with open(sys.argv[1], "r+b") as f:
-    f.seek(at)
-    b = f.read(1)
-    f.seek(at)
-    f.write(bytes([b[0] ^ 0x5A]))
-EOF
+    corrupt_chunk "$f" || bad "cannot corrupt $f"
 done
 expect corrupt_sha 4 "SHA-256" --checkpoint "$TMP/bad1/step_00000150.h5"
 expect corrupt_fletcher 4 "wte.weight fails its checksum" --checkpoint "$TMP/bad2/step_00000150.h5"
