@@ -229,11 +229,13 @@ static int read_weights(const char *path, mt_params *p, mt_err *e) {
 }
 
 /* Verifies the checkpoint, builds the model of its stored config and loads
- * its weights. */
-static int load(const char *path, mt_ckpt_info *info, mt_gpt *m, mt_params *p, mt_err *e) {
+ * its weights; *tokenizer: its data.tokenizer (mt_tokenizer). */
+static int load(const char *path, mt_ckpt_info *info, mt_gpt *m, mt_params *p, int *tokenizer,
+                mt_err *e) {
     if (mt_ckpt_verify(path, 0, info, e)) return e->code;
     mt_config cfg;
     if (mt_resume_config_of(path, info, &cfg, e)) return e->code;
+    *tokenizer = cfg.data.tokenizer;
     if (cfg.model.kind != MT_MODEL_GPT) {
         mt_err_set(e, MT_ERR_USAGE,
                    "checkpoint %s holds a model.kind = %s model; mpitrain generate samples from "
@@ -412,9 +414,11 @@ int mt_cli_generate(int argc, char **argv) {
     mt_params_init(&p);
     int32_t *seq = NULL;
     int64_t n = 0, written = 0;
-    int start = 0;
-    if (!load(a.checkpoint, &info, &m, &p, &e)) {
-        const int V = m.cfg.vocab_size, bytes = V == GEN_BYTE_VOCAB;
+    int start = 0, tok = MT_TOK_IDS;
+    if (!load(a.checkpoint, &info, &m, &p, &tok, &e)) {
+        /* text as bytes: data.tokenizer = bytes, or not said with 256 ids */
+        const int V = m.cfg.vocab_size,
+                  bytes = tok == MT_TOK_BYTES || (tok == MT_TOK_IDS && V == GEN_BYTE_VOCAB);
         if (a.top_k > V)
             mt_err_set(&e, MT_ERR_USAGE, "--top-k %lld is larger than model.vocab_size = %d",
                        (long long)a.top_k, V);

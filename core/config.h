@@ -32,6 +32,7 @@ typedef enum { MT_PIPE_1F1B = 0, MT_PIPE_GPIPE = 1 } mt_pipe_schedule;
 typedef enum { MT_DEVICE_CPU = 0, MT_DEVICE_CUDA = 1, MT_DEVICE_AUTO = 2 } mt_device_kind;
 typedef enum { MT_PREC_FP32 = 0, MT_PREC_BF16 = 1 } mt_precision;
 typedef enum { MT_NAN_STOP = 0, MT_NAN_SKIP = 1 } mt_nan_policy;
+typedef enum { MT_TOK_IDS = 0, MT_TOK_BYTES = 1, MT_TOK_GPT2 = 2 } mt_tokenizer;
 
 typedef struct {
     struct {
@@ -49,6 +50,7 @@ typedef struct {
         char test_labels[MT_CFG_STR_LEN];
         char train_tokens[MT_CFG_STR_LEN]; /* GPT: token shard file or glob */
         char val_tokens[MT_CFG_STR_LEN];
+        int tokenizer; /* mt_tokenizer: what the ids mean (generate) */
     } data;
     struct {
         int kind;              /* mt_model_kind */

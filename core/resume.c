@@ -13,7 +13,8 @@
 /* Keys a resumed run must share with its checkpoint: they define the
  * tensors, the optimizer state, and the sample order. */
 static int locked(const mt_cfg_key *k) {
-    static const char *keys[] = {"optim.kind", "train.global_batch", "train.shuffle", "run.seed"};
+    static const char *keys[] = {"optim.kind", "train.global_batch", "train.shuffle", "run.seed",
+                                 "data.tokenizer"};
     /* (model.vocab_pad is memory layout only: no file holds the padding) */
     if (strcmp(k->section, "model") == 0) return strcmp(k->key, "vocab_pad") != 0;
     char full[96];
