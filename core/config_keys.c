@@ -42,8 +42,8 @@ const mt_cfg_key mt_cfg_keys[] = {
     {"data", "tokenizer", MT_CFG_ENUM, "ids", 0, 0, 0, 0, "ids|bytes|gpt2", OFF(data.tokenizer),
      "gpt: what the token ids mean, recorded with the model for `generate`: ids (not said: "
      "prompts and output as ids, except that a vocabulary of 256 reads as bytes), bytes (`data "
-     "tokenize --bytes`; model.vocab_size >= 256), gpt2 (GPT-2's BPE: `data tokenize --gpt2` or "
-     "llm.c's shards; model.vocab_size >= 50257)"},
+     "tokenize --bytes`; model.vocab_size = 256), gpt2 (GPT-2's BPE: `data tokenize --gpt2` or "
+     "llm.c's shards; model.vocab_size = 50257)"},
 
     {"model", "kind", MT_CFG_ENUM, "mlp", 0, 0, 0, 0, "mlp|gpt", OFF(model.kind),
      "model architecture: mlp (classifier on data.path) or gpt (GPT-2 language model on "

@@ -548,12 +548,14 @@ static int op_check(const mt_config *c, mt_err *e) {
         return mt_err_set(e, MT_ERR_USAGE,
                           "model.n_embd = %lld is not divisible by model.n_head = %lld",
                           (long long)c->model.n_embd, (long long)c->model.n_head);
-    static const int least[] = {0, 256, 50257}; /* by data.tokenizer: ids, bytes, gpt2 */
+    static const int vocab[] = {0, 256, 50257}; /* by data.tokenizer: ids, bytes, gpt2 */
     int tok = c->data.tokenizer;
-    if (tok > 0 && tok < 3 && c->model.vocab_size < least[tok])
-        return mt_err_set(
-            e, MT_ERR_USAGE, "data.tokenizer = %s needs model.vocab_size >= %d, not %lld",
-            tok == MT_TOK_GPT2 ? "gpt2" : "bytes", least[tok], (long long)c->model.vocab_size);
+    if (tok > 0 && tok < 3 && c->model.vocab_size != vocab[tok])
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "data.tokenizer = %s needs model.vocab_size = %d, not %lld (padding "
+                          "for the kernels is model.vocab_pad's)",
+                          tok == MT_TOK_GPT2 ? "gpt2" : "bytes", vocab[tok],
+                          (long long)c->model.vocab_size);
     if (c->train.seq_len > c->model.block_size)
         return mt_err_set(e, MT_ERR_USAGE,
                           "train.seq_len = %lld is longer than model.block_size = %lld",
