@@ -62,7 +62,8 @@ int mt_batches_alloc(mt_batches *b, const mt_backend *be, int dp_rank, int dp_si
         b->hy = malloc(ny * sizeof *b->hy);
     }
     if (!b->order || !b->hx || !b->hy)
-        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the batch buffers");
+        return mt_err_set(e, MT_ERR_INTERNAL, "out of %smemory for the batch buffers (%zu bytes)",
+                          pinned(b) ? "pinned (page-locked) host " : "", (nx + ny) * 4);
     if (be->host_memory) {
         b->dx = b->hx, b->dy = b->hy;
         return MT_OK;
