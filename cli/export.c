@@ -124,9 +124,8 @@ static int check_output(const char *path, int force, mt_err *e) {
                           stat(dir, &st) != 0    ? "does not exist"
                           : !S_ISDIR(st.st_mode) ? "is not a folder"
                                                  : "is not writable");
+    if (mt_file_check_out(path, "output", e)) return e->code;
     if (lstat(path, &st) != 0) return MT_OK;
-    if (S_ISDIR(st.st_mode))
-        return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: it is a folder", path);
     if (!force) {
         mt_err_set(e, MT_ERR_USAGE, "%s exists: not replaced", path);
         mt_err_hint(e, "add --force to replace it");
@@ -423,10 +422,19 @@ static void plan_free(export_plan *p) {
     cJSON_free(p->config_json);
 }
 
+/* Whether paths a and b name one file (both exist). */
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
 static int run(const export_args *a, mt_err *e) {
     char cfg_path[MT_PATH_LEN];
     if (check_output(a->out, a->force, e) || config_path(a->out, cfg_path, sizeof cfg_path, e))
         return e->code;
+    if (same_file(a->in, a->out) || same_file(a->in, cfg_path))
+        return mt_err_set(e, MT_ERR_USAGE, "OUT %s would replace the file read, %s", a->out, a->in);
     mt_weights w;
     export_plan p;
     memset(&p, 0, sizeof p);
@@ -456,11 +464,11 @@ int mt_cli_export(int argc, char **argv) {
         }
     mt_err e = {0};
     export_args a = {0};
-    if (!parse_args(argc, argv, &a, &e)) run(&a, &e);
-    if (e.code) {
-        if (e.code == MT_ERR_USAGE && !e.hint[0])
-            mt_err_hint(&e, "run 'mpitrain export --help' for usage");
-        mt_err_print(&e);
+    if (parse_args(argc, argv, &a, &e)) { /* (the usage hint for the arguments only) */
+        if (!e.hint[0]) mt_err_hint(&e, "run 'mpitrain export --help' for usage");
+    } else {
+        run(&a, &e);
     }
+    if (e.code) mt_err_print(&e);
     return e.code;
 }

@@ -29,7 +29,7 @@
 #include "base/error.h"
 #include "io/files.h"
 
-#define PLOT_MAX_RUNS     64
+#define PLOT_MAX_RUNS     24 /* what the legend above the panels shows legibly */
 #define PLOT_MAX_WARNINGS 10 /* per file; then one line with the count of the rest */
 #define PLOT_WIDTH        1280
 #define PLOT_HEIGHT       960
@@ -530,6 +530,18 @@ static int check_gnuplot(char *exe, size_t n, const char *err_path, mt_err *e) {
     return MT_OK;
 }
 
+/* Whether the PNG at path ends with its IEND chunk (length 0, "IEND", the
+ * chunk's CRC): the whole picture was written. */
+static int png_complete(const char *path) {
+    static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+    unsigned char tail[12];
+    FILE *f = fopen(path, "rb");
+    int ok = f && fseek(f, -12, SEEK_END) == 0 && fread(tail, 1, 12, f) == 12 &&
+             memcmp(tail, iend, 12) == 0;
+    if (f) fclose(f);
+    return ok;
+}
+
 /* Draws into j->png (already created, so writable) with the gnuplot exe,
  * checks it is a PNG, renames it to out. */
 static int draw(const plot_job *j, const char *exe, const char *out, mt_err *e) {
@@ -548,6 +560,8 @@ static int draw(const plot_job *j, const char *exe, const char *out, mt_err *e) 
     if (f) fclose(f);
     if (got != sizeof sig || memcmp(sig, png_sig, sizeof sig) != 0)
         return mt_err_set(e, MT_ERR_USAGE, "gnuplot wrote no PNG to %s", j->png);
+    if (!png_complete(j->png)) /* (a write that failed, the disk full: gnuplot still exits 0) */
+        return mt_err_set(e, MT_ERR_USAGE, "gnuplot wrote an incomplete PNG for %s", out);
     return mt_file_commit(j->png, out, e);
 }
 
@@ -571,6 +585,7 @@ static int prepare(const char *out, char *png, char *dir, char *exe, mt_err *e) 
     png[0] = dir[0] = '\0';
     if (stat(out, &st) == 0 && S_ISDIR(st.st_mode))
         return mt_err_set(e, MT_ERR_USAGE, "--out %s is a folder, not a file name", out);
+    if (mt_file_check_out(out, "--out", e)) return e->code;
     char tmp[MT_PATH_LEN];
     mt_file_tmp_name(out, tmp, sizeof tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
@@ -578,6 +593,9 @@ static int prepare(const char *out, char *png, char *dir, char *exe, mt_err *e) 
     close(fd);
     snprintf(png, MT_PATH_LEN, "%s", tmp);
     const char *tmpdir = getenv("TMPDIR");
+    for (const char *c = tmpdir ? tmpdir : ""; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) /* (gnuplot's strings could not name it) */
+            return mt_err_set(e, MT_ERR_USAGE, "TMPDIR has a control character in its name");
     if (mt_path_fmt(tmp, sizeof tmp, e, "%s/mpitrain-plot.XXXXXX",
                     tmpdir && *tmpdir ? tmpdir : "/tmp"))
         return e->code;

@@ -271,8 +271,8 @@ static void show_human(const reg_view *v, const cJSON *rec) {
     printf("  %-16s %s\n", "run", mt_registry_str(rec, "run.runId"));
     printf("  %-16s %s\n", "run folder", or_dash(mt_registry_str(rec, "run.dir")));
     if (mt_registry_str(rec, "run.dir")) /* its metrics.jsonl, as a picture */
-        printf("  %-16s mpitrain plot %s --out FILE.png\n", "plot",
-               mt_registry_str(rec, "run.dir"));
+        printf("  %-16s mpitrain plot '%s' --out FILE.png\n", "plot",
+               mt_registry_str(rec, "run.dir")); /* (quoted: a folder with spaces) */
     printf("metrics\n");
     static const char *metrics[] = {"loss", "train_accuracy", "grad_norm",
                                     "lr",   "test_loss",      "test_accuracy"};

@@ -170,5 +170,23 @@ int mt_file_close_tmp(FILE *f, const char *tmp, int bad, mt_err *e) {
     if (fclose(f) != 0 && !bad) bad = 1, err = errno;
     if (!bad) return MT_OK;
     unlink(tmp);
-    return mt_err_set(e, MT_ERR_USAGE, "cannot write %s: %s", tmp, strerror(err));
+    /* the file meant: tmp without mt_file_tmp_name's ".tmp.PID" */
+    const char *dot = strstr(tmp, ".tmp.");
+    int len = dot ? (int)(dot - tmp) : (int)strlen(tmp);
+    return mt_err_set(e, MT_ERR_USAGE, "cannot write %.*s: %s (nothing was replaced)", len, tmp,
+                      strerror(err));
+}
+
+int mt_file_check_out(const char *path, const char *what, mt_err *e) {
+    for (const char *c = path; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return mt_err_set(e, MT_ERR_USAGE, "%s has a control character in its name", what);
+    struct stat st;
+    if (lstat(path, &st) != 0) return MT_OK; /* (absent: made new) */
+    if (S_ISREG(st.st_mode)) return MT_OK;
+    return mt_err_set(e, MT_ERR_USAGE, "%s %s is %s, not a regular file: not replaced", what, path,
+                      S_ISDIR(st.st_mode)    ? "a folder"
+                      : S_ISLNK(st.st_mode)  ? "a symbolic link"
+                      : S_ISFIFO(st.st_mode) ? "a FIFO"
+                                             : "a device or socket");
 }

@@ -45,9 +45,15 @@ int mt_mkdirs(const char *dir, mt_err *e);
  * float32, whatever the host's order (exported weight files). 0, or -1 when
  * a write fails. */
 int mt_file_put_f32le(FILE *f, const float *x, size_t n);
-/* Closes f, which was being written to the temporary file tmp; bad: a
- * write failed before (errno still says why). On any failure tmp is
- * removed and e gets one error (MT_ERR_USAGE, "cannot write TMP: why"). */
+/* Closes f, which was being written to the temporary file tmp (from
+ * mt_file_tmp_name); bad: a write failed before (errno still says why). On
+ * any failure tmp is removed and e gets one error (MT_ERR_USAGE) naming the
+ * file tmp stood for. */
 int mt_file_close_tmp(FILE *f, const char *tmp, int bad, mt_err *e);
+/* Whether path may be written by renaming a finished file over it: absent,
+ * or a regular file (not a folder, symbolic link, FIFO, device or socket),
+ * and no control character in its name (what names it in the error:
+ * "--out", "OUT"). */
+int mt_file_check_out(const char *path, const char *what, mt_err *e);
 
 #endif

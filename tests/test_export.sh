@@ -191,8 +191,23 @@ expect no_folder 2 "does not exist" --format safetensors "$CK1" "$OUTD/no/such/m
 mkdir "$OUTD/dir.safetensors"
 export_ is_dir --format safetensors "$CK1" "$OUTD/dir.safetensors" --force
 rmdir "$OUTD/dir.safetensors"
-[ "$RC" = 2 ] && grep -q "it is a folder" "$TMP/is_dir.err" && [ -z "$(ls -A "$OUTD")" ] &&
+[ "$RC" = 2 ] && grep -q "is a folder, not a regular file" "$TMP/is_dir.err" && [ -z "$(ls -A "$OUTD")" ] &&
     ok "an OUT that is a folder: exit 2 even with --force" || bad "OUT a folder: exit $RC"
+# a FIFO at OUT is not replaced (rename would), nor the checkpoint read
+mkfifo "$OUTD/fifo.bin"
+export_ fifo --format llmc "$CK1" "$OUTD/fifo.bin" --force
+[ "$RC" = 2 ] && grep -q "is a FIFO, not a regular file" "$TMP/fifo.err" && [ -p "$OUTD/fifo.bin" ] &&
+    ok "an OUT that is a FIFO: exit 2 even with --force, the FIFO left as it was" ||
+    bad "OUT a FIFO: exit $RC: $(head -2 "$TMP/fifo.err")"
+rm -f "$OUTD/fifo.bin"
+cp "$CK1" "$OUTD/self.h5"
+sum0=$(sha256sum <"$OUTD/self.h5")
+export_ self --format llmc "$OUTD/self.h5" "$OUTD/self.h5" --force
+[ "$RC" = 2 ] && grep -q "would replace the file read" "$TMP/self.err" &&
+    [ "$(sha256sum <"$OUTD/self.h5")" = "$sum0" ] &&
+    ok "OUT the checkpoint itself: exit 2, the checkpoint untouched" ||
+    bad "OUT = CKPT: exit $RC: $(head -2 "$TMP/self.err")"
+rm -f "$OUTD/self.h5"
 
 "$MPITRAIN" export --help >"$TMP/help.out" 2>&1 && grep -q "^usage: mpitrain export" "$TMP/help.out" &&
     ok "--help prints the usage, exit 0" || bad "--help"

@@ -108,7 +108,7 @@ TMPDIR="$TMP/it's" plot quote "$A" --out "$TMP/it's \"q\".png"
 
 # `registry show` names the command for the version's run folder, and it works
 "$MPITRAIN" registry --registry "$TMP/runs/registry.jsonl" show gpt_b >"$TMP/show.txt" 2>&1
-cmd=$(sed -n 's/^  plot  *mpitrain plot \(.*\) --out FILE.png$/\1/p' "$TMP/show.txt")
+cmd=$(sed -n "s/^  plot  *mpitrain plot '\\(.*\\)' --out FILE.png\$/\\1/p" "$TMP/show.txt")
 plot show "$cmd" --out "$TMP/show.png"
 [ "$(realpath "$cmd" 2>/dev/null)" = "$(realpath "$B")" ] && [ "$RC" = 0 ] &&
     ok "registry show: plot line names $cmd, which plots" ||
@@ -171,6 +171,21 @@ error empty_metrics 3 "no usable metrics line" "$TMP/old.png" "$TMP/empty" --out
 error out_missing_dir 2 "cannot write $TMP/nodir/x.png" "$TMP/nodir/x.png" "$A" --out "$TMP/nodir/x.png"
 error out_is_dir 2 "is a folder" "$TMP/runs" "$A" --out "$TMP/runs"
 error bad_option 2 "unknown option '--colour'" "$TMP/x.png" "$A" --out "$TMP/x.png" --colour red
+mkfifo "$TMP/fifo.png"
+error out_fifo 2 "is a FIFO, not a regular file" "$TMP/fifo.png" "$A" --out "$TMP/fifo.png"
+[ -p "$TMP/fifo.png" ] && ok "a FIFO at --out is left as it was" || bad "the FIFO at --out was replaced"
+error out_newline 2 "control character" "$TMP/x.png" "$A" --out "$TMP/a
+b.png"
+[ -z "$(find "$TMP" -maxdepth 1 -name 'a*b.png*')" ] && ok "nothing written for a newline in --out" ||
+    bad "a file was left for a newline in --out"
+# a PNG cut short (a file size limit: gnuplot still exits 0): refused, the
+# old --out kept
+(
+    trap '' XFSZ
+    ulimit -f 40
+    error truncated 2 "incomplete PNG" "$TMP/old.png" "$A" --out "$TMP/old.png"
+    exit $fail
+) || fail=1 # (the subshell's bad)
 mkdir -p "$TMP/nognuplot"
 PLOT_PATH=$TMP/nognuplot error no_gnuplot 2 "needs gnuplot.*gnuplot-nox" "$TMP/old.png" "$A" \
     --out "$TMP/old.png"
