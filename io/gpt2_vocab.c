@@ -1,6 +1,6 @@
 /*
  * gpt2_vocab.c - loads GPT-2's encoder.json (token string -> id) and
- * vocab.bpe (merges by rank) into the tables of gpt2_bpe_private.h, and
+ * vocab.bpe (merges by rank) into the tables of gpt2_vocab.h, and
  * GPT-2's byte-to-unicode alphabet that both files are written in.
  *
  * The merge table is a small open-addressing hash (linear probing, keys are
@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 
 #include "io/files.h"
-#include "io/gpt2_bpe_private.h"
+#include "io/gpt2_vocab.h"
 #include "io/sha256.h"
 
 #define GPT2_PATH   4096
@@ -88,7 +88,7 @@ static uint32_t bytes_hash(const uint8_t *s, size_t n) {
     return h;
 }
 
-static int32_t vocab_find(const mt_gpt2_bpe *t, const vocab_index *x, const uint8_t *s, size_t n,
+static int32_t vocab_find(const mt_gpt2_vocab *t, const vocab_index *x, const uint8_t *s, size_t n,
                           int insert_id) {
     for (uint32_t i = bytes_hash(s, n) & x->mask;; i = (i + 1) & x->mask) {
         int32_t id = x->slot[i];
@@ -101,7 +101,7 @@ static int32_t vocab_find(const mt_gpt2_bpe *t, const vocab_index *x, const uint
 }
 
 /* encoder.json: {"token string": id, ...}, each id 0..50256 exactly once. */
-static int load_encoder(mt_gpt2_bpe *t, const char *dir, const int inv[GPT2_ALPHA], mt_err *e) {
+static int load_encoder(mt_gpt2_vocab *t, const char *dir, const int inv[GPT2_ALPHA], mt_err *e) {
     char *text = NULL;
     size_t len = 0;
     if (read_pinned(dir, "encoder.json", MT_GPT2_ENCODER_SHA256, &text, &len, e)) return e->code;
@@ -139,7 +139,7 @@ static int load_encoder(mt_gpt2_bpe *t, const char *dir, const int inv[GPT2_ALPH
 }
 
 /* Parses "A B" (one line of vocab.bpe) into the ids of A, B and AB. */
-static int merge_line(const mt_gpt2_bpe *t, const vocab_index *x, const int inv[GPT2_ALPHA],
+static int merge_line(const mt_gpt2_vocab *t, const vocab_index *x, const int inv[GPT2_ALPHA],
                       char *line, size_t n, int32_t ids[3]) {
     char *sp = memchr(line, ' ', n);
     if (!sp) return -1;
@@ -156,7 +156,7 @@ static int merge_line(const mt_gpt2_bpe *t, const vocab_index *x, const int inv[
 
 /* vocab.bpe: "#version: 0.2", then one merge "A B" a line, rank = line - 1. As
  * in GPT-2's encoder.py, a repeated pair keeps its last rank. */
-static int load_merges(mt_gpt2_bpe *t, const char *dir, const int inv[GPT2_ALPHA], mt_err *e) {
+static int load_merges(mt_gpt2_vocab *t, const char *dir, const int inv[GPT2_ALPHA], mt_err *e) {
     char *text = NULL;
     size_t len = 0;
     if (read_pinned(dir, "vocab.bpe", MT_GPT2_MERGES_SHA256, &text, &len, e)) return e->code;
@@ -202,27 +202,8 @@ static int load_merges(mt_gpt2_bpe *t, const char *dir, const int inv[GPT2_ALPHA
     return e->code;
 }
 
-/* GPT-2's pattern, verbatim (encoder.py), compiled for UTF-8 with Unicode
- * properties for \s and \p (PCRE2_UCP); JIT when the platform has it. */
-static int compile_regex(mt_gpt2_bpe *t, mt_err *e) {
-    static const char pat[] =
-        "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-    int err;
-    PCRE2_SIZE at;
-    t->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &at,
-                          NULL);
-    if (!t->re) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(err, msg, sizeof msg);
-        return mt_err_set(e, MT_ERR_INTERNAL, "PCRE2 cannot compile GPT-2's regex: %s",
-                          (const char *)msg);
-    }
-    t->jit = pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE) == 0;
-    return MT_OK;
-}
-
-int mt_gpt2_bpe_load(mt_gpt2_bpe **out, const char *dir, mt_err *e) {
-    *out = NULL;
+int mt_gpt2_vocab_load(mt_gpt2_vocab *v, const char *dir, mt_err *e) {
+    memset(v, 0, sizeof *v);
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         mt_err_set(e, MT_ERR_DATA, "GPT-2 vocabulary folder %s %s", dir,
@@ -230,30 +211,15 @@ int mt_gpt2_bpe_load(mt_gpt2_bpe **out, const char *dir, mt_err *e) {
         mt_err_hint(e, "run scripts/fetch_gpt2_vocab.sh --out %s (or pass --vocab-dir DIR)", dir);
         return e->code;
     }
-    mt_gpt2_bpe *t = calloc(1, sizeof *t);
-    if (!t) return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the GPT-2 tokenizer");
     int inv[GPT2_ALPHA];
     alphabet_inverse(inv);
-    if (!load_encoder(t, dir, inv, e) && !load_merges(t, dir, inv, e)) compile_regex(t, e);
-    if (e->code) {
-        mt_gpt2_bpe_free(t);
-        return e->code;
-    }
-    *out = t;
-    return MT_OK;
+    if (load_encoder(v, dir, inv, e) || load_merges(v, dir, inv, e)) mt_gpt2_vocab_free(v);
+    return e->code;
 }
 
-void mt_gpt2_bpe_free(mt_gpt2_bpe *t) {
-    if (!t) return;
-    pcre2_code_free(t->re);
-    free(t->merges);
-    free(t->off);
-    free(t->bytes);
-    free(t);
-}
-
-const uint8_t *mt_gpt2_bpe_token_bytes(const mt_gpt2_bpe *t, unsigned id, size_t *len) {
-    if (id >= MT_GPT2_VOCAB) return NULL;
-    *len = t->off[id + 1] - t->off[id];
-    return t->bytes + t->off[id];
+void mt_gpt2_vocab_free(mt_gpt2_vocab *v) {
+    free(v->merges);
+    free(v->off);
+    free(v->bytes);
+    memset(v, 0, sizeof *v);
 }
