@@ -5,6 +5,7 @@
  *   gpt2_bpe_tool VOCAB_DIR encode IN OUT.u16   tokens of IN, little-endian uint16
  *   gpt2_bpe_tool VOCAB_DIR decode IN.u16 OUT   the bytes of the tokens
  *   gpt2_bpe_tool VOCAB_DIR speed IN REPEAT     encodes IN REPEAT times, prints MB/s
+ *   gpt2_bpe_tool VOCAB_DIR roundtrip FILE...   decode(encode(x)) == x for each file
  *
  * Threads: OMP_NUM_THREADS. Exit 0 on success, the error's code otherwise.
  */
@@ -67,9 +68,41 @@ static int run(mt_gpt2_bpe *t, const char *cmd, const char *a, const char *b, mt
     return e->code;
 }
 
+/* decode(encode(x)) == x for each file; names each one that differs. */
+static int roundtrip(mt_gpt2_bpe *t, int n, char **files, mt_err *e) {
+    int bad = 0;
+    for (int i = 0; i < n && !e->code; i++) {
+        char *buf = NULL;
+        size_t len = 0, dlen = 0;
+        uint8_t *text = NULL;
+        mt_gpt2_tokens tok = {NULL, 0, 0};
+        const uint8_t *doc = NULL;
+        if (!mt_file_read(files[i], "input", MT_ERR_DATA, &buf, &len, e) &&
+            !mt_gpt2_bpe_encode(t, (doc = (const uint8_t *)buf, &doc), &len, 1, &tok, e) &&
+            !mt_gpt2_bpe_decode(t, tok.tok, tok.n, &text, &dlen, e) &&
+            (dlen != len || memcmp(text, buf, len) != 0)) {
+            printf("roundtrip differs: %s (%zu bytes, %zu decoded)\n", files[i], len, dlen);
+            bad++;
+        }
+        free(text);
+        free(tok.tok);
+        free(buf);
+    }
+    if (!e->code && bad) mt_err_set(e, MT_ERR_DATA, "%d of %d round trips differ", bad, n);
+    if (!e->code) printf("roundtrip ok: %d files\n", n);
+    return e->code;
+}
+
 int main(int argc, char **argv) {
     mt_err e;
     mt_err_clear(&e);
+    if (argc >= 4 && !strcmp(argv[2], "roundtrip")) {
+        mt_gpt2_bpe *t = NULL;
+        if (!mt_gpt2_bpe_load(&t, argv[1], &e)) roundtrip(t, argc - 3, argv + 3, &e);
+        mt_gpt2_bpe_free(t);
+        if (e.code) mt_err_print(&e);
+        return e.code;
+    }
     if (argc != 5) {
         fprintf(stderr, "usage: gpt2_bpe_tool VOCAB_DIR encode|decode|speed IN OUT|REPEAT\n");
         return 2;
