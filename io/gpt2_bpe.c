@@ -11,6 +11,7 @@
 #include <pcre2.h>
 
 #include "io/gpt2_bpe.h"
+#include "io/gpt2_merge.h"
 
 struct mt_gpt2_bpe {
     mt_gpt2_vocab v;
@@ -52,45 +53,16 @@ static size_t utf8_len(const uint8_t *s, size_t n) {
 /* Per-thread state: PCRE2 match data and the scratch of one pre-token. */
 typedef struct {
     pcre2_match_data *md;
-    uint16_t *sym; /* [cap] the pre-token's current symbols */
-    size_t cap;
+    mt_gpt2_merge_scratch merge;
 } worker;
 
-/* Byte-pair merges of one pre-token (GPT-2's encoder.py bpe()): while some
- * adjacent pair has a merge, merge every occurrence of the lowest-ranked one,
- * left to right, in one pass. */
+/* Appends the tokens of one pre-token. */
 static int bpe_word(const mt_gpt2_bpe *t, worker *w, const uint8_t *s, size_t n,
                     mt_gpt2_tokens *out) {
-    if (n > w->cap) {
-        uint16_t *p = realloc(w->sym, n * sizeof *p);
-        if (!p) return -1;
-        w->sym = p;
-        w->cap = n;
-    }
-    uint16_t *sym = w->sym;
-    for (size_t i = 0; i < n; i++) sym[i] = t->v.byte_tok[s[i]];
-    size_t m = n;
-    while (m > 1) {
-        const gpt2_merge *best = NULL;
-        for (size_t i = 0; i + 1 < m; i++) {
-            const gpt2_merge *g = gpt2_merge_find(&t->v, sym[i], sym[i + 1]);
-            if (g && (!best || g->rank < best->rank)) best = g;
-        }
-        if (!best) break;
-        uint16_t a = (uint16_t)(best->key >> 16), b = (uint16_t)(best->key & 0xFFFF);
-        size_t j = 0;
-        for (size_t i = 0; i < m;) {
-            if (i + 1 < m && sym[i] == a && sym[i + 1] == b) {
-                sym[j++] = best->merged;
-                i += 2;
-            } else {
-                sym[j++] = sym[i++];
-            }
-        }
-        m = j;
-    }
-    if (tokens_reserve(out, m)) return -1;
-    memcpy(out->tok + out->n, sym, m * sizeof *sym);
+    const uint16_t *tok;
+    size_t m;
+    if (mt_gpt2_merge_word(&t->v, &w->merge, s, n, &tok, &m) || tokens_reserve(out, m)) return -1;
+    memcpy(out->tok + out->n, tok, m * sizeof *tok);
     out->n += m;
     return 0;
 }
@@ -229,7 +201,7 @@ int mt_gpt2_bpe_encode(const mt_gpt2_bpe *t, const uint8_t *const *docs, const s
     }
 #pragma omp parallel
     {
-        worker w = {pcre2_match_data_create_from_pattern(t->re, NULL), NULL, 0};
+        worker w = {pcre2_match_data_create_from_pattern(t->re, NULL), {0}};
 #pragma omp for schedule(dynamic, 1)
         for (size_t i = 0; i < nc; i++) {
             mt_err_clear(&errs[i]);
@@ -239,7 +211,7 @@ int mt_gpt2_bpe_encode(const mt_gpt2_bpe *t, const uint8_t *const *docs, const s
                 encode_chunk(t, &w, docs, lens, ndocs, plan[i], &parts[i], &errs[i]);
         }
         pcre2_match_data_free(w.md);
-        free(w.sym);
+        mt_gpt2_merge_free(&w.merge);
     }
     size_t total = 0;
     for (size_t i = 0; i < nc; i++) total += parts[i].n;

@@ -154,8 +154,10 @@ static int merge_line(const mt_gpt2_vocab *t, const vocab_index *x, const int in
     return ids[0] < 0 || ids[1] < 0 || ids[2] < 0 ? -1 : 0;
 }
 
-/* vocab.bpe: "#version: 0.2", then one merge "A B" a line, rank = line - 1. As
- * in GPT-2's encoder.py, a repeated pair keeps its last rank. */
+/* vocab.bpe: "#version: 0.2", then one merge "A B" a line, rank = line - 1.
+ * Each merge's parts must be bytes or made by an earlier line, and no token
+ * is made twice (so no pair repeats): true of GPT-2's file, and what lets
+ * gpt2_merge.c take pairs from a heap. */
 static int load_merges(mt_gpt2_vocab *t, const char *dir, const int inv[GPT2_ALPHA], mt_err *e) {
     char *text = NULL;
     size_t len = 0;
@@ -177,6 +179,11 @@ static int load_merges(mt_gpt2_vocab *t, const char *dir, const int inv[GPT2_ALP
         if (id < 0) mt_err_set(e, MT_ERR_DATA, "%s/encoder.json lacks byte %d", dir, b);
         t->byte_tok[b] = (uint16_t)(id < 0 ? 0 : id);
     }
+    /* made[id]: a byte, or made by a merge read so far (gpt2_merge.c relies
+     * on every merge's parts being made before it, and each token once) */
+    uint8_t *made = calloc(MT_GPT2_VOCAB, 1);
+    if (!made) mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the GPT-2 merges");
+    for (int b = 0; b < 256 && made; b++) made[t->byte_tok[b]] = 1;
     char *p = memchr(text, '\n', len), *end = text + len;
     long rank = 0;
     for (p = p ? p + 1 : end; p < end && !e->code; rank++) {
@@ -188,6 +195,14 @@ static int load_merges(mt_gpt2_vocab *t, const char *dir, const int inv[GPT2_ALP
                        rank + 2);
             break;
         }
+        if (!made[ids[0]] || !made[ids[1]] || made[ids[2]]) {
+            mt_err_set(e, MT_ERR_DATA,
+                       "%s/vocab.bpe: the merge on line %ld uses a token no earlier merge makes, "
+                       "or makes one again",
+                       dir, rank + 2);
+            break;
+        }
+        made[ids[2]] = 1;
         uint32_t key = (uint32_t)ids[0] << 16 | (uint32_t)ids[1], i = gpt2_pair_slot(key);
         while (t->merges[i].key != GPT2_MERGE_EMPTY && t->merges[i].key != key)
             i = (i + 1) & GPT2_MERGE_MASK;
@@ -197,6 +212,7 @@ static int load_merges(mt_gpt2_vocab *t, const char *dir, const int inv[GPT2_ALP
     if (!e->code && rank != GPT2_MERGES)
         mt_err_set(e, MT_ERR_DATA, "%s/vocab.bpe has %ld merges, expected %d", dir, rank,
                    GPT2_MERGES);
+    free(made);
     free(x.slot);
     free(text);
     return e->code;

@@ -179,6 +179,47 @@ else
     fi
 fi
 
+# ---- long pre-tokens: the heap path of io/gpt2_merge.c (over 64 bytes) ----
+# Words of 65 to 3000 characters (one pre-token each: letters, digits, runs
+# of punctuation or of spaces), as separate documents, against the package.
+cat >"$TMP/long.js" <<'JS'
+const fs = require('fs');
+const { encode } = require(process.argv[2]);
+let x = 12345;
+const rnd = k => (x = (x * 1103515245 + 12345) % 2147483648) % k;
+const pick = (alpha, n) => Array.from({ length: n }, () => alpha[rnd(alpha.length)]).join('');
+const lower = 'abcdefghijklmnopqrstuvwxyz', words = [];
+for (const n of [65, 100, 257, 1000, 3000]) {
+    words.push(pick(lower, n), pick('etaoin', n), 'a'.repeat(n), pick('0123456789', n),
+               pick('.,;:!?-"\'()[]{}', n), ' ' + pick(lower + 'ÄÖÜßéèñ', n), ' '.repeat(n),
+               pick('ぁあいうえおかがきぎ日本語中文', n));
+}
+fs.writeFileSync(process.argv[3], words.join('\x1e'));
+fs.writeFileSync(process.argv[4], JSON.stringify(words.map(w => encode(w))));
+JS
+cat >"$TMP/long.py" <<'PY'
+import json, sys
+ref = json.load(open(sys.argv[1]))
+b = b"".join(open(p, "rb").read()[1024:] for p in sys.argv[2:])
+toks = [int.from_bytes(b[i:i + 2], "little") for i in range(0, len(b), 2)]
+ours, cur = [], []
+for t in toks:
+    if t == 50256: ours.append(cur); cur = []
+    else: cur.append(t)
+ours.append(cur)
+bad = [i for i in range(len(ref)) if i >= len(ours) or ours[i] != ref[i]]
+if len(ours) != len(ref) or bad: sys.exit("words %s differ (of %d)" % (bad[:8], len(ref)))
+print(len(ref), sum(len(r) for r in ref))
+PY
+if node "$TMP/long.js" "$PKG/Encoder.js" "$TMP/long.txt" "$TMP/long.json" &&
+    "$BIN" data tokenize --gpt2 "$TMP/long.txt" "$TMP/long" --vocab-dir "$VOCAB" --eot-separator $'\x1e' \
+        --val-fraction 0.01 >"$TMP/long.log" 2>&1 &&
+    read -r nw nt < <(python3 "$TMP/long.py" "$TMP/long.json" "$TMP"/long/long_train_*.bin "$TMP"/long/long_val_*.bin 2>"$TMP/long.err"); then
+    ok "long pre-tokens: $nw words of 65 to 3000 characters ($nt tokens) equal the package's"
+else
+    bad "long pre-tokens: $(cat "$TMP/long.log" "$TMP/long.err" 2>/dev/null | tail -n 3)"
+fi
+
 # ---- where the Unicode tables differ: \s ----
 # PCRE2 (UCP) counts U+0085 and U+180E as \s, node's JavaScript does not, and
 # JavaScript counts U+FEFF as \s, PCRE2 does not (docs/DATA.md). All strings
@@ -222,7 +263,7 @@ if node "$TMP/ws.js" "$PKG/Encoder.js" "$TMP/ws.txt" "$TMP/ws.json" &&
     read -r nall nplain ndiff nodd < <(python3 "$TMP/ws.py" "$TMP/ws.json" "$TMP"/ws/ws_train_*.bin "$TMP"/ws/ws_val_*.bin 2>"$TMP/ws.err"); then
     ok "whitespace tables: $nplain of $nall strings without U+0085/U+FEFF/U+180E equal the package; $ndiff of the $nodd with them differ (documented)"
 else
-    bad "whitespace tables: $(cat "$TMP/ws.err" "$TMP/ws.log" 2>/dev/null | tail -n 3)"
+    bad "whitespace tables: $(cat "$TMP/ws.log" "$TMP/ws.err" 2>/dev/null | tail -n 3)"
 fi
 
 # ---- round trips and threads ----
