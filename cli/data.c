@@ -495,17 +495,18 @@ static int gpt2_docs(char **texts, const size_t *lens, int nin, const char *sep,
     size_t cap = (size_t)nin, n = 0, seplen = sep ? strlen(sep) : 0;
     const uint8_t **d = malloc(cap * sizeof *d);
     size_t *l = malloc(cap * sizeof *l);
-    for (int f = 0; d && l && f < nin; f++) {
+    int oom = !d || !l;
+    for (int f = 0; !oom && f < nin; f++) {
         const char *p = texts[f], *end = texts[f] + lens[f];
         for (;;) {
             const char *q = seplen ? memmem(p, (size_t)(end - p), sep, seplen) : NULL;
             if (n == cap) {
                 cap *= 2;
                 const uint8_t **d2 = realloc(d, cap * sizeof *d);
-                size_t *l2 = d2 ? realloc(l, cap * sizeof *l) : NULL;
                 if (d2) d = d2;
+                size_t *l2 = d2 ? realloc(l, cap * sizeof *l) : NULL;
                 if (l2) l = l2;
-                if (!d2 || !l2) break;
+                if ((oom = !d2 || !l2)) break;
             }
             d[n] = (const uint8_t *)p;
             l[n++] = (size_t)((q ? q : end) - p);
@@ -513,7 +514,7 @@ static int gpt2_docs(char **texts, const size_t *lens, int nin, const char *sep,
             p = q + seplen;
         }
     }
-    if (!d || !l || n < (size_t)nin) {
+    if (oom) {
         free(d);
         free(l);
         return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the list of documents");
@@ -569,7 +570,7 @@ static int tokenize_gpt2(const char *const *in, int nin, const char *vocab_dir, 
     n = (int64_t)tok.n;
     nval = (int64_t)floor(frac * (double)n);
     ntrain = n - nval;
-    if (!e->code && (nval < 1 || ntrain < 1 || n > MT_TOKENS_MAX * TOK_MAX_SHARDS))
+    if (!e->code && (nval < 1 || ntrain < 1))
         mt_err_set(e, MT_ERR_DATA,
                    "the input makes %lld GPT-2 tokens, too few for --val-fraction %g: train "
                    "would get %lld tokens, val %lld (both need at least 1)",
