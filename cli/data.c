@@ -539,7 +539,8 @@ static int write_tokens(const uint16_t *tok, int64_t count, int64_t per, const c
 
 /* Tokenizes the inputs into tokens (after every check on the inputs). */
 static int gpt2_encode_inputs(const char *const *in, int nin, const char *vocab_dir,
-                              const char *sep, mt_gpt2_tokens *out, size_t *nbytes, mt_err *e) {
+                              const char *sep, mt_gpt2_tokens *out, size_t *nbytes,
+                              size_t *ndocs_out, mt_err *e) {
     char **texts = calloc((size_t)nin, sizeof *texts);
     size_t *lens = calloc((size_t)nin, sizeof *lens), ndocs = 0, *dlens = NULL;
     const uint8_t **docs = NULL;
@@ -551,6 +552,7 @@ static int gpt2_encode_inputs(const char *const *in, int nin, const char *vocab_
     if (!e->code) mt_gpt2_bpe_load(&bpe, vocab_dir, e);
     if (!e->code) gpt2_docs(texts, lens, nin, sep, &docs, &dlens, &ndocs, e);
     if (!e->code) mt_gpt2_bpe_encode(bpe, docs, dlens, ndocs, out, e);
+    *ndocs_out = ndocs;
     mt_gpt2_bpe_free(bpe);
     for (int f = 0; texts && f < nin; f++) free(texts[f]);
     free(texts);
@@ -563,10 +565,10 @@ static int gpt2_encode_inputs(const char *const *in, int nin, const char *vocab_
 static int tokenize_gpt2(const char *const *in, int nin, const char *vocab_dir, const char *sep,
                          const char *dir, const char *name, double frac, int64_t per, mt_err *e) {
     mt_gpt2_tokens tok = {NULL, 0, 0};
-    size_t nbytes = 0;
+    size_t nbytes = 0, ndocs = 0;
     int64_t n = 0, nval = 0, ntrain = 0, ktrain = 0, kval = 0;
     if (!refuse_existing(dir, name, e))
-        gpt2_encode_inputs(in, nin, vocab_dir, sep, &tok, &nbytes, e);
+        gpt2_encode_inputs(in, nin, vocab_dir, sep, &tok, &nbytes, &ndocs, e);
     n = (int64_t)tok.n;
     nval = (int64_t)floor(frac * (double)n);
     ntrain = n - nval;
@@ -593,9 +595,11 @@ static int tokenize_gpt2(const char *const *in, int nin, const char *vocab_dir, 
     }
     print_split(dir, name, "train", ntrain, per);
     print_split(dir, name, "val", nval, per);
-    printf("mpitrain: tokenized %s%s (%zu bytes, GPT-2 BPE, vocab %d): %lld train tokens in "
-           "%lld shard%s, %lld val tokens in %lld shard%s\n",
-           in[0], nin > 1 ? " and more" : "", nbytes, MT_GPT2_VOCAB, (long long)ntrain,
+    char more[64] = "";
+    if (nin > 1) snprintf(more, sizeof more, " and %d more file%s", nin - 1, nin > 2 ? "s" : "");
+    printf("mpitrain: tokenized %s%s (%zu bytes, %zu document%s, GPT-2 BPE, vocab %d): %lld train "
+           "tokens in %lld shard%s, %lld val tokens in %lld shard%s\n",
+           in[0], more, nbytes, ndocs, ndocs == 1 ? "" : "s", MT_GPT2_VOCAB, (long long)ntrain,
            (long long)ktrain, ktrain == 1 ? "" : "s", (long long)nval, (long long)kval,
            kval == 1 ? "" : "s");
     fflush(stdout);
