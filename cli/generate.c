@@ -27,18 +27,29 @@
 #include "io/checkpoint.h"
 #include "io/h5util.h"
 #include "kernels/backend.h"
+#include "io/gpt2_bpe.h"
 #include "parallel/threads.h"
 
-#define GEN_TOKENS_MAX   1000000
-#define GEN_BYTE_VOCAB   256 /* byte-level models: token = byte value */
-#define GEN_START_BYTE   10  /* '\n': the context of an empty prompt (byte models) */
-#define GEN_START_TOKEN  0   /* ... and of other models */
+#define GEN_TOKENS_MAX  1000000
+#define GEN_BYTE_VOCAB  256 /* byte-level models: token = byte value */
+#define GEN_START_BYTE  10  /* '\n': the context of an empty prompt (byte models) */
+#define GEN_START_TOKEN 0   /* ... and of other models */
+#define GEN_VOCAB_DIR   "data/gpt2"
+
+/* How text maps to the model's token ids, by the checkpoint's
+ * data.tokenizer: a byte each, GPT-2's BPE, or none (ids in and out). */
+enum { GEN_IDS = 0, GEN_BYTES = 1, GEN_BPE = 2 };
+typedef struct {
+    int kind;
+    mt_gpt2_bpe *bpe; /* GEN_BPE */
+} gen_codec;
 #define GEN_DEFAULT_TEMP 1.0
 
 typedef struct {
     const char *checkpoint;
     const char *prompt;        /* bytes, or NULL */
     const char *prompt_tokens; /* "1,2,3", or NULL */
+    const char *vocab_dir;     /* GPT-2's vocabulary (data.tokenizer = gpt2) */
     int64_t tokens;
     double temperature; /* 0 = greedy */
     int64_t top_k;      /* 0 = all */
@@ -54,9 +65,12 @@ static void usage(FILE *out) {
             "\n"
             "  --checkpoint FILE    a checkpoint file (run folder's checkpoints/step_N.h5),\n"
             "                       checked completely (as `mpitrain ckpt verify`) before use\n"
-            "  --prompt TEXT        text to continue, one token per byte: for byte-level\n"
-            "                       models (model.vocab_size = 256, `data tokenize --bytes`)\n"
+            "  --prompt TEXT        text to continue, for models that say how text is\n"
+            "                       tokenized: data.tokenizer = bytes (or 256 ids unsaid: one\n"
+            "                       token per byte) or gpt2 (GPT-2's BPE)\n"
             "  --prompt-tokens IDS  the prompt as token ids \"1,2,3\", each < model.vocab_size\n"
+            "  --vocab-dir DIR      GPT-2's encoder.json and vocab.bpe, for gpt2 models\n"
+            "                       (default " GEN_VOCAB_DIR ": scripts/fetch_gpt2_vocab.sh)\n"
             "  --tokens N           tokens to generate, 1 to %d (default 200)\n"
             "  --temperature T      divides the logits; 0 = greedy arg-max (default %.1f)\n"
             "  --top-k K            sample among the K likeliest tokens; 0 = all (default 0)\n"
@@ -64,16 +78,17 @@ static void usage(FILE *out) {
             "                       (default 1)\n"
             "  -h, --help           print this help\n"
             "\n"
-            "Without a prompt, a byte-level model starts from '\\n' (token %d) and any\n"
-            "other model from token %d; that start token is not printed. Each step sees\n"
-            "the last model.block_size tokens.\n"
+            "Without a prompt, a byte-level model starts from '\\n' (token %d), a gpt2\n"
+            "model from <|endoftext|> (50256) and any other model from token %d; that\n"
+            "start token is not printed. Each step sees the last model.block_size tokens.\n"
             "\n"
-            "stdout gets only the prompt, then the generated tokens, then a newline: raw\n"
-            "bytes for a byte-level model, else comma-separated token ids. The checkpoint,\n"
-            "model and speed go to stderr.\n"
+            "stdout gets only the prompt, then the generated tokens, then a newline: text\n"
+            "(each token's bytes, as they come) for bytes and gpt2 models, else\n"
+            "comma-separated token ids. The checkpoint, model and speed go to stderr.\n"
             "\n"
             "Exit status: 0 done, 2 usage (or a checkpoint that is not a GPT model),\n"
-            "4 corrupt or unreadable checkpoint, 6 the model's logits are not finite.\n",
+            "3 GPT-2's vocabulary missing or corrupt, 4 corrupt or unreadable checkpoint,\n"
+            "6 the model's logits are not finite.\n",
             GEN_TOKENS_MAX, GEN_DEFAULT_TEMP, GEN_START_BYTE, GEN_START_TOKEN);
 }
 
@@ -165,6 +180,7 @@ static int parse_args(int argc, char **argv, gen_args *a, mt_err *e) {
         int m = take_option(argc, argv, &i, "--checkpoint", &a->checkpoint, e);
         if (m == 0) m = take_option(argc, argv, &i, "--prompt-tokens", &a->prompt_tokens, e);
         if (m == 0) m = take_option(argc, argv, &i, "--prompt", &a->prompt, e);
+        if (m == 0) m = take_option(argc, argv, &i, "--vocab-dir", &a->vocab_dir, e);
         if (m == 0) m = take_option(argc, argv, &i, "--tokens", &tokens, e);
         if (m == 0) m = take_option(argc, argv, &i, "--temperature", &temp, e);
         if (m == 0) m = take_option(argc, argv, &i, "--top-k", &topk, e);
@@ -293,10 +309,16 @@ static int32_t pick(const float *z, int V, double temp, int k, float u, gen_cand
     return cand[0].id; /* not reached: r < sum, and cum ends at sum */
 }
 
-/* The output of one token: its byte, or ",id" after the first. */
-static void emit(int bytes, int32_t tok, int64_t *written) {
-    if (bytes)
+/* The output of one token: its byte, its BPE bytes (which may end inside a
+ * UTF-8 character: the next token's finish it), or ",id" after the first. */
+static void emit(const gen_codec *cd, int32_t tok, int64_t *written) {
+    size_t len = 0;
+    const uint8_t *b =
+        cd->kind == GEN_BPE ? mt_gpt2_bpe_token_bytes(cd->bpe, (unsigned)tok, &len) : NULL;
+    if (cd->kind == GEN_BYTES)
         fputc(tok, stdout);
+    else if (b)
+        fwrite(b, 1, len, stdout);
     else
         printf("%s%d", *written ? "," : "", (int)tok);
     ++*written;
@@ -305,7 +327,7 @@ static void emit(int bytes, int32_t tok, int64_t *written) {
 /* Samples a->tokens tokens after seq[0..n) (seq has room for them) and
  * writes them to stdout as they come. */
 static int sample(const gen_args *a, mt_gpt *m, const mt_params *p, int32_t *seq, int64_t n,
-                  int bytes, int64_t *written, mt_err *e) {
+                  const gen_codec *cd, int64_t *written, mt_err *e) {
     const mt_backend *be = mt_backend_cpu();
     const int V = m->cfg.vocab_size, Vp = mt_gpt_vocab_padded(&m->cfg), BT = m->cfg.block_size;
     float *row = malloc((size_t)V * sizeof *row);      /* (V) logits of the last position */
@@ -330,7 +352,7 @@ static int sample(const gen_args *a, mt_gpt *m, const mt_params *p, int32_t *seq
             if (e->code) break;
             float u = mt_rng_uniform(a->seed, stream, (uint64_t)i);
             seq[n] = pick(row, V, a->temperature, (int)a->top_k, u, cand);
-            emit(bytes, seq[n++], written);
+            emit(cd, seq[n++], written);
             fflush(stdout);
         }
     }
@@ -345,11 +367,56 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The prompt text's ids (malloc'd) by the codec: a byte each, or GPT-2's
+ * BPE. */
+static int text_ids(const char *text, const gen_codec *cd, int32_t **ids, int64_t *n, mt_err *e) {
+    size_t len = strlen(text);
+    *n = 0;
+    if (cd->kind == GEN_BYTES) {
+        if (!(*ids = malloc(len * sizeof **ids)))
+            return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the prompt");
+        for (size_t i = 0; i < len; i++) (*ids)[i] = (unsigned char)text[i];
+        *n = (int64_t)len;
+        return MT_OK;
+    }
+    mt_gpt2_tokens tok = {0};
+    const uint8_t *doc = (const uint8_t *)text;
+    if (mt_gpt2_bpe_encode(cd->bpe, &doc, &len, 1, &tok, e)) {
+        free(tok.tok);
+        return e->code;
+    }
+    if (!(*ids = malloc((tok.n ? tok.n : 1) * sizeof **ids))) {
+        free(tok.tok);
+        return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for the prompt");
+    }
+    for (size_t i = 0; i < tok.n; i++) (*ids)[i] = tok.tok[i];
+    *n = (int64_t)tok.n;
+    free(tok.tok);
+    return MT_OK;
+}
+
+/* The checkpoint's data.tokenizer as a codec (GPT-2's vocabulary loaded
+ * from vocab_dir), refusing one that does not fit the model's vocabulary. */
+static int open_codec(int tokenizer, int V, const char *vocab_dir, gen_codec *cd, mt_err *e) {
+    cd->kind = tokenizer == MT_TOK_GPT2    ? GEN_BPE
+               : tokenizer == MT_TOK_BYTES ? GEN_BYTES
+               : V == GEN_BYTE_VOCAB       ? GEN_BYTES /* (256 ids unsaid: bytes, as before) */
+                                           : GEN_IDS;
+    int want = cd->kind == GEN_BPE ? MT_GPT2_VOCAB : GEN_BYTE_VOCAB;
+    if (cd->kind != GEN_IDS && V != want)
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "the checkpoint says data.tokenizer = %s, which needs model.vocab_size "
+                          "= %d, but the model has %d",
+                          cd->kind == GEN_BPE ? "gpt2" : "bytes", want, V);
+    if (cd->kind == GEN_BPE) return mt_gpt2_bpe_load(&cd->bpe, vocab_dir, e);
+    return MT_OK;
+}
+
 /* Builds the context seq (room for the generated tokens too) from the prompt,
  * checking its ids against the model; *start is 1 when it holds only the
  * start token. */
-static int make_context(const gen_args *a, int V, int bytes, int32_t **seq, int64_t *n, int *start,
-                        mt_err *e) {
+static int make_context(const gen_args *a, int V, const gen_codec *cd, int32_t **seq, int64_t *n,
+                        int *start, mt_err *e) {
     int32_t *ids = NULL;
     int64_t np = 0;
     if (a->prompt_tokens) {
@@ -366,15 +433,15 @@ static int make_context(const gen_args *a, int V, int bytes, int32_t **seq, int6
                 return e->code;
             }
     } else if (a->prompt && a->prompt[0]) {
-        if (!bytes) {
+        if (cd->kind == GEN_IDS) {
             mt_err_set(e, MT_ERR_USAGE,
-                       "--prompt is text for byte-level models (model.vocab_size = %d); this "
-                       "model has vocab_size %d",
-                       GEN_BYTE_VOCAB, V);
+                       "--prompt is text, and this model does not say how its ids encode text "
+                       "(data.tokenizer = ids, model.vocab_size = %d)",
+                       V);
             mt_err_hint(e, "give the prompt as token ids: --prompt-tokens 1,2,3");
             return e->code;
         }
-        np = (int64_t)strlen(a->prompt);
+        if (text_ids(a->prompt, cd, &ids, &np, e)) return e->code;
     }
     *start = np == 0;
     int64_t len = (*start ? 1 : np) + a->tokens;
@@ -384,11 +451,11 @@ static int make_context(const gen_args *a, int V, int bytes, int32_t **seq, int6
         return mt_err_set(e, MT_ERR_INTERNAL, "out of memory for %lld tokens", (long long)len);
     }
     if (*start)
-        (*seq)[0] = bytes ? GEN_START_BYTE : GEN_START_TOKEN;
-    else if (ids)
-        memcpy(*seq, ids, (size_t)np * sizeof *ids);
+        (*seq)[0] = cd->kind == GEN_BYTES ? GEN_START_BYTE
+                    : cd->kind == GEN_BPE ? MT_GPT2_EOT
+                                          : GEN_START_TOKEN;
     else
-        for (int64_t i = 0; i < np; i++) (*seq)[i] = (unsigned char)a->prompt[i];
+        memcpy(*seq, ids, (size_t)np * sizeof *ids);
     *n = *start ? 1 : np;
     free(ids);
     return MT_OK;
@@ -415,14 +482,14 @@ int mt_cli_generate(int argc, char **argv) {
     int32_t *seq = NULL;
     int64_t n = 0, written = 0;
     int start = 0, tok = MT_TOK_IDS;
+    gen_codec cd = {GEN_IDS, NULL};
     if (!load(a.checkpoint, &info, &m, &p, &tok, &e)) {
-        /* text as bytes: data.tokenizer = bytes, or not said with 256 ids */
-        const int V = m.cfg.vocab_size,
-                  bytes = tok == MT_TOK_BYTES || (tok == MT_TOK_IDS && V == GEN_BYTE_VOCAB);
+        const int V = m.cfg.vocab_size;
         if (a.top_k > V)
             mt_err_set(&e, MT_ERR_USAGE, "--top-k %lld is larger than model.vocab_size = %d",
                        (long long)a.top_k, V);
-        if (!e.code && !make_context(&a, V, bytes, &seq, &n, &start, &e)) {
+        if (!e.code && !open_codec(tok, V, a.vocab_dir ? a.vocab_dir : GEN_VOCAB_DIR, &cd, &e) &&
+            !make_context(&a, V, &cd, &seq, &n, &start, &e)) {
             char why[128];
             int threads = mt_threads_choose(0, 1, why, sizeof why);
             mt_threads_apply(threads);
@@ -435,11 +502,13 @@ int mt_cli_generate(int argc, char **argv) {
                     threads);
             if (start)
                 fprintf(stderr, "generate: no prompt: starting from token %d%s\n", (int)seq[0],
-                        bytes ? " ('\\n')" : "");
+                        cd.kind == GEN_BYTES ? " ('\\n')"
+                        : cd.kind == GEN_BPE ? " (<|endoftext|>)"
+                                             : "");
             if (!start)
-                for (int64_t i = 0; i < n; i++) emit(bytes, seq[i], &written);
+                for (int64_t i = 0; i < n; i++) emit(&cd, seq[i], &written);
             double t0 = now_s();
-            if (!sample(&a, &m, &p, seq, n, bytes, &written, &e)) {
+            if (!sample(&a, &m, &p, seq, n, &cd, &written, &e)) {
                 double dt = now_s() - t0;
                 fprintf(stderr, "generate: %lld tokens in %.2f s (%.0f tokens/s)\n",
                         (long long)a.tokens, dt, dt > 0 ? (double)a.tokens / dt : 0.0);
@@ -451,6 +520,7 @@ int mt_cli_generate(int argc, char **argv) {
     }
     if (e.code) mt_err_print(&e);
     free(seq);
+    if (cd.bpe) mt_gpt2_bpe_free(cd.bpe);
     mt_gpt_free(&m, mt_backend_cpu());
     mt_params_free(&p);
     mt_ckpt_info_free(&info);

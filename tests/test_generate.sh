@@ -215,7 +215,7 @@ expect seed_neg 2 "--seed must be" --checkpoint "$CK" --seed -3
 expect both 2 "not both" --checkpoint "$CK" --prompt a --prompt-tokens 1
 expect ids_range 2 "token 256 is out of range" --checkpoint "$CK" --prompt-tokens 1,256
 expect ids_syntax 2 "--prompt-tokens must be" --checkpoint "$CK" --prompt-tokens 1,,2
-expect text_prompt 2 "byte-level models" --checkpoint "$CKV" --prompt hello
+expect text_prompt 2 "does not say how its ids encode text" --checkpoint "$CKV" --prompt hello
 expect ids_range300 2 "token 300 is out of range" --checkpoint "$CKV" --prompt-tokens 300
 expect missing 4 "cannot read checkpoint" --checkpoint "$TMP/nope.h5"
 expect not_ckpt 4 "not an mpitrain checkpoint" \

@@ -369,4 +369,41 @@ fails 3 "the input makes 1 GPT-2 tokens, too few" "$TMP/o5" "$TMP/a.txt" "$TMP/o
 [ $? = 2 ] && grep -q "already exists" "$TMP/f.err" && ok "existing shards are not replaced" ||
     bad "existing shards: $(cat "$TMP/f.err")"
 "$BIN" data tokenize --help | grep -q -- '--gpt2 IN.txt' && ok "--help shows --gpt2" || bad "--help lacks --gpt2"
+
+# ---- the tokenizer recorded with the model: generate encodes and decodes by it ----
+# a tiny GPT on the corpus's shards with data.tokenizer = gpt2 (3 steps, one
+# process), then generate: the prompt text encoded with GPT-2's BPE and
+# printed back as text, the sampled tokens as their bytes; without the
+# vocabulary it stops (exit 3)
+"$BIN" train --config "$ROOT/configs/mnist_mlp.ini" --set run.dir="$TMP/runs" --set run.threads=1 \
+    --set registry.enabled=false --set model.kind=gpt --set data.tokenizer=gpt2 \
+    --set data.train_tokens="$TMP/out/corpus_train_*.bin" --set data.val_tokens="$TMP/out/corpus_val_*.bin" \
+    --set model.vocab_size=50257 --set model.n_layer=1 --set model.n_head=2 --set model.n_embd=32 \
+    --set model.block_size=32 --set train.global_batch=4 --set train.steps=3 --set train.eval_windows=4 \
+    >"$TMP/train.log" 2>&1 || { bad "training a gpt2 model failed: $(tail -n 3 "$TMP/train.log")"; exit 1; }
+CKG=$(ls "$TMP"/runs/*/0001/checkpoints/step_00000003.h5)
+PROMPT="Hello world, café"
+"$BIN" generate --checkpoint "$CKG" --vocab-dir "$VOCAB" --prompt "$PROMPT" --tokens 6 --seed 2 \
+    >"$TMP/gen.out" 2>"$TMP/gen.err"
+rc=$?
+if [ $rc = 0 ] && python3 - "$TMP/gen.out" "$PROMPT" <<'PY'; then
+import sys
+out, prompt = open(sys.argv[1], "rb").read(), sys.argv[2].encode()
+assert out.startswith(prompt) and out.endswith(b"\n") and len(out) > len(prompt) + 1, out[:80]
+PY
+    ok "generate on a gpt2 model: the prompt back as text, 6 tokens' bytes after it"
+else
+    bad "generate on a gpt2 model: exit $rc, $(head -c 80 "$TMP/gen.out"), $(tail -n 2 "$TMP/gen.err")"
+fi
+"$BIN" generate --checkpoint "$CKG" --vocab-dir "$VOCAB" --tokens 3 >"$TMP/gen0.out" 2>"$TMP/gen0.err"
+[ $? = 0 ] && grep -q "starting from token 50256 (<|endoftext|>)" "$TMP/gen0.err" &&
+    ok "generate on a gpt2 model without a prompt starts from <|endoftext|>" ||
+    bad "gpt2 model without a prompt: $(tail -n 2 "$TMP/gen0.err")"
+"$BIN" generate --checkpoint "$CKG" --vocab-dir "$TMP/novocab" --prompt hi --tokens 3 \
+    >"$TMP/gen1.out" 2>"$TMP/gen1.err"
+rc=$?
+[ $rc = 3 ] && [ "$(grep -c '^mpitrain: error:' "$TMP/gen1.err")" = 1 ] &&
+    grep -q "GPT-2 vocabulary folder $TMP/novocab not found" "$TMP/gen1.err" && [ ! -s "$TMP/gen1.out" ] &&
+    ok "generate on a gpt2 model without the vocabulary: exit 3, one error line" ||
+    bad "gpt2 model without the vocabulary: exit $rc, $(cat "$TMP/gen1.err")"
 exit $fail
