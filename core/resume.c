@@ -12,6 +12,14 @@
 
 /* Keys a resumed run must share with its checkpoint: they define the
  * tensors, the optimizer state, and the sample order. */
+/* data.tokenizer may go from "ids" (not said: every checkpoint before the
+ * key) to a named tokenizer (the config's own check then holds it to the
+ * model's vocabulary), never between two named ones. */
+static int tokenizer_named_now(const mt_cfg_key *k, const char *was) {
+    return strcmp(k->section, "data") == 0 && strcmp(k->key, "tokenizer") == 0 &&
+           strcmp(was, "ids") == 0;
+}
+
 static int locked(const mt_cfg_key *k) {
     static const char *keys[] = {"optim.kind", "train.global_batch", "train.shuffle", "run.seed",
                                  "data.tokenizer"};
@@ -164,14 +172,14 @@ int mt_resume_check(const mt_config *cfg, const mt_params *p, const char *path,
         mt_config_value(&ck, k, a, sizeof a);
         mt_config_value(cfg, k, b, sizeof b);
         if (strcmp(a, b) == 0) continue;
-        if (locked(k)) {
+        if (locked(k) && !tokenizer_named_now(k, a)) {
             if (changed) fprintf(out, "\n"); /* every message ends its line */
             mt_err_set(e, MT_ERR_CKPT,
                        "checkpoint %s does not fit the config: %s.%s is %s in the checkpoint "
                        "but %s in the config",
                        path, k->section, k->key, a, b);
-            mt_err_hint(e, "the model, optim.kind, run.seed, train.global_batch and train.shuffle "
-                           "cannot change on resume (docs/TRAINING.md)");
+            mt_err_hint(e, "the model, optim.kind, run.seed, train.global_batch, train.shuffle and "
+                           "a named data.tokenizer cannot change on resume (docs/TRAINING.md)");
             return e->code;
         }
         if (strcmp(k->section, "checkpoint") == 0 && strcmp(k->key, "resume") == 0) continue;

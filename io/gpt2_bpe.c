@@ -124,12 +124,22 @@ static int printable(uint8_t c) {
     return c > ' ' && c < 0x7F;
 }
 
-/* The first safe cut at or after q in s[0..n), or 0: a lone '\n' between two
- * printable ASCII characters. The regex then ends a pre-token ("\n" alone)
- * right there whether the text goes on or not (proof in docs/DATA.md). */
+/* ASCII whitespace: what the pattern's \s matches below 0x80 */
+static int ascii_space(uint8_t c) {
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* The first safe cut at or after q in s[0..n), or 0: before ASCII
+ * whitespace that follows a printable ASCII character (no alternative of the
+ * pattern extends a match over whitespace, and none looks behind, so the
+ * whitespace starts the same match whether the text before it is there or
+ * not), or after a lone '\n' between two printable ASCII characters (proof
+ * in docs/DATA.md). CRLF text and one-line text have the first kind. */
 static size_t safe_cut(const uint8_t *s, size_t n, size_t q) {
     for (size_t i = q < 2 ? 2 : q; i < n; i++)
-        if (s[i - 1] == '\n' && printable(s[i - 2]) && printable(s[i])) return i;
+        if ((ascii_space(s[i]) && printable(s[i - 1])) ||
+            (s[i - 1] == '\n' && printable(s[i - 2]) && printable(s[i])))
+            return i;
     return 0;
 }
 

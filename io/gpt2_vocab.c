@@ -221,9 +221,12 @@ static int load_merges(mt_gpt2_vocab *t, const char *dir, const int inv[GPT2_ALP
 int mt_gpt2_vocab_load(mt_gpt2_vocab *v, const char *dir, mt_err *e) {
     memset(v, 0, sizeof *v);
     struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    int found = stat(dir, &st) == 0, err = errno;
+    if (!found || !S_ISDIR(st.st_mode)) {
         mt_err_set(e, MT_ERR_DATA, "GPT-2 vocabulary folder %s %s", dir,
-                   errno == ENOENT ? "not found" : "is not a readable folder");
+                   found           ? "is not a folder"
+                   : err == ENOENT ? "not found"
+                                   : "is not a readable folder");
         mt_err_hint(e, "run scripts/fetch_gpt2_vocab.sh --out %s (or pass --vocab-dir DIR)", dir);
         return e->code;
     }

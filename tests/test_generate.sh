@@ -182,6 +182,21 @@ else
     bad "data.tokenizer = gpt2 with vocab 256: exit $RC: $(head -3 "$TMP/tokbad.err")"
 fi
 
+# on resume a run may name its tokenizer (ids, not said, becomes bytes) but
+# not change a named one
+train named "${GPT[@]}" --set train.steps=2 --set data.tokenizer=bytes \
+    --set run.dir="$TMP/untrained" --set checkpoint.resume=auto
+grep -q "data.tokenizer ids -> bytes" "$TMP/named.log" &&
+    ok "resume: data.tokenizer ids -> bytes is allowed (and said)" ||
+    bad "resume naming the tokenizer: $(grep -i 'resume\|error' "$TMP/named.log" | head -3)"
+timeout -k 5 120 mpirun -np 2 "$MPITRAIN" train --config "$REPO/configs/mnist_mlp.ini" "${GPT[@]}" \
+    --set run.dir="$TMP/bytestok" --set train.steps=2 --set checkpoint.resume=auto \
+    >"$TMP/renamed.log" 2>&1
+RC=$?
+[ "$RC" = 4 ] && grep -q "data.tokenizer is bytes in the checkpoint but ids in the config" "$TMP/renamed.log" &&
+    ok "resume: a named data.tokenizer cannot change (exit 4)" ||
+    bad "resume changing a named tokenizer: exit $RC"
+
 # ---- 6. errors ----
 # expect NAME STATUS PATTERN ARGS...: exit STATUS, one error line matching PATTERN, empty stdout
 expect() {
