@@ -416,6 +416,20 @@ static void remove_written(const char *dir, const char *name, const char *split,
         if (!shard_path(path, dir, name, split, k, &ignored)) remove(path);
 }
 
+/* After writing: on an error the shards written so far are removed (no
+ * partial set left behind), else each is listed. */
+static int finish_splits(const char *dir, const char *name, int64_t ntrain, int64_t nval,
+                         int64_t per, int64_t ktrain, int64_t kval, mt_err *e) {
+    if (e->code) {
+        remove_written(dir, name, "train", ktrain);
+        remove_written(dir, name, "val", kval);
+        return e->code;
+    }
+    print_split(dir, name, "train", ntrain, per);
+    print_split(dir, name, "val", nval, per);
+    return MT_OK;
+}
+
 static int tokenize_bytes(const char *in_path, const char *dir, const char *name, double frac,
                           int64_t per, mt_err *e) {
     FILE *in = fopen(in_path, "rb");
@@ -460,13 +474,7 @@ static int tokenize_bytes(const char *in_path, const char *dir, const char *name
     fclose(in);
     if (!e->code && !verify_split(dir, name, "train", ntrain, per, TOK_VOCAB_BYTES, e))
         verify_split(dir, name, "val", nval, per, TOK_VOCAB_BYTES, e);
-    if (e->code) { /* leave no partial set of shards behind */
-        remove_written(dir, name, "train", ktrain);
-        remove_written(dir, name, "val", kval);
-        return e->code;
-    }
-    print_split(dir, name, "train", ntrain, per);
-    print_split(dir, name, "val", nval, per);
+    if (finish_splits(dir, name, ntrain, nval, per, ktrain, kval, e)) return e->code;
     printf("mpitrain: tokenized %s (%lld bytes, byte-level tokenizer, vocab %d): %lld train "
            "tokens in %lld shard%s, %lld val tokens in %lld shard%s\n",
            in_path, (long long)n, TOK_VOCAB_BYTES, (long long)ntrain, (long long)ktrain,
@@ -588,13 +596,7 @@ static int tokenize_gpt2(const char *const *in, int nin, const char *vocab_dir, 
         !verify_split(dir, name, "train", ntrain, per, MT_GPT2_VOCAB, e))
         verify_split(dir, name, "val", nval, per, MT_GPT2_VOCAB, e);
     free(tok.tok);
-    if (e->code) { /* leave no partial set of shards behind */
-        remove_written(dir, name, "train", ktrain);
-        remove_written(dir, name, "val", kval);
-        return e->code;
-    }
-    print_split(dir, name, "train", ntrain, per);
-    print_split(dir, name, "val", nval, per);
+    if (finish_splits(dir, name, ntrain, nval, per, ktrain, kval, e)) return e->code;
     char more[64] = "";
     if (nin > 1) snprintf(more, sizeof more, " and %d more file%s", nin - 1, nin > 2 ? "s" : "");
     printf("mpitrain: tokenized %s%s (%zu bytes, %zu document%s, GPT-2 BPE, vocab %d): %lld train "

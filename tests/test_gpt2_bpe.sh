@@ -23,6 +23,7 @@
 # Exits 77 (skip) with the reason when node, npm or the npm registry is missing.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
+export TESTS=$(cd "$(dirname "$0")" && pwd) # (tests/gpt2_shards.py for the Python checks)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${1:?usage: test_gpt2_bpe.sh MPITRAIN GPT2_BPE_TOOL VOCAB_CACHE_DIR}
 TOOL=${2:?usage}
@@ -156,15 +157,11 @@ fs.writeFileSync(process.argv[3], words.join('\x1e'));
 fs.writeFileSync(process.argv[4], JSON.stringify(words.map(w => encode(w))));
 JS
 cat >"$TMP/long.py" <<'PY'
-import json, sys
+import json, os, sys
+sys.path.insert(0, os.environ["TESTS"])
+from gpt2_shards import documents
 ref = json.load(open(sys.argv[1]))
-b = b"".join(open(p, "rb").read()[1024:] for p in sys.argv[2:])
-toks = [int.from_bytes(b[i:i + 2], "little") for i in range(0, len(b), 2)]
-ours, cur = [], []
-for t in toks:
-    if t == 50256: ours.append(cur); cur = []
-    else: cur.append(t)
-ours.append(cur)
+ours = documents(sys.argv[2:])
 bad = [i for i in range(len(ref)) if i >= len(ours) or ours[i] != ref[i]]
 if len(ours) != len(ref) or bad: sys.exit("words %s differ (of %d)" % (bad[:8], len(ref)))
 print(len(ref), sum(len(r) for r in ref))
@@ -199,15 +196,11 @@ fs.writeFileSync(process.argv[3], all.join('\x1e'));
 fs.writeFileSync(process.argv[4], JSON.stringify({ all, toks: all.map(s => encode(s)) }));
 JS
 cat >"$TMP/ws.py" <<'PY'
-import json, sys
+import json, os, sys
+sys.path.insert(0, os.environ["TESTS"])
+from gpt2_shards import documents
 ref = json.load(open(sys.argv[1]))
-b = b"".join(open(p, "rb").read()[1024:] for p in sys.argv[2:])
-toks = [int.from_bytes(b[i:i + 2], "little") for i in range(0, len(b), 2)]
-ours, cur = [], []
-for t in toks:
-    if t == 50256: ours.append(cur); cur = []
-    else: cur.append(t)
-ours.append(cur)
+ours = documents(sys.argv[2:])
 if len(ours) != len(ref["all"]): sys.exit("%d documents, expected %d" % (len(ours), len(ref["all"])))
 odd = lambda s: any(c in s for c in "\u0085\ufeff\u180e")
 diff = [i for i in range(len(ours)) if ours[i] != ref["toks"][i]]
