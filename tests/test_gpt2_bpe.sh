@@ -23,7 +23,8 @@
 # Exits 77 (skip) with the reason when node, npm or the npm registry is missing.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
-export TESTS=$(cd "$(dirname "$0")" && pwd) # (tests/gpt2_shards.py for the Python checks)
+TESTS=$(cd "$(dirname "$0")" && pwd) # (tests/gpt2_shards.py for the Python checks)
+export TESTS
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${1:?usage: test_gpt2_bpe.sh MPITRAIN GPT2_BPE_TOOL VOCAB_CACHE_DIR}
 TOOL=${2:?usage}
