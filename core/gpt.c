@@ -276,11 +276,12 @@ static void linear_row(const mt_gpt *m, const mt_backend *be, float *y, opnd x, 
  * products the bias gradient sums the fp32 dy, as without. */
 static void linear_backward(const mt_gpt *m, const mt_backend *be, float *dx, float *dW, float *db,
                             opnd dy, opnd x, opnd W, int N, int in, int out) {
-    if (db && m->use.mm_wgrad && !dy.h) /* both in one product */
+    if (db && m->use.mm_wgrad && !dy.h) { /* both in one product */
         be->matmul_wgrad_bgrad(out, in, N, dy.f, out, x.f, in, dW, in, db);
-    else
+    } else {
         product(be, 1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
-    if (db && !(m->use.mm_wgrad && !dy.h)) be->bias_grad(db, dy.f, N, out, 1.0f);
+        if (db) be->bias_grad(db, dy.f, N, out, 1.0f);
+    }
     if (dx) product(be, 0, 0, N, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in);
 }
 

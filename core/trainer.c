@@ -189,8 +189,6 @@ static int stop_reason(const mt_run *r, const step_totals *tot, int64_t done, in
     return after > 0 && done - r->start_step == after ? STOP_AFTER_STEPS : 0;
 }
 
-/* Trains from r->start_step. *stopped is set when the run ends early (see
- * stop_reason); *final_eval is the evaluation after the last step. */
 /* cpu-staged (MPITRAIN_TEST_STAGED=1): count the host synchronisations of
  * the training steps (sign -1 before a step, +1 after it) */
 static void count_syncs(mt_run *r, int sign) {
@@ -218,6 +216,8 @@ static void report_syncs(const mt_run *r, cJSON *res) {
            all, k[MT_SYNC_TO_HOST], k[MT_SYNC_TO_DEVICE], k[MT_SYNC_SYNCHRONIZE], k[MT_SYNC_VALUE]);
 }
 
+/* Trains from r->start_step. *stopped is set when the run ends early (see
+ * stop_reason); *final_eval is the evaluation after the last step. */
 static int train_loop(mt_run *r, double *ms_per_step, mt_eval *final_eval, int *stopped,
                       mt_err *e) {
     const mt_config *cfg = &r->cfg;
