@@ -165,6 +165,10 @@ static const cJSON *resolve(const reg_view *v, const char *spec, mt_err *e) {
         char *end;
         errno = 0;
         long long x = strtoll(colon + 1, &end, 10);
+        if (colon[1] && !*end && errno == ERANGE && x > 0) {
+            mt_err_set(e, MT_ERR_USAGE, "'%s': the version after ':' is too large", spec);
+            return NULL;
+        }
         if (!colon[1] || *end || errno || x < 1) {
             mt_err_set(e, MT_ERR_USAGE, "'%s': the version after ':' must be a number >= 1", spec);
             return NULL;

@@ -143,8 +143,10 @@ reg show nosuch >/dev/null 2>&1; rc=$?
 reg show mnist_mlp:99 >/dev/null 2>&1; rc2=$?
 reg show 'mnist_mlp:x' >/dev/null 2>&1; rc3=$?
 reg alias set mnist_mlp 12 >/dev/null 2>&1; rc4=$?
-[ "$rc$rc2$rc3$rc4" = 7722 ] && ok "unknown model/version exit 7, bad spec and numeric alias exit 2" ||
-    bad "error statuses $rc $rc2 $rc3 $rc4"
+reg show 'mnist_mlp:99999999999999999999' >"$TMP/huge.log" 2>&1; rc5=$?
+[ "$rc$rc2$rc3$rc4$rc5" = 77222 ] && grep -q "after ':' is too large" "$TMP/huge.log" &&
+    ok "unknown model/version exit 7, bad spec, numeric alias and too large a version exit 2" ||
+    bad "error statuses $rc $rc2 $rc3 $rc4 $rc5: $(cat "$TMP/huge.log")"
 "$MPITRAIN" registry --registry "$TMP/none.jsonl" list >/dev/null 2>&1; rc=$?
 [ "$rc" = 7 ] && ok "a missing registry file: exit 7" || bad "missing registry exit $rc"
 
