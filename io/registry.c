@@ -113,8 +113,12 @@ static int64_t newest_in(const char *buf, size_t n, int whole, const char *name)
         int64_t v = 0;
         if (r) {
             const char *t = mt_registry_str(r, "eventType"), *m = mt_registry_str(r, "model.name");
-            if (strcmp(t, "CHECKPOINT") == 0 && m && strcmp(m, name) == 0)
-                v = (int64_t)mt_registry_num(r, "model.version", 0);
+            double num = mt_registry_num(r, "model.version", 0);
+            /* a version beyond any integer a double holds exactly is not
+             * one mpitrain wrote (and would not convert) */
+            if (strcmp(t, "CHECKPOINT") == 0 && m && strcmp(m, name) == 0 && num >= 1 &&
+                num <= MT_REGISTRY_VERSION_MAX)
+                v = (int64_t)num;
             cJSON_Delete(r);
         }
         if (v > 0) return v;

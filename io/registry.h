@@ -50,6 +50,9 @@ void mt_registry_free(mt_registry *r);
 int mt_registry_valid_name(const char *s);
 /* The longest model or alias name mt_registry_valid_name accepts. */
 #define MT_REGISTRY_NAME_MAX 128
+/* The largest model version: every integer up to it is exact in a JSON
+ * number (a double); a record claiming more is not counted. */
+#define MT_REGISTRY_VERSION_MAX 9007199254740991.0 /* 2^53 - 1 */
 
 /* Small accessors for records: the string or number at a dotted path
  * ("model.name"), or NULL / fallback when missing or of another type. */
