@@ -48,9 +48,17 @@ static int add_tensor(walk_ctx *w, const char *path) {
     memset(t, 0, sizeof *t);
     snprintf(t->path, sizeof t->path, "%s", path);
     t->ndim = nd;
-    size_t n = 1;
-    for (int d = 0; d < nd; d++) t->shape[d] = (int64_t)dims[d], n *= (size_t)dims[d];
-    float *x = malloc(n * sizeof(float) + 4);
+    size_t bytes = 0;
+    for (int d = 0; d < nd; d++) t->shape[d] = (int64_t)dims[d];
+    if (mt_h5_bytes(dims, nd, sizeof(float), &bytes)) {
+        H5Dclose(ds);
+        return mt_err_set(w->e, MT_ERR_CKPT,
+                          "checkpoint %s: %s has more elements than memory can hold (the file "
+                          "is damaged)",
+                          w->file, path);
+    }
+    size_t n = bytes / sizeof(float);
+    float *x = malloc(bytes + 4);
     if (!x) {
         H5Dclose(ds);
         return mt_err_set(w->e, MT_ERR_INTERNAL, "out of memory reading %s", path);
