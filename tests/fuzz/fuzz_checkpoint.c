@@ -10,7 +10,9 @@
  * an array, a string of any size, other values), /config, the optimizer
  * kind, how many tensors /model holds, their names, types, shapes, layouts
  * and values, which optimizer states exist, extra objects, and the .sha256
- * beside the file (right, missing, wrong, garbage). The empty input is a
+ * beside the file (right, missing, wrong, garbage). The input is a list of
+ * edits (fz_edits) of slots: the file-wide choices, each attribute,
+ * /config, each tensor and each of its optimizer states; the empty input is a
  * valid checkpoint of two float32 tensors t0 (2, 3) and t1 (3) with AdamW
  * state and a right sidecar. Properties: every failure is a checkpoint
  * error (exit 4) with a message, or out of memory (1) for sizes no memory
@@ -105,28 +107,48 @@ static const char *optim_kind(fz_in *in) {
     return k[fz_pick(in, 6)];
 }
 
-static void write_file(fz_in *in, const char *path, const char **kind) {
-    hid_t f = fz_h5_create(path);
-    for (int g = 0; g < 3; g++) /* /optim, /train, /model: groups, or not */
-        if (fz_pick(in, 8) != 1) {
-            static const char *gp[] = {"/optim", "/train", "/model"};
-            H5Gclose(H5Gcreate2(f, gp[g], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-        }
-    *kind = optim_kind(in);
-    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
+/* The input's slots (fz_edits): the file-wide decisions, each attribute,
+ * /config, and each tensor of /model and its optimizer states. */
+#define NATTR    (int)(sizeof attrs / sizeof attrs[0])
+#define MAX_T    4
+#define S_FILE   0
+#define S_ATTR   1
+#define S_CONFIG (S_ATTR + NATTR)
+#define S_TENSOR (S_CONFIG + 1) /* + 3 * i + (0: weight, 1.. its states) */
+#define NSLOTS   (S_TENSOR + 3 * MAX_T)
+
+typedef struct {
+    unsigned sidecar;    /* write_sidecar's choice */
+    int hash, also_load; /* verify's hash_tensors; load even when verify fails */
+    const char *kind;    /* /optim kind */
+    int ntensors;
+} file_plan;
+
+static void plan_file(fz_in *in, file_plan *p) {
+    p->sidecar = fz_pick(in, 6);
+    p->hash = fz_u8(in) & 1;
+    p->also_load = fz_u8(in) & 1;
+    p->kind = optim_kind(in);
+    p->ntensors = NT;
+    if (fz_u8(in)) p->ntensors = (int)fz_pick(in, MAX_T + 1);
+}
+
+static void write_attrs(fz_edits *ed, hid_t f, const char *kind) {
+    for (int i = 0; i < NATTR; i++) {
         const attr *a = &attrs[i];
+        fz_in *in = &ed->slot[S_ATTR + i];
         fz_h5_spec s = {a->kind == 'l'   ? H5T_NATIVE_INT64
                         : a->kind == 'i' ? H5T_NATIVE_INT
                         : a->kind == 'd' ? H5T_NATIVE_DOUBLE
                                          : H5T_C_S1,
                         0,
                         {0},
-                        NULL};
+                        a->kind == 's' ? "x" : NULL};
         if (strcmp(a->name, "format") == 0) s.text = MT_CKPT_FORMAT;
-        if (strcmp(a->name, "kind") == 0) s.text = *kind;
-        if (a->kind == 's' && !s.text) s.text = "x";
-        int64_t one = 1; /* format_version: written apart, its value matters */
-        if (strcmp(a->name, "format_version") == 0 && fz_u8(in) == 0) {
+        if (strcmp(a->name, "kind") == 0) s.text = kind;
+        if (strcmp(a->name, "format_version") == 0 && in->n == 0) {
+            /* its value matters (1): written apart unless edited */
+            int64_t one = 1;
             hid_t sp = H5Screate(H5S_SCALAR);
             hid_t at = H5Acreate_by_name(f, "/", a->name, H5T_NATIVE_INT64, sp, H5P_DEFAULT,
                                          H5P_DEFAULT, H5P_DEFAULT);
@@ -136,14 +158,24 @@ static void write_file(fz_in *in, const char *path, const char **kind) {
         }
         fz_h5_attr(in, f, a->group, a->name, &s);
     }
+}
+
+static void write_file(fz_edits *ed, const file_plan *p, const char *path) {
+    hid_t f = fz_h5_create(path);
+    fz_in *fin = &ed->slot[S_FILE];
+    for (int g = 0; g < 3; g++) /* /optim, /train, /model: groups, or not */
+        if (fz_pick(fin, 8) != 1) {
+            static const char *gp[] = {"/optim", "/train", "/model"};
+            H5Gclose(H5Gcreate2(f, gp[g], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+        }
+    write_attrs(ed, f, p->kind);
     fz_h5_spec cfg = {H5T_C_S1, 0, {0}, "[run]\nname = fuzz\n"};
-    fz_h5_dataset(in, f, "/config", &cfg);
+    fz_h5_dataset(&ed->slot[S_CONFIG], f, "/config", &cfg);
     /* the tensors and their optimizer state: t0, t1 by default */
-    int n = NT;
-    if (fz_u8(in)) n = (int)fz_pick(in, 5);
     const char *states[MT_CKPT_MAX_STATES];
-    int ns = mt_ckpt_state_names(*kind, states);
-    for (int i = 0; i < n; i++) {
+    int ns = mt_ckpt_state_names(p->kind, states);
+    for (int i = 0; i < p->ntensors; i++) {
+        fz_in *in = &ed->slot[S_TENSOR + 3 * i];
         char name[128];
         if (fz_pick(in, 4) == 1)
             fz_str(in, name, 100);
@@ -151,22 +183,22 @@ static void write_file(fz_in *in, const char *path, const char **kind) {
             snprintf(name, sizeof name, "t%d", i);
         fz_h5_spec s = {H5T_NATIVE_FLOAT, i < NT ? trank[i] : 1, {0}, NULL};
         for (int d = 0; d < s.rank; d++) s.dims[d] = i < NT ? tdims[i][d] : 2;
-        char p[300];
-        snprintf(p, sizeof p, "/model/%s", name);
-        fz_h5_dataset(in, f, p, &s);
-        for (int k = 0; k < ns; k++) {
-            snprintf(p, sizeof p, "/optim/%s/%s", states[k], name);
-            fz_h5_dataset(in, f, p, &s);
+        char dp[300];
+        snprintf(dp, sizeof dp, "/model/%s", name);
+        fz_h5_dataset(in, f, dp, &s);
+        for (int k = 0; k < ns && k < 2; k++) {
+            snprintf(dp, sizeof dp, "/optim/%s/%s", states[k], name);
+            fz_h5_dataset(&ed->slot[S_TENSOR + 3 * i + 1 + k], f, dp, &s);
         }
     }
     H5Fclose(f);
 }
 
 /* The .sha256 beside the file: right, missing, wrong, garbage or a folder. */
-static void write_sidecar(fz_in *in, const char *path, const char *side) {
+static void write_sidecar(fz_in *in, unsigned mode, const char *path, const char *side) {
     char sha[72], line[200];
     mt_err e = {0};
-    switch (fz_pick(in, 6)) {
+    switch (mode) {
     case 1:
         return;
     case 2:
@@ -226,16 +258,19 @@ static void load(const char *path, const char *kind) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    fz_in in = {data, size};
+    fz_edits ed;
+    fz_edits_parse(&ed, data, size, NSLOTS);
     mt_h5_quiet();
     const char *path = fz_tmp("ckpt.h5"), *side = fz_tmp("ckpt.h5.sha256");
-    const char *kind;
-    write_file(&in, path, &kind);
-    write_sidecar(&in, path, side);
-    int hash = fz_u8(&in) & 1, also_load = fz_u8(&in) & 1;
+    file_plan p;
+    plan_file(&ed.slot[S_FILE], &p);
+    write_file(&ed, &p, path);
+    write_sidecar(&ed.slot[S_FILE], p.sidecar, path, side);
+    int also_load = p.also_load;
+    const char *kind = p.kind;
     mt_ckpt_info info;
     mt_err e = {0};
-    int rc = mt_ckpt_verify(path, hash, &info, &e);
+    int rc = mt_ckpt_verify(path, p.hash, &info, &e);
     fz_report("mt_ckpt_verify", &e);
     if (rc) {
         expect_ckpt_err(&e, "mt_ckpt_verify");

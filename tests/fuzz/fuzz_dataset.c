@@ -6,6 +6,8 @@
  * beside them, the names the loader is asked for, and the model's input
  * width and classes.
  *
+ * The input is a list of edits (fz_edits) of four slots: the call (width,
+ * classes, names), the inputs, the labels, an extra dataset beside them.
  * The empty input is a valid file: /train/images float32 (3, 2, 2),
  * /train/labels int64 (3), for a model of 4 inputs and 10 classes.
  * Properties: a failure is a data error (exit 3) with a message; a success
@@ -36,23 +38,29 @@ static const char *ask(fz_in *in, const char *name) {
     return k < 8 ? name : other[k - 8];
 }
 
+/* The input's slots (fz_edits): what each part of the file and the call is. */
+enum { S_CALL, S_IMAGES, S_LABELS, S_EXTRA, NSLOTS };
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    fz_in in = {data, size};
+    fz_edits ed;
+    fz_edits_parse(&ed, data, size, NSLOTS);
     mt_h5_quiet();
+    fz_in call = ed.slot[S_CALL]; /* the model's width and classes, the names asked for */
     int64_t dim = 4, classes = 10;
-    if (fz_u8(&in)) {
-        dim = 1 + fz_pick(&in, 20);
-        classes = 1 + fz_pick(&in, 20);
+    if (fz_u8(&call)) {
+        dim = 1 + fz_pick(&call, 20);
+        classes = 1 + fz_pick(&call, 20);
     }
+    const char *xi = ask(&call, "/train/images");
+    const char *yi = ask(&call, "/train/labels");
     const char *path = fz_tmp("data.h5");
     hid_t f = fz_h5_create(path);
     fz_h5_spec images = {H5T_NATIVE_FLOAT, 3, {3, 2, 2}, NULL};
     fz_h5_spec labels = {H5T_NATIVE_INT64, 1, {3}, NULL};
-    fz_h5_dataset(&in, f, "/train/images", &images);
-    fz_h5_dataset(&in, f, "/train/labels", &labels);
-    if (fz_u8(&in)) fz_h5_dataset(&in, f, "/train/extra", &labels);
+    fz_h5_dataset(&ed.slot[S_IMAGES], f, "/train/images", &images);
+    fz_h5_dataset(&ed.slot[S_LABELS], f, "/train/labels", &labels);
+    if (ed.slot[S_EXTRA].n) fz_h5_dataset(&ed.slot[S_EXTRA], f, "/train/extra", &labels);
     H5Fclose(f);
-    const char *xi = ask(&in, "/train/images"), *yi = ask(&in, "/train/labels");
 
     mt_dataset d;
     mt_err e = {0};

@@ -38,6 +38,21 @@ size_t fz_str(fz_in *in, char *buf, size_t max) {
     return k;
 }
 
+void fz_edits_parse(fz_edits *ed, const uint8_t *data, size_t size, unsigned nslots) {
+    memset(ed, 0, sizeof *ed);
+    fz_in in = {data, size};
+    if (nslots > FZ_MAX_SLOTS) abort(); /* the target's bug */
+    while (in.n > 0) {
+        unsigned k = fz_pick(&in, nslots);
+        size_t len = fz_u8(&in);
+        if (len > in.n) len = in.n;
+        ed->slot[k].p = in.p;
+        ed->slot[k].n = len;
+        in.p += len;
+        in.n -= len;
+    }
+}
+
 static char tmp_path[8][256];
 static char tmp_tag[8][32];
 

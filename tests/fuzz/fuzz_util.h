@@ -28,6 +28,17 @@ unsigned fz_pick(fz_in *in, unsigned n);
  * byte, then that many bytes, NULs cut off. Returns its length. */
 size_t fz_str(fz_in *in, char *buf, size_t max);
 
+/* An input read as edits of numbered slots (the parts of a file a target
+ * writes): each edit is a slot byte (mod nslots), a length byte and that
+ * many bytes, the slot's own decisions; a later edit of a slot replaces an
+ * earlier one. A slot no edit names reads as empty: all defaults. So a
+ * short input changes any one part of a file, however late it is written. */
+#define FZ_MAX_SLOTS 64
+typedef struct {
+    fz_in slot[FZ_MAX_SLOTS];
+} fz_edits;
+void fz_edits_parse(fz_edits *ed, const uint8_t *data, size_t size, unsigned nslots);
+
 /* A per-process scratch path "/dev/shm/mpitrain-fuzz-PID-TAG" (TMPDIR or
  * /tmp when /dev/shm is missing): the same path on every call with that tag. */
 const char *fz_tmp(const char *tag);

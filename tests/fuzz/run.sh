@@ -65,7 +65,7 @@ fi
 "$BIN" "${OPTS[@]}" -max_total_time="$SECONDS_" -artifact_prefix="$ART/" "$@" \
     "$CORPUS" "$FUZZ/corpus/$NAME" >"$TMP/fuzz.log" 2>&1
 rc=$?
-grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|Done [0-9]+ runs)" "$TMP/fuzz.log"
+grep -E "^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb|Done [0-9]+ runs)" "$TMP/fuzz.log"
 if [ $rc -eq 77 ]; then
     grep "^skip" "$TMP/fuzz.log" || echo "skip - $NAME cannot run here"
     exit 77
