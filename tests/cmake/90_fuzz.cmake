@@ -27,3 +27,8 @@ mt_fuzz_target(gpt2)
 target_compile_definitions(fuzz_gpt2 PRIVATE MT_FUZZ_GPT2_DIR="${CMAKE_BINARY_DIR}/gpt2_vocab")
 mt_fuzz_target(dataset ${MT_FUZZ_DIR}/fuzz_h5.c)
 mt_fuzz_target(checkpoint ${MT_FUZZ_DIR}/fuzz_h5.c)
+# The raw-bytes probe of libhdf5 itself (docs/FUZZING.md): built, never run.
+add_executable(h5raw_probe ${MT_FUZZ_DIR}/h5raw_probe.c ${MT_FUZZ_DIR}/fuzz_util.c)
+target_compile_options(h5raw_probe PRIVATE ${MT_WARN} -fsanitize=fuzzer)
+target_link_options(h5raw_probe PRIVATE -fsanitize=fuzzer)
+target_link_libraries(h5raw_probe PRIVATE mt_io)
