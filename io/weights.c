@@ -175,6 +175,11 @@ static int read_checkpoint(const char *path, mt_weights *w, mt_err *e) {
 int mt_weights_read(const char *path, mt_weights *w, mt_err *e) {
     memset(w, 0, sizeof *w);
     mt_h5_quiet();
+    /* a .sha256 beside the file is checked before HDF5 reads a byte of it
+     * (a checkpoint's is checked again by mt_ckpt_verify) */
+    char sha[72];
+    int checked;
+    if (mt_ckpt_check_sidecar(path, sha, &checked, e)) return e->code;
     char format[64];
     file_format(path, format, sizeof format);
     /* anything but a model file goes to the checkpoint check, whose errors
