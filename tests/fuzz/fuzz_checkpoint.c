@@ -252,7 +252,8 @@ static void load(const char *path, const char *kind) {
         }
     int64_t steps = 0;
     mt_err e = {0};
-    int rc = mt_ckpt_load(&comm, path, "adamw", v, nv, &steps, &e);
+    /* the file's kind when it is one (else the mismatch path: weights only) */
+    int rc = mt_ckpt_load(&comm, path, ns > 0 ? kind : "adamw", v, nv, &steps, &e);
     fz_report("mt_ckpt_load", &e);
     if (rc) expect_ckpt_err(&e, "mt_ckpt_load");
 }
@@ -267,7 +268,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     write_file(&ed, &p, path);
     write_sidecar(&ed.slot[S_FILE], p.sidecar, path, side);
     int also_load = p.also_load;
-    const char *kind = p.kind;
     mt_ckpt_info info;
     mt_err e = {0};
     int rc = mt_ckpt_verify(path, p.hash, &info, &e);
@@ -283,7 +283,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         also_load = 1; /* a resume loads what verified */
     }
     mt_ckpt_info_free(&info);
-    if (also_load) load(path, kind);
+    if (also_load) load(path, p.kind);
     remove(path);
     remove(side);
     rmdir(side);
