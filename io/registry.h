@@ -58,5 +58,9 @@ int mt_registry_valid_name(const char *s);
  * ("model.name"), or NULL / fallback when missing or of another type. */
 const char *mt_registry_str(const cJSON *rec, const char *path);
 double mt_registry_num(const cJSON *rec, const char *path, double fallback);
+/* The model version at path ("model.version", "alias.version"): its integer
+ * part when it is a number in [1, MT_REGISTRY_VERSION_MAX], else 0 (a
+ * larger double does not convert to an integer). */
+int64_t mt_registry_version(const cJSON *rec, const char *path);
 
 #endif

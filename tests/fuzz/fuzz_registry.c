@@ -32,8 +32,9 @@ static int64_t expected_version(const mt_registry *r) {
         const char *t = mt_registry_str(r->rec[i], "eventType");
         const char *m = mt_registry_str(r->rec[i], "model.name");
         double v = mt_registry_num(r->rec[i], "model.version", 0);
+        /* (not mt_registry_version: the rule is checked, not reused) */
         if (strcmp(t, "CHECKPOINT") == 0 && m && strcmp(m, "m") == 0 && v >= 1 &&
-            v <= MT_REGISTRY_VERSION_MAX)
+            v <= 9007199254740991.0)
             return (int64_t)v + 1;
     }
     return 1;
