@@ -82,7 +82,7 @@ static int load(const char *path, reg_view *v, mt_err *e) {
         const cJSON *rec = v->r.rec[i];
         const char *type = mt_registry_str(rec, "eventType");
         if (strcmp(type, "CHECKPOINT") == 0 && mt_registry_str(rec, "model.name") &&
-            mt_registry_num(rec, "model.version", 0) >= 1) {
+            mt_registry_version(rec, "model.version") >= 1) {
             v->ver[v->nver++] = i;
         } else if (strcmp(type, "DELETE") == 0 && mt_registry_str(rec, "delete.source")) {
             v->del[v->ndel++] = i;
@@ -101,7 +101,7 @@ static int load(const char *path, reg_view *v, mt_err *e) {
                        (k < v->nalias || v->nalias < (int)(sizeof v->alias / sizeof v->alias[0]))) {
                 v->alias[k].model = m;
                 v->alias[k].alias = a;
-                v->alias[k].version = (int64_t)mt_registry_num(rec, "alias.version", 0);
+                v->alias[k].version = mt_registry_version(rec, "alias.version");
                 if (k == v->nalias) v->nalias++;
             }
         }
@@ -114,7 +114,7 @@ static const cJSON *find_version(const reg_view *v, const char *model, int64_t v
     for (int i = 0; i < v->nver; i++) {
         const cJSON *rec = v->r.rec[v->ver[i]];
         if (strcmp(mt_registry_str(rec, "model.name"), model) == 0 &&
-            (version == 0 || (int64_t)mt_registry_num(rec, "model.version", 0) == version))
+            (version == 0 || mt_registry_version(rec, "model.version") == version))
             found = rec; /* version 0: the newest, last in the file */
     }
     return found;
@@ -136,7 +136,7 @@ static const cJSON *deletion_of(const reg_view *v, const cJSON *rec) {
 }
 
 static int64_t version_of(const cJSON *rec) {
-    return (int64_t)mt_registry_num(rec, "model.version", 0);
+    return mt_registry_version(rec, "model.version");
 }
 
 /* The aliases pointing at model:version, comma-separated, into buf. */

@@ -111,13 +111,17 @@ static int parse_int(const char *s, int64_t *out) {
 /* Why a string value would not survive being written as "key = value" and
  * parsed again (the resolved config in run folders and checkpoints), or
  * NULL: a line break or other control character ends or breaks the line,
- * and ';' or '#' after white space starts a comment. A value read from an
- * INI file never has these; one given with --set may. */
+ * and ';' or '#' after white space starts a comment - at the start of the
+ * value too, which is written after "key = " ("key =;x" in a file reads as
+ * ";x", but "key = ;x" as nothing: fuzz_config found it). A value given
+ * with --set may hold any of these; one read from an INI file only a
+ * leading ';' or '#'. */
 static const char *unstorable(const char *v) {
     for (const char *p = v; *p; p++) {
         if (iscntrl((unsigned char)*p)) return "holds a line break or another control character";
-        if ((*p == ';' || *p == '#') && p > v && isspace((unsigned char)p[-1]))
-            return "holds ';' or '#' after a space (a comment in INI text)";
+        if ((*p == ';' || *p == '#') && (p == v || isspace((unsigned char)p[-1])))
+            return p == v ? "starts with ';' or '#' (a comment in INI text)"
+                          : "holds ';' or '#' after a space (a comment in INI text)";
     }
     return NULL;
 }

@@ -200,6 +200,13 @@ int mt_ckpt_bg_wait(mt_ckpt_bg *bg, mt_ckpt_bg_result *res, mt_err *e);
 int mt_ckpt_verify(const char *path, int hash_tensors, mt_ckpt_info *info, mt_err *e);
 void mt_ckpt_info_free(mt_ckpt_info *info);
 
+/* One process: when path.sha256 exists, the file's SHA-256 (into sha_hex)
+ * must be the one it records, before anything parses the file: libhdf5
+ * 1.10 can crash on damaged bytes (docs/FUZZING.md). *checked: 1 when a
+ * sidecar was checked, 0 when there is none. A mismatch or an unreadable
+ * sidecar is MT_ERR_CKPT. mt_ckpt_verify starts with it. */
+int mt_ckpt_check_sidecar(const char *path, char sha_hex[72], int *checked, mt_err *e);
+
 /* Collective: every rank reads what it holds of each view (its block, or
  * range of it; mirrors included) from a verified checkpoint written under
  * any layout, and *optim_steps, the optimizer step count. The file's

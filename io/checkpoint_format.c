@@ -127,6 +127,7 @@ static int take_string(const char *s, char *buf, size_t n, char **alloc) {
 }
 
 int mt_ckpt_read_string(hid_t obj, int is_attr, char *buf, size_t n, char **alloc) {
+    if (mt_h5_npoints(obj) != 1) return 1; /* one string, not an array of them */
     hid_t type = is_attr ? H5Aget_type(obj) : H5Dget_type(obj);
     if (type < 0) return 1;
     int rc = 1;
@@ -167,8 +168,11 @@ static int read_meta_attr(hid_t f, const char *path, const attr_def *d, mt_ckpt_
                           "mpitrain)",
                           path, d->name, d->group);
     hid_t a = H5Aopen_by_name(f, d->group, d->name, H5P_DEFAULT, H5P_DEFAULT);
-    int bad;
-    switch (d->type) {
+    /* one value: HDF5 would write every element of an array into v */
+    int bad = a < 0 || mt_h5_npoints(a) != 1;
+    switch (bad ? -1 : (int)d->type) {
+    case -1:
+        break;
     case A_STR:
         bad = mt_ckpt_read_string(a, 1, v, d->len, NULL);
         break;
@@ -260,7 +264,7 @@ static int check_format(hid_t f, const char *path, int *version, mt_err *e) {
             ? H5Aopen_by_name(f, "/", "format_version", H5P_DEFAULT, H5P_DEFAULT)
             : -1;
     hid_t type = a >= 0 ? H5Aget_type(a) : -1;
-    int is_int = type >= 0 && H5Tget_class(type) == H5T_INTEGER;
+    int is_int = type >= 0 && H5Tget_class(type) == H5T_INTEGER && mt_h5_npoints(a) == 1;
     if (type >= 0) H5Tclose(type);
     if (!is_int || H5Aread(a, H5T_NATIVE_INT64, &v) < 0) v = -1;
     if (a >= 0) H5Aclose(a);

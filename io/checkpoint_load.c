@@ -53,7 +53,7 @@ static void read_optim(hid_t f, const char *path, char kind[16], int64_t *steps,
         mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: no optimizer kind", path);
     if (a >= 0) H5Aclose(a);
     a = H5Aopen_by_name(f, "/optim", "step_count", H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0 || H5Aread(a, H5T_NATIVE_INT64, steps) < 0)
+    if (a < 0 || mt_h5_npoints(a) != 1 || H5Aread(a, H5T_NATIVE_INT64, steps) < 0)
         mt_err_set(e, MT_ERR_CKPT, "checkpoint %s: no optimizer step count", path);
     if (a >= 0) H5Aclose(a);
 }

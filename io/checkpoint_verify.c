@@ -48,9 +48,17 @@ static int add_tensor(walk_ctx *w, const char *path) {
     memset(t, 0, sizeof *t);
     snprintf(t->path, sizeof t->path, "%s", path);
     t->ndim = nd;
-    size_t n = 1;
-    for (int d = 0; d < nd; d++) t->shape[d] = (int64_t)dims[d], n *= (size_t)dims[d];
-    float *x = malloc(n * sizeof(float) + 4);
+    size_t bytes = 0;
+    for (int d = 0; d < nd; d++) t->shape[d] = (int64_t)dims[d];
+    if (mt_h5_bytes(dims, nd, sizeof(float), &bytes)) {
+        H5Dclose(ds);
+        return mt_err_set(w->e, MT_ERR_CKPT,
+                          "checkpoint %s: %s has more elements than memory can hold (the file "
+                          "is damaged)",
+                          w->file, path);
+    }
+    size_t n = bytes / sizeof(float);
+    float *x = malloc(bytes + 4);
     if (!x) {
         H5Dclose(ds);
         return mt_err_set(w->e, MT_ERR_INTERNAL, "out of memory reading %s", path);
@@ -80,29 +88,31 @@ static herr_t visit_model(hid_t g, const char *name, const H5L_info_t *li, void 
     return add_tensor(w, path) ? -1 : 0;
 }
 
-static int read_sidecar(const char *path, mt_ckpt_info *info, mt_err *e) {
+int mt_ckpt_check_sidecar(const char *path, char sha_hex[72], int *checked, mt_err *e) {
+    *checked = 0;
+    sha_hex[0] = '\0';
     char side[MT_CKPT_PATH];
     if (mt_ckpt_path(side, sizeof side, e, "%s.sha256", path)) return e->code;
     struct stat st;
-    if (stat(side, &st) != 0) return MT_OK; /* has_sidecar stays 0 */
+    if (stat(side, &st) != 0) return MT_OK; /* no sidecar: *checked stays 0 */
     char *text;
     size_t len;
     if (mt_file_read(side, "checksum file", MT_ERR_CKPT, &text, &len, e)) return e->code;
     int ok = len >= 64;
     for (int i = 0; ok && i < 64; i++) ok = strchr("0123456789abcdef", text[i]) && text[i];
-    char want[65];
-    memcpy(want, text, 64);
+    char want[65] = "";
+    if (ok) memcpy(want, text, 64); /* (a shorter file has fewer bytes to copy) */
     want[64] = '\0';
     free(text);
     if (!ok)
         return mt_err_set(e, MT_ERR_CKPT, "checksum file %s does not start with a SHA-256", side);
-    if (mt_sha256_file(path, info->file_sha256, e)) return e->code = MT_ERR_CKPT;
-    info->has_sidecar = 1;
-    if (strcmp(want, info->file_sha256) != 0) {
+    if (mt_sha256_file(path, sha_hex, e)) return e->code = MT_ERR_CKPT;
+    *checked = 1;
+    if (strcmp(want, sha_hex) != 0) {
         mt_err_set(e, MT_ERR_CKPT,
                    "checkpoint %s is corrupt: its SHA-256 %.16s... differs from %.16s... "
                    "recorded in %s (changed or truncated after it was written)",
-                   path, info->file_sha256, want, side);
+                   path, sha_hex, want, side);
         return e->code;
     }
     return MT_OK;
@@ -116,7 +126,7 @@ int mt_ckpt_verify(const char *path, int hash_tensors, mt_ckpt_info *info, mt_er
         return mt_err_set(e, MT_ERR_CKPT, "cannot read checkpoint %s: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode))
         return mt_err_set(e, MT_ERR_CKPT, "checkpoint %s is not a regular file", path);
-    if (read_sidecar(path, info, e)) return e->code;
+    if (mt_ckpt_check_sidecar(path, info->file_sha256, &info->has_sidecar, e)) return e->code;
     if (H5Fis_hdf5(path) <= 0)
         return mt_err_set(e, MT_ERR_CKPT,
                           "checkpoint %s is not an HDF5 file (truncated or damaged)", path);

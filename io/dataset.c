@@ -78,9 +78,10 @@ static int check_shapes(hid_t dx, hid_t dy, const char *path, const char *images
     if (yrank == 1) H5Sget_simple_extent_dims(sy, yd, NULL);
     H5Sclose(sx);
     H5Sclose(sy);
-    unsigned long long per_sample = 1; /* inputs per sample: product of dims 1.. */
-    /* (N, 28, 28) images feed a 784-input model: trailing dims are flattened. */
-    for (int i = 1; i < xrank; i++) per_sample *= (unsigned long long)xd[i];
+    size_t per_sample = 1; /* inputs per sample: product of dims 1.. */
+    /* (N, 28, 28) images feed a 784-input model: trailing dims are flattened.
+     * Extents may multiply past 64 bits (and wrap to anything): too_many. */
+    int too_many = xrank >= 2 && mt_h5_bytes(xd + 1, xrank - 1, 1, &per_sample);
     if (cx != H5T_FLOAT)
         return mt_err_set(e, MT_ERR_DATA, "dataset %s in %s must hold floating-point inputs",
                           images, path);
@@ -94,15 +95,27 @@ static int check_shapes(hid_t dx, hid_t dy, const char *path, const char *images
     if (yrank != 1)
         return mt_err_set(e, MT_ERR_DATA, "dataset %s in %s has rank %d, expected 1 (N)", labels,
                           path, yrank);
-    if (per_sample != (unsigned long long)dim)
+    if (too_many)
         return mt_err_set(e, MT_ERR_DATA,
-                          "dataset %s in %s has %llu inputs per sample but the model's first "
+                          "dataset %s in %s has more inputs per sample than memory can hold; the "
+                          "model's first layer takes %lld (model.layers)",
+                          images, path, (long long)dim);
+    if (per_sample != (size_t)dim)
+        return mt_err_set(e, MT_ERR_DATA,
+                          "dataset %s in %s has %zu inputs per sample but the model's first "
                           "layer takes %lld (model.layers)",
                           images, path, per_sample, (long long)dim);
     if (xd[0] != yd[0])
         return mt_err_set(e, MT_ERR_DATA, "%s has %llu samples but %s has %llu labels (%s)", images,
                           (unsigned long long)xd[0], labels, (unsigned long long)yd[0], path);
     if (xd[0] == 0) return mt_err_set(e, MT_ERR_DATA, "dataset %s in %s is empty", images, path);
+    /* the buffers of read_samples: (N, dim) floats, and N 64-bit labels */
+    hsize_t xs[2] = {xd[0], (hsize_t)dim};
+    size_t bytes;
+    if (mt_h5_bytes(xs, 2, sizeof(float), &bytes) || mt_h5_bytes(xd, 1, sizeof(int64_t), &bytes))
+        return mt_err_set(e, MT_ERR_DATA,
+                          "dataset %s in %s has %llu samples: more than memory can hold", images,
+                          path, (unsigned long long)xd[0]);
     *n = (int64_t)xd[0];
     return MT_OK;
 }

@@ -230,8 +230,11 @@ int mt_gpt2_bpe_encode(const mt_gpt2_bpe *t, const uint8_t *const *docs, const s
     if (!e->code && tokens_reserve(out, total))
         mt_err_set(e, MT_ERR_INTERNAL, "out of memory for %zu tokens", total);
     for (size_t i = 0; i < nc; i++) {
-        if (!e->code) memcpy(out->tok + out->n, parts[i].tok, parts[i].n * sizeof *out->tok);
-        if (!e->code) out->n += parts[i].n;
+        /* an empty part (an empty document) has no buffer, nor may out yet */
+        if (!e->code && parts[i].n) {
+            memcpy(out->tok + out->n, parts[i].tok, parts[i].n * sizeof *out->tok);
+            out->n += parts[i].n;
+        }
         free(parts[i].tok);
     }
     free(parts);

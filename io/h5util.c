@@ -2,11 +2,33 @@
 #include "h5util.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 void mt_h5_quiet(void) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+long long mt_h5_npoints(hid_t obj) {
+    H5I_type_t kind = H5Iget_type(obj);
+    hid_t space = kind == H5I_ATTR      ? H5Aget_space(obj)
+                  : kind == H5I_DATASET ? H5Dget_space(obj)
+                                        : -1;
+    if (space < 0) return -1;
+    hssize_t n = H5Sget_simple_extent_npoints(space);
+    H5Sclose(space);
+    return n < 0 ? -1 : (long long)n;
+}
+
+int mt_h5_bytes(const hsize_t *dims, int nd, size_t elem, size_t *bytes) {
+    size_t n = elem;
+    for (int d = 0; d < nd; d++) {
+        if (dims[d] && n > (SIZE_MAX - 64) / dims[d]) return 1;
+        n *= (size_t)dims[d];
+    }
+    *bytes = n;
+    return 0;
 }
 
 hid_t mt_h5_create(const char *path, mt_err *e) {

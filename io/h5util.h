@@ -15,6 +15,16 @@ void mt_h5_version(char *buf, size_t n);
 /* Turns off HDF5's own error-stack printing: mpitrain reports errors itself. */
 void mt_h5_quiet(void);
 
+/* Elements in the dataspace of attribute or dataset obj: 1 for a scalar, 0
+ * for a null dataspace, -1 on error. A reader that reads into one variable
+ * checks for 1 first: HDF5 writes every element of an array there. */
+long long mt_h5_npoints(hid_t obj);
+
+/* The bytes of nd extents dims of elem-byte elements into *bytes; nonzero
+ * when they overflow a size_t (less 64 bytes of slack for the caller): a
+ * dataspace's extents may multiply past any memory. */
+int mt_h5_bytes(const hsize_t *dims, int nd, size_t elem, size_t *bytes);
+
 /*
  * Writes a whole dataset at path (intermediate groups are created), chunked
  * and with the Fletcher32 checksum filter. type is H5T_NATIVE_FLOAT,

@@ -47,6 +47,11 @@ double mt_registry_num(const cJSON *rec, const char *path, double fallback) {
     return cJSON_IsNumber(o) ? o->valuedouble : fallback;
 }
 
+int64_t mt_registry_version(const cJSON *rec, const char *path) {
+    double v = mt_registry_num(rec, path, 0);
+    return v >= 1 && v <= MT_REGISTRY_VERSION_MAX ? (int64_t)v : 0;
+}
+
 /* What makes a line a record: an object with the event's type, time and run. */
 static cJSON *parse_record(const char *s, size_t n, const char **why) {
     cJSON *r = cJSON_ParseWithLength(s, n);
@@ -114,7 +119,7 @@ static int64_t newest_in(const char *buf, size_t n, int whole, const char *name)
         if (r) {
             const char *t = mt_registry_str(r, "eventType"), *m = mt_registry_str(r, "model.name");
             if (strcmp(t, "CHECKPOINT") == 0 && m && strcmp(m, name) == 0)
-                v = (int64_t)mt_registry_num(r, "model.version", 0);
+                v = mt_registry_version(r, "model.version");
             cJSON_Delete(r);
         }
         if (v > 0) return v;

@@ -50,10 +50,17 @@ void mt_registry_free(mt_registry *r);
 int mt_registry_valid_name(const char *s);
 /* The longest model or alias name mt_registry_valid_name accepts. */
 #define MT_REGISTRY_NAME_MAX 128
+/* The largest model version: every integer up to it is exact in a JSON
+ * number (a double); a record claiming more is not counted. */
+#define MT_REGISTRY_VERSION_MAX 9007199254740991.0 /* 2^53 - 1 */
 
 /* Small accessors for records: the string or number at a dotted path
  * ("model.name"), or NULL / fallback when missing or of another type. */
 const char *mt_registry_str(const cJSON *rec, const char *path);
 double mt_registry_num(const cJSON *rec, const char *path, double fallback);
+/* The model version at path ("model.version", "alias.version"): its integer
+ * part when it is a number in [1, MT_REGISTRY_VERSION_MAX], else 0 (a
+ * larger double does not convert to an integer). */
+int64_t mt_registry_version(const cJSON *rec, const char *path);
 
 #endif

@@ -47,9 +47,16 @@ static int read_tensor(walk_ctx *c, const char *name) {
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", name);
     t->ndim = nd;
-    size_t n = 1;
-    for (int d = 0; d < nd; d++) t->shape[d] = (int64_t)dims[d], n *= (size_t)dims[d];
-    t->data = malloc(n * sizeof(float) + 4);
+    size_t bytes = 0;
+    for (int d = 0; d < nd; d++) t->shape[d] = (int64_t)dims[d];
+    if (mt_h5_bytes(dims, nd, sizeof(float), &bytes)) {
+        H5Dclose(ds);
+        return mt_err_set(c->e, MT_ERR_CKPT,
+                          "%s: %s has more elements than memory can hold (the file is damaged)",
+                          c->file, path);
+    }
+    size_t n = bytes / sizeof(float);
+    t->data = malloc(bytes + 4);
     if (!t->data) {
         H5Dclose(ds);
         return mt_err_set(c->e, MT_ERR_INTERNAL, "out of memory reading %s of %s", path, c->file);
@@ -76,7 +83,8 @@ static int root_attr(hid_t f, const char *name, char **out) {
     if (H5Aexists_by_name(f, "/", name, H5P_DEFAULT) <= 0) return 1;
     hid_t a = H5Aopen_by_name(f, "/", name, H5P_DEFAULT, H5P_DEFAULT);
     hid_t type = a >= 0 ? H5Aget_type(a) : -1;
-    int bad = type < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) != 0;
+    int bad = type < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) != 0 ||
+              mt_h5_npoints(a) != 1;
     if (!bad) {
         size_t size = H5Tget_size(type);
         hid_t mt = H5Tcopy(H5T_C_S1);
@@ -167,6 +175,11 @@ static int read_checkpoint(const char *path, mt_weights *w, mt_err *e) {
 int mt_weights_read(const char *path, mt_weights *w, mt_err *e) {
     memset(w, 0, sizeof *w);
     mt_h5_quiet();
+    /* a .sha256 beside the file is checked before HDF5 reads a byte of it
+     * (a checkpoint's is checked again by mt_ckpt_verify) */
+    char sha[72];
+    int checked;
+    if (mt_ckpt_check_sidecar(path, sha, &checked, e)) return e->code;
     char format[64];
     file_format(path, format, sizeof format);
     /* anything but a model file goes to the checkpoint check, whose errors

@@ -3,7 +3,8 @@
 #
 #   scripts/install_deps.sh            build + run (compiler, MPI, HDF5, BLAS, PCRE2, gnuplot, ...)
 #   scripts/install_deps.sh --tests    + what the test suite uses (h5py, numpy, nodejs, Slurm,
-#                                        iproute2 and util-linux for the two-host test)
+#                                        iproute2 and util-linux for the two-host test, clang
+#                                        with libFuzzer and libomp for the fuzz build)
 #   scripts/install_deps.sh --torch    + PyTorch, for benchmarks and references
 #   scripts/install_deps.sh --bench    + matplotlib, for the benchmarks' pictures
 #   scripts/install_deps.sh --bundle   + what scripts/bundle.sh uses (patchelf, xz)
@@ -27,7 +28,7 @@ PKGS=(
 )
 for arg in "$@"; do
   case $arg in
-    --tests) PKGS+=(nodejs python3-h5py python3-numpy python3-jsonschema python3-torch slurmctld slurmd slurm-client iproute2 util-linux) ;;
+    --tests) PKGS+=(nodejs python3-h5py python3-numpy python3-jsonschema python3-torch slurmctld slurmd slurm-client iproute2 util-linux clang libclang-rt-14-dev libomp-dev) ;;
     --torch) PKGS+=(python3-torch python3-h5py python3-numpy) ;;
     --bundle) PKGS+=(patchelf xz-utils) ;;
     --bench) PKGS+=(python3-matplotlib) ;;

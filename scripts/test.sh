@@ -27,3 +27,12 @@ cmake -S . -B build-debug -DCMAKE_BUILD_TYPE=Debug -DMPITRAIN_CUDA=OFF >/dev/nul
 cmake --build build-debug -j"$JOBS"
 cd build
 ctest --output-on-failure --timeout 900
+# ---- the fuzz build (docs/FUZZING.md): clang with libFuzzer, ASan and
+# UBSan, CPU only; each target runs its regression inputs, then fuzzes a few
+# seconds from its seed corpus (ctest label fuzz; GPT-2's target skips,
+# saying why, where npm cannot fetch the vocabulary).
+cd .. # (from build/)
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMPITRAIN_CUDA=OFF \
+    -DMPITRAIN_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j"$JOBS" --target fuzz
+(cd build-fuzz && ctest -L fuzz --output-on-failure --timeout 300)

