@@ -145,7 +145,7 @@ int mt_ckpt_read_string(hid_t obj, int is_attr, char *buf, size_t n, char **allo
             H5Tclose(mt);
         } else {
             size_t size = H5Tget_size(type);
-            char *s = calloc(size + 1, 1);
+            char *s = size <= MT_H5_TEXT_MAX ? calloc(size + 1, 1) : NULL;
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, size);
             if (s && (is_attr ? H5Aread(obj, mt, s)
