@@ -269,7 +269,12 @@ static int parse_count(const char *text, int64_t *n, mt_err *e) {
     char *end;
     errno = 0;
     long long v = text[0] >= '0' && text[0] <= '9' ? strtoll(text, &end, 10) : -1;
-    if (v < 1 || *end || errno || v > MT_TOKENS_MAX)
+    if (v >= 1 && !*end && (errno == ERANGE || v > MT_TOKENS_MAX))
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "--shard-tokens %s is too large: it must be a whole number from 1 to "
+                          "%lld",
+                          text, MT_TOKENS_MAX);
+    if (v < 1 || *end || errno)
         return mt_err_set(e, MT_ERR_USAGE,
                           "--shard-tokens must be a whole number from 1 to %lld, not '%s'",
                           MT_TOKENS_MAX, text);

@@ -121,6 +121,10 @@ static int parse_int(const char *name, const char *text, int64_t lo, int64_t hi,
     char *end = NULL;
     errno = 0;
     long long v = text[0] >= '0' && text[0] <= '9' ? strtoll(text, &end, 10) : -1;
+    if (end && !*end && v >= lo && (errno == ERANGE || v > hi))
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "%s %s is too large: it must be a whole number from %lld to %lld", name,
+                          text, (long long)lo, (long long)hi);
     if (v < lo || v > hi || !end || *end || errno)
         return mt_err_set(e, MT_ERR_USAGE, "%s must be a whole number from %lld to %lld, not '%s'",
                           name, (long long)lo, (long long)hi, text);
@@ -132,6 +136,10 @@ static int parse_seed(const char *text, uint64_t *out, mt_err *e) {
     char *end = NULL;
     errno = 0;
     unsigned long long v = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
+    if (end && !*end && errno == ERANGE)
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "--seed %s is too large: it must be a whole number from 0 to %llu", text,
+                          (unsigned long long)UINT64_MAX);
     if (!end || *end || errno)
         return mt_err_set(e, MT_ERR_USAGE, "--seed must be a whole number from 0 to %llu, not '%s'",
                           (unsigned long long)UINT64_MAX, text);
@@ -143,6 +151,8 @@ static int parse_temperature(const char *text, double *out, mt_err *e) {
     char *end;
     errno = 0;
     double v = strtod(text, &end);
+    if (end != text && !*end && errno == ERANGE && v == HUGE_VAL)
+        return mt_err_set(e, MT_ERR_USAGE, "--temperature %s is too large", text);
     if (end == text || *end || errno || !isfinite(v) || v < 0.0)
         return mt_err_set(e, MT_ERR_USAGE,
                           "--temperature must be a number >= 0 (0 = greedy), not '%s'", text);
@@ -161,6 +171,9 @@ static int parse_ids(const char *text, int32_t **ids, int64_t *n, mt_err *e) {
         char *end = NULL;
         errno = 0;
         long long v = *c >= '0' && *c <= '9' ? strtoll(c, &end, 10) : -1;
+        if (v >= 0 && (errno == ERANGE || v > INT32_MAX) && (*end == ',' || *end == '\0'))
+            return mt_err_set(e, MT_ERR_USAGE, "--prompt-tokens: token %.*s is too large",
+                              (int)(end - c), c);
         if (v < 0 || errno || v > INT32_MAX || (*end != ',' && *end != '\0'))
             return mt_err_set(e, MT_ERR_USAGE,
                               "--prompt-tokens must be token ids separated by commas "

@@ -78,23 +78,34 @@ static int in_range(const mt_cfg_key *k, double v) {
 }
 
 static void range_text(const mt_cfg_key *k, char *buf, size_t n) {
-    int has_max = k->max < 1e18;
+    int has_max = k->max < 1e299; /* NOMAX (config_keys.c) is 1e300 */
+    /* integer keys' bounds as integers (1000000000000, not 1e+12) */
+    const char *f = k->type == MT_CFG_FLOAT ? "%.15g" : "%.0f";
+    char lo[40], hi[40];
+    snprintf(lo, sizeof lo, f, k->min);
+    snprintf(hi, sizeof hi, f, k->max);
     if (has_max)
-        snprintf(buf, n, "%s%.15g, %.15g%s", k->min_exclusive ? "(" : "[", k->min, k->max,
+        snprintf(buf, n, "%s%s, %s%s", k->min_exclusive ? "(" : "[", lo, hi,
                  k->max_exclusive ? ")" : "]");
     else
-        snprintf(buf, n, "%s %.15g", k->min_exclusive ? ">" : ">=", k->min);
+        snprintf(buf, n, "%s %s", k->min_exclusive ? ">" : ">=", lo);
 }
 
-/* 1 = parsed; 0 = not an integer; -1 = an integer too large for 64 bits. */
+/* "too large" for a value above the key's range (or beyond what the type
+ * holds), "out of range" for one below it. */
+static const char *range_word(const mt_cfg_key *k, double v) {
+    return v > k->min ? "too large" : "out of range";
+}
+
+/* 1 = parsed; 0 = not an integer; -1 = an integer beyond 64 bits (*out is
+ * then INT64_MAX or INT64_MIN, by its sign). */
 static int parse_int(const char *s, int64_t *out) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (end == s || *end != '\0') return 0;
-    if (errno == ERANGE) return -1;
     *out = v;
-    return 1;
+    return errno == ERANGE ? -1 : 1;
 }
 
 /* Why a string value would not survive being written as "key = value" and
@@ -128,8 +139,8 @@ static int set_value(mt_config *c, const mt_cfg_key *k, const char *value, const
             return mt_err_set(e, MT_ERR_USAGE, "%s.%s = '%s' is not an integer (%s)", k->section,
                               k->key, value, where);
         if (ok < 0 || !in_range(k, (double)v))
-            return mt_err_set(e, MT_ERR_USAGE, "%s.%s = %s is out of range (must be %s) (%s)",
-                              k->section, k->key, value, range, where);
+            return mt_err_set(e, MT_ERR_USAGE, "%s.%s = %s is %s (must be %s) (%s)", k->section,
+                              k->key, value, range_word(k, (double)v), range, where);
         *(int64_t *)field(c, k) = v;
         return MT_OK;
     }
@@ -137,12 +148,17 @@ static int set_value(mt_config *c, const mt_cfg_key *k, const char *value, const
         char *end;
         errno = 0;
         double v = strtod(value, &end);
-        if (end == value || *end != '\0' || errno == ERANGE || !isfinite(v))
+        int overflow = errno == ERANGE && fabs(v) == HUGE_VAL;
+        if (end == value || *end != '\0' || (!overflow && !isfinite(v)))
             return mt_err_set(e, MT_ERR_USAGE, "%s.%s = '%s' is not a finite number (%s)",
                               k->section, k->key, value, where);
-        if (!in_range(k, v))
-            return mt_err_set(e, MT_ERR_USAGE, "%s.%s = %s is out of range (must be %s) (%s)",
+        if (errno == ERANGE && !overflow)
+            return mt_err_set(e, MT_ERR_USAGE,
+                              "%s.%s = %s is too close to zero for a double (must be %s) (%s)",
                               k->section, k->key, value, range, where);
+        if (overflow || !in_range(k, v))
+            return mt_err_set(e, MT_ERR_USAGE, "%s.%s = %s is %s (must be %s) (%s)", k->section,
+                              k->key, value, range_word(k, v), range, where);
         *(double *)field(c, k) = v;
         return MT_OK;
     }
@@ -201,9 +217,9 @@ static int set_value(mt_config *c, const mt_cfg_key *k, const char *value, const
                                   "list of integers is expected) (%s)",
                                   k->section, k->key, value, tok, where);
             if (!in_range(k, (double)v))
-                return mt_err_set(e, MT_ERR_USAGE,
-                                  "%s.%s = '%s': %s is out of range (each must be %s) (%s)",
-                                  k->section, k->key, value, tok, range, where);
+                return mt_err_set(e, MT_ERR_USAGE, "%s.%s = '%s': %s is %s (each must be %s) (%s)",
+                                  k->section, k->key, value, tok, range_word(k, (double)v), range,
+                                  where);
             if (l.n == MT_CFG_LIST_MAX)
                 return mt_err_set(e, MT_ERR_USAGE, "%s.%s has more than %d entries (%s)",
                                   k->section, k->key, MT_CFG_LIST_MAX, where);
@@ -413,16 +429,37 @@ int mt_config_time_limit(const mt_config *c, double *seconds) {
     char *end;
     double x = strtod(v, &end);
     if (end == v || *end || !isfinite(x) || x < 0) return -1;
+    if (x > MT_CFG_SECONDS_MAX) return -2;
     *seconds = x;
     return 0;
 }
 
+/* The largest number of samples (tokens, for a GPT) a run may step
+ * through: positions in the data and counters stay far inside 64 bits. */
+#define MT_POSITIONS_MAX 4611686018427387904.0 /* 2^62 */
+
 int mt_config_validate(const mt_config *c, mt_err *e) {
     double limit;
-    if (mt_config_time_limit(c, &limit) < 0)
+    int tl = mt_config_time_limit(c, &limit);
+    if (tl == -2)
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "train.time_limit = %s is too large (must be at most %.0f seconds, or "
+                          "auto)",
+                          c->train.time_limit, MT_CFG_SECONDS_MAX);
+    if (tl < 0)
         return mt_err_set(e, MT_ERR_USAGE,
                           "train.time_limit = '%s': give seconds (0 = off) or auto",
                           c->train.time_limit);
+    int64_t per_sample = 1;
+    if (c->model.kind == MT_MODEL_GPT)
+        per_sample = c->train.seq_len > 0 ? c->train.seq_len : c->model.block_size;
+    double positions = (double)c->train.steps * (double)c->train.global_batch * (double)per_sample;
+    if (positions > MT_POSITIONS_MAX)
+        return mt_err_set(e, MT_ERR_USAGE,
+                          "train.steps = %lld with train.global_batch = %lld is too large: %.3g "
+                          "%s in all, more than the 2^62 the data position holds",
+                          (long long)c->train.steps, (long long)c->train.global_batch, positions,
+                          per_sample > 1 ? "tokens" : "samples");
     if (c->model.layers.n < 2)
         return mt_err_set(e, MT_ERR_USAGE,
                           "model.layers needs at least 2 sizes (inputs and classes), got %d",

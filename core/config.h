@@ -151,8 +151,12 @@ int mt_config_set(mt_config *c, const char *assignment, mt_err *e);
 /* Checks rules that span keys (e.g. min_lr <= lr); the model's own rules
  * are mt_model_check's (core/models.h). */
 int mt_config_validate(const mt_config *c, mt_err *e);
+/* The most seconds any time key takes (about 31 years): deadlines formed
+ * from them stay far inside the clocks' integers. */
+#define MT_CFG_SECONDS_MAX 1e9
 /* train.time_limit: 0 with *seconds set (0 = off), 1 for "auto", -1 when
- * it is neither a number of seconds nor "auto". */
+ * it is neither a number of seconds nor "auto", -2 when it is more than
+ * MT_CFG_SECONDS_MAX seconds. */
 int mt_config_time_limit(const mt_config *c, double *seconds);
 /* Writes the resolved configuration as INI text; returns the length needed. */
 size_t mt_config_format(const mt_config *c, char *buf, size_t n);

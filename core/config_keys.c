@@ -7,8 +7,15 @@
 
 #include "config.h"
 
-#define NOMAX  1e300
-#define OFF(f) offsetof(mt_config, f)
+#define NOMAX 1e300
+/* Upper bounds of keys with no natural one, so that every product the
+ * trainer forms from them fits its 64-bit integers and clocks: a number of
+ * steps (10^12), a count of samples, checkpoints or windows (10^9), and a
+ * number of seconds (10^9, about 31 years). Larger values are "too large". */
+#define STEPMAX  1e12
+#define COUNTMAX 1e9
+#define SECMAX   MT_CFG_SECONDS_MAX
+#define OFF(f)   offsetof(mt_config, f)
 
 /* clang-format off */
 const mt_cfg_key mt_cfg_keys[] = {
@@ -19,7 +26,7 @@ const mt_cfg_key mt_cfg_keys[] = {
      "folder under which run folders are made"},
     {"run", "seed", MT_CFG_INT, "1234", 0, 9.2e18, 0, 0, NULL, OFF(run.seed),
      "seed of every random number (init, sample order)"},
-    {"run", "log_every", MT_CFG_INT, "50", 1, NOMAX, 0, 0, NULL, OFF(run.log_every),
+    {"run", "log_every", MT_CFG_INT, "50", 1, STEPMAX, 0, 0, NULL, OFF(run.log_every),
      "steps between progress lines and metrics records"},
     {"run", "threads", MT_CFG_INT, "0", 0, 1024, 0, 0, NULL, OFF(run.threads),
      "compute threads per rank; 0 = OMP_NUM_THREADS if set, else the node's cores / ranks on the node"},
@@ -89,20 +96,20 @@ const mt_cfg_key mt_cfg_keys[] = {
     {"optim", "schedule", MT_CFG_ENUM, "constant", 0, 0, 0, 0, "constant|cosine",
      OFF(optim.schedule),
      "learning-rate schedule after warmup: constant, or cosine decay to min_lr at the last step"},
-    {"optim", "warmup_steps", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(optim.warmup_steps),
+    {"optim", "warmup_steps", MT_CFG_INT, "0", 0, STEPMAX, 0, 0, NULL, OFF(optim.warmup_steps),
      "steps of linear warmup from lr/warmup_steps to lr"},
     {"optim", "min_lr", MT_CFG_FLOAT, "0", 0, NOMAX, 0, 0, NULL, OFF(optim.min_lr),
      "final learning rate of the cosine schedule"},
 
-    {"train", "steps", MT_CFG_INT, "1000", 1, NOMAX, 0, 0, NULL, OFF(train.steps),
+    {"train", "steps", MT_CFG_INT, "1000", 1, STEPMAX, 0, 0, NULL, OFF(train.steps),
      "optimizer steps to train for (one step = one global batch)"},
-    {"train", "global_batch", MT_CFG_INT, "64", 1, NOMAX, 0, 0, NULL, OFF(train.global_batch),
+    {"train", "global_batch", MT_CFG_INT, "64", 1, COUNTMAX, 0, 0, NULL, OFF(train.global_batch),
      "samples per step over all ranks; must be divisible by the number of ranks"},
-    {"train", "eval_every", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(train.eval_every),
+    {"train", "eval_every", MT_CFG_INT, "0", 0, STEPMAX, 0, 0, NULL, OFF(train.eval_every),
      "steps between evaluations on the held-out split; 0 = only at the end"},
     {"train", "shuffle", MT_CFG_BOOL, "true", 0, 0, 0, 0, NULL, OFF(train.shuffle),
      "visit training samples in a new seeded order each epoch (false: file order)"},
-    {"train", "exit_after_steps", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(train.exit_after_steps),
+    {"train", "exit_after_steps", MT_CFG_INT, "0", 0, STEPMAX, 0, 0, NULL, OFF(train.exit_after_steps),
      "stop after this many steps in this invocation, writing a checkpoint first (for time-sliced "
      "jobs; resume with checkpoint.resume=auto); 0 = off"},
 
@@ -110,17 +117,17 @@ const mt_cfg_key mt_cfg_keys[] = {
      "wall-time budget of this invocation: seconds, or auto (the Slurm job's end, from squeue); "
      "the run stops with a checkpoint and exit 75 while one more step, a checkpoint write and "
      "train.time_margin still fit; 0 = off"},
-    {"train", "time_margin", MT_CFG_FLOAT, "30", 0, NOMAX, 0, 0, NULL, OFF(train.time_margin),
+    {"train", "time_margin", MT_CFG_FLOAT, "30", 0, SECMAX, 0, 0, NULL, OFF(train.time_margin),
      "seconds train.time_limit keeps free after the last checkpoint is written"},
     {"train", "nan_policy", MT_CFG_ENUM, "stop", 0, 0, 0, 0, "stop|skip", OFF(train.nan_policy),
      "a step whose loss or gradient norm is NaN or infinite: stop the run (exit 6), or skip it "
      "(no update; the batch is used up; optimizer and schedule do not advance)"},
-    {"train", "nan_max_skips", MT_CFG_INT, "10", 0, NOMAX, 0, 0, NULL, OFF(train.nan_max_skips),
+    {"train", "nan_max_skips", MT_CFG_INT, "10", 0, COUNTMAX, 0, 0, NULL, OFF(train.nan_max_skips),
      "train.nan_policy = skip: more consecutive skipped steps than this stop the run (exit 6)"},
 
     {"train", "seq_len", MT_CFG_INT, "0", 0, 65536, 0, 0, NULL, OFF(train.seq_len),
      "gpt: tokens per training sequence; 0 = model.block_size"},
-    {"train", "eval_windows", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(train.eval_windows),
+    {"train", "eval_windows", MT_CFG_INT, "0", 0, COUNTMAX, 0, 0, NULL, OFF(train.eval_windows),
      "gpt: validation sequences per evaluation (the first ones); 0 = all"},
     {"train", "device", MT_CFG_ENUM, "cpu", 0, 0, 0, 0, "cpu|cuda|auto", OFF(train.device),
      "where each rank computes: cpu, cuda (one GPU per rank: the node-local rank modulo the "
@@ -172,25 +179,25 @@ const mt_cfg_key mt_cfg_keys[] = {
      "holds and updates only its shard of it (gradients reduce-scattered, parameters all-gathered; "
      "optimizer memory per rank / dp)"},
 
-    {"parallel", "timeout", MT_CFG_FLOAT, "300", 0, NOMAX, 0, 0, NULL, OFF(parallel.timeout),
+    {"parallel", "timeout", MT_CFG_FLOAT, "300", 0, SECMAX, 0, 0, NULL, OFF(parallel.timeout),
      "seconds a communication of the training loop (from its second step) may wait before the "
      "job ends with exit 5, naming the rank behind (docs/PARALLEL.md, \"Watchdog\"); set-up, "
      "checkpoint writes and the end have no deadline; 0 = off"},
 
     {"checkpoint", "dir", MT_CFG_STR, "", 0, 0, 0, 0, NULL, OFF(checkpoint.dir),
      "folder of checkpoint files step_NNNNNNNN.h5; empty = <run folder>/checkpoints"},
-    {"checkpoint", "every_steps", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(checkpoint.every_steps),
+    {"checkpoint", "every_steps", MT_CFG_INT, "0", 0, STEPMAX, 0, 0, NULL, OFF(checkpoint.every_steps),
      "write a checkpoint every N steps; 0 = off"},
-    {"checkpoint", "every_seconds", MT_CFG_FLOAT, "0", 0, NOMAX, 0, 0, NULL,
+    {"checkpoint", "every_seconds", MT_CFG_FLOAT, "0", 0, SECMAX, 0, 0, NULL,
      OFF(checkpoint.every_seconds),
      "write a checkpoint when this much wall-clock time has passed since the last one (rank 0 "
      "decides); 0 = off"},
-    {"checkpoint", "timeout", MT_CFG_FLOAT, "0", 0, NOMAX, 0, 0, NULL, OFF(checkpoint.timeout),
+    {"checkpoint", "timeout", MT_CFG_FLOAT, "0", 0, SECMAX, 0, 0, NULL, OFF(checkpoint.timeout),
      "seconds a checkpoint write may take before every rank gives up with exit 4 (a dead peer or "
      "a stalled file system); 0 = auto: 300 s + 1 s per 20 MB"},
-    {"checkpoint", "keep_last", MT_CFG_INT, "3", 0, NOMAX, 0, 0, NULL, OFF(checkpoint.keep_last),
+    {"checkpoint", "keep_last", MT_CFG_INT, "3", 0, COUNTMAX, 0, 0, NULL, OFF(checkpoint.keep_last),
      "keep the N newest checkpoints in checkpoint.dir, delete older ones; 0 = keep all"},
-    {"checkpoint", "keep_every", MT_CFG_INT, "0", 0, NOMAX, 0, 0, NULL, OFF(checkpoint.keep_every),
+    {"checkpoint", "keep_every", MT_CFG_INT, "0", 0, STEPMAX, 0, 0, NULL, OFF(checkpoint.keep_every),
      "never delete checkpoints whose step is a multiple of this; 0 = none"},
     {"checkpoint", "save_initial", MT_CFG_BOOL, "false", 0, 0, 0, 0, NULL,
      OFF(checkpoint.save_initial),

@@ -74,10 +74,21 @@ int main(void) {
     expect_error("[optim]\nlr = -0.1\n", "optim.lr", "out of range");
     expect_error("[optim]\nlr = 0\n", "optim.lr", "out of range");
     expect_error("[optim]\nlr = nan\n", "optim.lr", "not a finite number");
-    expect_error("[optim]\nlr = 1e999\n", "optim.lr", "not a finite number");
+    /* A number too large for its key says so (issue 22), whether it fits
+     * the type or not; one that underflows is not mistaken for zero. */
+    expect_error("[optim]\nlr = 1e999\n", "optim.lr = 1e999", "is too large");
+    expect_error("[optim]\nlr = 1e-999\n", "optim.lr", "too close to zero");
+    expect_error("[optim]\nlr = inf\n", "optim.lr", "not a finite number");
     expect_error("[train]\nsteps = 0\n", "train.steps", "out of range");
     expect_error("[train]\nsteps = 1.5\n", "train.steps", "not an integer");
-    expect_error("[train]\nsteps = 99999999999999999999999\n", "train.steps", "out of range");
+    expect_error("[train]\nsteps = 99999999999999999999999\n", "train.steps", "is too large");
+    expect_error("[train]\nsteps = 99999999999999999999\n", "must be [1, 1000000000000]",
+                 "is too large");
+    expect_error("[train]\nsteps = 1000000000001\n", "train.steps", "is too large");
+    expect_error("[train]\nsteps = -99999999999999999999\n", "train.steps", "out of range");
+    expect_error("[run]\nseed = 18446744073709551616\n", "run.seed", "is too large");
+    expect_error("[parallel]\ntimeout = 1e10\n", "parallel.timeout", "is too large");
+    expect_error("[model]\nlayers = 784,99999999999999999999,10\n", "model.layers", "is too large");
     expect_error("[train]\nshuffle = maybe\n", "train.shuffle", "boolean");
     expect_error("[optim]\nkind = adam\n", "optim.kind", "adamw|sgd");
     expect_error("[model]\nlayers = 784,x,10\n", "model.layers", "'x'");
@@ -156,9 +167,26 @@ int main(void) {
     expect_set_error("optim.nope=1", "unknown key 'nope'");
     expect_set_error("nope.lr=1", "unknown section [nope]");
     expect_set_error("train.global_batch=-4", "out of range");
+    expect_set_error("train.steps=99999999999999999999", "is too large");
     expect_set_error("optim.lr=1e-3x", "--set optim.lr=1e-3x");
 
     /* Cross-key rules. */
+    mt_config_defaults(&c);
+    mt_err_clear(&e);
+    c.train.steps = 1000000000000, c.train.global_batch = 1000000000;
+    CHECK(mt_config_validate(&c, &e) == MT_ERR_USAGE && strstr(e.msg, "is too large"),
+          "steps x global_batch beyond 2^62 accepted (%s)", e.msg);
+    mt_config_defaults(&c);
+    mt_err_clear(&e);
+    c.model.kind = MT_MODEL_GPT, c.train.steps = 1000000000, c.train.global_batch = 1000000;
+    c.model.block_size = 65536;
+    CHECK(mt_config_validate(&c, &e) == MT_ERR_USAGE && strstr(e.msg, "tokens"),
+          "a GPT's steps x batch x block_size beyond 2^62 accepted (%s)", e.msg);
+    mt_config_defaults(&c);
+    mt_err_clear(&e);
+    strcpy(c.train.time_limit, "1e12");
+    CHECK(mt_config_validate(&c, &e) == MT_ERR_USAGE && strstr(e.msg, "is too large"),
+          "train.time_limit = 1e12 accepted (%s)", e.msg);
     mt_config_defaults(&c);
     mt_err_clear(&e);
     c.optim.min_lr = 1.0;

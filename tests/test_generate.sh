@@ -219,7 +219,10 @@ expect stray 2 "unexpected argument" "$CK"
 expect no_value 2 "needs a value" --checkpoint
 expect twice 2 "given twice" --checkpoint "$CK" --tokens 5 --tokens 6
 expect tokens0 2 "--tokens must be" --checkpoint "$CK" --tokens 0
-expect tokens_big 2 "--tokens must be" --checkpoint "$CK" --tokens 1000001
+expect tokens_big 2 "--tokens 1000001 is too large: it must be" --checkpoint "$CK" --tokens 1000001
+expect tokens_huge 2 "--tokens 99999999999999999999 is too large" --checkpoint "$CK" --tokens 99999999999999999999
+expect seed_huge 2 "--seed 18446744073709551616 is too large" --checkpoint "$CK" --seed 18446744073709551616
+expect ids_huge 2 "token 99999999999 is too large" --checkpoint "$CK" --prompt-tokens 1,99999999999
 expect tokens_abc 2 "--tokens must be" --checkpoint "$CK" --tokens 12abc
 expect temp_neg 2 "--temperature must be" --checkpoint "$CK" --temperature -0.5
 expect temp_nan 2 "--temperature must be" --checkpoint "$CK" --temperature nan
