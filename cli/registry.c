@@ -185,6 +185,13 @@ static const cJSON *resolve(const reg_view *v, const char *spec, mt_err *e) {
             return NULL;
         }
         version = v->alias[k].version;
+        if (version < 1) { /* 0 would mean "the newest" to find_version */
+            mt_err_set(e, MT_ERR_REGISTRY,
+                       "alias '%s' of model %s points at no valid version (its ALIAS record's "
+                       "alias.version is missing or not a whole number >= 1)",
+                       at + 1, name);
+            return NULL;
+        }
     }
     if (!mt_registry_valid_name(name)) {
         mt_err_set(e, MT_ERR_USAGE, "'%s' is not a model name (letters, digits, _ - .)", name);

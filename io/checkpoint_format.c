@@ -145,7 +145,7 @@ int mt_ckpt_read_string(hid_t obj, int is_attr, char *buf, size_t n, char **allo
             H5Tclose(mt);
         } else {
             size_t size = H5Tget_size(type);
-            char *s = calloc(size + 1, 1);
+            char *s = size <= MT_H5_TEXT_MAX ? calloc(size + 1, 1) : NULL;
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, size);
             if (s && (is_attr ? H5Aread(obj, mt, s)
@@ -284,9 +284,35 @@ static int check_format(hid_t f, const char *path, int *version, mt_err *e) {
     return e->code;
 }
 
+/* Values no checkpoint mpitrain writes can hold: counters below 0 (a
+ * negative step indexes the data order backwards on resume) or a layout
+ * below 1 rank. The SHA-256 sidecar proves a file unchanged, not that it
+ * was written by mpitrain. */
+static int check_meta_values(const char *path, const mt_ckpt_meta *m, mt_err *e) {
+    const struct {
+        const char *name;
+        int64_t v, min;
+    } v[] = {{"step", m->step, 0},
+             {"epoch", m->epoch, 0},
+             {"samples_seen", m->samples_seen, 0},
+             {"/optim step_count", m->optim_steps, 0},
+             {"/train step_in_epoch", m->step_in_epoch, 0},
+             {"world_size", m->world, 1},
+             {"dp", m->dp, 1},
+             {"tp", m->tp, 1},
+             {"pp", m->pp, 1}};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (v[i].v < v[i].min)
+            return mt_err_set(e, MT_ERR_CKPT,
+                              "checkpoint %s: attribute %s = %lld is below %lld (a damaged file, "
+                              "or not written by mpitrain)",
+                              path, v[i].name, (long long)v[i].v, (long long)v[i].min);
+    return MT_OK;
+}
+
 int mt_ckpt_read_header(hid_t f, const char *path, int *version, mt_ckpt_meta *m, mt_err *e) {
     if (check_format(f, path, version, e)) return e->code;
     for (size_t i = 0; i < N_META_ATTRS && !e->code; i++)
         read_meta_attr(f, path, &meta_attrs[i], m, e);
-    return e->code;
+    return e->code ? e->code : check_meta_values(path, m, e);
 }

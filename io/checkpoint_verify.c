@@ -57,11 +57,19 @@ static int add_tensor(walk_ctx *w, const char *path) {
                           "is damaged)",
                           w->file, path);
     }
+    if (mt_h5_short(ds, bytes)) {
+        H5Dclose(ds);
+        return mt_err_set(w->e, MT_ERR_CKPT,
+                          "checkpoint %s: %s claims %zu bytes, more than the file stores for it "
+                          "(the file is damaged)",
+                          w->file, path, bytes);
+    }
     size_t n = bytes / sizeof(float);
     float *x = malloc(bytes + 4);
     if (!x) {
         H5Dclose(ds);
-        return mt_err_set(w->e, MT_ERR_INTERNAL, "out of memory reading %s", path);
+        return mt_err_set(w->e, MT_ERR_INTERNAL, "out of memory reading %s of checkpoint %s", path,
+                          w->file);
     }
     /* reading passes every chunk through its Fletcher32 check */
     if (n && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
@@ -138,7 +146,8 @@ int mt_ckpt_verify(const char *path, int hash_tensors, mt_ckpt_info *info, mt_er
     if (!e->code) {
         hid_t ds =
             H5Lexists(f, "/config", H5P_DEFAULT) > 0 ? H5Dopen2(f, "/config", H5P_DEFAULT) : -1;
-        if (ds < 0 || mt_ckpt_read_string(ds, 0, NULL, 0, &info->config_text))
+        if (ds < 0 || mt_ckpt_read_string(ds, 0, NULL, 0, &info->config_text) ||
+            !info->config_text[0])
             mt_err_set(e, MT_ERR_CKPT, "checkpoint %s has no readable /config", path);
         if (ds >= 0) H5Dclose(ds);
     }

@@ -31,6 +31,10 @@ int mt_h5_bytes(const hsize_t *dims, int nd, size_t elem, size_t *bytes) {
     return 0;
 }
 
+int mt_h5_short(hid_t ds, size_t bytes) {
+    return bytes > 0 && (size_t)H5Dget_storage_size(ds) < bytes;
+}
+
 hid_t mt_h5_create(const char *path, mt_err *e) {
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) mt_err_set(e, MT_ERR_USAGE, "cannot create HDF5 file (%s)", path);

@@ -19,11 +19,20 @@ void mt_h5_quiet(void);
  * for a null dataspace, -1 on error. A reader that reads into one variable
  * checks for 1 first: HDF5 writes every element of an array there. */
 long long mt_h5_npoints(hid_t obj);
+/* The longest string mpitrain reads from a file it did not just write (a
+ * resolved config is a few kB): a type size from a damaged file must not
+ * become a gigabyte allocation. */
+#define MT_H5_TEXT_MAX ((size_t)1 << 20)
 
 /* The bytes of nd extents dims of elem-byte elements into *bytes; nonzero
  * when they overflow a size_t (less 64 bytes of slack for the caller): a
  * dataspace's extents may multiply past any memory. */
 int mt_h5_bytes(const hsize_t *dims, int nd, size_t elem, size_t *bytes);
+/* Nonzero when dataset ds stores fewer than bytes bytes in its file.
+ * mpitrain writes every element of its tensors (checksums only add), so a
+ * tensor whose extents claim more is damaged; checked before a buffer of
+ * that size is allocated and filled with fill values. */
+int mt_h5_short(hid_t ds, size_t bytes);
 
 /*
  * Writes a whole dataset at path (intermediate groups are created), chunked

@@ -55,6 +55,13 @@ static int read_tensor(walk_ctx *c, const char *name) {
                           "%s: %s has more elements than memory can hold (the file is damaged)",
                           c->file, path);
     }
+    if (mt_h5_short(ds, bytes)) {
+        H5Dclose(ds);
+        return mt_err_set(c->e, MT_ERR_CKPT,
+                          "%s: %s claims %zu bytes, more than the file stores for it (the file is "
+                          "damaged)",
+                          c->file, path, bytes);
+    }
     size_t n = bytes / sizeof(float);
     t->data = malloc(bytes + 4);
     if (!t->data) {
@@ -84,7 +91,7 @@ static int root_attr(hid_t f, const char *name, char **out) {
     hid_t a = H5Aopen_by_name(f, "/", name, H5P_DEFAULT, H5P_DEFAULT);
     hid_t type = a >= 0 ? H5Aget_type(a) : -1;
     int bad = type < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) != 0 ||
-              mt_h5_npoints(a) != 1;
+              mt_h5_npoints(a) != 1 || H5Tget_size(type) > MT_H5_TEXT_MAX;
     if (!bad) {
         size_t size = H5Tget_size(type);
         hid_t mt = H5Tcopy(H5T_C_S1);

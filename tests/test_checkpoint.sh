@@ -370,6 +370,14 @@ PY
     expect_error "wrong format version" "format version 2, newer than" "$d" "$d/step_00000010.h5"
     resumes_from version "$d" step_00000005.h5
 
+    # A file whose .sha256 matches but whose counters no mpitrain writes (a
+    # negative step once indexed the sample order backwards: SIGSEGV).
+    d=$(fresh 6)
+    $PY -c 'import h5py,sys; f=h5py.File(sys.argv[1],"r+"); f.attrs["step"]=-7; f.close()' \
+        "$d/step_00000010.h5"
+    (cd "$d" && sha256sum step_00000010.h5 >step_00000010.h5.sha256)
+    expect_error "negative step" "attribute step = -7 is below 0" "$d" "$d/step_00000010.h5"
+
     d=$(fresh 4)
     head -c 4000 /dev/urandom >"$d/step_00000015.h5" && echo step_00000015.h5 >"$d/latest"
     expect_error "not an HDF5 file" "not an HDF5 file" "$d" "$d/step_00000015.h5"

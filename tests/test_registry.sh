@@ -147,6 +147,20 @@ reg show 'mnist_mlp:99999999999999999999' >"$TMP/huge.log" 2>&1; rc5=$?
 [ "$rc$rc2$rc3$rc4$rc5" = 77222 ] && grep -q "after ':' is too large" "$TMP/huge.log" &&
     ok "unknown model/version exit 7, bad spec, numeric alias and too large a version exit 2" ||
     bad "error statuses $rc $rc2 $rc3 $rc4 $rc5: $(cat "$TMP/huge.log")"
+# An ALIAS record whose version is not a whole number >= 1 (hand-edited or
+# damaged) is an error, not the newest version.
+cp "$REG" "$TMP/badalias.jsonl"
+$PY - "$TMP/badalias.jsonl" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+a = dict(next(r for r in recs if r["eventType"] == "ALIAS"))
+a["alias"] = dict(a["alias"], alias="broken", version=1e300, action="set")
+open(sys.argv[1], "a").write(json.dumps(a) + "\n")
+PY
+"$MPITRAIN" registry --registry "$TMP/badalias.jsonl" show mnist_mlp@broken >"$TMP/ba.log" 2>&1; rc=$?
+[ "$rc" = 7 ] && grep -q "alias 'broken' of model mnist_mlp points at no valid version" "$TMP/ba.log" &&
+    ok "an alias with a damaged version: exit 7, not the newest version" ||
+    bad "damaged alias version: exit $rc: $(cat "$TMP/ba.log")"
 "$MPITRAIN" registry --registry "$TMP/none.jsonl" list >/dev/null 2>&1; rc=$?
 [ "$rc" = 7 ] && ok "a missing registry file: exit 7" || bad "missing registry exit $rc"
 

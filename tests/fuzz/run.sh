@@ -48,11 +48,22 @@ else
 fi
 mkdir -p "$CORPUS" "$ART"
 
+# run_target ARGS...: the target, then its LLVM OpenMP registration file
+# removed (/dev/shm/__KMP_REGISTERED_LIB_<pid>_*: libFuzzer ends the process
+# without the runtime's clean-up, which would remove it)
+run_target() {
+    "$BIN" "$@" &
+    local pid=$! rc=0
+    wait $pid || rc=$?
+    rm -f /dev/shm/__KMP_REGISTERED_LIB_"${pid}"_*
+    return $rc
+}
+
 # 1. every regression input once
 shopt -s nullglob
 REG=("$FUZZ/regress/$NAME"/*)
 if [ ${#REG[@]} -gt 0 ]; then
-    if "$BIN" "${OPTS[@]}" "$@" "${REG[@]}" >"$TMP/regress.log" 2>&1; then
+    if run_target "${OPTS[@]}" "$@" "${REG[@]}" >"$TMP/regress.log" 2>&1; then
         ok "$NAME: ${#REG[@]} regression input(s) ran clean"
     else
         tail -n 40 "$TMP/regress.log"
@@ -62,11 +73,12 @@ if [ ${#REG[@]} -gt 0 ]; then
 fi
 
 # 2. fuzzing from the seeds
-"$BIN" "${OPTS[@]}" -max_total_time="$SECONDS_" -artifact_prefix="$ART/" "$@" \
+run_target "${OPTS[@]}" -max_total_time="$SECONDS_" -artifact_prefix="$ART/" "$@" \
     "$CORPUS" "$FUZZ/corpus/$NAME" >"$TMP/fuzz.log" 2>&1
 rc=$?
 grep -E "^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb|Done [0-9]+ runs)" "$TMP/fuzz.log"
 if [ $rc -eq 77 ]; then
+    rmdir "$ART" 2>/dev/null
     grep "^skip" "$TMP/fuzz.log" || echo "skip - $NAME cannot run here"
     exit 77
 fi
