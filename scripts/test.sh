@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # test.sh - set-up command (b): installs what is needed, builds mpitrain
 # (Release, with CUDA where nvcc is installed; the CUDA program again without
-# NCCL; a CPU-only Debug build: all warning-free), fetches MNIST and runs the
-# whole test suite through ctest. .ci/run calls this.
+# NCCL; a CPU-only Debug build with AddressSanitizer and UndefinedBehavior-
+# Sanitizer: all warning-free), fetches MNIST and runs the whole test suite
+# through ctest, then the sanitizer pass (docs/SANITIZERS.md) in the Debug
+# build. .ci/run calls this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh --tests
@@ -22,8 +24,17 @@ if [ "$CUDA" = ON ]; then
     cmake --build build-nonccl -j"$JOBS" --target mpitrain
 fi
 # The Debug build is the CPU-only configuration (no CUDA, no NCCL): both must
-# stay warning-free, and a machine without the toolkit builds this one.
-cmake -S . -B build-debug -DCMAKE_BUILD_TYPE=Debug -DMPITRAIN_CUDA=OFF >/dev/null
+# stay warning-free, and a machine without the toolkit builds this one. It
+# is also the sanitizer build (ASan + UBSan, docs/SANITIZERS.md); its tests
+# read the MNIST file the Release build's tests fetch (not fetched twice).
+cmake -S . -B build-debug -DCMAKE_BUILD_TYPE=Debug -DMPITRAIN_CUDA=OFF \
+    -DMPITRAIN_SANITIZE=address,undefined -DMPITRAIN_TEST_MNIST="$PWD/build/data/mnist.h5" >/dev/null
 cmake --build build-debug -j"$JOBS"
 cd build
 ctest --output-on-failure --timeout 900
+cd ..
+# The sanitizer pass: the tests labelled `sanitize` (tests/sanitize/tests.cmake)
+# in the sanitizer build; every program they start, each mpirun rank too,
+# stops on a memory error, undefined behaviour or a leak of mpitrain's own.
+echo "==== sanitizer pass (AddressSanitizer + UndefinedBehaviorSanitizer): ctest -L sanitize in build-debug ===="
+(cd build-debug && ctest -L sanitize -j"$JOBS" --output-on-failure --timeout 900)
