@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -85,7 +86,7 @@ static int create_tensor(hid_t f, const mt_tensor_view *t, int dp, int tp, const
     H5Pclose(dcpl);
     H5Pclose(lcpl);
     H5Sclose(space);
-    if (bad) mt_err_set(e, MT_ERR_CKPT, "cannot create tensor %s", t->path);
+    if (bad) mt_err_set(e, MT_ERR_CKPT, "cannot create tensor %s: %s", t->path, mt_h5_cause(errno));
     return bad;
 }
 
@@ -114,11 +115,20 @@ static int create_structure(hid_t f, const mt_ckpt_meta *m, const char *config,
     return e->code;
 }
 
+/* The error of a failed write of checkpoint path (tensor: the tensor being
+ * written, or NULL), naming the system's reason when there is one. */
+static int ckpt_fail(mt_err *e, const char *path, const char *tensor, const char *cause) {
+    return mt_err_set(e, MT_ERR_CKPT, "cannot write checkpoint %s%s%s%s%s%s", path,
+                      tensor ? " (tensor " : "", tensor ? tensor : "", tensor ? ")" : "",
+                      cause[0] ? ": " : "", cause);
+}
+
 /* Collective: writes this rank's share of the chunks of tensor t. Only the
  * owner's copies are written (held, not a mirror); the ranks holding the
  * same block (the data-parallel group for a split tensor, every rank of the
  * stage for a whole one) each write a share (mt_ckpt_writer). */
-static int write_tensor(const mt_comm *c, hid_t f, hid_t dxpl, const mt_tensor_view *t, mt_err *e) {
+static int write_tensor(const mt_comm *c, hid_t f, hid_t dxpl, const mt_tensor_view *t,
+                        const char *path, mt_err *e) {
     mt_ckpt_geom g;
     mt_ckpt_geometry(t, c->dp_size, c->tp_size, &g);
     hid_t ds = H5Dopen2(f, t->path, H5P_DEFAULT);
@@ -131,11 +141,12 @@ static int write_tensor(const mt_comm *c, hid_t f, hid_t dxpl, const mt_tensor_v
     /* data holds block elements [begin, begin + count), whole rows that
      * contain [lo, hi) (mt_ckpt_check_views) */
     const float *buf = t->data ? t->data + (lo * g.inner - (hsize_t)t->begin) : mt_ckpt_no_data();
+    errno = 0;
     int bad = ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, mspace, space, dxpl, buf) < 0;
+    if (bad) ckpt_fail(e, path, t->path, mt_h5_cause(errno)); /* before the next call clears it */
     H5Sclose(mspace);
     if (ds >= 0) H5Dclose(ds);
     H5Sclose(space);
-    if (bad) mt_err_set(e, MT_ERR_CKPT, "cannot write tensor %s", t->path);
     return bad;
 }
 
@@ -163,34 +174,57 @@ static int check_room(const char *path, double need, mt_err *e) {
     return e->code;
 }
 
-static char wd_msg[512], wd_tmp[TMP_LEN];
-static int wd_rank;
+static char wd_msg[MT_ERR_MSG_LEN + MT_ERR_HINT_LEN + 64], wd_tmp[TMP_LEN];
+static int wd_rank, wd_speaks; /* wd_speaks: this rank's own write failed */
+static double wd_timeout;
 
-/* SIGALRM during a write: only async-signal-safe calls. */
+/* SIGALRM during a write: only async-signal-safe calls. Rank 0 speaks; the
+ * others' alarms ring WD_LATE_S later and speak too, for the case that rank
+ * 0 is the rank that died (a launcher that ends the job when a rank exits,
+ * as mpirun does, has ended them by then when rank 0 spoke). */
+#define WD_LATE_S 3
 static void on_watchdog(int sig) {
     (void)sig;
-    if (wd_rank == 0) {
-        ssize_t w = write(2, wd_msg, strlen(wd_msg));
-        (void)w;
-        unlink(wd_tmp);
-    }
+    ssize_t w = write(2, wd_msg, strlen(wd_msg));
+    (void)w;
+    unlink(wd_tmp);
     _exit(MT_ERR_CKPT);
 }
 
 static void arm_watchdog(const mt_comm *c, const char *tmp, int64_t step, double timeout) {
-    wd_rank = c->rank;
+    wd_rank = c->rank, wd_speaks = 0, wd_timeout = timeout;
     snprintf(wd_tmp, sizeof wd_tmp, "%s", tmp);
     snprintf(wd_msg, sizeof wd_msg,
              "mpitrain: error: the checkpoint write of step %lld did not finish within %.0f s "
              "(checkpoint.timeout): a rank failed inside the collective write, or the file "
-             "system stalls; the previous checkpoint and `latest` are intact\n",
-             (long long)step, timeout);
+             "system stalls; the previous checkpoint and `latest` are intact%s\n",
+             (long long)step, timeout,
+             c->rank ? " [rank 0 did not report; this is a later rank]" : "");
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_watchdog;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
-    alarm((unsigned)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout));
+    alarm((unsigned)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout) + (c->rank ? WD_LATE_S : 0));
+}
+
+/* This rank's write failed inside the collective write (a full disk, an I/O
+ * error): the other ranks may now wait in a collective call of HDF5 that
+ * this rank never makes, and the agreement after the write never comes. So
+ * the watchdog is cut to a grace of GRACE_S (or a third of
+ * checkpoint.timeout when shorter: it rings before the others' watchdogs),
+ * and it is this rank that reports, with the reason it knows; if
+ * the ranks do reach the agreement, that ends the write as usual. */
+#define GRACE_S 10.0
+static void failed_inside(const mt_err *local) {
+    snprintf(wd_msg, sizeof wd_msg,
+             "mpitrain: error: %s [rank %d]\nmpitrain: hint: the previous checkpoint and `latest` "
+             "are intact; free space or mend the file system, then resume (checkpoint.resume = "
+             "auto)\n",
+             local->msg, wd_rank);
+    wd_speaks = 1;
+    double grace = wd_timeout / 3 < GRACE_S ? wd_timeout / 3 : GRACE_S;
+    alarm(grace < 1 ? 1 : (unsigned)grace);
 }
 
 /* Test-only: MPITRAIN_TEST_STALL_CKPT=STEP stops the writer of that step's
@@ -230,8 +264,8 @@ static int check_paths(const mt_tensor_view *views, int nv, const char *kind, mt
 }
 
 /* Collective: every rank writes its share of every tensor. */
-static int write_data(const mt_comm *c, hid_t f, const char *tmp, const mt_ckpt_meta *m,
-                      const mt_tensor_view *views, int nv, mt_err *e) {
+static int write_data(const mt_comm *c, hid_t f, const char *tmp, const char *path,
+                      const mt_ckpt_meta *m, const mt_tensor_view *views, int nv, mt_err *e) {
     /* After each tensor, start the write-back of what is written so far, so
      * that the final fsync has little left to wait for: the disk works while
      * the next tensors are checksummed and copied. */
@@ -248,7 +282,8 @@ static int write_data(const mt_comm *c, hid_t f, const char *tmp, const mt_ckpt_
         if (k > 0 && strncmp(views[k].path, "/model/", 7) != 0 &&
             strncmp(views[k - 1].path, "/model/", 7) == 0)
             test_stall(c, m->step); /* after the weights */
-        write_tensor(c, f, dxpl, &views[k], &local);
+        if (write_tensor(c, f, dxpl, &views[k], path, &local) && !wd_speaks) failed_inside(&local);
+        if (k == 0) mt_fault_at(MT_FAULT_CKPT_DATA, m->step); /* a test aid (base/fault.h) */
         if (fd >= 0) sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     }
     if (fd >= 0) close(fd);
@@ -258,33 +293,52 @@ static int write_data(const mt_comm *c, hid_t f, const char *tmp, const mt_ckpt_
 }
 
 /* Rank 0, serial: creates tmp and lays out the whole file. */
-static int create_file(const mt_comm *c, const char *tmp, const mt_ckpt_meta *m,
+static int create_file(const mt_comm *c, const char *tmp, const char *path, const mt_ckpt_meta *m,
                        const char *config_text, const mt_tensor_view *views, int nv, mt_err *e) {
     hid_t fapl = mt_ckpt_fapl(MPI_COMM_NULL);
+    errno = 0;
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    int err = errno;
     H5Pclose(fapl);
-    if (f < 0) return mt_err_set(e, MT_ERR_CKPT, "cannot create checkpoint file %s", tmp);
-    create_structure(f, m, config_text, views, nv, c, e);
-    if (H5Fclose(f) < 0 && !e->code)
-        mt_err_set(e, MT_ERR_CKPT, "cannot finish checkpoint file %s", tmp);
+    if (f < 0) {
+        char dir[MT_CKPT_PATH];
+        struct stat st;
+        mt_file_dir(path, dir, sizeof dir);
+        ckpt_fail(e, path, NULL, mt_h5_cause(err));
+        if (stat(dir, &st) != 0)
+            mt_err_hint(e,
+                        "the checkpoint folder %s is gone (removed during the run?); restore it "
+                        "and resume, or resume from elsewhere",
+                        dir);
+        return e->code;
+    }
+    if (create_structure(f, m, config_text, views, nv, c, e)) {
+        char was[MT_ERR_MSG_LEN];
+        snprintf(was, sizeof was, "%s", e->msg);
+        mt_err_clear(e);
+        ckpt_fail(e, path, NULL, was);
+    }
+    errno = 0;
+    if (H5Fclose(f) < 0 && !e->code) ckpt_fail(e, path, NULL, mt_h5_cause(errno));
     return e->code;
 }
 
 /* Collective: opens tmp with MPI-IO and writes every rank's data into it;
  * then each rank makes its own writes durable (parallel file systems sync
  * per client). */
-static int fill_file(const mt_comm *c, const char *tmp, const mt_ckpt_meta *m,
+static int fill_file(const mt_comm *c, const char *tmp, const char *path, const mt_ckpt_meta *m,
                      const mt_tensor_view *views, int nv, mt_err *e) {
     hid_t fapl = mt_ckpt_fapl(c->world);
     hid_t f = H5Fopen(tmp, H5F_ACC_RDWR, fapl);
     H5Pclose(fapl);
-    if (f < 0) return mt_err_set(e, MT_ERR_CKPT, "cannot open checkpoint file %s for writing", tmp);
-    write_data(c, f, tmp, m, views, nv, e);
-    if (H5Fclose(f) < 0) mt_err_set(e, MT_ERR_CKPT, "cannot finish checkpoint file %s", tmp);
+    if (f < 0) return ckpt_fail(e, path, NULL, mt_h5_cause(errno));
+    write_data(c, f, tmp, path, m, views, nv, e);
+    errno = 0;
+    if (H5Fclose(f) < 0) ckpt_fail(e, path, NULL, mt_h5_cause(errno));
     if (!e->code) {
         int fd = open(tmp, O_RDONLY);
         if (fd < 0 || fsync(fd) != 0)
-            mt_err_set(e, MT_ERR_CKPT, "cannot sync checkpoint file %s: %s", tmp, strerror(errno));
+            mt_err_set(e, MT_ERR_CKPT, "cannot sync checkpoint %s: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
     }
     return e->code;
@@ -335,8 +389,8 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     mt_h5_quiet();
     double t0 = mt_wtime();
     /* rank 0 lays out the file; then every rank writes its part of the data */
-    if (c->rank == 0) create_file(c, tmp, &m, config_text, views, nv, e);
-    if (!mt_comm_agree(c, e)) fill_file(c, tmp, &m, views, nv, e);
+    if (c->rank == 0) create_file(c, tmp, path, &m, config_text, views, nv, e);
+    if (!mt_comm_agree(c, e)) fill_file(c, tmp, path, &m, views, nv, e);
     if (mt_comm_agree(c, e)) {
         alarm(0);
         if (c->rank == 0) unlink(tmp);
@@ -344,10 +398,14 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     }
     mt_fault_at(MT_FAULT_CKPT_WRITE, m.step); /* a test aid (base/fault.h) */
     if (c->rank == 0 && mt_file_commit(tmp, path, e)) e->code = MT_ERR_CKPT;
+    /* the watchdog stays armed through the agreements: a rank that died
+     * after the data leaves the others waiting in them */
+    if (!mt_comm_agree(c, e)) {
+        *write_s = mt_wtime() - t0;
+        if (c->rank == 0 && sha_hex) mt_ckpt_write_sidecar(path, sha_hex, e);
+        if (e->code) e->code = MT_ERR_CKPT;
+        mt_comm_agree(c, e);
+    }
     alarm(0);
-    if (mt_comm_agree(c, e)) return e->code;
-    *write_s = mt_wtime() - t0;
-    if (c->rank == 0 && sha_hex) mt_ckpt_write_sidecar(path, sha_hex, e);
-    if (e->code) e->code = MT_ERR_CKPT;
-    return mt_comm_agree(c, e);
+    return e->code;
 }

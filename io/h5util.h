@@ -15,6 +15,13 @@ void mt_h5_version(char *buf, size_t n);
 /* Turns off HDF5's own error-stack printing: mpitrain reports errors itself. */
 void mt_h5_quiet(void);
 
+/* Why the HDF5 call that just failed failed, as a system error text
+ * ("No space left on device"): the errno the file driver recorded on HDF5's
+ * error stack (sec2: "errno = 28"; MPI-IO: its error string), else
+ * saved_errno, the errno read right after the call; "" when neither says.
+ * Clears the stack. */
+const char *mt_h5_cause(int saved_errno);
+
 /*
  * Writes a whole dataset at path (intermediate groups are created), chunked
  * and with the Fletcher32 checksum filter. type is H5T_NATIVE_FLOAT,
