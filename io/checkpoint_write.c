@@ -177,35 +177,55 @@ static int check_room(const char *path, double need, mt_err *e) {
 static char wd_msg[MT_ERR_MSG_LEN + MT_ERR_HINT_LEN + 64], wd_tmp[TMP_LEN];
 static int wd_rank, wd_speaks; /* wd_speaks: this rank's own write failed */
 static double wd_timeout;
+static pid_t wd_pid0;  /* rank 0's process, */
+static int wd_beside0; /* when it runs on this rank's host */
 
-/* SIGALRM during a write: only async-signal-safe calls. Rank 0 speaks; the
- * others' alarms ring WD_LATE_S later and speak too, for the case that rank
- * 0 is the rank that died (a launcher that ends the job when a rank exits,
- * as mpirun does, has ended them by then when rank 0 spoke). */
-#define WD_LATE_S 3
+/* Whether rank 0 is gone (known only for a rank on rank 0's host). */
+static int rank0_gone(void) {
+    return wd_beside0 && kill(wd_pid0, 0) != 0 && errno == ESRCH;
+}
+
+/* SIGALRM during a write: only async-signal-safe calls. Every rank's alarm
+ * rings at once and every rank exits 4; rank 0 speaks, or a rank beside it
+ * that finds it gone (killed: nobody else would say why the run ended). */
 static void on_watchdog(int sig) {
     (void)sig;
-    ssize_t w = write(2, wd_msg, strlen(wd_msg));
-    (void)w;
-    unlink(wd_tmp);
+    if (wd_rank == 0 || wd_speaks || rank0_gone()) {
+        ssize_t w = write(2, wd_msg, strlen(wd_msg));
+        (void)w;
+        unlink(wd_tmp);
+    }
     _exit(MT_ERR_CKPT);
+}
+
+/* Collective: where rank 0 runs, for rank0_gone. */
+static void find_rank0(const mt_comm *c) {
+    struct {
+        long pid;
+        char host[256];
+    } me = {(long)getpid(), ""}, r0;
+    gethostname(me.host, sizeof me.host - 1);
+    r0 = me;
+    mt_coll_bcast(c->world, 0, &r0, sizeof r0);
+    wd_pid0 = (pid_t)r0.pid;
+    wd_beside0 = c->rank != 0 && strcmp(r0.host, me.host) == 0;
 }
 
 static void arm_watchdog(const mt_comm *c, const char *tmp, int64_t step, double timeout) {
     wd_rank = c->rank, wd_speaks = 0, wd_timeout = timeout;
+    find_rank0(c);
     snprintf(wd_tmp, sizeof wd_tmp, "%s", tmp);
     snprintf(wd_msg, sizeof wd_msg,
              "mpitrain: error: the checkpoint write of step %lld did not finish within %.0f s "
              "(checkpoint.timeout): a rank failed inside the collective write, or the file "
              "system stalls; the previous checkpoint and `latest` are intact%s\n",
-             (long long)step, timeout,
-             c->rank ? " [rank 0 did not report; this is a later rank]" : "");
+             (long long)step, timeout, c->rank ? " (rank 0 is gone; this is a later rank)" : "");
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_watchdog;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
-    alarm((unsigned)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout) + (c->rank ? WD_LATE_S : 0));
+    alarm((unsigned)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout));
 }
 
 /* This rank's write failed inside the collective write (a full disk, an I/O
