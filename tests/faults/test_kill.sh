@@ -23,7 +23,7 @@ set -uo pipefail
 SEED=${MT_FAULT_SEED:-$(date +%s)}
 echo "seed $SEED (MT_FAULT_SEED=$SEED $0 ... repeats these choices)"
 RANDOM=$SEED
-BUCKETS=(--set parallel.bucket_mb=0.25 --set parallel.timeout=2)
+BUCKETS=(--set parallel.bucket_mb=0.25 --set parallel.timeout=3)
 POINTS=(begin backward gradsync checkpoint_data checkpoint)
 
 # spec_of POINT: sets RANK, STEP and SPEC, the MPITRAIN_FAULT of a kill there
@@ -46,7 +46,7 @@ for p in "${POINTS[@]}"; do
     if [ "$p" = checkpoint ] || [ "$p" = checkpoint_data ]; then
         [ $RANK = 0 ] && want="137 4"
         [ $RANK = 1 ] && want="4 137"
-        ended $c "$want" "^mpitrain: error: the checkpoint write of step 8 did not finish within 4 s \(checkpoint\.timeout\)"
+        ended $c "$want" "^mpitrain: error: the checkpoint write of step 8 did not finish within 9 s \(checkpoint\.timeout\)"
         intact $c step_00000004.h5
     else
         [ $RANK = 0 ] && want="137 5"
