@@ -81,7 +81,7 @@ fault_run() {
         (
             export MT_IOFAULT_LOG="$d/iofault.log" ${envs[@]+"${envs[@]}"}
             run_wrapped 2 "$d/o" "${args[@]}"
-            exit $RC
+            exit "$RC"
         )
         RC=$?
     fi
@@ -131,10 +131,11 @@ fired() {
 }
 
 intact() {
-    local c=$1 want=$2 d k why=() latest=""
+    local c=$1 want=$2 d k why=() latest="" n=0
     d=$(ckpt_dir "$c")
     for k in "$d"/step_*.h5; do
         [ -e "$k" ] || continue
+        n=$((n + 1))
         "$MPITRAIN" ckpt verify "$k" >/dev/null 2>&1 || why+=("${k##*/} does not verify")
     done
     [ -f "$d/latest" ] && latest=$(cat "$d/latest")
@@ -149,7 +150,7 @@ intact() {
         "$(registry_of "$c")" >"$TMP/regcheck.txt" 2>&1 ||
         why+=("the registry has an invalid line: $(grep -E '^line [0-9]+.*:' "$TMP/regcheck.txt" | head -2)")
     if [ ${#why[@]} = 0 ]; then
-        ok "$c: nothing lost (checkpoints: $(ls "$d" 2>/dev/null | grep -c '^step_.*\.h5$') verify," \
+        ok "$c: nothing lost (checkpoints: $n verify," \
             "latest '${latest}', registry kept its $(wc -l <"$(case_dir "$c")/registry.before") lines)"
     else
         bad "$c: ${why[*]}"

@@ -11,7 +11,9 @@
 #
 # usage: test_data.sh MPITRAIN H5CMP LIBIOFAULT REPO DATA.h5
 set -uo pipefail
+# shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
+# shellcheck source=tests/faults/cases.sh
 . "$(dirname "$0")/cases.sh"
 
 c=data_changed

@@ -10,7 +10,9 @@
 #
 # usage: test_disk.sh MPITRAIN H5CMP LIBIOFAULT REPO DATA.h5
 set -uo pipefail
+# shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
+# shellcheck source=tests/faults/cases.sh
 . "$(dirname "$0")/cases.sh"
 CK8='checkpoint [^ ]*/checkpoints/step_00000008\.h5'
 TMP8=path=step_00000008.h5.tmp

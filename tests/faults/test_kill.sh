@@ -18,7 +18,9 @@
 #
 # usage: test_kill.sh MPITRAIN H5CMP LIBIOFAULT REPO DATA.h5
 set -uo pipefail
+# shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
+# shellcheck source=tests/faults/cases.sh
 . "$(dirname "$0")/cases.sh"
 SEED=${MT_FAULT_SEED:-$(date +%s)}
 echo "seed $SEED (MT_FAULT_SEED=$SEED $0 ... repeats these choices)"
