@@ -392,16 +392,17 @@ static int create_file(const mt_comm *c, const char *tmp, const char *path, cons
 static int fill_file(const mt_comm *c, const char *tmp, const char *path, const mt_ckpt_meta *m,
                      const mt_tensor_view *views, int nv, mt_err *e) {
     hid_t fapl = mt_ckpt_fapl(c->world);
+    errno = 0;
     hid_t f = H5Fopen(tmp, H5F_ACC_RDWR, fapl);
+    if (f < 0) { /* the cause before H5Pclose clears HDF5's error stack */
+        ckpt_fail(e, path, NULL, mt_h5_cause(errno));
+        H5Pclose(fapl);
+        return e->code;
+    }
     H5Pclose(fapl);
-    if (f < 0) H5Eprint2(H5E_DEFAULT, stderr);
-    if (f < 0) return ckpt_fail(e, path, NULL, mt_h5_cause(errno));
     write_data(c, f, tmp, path, m, views, nv, e);
     errno = 0;
-    if (H5Fclose(f) < 0) {
-        H5Eprint2(H5E_DEFAULT, stderr);
-        ckpt_fail(e, path, NULL, mt_h5_cause(errno));
-    }
+    if (H5Fclose(f) < 0) ckpt_fail(e, path, NULL, mt_h5_cause(errno));
     if (!e->code) {
         int fd = open(tmp, O_RDONLY);
         if (fd < 0 || fsync(fd) != 0)
