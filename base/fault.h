@@ -24,6 +24,8 @@
  *   gradsync         inside step S's data-parallel gradient sum, once its
  *                    first bucket is summed (the others in flight; with one
  *                    bucket, as this rank joins the sum)
+ * (backward and gradsync are the bucketed sum's points: with
+ * parallel.deterministic or parallel.zero they never fire)
  *
  * "In the middle of writing" is after the tensors are written, before the
  * file is renamed into place; for an asynchronous checkpoint
