@@ -15,11 +15,11 @@ typedef enum { F_KILL, F_STALL, F_NAN, F_SIGNAL } fault_kind;
 
 typedef struct {
     fault_kind kind;
-    int rank;        /* -1: every rank */
-    int64_t step;    /* 1-based */
-    double seconds;  /* stall; <0: forever */
-    int sig;         /* signal */
-    int during_ckpt; /* kill, signal, stall: inside the checkpoint write of step */
+    int rank;       /* -1: every rank */
+    int64_t step;   /* 1-based */
+    double seconds; /* stall; <0: forever */
+    int sig;        /* signal */
+    int during;     /* kill, signal, stall: the mt_fault_point where it fires */
 } fault;
 
 static fault faults[MAX_FAULTS];
@@ -61,8 +61,17 @@ static int parse_field(fault *f, const char *key, const char *val) {
             if (strcmp(val, sig_names[i].name) == 0) f->sig = sig_names[i].sig;
         if (!f->sig) return -1;
     } else if (strcmp(key, "during") == 0 && f->kind != F_NAN) {
-        if (strcmp(val, "checkpoint") != 0) return -1;
-        f->during_ckpt = 1;
+        static const struct {
+            const char *name;
+            mt_fault_point at;
+        } points[] = {{"checkpoint", MT_FAULT_CKPT_WRITE},
+                      {"checkpoint_data", MT_FAULT_CKPT_DATA},
+                      {"backward", MT_FAULT_BACKWARD},
+                      {"gradsync", MT_FAULT_GRADSYNC}};
+        f->during = -1;
+        for (size_t i = 0; i < sizeof points / sizeof points[0]; i++)
+            if (strcmp(val, points[i].name) == 0) f->during = (int)points[i].at;
+        if (f->during < 0) return -1;
     } else {
         return -1;
     }
@@ -140,15 +149,15 @@ void mt_fault_at(mt_fault_point where, int64_t step) {
     for (int i = 0; i < n_faults; i++) {
         const fault *f = &faults[i];
         if (f->step != step || (f->rank >= 0 && f->rank != my_rank)) continue;
-        int in_ckpt = where == MT_FAULT_CKPT_WRITE;
-        if (f->kind == F_SIGNAL && f->during_ckpt == in_ckpt) {
+        if (f->during != (int)where) continue;
+        if (f->kind == F_SIGNAL) {
             /* to the process, not this thread: an asynchronous checkpoint's
              * writer thread blocks the stop signals, the main thread takes them */
             kill(getpid(), f->sig);
-        } else if (f->kind == F_KILL && f->during_ckpt == in_ckpt) {
+        } else if (f->kind == F_KILL) {
             fflush(NULL);
             raise(SIGKILL);
-        } else if (f->kind == F_STALL && f->during_ckpt == in_ckpt) {
+        } else if (f->kind == F_STALL) {
             stall(f->seconds);
         }
     }

@@ -16,6 +16,17 @@
  *                                    as it begins step S, or in the middle of writing the
  *                                    checkpoint of step S (tensors written, not yet renamed)
  *
+ * during= also takes, for kill, stall and signal (docs/FAULTS.md):
+ *   checkpoint_data  inside the collective write of the checkpoint of step S,
+ *                    after its first tensor (the other ranks wait in it)
+ *   backward         in step S's backward, as each layer's gradient becomes
+ *                    final (the buckets already full may be summing)
+ *   gradsync         inside step S's data-parallel gradient sum, once its
+ *                    first bucket is summed (the others in flight; with one
+ *                    bucket, as this rank joins the sum)
+ * (backward and gradsync are the bucketed sum's points: with
+ * parallel.deterministic or parallel.zero they never fire)
+ *
  * "In the middle of writing" is after the tensors are written, before the
  * file is renamed into place; for an asynchronous checkpoint
  * (checkpoint.async) that is in the background writer thread, while
@@ -35,6 +46,9 @@
 typedef enum {
     MT_FAULT_STEP_BEGIN, /* a training step begins */
     MT_FAULT_CKPT_WRITE, /* a checkpoint's tensors are written; it is not yet in place */
+    MT_FAULT_CKPT_DATA, /* inside the collective write of a checkpoint's tensors, after the first */
+    MT_FAULT_BACKWARD,  /* in the backward: a layer's gradient is final (each layer) */
+    MT_FAULT_GRADSYNC,  /* inside the gradient's data-parallel sum: after its first bucket */
 } mt_fault_point;
 
 /* Parses spec (NULL or "": no faults) for this world rank. MT_ERR_USAGE

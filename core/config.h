@@ -110,6 +110,7 @@ typedef struct {
         int save_initial;            /* a checkpoint of step 0, before the first update */
         int async;                   /* written by a background thread while training goes on */
         char resume[MT_CFG_STR_LEN]; /* none | auto | PATH */
+        int allow_data_change;       /* resume on data of another SHA-256 (a warning) */
     } checkpoint;
     struct {
         int enabled;

@@ -212,6 +212,11 @@ const mt_cfg_key mt_cfg_keys[] = {
      "none: start from step 0; auto: continue from the newest valid checkpoint of this run name "
      "(or of checkpoint.dir), if any; or the path of a checkpoint file to continue from"},
 
+    {"checkpoint", "allow_data_change", MT_CFG_BOOL, "false", 0, 0, 0, 0, NULL,
+     OFF(checkpoint.allow_data_change),
+     "resume although the data file's SHA-256 differs from the one the checkpoint was trained on "
+     "(a warning instead of the error, exit 3)"},
+
     {"registry", "enabled", MT_CFG_BOOL, "true", 0, 0, 0, 0, NULL, OFF(registry.enabled),
      "record the run's lineage (START, each CHECKPOINT as a new model version, COMPLETE, FAIL, "
      "ABORT) in the registry file; see docs/REGISTRY.md"},

@@ -173,11 +173,29 @@ static void gather_hosts(mt_run *r) {
     free(all);
 }
 
+/* Rank 0: a resumed run trains on the data its checkpoint was trained on
+ * (same SHA-256), unless checkpoint.allow_data_change (then report.c warns).
+ * A checkpoint without the data's SHA-256 is not checked. */
+static int check_data(const mt_run *r, mt_err *e) {
+    const char *then = r->resumed.data_sha256, *now = r->data.sha256;
+    if (!r->resume_path[0] || !then[0] || strcmp(then, now) == 0 ||
+        r->cfg.checkpoint.allow_data_change)
+        return MT_OK;
+    const mt_batches *d = &r->data;
+    mt_err_set(e, MT_ERR_DATA,
+               "the data changed since checkpoint %s was written: %s has SHA-256 %.16s... now, "
+               "%.16s... then",
+               r->resume_path, d->nfiles == 1 ? d->file_path[0] : "the data files", now, then);
+    mt_err_hint(e, "resume with the data the run was trained on, or set "
+                   "checkpoint.allow_data_change = true to go on with this data");
+    return e->code;
+}
+
 /* Rank 0: the folder's files and the START event. */
 static int open_files(mt_run *r, mt_err *e) {
     char path[MT_PATH_LEN];
     if (r->cfg.registry.enabled) mt_lineage_registry_path(&r->cfg, r->registry, sizeof r->registry);
-    if (!mt_batches_hash(&r->data, e) &&
+    if (!mt_batches_hash(&r->data, e) && !check_data(r, e) &&
         !mt_rundir_create(r->cfg.run.dir, r->cfg.run.name, r->run_dir, sizeof r->run_dir, e) &&
         r->registry[0] && mt_registry_writable(r->registry, e)) {
         rmdir(r->run_dir); /* still empty: a bad registry leaves nothing behind */
@@ -280,7 +298,9 @@ void mt_run_record_failure(mt_run *r, const mt_err *e) {
     cJSON_AddStringToObject(res, "error", e->msg);
     mt_err ignored = {0}; /* the original error is the one to report */
     mt_run_write_record(r, res, &ignored);
-    if (!r->registered) return;
+    /* a registry that just failed is not written again (a lock held too
+     * long would hold the exit for as long again) */
+    if (!r->registered || e->code == MT_ERR_REGISTRY) return;
     mt_lineage l;
     lineage_of(r, &l);
     cJSON *ev = mt_lineage_event(&l, "FAIL");

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -85,7 +86,7 @@ static int create_tensor(hid_t f, const mt_tensor_view *t, int dp, int tp, const
     H5Pclose(dcpl);
     H5Pclose(lcpl);
     H5Sclose(space);
-    if (bad) mt_err_set(e, MT_ERR_CKPT, "cannot create tensor %s", t->path);
+    if (bad) mt_err_set(e, MT_ERR_CKPT, "cannot create tensor %s: %s", t->path, mt_h5_cause(errno));
     return bad;
 }
 
@@ -114,11 +115,20 @@ static int create_structure(hid_t f, const mt_ckpt_meta *m, const char *config,
     return e->code;
 }
 
+/* The error of a failed write of checkpoint path (tensor: the tensor being
+ * written, or NULL), naming the system's reason when there is one. */
+static int ckpt_fail(mt_err *e, const char *path, const char *tensor, const char *cause) {
+    return mt_err_set(e, MT_ERR_CKPT, "cannot write checkpoint %s%s%s%s%s%s", path,
+                      tensor ? " (tensor " : "", tensor ? tensor : "", tensor ? ")" : "",
+                      cause[0] ? ": " : "", cause);
+}
+
 /* Collective: writes this rank's share of the chunks of tensor t. Only the
  * owner's copies are written (held, not a mirror); the ranks holding the
  * same block (the data-parallel group for a split tensor, every rank of the
  * stage for a whole one) each write a share (mt_ckpt_writer). */
-static int write_tensor(const mt_comm *c, hid_t f, hid_t dxpl, const mt_tensor_view *t, mt_err *e) {
+static int write_tensor(const mt_comm *c, hid_t f, hid_t dxpl, const mt_tensor_view *t,
+                        const char *path, mt_err *e) {
     mt_ckpt_geom g;
     mt_ckpt_geometry(t, c->dp_size, c->tp_size, &g);
     hid_t ds = H5Dopen2(f, t->path, H5P_DEFAULT);
@@ -131,11 +141,12 @@ static int write_tensor(const mt_comm *c, hid_t f, hid_t dxpl, const mt_tensor_v
     /* data holds block elements [begin, begin + count), whole rows that
      * contain [lo, hi) (mt_ckpt_check_views) */
     const float *buf = t->data ? t->data + (lo * g.inner - (hsize_t)t->begin) : mt_ckpt_no_data();
+    errno = 0;
     int bad = ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, mspace, space, dxpl, buf) < 0;
+    if (bad) ckpt_fail(e, path, t->path, mt_h5_cause(errno)); /* before the next call clears it */
     H5Sclose(mspace);
     if (ds >= 0) H5Dclose(ds);
     H5Sclose(space);
-    if (bad) mt_err_set(e, MT_ERR_CKPT, "cannot write tensor %s", t->path);
     return bad;
 }
 
@@ -163,13 +174,23 @@ static int check_room(const char *path, double need, mt_err *e) {
     return e->code;
 }
 
-static char wd_msg[512], wd_tmp[TMP_LEN];
-static int wd_rank;
+static char wd_msg[MT_ERR_MSG_LEN + MT_ERR_HINT_LEN + 64], wd_tmp[TMP_LEN];
+static int wd_rank, wd_speaks; /* wd_speaks: this rank's own write failed */
+static double wd_timeout;
+static pid_t wd_pid0;  /* rank 0's process, */
+static int wd_beside0; /* when it runs on this rank's host */
 
-/* SIGALRM during a write: only async-signal-safe calls. */
+/* Whether rank 0 is gone (known only for a rank on rank 0's host). */
+static int rank0_gone(void) {
+    return wd_beside0 && kill(wd_pid0, 0) != 0 && errno == ESRCH;
+}
+
+/* SIGALRM during a write: only async-signal-safe calls. Every rank's alarm
+ * rings at once and every rank exits 4; rank 0 speaks, or a rank beside it
+ * that finds it gone (killed: nobody else would say why the run ended). */
 static void on_watchdog(int sig) {
     (void)sig;
-    if (wd_rank == 0) {
+    if (wd_rank == 0 || wd_speaks || rank0_gone()) {
         ssize_t w = write(2, wd_msg, strlen(wd_msg));
         (void)w;
         unlink(wd_tmp);
@@ -177,20 +198,53 @@ static void on_watchdog(int sig) {
     _exit(MT_ERR_CKPT);
 }
 
+/* Collective: where rank 0 runs, for rank0_gone. */
+static void find_rank0(const mt_comm *c) {
+    struct {
+        long pid;
+        char host[256];
+    } me = {(long)getpid(), ""}, r0;
+    gethostname(me.host, sizeof me.host - 1);
+    r0 = me;
+    mt_coll_bcast(c->world, 0, &r0, sizeof r0);
+    wd_pid0 = (pid_t)r0.pid;
+    wd_beside0 = c->rank != 0 && strcmp(r0.host, me.host) == 0;
+}
+
 static void arm_watchdog(const mt_comm *c, const char *tmp, int64_t step, double timeout) {
-    wd_rank = c->rank;
+    wd_rank = c->rank, wd_speaks = 0, wd_timeout = timeout;
+    find_rank0(c);
     snprintf(wd_tmp, sizeof wd_tmp, "%s", tmp);
     snprintf(wd_msg, sizeof wd_msg,
              "mpitrain: error: the checkpoint write of step %lld did not finish within %.0f s "
              "(checkpoint.timeout): a rank failed inside the collective write, or the file "
-             "system stalls; the previous checkpoint and `latest` are intact\n",
-             (long long)step, timeout);
+             "system stalls; the previous checkpoint and `latest` are intact%s\n",
+             (long long)step, timeout, c->rank ? " (rank 0 is gone; this is a later rank)" : "");
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_watchdog;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
     alarm((unsigned)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout));
+}
+
+/* This rank's write failed inside the collective write (a full disk, an I/O
+ * error): the other ranks may now wait in a collective call of HDF5 that
+ * this rank never makes, and the agreement after the write never comes. So
+ * the watchdog is cut to a grace of GRACE_S (or a third of
+ * checkpoint.timeout when shorter: it rings before the others' watchdogs),
+ * and it is this rank that reports, with the reason it knows; if
+ * the ranks do reach the agreement, that ends the write as usual. */
+#define GRACE_S 10.0
+static void failed_inside(const mt_err *local) {
+    snprintf(wd_msg, sizeof wd_msg,
+             "mpitrain: error: %s [rank %d]\nmpitrain: hint: the previous checkpoint and `latest` "
+             "are intact; free space or mend the file system, then resume (checkpoint.resume = "
+             "auto)\n",
+             local->msg, wd_rank);
+    wd_speaks = 1;
+    double grace = wd_timeout / 3 < GRACE_S ? wd_timeout / 3 : GRACE_S;
+    alarm(grace < 1 ? 1 : (unsigned)grace);
 }
 
 /* Test-only: MPITRAIN_TEST_STALL_CKPT=STEP stops the writer of that step's
@@ -230,8 +284,8 @@ static int check_paths(const mt_tensor_view *views, int nv, const char *kind, mt
 }
 
 /* Collective: every rank writes its share of every tensor. */
-static int write_data(const mt_comm *c, hid_t f, const char *tmp, const mt_ckpt_meta *m,
-                      const mt_tensor_view *views, int nv, mt_err *e) {
+static int write_data(const mt_comm *c, hid_t f, const char *tmp, const char *path,
+                      const mt_ckpt_meta *m, const mt_tensor_view *views, int nv, mt_err *e) {
     /* After each tensor, start the write-back of what is written so far, so
      * that the final fsync has little left to wait for: the disk works while
      * the next tensors are checksummed and copied. */
@@ -248,7 +302,8 @@ static int write_data(const mt_comm *c, hid_t f, const char *tmp, const mt_ckpt_
         if (k > 0 && strncmp(views[k].path, "/model/", 7) != 0 &&
             strncmp(views[k - 1].path, "/model/", 7) == 0)
             test_stall(c, m->step); /* after the weights */
-        write_tensor(c, f, dxpl, &views[k], &local);
+        if (write_tensor(c, f, dxpl, &views[k], path, &local) && !wd_speaks) failed_inside(&local);
+        if (k == 0) mt_fault_at(MT_FAULT_CKPT_DATA, m->step); /* a test aid (base/fault.h) */
         if (fd >= 0) sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     }
     if (fd >= 0) close(fd);
@@ -257,34 +312,101 @@ static int write_data(const mt_comm *c, hid_t f, const char *tmp, const mt_ckpt_
     return e->code;
 }
 
-/* Rank 0, serial: creates tmp and lays out the whole file. */
-static int create_file(const mt_comm *c, const char *tmp, const mt_ckpt_meta *m,
+/* HDF5's own Jenkins lookup3, exported by the library (its metadata checksum). */
+uint32_t H5_checksum_lookup3(const void *key, size_t length, uint32_t initval);
+
+/* H5Fget_file_image of HDF5 1.10 writes the image's end-of-file address into
+ * its copy of a version 2 or 3 superblock without updating the superblock's
+ * checksum, so the image fails to open; this sets the checksum again (the
+ * superblock: 12 bytes, 4 addresses, the checksum of what precedes it). */
+static int mend_superblock(unsigned char *image, size_t n) {
+    if (n < 12 || memcmp(image, "\211HDF\r\n\032\n", 8) != 0) return -1;
+    if (image[8] != 2 && image[8] != 3) return 0;
+    size_t body = 12 + 4 * (size_t)image[9];
+    if (n < body + 4) return -1;
+    uint32_t sum = H5_checksum_lookup3(image, body, 0);
+    for (int i = 0; i < 4; i++) image[body + (size_t)i] = (unsigned char)(sum >> (8 * i));
+    return 0;
+}
+
+/* Rank 0: writes the n bytes of image to tmp (created); errno's text, or "". */
+static const char *write_image(const char *tmp, const char *image, size_t n) {
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    size_t done = 0;
+    while (fd >= 0 && done < n) {
+        ssize_t w = write(fd, image + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        done += (size_t)w;
+    }
+    int err = fd < 0 ? errno : done < n ? (errno ? errno : ENOSPC) : 0;
+    if (fd >= 0 && close(fd) != 0 && !err) err = errno;
+    return err ? strerror(err) : "";
+}
+
+/* Rank 0, serial: lays out the whole file in memory (HDF5's core driver),
+ * then writes that image to tmp itself. A file that HDF5 writes and then
+ * fails to close (a write error while flushing its metadata) stays
+ * half-closed inside HDF5 1.10 and crashes the library's clean-up at
+ * MPI_Finalize; an image in memory cannot fail so, and a failed write of
+ * it is an ordinary error. */
+static int create_file(const mt_comm *c, const char *tmp, const char *path, const mt_ckpt_meta *m,
                        const char *config_text, const mt_tensor_view *views, int nv, mt_err *e) {
     hid_t fapl = mt_ckpt_fapl(MPI_COMM_NULL);
+    H5Pset_fapl_core(fapl, 1 << 20, 0); /* grown 1 MiB at a time, no backing file */
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
-    if (f < 0) return mt_err_set(e, MT_ERR_CKPT, "cannot create checkpoint file %s", tmp);
-    create_structure(f, m, config_text, views, nv, c, e);
-    if (H5Fclose(f) < 0 && !e->code)
-        mt_err_set(e, MT_ERR_CKPT, "cannot finish checkpoint file %s", tmp);
+    if (f < 0) return ckpt_fail(e, path, NULL, "cannot create the file's image in memory");
+    char *image = NULL;
+    ssize_t n = -1;
+    if (create_structure(f, m, config_text, views, nv, c, e)) {
+        char was[MT_ERR_MSG_LEN];
+        snprintf(was, sizeof was, "%s", e->msg);
+        mt_err_clear(e);
+        ckpt_fail(e, path, NULL, was);
+    } else if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || (n = H5Fget_file_image(f, NULL, 0)) < 0 ||
+               !(image = malloc((size_t)n + 1)) || H5Fget_file_image(f, image, (size_t)n) != n ||
+               mend_superblock((unsigned char *)image, (size_t)n)) {
+        ckpt_fail(e, path, NULL, "cannot take the file's image from HDF5");
+    }
+    H5Fclose(f);
+    const char *why = e->code ? "" : write_image(tmp, image, (size_t)n);
+    free(image);
+    if (why[0]) {
+        char dir[MT_CKPT_PATH];
+        struct stat st;
+        mt_file_dir(path, dir, sizeof dir);
+        ckpt_fail(e, path, NULL, why);
+        if (stat(dir, &st) != 0)
+            mt_err_hint(e,
+                        "the checkpoint folder %s is gone (removed during the run?); restore it "
+                        "and resume, or resume from elsewhere",
+                        dir);
+    }
     return e->code;
 }
 
 /* Collective: opens tmp with MPI-IO and writes every rank's data into it;
  * then each rank makes its own writes durable (parallel file systems sync
  * per client). */
-static int fill_file(const mt_comm *c, const char *tmp, const mt_ckpt_meta *m,
+static int fill_file(const mt_comm *c, const char *tmp, const char *path, const mt_ckpt_meta *m,
                      const mt_tensor_view *views, int nv, mt_err *e) {
     hid_t fapl = mt_ckpt_fapl(c->world);
+    errno = 0;
     hid_t f = H5Fopen(tmp, H5F_ACC_RDWR, fapl);
+    if (f < 0) { /* the cause before H5Pclose clears HDF5's error stack */
+        ckpt_fail(e, path, NULL, mt_h5_cause(errno));
+        H5Pclose(fapl);
+        return e->code;
+    }
     H5Pclose(fapl);
-    if (f < 0) return mt_err_set(e, MT_ERR_CKPT, "cannot open checkpoint file %s for writing", tmp);
-    write_data(c, f, tmp, m, views, nv, e);
-    if (H5Fclose(f) < 0) mt_err_set(e, MT_ERR_CKPT, "cannot finish checkpoint file %s", tmp);
+    write_data(c, f, tmp, path, m, views, nv, e);
+    errno = 0;
+    if (H5Fclose(f) < 0) ckpt_fail(e, path, NULL, mt_h5_cause(errno));
     if (!e->code) {
         int fd = open(tmp, O_RDONLY);
         if (fd < 0 || fsync(fd) != 0)
-            mt_err_set(e, MT_ERR_CKPT, "cannot sync checkpoint file %s: %s", tmp, strerror(errno));
+            mt_err_set(e, MT_ERR_CKPT, "cannot sync checkpoint %s: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
     }
     return e->code;
@@ -335,8 +457,8 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     mt_h5_quiet();
     double t0 = mt_wtime();
     /* rank 0 lays out the file; then every rank writes its part of the data */
-    if (c->rank == 0) create_file(c, tmp, &m, config_text, views, nv, e);
-    if (!mt_comm_agree(c, e)) fill_file(c, tmp, &m, views, nv, e);
+    if (c->rank == 0) create_file(c, tmp, path, &m, config_text, views, nv, e);
+    if (!mt_comm_agree(c, e)) fill_file(c, tmp, path, &m, views, nv, e);
     if (mt_comm_agree(c, e)) {
         alarm(0);
         if (c->rank == 0) unlink(tmp);
@@ -344,10 +466,14 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     }
     mt_fault_at(MT_FAULT_CKPT_WRITE, m.step); /* a test aid (base/fault.h) */
     if (c->rank == 0 && mt_file_commit(tmp, path, e)) e->code = MT_ERR_CKPT;
+    /* the watchdog stays armed through the agreements: a rank that died
+     * after the data leaves the others waiting in them */
+    if (!mt_comm_agree(c, e)) {
+        *write_s = mt_wtime() - t0;
+        if (c->rank == 0 && sha_hex) mt_ckpt_write_sidecar(path, sha_hex, e);
+        if (e->code) e->code = MT_ERR_CKPT;
+        mt_comm_agree(c, e);
+    }
     alarm(0);
-    if (mt_comm_agree(c, e)) return e->code;
-    *write_s = mt_wtime() - t0;
-    if (c->rank == 0 && sha_hex) mt_ckpt_write_sidecar(path, sha_hex, e);
-    if (e->code) e->code = MT_ERR_CKPT;
-    return mt_comm_agree(c, e);
+    return e->code;
 }

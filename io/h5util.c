@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void mt_h5_quiet(void) {
@@ -33,6 +34,38 @@ int mt_h5_bytes(const hsize_t *dims, int nd, size_t elem, size_t *bytes) {
 
 int mt_h5_short(hid_t ds, size_t bytes) {
     return bytes > 0 && (size_t)H5Dget_storage_size(ds) < bytes;
+}
+
+typedef struct {
+    int err;       /* errno from a "errno = N" description */
+    char mpi[128]; /* an MPI-IO driver's error string */
+} h5_cause;
+
+static herr_t find_cause(unsigned n, const H5E_error2_t *d, void *ctx) {
+    (void)n;
+    h5_cause *c = ctx;
+    const char *at = d->desc ? strstr(d->desc, "errno = ") : NULL;
+    if (at && !c->err) c->err = atoi(at + 8);
+    at = d->desc ? strstr(d->desc, "MPI error string is '") : NULL;
+    if (at && !c->mpi[0]) {
+        at += 21;
+        size_t len = strcspn(at, "'");
+        snprintf(c->mpi, sizeof c->mpi, "%.*s", (int)len, at);
+    }
+    return 0;
+}
+
+const char *mt_h5_cause(int saved_errno) {
+    static __thread char text[160];
+    h5_cause c = {0, ""};
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, find_cause, &c);
+    H5Eclear2(H5E_DEFAULT);
+    int err = c.err ? c.err : saved_errno;
+    if (err)
+        snprintf(text, sizeof text, "%s", strerror(err));
+    else
+        snprintf(text, sizeof text, "%s", c.mpi);
+    return text;
 }
 
 hid_t mt_h5_create(const char *path, mt_err *e) {

@@ -34,6 +34,13 @@ int mt_h5_bytes(const hsize_t *dims, int nd, size_t elem, size_t *bytes);
  * that size is allocated and filled with fill values. */
 int mt_h5_short(hid_t ds, size_t bytes);
 
+/* Why the HDF5 call that just failed failed, as a system error text
+ * ("No space left on device"): the errno the file driver recorded on HDF5's
+ * error stack (sec2: "errno = 28"; MPI-IO: its error string), else
+ * saved_errno, the errno read right after the call; "" when neither says.
+ * Clears the stack. */
+const char *mt_h5_cause(int saved_errno);
+
 /*
  * Writes a whole dataset at path (intermediate groups are created), chunked
  * and with the Fletcher32 checksum filter. type is H5T_NATIVE_FLOAT,

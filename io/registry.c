@@ -223,8 +223,12 @@ int mt_registry_append(const char *path, cJSON *rec, int64_t *version, mt_err *e
         mt_err_set(e, MT_ERR_REGISTRY, "cannot append to registry %s: %s", path, strerror(err));
         goto out;
     }
-    if (fsync(fd) != 0)
-        mt_err_set(e, MT_ERR_REGISTRY, "cannot sync registry %s: %s", path, strerror(errno));
+    if (fsync(fd) != 0) {
+        /* the record may be lost or kept: cut it off, so it did not happen */
+        int err = errno;
+        if (ftruncate(fd, st.st_size) == 0) fsync(fd);
+        mt_err_set(e, MT_ERR_REGISTRY, "cannot sync registry %s: %s", path, strerror(err));
+    }
 out:
     free(line);
     close(fd); /* releases the lock */

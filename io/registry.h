@@ -6,7 +6,8 @@
  * with one write() and fsync it, so many jobs may share one registry. A
  * CHECKPOINT record gets its model version under that lock: one more than the
  * newest version of its model name in the file. A write that fails part way
- * (a full disk) is cut off again, so the file never keeps half a record from
+ * (a full disk), or whose fsync fails (an I/O error), is cut off again, so
+ * the file never keeps half a record, or one reported as failed, from
  * mpitrain; a line torn some other way (a crash of the machine) is skipped by
  * readers with a warning naming the line, and the next writer starts a new
  * line after it.

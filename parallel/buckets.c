@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fault.h"
 #include "parallel/collectives.h"
 #include "parallel/watchdog.h"
 
@@ -136,6 +137,7 @@ static void poll(mt_buckets *k) {
 void mt_buckets_ready(void *ctx, size_t offset) {
     mt_buckets *k = ctx;
     event(k, 'l', -1, offset, mt_wtime());
+    mt_fault_at(MT_FAULT_BACKWARD, k->step); /* a test aid (base/fault.h) */
     if (!k->live) return;
     while (k->next >= 0 && !k->b[k->next].held && k->b[k->next].lo >= offset) start(k, k->next--);
     poll(k);
@@ -171,6 +173,7 @@ static void write_trace(mt_buckets *k) {
 void mt_buckets_finish(mt_buckets *k) {
     if (k->n == 1) { /* the flat sum */
         started(k, 0);
+        mt_fault_at(MT_FAULT_GRADSYNC, k->step); /* a test aid: the peers wait in the sum */
         mt_xcomm_sum(k->x, k->grad, k->numel);
         done(k, 0, mt_wtime());
     } else {
@@ -180,6 +183,7 @@ void mt_buckets_finish(mt_buckets *k) {
             if (k->req[i] == MPI_REQUEST_NULL) continue;
             mt_watchdog_wait(&k->req[i], 1, "allreduce", k->x->mpi, -1);
             done(k, i, mt_wtime());
+            if (i == k->n - 1) mt_fault_at(MT_FAULT_GRADSYNC, k->step); /* the rest in flight */
         }
         mt_xcomm_sum_join(k->x); /* NCCL: the kernels wait for the sums' stream */
         double now = mt_wtime();

@@ -10,8 +10,9 @@
 #   - fail=0, ok MSG and bad MSG (prints a FAIL line, sets fail=1): scripts
 #     end with `exit $fail`;
 #   - helpers below: out_has, must_succeed, run_kind / must_run_kind,
-#     activation_mb, losses, gpt_tokens, WRAP, slurm_up / slurm_down (a single-node Slurm of the
-#     test's own), cmp_h5, corrupt_chunk, gpt2_vocab_or_skip.
+#     activation_mb, losses, gpt_tokens, WRAP, run_wrapped, rank_statuses, error_lines,
+#     starts_with, slurm_up / slurm_down (a single-node Slurm of the test's own), cmp_h5,
+#     corrupt_chunk, gpt2_vocab_or_skip.
 # shellcheck shell=bash disable=SC2034  # fail, GPT_TINY, WRAP: for the scripts
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
@@ -108,6 +109,34 @@ gpt_tokens() {
 # ranks as soon as the first exits non-zero, before they record a status.
 WRAP='o=$1; shift; r=${OMPI_COMM_WORLD_RANK:-0}
 "$@" >"$o/out.$r" 2>"$o/err.$r" </dev/null; echo $? >"$o/status.$r"'
+
+# run_wrapped NP OUT ARGS...: $MPITRAIN ARGS on NP ranks through WRAP (each
+# rank's stdout, stderr and status in OUT/out.R, err.R, status.R; mpirun's
+# own output in OUT/launcher), with mpirun's options from the array
+# MPIRUN_OPTS when the script sets one; mpirun's status in RC. At most
+# RUN_TIMEOUT seconds (default 120).
+run_wrapped() {
+    local np=$1 o=$2
+    shift 2
+    mkdir -p "$o"
+    timeout -k 5 "${RUN_TIMEOUT:-120}" mpirun ${MPIRUN_OPTS[@]+"${MPIRUN_OPTS[@]}"} -np "$np" \
+        bash -c "$WRAP" _ "$o" "$MPITRAIN" "$@" >"$o/launcher" 2>&1 </dev/null
+    RC=$?
+}
+# rank_statuses OUT NP: the exit statuses of ranks 0..NP-1 a run_wrapped
+# recorded, space-separated; "-" for a rank that recorded none (its launcher
+# ended it first).
+rank_statuses() {
+    local r s=()
+    for ((r = 0; r < $2; r++)); do s+=("$(cat "$1/status.$r" 2>/dev/null || echo -)"); done
+    echo "${s[*]}"
+}
+# error_lines OUT: the lines starting "mpitrain: error:" that the ranks of a
+# run_wrapped wrote (stdout or stderr) and that its launcher printed.
+error_lines() { cat "$1"/out.* "$1"/err.* "$1/launcher" 2>/dev/null | grep -a '^mpitrain: error:'; }
+# starts_with FILE BEFORE: FILE begins with every byte of BEFORE (a file
+# only appended to since BEFORE was copied from it).
+starts_with() { [ -f "$1" ] && cmp -s -n "$(stat -c %s "$2")" "$1" "$2"; }
 
 # slurm_up [SLURM.CONF-LINES]: starts a single-node Slurm of the test's own
 # (slurmctld + slurmd, auth/none, state, spool, logs and pid files in

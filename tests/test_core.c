@@ -515,6 +515,9 @@ static void test_fault_spec(void) {
                                  "nan:step=4:rank=2",
                                  "signal:rank=1:step=5:sig=TERM:during=checkpoint",
                                  "kill:rank=0:step=1:during=checkpoint",
+                                 "kill:rank=0:step=1:during=checkpoint_data",
+                                 "kill:rank=1:step=3:during=gradsync",
+                                 "stall:rank=1:step=3:seconds=1:during=backward",
                                  "signal:rank=0:step=1:sig=SIGUSR1,nan:step=2"};
     static const char *bad[] = {"boom",
                                 "kill:step=3",
@@ -531,6 +534,8 @@ static void test_fault_spec(void) {
                                 "stall:rank=0:step=1:during=eval",
                                 "kill:rank=0:step=1:during=eval",
                                 "nan:step=1:during=checkpoint",
+                                "nan:step=1:during=gradsync",
+                                "kill:rank=0:step=1:during=Gradsync",
                                 "nan:step=1,",
                                 "kill:rank=1:step=2:extra"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
