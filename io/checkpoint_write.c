@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -174,31 +175,58 @@ static int check_room(const char *path, double need, mt_err *e) {
     return e->code;
 }
 
-static char wd_msg[MT_ERR_MSG_LEN + MT_ERR_HINT_LEN + 64], wd_tmp[TMP_LEN];
+static char wd_msg[MT_ERR_MSG_LEN + MT_ERR_HINT_LEN + 64], wd_tmp[TMP_LEN], wd_dir[TMP_LEN];
 static int wd_rank, wd_speaks; /* wd_speaks: this rank's own write failed */
 static double wd_timeout;
 static pid_t wd_pid0;  /* rank 0's process, */
-static int wd_beside0; /* when it runs on this rank's host */
+static int wd_beside0; /* when this rank is the lowest rank > 0 on its host */
+/* wd_armed: a write is being watched; wd_left: seconds until the watchdog
+ * ends it (it ticks once a second); wd_filling: every rank is inside
+ * fill_file, the temporary exists */
+static volatile sig_atomic_t wd_armed, wd_left, wd_filling;
 
-/* Whether rank 0 is gone (known only for a rank on rank 0's host). */
+/* Whether rank 0 is gone (known only for the rank that watches it). */
 static int rank0_gone(void) {
     return wd_beside0 && kill(wd_pid0, 0) != 0 && errno == ESRCH;
 }
 
-/* SIGALRM during a write: only async-signal-safe calls. Every rank's alarm
- * rings at once and every rank exits 4; rank 0 speaks, or a rank beside it
- * that finds it gone (killed: nobody else would say why the run ended). */
+/* While filling: whether another rank has already reported and ended the
+ * write (it removed the temporary; its folder is still there). */
+static int abandoned(void) {
+    return wd_filling && access(wd_tmp, F_OK) != 0 && access(wd_dir, F_OK) == 0;
+}
+
+/* SIGALRM during a write: only async-signal-safe calls. It ticks once a
+ * second. When the time is up, every rank exits 4 and one rank speaks: rank
+ * 0; a rank whose own write failed (failed_inside); or the one rank that
+ * watches rank 0 (the lowest other rank on its host) when it finds it gone
+ * (killed: nobody else would say why the run ended). While filling, the
+ * speaker's removal of the temporary is the token: only the rank whose
+ * unlink succeeds speaks, and a rank that finds the temporary gone leaves
+ * at its next tick without a word, so one line is printed in all, also
+ * under a launcher that lets the other ranks run on when one exits. */
 static void on_watchdog(int sig) {
     (void)sig;
+    int saved = errno;
+    if (!wd_armed) return;
+    if (abandoned()) _exit(MT_ERR_CKPT);
+    if (--wd_left > 0) {
+        alarm(1);
+        errno = saved;
+        return;
+    }
     if (wd_rank == 0 || wd_speaks || rank0_gone()) {
-        ssize_t w = write(2, wd_msg, strlen(wd_msg));
-        (void)w;
-        unlink(wd_tmp);
+        if (!wd_filling || unlink(wd_tmp) == 0 || access(wd_dir, F_OK) != 0) {
+            ssize_t w = write(2, wd_msg, strlen(wd_msg));
+            (void)w;
+            unlink(wd_tmp);
+        }
     }
     _exit(MT_ERR_CKPT);
 }
 
-/* Collective: where rank 0 runs, for rank0_gone. */
+/* Collective: where rank 0 runs, for rank0_gone, and which rank watches it:
+ * the lowest rank > 0 on rank 0's host (one rank, so one error line). */
 static void find_rank0(const mt_comm *c) {
     struct {
         long pid;
@@ -208,13 +236,16 @@ static void find_rank0(const mt_comm *c) {
     r0 = me;
     mt_coll_bcast(c->world, 0, &r0, sizeof r0);
     wd_pid0 = (pid_t)r0.pid;
-    wd_beside0 = c->rank != 0 && strcmp(r0.host, me.host) == 0;
+    int watcher = c->rank != 0 && strcmp(r0.host, me.host) == 0 ? c->rank : INT_MAX;
+    mt_coll_min_ints(c->world, &watcher, 1);
+    wd_beside0 = watcher == c->rank;
 }
 
 static void arm_watchdog(const mt_comm *c, const char *tmp, int64_t step, double timeout) {
-    wd_rank = c->rank, wd_speaks = 0, wd_timeout = timeout;
+    wd_rank = c->rank, wd_speaks = 0, wd_timeout = timeout, wd_filling = 0;
     find_rank0(c);
     snprintf(wd_tmp, sizeof wd_tmp, "%s", tmp);
+    mt_file_dir(tmp, wd_dir, sizeof wd_dir);
     snprintf(wd_msg, sizeof wd_msg,
              "mpitrain: error: the checkpoint write of step %lld did not finish within %.0f s "
              "(checkpoint.timeout): a rank failed inside the collective write, or the file "
@@ -223,9 +254,17 @@ static void arm_watchdog(const mt_comm *c, const char *tmp, int64_t step, double
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_watchdog;
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
-    alarm((unsigned)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout));
+    wd_left = (sig_atomic_t)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout);
+    wd_armed = 1;
+    alarm(1);
+}
+
+static void disarm_watchdog(void) {
+    wd_armed = 0;
+    alarm(0);
 }
 
 /* This rank's write failed inside the collective write (a full disk, an I/O
@@ -233,8 +272,9 @@ static void arm_watchdog(const mt_comm *c, const char *tmp, int64_t step, double
  * this rank never makes, and the agreement after the write never comes. So
  * the watchdog is cut to a grace of GRACE_S (or a third of
  * checkpoint.timeout when shorter: it rings before the others' watchdogs),
- * and it is this rank that reports, with the reason it knows; if
- * the ranks do reach the agreement, that ends the write as usual. */
+ * and it is this rank that reports, with the reason it knows; the others
+ * then find the temporary gone and leave at once (on_watchdog). If the ranks
+ * do reach the agreement, that ends the write as usual. */
 #define GRACE_S 10.0
 static void failed_inside(const mt_err *local) {
     snprintf(wd_msg, sizeof wd_msg,
@@ -244,7 +284,7 @@ static void failed_inside(const mt_err *local) {
              local->msg, wd_rank);
     wd_speaks = 1;
     double grace = wd_timeout / 3 < GRACE_S ? wd_timeout / 3 : GRACE_S;
-    alarm(grace < 1 ? 1 : (unsigned)grace);
+    if (grace < wd_left) wd_left = (sig_atomic_t)(grace < 1 ? 1 : grace);
 }
 
 /* Test-only: MPITRAIN_TEST_STALL_CKPT=STEP stops the writer of that step's
@@ -400,6 +440,7 @@ static int fill_file(const mt_comm *c, const char *tmp, const char *path, const 
         return e->code;
     }
     H5Pclose(fapl);
+    wd_filling = 1; /* every rank agreed that rank 0 made tmp */
     write_data(c, f, tmp, path, m, views, nv, e);
     errno = 0;
     if (H5Fclose(f) < 0) ckpt_fail(e, path, NULL, mt_h5_cause(errno));
@@ -409,6 +450,7 @@ static int fill_file(const mt_comm *c, const char *tmp, const char *path, const 
             mt_err_set(e, MT_ERR_CKPT, "cannot sync checkpoint %s: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
     }
+    wd_filling = 0; /* before the agreement that lets rank 0 rename tmp */
     return e->code;
 }
 
@@ -460,7 +502,7 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     if (c->rank == 0) create_file(c, tmp, path, &m, config_text, views, nv, e);
     if (!mt_comm_agree(c, e)) fill_file(c, tmp, path, &m, views, nv, e);
     if (mt_comm_agree(c, e)) {
-        alarm(0);
+        disarm_watchdog();
         if (c->rank == 0) unlink(tmp);
         return e->code;
     }
@@ -474,6 +516,6 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
         if (e->code) e->code = MT_ERR_CKPT;
         mt_comm_agree(c, e);
     }
-    alarm(0);
+    disarm_watchdog();
     return e->code;
 }

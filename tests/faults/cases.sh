@@ -6,7 +6,7 @@
 #                   12 steps of 500 at -np 2, a checkpoint every 4 steps (all
 #                   kept), checkpoint.timeout 9 s (the kill cases wait for it)
 #   fault_run CASE [VAR=VALUE...] -- [ARGS...]
-#                   TRAIN (+ ARGS) on 2 ranks through run_wrapped with the
+#                   TRAIN (+ ARGS) on NP ranks (default 2) through run_wrapped with the
 #                   environment given (MT_IOFAULT, MPITRAIN_FAULT, ...), run.dir
 #                   $TMP/CASE/runs, registry $TMP/CASE/registry.jsonl (seeded
 #                   with the reference's records), outputs in $TMP/CASE/o, the
@@ -16,7 +16,7 @@
 #                   With PLAIN=1, mpirun runs the ranks itself (no WRAP): its
 #                   status is kept, its output is in $TMP/CASE/o/launcher
 #   ended CASE STATUSES PATTERN
-#                   each rank exited with STATUSES ("4 4"; "-" for a rank its
+#                   each of NP ranks (default 2) exited with STATUSES ("4 4"; "-" for a rank its
 #                   launcher ended; "mpirun 4": mpirun's status after
 #                   PLAIN=1) and the output holds exactly one
 #                   "mpitrain: error:" line, which matches PATTERN (grep -E),
@@ -66,7 +66,7 @@ fault_run() {
     if [ "${BG:-0}" = 1 ]; then
         (
             export MT_IOFAULT_LOG="$d/iofault.log" ${envs[@]+"${envs[@]}"}
-            run_wrapped 2 "$d/o" "${args[@]}"
+            run_wrapped "${NP:-2}" "$d/o" "${args[@]}"
         ) &
         BG_PID=$!
     elif [ "${PLAIN:-0}" = 1 ]; then # no wrapper: mpirun's own status and output
@@ -80,7 +80,7 @@ fault_run() {
     else
         (
             export MT_IOFAULT_LOG="$d/iofault.log" ${envs[@]+"${envs[@]}"}
-            run_wrapped 2 "$d/o" "${args[@]}"
+            run_wrapped "${NP:-2}" "$d/o" "${args[@]}"
             exit "$RC"
         )
         RC=$?
@@ -103,7 +103,7 @@ await_line() {
 ended() {
     local c=$1 want=$2 pat=$3 o got lines
     o=$(case_dir "$c")/o
-    got=$(rank_statuses "$o" 2)
+    got=$(rank_statuses "$o" "${NP:-2}")
     [ -f "$o/mpirun.status" ] && got="mpirun $(cat "$o/mpirun.status")"
     lines=$(error_lines "$o")
     # a warning beside the error (a second report of the same failure) is noise too
