@@ -5,7 +5,7 @@
 # rest in flight), inside the collective write of the checkpoint of step 8
 # (after its first tensor), and after that write, before the rename. Which
 # rank, and for the training points which step (5..11), come from a seed
-# printed first: MT_FAULT_SEED=N reruns the same choices.
+# printed first (pinned: 22): MT_FAULT_SEED=N makes other choices.
 #
 # mpirun --enable-recovery lets the surviving rank run on, so its own end
 # shows: one error line and exit 5 (the parallel.timeout watchdog naming the
@@ -22,7 +22,11 @@ set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 # shellcheck source=tests/faults/cases.sh
 . "$(dirname "$0")/cases.sh"
-SEED=${MT_FAULT_SEED:-$(date +%s)}
+# a pinned seed, so that ctest runs the same choices each time: 22 kills
+# rank 1 in checkpoint_data and rank 0 in checkpoint (where a later rank
+# reports; kill_checkpoint_data_np4 below kills rank 0 in checkpoint_data),
+# and both ranks among the training points; MT_FAULT_SEED=N picks others
+SEED=${MT_FAULT_SEED:-22}
 echo "seed $SEED (MT_FAULT_SEED=$SEED $0 ... repeats these choices)"
 RANDOM=$SEED
 BUCKETS=(--set parallel.bucket_mb=0.25 --set parallel.timeout=3)
@@ -48,7 +52,9 @@ for p in "${POINTS[@]}"; do
     if [ "$p" = checkpoint ] || [ "$p" = checkpoint_data ]; then
         [ $RANK = 0 ] && want="137 4"
         [ $RANK = 1 ] && want="4 137"
-        ended $c "$want" "^mpitrain: error: the checkpoint write of step 8 did not finish within 9 s \(checkpoint\.timeout\)"
+        gone=""
+        [ $RANK = 0 ] && gone=" \(rank 0 is gone; this is a later rank\)"
+        ended $c "$want" "^mpitrain: error: the checkpoint write of step 8 did not finish within 9 s \(checkpoint\.timeout\).*intact$gone$"
         intact $c step_00000004.h5
     else
         [ $RANK = 0 ] && want="137 5"
