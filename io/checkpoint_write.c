@@ -124,6 +124,19 @@ static int ckpt_fail(mt_err *e, const char *path, const char *tensor, const char
                       cause[0] ? ": " : "", cause);
 }
 
+/* The reason a write of checkpoint path failed: HDF5's or errno's (cause),
+ * or, when that is empty (OMPIO hands HDF5 a short count and the errno is
+ * lost), a full file system when the folder has less than a chunk free. */
+static const char *write_cause(const char *path, size_t chunk_bytes, const char *cause) {
+    char dir[MT_CKPT_PATH];
+    struct statvfs v;
+    if (cause[0]) return cause;
+    mt_file_dir(path, dir, sizeof dir);
+    if (statvfs(dir, &v) == 0 && (double)v.f_bavail * (double)v.f_frsize < (double)chunk_bytes)
+        return "no space left on the device";
+    return cause;
+}
+
 /* Collective: writes this rank's share of the chunks of tensor t. Only the
  * owner's copies are written (held, not a mirror); the ranks holding the
  * same block (the data-parallel group for a split tensor, every rank of the
@@ -144,7 +157,11 @@ static int write_tensor(const mt_comm *c, hid_t f, hid_t dxpl, const mt_tensor_v
     const float *buf = t->data ? t->data + (lo * g.inner - (hsize_t)t->begin) : mt_ckpt_no_data();
     errno = 0;
     int bad = ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, mspace, space, dxpl, buf) < 0;
-    if (bad) ckpt_fail(e, path, t->path, mt_h5_cause(errno)); /* before the next call clears it */
+    if (bad) { /* the cause before the next call clears it */
+        size_t chunk = sizeof(float);
+        for (int d = 0; d < g.ndim; d++) chunk *= (size_t)g.chunk[d];
+        ckpt_fail(e, path, t->path, write_cause(path, chunk, mt_h5_cause(errno)));
+    }
     H5Sclose(mspace);
     if (ds >= 0) H5Dclose(ds);
     H5Sclose(space);
@@ -277,11 +294,13 @@ static void disarm_watchdog(void) {
  * do reach the agreement, that ends the write as usual. */
 #define GRACE_S 10.0
 static void failed_inside(const mt_err *local) {
+    char who[32] = ""; /* the rank named when it is not rank 0 (docs/TRAINING.md) */
+    if (wd_rank) snprintf(who, sizeof who, " [rank %d]", wd_rank);
     snprintf(wd_msg, sizeof wd_msg,
-             "mpitrain: error: %s [rank %d]\nmpitrain: hint: the previous checkpoint and `latest` "
+             "mpitrain: error: %s%s\nmpitrain: hint: the previous checkpoint and `latest` "
              "are intact; free space or mend the file system, then resume (checkpoint.resume = "
              "auto)\n",
-             local->msg, wd_rank);
+             local->msg, who);
     wd_speaks = 1;
     double grace = wd_timeout / 3 < GRACE_S ? wd_timeout / 3 : GRACE_S;
     if (grace < wd_left) wd_left = (sig_atomic_t)(grace < 1 ? 1 : grace);

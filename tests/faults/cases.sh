@@ -25,6 +25,7 @@
 #                   stderr (tests/lib.sh stray_lines)
 #   fired CASE PATTERN
 #                   the shim logged an injection matching PATTERN
+#   CKDIR[CASE]     the case's checkpoint.dir, when not the run's own folder
 #   intact CASE LATEST
 #                   nothing lost: every checkpoint file left verifies
 #                   (mpitrain ckpt verify), `latest` names LATEST ("" = no
@@ -50,7 +51,10 @@ case_dir() { echo "$TMP/$1"; }
 # the case's registry: $TMP/CASE/registry.jsonl, or REGISTRY[CASE]
 declare -A REGISTRY
 registry_of() { echo "${REGISTRY[$1]:-$TMP/$1/registry.jsonl}"; }
-ckpt_dir() { echo "$TMP/$1/runs/mnist_mlp/0001/checkpoints"; }
+# its checkpoint folder: the run's own, or CKDIR[CASE] (checkpoint.dir)
+declare -A CKDIR
+ckpt_dir() { echo "${CKDIR[$1]:-$TMP/$1/runs/mnist_mlp/0001/checkpoints}"; }
+ckdir_args() { [ -z "${CKDIR[$1]:-}" ] || echo "--set checkpoint.dir=${CKDIR[$1]}"; }
 
 fault_run() {
     local c=$1 envs=() d
@@ -64,6 +68,8 @@ fault_run() {
     [ -f "$reg" ] || cp "$TMP/ref/runs/registry.jsonl" "$reg"
     cp "$reg" "$d/registry.before"
     local args=("${TRAIN[@]}" --set run.dir="$d/runs" --set registry.path="$reg" "$@")
+    # shellcheck disable=SC2207 # no spaces in the test's paths
+    args+=($(ckdir_args "$c"))
     # a subshell: the environment given is the run's only
     if [ "${BG:-0}" = 1 ]; then
         (
@@ -165,8 +171,9 @@ resumed() {
     d=$(case_dir "$c")
     o=$d/resume
     rm -rf "$o"
+    # shellcheck disable=SC2046 # no spaces in the test's paths
     run_wrapped 2 "$o" "${TRAIN[@]}" --set run.dir="$d/runs" \
-        --set registry.path="$(registry_of "$c")" --set checkpoint.resume=auto "${@:3}"
+        --set registry.path="$(registry_of "$c")" --set checkpoint.resume=auto "${@:3}" $(ckdir_args "$c")
     local got
     got=$(rank_statuses "$o" 2)
     if [ "$got" != "0 0" ]; then
@@ -184,10 +191,11 @@ resumed() {
             bad "$c: did not resume from step $from: $(grep -a '^resume' "$o/out.0")"
     fi
     local last
-    last=$(ls -d "$d"/runs/mnist_mlp/[0-9]* | tail -1)
+    last=$(ls -d "$d"/runs/mnist_mlp/[0-9]* | tail -1)/checkpoints
+    [ -z "${CKDIR[$c]:-}" ] || last=${CKDIR[$c]}
     cmp_h5 "$c: resumed from step $from to 12, bitwise equal to the uninterrupted run" \
         "$TMP/ref/runs/mnist_mlp/0001/checkpoints/step_00000012.h5" \
-        "$last/checkpoints/step_00000012.h5" --bitwise
+        "$last/step_00000012.h5" --bitwise
 }
 
 # the reference
