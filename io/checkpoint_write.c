@@ -371,20 +371,46 @@ static int write_data(const mt_comm *c, hid_t f, const char *tmp, const char *pa
     return e->code;
 }
 
-/* HDF5's own Jenkins lookup3, exported by the library (its metadata checksum). */
-uint32_t H5_checksum_lookup3(const void *key, size_t length, uint32_t initval);
+/* The core driver's buffer, kept when HDF5 closes the file: at H5Fclose it
+ * flushes the file into the buffer (superblock, checksums, the end of file
+ * truncated to the last byte used) and hands it to image_free, which keeps
+ * it instead of freeing it; n follows the buffer's size. */
+typedef struct {
+    void *buf;
+    size_t n;
+} image_keep;
 
-/* H5Fget_file_image of HDF5 1.10 writes the image's end-of-file address into
- * its copy of a version 2 or 3 superblock without updating the superblock's
- * checksum, so the image fails to open; this sets the checksum again (the
- * superblock: 12 bytes, 4 addresses, the checksum of what precedes it). */
-static int mend_superblock(unsigned char *image, size_t n) {
-    if (n < 12 || memcmp(image, "\211HDF\r\n\032\n", 8) != 0) return -1;
-    if (image[8] != 2 && image[8] != 3) return 0;
-    size_t body = 12 + 4 * (size_t)image[9];
-    if (n < body + 4) return -1;
-    uint32_t sum = H5_checksum_lookup3(image, body, 0);
-    for (int i = 0; i < 4; i++) image[body + (size_t)i] = (unsigned char)(sum >> (8 * i));
+static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata) {
+    (void)op;
+    void *p = malloc(size);
+    if (p) ((image_keep *)udata)->n = size;
+    return p;
+}
+
+static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata) {
+    (void)op;
+    void *p = realloc(ptr, size);
+    if (p) ((image_keep *)udata)->n = size;
+    return p;
+}
+
+/* HDF5 copies the udata with its property list and the file: every copy
+ * is the one image_keep, which create_file owns. */
+static void *image_udata_copy(void *udata) {
+    return udata;
+}
+
+static herr_t image_udata_free(void *udata) {
+    (void)udata;
+    return 0;
+}
+
+static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata) {
+    image_keep *k = udata;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && !k->buf)
+        k->buf = ptr;
+    else
+        free(ptr);
     return 0;
 }
 
@@ -408,29 +434,31 @@ static const char *write_image(const char *tmp, const char *image, size_t n) {
  * fails to close (a write error while flushing its metadata) stays
  * half-closed inside HDF5 1.10 and crashes the library's clean-up at
  * MPI_Finalize; an image in memory cannot fail so, and a failed write of
- * it is an ordinary error. */
+ * it is an ordinary error. The image is the core driver's own buffer, taken
+ * at H5Fclose through the public file image callbacks (image_keep): no
+ * second copy, and HDF5 has written its final superblock into it. */
 static int create_file(const mt_comm *c, const char *tmp, const char *path, const mt_ckpt_meta *m,
                        const char *config_text, const mt_tensor_view *views, int nv, mt_err *e) {
+    image_keep keep = {NULL, 0};
+    H5FD_file_image_callbacks_t cb = {
+        image_malloc, NULL, image_realloc, image_free, image_udata_copy, image_udata_free, &keep};
     hid_t fapl = mt_ckpt_fapl(MPI_COMM_NULL);
     H5Pset_fapl_core(fapl, 1 << 20, 0); /* grown 1 MiB at a time, no backing file */
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t f = H5Pset_file_image_callbacks(fapl, &cb) < 0
+                  ? H5I_INVALID_HID
+                  : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (f < 0) return ckpt_fail(e, path, NULL, "cannot create the file's image in memory");
-    char *image = NULL;
-    ssize_t n = -1;
     if (create_structure(f, m, config_text, views, nv, c, e)) {
         char was[MT_ERR_MSG_LEN];
         snprintf(was, sizeof was, "%s", e->msg);
         mt_err_clear(e);
         ckpt_fail(e, path, NULL, was);
-    } else if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || (n = H5Fget_file_image(f, NULL, 0)) < 0 ||
-               !(image = malloc((size_t)n + 1)) || H5Fget_file_image(f, image, (size_t)n) != n ||
-               mend_superblock((unsigned char *)image, (size_t)n)) {
-        ckpt_fail(e, path, NULL, "cannot take the file's image from HDF5");
     }
-    H5Fclose(f);
-    const char *why = e->code ? "" : write_image(tmp, image, (size_t)n);
-    free(image);
+    if (H5Fclose(f) < 0 && !e->code) ckpt_fail(e, path, NULL, "cannot close the file's image");
+    if (!keep.buf && !e->code) ckpt_fail(e, path, NULL, "HDF5 kept no image of the file");
+    const char *why = e->code ? "" : write_image(tmp, keep.buf, keep.n);
+    free(keep.buf);
     if (why[0]) {
         char dir[MT_CKPT_PATH];
         struct stat st;
