@@ -372,9 +372,9 @@ static int write_data(const mt_comm *c, hid_t f, const char *tmp, const char *pa
 }
 
 /* The core driver's buffer, kept when HDF5 closes the file: at H5Fclose it
- * flushes the file into the buffer (superblock, checksums, the end of file
- * truncated to the last byte used) and hands it to image_free, which keeps
- * it instead of freeing it; n follows the buffer's size. */
+ * flushes the file into the buffer (superblock, checksums) and hands it to
+ * image_free, which keeps it instead of freeing it; n follows the buffer's
+ * size (the file's end is in its superblock: image_length). */
 typedef struct {
     void *buf;
     size_t n;
@@ -412,6 +412,21 @@ static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata) {
     else
         free(ptr);
     return 0;
+}
+
+/* The file's length in its image: the end-of-file address of its version 2
+ * or 3 superblock (HDF5's file format: signature 8 bytes, version, size of
+ * offsets O, size of lengths, flags, then the base, extension, end-of-file
+ * and root addresses, O bytes each, little-endian), or 0. The core driver's
+ * buffer grows in whole increments, past the end of the file. */
+static size_t image_length(const unsigned char *image, size_t n) {
+    if (n < 12 || memcmp(image, "\211HDF\r\n\032\n", 8) != 0 || (image[8] != 2 && image[8] != 3))
+        return 0;
+    size_t o = image[9], at = 12 + 2 * o;
+    if (o == 0 || o > 8 || n < at + o) return 0;
+    uint64_t eof = 0;
+    for (size_t i = o; i-- > 0;) eof = eof << 8 | image[at + i];
+    return eof > 0 && eof <= n ? (size_t)eof : 0;
 }
 
 /* Rank 0: writes the n bytes of image to tmp (created); errno's text, or "". */
@@ -456,8 +471,9 @@ static int create_file(const mt_comm *c, const char *tmp, const char *path, cons
         ckpt_fail(e, path, NULL, was);
     }
     if (H5Fclose(f) < 0 && !e->code) ckpt_fail(e, path, NULL, "cannot close the file's image");
-    if (!keep.buf && !e->code) ckpt_fail(e, path, NULL, "HDF5 kept no image of the file");
-    const char *why = e->code ? "" : write_image(tmp, keep.buf, keep.n);
+    size_t n = keep.buf ? image_length(keep.buf, keep.n) : 0;
+    if (!n && !e->code) ckpt_fail(e, path, NULL, "HDF5 kept no image of the file");
+    const char *why = e->code ? "" : write_image(tmp, keep.buf, n);
     free(keep.buf);
     if (why[0]) {
         char dir[MT_CKPT_PATH];
