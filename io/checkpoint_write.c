@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -123,6 +124,19 @@ static int ckpt_fail(mt_err *e, const char *path, const char *tensor, const char
                       cause[0] ? ": " : "", cause);
 }
 
+/* The reason a write of checkpoint path failed: HDF5's or errno's (cause),
+ * or, when that is empty (OMPIO hands HDF5 a short count and the errno is
+ * lost), a full file system when the folder has less than a chunk free. */
+static const char *write_cause(const char *path, size_t chunk_bytes, const char *cause) {
+    char dir[MT_CKPT_PATH];
+    struct statvfs v;
+    if (cause[0]) return cause;
+    mt_file_dir(path, dir, sizeof dir);
+    if (statvfs(dir, &v) == 0 && (double)v.f_bavail * (double)v.f_frsize < (double)chunk_bytes)
+        return "no space left on the device";
+    return cause;
+}
+
 /* Collective: writes this rank's share of the chunks of tensor t. Only the
  * owner's copies are written (held, not a mirror); the ranks holding the
  * same block (the data-parallel group for a split tensor, every rank of the
@@ -143,7 +157,11 @@ static int write_tensor(const mt_comm *c, hid_t f, hid_t dxpl, const mt_tensor_v
     const float *buf = t->data ? t->data + (lo * g.inner - (hsize_t)t->begin) : mt_ckpt_no_data();
     errno = 0;
     int bad = ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, mspace, space, dxpl, buf) < 0;
-    if (bad) ckpt_fail(e, path, t->path, mt_h5_cause(errno)); /* before the next call clears it */
+    if (bad) { /* the cause before the next call clears it */
+        size_t chunk = sizeof(float);
+        for (int d = 0; d < g.ndim; d++) chunk *= (size_t)g.chunk[d];
+        ckpt_fail(e, path, t->path, write_cause(path, chunk, mt_h5_cause(errno)));
+    }
     H5Sclose(mspace);
     if (ds >= 0) H5Dclose(ds);
     H5Sclose(space);
@@ -174,31 +192,58 @@ static int check_room(const char *path, double need, mt_err *e) {
     return e->code;
 }
 
-static char wd_msg[MT_ERR_MSG_LEN + MT_ERR_HINT_LEN + 64], wd_tmp[TMP_LEN];
+static char wd_msg[MT_ERR_MSG_LEN + MT_ERR_HINT_LEN + 64], wd_tmp[TMP_LEN], wd_dir[TMP_LEN];
 static int wd_rank, wd_speaks; /* wd_speaks: this rank's own write failed */
 static double wd_timeout;
 static pid_t wd_pid0;  /* rank 0's process, */
-static int wd_beside0; /* when it runs on this rank's host */
+static int wd_beside0; /* when this rank is the lowest rank > 0 on its host */
+/* wd_armed: a write is being watched; wd_left: seconds until the watchdog
+ * ends it (it ticks once a second); wd_filling: every rank is inside
+ * fill_file, the temporary exists */
+static volatile sig_atomic_t wd_armed, wd_left, wd_filling;
 
-/* Whether rank 0 is gone (known only for a rank on rank 0's host). */
+/* Whether rank 0 is gone (known only for the rank that watches it). */
 static int rank0_gone(void) {
     return wd_beside0 && kill(wd_pid0, 0) != 0 && errno == ESRCH;
 }
 
-/* SIGALRM during a write: only async-signal-safe calls. Every rank's alarm
- * rings at once and every rank exits 4; rank 0 speaks, or a rank beside it
- * that finds it gone (killed: nobody else would say why the run ended). */
+/* While filling: whether another rank has already reported and ended the
+ * write (it removed the temporary; its folder is still there). */
+static int abandoned(void) {
+    return wd_filling && access(wd_tmp, F_OK) != 0 && access(wd_dir, F_OK) == 0;
+}
+
+/* SIGALRM during a write: only async-signal-safe calls. It ticks once a
+ * second. When the time is up, every rank exits 4 and one rank speaks: rank
+ * 0; a rank whose own write failed (failed_inside); or the one rank that
+ * watches rank 0 (the lowest other rank on its host) when it finds it gone
+ * (killed: nobody else would say why the run ended). While filling, the
+ * speaker's removal of the temporary is the token: only the rank whose
+ * unlink succeeds speaks, and a rank that finds the temporary gone leaves
+ * at its next tick without a word, so one line is printed in all, also
+ * under a launcher that lets the other ranks run on when one exits. */
 static void on_watchdog(int sig) {
     (void)sig;
+    int saved = errno;
+    if (!wd_armed) return;
+    if (abandoned()) _exit(MT_ERR_CKPT);
+    if (--wd_left > 0) {
+        alarm(1);
+        errno = saved;
+        return;
+    }
     if (wd_rank == 0 || wd_speaks || rank0_gone()) {
-        ssize_t w = write(2, wd_msg, strlen(wd_msg));
-        (void)w;
-        unlink(wd_tmp);
+        if (!wd_filling || unlink(wd_tmp) == 0 || access(wd_dir, F_OK) != 0) {
+            ssize_t w = write(2, wd_msg, strlen(wd_msg));
+            (void)w;
+            unlink(wd_tmp);
+        }
     }
     _exit(MT_ERR_CKPT);
 }
 
-/* Collective: where rank 0 runs, for rank0_gone. */
+/* Collective: where rank 0 runs, for rank0_gone, and which rank watches it:
+ * the lowest rank > 0 on rank 0's host (one rank, so one error line). */
 static void find_rank0(const mt_comm *c) {
     struct {
         long pid;
@@ -208,13 +253,16 @@ static void find_rank0(const mt_comm *c) {
     r0 = me;
     mt_coll_bcast(c->world, 0, &r0, sizeof r0);
     wd_pid0 = (pid_t)r0.pid;
-    wd_beside0 = c->rank != 0 && strcmp(r0.host, me.host) == 0;
+    int watcher = c->rank != 0 && strcmp(r0.host, me.host) == 0 ? c->rank : INT_MAX;
+    mt_coll_min_ints(c->world, &watcher, 1);
+    wd_beside0 = watcher == c->rank;
 }
 
 static void arm_watchdog(const mt_comm *c, const char *tmp, int64_t step, double timeout) {
-    wd_rank = c->rank, wd_speaks = 0, wd_timeout = timeout;
+    wd_rank = c->rank, wd_speaks = 0, wd_timeout = timeout, wd_filling = 0;
     find_rank0(c);
     snprintf(wd_tmp, sizeof wd_tmp, "%s", tmp);
+    mt_file_dir(tmp, wd_dir, sizeof wd_dir);
     snprintf(wd_msg, sizeof wd_msg,
              "mpitrain: error: the checkpoint write of step %lld did not finish within %.0f s "
              "(checkpoint.timeout): a rank failed inside the collective write, or the file "
@@ -223,9 +271,17 @@ static void arm_watchdog(const mt_comm *c, const char *tmp, int64_t step, double
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_watchdog;
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
-    alarm((unsigned)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout));
+    wd_left = (sig_atomic_t)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout);
+    wd_armed = 1;
+    alarm(1);
+}
+
+static void disarm_watchdog(void) {
+    wd_armed = 0;
+    alarm(0);
 }
 
 /* This rank's write failed inside the collective write (a full disk, an I/O
@@ -233,18 +289,21 @@ static void arm_watchdog(const mt_comm *c, const char *tmp, int64_t step, double
  * this rank never makes, and the agreement after the write never comes. So
  * the watchdog is cut to a grace of GRACE_S (or a third of
  * checkpoint.timeout when shorter: it rings before the others' watchdogs),
- * and it is this rank that reports, with the reason it knows; if
- * the ranks do reach the agreement, that ends the write as usual. */
+ * and it is this rank that reports, with the reason it knows; the others
+ * then find the temporary gone and leave at once (on_watchdog). If the ranks
+ * do reach the agreement, that ends the write as usual. */
 #define GRACE_S 10.0
 static void failed_inside(const mt_err *local) {
+    char who[32] = ""; /* the rank named when it is not rank 0 (docs/TRAINING.md) */
+    if (wd_rank) snprintf(who, sizeof who, " [rank %d]", wd_rank);
     snprintf(wd_msg, sizeof wd_msg,
-             "mpitrain: error: %s [rank %d]\nmpitrain: hint: the previous checkpoint and `latest` "
+             "mpitrain: error: %s%s\nmpitrain: hint: the previous checkpoint and `latest` "
              "are intact; free space or mend the file system, then resume (checkpoint.resume = "
              "auto)\n",
-             local->msg, wd_rank);
+             local->msg, who);
     wd_speaks = 1;
     double grace = wd_timeout / 3 < GRACE_S ? wd_timeout / 3 : GRACE_S;
-    alarm(grace < 1 ? 1 : (unsigned)grace);
+    if (grace < wd_left) wd_left = (sig_atomic_t)(grace < 1 ? 1 : grace);
 }
 
 /* Test-only: MPITRAIN_TEST_STALL_CKPT=STEP stops the writer of that step's
@@ -312,21 +371,62 @@ static int write_data(const mt_comm *c, hid_t f, const char *tmp, const char *pa
     return e->code;
 }
 
-/* HDF5's own Jenkins lookup3, exported by the library (its metadata checksum). */
-uint32_t H5_checksum_lookup3(const void *key, size_t length, uint32_t initval);
+/* The core driver's buffer, kept when HDF5 closes the file: at H5Fclose it
+ * flushes the file into the buffer (superblock, checksums) and hands it to
+ * image_free, which keeps it instead of freeing it; n follows the buffer's
+ * size (the file's end is in its superblock: image_length). */
+typedef struct {
+    void *buf;
+    size_t n;
+} image_keep;
 
-/* H5Fget_file_image of HDF5 1.10 writes the image's end-of-file address into
- * its copy of a version 2 or 3 superblock without updating the superblock's
- * checksum, so the image fails to open; this sets the checksum again (the
- * superblock: 12 bytes, 4 addresses, the checksum of what precedes it). */
-static int mend_superblock(unsigned char *image, size_t n) {
-    if (n < 12 || memcmp(image, "\211HDF\r\n\032\n", 8) != 0) return -1;
-    if (image[8] != 2 && image[8] != 3) return 0;
-    size_t body = 12 + 4 * (size_t)image[9];
-    if (n < body + 4) return -1;
-    uint32_t sum = H5_checksum_lookup3(image, body, 0);
-    for (int i = 0; i < 4; i++) image[body + (size_t)i] = (unsigned char)(sum >> (8 * i));
+static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata) {
+    (void)op;
+    void *p = malloc(size);
+    if (p) ((image_keep *)udata)->n = size;
+    return p;
+}
+
+static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata) {
+    (void)op;
+    void *p = realloc(ptr, size);
+    if (p) ((image_keep *)udata)->n = size;
+    return p;
+}
+
+/* HDF5 copies the udata with its property list and the file: every copy
+ * is the one image_keep, which create_file owns. */
+static void *image_udata_copy(void *udata) {
+    return udata;
+}
+
+static herr_t image_udata_free(void *udata) {
+    (void)udata;
     return 0;
+}
+
+static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata) {
+    image_keep *k = udata;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && !k->buf)
+        k->buf = ptr;
+    else
+        free(ptr);
+    return 0;
+}
+
+/* The file's length in its image: the end-of-file address of its version 2
+ * or 3 superblock (HDF5's file format: signature 8 bytes, version, size of
+ * offsets O, size of lengths, flags, then the base, extension, end-of-file
+ * and root addresses, O bytes each, little-endian), or 0. The core driver's
+ * buffer grows in whole increments, past the end of the file. */
+static size_t image_length(const unsigned char *image, size_t n) {
+    if (n < 12 || memcmp(image, "\211HDF\r\n\032\n", 8) != 0 || (image[8] != 2 && image[8] != 3))
+        return 0;
+    size_t o = image[9], at = 12 + 2 * o;
+    if (o == 0 || o > 8 || n < at + o) return 0;
+    uint64_t eof = 0;
+    for (size_t i = o; i-- > 0;) eof = eof << 8 | image[at + i];
+    return eof > 0 && eof <= n ? (size_t)eof : 0;
 }
 
 /* Rank 0: writes the n bytes of image to tmp (created); errno's text, or "". */
@@ -349,29 +449,32 @@ static const char *write_image(const char *tmp, const char *image, size_t n) {
  * fails to close (a write error while flushing its metadata) stays
  * half-closed inside HDF5 1.10 and crashes the library's clean-up at
  * MPI_Finalize; an image in memory cannot fail so, and a failed write of
- * it is an ordinary error. */
+ * it is an ordinary error. The image is the core driver's own buffer, taken
+ * at H5Fclose through the public file image callbacks (image_keep): no
+ * second copy, and HDF5 has written its final superblock into it. */
 static int create_file(const mt_comm *c, const char *tmp, const char *path, const mt_ckpt_meta *m,
                        const char *config_text, const mt_tensor_view *views, int nv, mt_err *e) {
+    image_keep keep = {NULL, 0};
+    H5FD_file_image_callbacks_t cb = {
+        image_malloc, NULL, image_realloc, image_free, image_udata_copy, image_udata_free, &keep};
     hid_t fapl = mt_ckpt_fapl(MPI_COMM_NULL);
     H5Pset_fapl_core(fapl, 1 << 20, 0); /* grown 1 MiB at a time, no backing file */
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t f = H5Pset_file_image_callbacks(fapl, &cb) < 0
+                  ? H5I_INVALID_HID
+                  : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (f < 0) return ckpt_fail(e, path, NULL, "cannot create the file's image in memory");
-    char *image = NULL;
-    ssize_t n = -1;
     if (create_structure(f, m, config_text, views, nv, c, e)) {
         char was[MT_ERR_MSG_LEN];
         snprintf(was, sizeof was, "%s", e->msg);
         mt_err_clear(e);
         ckpt_fail(e, path, NULL, was);
-    } else if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || (n = H5Fget_file_image(f, NULL, 0)) < 0 ||
-               !(image = malloc((size_t)n + 1)) || H5Fget_file_image(f, image, (size_t)n) != n ||
-               mend_superblock((unsigned char *)image, (size_t)n)) {
-        ckpt_fail(e, path, NULL, "cannot take the file's image from HDF5");
     }
-    H5Fclose(f);
-    const char *why = e->code ? "" : write_image(tmp, image, (size_t)n);
-    free(image);
+    if (H5Fclose(f) < 0 && !e->code) ckpt_fail(e, path, NULL, "cannot close the file's image");
+    size_t n = keep.buf ? image_length(keep.buf, keep.n) : 0;
+    if (!n && !e->code) ckpt_fail(e, path, NULL, "HDF5 kept no image of the file");
+    const char *why = e->code ? "" : write_image(tmp, keep.buf, n);
+    free(keep.buf);
     if (why[0]) {
         char dir[MT_CKPT_PATH];
         struct stat st;
@@ -400,6 +503,7 @@ static int fill_file(const mt_comm *c, const char *tmp, const char *path, const 
         return e->code;
     }
     H5Pclose(fapl);
+    wd_filling = 1; /* every rank agreed that rank 0 made tmp */
     write_data(c, f, tmp, path, m, views, nv, e);
     errno = 0;
     if (H5Fclose(f) < 0) ckpt_fail(e, path, NULL, mt_h5_cause(errno));
@@ -409,6 +513,7 @@ static int fill_file(const mt_comm *c, const char *tmp, const char *path, const 
             mt_err_set(e, MT_ERR_CKPT, "cannot sync checkpoint %s: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
     }
+    wd_filling = 0; /* before the agreement that lets rank 0 rename tmp */
     return e->code;
 }
 
@@ -460,7 +565,7 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
     if (c->rank == 0) create_file(c, tmp, path, &m, config_text, views, nv, e);
     if (!mt_comm_agree(c, e)) fill_file(c, tmp, path, &m, views, nv, e);
     if (mt_comm_agree(c, e)) {
-        alarm(0);
+        disarm_watchdog();
         if (c->rank == 0) unlink(tmp);
         return e->code;
     }
@@ -474,6 +579,6 @@ int mt_ckpt_write(const mt_comm *c, const char *path, const mt_ckpt_meta *meta,
         if (e->code) e->code = MT_ERR_CKPT;
         mt_comm_agree(c, e);
     }
-    alarm(0);
+    disarm_watchdog();
     return e->code;
 }

@@ -11,8 +11,8 @@
 #     end with `exit $fail`;
 #   - helpers below: out_has, must_succeed, run_kind / must_run_kind,
 #     activation_mb, losses, gpt_tokens, WRAP, run_wrapped, rank_statuses, error_lines,
-#     starts_with, slurm_up / slurm_down (a single-node Slurm of the test's own), cmp_h5,
-#     corrupt_chunk, gpt2_vocab_or_skip.
+#     stray_lines, starts_with, slurm_up / slurm_down (a single-node Slurm of the test's
+#     own), cmp_h5, corrupt_chunk, gpt2_vocab_or_skip.
 # shellcheck shell=bash disable=SC2034  # fail, GPT_TINY, WRAP: for the scripts
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
@@ -134,6 +134,26 @@ rank_statuses() {
 # error_lines OUT: the lines starting "mpitrain: error:" that the ranks of a
 # run_wrapped wrote (stdout or stderr) and that its launcher printed.
 error_lines() { cat "$1"/out.* "$1"/err.* "$1/launcher" 2>/dev/null | grep -a '^mpitrain: error:'; }
+# stray_lines OUT: the lines on the ranks' stderr (OUT/err.*) and from
+# their launcher (OUT/launcher) of a run_wrapped that are none of the
+# expected ones, so that a test sees any other output (a library's
+# diagnostic stack, a debugging print). Expected:
+STRAY_OK=(
+    '^mpitrain: (error|hint): '  # our own report (error_lines counts the errors)
+    '^step '                     # progress lines
+    'mca_fbtl_posix_pwritev: error in' # Open MPI OMPIO's line on a failed write (docs/FAULTS.md)
+    '^_: line [0-9]+: +[0-9]+ Killed ' # WRAP's bash on the rank a test killed
+    '^\[[^]]*\] PMIX ERROR: BAD-PARAM in file .*pmix_event_notification\.c' # mpirun --enable-recovery on a rank that ended
+    '^$'
+)
+# and anything inside mpirun's boxes of dashes (its notes on an MPI_Abort, a
+# killed rank, a non-zero exit).
+stray_lines() {
+    local pat
+    pat=$(printf '%s|' "${STRAY_OK[@]}")
+    cat "$1"/err.* "$1/launcher" 2>/dev/null | awk '/^--------------------+$/ { box = !box; next } !box' |
+        grep -aEv -- "${pat%|}"
+}
 # starts_with FILE BEFORE: FILE begins with every byte of BEFORE (a file
 # only appended to since BEFORE was copied from it).
 starts_with() { [ -f "$1" ] && cmp -s -n "$(stat -c %s "$2")" "$1" "$2"; }
