@@ -9,11 +9,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/fault.h"
@@ -58,6 +61,7 @@ static int create_tensor(hid_t f, const mt_tensor_view *t, int dp, int tp, const
     H5Pset_fletcher32(dcpl);
     H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_INCR);
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    errno = 0; /* a cause below is this tensor's, not an earlier call's */
     hid_t ds = H5Dcreate2(f, t->path, H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT);
     int bad = ds < 0;
     const uint32_t placeholder = 0;
@@ -193,14 +197,15 @@ static int check_room(const char *path, double need, mt_err *e) {
 }
 
 static char wd_msg[MT_ERR_MSG_LEN + MT_ERR_HINT_LEN + 64], wd_tmp[TMP_LEN], wd_dir[TMP_LEN];
-static int wd_rank, wd_speaks; /* wd_speaks: this rank's own write failed */
+static int wd_rank;
 static double wd_timeout;
 static pid_t wd_pid0;  /* rank 0's process, */
 static int wd_beside0; /* when this rank is the lowest rank > 0 on its host */
-/* wd_armed: a write is being watched; wd_left: seconds until the watchdog
- * ends it (it ticks once a second); wd_filling: every rank is inside
- * fill_file, the temporary exists */
-static volatile sig_atomic_t wd_armed, wd_left, wd_filling;
+/* wd_armed: a write is being watched (wd_gen counts the writes, so that a
+ * watchdog thread of an earlier write ends); wd_filling: every rank is
+ * inside fill_file, the temporary exists; wd_speaks: this rank's own write
+ * failed (failed_inside) */
+static volatile sig_atomic_t wd_armed, wd_gen, wd_filling, wd_speaks;
 
 /* Whether rank 0 is gone (known only for the rank that watches it). */
 static int rank0_gone(void) {
@@ -213,31 +218,44 @@ static int abandoned(void) {
     return wd_filling && access(wd_tmp, F_OK) != 0 && access(wd_dir, F_OK) == 0;
 }
 
-/* SIGALRM during a write: only async-signal-safe calls. It ticks once a
- * second. When the time is up, every rank exits 4 and one rank speaks: rank
- * 0; a rank whose own write failed (failed_inside); or the one rank that
- * watches rank 0 (the lowest other rank on its host) when it finds it gone
- * (killed: nobody else would say why the run ended). While filling, the
- * speaker's removal of the temporary is the token: only the rank whose
- * unlink succeeds speaks, and a rank that finds the temporary gone leaves
- * at its next tick without a word, so one line is printed in all, also
- * under a launcher that lets the other ranks run on when one exits. */
+/* The watchdog's thread: four times a second while its write is watched, it
+ * ends this rank quietly when another rank has reported (abandoned). It
+ * alone asks the file system while nothing has failed here, and SIGALRM is
+ * blocked in it: a file system that stalls stalls this thread, never the
+ * alarm's handler. */
+static void *wd_thread(void *arg) {
+    sig_atomic_t gen = (sig_atomic_t)(intptr_t)arg;
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &block, NULL);
+    while (wd_armed && wd_gen == gen) {
+        struct timespec t = {0, 250 * 1000 * 1000};
+        nanosleep(&t, NULL);
+        if (wd_armed && wd_gen == gen && abandoned()) _exit(MT_ERR_CKPT);
+    }
+    return NULL;
+}
+
+/* SIGALRM, the deadline (only async-signal-safe calls): every rank exits 4
+ * and one rank speaks: rank 0; a rank whose own write failed
+ * (failed_inside); or the one rank that watches rank 0 (the lowest other
+ * rank on its host) when it finds it gone (killed: nobody else would say
+ * why the run ended). A rank whose own write failed takes a token first,
+ * the removal of the temporary: only the one whose unlink succeeds speaks,
+ * and the others find the temporary gone and leave without a word
+ * (wd_thread), so one line is printed in all, also under a launcher that
+ * lets the other ranks run on when one exits. Rank 0 and the watcher speak
+ * without touching the file system, which may be what stalls. */
 static void on_watchdog(int sig) {
     (void)sig;
-    int saved = errno;
     if (!wd_armed) return;
-    if (abandoned()) _exit(MT_ERR_CKPT);
-    if (--wd_left > 0) {
-        alarm(1);
-        errno = saved;
-        return;
-    }
-    if (wd_rank == 0 || wd_speaks || rank0_gone()) {
-        if (!wd_filling || unlink(wd_tmp) == 0 || access(wd_dir, F_OK) != 0) {
-            ssize_t w = write(2, wd_msg, strlen(wd_msg));
-            (void)w;
-            unlink(wd_tmp);
-        }
+    int speak = wd_rank == 0 || rank0_gone();
+    if (wd_speaks) speak = !wd_filling || unlink(wd_tmp) == 0 || access(wd_dir, F_OK) != 0;
+    if (speak) {
+        ssize_t w = write(2, wd_msg, strlen(wd_msg));
+        (void)w;
+        unlink(wd_tmp); /* after the line: a stalled file system may hold it */
     }
     _exit(MT_ERR_CKPT);
 }
@@ -274,9 +292,11 @@ static void arm_watchdog(const mt_comm *c, const char *tmp, int64_t step, double
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
-    wd_left = (sig_atomic_t)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout);
+    wd_gen = (sig_atomic_t)(wd_gen + 1);
     wd_armed = 1;
-    alarm(1);
+    pthread_t t; /* detached: it ends within a quarter second of its write */
+    if (pthread_create(&t, NULL, wd_thread, (void *)(intptr_t)wd_gen) == 0) pthread_detach(t);
+    alarm((unsigned)(timeout < 1 ? 1 : timeout > 1e9 ? 1e9 : timeout));
 }
 
 static void disarm_watchdog(void) {
@@ -290,7 +310,7 @@ static void disarm_watchdog(void) {
  * the watchdog is cut to a grace of GRACE_S (or a third of
  * checkpoint.timeout when shorter: it rings before the others' watchdogs),
  * and it is this rank that reports, with the reason it knows; the others
- * then find the temporary gone and leave at once (on_watchdog). If the ranks
+ * then find the temporary gone and leave at once (wd_thread). If the ranks
  * do reach the agreement, that ends the write as usual. */
 #define GRACE_S 10.0
 static void failed_inside(const mt_err *local) {
@@ -303,7 +323,8 @@ static void failed_inside(const mt_err *local) {
              local->msg, who);
     wd_speaks = 1;
     double grace = wd_timeout / 3 < GRACE_S ? wd_timeout / 3 : GRACE_S;
-    if (grace < wd_left) wd_left = (sig_atomic_t)(grace < 1 ? 1 : grace);
+    unsigned g = (unsigned)(grace < 1 ? 1 : grace), left = alarm(0);
+    alarm(left && left < g ? left : g);
 }
 
 /* Test-only: MPITRAIN_TEST_STALL_CKPT=STEP stops the writer of that step's
@@ -434,6 +455,7 @@ static const char *write_image(const char *tmp, const char *image, size_t n) {
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     size_t done = 0;
     while (fd >= 0 && done < n) {
+        errno = 0;
         ssize_t w = write(fd, image + done, n - done);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) break;
@@ -506,7 +528,10 @@ static int fill_file(const mt_comm *c, const char *tmp, const char *path, const 
     wd_filling = 1; /* every rank agreed that rank 0 made tmp */
     write_data(c, f, tmp, path, m, views, nv, e);
     errno = 0;
-    if (H5Fclose(f) < 0) ckpt_fail(e, path, NULL, mt_h5_cause(errno));
+    if (H5Fclose(f) < 0) { /* collective: the others may wait in it (failed_inside) */
+        ckpt_fail(e, path, NULL, mt_h5_cause(errno));
+        if (!wd_speaks) failed_inside(e);
+    }
     if (!e->code) {
         int fd = open(tmp, O_RDONLY);
         if (fd < 0 || fsync(fd) != 0)

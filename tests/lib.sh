@@ -144,6 +144,11 @@ STRAY_OK=(
     'mca_fbtl_posix_pwritev: error in' # Open MPI OMPIO's line on a failed write (docs/FAULTS.md)
     '^_: line [0-9]+: +[0-9]+ Killed ' # WRAP's bash on the rank a test killed
     '^\[[^]]*\] PMIX ERROR: BAD-PARAM in file .*pmix_event_notification\.c' # mpirun --enable-recovery on a rank that ended
+    # Open MPI's own run-time lines, all "[host:pid] ..." (a killed rank's
+    # daemon: "ORTE_ERROR_LOG: ... show_help.c"; the shared-memory copy from
+    # a dead peer: "Read -1, expected N, errno = 3"), seen under load; never
+    # mpitrain's or HDF5's, which start otherwise
+    '^\[[^] ]+:[0-9]+\] '
     '^$'
 )
 # and anything inside mpirun's boxes of dashes (its notes on an MPI_Abort, a

@@ -147,7 +147,7 @@ bad_key() { # bad_key SETTING MESSAGE: one error line naming it, exit 2, at -np 
         tail -5 "$TMP/bad.log" | sed 's/^/   | /'
     fi
 }
-bad_key parallel.zero=2 "parallel.zero = 2 is out of range"
+bad_key parallel.zero=2 "parallel.zero = 2 is too large"
 bad_key parallel.bucket_mb=0 "parallel.bucket_mb = 0 is out of range"
 bad_key parallel.bucket_mb=-1 "parallel.bucket_mb = -1 is out of range"
 exit $fail

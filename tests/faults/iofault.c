@@ -5,11 +5,14 @@
  *   LD_PRELOAD=.../libiofault.so MT_IOFAULT=RULE[,RULE...] mpirun ...
  * A rule is
  *   ERR:op=OPS:path=SUBSTR[:after=BYTES][:skip=N][:rank=R]
- * ERR    enospc | eio | erofs | edquot: the errno the failing call sets
+ * ERR    enospc | eio | erofs | edquot: the errno the failing call sets;
+ *        hang: the call never returns (a file system that stalls: signal
+ *        handlers still run, the call goes on waiting)
  * OPS    write (write, writev, pwrite, pwrite64, pwritev, pwritev2 and their
  *        64 variants: HDF5's sec2 driver uses pwrite64, Open MPI's OMPIO
  *        pwrite64 and pwritev, the registry write), fsync (fsync,
- *        fdatasync), open (an open for writing); several joined by '+'
+ *        fdatasync), open (an open for writing), stat (access, unlink: what
+ *        the checkpoint watchdog asks of the folder); several joined by '+'
  * path   the call's file (its /proc/self/fd link, or open's argument)
  *        contains SUBSTR
  * after  the first BYTES bytes of matching writes of this process succeed;
@@ -40,7 +43,8 @@
 
 #define MAX_RULES 8
 
-enum { OP_WRITE = 1, OP_FSYNC = 2, OP_OPEN = 4 };
+enum { OP_WRITE = 1, OP_FSYNC = 2, OP_OPEN = 4, OP_STAT = 8 };
+#define ERR_HANG (-1) /* rule.err of a hang */
 
 typedef struct {
     int err;          /* errno to set */
@@ -62,7 +66,8 @@ static int my_rank = -1;
 static const struct {
     const char *name;
     int err;
-} errs[] = {{"enospc", ENOSPC}, {"eio", EIO}, {"erofs", EROFS}, {"edquot", EDQUOT}};
+} errs[] = {
+    {"enospc", ENOSPC}, {"eio", EIO}, {"erofs", EROFS}, {"edquot", EDQUOT}, {"hang", ERR_HANG}};
 
 /* A malformed MT_IOFAULT is a test's bug: say so and stop at once. */
 static void die(const char *what, const char *text) {
@@ -76,7 +81,7 @@ static void parse_rule(char *text, rule *r) {
     r->after = -1, r->rank = -1;
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++)
         if (strcmp(tok, errs[i].name) == 0) r->err = errs[i].err, r->name = errs[i].name;
-    if (!r->err) die("error (enospc, eio, erofs, edquot)", tok);
+    if (!r->err) die("error (enospc, eio, erofs, edquot, hang)", tok);
     while ((tok = strsep(&rest, ":"))) {
         char *val = strchr(tok, '=');
         if (!val) die("field", tok);
@@ -86,7 +91,8 @@ static void parse_rule(char *text, rule *r) {
                 r->ops |= strcmp(o, "write") == 0   ? OP_WRITE
                           : strcmp(o, "fsync") == 0 ? OP_FSYNC
                           : strcmp(o, "open") == 0  ? OP_OPEN
-                                                    : (die("op (write, fsync, open)", o), 0);
+                          : strcmp(o, "stat") == 0  ? OP_STAT
+                                                    : (die("op (write, fsync, open, stat)", o), 0);
         } else if (strcmp(tok, "path") == 0 && strlen(val) < sizeof r->path) {
             strcpy(r->path, val);
         } else if (strcmp(tok, "after") == 0) {
@@ -203,6 +209,7 @@ static int iov_cut(const struct iovec *iov, int n, size_t allow, struct iovec *o
 
 #define FAIL_IF(r)                                                                                 \
     if (r) {                                                                                       \
+        while ((r)->err == ERR_HANG) pause();                                                      \
         errno = (r)->err;                                                                          \
         return -1;                                                                                 \
     }
@@ -352,4 +359,23 @@ int openat(int dirfd, const char *path, int flags, ...) {
     rule *r = match_open(path, flags, "openat");
     FAIL_IF(r);
     return real(dirfd, path, flags, mode);
+}
+
+/* What the checkpoint watchdog asks of the folder (op stat). */
+int access(const char *path, int mode) {
+    static int (*real)(const char *, int);
+    if (!real) real = next("access");
+    size_t allow;
+    rule *r = match(OP_STAT, path, 0, &allow, "access");
+    FAIL_IF(r);
+    return real(path, mode);
+}
+
+int unlink(const char *path) {
+    static int (*real)(const char *);
+    if (!real) real = next("unlink");
+    size_t allow;
+    rule *r = match(OP_STAT, path, 0, &allow, "unlink");
+    FAIL_IF(r);
+    return real(path);
 }

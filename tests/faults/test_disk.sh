@@ -67,6 +67,20 @@ fired $c "eio from fsync on .*step_00000008.h5.tmp"
 intact $c step_00000004.h5
 resumed $c 4
 
+# a file system that stalls: the checkpoint's writes and the watchdog's own
+# questions about the folder (access, unlink) never return. The watchdog's
+# thread waits with them; at checkpoint.timeout the alarm's handler writes
+# rank 0's line before it touches the file system, and rank 1 exits 4. Rank
+# 0 then waits in the stalled unlink of its temporary (as a real stalled
+# file system would hold it) until mpirun ends it: '-'. (The handler once
+# asked the folder first, and hung there without a line.)
+c=ckpt_fs_stalls
+fault_run $c "${SHIM[@]}" MT_IOFAULT=hang:op=write+stat:$TMP8 -- --set checkpoint.timeout=3
+ended $c "- 4" "^mpitrain: error: the checkpoint write of step 8 did not finish within 3 s .*"
+fired $c "rank 0: hang from write on .*step_00000008.h5.tmp"
+intact $c step_00000004.h5
+resumed $c 4
+
 # the same full disk under checkpoint.async: the background write fails,
 # the error is agreed on at the next step boundary
 c=ckpt_full_async
